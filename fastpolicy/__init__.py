@@ -1,0 +1,28 @@
+"""fastpolicy: learned, per-sample augmentation policies fast enough for ImageNet.
+
+Public surface:
+
+* :data:`OPS` — the op registry (name → :class:`~fastpolicy.registry.OpSpec`).
+* :mod:`fastpolicy.reference` — NumPy reference implementations (the specification).
+* :mod:`fastpolicy.spaces` — ``adversarial()`` and ``aws()`` search spaces.
+* :class:`Policy`, :class:`AWSDistribution`, :class:`PolicySchedule` — policy models
+  with JSON I/O; ``sample(...)`` gives :class:`PolicyParams`, the per-sample arrays
+  every backend applies.
+"""
+
+from . import reference, spaces
+from .distribution import AWSDistribution
+from .jsonio import PolicyFormatError
+from .magnitude import N_BINS, Magnitude
+from .params import NO_OP, PolicyParams
+from .policy import OpChoice, Policy, sample_policies
+from .registry import OP_NAMES, OPS, OpSpec, get_op, register_backend
+from .schedule import PolicySchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OPS", "OP_NAMES", "OpSpec", "get_op", "register_backend", "Magnitude", "N_BINS",
+    "Policy", "OpChoice", "sample_policies", "AWSDistribution", "PolicySchedule",
+    "PolicyParams", "NO_OP", "PolicyFormatError", "reference", "spaces",
+]

@@ -1,0 +1,136 @@
+"""AWS's policy: a distribution over ordered pairs of the 36 AWS elements.
+
+``p(e1, e2) = p1(e1) · p2(e2 | e1)``; each factor is a *normalized sigmoid* of its
+parameters, ``s = sigmoid(θ); p = s / Σ s``. All parameters start at zero, which
+is the uniform distribution over the 36² = 1296 pairs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import jsonio
+from .jsonio import PolicyFormatError
+from .params import PolicyParams
+from .registry import OPS
+from .sampling import complete
+from .spaces import aws
+
+FORMAT = "fastpolicy.aws_distribution"
+
+
+def normalized_sigmoid(theta: np.ndarray) -> np.ndarray:
+    """``sigmoid(θ) / Σ sigmoid(θ)`` along the last axis (float64)."""
+    s = 1.0 / (1.0 + np.exp(-np.asarray(theta, dtype=np.float64)))
+    return s / s.sum(axis=-1, keepdims=True)
+
+
+class AWSDistribution:
+    """Parameters θ1 (float64[E]) and θ2 (float64[E, E]) over the E = 36 AWS elements.
+
+    Args:
+        theta1: parameters of p1(e1); zeros (uniform) if None.
+        theta2: parameters of p2(e2 | e1), row e1; zeros if None.
+    """
+
+    def __init__(self, theta1=None, theta2=None):
+        self.space = aws()
+        e = len(self.space.elements)
+        self.theta1 = np.zeros(e) if theta1 is None else np.array(theta1, dtype=np.float64)
+        self.theta2 = np.zeros((e, e)) if theta2 is None else np.array(theta2, dtype=np.float64)
+        if self.theta1.shape != (e,) or self.theta2.shape != (e, e):
+            raise ValueError(f"AWS parameters must have shapes ({e},) and ({e}, {e}), "
+                             f"got {self.theta1.shape} and {self.theta2.shape}")
+        if not (np.all(np.isfinite(self.theta1)) and np.all(np.isfinite(self.theta2))):
+            raise ValueError("AWS parameters must be finite")
+        ids = [OPS[el.op].id for el in self.space.elements]
+        self._element_op = np.array(ids)
+        self._element_bin = np.array([-1 if el.bin is None else el.bin for el in self.space.elements])
+
+    @property
+    def n_elements(self) -> int:
+        return len(self.space.elements)
+
+    def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
+        """p1: float64[E]; p2: float64[E, E] (row e1 is p2(· | e1)). Each sums to 1."""
+        return normalized_sigmoid(self.theta1), normalized_sigmoid(self.theta2)
+
+    def joint(self) -> np.ndarray:
+        """float64[E, E]: p(e1, e2)."""
+        p1, p2 = self.probabilities()
+        return p1[:, None] * p2
+
+    def log_prob(self, pairs: np.ndarray) -> np.ndarray:
+        """float64[N]: log p(e1, e2) of element-id pairs int[N, 2]."""
+        pairs = np.asarray(pairs)
+        return np.log(self.joint()[pairs[:, 0], pairs[:, 1]])
+
+    def entropy(self) -> float:
+        """Entropy (nats) of the pair distribution."""
+        joint = self.joint()
+        return float(-(joint * np.log(joint)).sum())
+
+    def sample_pairs(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """int64[n, 2]: element ids (e1, e2) drawn from p1 · p2."""
+        p1, p2 = self.probabilities()
+        first = rng.choice(self.n_elements, size=n, p=p1)
+        cdf = np.cumsum(p2[first], axis=1)
+        second = np.minimum((cdf < rng.random((n, 1)) * cdf[:, -1:]).sum(axis=1), self.n_elements - 1)
+        return np.stack([first, second], axis=1)
+
+    def params_for_pairs(self, pairs: np.ndarray, rng: np.random.Generator, policy_index: int = 0,
+                         version: int = 0) -> PolicyParams:
+        """Per-sample parameters applying element pair ``pairs[i]`` to sample i."""
+        pairs = np.asarray(pairs)
+        return complete(self._element_op[pairs], self._element_bin[pairs], self.space, rng,
+                        policy=policy_index, version=version)
+
+    def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
+        """Per-sample parameters for ``n`` images, one pair each (the loader's interface)."""
+        return self.params_for_pairs(self.sample_pairs(n, rng), rng, policy_index, version)
+
+    def top_pairs(self, k: int = 10) -> list[tuple[str, str, float]]:
+        """The ``k`` most probable pairs as (element name, element name, probability)."""
+        joint = self.joint()
+        flat = np.argsort(joint, axis=None)[::-1][:k]
+        names = [el.name for el in self.space.elements]
+        return [(names[i // self.n_elements], names[i % self.n_elements], float(joint.flat[i])) for i in flat]
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1, "elements": [el.name for el in self.space.elements],
+                "theta1": self.theta1.tolist(), "theta2": self.theta2.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> "AWSDistribution":
+        """Inverse of :meth:`to_dict`; the element list must equal this version's AWS space."""
+        if not isinstance(data, dict):
+            raise PolicyFormatError(f"{source}: an AWS distribution must be a JSON object")
+        jsonio.check_header(data, FORMAT, source)
+        expected = [el.name for el in aws().elements]
+        elements = jsonio.field(data, "elements", list, source)
+        if elements != expected:
+            extra = sorted(set(map(str, elements)) - set(expected))
+            raise PolicyFormatError(f"{source}: 'elements' do not match the AWS space"
+                                    + (f" (unknown: {', '.join(extra)})" if extra else " (order or count differs)"))
+        try:
+            theta1 = np.array(jsonio.field(data, "theta1", list, source), dtype=np.float64)
+            theta2 = np.array(jsonio.field(data, "theta2", list, source), dtype=np.float64)
+            return cls(theta1, theta2)
+        except (ValueError, TypeError) as err:
+            raise PolicyFormatError(f"{source}: bad parameters: {err}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<string>") -> "AWSDistribution":
+        return cls.from_dict(jsonio.parse_json(text, source), source)
+
+    def save(self, path):
+        return jsonio.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path) -> "AWSDistribution":
+        return cls.from_dict(jsonio.read_json(path), str(path))

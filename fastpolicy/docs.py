@@ -1,0 +1,72 @@
+"""The README's op table, generated from the registry: ``python -m fastpolicy.docs`` rewrites it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .magnitude import N_BINS, Magnitude
+from .registry import OPS, OpSpec
+from .spaces import AWS_BINS
+
+START, END = "<!-- ops-table:start -->", "<!-- ops-table:end -->"
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _advaa(magnitude: Magnitude | None) -> str:
+    if magnitude is None:
+        return "—"
+    lo, hi = magnitude.value(0), magnitude.value(N_BINS - 1)
+    prefix = "±" if magnitude.signed else ""
+    return f"{prefix}{_num(lo)} → {prefix}{_num(hi)}"
+
+
+def _aws(spec: OpSpec) -> str:
+    if "aws" not in spec.magnitudes:
+        return "— (not in AWS)"
+    magnitude = spec.magnitudes["aws"]
+    if magnitude is None:
+        return "—"
+    parts = []
+    for b in AWS_BINS:
+        m = magnitude.value(b, 1) - magnitude.centre
+        text = f"±{_num(m)}" if magnitude.signed else _num(m)
+        parts.append(f"{_num(magnitude.centre)}{text}" if magnitude.centre else text)
+    return ", ".join(parts)
+
+
+def _bound(spec: OpSpec) -> str:
+    tol = spec.tolerance
+    return "exact" if tol.max_abs == 0 else f"≤{tol.max_abs} on ≤{tol.fraction:.2%}"
+
+
+def ops_table() -> str:
+    """Markdown table of every registered op."""
+    rows = ["| op | kind | Adversarial AutoAugment value (bins 0→9) | AWS value (bins 3, 6, 9) | PIL bound |",
+            "|---|---|---|---|---|"]
+    for name, spec in OPS.items():
+        rows.append(f"| {name} | {spec.kind} | {_advaa(spec.magnitudes.get('adversarial'))} | {_aws(spec)} | {_bound(spec)} |")
+    return "\n".join(rows)
+
+
+def render(readme: str) -> str:
+    """``readme`` with the text between the table markers replaced by :func:`ops_table`."""
+    if START not in readme or END not in readme:
+        raise ValueError(f"README lacks the markers {START} … {END}")
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{ops_table()}\n{END}{tail}"
+
+
+def main(argv=None) -> int:
+    path = Path(argv[0] if argv else Path(__file__).resolve().parent.parent / "README.md")
+    path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote the op table to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

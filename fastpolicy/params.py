@@ -1,0 +1,113 @@
+"""Per-sample policy parameters: the small arrays that travel from a policy to a backend.
+
+Sampling (:mod:`fastpolicy.policy`, :mod:`fastpolicy.aws`) produces a
+:class:`PolicyParams`; every backend applies it as a pure function
+``apply(images, params)``. Sample ``i`` applies ops ``op[i, 0]``, ``op[i, 1]``, …
+in order; an op id of -1 is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .registry import OP_NAMES
+
+NO_OP = -1
+"""Op id meaning "apply nothing at this position" (a sub-policy op skipped by its probability)."""
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """Parameters of N samples with K op slots each.
+
+    Attributes:
+        op: int16[N, K], registry op id (:data:`fastpolicy.registry.OP_NAMES`), or -1.
+        bin: int8[N, K], magnitude bin the value came from (-1 where none).
+        sign: int8[N, K], ±1, the random sign drawn for signed ops (+1 otherwise).
+        value: float64[N, K], the op's parameter in its physical unit.
+        center: float64[N, K, 2], Cutout centre (cy, cx) as fractions in [0, 1).
+        partner: int32[N, K], SamplePairing partner: index of another sample of the batch.
+        policy: int32[N], which of the M policies produced each sample.
+        version: policy version the arrays were sampled from (bumped on every
+            ``set_policies``), so a batch reports the policy it was augmented with.
+    """
+
+    op: np.ndarray
+    bin: np.ndarray
+    sign: np.ndarray
+    value: np.ndarray
+    center: np.ndarray
+    partner: np.ndarray
+    policy: np.ndarray
+    version: int = 0
+
+    _DTYPES = {"op": np.int16, "bin": np.int8, "sign": np.int8, "value": np.float64,
+               "center": np.float64, "partner": np.int32, "policy": np.int32}
+
+    def __post_init__(self):
+        for name, dtype in self._DTYPES.items():
+            object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=dtype))
+        self.validate()
+
+    @property
+    def n(self) -> int:
+        """Number of samples N."""
+        return self.op.shape[0]
+
+    @property
+    def k(self) -> int:
+        """Op slots per sample K."""
+        return self.op.shape[1]
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field whose shape or values are wrong."""
+        if self.op.ndim != 2:
+            raise ValueError(f"op must be [N, K], got shape {self.op.shape}")
+        n, k = self.op.shape
+        expected = {"bin": (n, k), "sign": (n, k), "value": (n, k), "center": (n, k, 2),
+                    "partner": (n, k), "policy": (n,)}
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {getattr(self, name).shape}")
+        if np.any((self.op < NO_OP) | (self.op >= len(OP_NAMES))):
+            raise ValueError(f"op ids must be in [-1, {len(OP_NAMES)}), got {np.unique(self.op)}")
+        if np.any((self.partner < 0) | (self.partner >= max(n, 1))):
+            raise ValueError(f"partner indices must be in [0, {n})")
+        if not np.all(np.isin(self.sign, (-1, 1))):
+            raise ValueError("sign must be -1 or +1")
+        if np.any((self.center < 0) | (self.center >= 1)):
+            raise ValueError("center must lie in [0, 1)")
+
+    def take(self, index) -> "PolicyParams":
+        """Rows ``index`` (int array or slice); partners are kept as given, so re-map them if
+        the selection is used as a batch of its own."""
+        return PolicyParams(**{f: getattr(self, f)[index] for f in self._DTYPES}, version=self.version)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays by field name (what a loader feeds to its pipeline)."""
+        return {f: getattr(self, f) for f in self._DTYPES}
+
+    @staticmethod
+    def concat(parts: list["PolicyParams"]) -> "PolicyParams":
+        """Stack batches; each part's partner indices are shifted to stay inside that part."""
+        if not parts:
+            raise ValueError("concat needs at least one PolicyParams")
+        versions = {p.version for p in parts}
+        if len(versions) != 1:
+            raise ValueError(f"cannot concatenate parameters of policy versions {sorted(versions)}")
+        offsets = np.cumsum([0] + [p.n for p in parts[:-1]])
+        stacked = {f: np.concatenate([getattr(p, f) for p in parts]) for f in PolicyParams._DTYPES}
+        stacked["partner"] = np.concatenate([p.partner + o for p, o in zip(parts, offsets)])
+        return PolicyParams(**stacked, version=parts[0].version)
+
+    def __eq__(self, other):
+        if not isinstance(other, PolicyParams):
+            return NotImplemented
+        return self.version == other.version and all(
+            np.array_equal(getattr(self, f), getattr(other, f)) for f in self._DTYPES)
+
+    __hash__ = None
+
+

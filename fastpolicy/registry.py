@@ -1,0 +1,167 @@
+"""The op registry: one :class:`OpSpec` per op, the only list of ops in fastpolicy.
+
+Search spaces, policies, backends, docs and tests all iterate over :data:`OPS`.
+An op's *value* is its parameter in physical units (see :mod:`fastpolicy.magnitude`);
+each search space that contains the op gives its own bin→value :class:`Magnitude`.
+Backends (``"dali"``, ``"cupy"``) attach implementations by op name with
+:func:`register_backend`; the NumPy ``reference`` is the specification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from .magnitude import Magnitude
+from .reference import color, geometry, special
+
+KINDS = ("affine", "lut", "blend", "special")
+"""``affine``: a 2×3 matrix per sample; ``lut``: a uint8[C, 256] table per sample;
+``blend``: a mix with a derived image (grey version, smoothed image); ``special``:
+needs more than image and value (a position, a partner)."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far the reference may be from PIL: at most ``max_abs`` grey levels, on at most
+    a ``fraction`` of the values (0, 0: bit-exact)."""
+
+    max_abs: int = 0
+    fraction: float = 0.0
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op, everything about it.
+
+    Attributes:
+        name: AutoAugment's name ("ShearX", ...).
+        kind: one of :data:`KINDS`.
+        reference: ``reference(image, value, center=None, other=None)`` → image, the
+            NumPy specification (uint8 HWC, C = 1 or 3; returns a new array).
+        magnitudes: search-space name → :class:`Magnitude` (None: the op takes no
+            magnitude). An op belongs to exactly the spaces named here.
+        stats: per-image statistic the op needs before it can be applied: None,
+            ``"minmax"``, ``"histogram"`` or ``"mean"``.
+        needs: extra per-sample input: None, ``"center"`` (a position, Cutout) or
+            ``"partner"`` (another image of the batch, SamplePairing).
+        tolerance: the tested bound of ``reference`` against PIL.
+        doc: one line for the docs.
+    """
+
+    name: str
+    kind: str
+    reference: Callable
+    magnitudes: Mapping[str, Magnitude | None]
+    stats: str | None = None
+    needs: str | None = None
+    tolerance: Tolerance = Tolerance()
+    doc: str = ""
+    backends: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def id(self) -> int:
+        """Position in :data:`OPS`; the op id in per-sample arrays."""
+        return OP_NAMES.index(self.name)
+
+    def magnitude(self, space: str) -> Magnitude | None:
+        """The bin→value mapping of this op in ``space`` (None: no magnitude)."""
+        if space not in self.magnitudes:
+            raise KeyError(f"op {self.name!r} is not in search space {space!r}")
+        return self.magnitudes[space]
+
+    def value(self, space: str, bin: int, sign: int = 1) -> float:
+        """The op's value at ``bin`` (and ``sign``) in ``space``; 0.0 for ops without magnitude."""
+        magnitude = self.magnitude(space)
+        return 0.0 if magnitude is None else magnitude.value(bin, sign)
+
+    @property
+    def signed(self) -> bool:
+        """True if any space draws a random sign for this op."""
+        return any(m is not None and m.signed for m in self.magnitudes.values())
+
+
+def _both(magnitude: Magnitude | None) -> dict:
+    return {"adversarial": magnitude, "aws": magnitude}
+
+
+_SHEAR = Magnitude(0.0, 0.3, signed=True)
+_TRANSLATE = Magnitude(0.0, 150 / 331, signed=True)
+_ENHANCE = {
+    # AutoAugment: factor 0.1 → 1.9 over the bins, no sign.
+    "adversarial": Magnitude(0.1, 1.9),
+    # AWS: 1 ± m with m 0 → 0.9 and a random sign (bins 3, 6, 9: 1 ± 0.3, 0.6, 0.9).
+    "aws": Magnitude(0.0, 0.9, signed=True, centre=1.0),
+}
+_EXACT = Tolerance()
+
+_SPECS = (
+    OpSpec("ShearX", "affine", geometry.geometric(geometry.shear_x), _both(_SHEAR),
+           doc="x += value·y about the top-left corner; value ±0.3"),
+    OpSpec("ShearY", "affine", geometry.geometric(geometry.shear_y), _both(_SHEAR),
+           doc="y += value·x; value ±0.3"),
+    OpSpec("TranslateX", "affine", geometry.geometric(geometry.translate_x), _both(_TRANSLATE),
+           doc="shift by value × width; value ±150/331"),
+    OpSpec("TranslateY", "affine", geometry.geometric(geometry.translate_y), _both(_TRANSLATE),
+           doc="shift by value × height; value ±150/331"),
+    OpSpec("Rotate", "affine", geometry.geometric(geometry.rotate), _both(Magnitude(0.0, 30.0, signed=True)),
+           doc="rotate about the centre by value degrees; ±30"),
+    OpSpec("AutoContrast", "lut", color.lookup(color.autocontrast_lut), _both(None), stats="minmax",
+           doc="stretch each channel's [min, max] to [0, 255]"),
+    OpSpec("Invert", "lut", color.lookup(color.invert_lut), _both(None), doc="255 − v"),
+    OpSpec("Equalize", "lut", color.lookup(color.equalize_lut), _both(None), stats="histogram",
+           doc="PIL's per-channel histogram equalization"),
+    OpSpec("Solarize", "lut", color.lookup(color.solarize_lut), _both(Magnitude(256.0, 0.0)),
+           doc="invert values ≥ threshold; threshold 256 → 0"),
+    OpSpec("Posterize", "lut", color.lookup(color.posterize_lut), _both(Magnitude(8.0, 4.0, integer=True)),
+           doc="keep the top value bits; 8 → 4"),
+    OpSpec("Contrast", "lut", color.lookup(color.contrast_lut), _ENHANCE, stats="mean",
+           doc="blend with the mean grey level by factor value"),
+    OpSpec("Color", "blend", color.color, _ENHANCE, doc="blend with the grey (L) image by factor value"),
+    OpSpec("Brightness", "lut", color.lookup(color.brightness_lut), _ENHANCE,
+           doc="blend with black by factor value"),
+    OpSpec("Sharpness", "blend", color.sharpness, _ENHANCE,
+           doc="blend with the 3×3 SMOOTH-filtered image by factor value"),
+    OpSpec("Cutout", "special", special.cutout, {"adversarial": Magnitude(0.0, 0.2)}, needs="center",
+           doc="grey (128) square of side value × the shorter side; value 0 → 0.2"),
+    OpSpec("SamplePairing", "special", special.sample_pairing, {"adversarial": Magnitude(0.0, 0.4)}, needs="partner",
+           doc="blend with another image of the batch, weight value 0 → 0.4"),
+)
+
+OP_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
+"""Op names in registry order (= op ids)."""
+
+OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+"""The registry: op name → :class:`OpSpec`, in a fixed order."""
+
+BACKENDS = ("dali", "cupy")
+"""Backends that attach implementations to registry ops."""
+
+
+def get_op(name: str) -> OpSpec:
+    """The registry entry for ``name``; a clear error lists the known names otherwise."""
+    try:
+        return OPS[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown op {name!r}; known ops: {', '.join(OP_NAMES)}") from None
+
+
+def op_by_id(op_id: int) -> OpSpec:
+    """The registry entry with id ``op_id`` (0 ≤ id < len(OPS))."""
+    if not 0 <= int(op_id) < len(OP_NAMES):
+        raise IndexError(f"op id {op_id} out of range [0, {len(OP_NAMES)})")
+    return OPS[OP_NAMES[int(op_id)]]
+
+
+def register_backend(backend: str, name: str):
+    """Decorator attaching ``fn`` as op ``name``'s implementation for ``backend``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+    spec = get_op(name)
+
+    def attach(fn):
+        spec.backends[backend] = fn
+        return fn
+
+    return attach

@@ -1,0 +1,65 @@
+"""A per-epoch policy schedule: the M policies each epoch trained with (Adversarial AutoAugment's output)."""
+
+from __future__ import annotations
+
+from . import jsonio
+from .jsonio import PolicyFormatError
+from .policy import Policy
+
+FORMAT = "fastpolicy.schedule"
+
+
+class PolicySchedule:
+    """Epoch → list of policies. ``epochs[e]`` holds the policies used in epoch ``e``."""
+
+    def __init__(self, epochs=()):
+        self.epochs: list[list[Policy]] = []
+        for policies in epochs:
+            self.append(policies)
+
+    def append(self, policies) -> None:
+        """Record the policies of the next epoch (a non-empty list of :class:`Policy`)."""
+        policies = list(policies)
+        if not policies or not all(isinstance(p, Policy) for p in policies):
+            raise ValueError(f"epoch {len(self.epochs)}: expected a non-empty list of Policy")
+        self.epochs.append(policies)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __getitem__(self, epoch: int) -> list[Policy]:
+        return self.epochs[epoch]
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1,
+                "epochs": [{"epoch": e, "policies": [p.to_dict() for p in ps]} for e, ps in enumerate(self.epochs)]}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> "PolicySchedule":
+        if not isinstance(data, dict):
+            raise PolicyFormatError(f"{source}: a schedule must be a JSON object")
+        jsonio.check_header(data, FORMAT, source)
+        schedule = cls()
+        for i, entry in enumerate(jsonio.field(data, "epochs", list, source)):
+            where = f"{source}: epochs[{i}]"
+            if not isinstance(entry, dict):
+                raise PolicyFormatError(f"{where} must be an object")
+            if jsonio.field(entry, "epoch", int, where) != i:
+                raise PolicyFormatError(f"{where}: epoch number {entry['epoch']!r}, expected {i}")
+            policies = jsonio.field(entry, "policies", list, where)
+            if not policies:
+                raise PolicyFormatError(f"{where}: no policies")
+            schedule.append([Policy.from_dict(p, f"{where}.policies[{j}]") for j, p in enumerate(policies)])
+        return schedule
+
+    def save(self, path):
+        return jsonio.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path) -> "PolicySchedule":
+        return cls.from_dict(jsonio.read_json(path), str(path))
+
+    def __eq__(self, other):
+        return isinstance(other, PolicySchedule) and self.epochs == other.epochs
+
+    __hash__ = None

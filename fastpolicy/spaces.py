@@ -1,0 +1,97 @@
+"""The two search spaces, derived from the op registry (no op is named here).
+
+* :func:`adversarial` — Adversarial AutoAugment: the 16 ops × 10 magnitude bins;
+  a controller picks an op and a bin for each of a sub-policy's two slots.
+* :func:`aws` — AWS: 36 elements = each op with a magnitude at bins 3, 6 and 9 of
+  the 10-bin range, plus each op without one; an AWS op is an ordered pair of elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .magnitude import N_BINS, Magnitude
+from .registry import OPS
+
+AWS_BINS = (3, 6, 9)
+"""Bins of the 10-bin range that AWS keeps for ops with a magnitude."""
+
+
+@dataclass(frozen=True)
+class Element:
+    """One (op, bin) choice; ``bin`` is None for ops without a magnitude."""
+
+    op: str
+    bin: int | None
+
+    @property
+    def name(self) -> str:
+        """``"ShearX@3"``, or just ``"Invert"`` without a magnitude."""
+        return self.op if self.bin is None else f"{self.op}@{self.bin}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Ops and bins one search may choose from.
+
+    Attributes:
+        name: ``"adversarial"`` or ``"aws"``; the key of the ops' magnitude mappings.
+        ops: op names, in registry order.
+        n_bins: magnitude bins (10).
+        elements: every (op, bin) choice of the space, in registry order.
+    """
+
+    name: str
+    ops: tuple[str, ...]
+    n_bins: int
+    elements: tuple[Element, ...]
+
+    def magnitude(self, op: str) -> Magnitude | None:
+        """The op's bin→value mapping in this space (None: no magnitude)."""
+        if op not in self.ops:
+            raise KeyError(f"op {op!r} is not in the {self.name} search space; its ops: {', '.join(self.ops)}")
+        return OPS[op].magnitude(self.name)
+
+    def element_index(self, op: str, bin: int | None) -> int:
+        """Index of element (op, bin) in :attr:`elements`."""
+        if self.magnitude(op) is None:
+            bin = None
+        try:
+            return self.elements.index(Element(op, bin))
+        except ValueError:
+            raise KeyError(f"({op}, bin {bin}) is not an element of the {self.name} search space") from None
+
+    def check_bin(self, op: str, bin: int) -> None:
+        """Raise ValueError unless ``bin`` is a valid magnitude bin for ``op`` here."""
+        self.magnitude(op)
+        if isinstance(bin, bool) or not isinstance(bin, int) or not 0 <= bin < self.n_bins:
+            raise ValueError(f"magnitude bin {bin!r} of {op} out of range [0, {self.n_bins})")
+
+
+@lru_cache(maxsize=None)
+def adversarial() -> SearchSpace:
+    """Adversarial AutoAugment's space: 16 ops, 10 bins each."""
+    ops = tuple(name for name, spec in OPS.items() if "adversarial" in spec.magnitudes)
+    return SearchSpace("adversarial", ops, N_BINS, tuple(Element(op, b) for op in ops for b in range(N_BINS)))
+
+
+@lru_cache(maxsize=None)
+def aws() -> SearchSpace:
+    """AWS's space: 36 elements (11 ops × bins 3, 6, 9, plus AutoContrast, Invert, Equalize)."""
+    ops = tuple(name for name, spec in OPS.items() if "aws" in spec.magnitudes)
+    elements = []
+    for op in ops:
+        if OPS[op].magnitude("aws") is None:
+            elements.append(Element(op, None))
+        else:
+            elements.extend(Element(op, b) for b in AWS_BINS)
+    return SearchSpace("aws", ops, N_BINS, tuple(elements))
+
+
+def get_space(name: str) -> SearchSpace:
+    """The search space called ``name``."""
+    spaces = {"adversarial": adversarial, "aws": aws}
+    if name not in spaces:
+        raise ValueError(f"unknown search space {name!r}; known: {', '.join(spaces)}")
+    return spaces[name]()

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fastpolicy",
+    version="0.1.0",
+    description="Learned, per-sample augmentation policies (Adversarial AutoAugment, AWS) on DALI and CuPy",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["fastpolicy", "fastpolicy.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-benchmark>=4",
+            "pillow>=13",  # the oracle: Pillow 13's ImageOps.equalize divides by 255
+            "scikit-image>=0.22",
+            "scikit-learn>=1.3",
+            "matplotlib>=3.7",
+            "tensorboard>=2.14",
+        ],
+        "cuda13": ["nvidia-dali-cuda130>=2.0", "cupy-cuda13x>=13"],
+        "cuda12": ["nvidia-dali-cuda120>=2.0", "cupy-cuda12x>=13"],
+    },
+)

@@ -1,0 +1,49 @@
+"""Shared fixtures: real photos (scikit-image, scikit-learn) and the GPU marker's skip."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+
+@functools.lru_cache(maxsize=None)
+def photos() -> dict[str, np.ndarray]:
+    """Real photographs bundled with scikit-image and scikit-learn (uint8 HWC / HW)."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    sample = load_sample_images().images
+    return {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+        "china": sample[0],
+        "flower": sample[1],
+        "camera_grey": data.camera(),
+    }
+
+
+def crop(image: np.ndarray, height: int | None, width: int | None) -> np.ndarray:
+    """Top-left crop (None: the whole image), as a contiguous array."""
+    return np.ascontiguousarray(image if height is None else image[:height, :width])
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if gpu_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
