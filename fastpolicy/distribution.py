@@ -7,7 +7,6 @@ is the uniform distribution over the 36² = 1296 pairs.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
@@ -27,7 +26,7 @@ def normalized_sigmoid(theta: np.ndarray) -> np.ndarray:
     return s / s.sum(axis=-1, keepdims=True)
 
 
-class AWSDistribution:
+class AWSDistribution(jsonio.JsonFile):
     """Parameters θ1 (float64[E]) and θ2 (float64[E, E]) over the E = 36 AWS elements.
 
     Args:
@@ -120,17 +119,3 @@ class AWSDistribution:
             return cls(theta1, theta2)
         except (ValueError, TypeError) as err:
             raise PolicyFormatError(f"{source}: bad parameters: {err}") from None
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "<string>") -> "AWSDistribution":
-        return cls.from_dict(jsonio.parse_json(text, source), source)
-
-    def save(self, path):
-        return jsonio.write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path) -> "AWSDistribution":
-        return cls.from_dict(jsonio.read_json(path), str(path))

@@ -18,13 +18,7 @@ def read_json(path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise PolicyFormatError(f"{path}: cannot read: {err.strerror or err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PolicyFormatError(f"{path}: not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise PolicyFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return parse_json(text, str(path))
 
 
 def parse_json(text: str, source: str = "<string>") -> dict:
@@ -61,7 +55,28 @@ def field(data: dict, key: str, types, source: str):
     if key not in data:
         raise PolicyFormatError(f"{source}: missing field {key!r}")
     value = data[key]
-    if not isinstance(value, types) or isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
+    allowed = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        names = " or ".join(t.__name__ for t in allowed)
         raise PolicyFormatError(f"{source}: field {key!r} must be {names}, got {type(value).__name__}")
     return value
+
+
+class JsonFile:
+    """Mixin: JSON text and file I/O for a class with ``to_dict()`` and ``from_dict(data, source)``."""
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<string>"):
+        return cls.from_dict(parse_json(text, source), source)
+
+    def save(self, path) -> Path:
+        """Write :meth:`to_dict` as JSON to ``path`` (atomically); returns the path."""
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path):
+        """Read and validate ``path``; PolicyFormatError names the file and the field."""
+        return cls.from_dict(read_json(path), str(path))

@@ -38,7 +38,7 @@ class OpChoice:
         return out
 
 
-class Policy:
+class Policy(jsonio.JsonFile):
     """Sub-policies over one search space.
 
     Args:
@@ -73,7 +73,7 @@ class Policy:
                     raise ValueError(f"{where}: {err}") from None
                 if not isinstance(choice.prob, (int, float)) or not 0.0 <= choice.prob <= 1.0:
                     raise ValueError(f"{where}: probability {choice.prob!r} outside [0, 1]")
-                choices.append(OpChoice(choice.op, choice.bin, float(choice.prob)))
+                choices.append(OpChoice(choice.op, int(choice.bin), float(choice.prob)))
             if not choices:
                 raise ValueError(f"sub-policy {i} is empty")
             parsed.append(tuple(choices))
@@ -150,21 +150,6 @@ class Policy:
             return cls(parsed, space=space)
         except ValueError as err:
             raise PolicyFormatError(f"{source}: {err}") from None
-
-    def to_json(self) -> str:
-        import json
-        return json.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "<string>") -> "Policy":
-        return cls.from_dict(jsonio.parse_json(text, source), source)
-
-    def save(self, path):
-        return jsonio.write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path) -> "Policy":
-        return cls.from_dict(jsonio.read_json(path), str(path))
 
     def __eq__(self, other):
         return isinstance(other, Policy) and self.space == other.space and self.sub_policies == other.sub_policies

@@ -9,7 +9,7 @@ from .policy import Policy
 FORMAT = "fastpolicy.schedule"
 
 
-class PolicySchedule:
+class PolicySchedule(jsonio.JsonFile):
     """Epoch → list of policies. ``epochs[e]`` holds the policies used in epoch ``e``."""
 
     def __init__(self, epochs=()):
@@ -51,13 +51,6 @@ class PolicySchedule:
                 raise PolicyFormatError(f"{where}: no policies")
             schedule.append([Policy.from_dict(p, f"{where}.policies[{j}]") for j, p in enumerate(policies)])
         return schedule
-
-    def save(self, path):
-        return jsonio.write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path) -> "PolicySchedule":
-        return cls.from_dict(jsonio.read_json(path), str(path))
 
     def __eq__(self, other):
         return isinstance(other, PolicySchedule) and self.epochs == other.epochs

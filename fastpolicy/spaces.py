@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -65,7 +66,7 @@ class SearchSpace:
     def check_bin(self, op: str, bin: int) -> None:
         """Raise ValueError unless ``bin`` is a valid magnitude bin for ``op`` here."""
         self.magnitude(op)
-        if isinstance(bin, bool) or not isinstance(bin, int) or not 0 <= bin < self.n_bins:
+        if isinstance(bin, bool) or not isinstance(bin, numbers.Integral) or not 0 <= bin < self.n_bins:
             raise ValueError(f"magnitude bin {bin!r} of {op} out of range [0, {self.n_bins})")
 
 

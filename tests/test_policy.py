@@ -61,6 +61,12 @@ def test_sample_policies_is_policy_major_with_partners_in_block():
     assert np.array_equal(blocks, np.repeat(np.arange(3), 8)[:, None].repeat(2, 1))
 
 
+def test_numpy_integer_bins_are_accepted():
+    policy = Policy([[("Rotate", np.int64(4)), ("Invert", np.int32(0))]])
+    assert policy.sub_policies[0][0].bin == 4 and type(policy.sub_policies[0][0].bin) is int
+    assert Policy.from_json(policy.to_json()) == policy
+
+
 def test_random_policy_shape():
     policy = Policy.random(np.random.default_rng(0))
     assert len(policy.sub_policies) == 5 and all(len(s) == 2 for s in policy.sub_policies)
@@ -78,6 +84,7 @@ def test_json_round_trip(tmp_path):
     (lambda d: d["sub_policies"][0][0].update(op="Shear"), r"sub-policy 0, op 0: unknown op 'Shear'"),
     (lambda d: d["sub_policies"][0][0].update(bin=10), r"bin 10 of ShearX out of range"),
     (lambda d: d["sub_policies"][0][0].update(bin="3"), r"'bin' must be int"),
+    (lambda d: d["sub_policies"][0][0].update(bin=True), r"'bin' must be int, got bool"),
     (lambda d: d["sub_policies"][0][0].update(prob=1.5), r"probability 1.5"),
     (lambda d: d["sub_policies"][0][0].update(extra=1), r"unknown field"),
     (lambda d: d.update(space="nope"), r"unknown search space"),
