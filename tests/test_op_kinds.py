@@ -1,0 +1,55 @@
+"""Each op kind exposes what the batched backends consume: tables for ``lut`` ops, matrices for ``affine``."""
+
+import numpy as np
+import pytest
+from conftest import crop, photos
+
+from fastpolicy.reference import apply_value
+from fastpolicy.reference.color import apply_lut
+from fastpolicy.reference.geometry import warp
+from fastpolicy.registry import OPS
+
+LUT_OPS = [n for n, s in OPS.items() if s.kind == "lut"]
+AFFINE_OPS = [n for n, s in OPS.items() if s.kind == "affine"]
+
+
+def _value(name, bin_=7, sign=-1):
+    magnitude = OPS[name].magnitudes["adversarial"]
+    return 0.0 if magnitude is None else magnitude.value(bin_, sign)
+
+
+@pytest.mark.parametrize("name", LUT_OPS)
+def test_lut_ops_are_a_per_channel_table(name):
+    image = crop(photos()["china"], 70, 90)
+    table = OPS[name].reference.lut(image, _value(name))
+    assert table.shape == (3, 256) and table.dtype == np.uint8
+    assert np.array_equal(apply_lut(image, table), apply_value(name, image, _value(name)))
+
+
+@pytest.mark.parametrize("name", AFFINE_OPS)
+def test_affine_ops_are_one_matrix(name):
+    image = crop(photos()["astronaut"], 65, 83)
+    matrix = OPS[name].reference.matrix(_value(name), 65, 83)
+    assert len(matrix) == 6
+    assert np.array_equal(warp(image, matrix), apply_value(name, image, _value(name)))
+
+
+def test_every_op_has_a_kind_contract():
+    for name, spec in OPS.items():
+        if spec.kind == "lut":
+            assert hasattr(spec.reference, "lut"), name
+        elif spec.kind == "affine":
+            assert hasattr(spec.reference, "matrix"), name
+        elif spec.kind == "special":
+            assert spec.needs in ("center", "partner"), name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", LUT_OPS)
+def test_lut_tables_apply_on_the_gpu(name):
+    import cupy as cp
+
+    image = crop(photos()["coffee"], 77, 101)
+    table = OPS[name].reference.lut(image, _value(name))
+    on_gpu = cp.asarray(table)[cp.arange(3)[None, None, :], cp.asarray(image).astype(cp.int32)]
+    assert np.array_equal(cp.asnumpy(on_gpu), apply_value(name, image, _value(name)))
