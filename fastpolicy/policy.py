@@ -80,6 +80,7 @@ class Policy(jsonio.JsonFile):
         if not parsed:
             raise ValueError("a policy needs at least one sub-policy")
         self.sub_policies: tuple[tuple[OpChoice, ...], ...] = tuple(parsed)
+        self._tables = self._build_tables()
 
     @property
     def n_ops(self) -> int:
@@ -88,7 +89,10 @@ class Policy(jsonio.JsonFile):
 
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """int64[S, K] op ids, int64[S, K] bins, float64[S, K] probabilities (short
-        sub-policies are padded with op -1, probability 0)."""
+        sub-policies are padded with op -1, probability 0). Copies; built once per policy."""
+        return tuple(t.copy() for t in self._tables)
+
+    def _build_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s, k = len(self.sub_policies), self.n_ops
         ops = np.full((s, k), NO_OP, dtype=np.int64)
         bins = np.zeros((s, k), dtype=np.int64)
@@ -102,7 +106,7 @@ class Policy(jsonio.JsonFile):
         """Per-sample parameters for ``n`` images: a uniformly chosen sub-policy each,
         ops kept with their probability (skipped slots get op -1), signs, Cutout
         centres and SamplePairing partners drawn from ``rng``."""
-        ops, bins, probs = self.tables()
+        ops, bins, probs = self._tables
         chosen = rng.integers(0, len(self.sub_policies), size=n)
         keep = rng.random((n, self.n_ops)) < probs[chosen]
         return complete(np.where(keep, ops[chosen], NO_OP), bins[chosen], self.space, rng,

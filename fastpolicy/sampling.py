@@ -7,6 +7,8 @@ and turns bins into values with the space's magnitude mappings.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .params import NO_OP, PolicyParams
@@ -14,6 +16,7 @@ from .registry import OP_NAMES, OPS
 from .spaces import SearchSpace
 
 
+@lru_cache(maxsize=None)
 def value_tables(space: SearchSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-op tables over the whole registry for ``space``.
 
@@ -22,6 +25,8 @@ def value_tables(space: SearchSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray
             without magnitude or outside the space.
         signed: bool[n_ops], whether the op draws a random sign in this space.
         has_magnitude: bool[n_ops], whether the op has a magnitude in this space.
+
+    Computed once per space (cached) and returned read-only.
     """
     values = np.zeros((len(OP_NAMES), space.n_bins, 2))
     signed = np.zeros(len(OP_NAMES), dtype=bool)
@@ -32,6 +37,8 @@ def value_tables(space: SearchSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray
             values[OPS[op].id] = magnitude.table(space.n_bins)
             signed[OPS[op].id] = magnitude.signed
             has_magnitude[OPS[op].id] = True
+    for table in (values, signed, has_magnitude):
+        table.flags.writeable = False
     return values, signed, has_magnitude
 
 
