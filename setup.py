@@ -15,6 +15,7 @@ setup(
         "torch==2.14.1",
         "torchvision==0.29.1",
         "tqdm>=4.60",
+        "pillow>=10",  # file checks (verify="decode"); torchvision needs it anyway
     ],
     extras_require={
         "dev": [

@@ -8,6 +8,8 @@ Public surface:
 * :class:`Policy`, :class:`AWSDistribution`, :class:`PolicySchedule` — policy models
   with JSON I/O; ``sample(...)`` gives :class:`PolicyParams`, the per-sample arrays
   every backend applies.
+* :class:`PolicyDALILoader` — the M×N enlarged-batch loader (needs DALI; imported on
+  first use, so the package imports without it).
 """
 
 from . import reference, spaces
@@ -21,8 +23,17 @@ from .schedule import PolicySchedule
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    if name == "PolicyDALILoader":
+        from .loader import PolicyDALILoader
+
+        return PolicyDALILoader
+    raise AttributeError(f"module 'fastpolicy' has no attribute {name!r}")
+
+
 __all__ = [
     "OPS", "OP_NAMES", "OpSpec", "get_op", "register_backend", "Magnitude", "N_BINS",
     "Policy", "OpChoice", "sample_policies", "AWSDistribution", "PolicySchedule",
-    "PolicyParams", "NO_OP", "PolicyFormatError", "reference", "spaces",
+    "PolicyParams", "NO_OP", "PolicyFormatError", "reference", "spaces", "PolicyDALILoader",
 ]

@@ -85,6 +85,18 @@ class PolicyParams:
         the selection is used as a batch of its own."""
         return PolicyParams(**{f: getattr(self, f)[index] for f in self._DTYPES}, version=self.version)
 
+    def pad_slots(self, k: int) -> "PolicyParams":
+        """The same parameters with ``k`` op slots (≥ ``self.k``): extra slots are skipped (op -1)."""
+        if k < self.k:
+            raise ValueError(f"cannot pad {self.k} op slots down to {k}")
+        extra = k - self.k
+        fills = {"op": NO_OP, "bin": -1, "sign": 1, "value": 0.0, "center": 0.0}
+        padded = {name: np.concatenate(
+            [getattr(self, name), np.full((self.n, extra) + getattr(self, name).shape[2:], fill)], axis=1)
+            for name, fill in fills.items()}
+        padded["partner"] = np.concatenate([self.partner, self.partner[:, :1].repeat(extra, 1)], axis=1)
+        return PolicyParams(**padded, policy=self.policy, version=self.version)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays by field name (what a loader feeds to its pipeline)."""
         return {f: getattr(self, f) for f in self._DTYPES}

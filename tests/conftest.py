@@ -47,3 +47,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def photo_tree(tmp_path_factory) -> str:
+    """A 5-class × 4-image ImageNet-layout JPEG tree of real photos (small sizes for speed)."""
+    from fastpolicy.data.photo_tree import make_photo_tree
+
+    root = str(tmp_path_factory.mktemp("tree"))
+    make_photo_tree(root, classes=5, per_class=4, size=(160, 120))
+    return root

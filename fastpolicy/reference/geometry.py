@@ -85,6 +85,23 @@ def fixed_point(matrix) -> np.ndarray:
     )
 
 
+def float_matrix(matrix, height: int, width: int) -> tuple[float, ...]:
+    """The float matrix with which a float warp engine picks exactly PIL's source pixels.
+
+    For a warp that maps the output pixel centre ``(x + .5, y + .5)`` through the matrix
+    and takes the input pixel containing the result (DALI ``warp_affine`` with
+    ``inverse_map=True`` and nearest-neighbour interpolation), this matrix reproduces
+    PIL's 16.16 fixed-point arithmetic: its entries are the fixed-point values, with the
+    half-pixel offset moved back out of the constant terms. Translations (PIL's float
+    engine) are returned unchanged.
+    """
+    if is_translation(matrix):
+        return tuple(float(v) for v in matrix)
+    _check_fixed_range(matrix, height, width)
+    a0, a1, a2, a3, a4, a5 = (int(v) / 65536.0 for v in fixed_point(matrix))
+    return (a0, a1, a2 - (a0 + a1) / 2, a3, a4, a5 - (a3 + a4) / 2)
+
+
 def _check_fixed_range(matrix, height: int, width: int) -> None:
     a, b, c, d, e, f = matrix
     for x, y in ((0, 0), (width, height), (0, height), (width, 0)):

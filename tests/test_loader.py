@@ -1,0 +1,152 @@
+"""PolicyDALILoader on the CPU: batch layout, policies per step without rebuilds, sharding, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastpolicy import AWSDistribution, OPS, Policy, reference
+from fastpolicy.data import fashion_mnist
+
+pytest.importorskip("nvidia.dali")
+from fastpolicy.loader import PolicyDALILoader  # noqa: E402
+
+M, N = 3, 4
+
+
+def _policies(seed: int, count: int = M) -> list[Policy]:
+    rng = np.random.default_rng(seed)
+    return [Policy.random(rng) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    images, labels = fashion_mnist.load("test")
+    return images[:200], labels[:200]
+
+
+def test_batch_layout_labels_and_policy_ids(photo_tree):
+    loader = PolicyDALILoader(photo_tree, batch_size=N, M=M, image_size=40, policies=_policies(0))
+    assert len(loader) == 20 // N
+    for batch in loader:
+        images, labels, policy_ids = batch
+        assert images.shape == (M * N, 3, 40, 40) and images.dtype == torch.float32
+        assert labels.shape == policy_ids.shape == (M * N,)
+        # copy m of image n sits at row m*N + n: same label, distinct policy ids, each id N times
+        assert (labels.view(M, N) == labels[:N]).all()
+        assert (policy_ids.view(M, N) == torch.arange(M)[:, None]).all()
+        assert torch.equal(labels[:N], torch.as_tensor(loader.images_list.labels[batch.indices]))
+        assert batch.version == 1 and (batch.params.policy == policy_ids.numpy()).all()
+
+
+def test_policy_change_applies_next_batch_without_rebuild(fmnist):
+    images, labels = fmnist
+    loader = PolicyDALILoader.from_arrays(images, labels, batch_size=8, M=2, policies=_policies(1, 2),
+                                          output="uint8")
+    it = iter(loader)
+    first = next(it)
+    builds = loader.builds
+    invert = Policy([[("Invert", 0), ("Invert", 0)]] * 5)  # applied twice: identity
+    version = loader.set_policies([invert, Policy([[("Invert", 0)]])])
+    second = next(it)
+    assert second.version == version == first.version + 1
+    assert set(second.params.op[:8].ravel()) == {OPS["Invert"].id}
+    assert set(second.params.op[8:, 0]) == {OPS["Invert"].id} and set(second.params.op[8:, 1]) == {-1}
+    assert not np.array_equal(first.params.op, second.params.op)
+    loader.set_policies(None)
+    plain = next(it)
+    assert plain.params is None and plain.version == version + 1
+    assert loader.builds == builds
+
+
+def test_dali_backend_equals_reference_backend(photo_tree):
+    """Same seed, same crops: the DALI policy stage gives the reference's pixels for whole batches."""
+    loaders = [PolicyDALILoader(photo_tree, batch_size=N, M=M, image_size=36, seed=5, backend=backend,
+                                policies=_policies(2), output="uint8") for backend in ("dali", "numpy")]
+    for dali_batch, ref_batch in zip(*loaders):
+        assert torch.equal(dali_batch.labels, ref_batch.labels)
+        assert dali_batch.params == ref_batch.params
+        assert torch.equal(dali_batch.images, ref_batch.images)
+
+
+def test_policy_stage_sees_the_baseline_crops(fmnist):
+    """With baseline 'none' the copies are the dataset images and the output is the reference's."""
+    images, labels = fmnist
+    loader = PolicyDALILoader.from_arrays(images, labels, batch_size=16, M=2, baseline="none", shuffle=False,
+                                          output="uint8", policies=AWSDistribution())
+    batch = next(iter(loader))
+    originals = np.concatenate([images[batch.indices]] * 2)
+    expected = reference.apply_batch(originals, batch.params)
+    np.testing.assert_array_equal(batch.images.permute(0, 2, 3, 1).numpy(), expected)
+
+
+@pytest.mark.parametrize("source", ["files", "arrays"])
+def test_two_shards_cover_the_dataset_without_overlap(photo_tree, fmnist, source):
+    seen = []
+    for shard in range(2):
+        if source == "files":
+            loader = PolicyDALILoader(photo_tree, batch_size=3, M=1, image_size=16, shard_id=shard,
+                                      num_shards=2, drop_last=False)
+            total = 20
+        else:
+            loader = PolicyDALILoader.from_arrays(*fmnist, batch_size=16, M=1, shard_id=shard, num_shards=2,
+                                                  drop_last=False)
+            total = 200
+        indices = np.concatenate([batch.indices for batch in loader])
+        assert len(indices) == len(set(indices.tolist())) == total // 2
+        seen.append(set(indices.tolist()))
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == total
+
+
+def test_epochs_reshuffle_and_reset(fmnist):
+    loader = PolicyDALILoader.from_arrays(*fmnist, batch_size=32, M=1)
+    assert len(loader) == 6
+    first = np.concatenate([b.indices for b in loader])
+    second = np.concatenate([b.indices for b in loader])
+    assert loader.epoch == 2 and not np.array_equal(first, second)
+    assert len(set(first.tolist())) == 6 * 32
+    next(iter(loader))
+    loader.reset()
+    assert loader.epoch == 3 and loader.step == 0
+
+
+@pytest.mark.parametrize("source", ["files", "arrays"])
+def test_resume_continues_the_same_batches(photo_tree, fmnist, source):
+    def make():
+        if source == "files":
+            return PolicyDALILoader(photo_tree, batch_size=N, M=2, image_size=24, seed=3, policies=_policies(4, 2))
+        return PolicyDALILoader.from_arrays(*fmnist, batch_size=16, M=2, seed=3, policies=AWSDistribution())
+
+    reference_run = make()
+    batches = [b for _ in range(2) for b in reference_run]
+    interrupted = make()
+    it = iter(interrupted)
+    for _ in range(len(interrupted) - 2):
+        next(it)
+    state = interrupted.state_dict()
+    resumed = make()
+    resumed.set_policies(None)  # overwritten by the state
+    resumed.load_state_dict(state)
+    rest = [b for _ in range(2) for b in resumed][: len(batches) - (len(interrupted) - 2)]
+    for expected, got in zip(batches[len(interrupted) - 2:], rest):
+        assert (got.epoch, got.step) == (expected.epoch, expected.step)
+        assert np.array_equal(got.indices, expected.indices)
+        assert got.params == expected.params
+        assert torch.equal(got.images, expected.images)
+
+
+def test_from_arrays_validates_and_normalizes(fmnist):
+    images, labels = fmnist
+    with pytest.raises(TypeError, match="uint8"):
+        PolicyDALILoader.from_arrays(images.astype(np.float32), labels, batch_size=4)
+    with pytest.raises(ValueError, match="labels"):
+        PolicyDALILoader.from_arrays(images, labels[:-1], batch_size=4)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        PolicyDALILoader.from_arrays(images, labels, batch_size=500)
+    with pytest.raises(ValueError, match="policies for M=2"):
+        PolicyDALILoader.from_arrays(images, labels, batch_size=4, M=2, policies=_policies(0, 3))
+    loader = PolicyDALILoader.from_arrays(images[..., 0], labels, batch_size=100, M=1, baseline="none")
+    batch = next(iter(loader))
+    assert batch.images.shape == (100, 1, 28, 28)
+    assert abs(batch.images.mean().item()) < 0.2 and abs(batch.images.std().item() - 1) < 0.2
