@@ -150,3 +150,9 @@ def test_from_arrays_validates_and_normalizes(fmnist):
     batch = next(iter(loader))
     assert batch.images.shape == (100, 1, 28, 28)
     assert abs(batch.images.mean().item()) < 0.2 and abs(batch.images.std().item() - 1) < 0.2
+
+
+def test_file_loader_rejects_array_baselines(photo_tree):
+    for baseline in ("pad_crop", "none"):
+        with pytest.raises(ValueError, match="in-memory arrays"):
+            PolicyDALILoader(photo_tree, batch_size=2, M=1, baseline=baseline)

@@ -125,6 +125,9 @@ class PolicyDALILoader:
         self.baseline = baseline or ("pad_crop" if _arrays is not None else "imagenet")
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {self.baseline!r}; choose from {BASELINES}")
+        if _arrays is None and self.baseline in ("pad_crop", "none"):  # checked before scanning files
+            raise ValueError(f"baseline={self.baseline!r} is for in-memory arrays of one size; "
+                             "files use 'imagenet' or 'center'")
         if _arrays is not None:
             self.images_list, (self._images, self._labels) = None, _arrays
             n = len(self._images)
@@ -135,10 +138,6 @@ class PolicyDALILoader:
             self._images = self._labels = None
             n = len(self.images_list)
             self.size, self.channels = (image_size, image_size), 3
-            if self.baseline == "none":
-                raise ValueError("baseline='none' needs images of one size: use 'center' or 'imagenet' for files")
-        if self.baseline == "pad_crop" and _arrays is None:
-            raise ValueError("baseline='pad_crop' is for in-memory arrays; files use 'imagenet' or 'center'")
         self.shard_size = n * (shard_id + 1) // num_shards - n * shard_id // num_shards
         if self.shard_size < (batch_size if drop_last else 1):
             raise ValueError(f"shard {shard_id} of {num_shards} holds {self.shard_size} images, "
