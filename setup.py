@@ -9,7 +9,10 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["fastpolicy", "fastpolicy.*"]),
+    packages=find_packages(include=["fastpolicy", "fastpolicy.*"]) + ["fastpolicy.kernels"],
+    # The CUDA sources ship inside the package (fastpolicy/kernels/) in wheels.
+    package_dir={"fastpolicy.kernels": "kernels"},
+    package_data={"fastpolicy.kernels": ["*.cu", "*.cuh", "*.hpp", "README.md"]},
     install_requires=[
         "numpy>=1.24",
         "torch==2.14.1",

@@ -14,10 +14,7 @@ each figure is the median of ``--repeats`` timed runs.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +29,9 @@ import fastpolicy
 from fastpolicy import Policy
 from fastpolicy.data.photo_tree import make_photo_tree
 from fastpolicy.loader import PolicyDALILoader
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record  # noqa: E402
 
 
 class Copies(torch.utils.data.Dataset):
@@ -102,39 +102,13 @@ def main(argv=None) -> dict:
                      "ratio_fastpolicy_over_torchvision": ours / peer})
         print(f"M={M}: fastpolicy {ours:8.1f} img/s   torchvision v2 AutoAugment ({args.workers} workers) "
               f"{peer:8.1f} img/s   ratio {ours / peer:.2f}")
-    result = {
-        "benchmark": "loader_throughput", "command": " ".join([sys.executable.split('/')[-1]] + sys.argv),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": platform.processor() or _cpu_model(), "cores": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name() if args.device == "gpu" else None},
-        "versions": {"fastpolicy": fastpolicy.__version__, "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "dali": _dali_version()},
-        "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"image_size": 224,
-                                                                          "source_size": [500, 375]},
-        "note": "images/s counts output images (M copies of N images per batch); absolute numbers "
-                "depend on this machine, compare the ratios",
-        "results": rows,
-    }
     out = args.out or os.path.join(os.path.dirname(__file__), "results", f"loader_{args.device}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as handle:
-        json.dump(result, handle, indent=2)
-    print(f"wrote {out}")
-    return result
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
-
-
-def _dali_version() -> str:
-    import nvidia.dali
-
-    return nvidia.dali.__version__
+    return record.write(
+        "loader_throughput", {k: v for k, v in vars(args).items() if k != "out"}
+        | {"image_size": 224, "source_size": [500, 375]}, rows, out,
+        note="images/s counts output images (M copies of N images per batch); absolute numbers "
+             "depend on this machine, compare the ratios",
+        modules=("torchvision", "nvidia.dali"))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,16 @@ def crop(image: np.ndarray, height: int | None, width: int | None) -> np.ndarray
     return np.ascontiguousarray(image if height is None else image[:height, :width])
 
 
+def photo_batch(count: int, height: int, width: int, grey: bool = False) -> np.ndarray:
+    """``count`` crops of real photos at varied offsets: uint8 [count, height, width, C],
+    C = 1 (the grey camera photo) or 3 (the colour photos)."""
+    from fastpolicy.data.photo_tree import photo_batch as crops
+
+    sources = [photos()["camera_grey"][..., None]] if grey else \
+        [p for name, p in photos().items() if name != "camera_grey"]
+    return crops(count, height, width, sources)
+
+
 @functools.lru_cache(maxsize=None)
 def gpu_available() -> bool:
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import crop, photos
+from conftest import crop, photo_batch, photos
 from fastpolicy import OP_NAMES, OPS, reference, spaces
 from fastpolicy.sampling import complete
 
@@ -17,14 +17,7 @@ HEIGHT, WIDTH, BATCH = 57, 91, 24
 
 def _batch(grey: bool) -> np.ndarray:
     """BATCH odd-sized crops of real photos at varied offsets (uint8 NHWC)."""
-    sources = [photos()["camera_grey"][..., None]] if grey else \
-        [p for name, p in photos().items() if name != "camera_grey"]
-    out = []
-    for i in range(BATCH):
-        image = sources[i % len(sources)]
-        y, x = (i * 37) % (image.shape[0] - HEIGHT), (i * 53) % (image.shape[1] - WIDTH)
-        out.append(image[y:y + HEIGHT, x:x + WIDTH])
-    return np.stack(out)
+    return photo_batch(BATCH, HEIGHT, WIDTH, grey)
 
 
 @pytest.fixture(scope="module", params=["rgb", "grey"])

@@ -60,14 +60,29 @@ def test_policy_change_applies_next_batch_without_rebuild(fmnist):
     assert loader.builds == builds
 
 
-def test_dali_backend_equals_reference_backend(photo_tree):
-    """Same seed, same crops: the DALI policy stage gives the reference's pixels for whole batches."""
-    loaders = [PolicyDALILoader(photo_tree, batch_size=N, M=M, image_size=36, seed=5, backend=backend,
-                                policies=_policies(2), output="uint8") for backend in ("dali", "numpy")]
-    for dali_batch, ref_batch in zip(*loaders):
-        assert torch.equal(dali_batch.labels, ref_batch.labels)
-        assert dali_batch.params == ref_batch.params
-        assert torch.equal(dali_batch.images, ref_batch.images)
+@pytest.mark.parametrize("output", ["uint8", "float"])
+@pytest.mark.parametrize("backend", ["dali", "emulated", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_backends_equal_reference_backend(photo_tree, backend, output):
+    """Same seed, same crops: every policy stage gives the reference's pixels for whole
+    batches (the kernels also normalize and transpose in their last launch)."""
+    device = "gpu" if backend == "cupy" else "cpu"
+    loaders = [PolicyDALILoader(photo_tree, batch_size=N, M=M, image_size=36, seed=5, backend=b, device=device,
+                                policies=_policies(2), output=output) for b in (backend, "numpy")]
+    for batch, ref_batch in zip(*loaders):
+        assert torch.equal(batch.labels, ref_batch.labels)
+        assert batch.params == ref_batch.params
+        assert batch.images.dtype == ref_batch.images.dtype and batch.images.is_contiguous()
+        assert torch.equal(batch.images.cpu(), ref_batch.images.cpu())
+
+
+def test_backend_choice():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="opencv")
+    with pytest.raises(ValueError, match="runs on a CUDA GPU"):
+        PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="cupy",
+                                     device="cpu")
+    loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu")
+    assert loader.backend == "dali"
 
 
 def test_policy_stage_sees_the_baseline_crops(fmnist):

@@ -42,14 +42,3 @@ def test_every_op_has_a_kind_contract():
             assert hasattr(spec.reference, "matrix"), name
         elif spec.kind == "special":
             assert spec.needs in ("center", "partner"), name
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("name", LUT_OPS)
-def test_lut_tables_apply_on_the_gpu(name):
-    import cupy as cp
-
-    image = crop(photos()["coffee"], 77, 101)
-    table = OPS[name].reference.lut(image, _value(name))
-    on_gpu = cp.asarray(table)[cp.arange(3)[None, None, :], cp.asarray(image).astype(cp.int32)]
-    assert np.array_equal(cp.asnumpy(on_gpu), apply_value(name, image, _value(name)))

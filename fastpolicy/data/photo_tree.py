@@ -23,6 +23,21 @@ def bundled_photos() -> list[np.ndarray]:
     return photos + list(load_sample_images().images)
 
 
+def photo_batch(count: int, height: int, width: int, sources: list[np.ndarray] | None = None) -> np.ndarray:
+    """uint8 [count, height, width, C]: crops at varied offsets of ``sources`` (uint8 HWC
+    images, all with C channels; default :func:`bundled_photos`), a pre-decoded batch."""
+    sources = [p for p in (bundled_photos() if sources is None else sources)
+               if p.shape[0] >= height and p.shape[1] >= width]
+    if not sources:
+        raise ValueError(f"no source photo is {height}x{width} or larger")
+    out = np.empty((count, height, width, sources[0].shape[2]), np.uint8)
+    for i in range(count):
+        image = sources[i % len(sources)]
+        y, x = (i * 37) % (image.shape[0] - height + 1), (i * 53) % (image.shape[1] - width + 1)
+        out[i] = image[y:y + height, x:x + width]
+    return out
+
+
 def make_photo_tree(root: str, classes: int = 4, per_class: int = 4, size: tuple[int, int] = (500, 375),
                     seed: int = 0, quality: int = 90) -> list[str]:
     """Write ``classes × per_class`` JPEGs under ``root/class<i>/``; returns their paths.

@@ -4,9 +4,11 @@ Two DALI pipelines, each built once:
 
 1. the *source* (:mod:`.source`): read, decode each image once, make M copies with
    their own baseline augmentation; it prefetches, as DALI loaders do;
-2. the *policy stage* (:class:`~fastpolicy.backends.dali_stage.DaliPolicyStage`): fed
-   the M·N images and freshly sampled per-sample parameters every step and run at
-   once, so :meth:`PolicyDALILoader.set_policies` takes effect at the very next batch
+2. the *policy stage*, fed the M·N images and freshly sampled per-sample parameters
+   every step and run at once: the fused CUDA kernels on a GPU
+   (:mod:`fastpolicy.backends.kernel_stage`, normalizing and transposing in the same
+   launch), or a DALI pipeline (:class:`~fastpolicy.backends.dali_stage.DaliPolicyStage`);
+   so :meth:`PolicyDALILoader.set_policies` takes effect at the very next batch
    and every :class:`Batch` reports the policy version it was augmented with.
 
 Batches are policy-major: row ``m·N + n`` is copy ``m`` of image ``n`` and carries
@@ -25,6 +27,7 @@ from ..data.files import BadImageError, ImageList, check_files, read_file_list, 
 from ..distribution import AWSDistribution
 from ..params import NO_OP, PolicyParams
 from ..policy import Policy
+from ..backends.kernel_stage import normalization
 from .source import BASELINES, ArraySource, build_source
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -64,6 +67,27 @@ def _resolve_device(device: str | None) -> str:
     return device
 
 
+BACKENDS = ("cupy", "dali", "emulated", "numpy")
+"""Policy-stage backends of :class:`PolicyDALILoader`."""
+
+
+def _resolve_backend(backend: str | None, device: str) -> str:
+    if backend is None:
+        if device == "gpu":
+            try:
+                import cupy  # noqa: F401
+
+                return "cupy"
+            except ImportError:
+                pass
+        return "dali"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cupy" and device != "gpu":
+        raise ValueError("backend='cupy' runs on a CUDA GPU; on the CPU use 'dali' (or 'emulated' to test the kernels)")
+    return backend
+
+
 def _image_list(data, verify: str, on_bad: str, workers: int) -> ImageList:
     if isinstance(data, ImageList):
         images = data
@@ -91,8 +115,11 @@ class PolicyDALILoader:
         shard_id, num_shards: this process's part of the data (one epoch = the dataset
             once over all shards).
         seed: seeds shuffling, baseline randomness and policy sampling.
-        backend: how policies are applied: ``"dali"`` (DALI operators) or ``"numpy"``
-            (the reference; slow, for checking).
+        backend: how policies are applied: ``"cupy"`` (the fused CUDA kernels; GPU only),
+            ``"dali"`` (DALI operators), ``"emulated"`` (the CUDA kernels run on the CPU by
+            the host emulator; slow, for checking the kernel path without a GPU) or
+            ``"numpy"`` (the reference; slow, for checking). None: ``"cupy"`` on a GPU when
+            CuPy is installed, ``"dali"`` otherwise.
         baseline: see :data:`~fastpolicy.loader.source.BASELINES`; default ``"imagenet"``
             for files, ``"pad_crop"`` for arrays.
         shuffle: reshuffle every epoch.
@@ -106,7 +133,7 @@ class PolicyDALILoader:
     """
 
     def __init__(self, data, batch_size: int, M: int = 8, image_size: int = 224, device: str | None = None,
-                 shard_id: int = 0, num_shards: int = 1, seed: int = 0, *, backend: str = "dali",
+                 shard_id: int = 0, num_shards: int = 1, seed: int = 0, *, backend: str | None = None,
                  baseline: str | None = None, shuffle: bool = True, drop_last: bool = True,
                  output: str = "float", mean=None, std=None, policies=None, slots: int = 2,
                  verify: str = "header", on_bad: str = "raise", num_threads: int = 2,
@@ -117,11 +144,11 @@ class PolicyDALILoader:
             raise ValueError(f"shard_id {shard_id} outside [0, {num_shards})")
         if output not in ("float", "uint8"):
             raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
-        if backend not in ("dali", "numpy"):
-            raise ValueError(f"backend must be 'dali' or 'numpy', got {backend!r}")
+        device = _resolve_device(device)
+        backend = _resolve_backend(backend, device)
         self.batch_size, self.M, self.seed, self.slots = batch_size, M, seed, slots
         self.shard_id, self.num_shards, self.shuffle, self.drop_last = shard_id, num_shards, shuffle, drop_last
-        self.device, self.backend, self.output, self.num_threads = _resolve_device(device), backend, output, num_threads
+        self.device, self.backend, self.output, self.num_threads = device, backend, output, num_threads
         self.baseline = baseline or ("pad_crop" if _arrays is not None else "imagenet")
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {self.baseline!r}; choose from {BASELINES}")
@@ -186,8 +213,9 @@ class PolicyDALILoader:
             mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
         if len(mean) != self.channels or len(std) != self.channels:
             raise ValueError(f"mean and std need {self.channels} values, got {mean} and {std}")
+        self._pixel_mean, self._pixel_inv_std = normalization(mean, std)  # float32, pixel units
         device = "cuda" if self.device == "gpu" else "cpu"  # broadcast over NHWC's last axis
-        return torch.tensor(mean, device=device) * 255, 1 / (torch.tensor(std, device=device) * 255)
+        return torch.from_numpy(self._pixel_mean).to(device), torch.from_numpy(self._pixel_inv_std).to(device)
 
     def _build_source(self, checkpoint=None, position: int = 0):
         graph = dict(copies=self.M, kind=self.baseline, size=self.size[0])
@@ -210,7 +238,11 @@ class PolicyDALILoader:
 
     def _policy_stage(self):
         if self._stage is None:
-            if self.backend == "dali":
+            if self.backend == "emulated":
+                from ..backends.kernel_stage import KernelPolicyStage
+
+                self._stage = KernelPolicyStage.emulated()
+            elif self.backend == "dali":
                 from ..backends.dali_stage import DaliPolicyStage
 
                 self._stage = DaliPolicyStage(
@@ -218,7 +250,7 @@ class PolicyDALILoader:
                     device=self.device, device_id=torch.cuda.current_device() if self.device == "gpu" else None,
                     num_threads=self.num_threads)
                 self.builds += self._stage.builds
-            else:
+            elif self.backend == "numpy":
                 from .. import reference
 
                 self._stage = reference
@@ -314,9 +346,13 @@ class PolicyDALILoader:
         indices = self._indices(outputs[self.M + 1])[:n_valid]
         images = torch.cat(copies)
         params = self._sample(n_valid)
-        if params is not None and np.any(params.op != NO_OP):
-            images = self._apply(images, params)
-        batch = Batch(self._finish_images(images), labels.repeat(self.M).to(images.device),
+        if self.backend in ("cupy", "emulated"):
+            finished = self._apply_kernels(images, params)
+        else:
+            if params is not None and np.any(params.op != NO_OP):
+                images = self._apply(images, params)
+            finished = self._finish_images(images)
+        batch = Batch(finished, labels.repeat(self.M).to(images.device),
                       torch.arange(self.M, device=images.device).repeat_interleave(n_valid),
                       version=self.version, params=params, indices=indices, epoch=self.epoch, step=self.step)
         self.step += 1
@@ -343,6 +379,18 @@ class PolicyDALILoader:
             return torch.from_numpy(stage.apply_batch(images.cpu().numpy(), params)).to(images.device)
         stage.feed(images if self.device == "gpu" else images.numpy(), params)
         return self._to_torch(stage.run())
+
+    def _apply_kernels(self, images: torch.Tensor, params: PolicyParams | None) -> torch.Tensor:
+        """The fused kernels: policy, normalization and NHWC → NCHW in one pass."""
+        output = "float32" if self.output == "float" else "uint8"
+        norm = {"mean": self._pixel_mean, "inv_std": self._pixel_inv_std} if output == "float32" else {}
+        if self.backend == "cupy":
+            from ..backends.kernel_stage import apply_torch
+
+            out = apply_torch(images, params, output=output, **norm)
+        else:
+            out = torch.from_numpy(self._policy_stage().apply(images.numpy(), params, output=output, **norm))
+        return out if output == "float32" else out.permute(0, 3, 1, 2).contiguous()
 
     def _finish_images(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC → NCHW, normalized in NHWC order (contiguous, so fast) before the transpose."""

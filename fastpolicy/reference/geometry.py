@@ -112,21 +112,30 @@ def _check_fixed_range(matrix, height: int, width: int) -> None:
             )
 
 
+def translation_indices(matrix, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source row (int64[H]) and column (int64[W]) of a translation; -1 marks fill.
+
+    PIL's ``ImagingScaleAffine`` (used where ``b == d == 0``): positions start at
+    ``c + a/2`` and grow by ``a``, in float64, one addition per pixel, and are truncated.
+    """
+    a, _, c, _, e, f = (float(v) for v in matrix)
+    # np.add.accumulate adds sequentially, like PIL's C loop.
+    xs = np.add.accumulate(np.r_[c + a * 0.5, np.full(width - 1, a)])
+    ys = np.add.accumulate(np.r_[f + e * 0.5, np.full(height - 1, e)])
+    cols = np.where(xs < 0, -1, np.trunc(xs)).astype(np.int64)
+    rows = np.where(ys < 0, -1, np.trunc(ys)).astype(np.int64)
+    cols[(cols < 0) | (cols >= width)] = -1
+    rows[(rows < 0) | (rows >= height)] = -1
+    return rows, cols
+
+
 def source_indices(matrix, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Input row and column (int64[H, W] each) read by every output pixel; -1 marks fill.
 
     Output size equals input size (AutoAugment's ops keep the image size).
     """
     if is_translation(matrix):
-        a, _, c, _, e, f = (float(v) for v in matrix)
-        # ImagingScaleAffine: positions start at c + a/2 and grow by a, in float64,
-        # one addition per pixel; np.add.accumulate adds sequentially like the C loop.
-        xs = np.add.accumulate(np.r_[c + a * 0.5, np.full(width - 1, a)])
-        ys = np.add.accumulate(np.r_[f + e * 0.5, np.full(height - 1, e)])
-        cols = np.where(xs < 0, -1, np.trunc(xs)).astype(np.int64)
-        rows = np.where(ys < 0, -1, np.trunc(ys)).astype(np.int64)
-        cols[(cols < 0) | (cols >= width)] = -1
-        rows[(rows < 0) | (rows >= height)] = -1
+        rows, cols = translation_indices(matrix, height, width)
         rows, cols = np.broadcast_to(rows[:, None], (height, width)), np.broadcast_to(cols, (height, width))
         invalid = (rows < 0) | (cols < 0)
         return np.where(invalid, -1, rows), np.where(invalid, -1, cols)

@@ -10,23 +10,35 @@ CUTOUT_FILL = 128
 """Grey (all channels) painted by Cutout."""
 
 
-def cutout_box(value: float, center, height: int, width: int) -> tuple[int, int, int, int]:
-    """Half-open pixel box ``(y0, x0, y1, x1)`` of a Cutout square, clipped to the image.
+def cutout_boxes(values, centers, height: int, width: int) -> np.ndarray:
+    """int64[N, 4]: half-open pixel boxes ``(y0, x0, y1, x1)`` of N Cutout squares, clipped.
 
     Args:
-        value: side of the square as a fraction of the shorter image side (0..0.2).
-        center: ``(cy, cx)``, the square's centre as fractions of height and width in [0, 1).
+        values: float[N], side of each square as a fraction of the shorter image side (0..0.2).
+        centers: float[N, 2], each square's centre ``(cy, cx)`` as fractions of height and
+            width in [0, 1).
         height, width: image size in pixels.
     """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    if np.any((centers < 0.0) | (centers >= 1.0)):
+        bad = centers[np.any((centers < 0.0) | (centers >= 1.0), axis=1)][0]
+        raise ValueError(f"Cutout centre {tuple(bad)!r} outside [0, 1)")
+    # Python's round() and np.rint both round halves to even.
+    side = np.rint(values * min(height, width)).astype(np.int64)
+    y0 = np.trunc(centers[:, 0] * height).astype(np.int64) - side // 2
+    x0 = np.trunc(centers[:, 1] * width).astype(np.int64) - side // 2
+    return np.stack([np.maximum(y0, 0), np.maximum(x0, 0),
+                     np.minimum(y0 + side, height), np.minimum(x0 + side, width)], axis=1)
+
+
+def cutout_box(value: float, center, height: int, width: int) -> tuple[int, int, int, int]:
+    """Half-open pixel box ``(y0, x0, y1, x1)`` of one Cutout square (see :func:`cutout_boxes`)."""
     if center is None:
         raise ValueError("Cutout needs a centre (cy, cx) in [0, 1); pass rng= to apply_op")
-    cy, cx = (float(c) for c in center)
-    if not (0.0 <= cy < 1.0 and 0.0 <= cx < 1.0):
-        raise ValueError(f"Cutout centre {tuple(center)!r} outside [0, 1)")
-    side = int(round(float(value) * min(height, width)))
-    y0 = int(cy * height) - side // 2
-    x0 = int(cx * width) - side // 2
-    return max(y0, 0), max(x0, 0), min(y0 + side, height), min(x0 + side, width)
+    if np.shape(center) != (2,):
+        raise ValueError(f"Cutout centre must be (cy, cx), got {center!r}")
+    return tuple(int(v) for v in cutout_boxes([value], [center], height, width)[0])
 
 
 def cutout(image: np.ndarray, value: float, center=None, **_) -> np.ndarray:

@@ -1,0 +1,149 @@
+"""The policy stage alone: fused CUDA kernels beside DALI's per-sample selection, same parameters.
+
+On pre-decoded uint8 batches (default 2048 crops of real photos at 224², i.e. M·N = 8·256),
+one run measures, per op family of the registry:
+
+* images/s of ``KernelPolicyStage.apply`` (host packing, uploads and launches; wall
+  time to completion) and of ``DaliPolicyStage`` (DALI ``auto_aug`` ``select`` per
+  sample) with identical :class:`PolicyParams`;
+* the kernels' effective bandwidth, 2 × batch bytes per applied slot (one read, one
+  write), as a fraction of a device-to-device copy of the batch timed in the same run.
+
+Families: ``geometric`` (affine ops), ``pointwise`` (tables without statistics),
+``histogram`` (tables after per-image statistics), ``blend`` (Color, Sharpness),
+``special`` (Cutout, SamplePairing), one op per sample in one slot; and
+``adversarial_policies``: 8 random Adversarial-AutoAugment policies, two slots.
+Warm-up excluded; each figure is the median of ``--repeats`` runs.
+
+    python benchmarks/policy_stage.py                 # on a GPU: benchmarks/results/policy_stage_gpu.json
+    python benchmarks/policy_stage.py --emulate --n 8 --size 32 --out /tmp/x.json   # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from fastpolicy import OPS, Policy, spaces
+from fastpolicy.backends.kernel_stage import KernelPolicyStage
+from fastpolicy.data.photo_tree import photo_batch
+from fastpolicy.params import PolicyParams
+from fastpolicy.policy import sample_policies
+from fastpolicy.sampling import complete
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import record  # noqa: E402
+
+
+def families() -> dict[str, list[str]]:
+    """Op names per family, from the registry's kinds and statistics."""
+    def family(spec) -> str:
+        if spec.kind == "affine":
+            return "geometric"
+        if spec.kind == "lut":
+            return "histogram" if spec.stats else "pointwise"
+        return spec.kind
+    out: dict[str, list[str]] = {}
+    for spec in OPS.values():
+        out.setdefault(family(spec), []).append(spec.name)
+    return out
+
+
+def family_params(names: list[str], n: int, rng: np.random.Generator) -> PolicyParams:
+    """One op of ``names`` per sample (random op and bin), in slot 0 of two."""
+    op = np.full((n, 2), -1)
+    op[:, 0] = rng.choice([OPS[name].id for name in names], n)
+    return complete(op, rng.integers(0, 10, (n, 2)), spaces.adversarial(), rng)
+
+
+def median_seconds(run, sync, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        run()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2048, help="images per batch (M·N)")
+    parser.add_argument("--size", type=int, default=224, help="image side in pixels")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--dali", choices=["auto", "off"], default="auto",
+                        help="time DALI's per-sample selection beside the kernels (auto: if DALI imports)")
+    parser.add_argument("--emulate", action="store_true",
+                        help="run the kernels on the CPU emulator (a smoke run: the numbers mean nothing)")
+    parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/policy_stage_gpu.json)")
+    args = parser.parse_args(argv)
+
+    if args.emulate:
+        xp, stage, device = np, KernelPolicyStage.emulated(), "cpu"
+        sync = lambda: None  # noqa: E731
+    else:
+        import cupy
+
+        xp, stage, device = cupy, KernelPolicyStage.on_device(0), "gpu"
+        sync = cupy.cuda.Device(0).synchronize
+    host = photo_batch(args.n, args.size, args.size)
+    images = xp.asarray(host)
+    copy_target = xp.empty_like(images)
+    nbytes = host.nbytes
+
+    def copy():
+        copy_target[...] = images
+
+    copy_s = median_seconds(copy, sync, args.warmup, args.repeats)
+    copy_bandwidth = 2 * nbytes / copy_s
+    print(f"device-to-device copy of {nbytes / 2**20:.0f} MiB: {copy_bandwidth / 1e9:.1f} GB/s")
+
+    dali_stage = None
+    if args.dali == "auto":
+        try:
+            from fastpolicy.backends.dali_stage import DaliPolicyStage
+
+            dali_stage = DaliPolicyStage(args.n, args.size, args.size, device=device,
+                                         device_id=0 if device == "gpu" else None, num_threads=4)
+        except ImportError as error:
+            print(f"DALI not available ({error}); timing the kernels alone")
+
+    rng = np.random.default_rng(0)
+    cases = {name: family_params(ops, args.n, rng) for name, ops in families().items()}
+    policies = [Policy.random(rng) for _ in range(8)]
+    cases["adversarial_policies"] = sample_policies(policies, args.n // 8, rng)
+    rows = []
+    for name, params in cases.items():
+        slots = int(sum(np.any(params.op[:, k] >= 0) for k in range(params.k)))
+        seconds = median_seconds(lambda: stage.apply(images, params), sync, args.warmup, args.repeats)
+        row = {"family": name, "ops": families().get(name, "8 random policies, 2 ops per sample"),
+               "kernels_images_per_s": args.n / seconds,
+               "kernels_bandwidth_fraction_of_copy": (2 * nbytes * slots / seconds) / copy_bandwidth}
+        if dali_stage is not None:
+            dali_s = median_seconds(lambda: dali_stage.apply(images, params), sync, args.warmup, args.repeats)
+            row |= {"dali_select_images_per_s": args.n / dali_s, "ratio_kernels_over_dali": dali_s / seconds}
+        rows.append(row)
+        print(f"{name:22s} kernels {row['kernels_images_per_s']:10.0f} img/s "
+              f"({row['kernels_bandwidth_fraction_of_copy']:.0%} of copy bandwidth)"
+              + (f"   DALI {row['dali_select_images_per_s']:9.0f} img/s   ratio {row['ratio_kernels_over_dali']:.1f}"
+                 if dali_stage is not None else ""))
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "policy_stage_gpu.json")
+    note = ("CPU emulator smoke run: not a measurement" if args.emulate else
+            "wall time per batch including host-side parameter packing; bandwidth counts one read and one "
+            "write of the batch per applied slot")
+    return record.write("policy_stage", {k: v for k, v in vars(args).items() if k != "out"}
+                        | {"copy_bandwidth_bytes_per_s": copy_bandwidth}, rows, out, note,
+                        modules=("cupy", "nvidia.dali"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""What every benchmark result records beside its numbers: machine, versions, command, date."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def gpu() -> dict | None:
+    """Name, driver and CUDA runtime of GPU 0, or None without one."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        import cupy
+
+        driver = cupy.cuda.runtime.driverGetVersion()
+        return {"name": torch.cuda.get_device_name(0), "driver_cuda_version": driver,
+                "runtime": cupy.cuda.runtime.runtimeGetVersion()}
+    except Exception:  # torch without CUDA, or no CuPy: name what we can
+        import torch
+
+        return {"name": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else None
+
+
+def versions(*modules: str) -> dict:
+    """``module → __version__`` for each importable module (None where missing)."""
+    out = {}
+    for name in modules:
+        try:
+            module = __import__(name, fromlist=["__version__"])
+            out[name] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def write(name: str, settings: dict, results, path: str, note: str, modules=()) -> dict:
+    """Write the result JSON to ``path`` (folders created) and return it."""
+    record = {
+        "benchmark": name,
+        "command": " ".join(["python"] + sys.argv),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu()},
+        "versions": versions("fastpolicy", "numpy", "torch", *modules),
+        "settings": settings,
+        "note": note,
+        "results": results,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(record, handle, indent=2)
+    print(f"wrote {path}")
+    return record

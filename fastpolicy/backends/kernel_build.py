@@ -1,0 +1,151 @@
+"""Compiling the policy kernels: NVRTC (a check that needs no GPU), CuPy, or the host emulator.
+
+* :func:`nvrtc_compile` — compile :func:`~.kernel_ops.kernel_source` for an architecture
+  with ``cuda.bindings.nvrtc`` (installed with torch); CI does it for sm_80 and sm_90.
+* :func:`cupy_module` — a ``cupy.RawModule``, compiled once per device and memoized
+  (CuPy also caches the binary on disk).
+* :func:`emulated_module` — the same sources built for the CPU with g++ against
+  ``kernels/emulate.hpp``; its functions take the same ``(grid, block, args)`` as
+  CuPy's, with NumPy arrays. Tests run every kernel this way where there is no GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .kernel_ops import KERNEL_DIR, KERNELS, NVRTC_OPTIONS, kernel_source
+
+
+class KernelCompileError(RuntimeError):
+    """A kernel source failed to compile; the message holds the compiler's log."""
+
+
+def _sources_digest(extra: str) -> str:
+    digest = hashlib.sha256(extra.encode())
+    for path in sorted(KERNEL_DIR.glob("*.cu*")) + sorted(KERNEL_DIR.glob("*.hpp")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def nvrtc_compile(arch: str = "sm_80") -> tuple[bytes, str]:
+    """Compile the kernels to PTX for ``arch`` with NVRTC; returns (ptx, log).
+
+    Raises :class:`KernelCompileError` with NVRTC's log on failure.
+    """
+    from cuda.bindings import nvrtc
+
+    def check(result, what: str):
+        error = result[0]
+        if error != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise KernelCompileError(f"NVRTC {what} failed: {nvrtc.nvrtcGetErrorString(error)[1].decode()}")
+        return result[1:] if len(result) > 2 else (result[1] if len(result) == 2 else None)
+
+    program = check(nvrtc.nvrtcCreateProgram(kernel_source().encode(), b"fastpolicy_policy.cu", 0, [], []),
+                    "program creation")
+    options = [f"--gpu-architecture={arch}".encode(), f"--include-path={KERNEL_DIR}".encode(),
+               *(o.encode() for o in NVRTC_OPTIONS)]
+    try:
+        compiled = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        size = check(nvrtc.nvrtcGetProgramLogSize(program), "log size")
+        log = b" " * size
+        check(nvrtc.nvrtcGetProgramLog(program, log), "log")
+        log = log.decode(errors="replace").rstrip("\x00").strip()
+        if compiled[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise KernelCompileError(f"kernels in {KERNEL_DIR} do not compile for {arch}:\n{log}")
+        size = check(nvrtc.nvrtcGetPTXSize(program), "PTX size")
+        ptx = b" " * size
+        check(nvrtc.nvrtcGetPTX(program, ptx), "PTX")
+        return ptx, log
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_module(device_id: int):
+    """``cupy.RawModule`` of the kernels for CUDA device ``device_id`` (memoized)."""
+    import cupy
+
+    with cupy.cuda.Device(device_id):
+        module = cupy.RawModule(code=kernel_source(), options=(f"-I{KERNEL_DIR}", *NVRTC_OPTIONS))
+        module.compile()
+    return module
+
+
+class EmulatedKernel:
+    """One kernel of the host build, called like a ``cupy.RawKernel``:
+    ``kernel(grid, block, args)`` with NumPy arrays, NumPy scalars and None in ``args``."""
+
+    _SCALARS = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64,
+                np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+
+    def __init__(self, function, name: str):
+        self._function, self.name = function, name
+
+    def _argument(self, i: int, arg):
+        if arg is None:
+            return ctypes.c_void_p(None)
+        if isinstance(arg, np.ndarray):
+            if not arg.flags.c_contiguous:
+                raise ValueError(f"{self.name}: argument {i} must be C-contiguous")
+            return ctypes.c_void_p(arg.ctypes.data)
+        if isinstance(arg, np.generic) and arg.dtype in self._SCALARS:
+            return self._SCALARS[arg.dtype](arg.item())
+        raise TypeError(f"{self.name}: argument {i} is a {type(arg).__name__}; pass a NumPy array or scalar")
+
+    def __call__(self, grid, block, args, **_):
+        grid, block = tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block))
+        values = [self._argument(i, a) for i, a in enumerate(args)]
+        pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
+        self._function(*(ctypes.c_uint(int(v)) for v in grid + block), pointers)
+
+
+class EmulatedModule:
+    """The kernels built for the CPU; ``get_function(name)`` as on ``cupy.RawModule``."""
+
+    def __init__(self, library: Path):
+        self.library = library
+        self._lib = ctypes.CDLL(str(library))
+
+    def get_function(self, name: str) -> EmulatedKernel:
+        if name not in KERNELS:
+            raise KeyError(f"no kernel {name!r}; kernels: {KERNELS}")
+        return EmulatedKernel(getattr(self._lib, f"fp_emulate_{name}"), name)
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "fastpolicy" / "emulator"
+
+
+@functools.lru_cache(maxsize=None)
+def emulated_module() -> EmulatedModule:
+    """The kernels compiled for this CPU with g++ (cached by source hash); raises
+    :class:`KernelCompileError` with the compiler's output if they do not build."""
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        raise KernelCompileError("the kernel emulator needs a C++20 compiler (g++); set CXX to use another")
+    source = ('#include "emulate.hpp"\n' + kernel_source()
+              + "".join(f"FP_EMULATE({name})\n" for name in KERNELS))
+    target = _cache_dir() / f"policy-{_sources_digest(source)}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as work:
+            unit = Path(work) / "policy_emulated.cpp"
+            unit.write_text(source)
+            built = Path(work) / target.name
+            command = [compiler, "-std=c++20", "-O2", "-fPIC", "-shared", "-ffp-contract=off",
+                       f"-I{KERNEL_DIR}", str(unit), "-o", str(built)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise KernelCompileError(f"{' '.join(command)} failed:\n{result.stderr}")
+            os.replace(built, target)  # atomic: concurrent builders agree on the file
+    return EmulatedModule(target)

@@ -1,0 +1,133 @@
+"""The CUDA kernels' side of the op registry, and the kernel source built from it.
+
+Every registry op gets a :class:`KernelOp` (``register_backend("cupy", name)``) naming
+the device functions in ``kernels/`` that implement it. They follow from the op's
+kind and reference function, so no second list of ops is kept:
+
+* ``affine`` → ``apply_warp`` (PIL's 16.16 fixed-point engine), or ``apply_shift``
+  for samples whose matrix is a pure translation (PIL's float engine);
+* ``lut`` → ``apply_lut`` after the builder ``lut_<name>`` of the reference's
+  ``<name>_lut`` (``kernels/luts.cu``);
+* ``blend``, ``special`` → ``apply_<reference function name>`` (``kernels/apply.cu``).
+
+:func:`kernel_source` prepends the generated dispatch tables ``FP_APPLIES`` and
+``FP_LUTS`` (X-macros: ``X(code, function)``) to ``kernels/policy.cu``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..registry import OPS, register_backend
+
+def _kernel_dir() -> Path:
+    checkout = Path(__file__).resolve().parents[2] / "kernels"  # a source checkout / editable install
+    return checkout if (checkout / "policy.cu").is_file() else Path(__file__).resolve().parents[1] / "kernels"
+
+
+KERNEL_DIR = _kernel_dir()
+"""Where the ``.cu`` sources live: the repository's top-level ``kernels/``, shipped in
+wheels as ``fastpolicy/kernels/``."""
+
+KERNELS = ("fp_histograms", "fp_build_luts", "fp_apply")
+"""``extern "C"`` kernels of ``kernels/policy.cu``, in launch order."""
+
+COPY = "apply_copy"
+"""Apply function of skipped slots (code 0)."""
+
+SHIFT = "apply_shift"
+"""Apply function of affine samples whose matrix is a translation."""
+
+OUTPUT_MODES = {"uint8": 0, "float32": 1, "float16": 2}
+"""``fp_apply``'s ``out_mode``: uint8 NHWC, or normalized float32 / float16 NCHW."""
+
+
+@dataclass(frozen=True)
+class KernelOp:
+    """How the fused kernels apply one op.
+
+    Attributes:
+        apply: device function computing an output pixel (``kernels/apply.cu``).
+        lut: device function building the op's lookup table (``kernels/luts.cu``), for
+            ``lut`` ops; None otherwise.
+        ivalue: maps values (float64[N]) to the int32 parameter a builder reads, for ops
+            whose table is defined on an integer (Solarize's threshold, Posterize's bits).
+    """
+
+    apply: str
+    lut: str | None = None
+    ivalue: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def _solarize_threshold(values: np.ndarray) -> np.ndarray:
+    # For an integer level v, v < t exactly when v < ceil(t).
+    return np.clip(np.ceil(values), 0, 256)
+
+
+def _posterize_bits(values: np.ndarray) -> np.ndarray:
+    bits = np.trunc(values)
+    if np.any((bits < 0) | (bits > 8)):
+        raise ValueError(f"Posterize bits must be in [0, 8], got {values[(bits < 0) | (bits > 8)][0]!r}")
+    return bits
+
+
+_IVALUES = {"Solarize": _solarize_threshold, "Posterize": _posterize_bits}
+
+
+def _kernel_op(spec) -> KernelOp:
+    if spec.kind == "affine":
+        return KernelOp("apply_warp")
+    if spec.kind == "lut":
+        builder = spec.reference.lut.__name__.removesuffix("_lut")
+        return KernelOp("apply_lut", lut=f"lut_{builder}", ivalue=_IVALUES.get(spec.name))
+    return KernelOp(f"apply_{spec.reference.__name__}")
+
+
+for _spec in OPS.values():
+    register_backend("cupy", _spec.name)(_kernel_op(_spec))
+
+
+def _unique(names) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n for n in names if n is not None))
+
+
+APPLY_FUNCTIONS = _unique([COPY] + [s.backends["cupy"].apply for s in OPS.values()] + [SHIFT])
+"""Apply functions by code: ``APPLY_FUNCTIONS[code]`` (code 0 copies)."""
+
+LUT_BUILDERS = _unique(s.backends["cupy"].lut for s in OPS.values())
+"""Table builders by kind: ``LUT_BUILDERS[kind]``."""
+
+
+def dispatch_tables() -> str:
+    """The generated ``#define FP_APPLIES(X)`` and ``#define FP_LUTS(X)`` lines."""
+
+    def table(macro: str, names) -> str:
+        return f"#define {macro}(X) " + " ".join(f"X({i}, {name})" for i, name in enumerate(names))
+
+    return table("FP_APPLIES", APPLY_FUNCTIONS) + "\n" + table("FP_LUTS", LUT_BUILDERS) + "\n"
+
+
+def kernel_source() -> str:
+    """The CUDA translation unit: dispatch tables, then ``#include "policy.cu"``
+    (compile with ``-I`` :data:`KERNEL_DIR`)."""
+    if not (KERNEL_DIR / "policy.cu").is_file():
+        raise FileNotFoundError(f"fastpolicy's CUDA sources are missing: {KERNEL_DIR / 'policy.cu'}")
+    return dispatch_tables() + '#include "policy.cu"\n'
+
+
+NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
+"""No fused multiply-adds: the blends and filters must round like the reference."""
+
+
+def per_sample(name: str, values: np.ndarray) -> np.ndarray:
+    """int32[N]: op ``name``'s integer parameter for float64 values (0 if it has none)."""
+    convert = OPS[name].backends["cupy"].ivalue
+    return np.zeros(len(values), np.int32) if convert is None else convert(values).astype(np.int32)
+
+
+__all__ = ["KernelOp", "KERNELS", "KERNEL_DIR", "APPLY_FUNCTIONS", "LUT_BUILDERS", "OUTPUT_MODES",
+           "NVRTC_OPTIONS", "kernel_source", "dispatch_tables", "per_sample"]

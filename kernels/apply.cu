@@ -1,0 +1,151 @@
+// Applying one op slot to every sample: one thread per output pixel (all its channels).
+// Each sample's op picks an `apply_*` function through its code (FP_APPLIES, generated
+// from the registry); all read the slot input `src` and write the C values of one pixel.
+#pragma once
+#include "common.cuh"
+
+struct FpSlot {
+    const fp_u8* src;      // uint8 [N, H, W, C]: the slot's input
+    const fp_u8* orig;     // uint8 [N, H, W, C]: the stage's input (SamplePairing partners)
+    int height, width, channels;
+    const float* value;    // float32 [N]: blend factor (Color, Sharpness, SamplePairing)
+    const fp_u8* luts;     // uint8 [N, C, 256]: tables of lut ops
+    const fp_i64* fixed;   // int64 [N, 6]: PIL's 16.16 fixed-point matrix of warps
+    const int* shift;      // int32 [N]: row of `rows`/`cols` holding a shift's tables
+    const int* rows;       // int32 [T, H]: source row of every output row of a shift (-1: fill)
+    const int* cols;       // int32 [T, W]: source column of every output column of a shift (-1: fill)
+    const int* box;        // int32 [N, 4]: Cutout box (y0, x0, y1, x1), half-open
+    const int* partner;    // int32 [N]: SamplePairing partner
+};
+
+__device__ __forceinline__ const fp_u8* fp_pixel(const FpSlot& s, const fp_u8* images, int n, int y, int x) {
+    return images + (((fp_i64)n * s.height + y) * s.width + x) * s.channels;
+}
+
+__device__ void apply_copy(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+}
+
+__device__ __forceinline__ void fp_take(const FpSlot& s, int n, int row, int col, fp_u8* out) {
+    if (row < 0 || col < 0 || row >= s.height || col >= s.width) {
+        for (int c = 0; c < s.channels; ++c) out[c] = FP_FILL;
+        return;
+    }
+    const fp_u8* in = fp_pixel(s, s.src, n, row, col);
+    for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+}
+
+// Shear and rotation: PIL's affine_fixed, ((a2 + y a1 + x a0) >> 16, (a5 + y a4 + x a3) >> 16).
+__device__ void apply_warp(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const fp_i64* a = s.fixed + (fp_i64)n * 6;
+    const fp_i64 col = (a[2] + y * a[1] + x * a[0]) >> 16;
+    const fp_i64 row = (a[5] + y * a[4] + x * a[3]) >> 16;
+    if (col < 0 || col >= s.width || row < 0 || row >= s.height) { fp_take(s, n, -1, -1, out); return; }
+    fp_take(s, n, (int)row, (int)col, out);
+}
+
+// Translation (PIL's float64 scale/translate engine): per-row and per-column source tables.
+__device__ void apply_shift(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const fp_i64 t = s.shift[n];
+    fp_take(s, n, s.rows[t * s.height + y], s.cols[t * s.width + x], out);
+}
+
+__device__ void apply_lut(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    const fp_u8* table = s.luts + (fp_i64)n * s.channels * 256;
+    for (int c = 0; c < s.channels; ++c) out[c] = table[256 * c + in[c]];
+}
+
+// Color: blend with the pixel's own grey (L) level.
+__device__ void apply_color(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    const int grey = s.channels == 3 ? fp_luminance(in[0], in[1], in[2]) : in[0];
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, in[c], s.value[n]);
+}
+
+// Sharpness: blend with PIL's SMOOTH 3x3 filter (float32, rows y+1, y, y-1; border kept).
+__device__ void apply_sharpness(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    if (y == 0 || x == 0 || y >= s.height - 1 || x >= s.width - 1) {
+        for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+        return;
+    }
+    const float side = (float)(1.0 / 13.0), centre = (float)(5.0 / 13.0);
+    const fp_i64 stride = (fp_i64)s.width * s.channels;
+    for (int c = 0; c < s.channels; ++c) {
+        float total = 0.5f;
+        for (int dy = 1; dy >= -1; --dy) {
+            const fp_u8* p = in + dy * stride + c;
+            const float middle = dy == 0 ? centre : side;
+            const float row = __fadd_rn(__fadd_rn(__fmul_rn((float)p[-s.channels], side), __fmul_rn((float)p[0], middle)),
+                                        __fmul_rn((float)p[s.channels], side));
+            total = __fadd_rn(total, row);
+        }
+        const int smooth = total <= 0.0f ? 0 : (total >= 255.0f ? 255 : (int)total);
+        out[c] = fp_blend(smooth, in[c], s.value[n]);
+    }
+}
+
+__device__ void apply_cutout(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const int* b = s.box + (fp_i64)n * 4;
+    if (y >= b[0] && x >= b[1] && y < b[2] && x < b[3]) {
+        for (int c = 0; c < s.channels; ++c) out[c] = FP_FILL;
+        return;
+    }
+    apply_copy(s, n, y, x, out);
+}
+
+// SamplePairing: blend with the partner's pixel as it entered the stage.
+__device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    const fp_u8* other = fp_pixel(s, s.orig, s.partner[n], y, x);
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], s.value[n]);
+}
+
+// Output modes: the slot's uint8 image, or the stage's last slot fused with normalization.
+#define FP_OUT_UINT8_NHWC 0
+#define FP_OUT_FLOAT32_NCHW 1
+#define FP_OUT_FLOAT16_NCHW 2
+
+// Grid: x over pixels (grid-stride), y over samples (grid-stride).
+// code: int32 [N], the index of each sample's apply function in FP_APPLIES.
+// dst: uint8 [N, H, W, C] (mode 0), or float32 / float16 [N, C, H, W] holding
+//      (v - mean[c]) * inv_std[c] computed in float32 (modes 1, 2; mean, inv_std: float32 [C]
+//      in pixel units, i.e. mean * 255 and 1 / (std * 255)).
+extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
+                                    int out_mode, const float* __restrict__ mean, const float* __restrict__ inv_std,
+                                    int count, int height, int width, int channels,
+                                    const int* __restrict__ code, const float* __restrict__ value,
+                                    const fp_u8* __restrict__ luts, const fp_i64* __restrict__ fixed,
+                                    const int* __restrict__ shift, const int* __restrict__ rows, const int* __restrict__ cols,
+                                    const int* __restrict__ box, const int* __restrict__ partner) {
+    FpSlot s;
+    s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels;
+    s.value = value; s.luts = luts; s.fixed = fixed; s.shift = shift; s.rows = rows; s.cols = cols; s.box = box; s.partner = partner;
+    const fp_i64 pixels = (fp_i64)height * width;
+    for (int n = blockIdx.y; n < count; n += gridDim.y) {
+        const int op = code[n];
+        for (fp_i64 p = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += (fp_i64)gridDim.x * blockDim.x) {
+            const int y = (int)(p / width), x = (int)(p % width);
+            fp_u8 px[3];
+            switch (op) {
+#define FP_APPLY_CASE(index, function) case index: function(s, n, y, x, px); break;
+                FP_APPLIES(FP_APPLY_CASE)
+#undef FP_APPLY_CASE
+                default: apply_copy(s, n, y, x, px);
+            }
+            if (out_mode == FP_OUT_UINT8_NHWC) {
+                fp_u8* o = (fp_u8*)dst + ((fp_i64)n * pixels + p) * channels;
+                for (int c = 0; c < channels; ++c) o[c] = px[c];
+                continue;
+            }
+            for (int c = 0; c < channels; ++c) {
+                const float v = __fmul_rn(__fsub_rn((float)px[c], mean[c]), inv_std[c]);
+                const fp_i64 at = ((fp_i64)n * channels + c) * pixels + p;
+                if (out_mode == FP_OUT_FLOAT32_NCHW) ((float*)dst)[at] = v;
+                else ((fp_u16*)dst)[at] = fp_half_bits(v);
+            }
+        }
+    }
+}

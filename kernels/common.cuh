@@ -1,0 +1,47 @@
+// Shared helpers of the policy kernels: types, PIL's blend and grey conversion, float16.
+//
+// Every formula here is the NumPy reference's (fastpolicy/reference/color.py), written
+// with explicitly rounded float operations (__fadd_rn, __fmul_rn, ...) so that no
+// compiler contracts them into fused multiply-adds: the results are bit-exact.
+#pragma once
+
+typedef unsigned char fp_u8;
+typedef unsigned short fp_u16;
+typedef unsigned int fp_u32;
+typedef long long fp_i64;
+
+#define FP_FILL 128           // grey of pixels warped in from outside, and of Cutout
+#define FP_HIST_STRIDE 1024   // per-sample histogram: R, G, B, L (C = 3) or grey at 0 (C = 1)
+
+__device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
+
+// PIL ImagingBlend: float32 first + alpha * (second - first), truncated toward zero, clipped.
+__device__ __forceinline__ fp_u8 fp_blend(int first, int second, float alpha) {
+    const float t = __fadd_rn((float)first, __fmul_rn(alpha, (float)(second - first)));
+    return (fp_u8)fp_clip8((int)t);
+}
+
+// PIL's RGB -> L conversion.
+__device__ __forceinline__ int fp_luminance(int r, int g, int b) {
+    return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+}
+
+// float32 -> IEEE float16 bits, round to nearest even (what torch's .half() does).
+__device__ __forceinline__ fp_u16 fp_half_bits(float f) {
+    const fp_u32 x = __float_as_uint(f);
+    const fp_u32 sign = (x >> 16) & 0x8000u;
+    fp_u32 mag = x & 0x7fffffffu;
+    if (mag >= 0x7f800000u) return (fp_u16)(sign | (mag > 0x7f800000u ? 0x7e00u : 0x7c00u));
+    if (mag >= 0x477ff000u) return (fp_u16)(sign | 0x7c00u);  // >= 65520 rounds to infinity
+    if (mag >= 0x38800000u) {                                  // normal half
+        mag += 0x0fffu + ((mag >> 13) & 1u);
+        return (fp_u16)(sign | ((mag - 0x38000000u) >> 13));
+    }
+    const int shift = 126 - (int)(mag >> 23);                  // subnormal half: units of 2^-24
+    if (shift > 24) return (fp_u16)sign;
+    const fp_u32 m = (mag & 0x7fffffu) | 0x800000u;
+    fp_u32 h = m >> shift;
+    const fp_u32 rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1u))) ++h;
+    return (fp_u16)(sign | h);
+}
