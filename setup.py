@@ -20,6 +20,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=10",  # file checks (verify="decode"); torchvision needs it anyway
     ],
+    entry_points={"console_scripts": ["fastpolicy=fastpolicy.cli:main"]},
     extras_require={
         "dev": [
             "pytest>=8",

@@ -1,0 +1,101 @@
+"""Target networks of the searches: torchvision ResNet-50, Wide-ResNet-28-10, CIFAR ResNet-18, a small CNN.
+
+``build_model(name, num_classes, in_channels)``; all take float NCHW input and return
+logits [B, num_classes]. No weights are downloaded: every model starts from scratch.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    """Two conv blocks and a linear head: Fashion-MNIST's default (28×28, 1 channel)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1, bias=False), nn.BatchNorm2d(4 * width),
+            nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class _WideBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.shortcut = None if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        o = self.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(self.dropout(self.relu(self.bn2(y))))
+        return y + (x if self.shortcut is None else self.shortcut(o))
+
+
+class WideResNet(nn.Module):
+    """Wide-ResNet-depth-k (Zagoruyko & Komodakis), pre-activation; 28-10 by default."""
+
+    def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10, in_channels: int = 3,
+                 dropout: float = 0.0):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"Wide-ResNet depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        layers = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+        for stage in range(3):
+            for i in range(n):
+                layers.append(_WideBlock(widths[stage] if i == 0 else widths[stage + 1], widths[stage + 1],
+                                         (1 if stage == 0 else 2) if i == 0 else 1, dropout))
+        layers += [nn.BatchNorm2d(widths[3]), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(widths[3], num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _cifar_resnet18(num_classes: int, in_channels: int) -> nn.Module:
+    """torchvision ResNet-18 with the CIFAR stem: 3×3 stride-1 first conv, no max-pool."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def _resnet50(num_classes: int, in_channels: int) -> nn.Module:
+    from torchvision.models import resnet50
+
+    model = resnet50(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    return model
+
+
+MODELS = {
+    "small_cnn": lambda num_classes, in_channels: SmallCNN(num_classes, in_channels),
+    "wrn_28_10": lambda num_classes, in_channels: WideResNet(28, 10, num_classes, in_channels),
+    "resnet18_cifar": _cifar_resnet18,
+    "resnet50": _resnet50,
+}
+"""Model name → constructor ``(num_classes, in_channels) -> nn.Module``."""
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """A freshly initialized model ``name`` (see :data:`MODELS`)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return MODELS[name](num_classes, in_channels)

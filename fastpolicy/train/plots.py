@@ -1,0 +1,81 @@
+"""Figures of a search: op and magnitude distributions over epochs (the paper's Figure 6), sample grids."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def schedule_distributions(schedule) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(ops, op_freq float[E, n_ops], bin_freq float[E, n_bins])``: per epoch, the fraction of
+    all sub-policy ops of the epoch's policies that are each op / each magnitude bin."""
+    space = schedule[0][0].space
+    op_freq = np.zeros((len(schedule), len(space.ops)))
+    bin_freq = np.zeros((len(schedule), space.n_bins))
+    for e, policies in enumerate(schedule.epochs):
+        for policy in policies:
+            for sub in policy.sub_policies:
+                for choice in sub:
+                    op_freq[e, space.ops.index(choice.op)] += 1
+                    bin_freq[e, choice.bin] += 1
+    return list(space.ops), op_freq / op_freq.sum(1, keepdims=True), bin_freq / bin_freq.sum(1, keepdims=True)
+
+
+def plot_schedule(schedule, path: str) -> str:
+    """Stacked op distribution and magnitude-bin distribution per epoch; writes ``path`` (PNG)."""
+    plt = _pyplot()
+    ops, op_freq, bin_freq = schedule_distributions(schedule)
+    epochs = np.arange(len(schedule))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True, layout="constrained")
+    colors = plt.cm.tab20(np.linspace(0, 1, len(ops)))
+    bottom_edge = np.zeros(len(schedule))
+    for i, op in enumerate(ops):  # one full-width stacked bar per epoch, aligned with the heat map below
+        top.bar(epochs, op_freq[:, i], width=1.0, bottom=bottom_edge, color=colors[i], label=op)
+        bottom_edge += op_freq[:, i]
+    top.set_xlim(-0.5, len(schedule) - 0.5)
+    top.set_ylabel("fraction of ops")
+    top.set_title("Op distribution of the policies per epoch")
+    top.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    image = bottom.imshow(bin_freq.T, aspect="auto", origin="lower", cmap="viridis",
+                          extent=(-0.5, len(schedule) - 0.5, -0.5, bin_freq.shape[1] - 0.5))
+    bottom.set_ylabel("magnitude bin")
+    bottom.set_xlabel("epoch")
+    bottom.set_title("Magnitude distribution per epoch")
+    fig.colorbar(image, ax=bottom, label="fraction", location="left", pad=0.08)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(images, mean, std, path: str, M: int, per_policy: int = 8) -> str:
+    """Grid of augmented samples: one row per policy (copy m), ``per_policy`` images each.
+
+    ``images``: float [M·N, C, H, W] normalized as the loader outputs; ``mean``/``std``
+    per channel in [0, 1] units undo the normalization.
+    """
+    plt = _pyplot()
+    images = np.asarray(images, dtype=np.float32)
+    n = len(images) // M
+    per_policy = min(per_policy, n)
+    mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+    pixels = np.clip(images * std + mean, 0, 1)
+    fig, axes = plt.subplots(M, per_policy, figsize=(per_policy * 1.2, M * 1.2), squeeze=False)
+    for m in range(M):
+        for j in range(per_policy):
+            picture = pixels[m * n + j].transpose(1, 2, 0)
+            axes[m, j].imshow(picture[..., 0] if picture.shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=1)
+            axes[m, j].axis("off")
+        axes[m, 0].set_title(f"policy {m}", fontsize=7, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,61 @@
+"""Named training presets: the paper's Table 7 settings, and a short Fashion-MNIST default.
+
+``batch`` is N, distinct images per step over all processes (the enlarged batch is M·N);
+``lr`` is for that global batch. ``schedule``: ``"cosine"`` (to 0 over the epochs) or
+``"step"`` (× ``gamma`` at ``milestones``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One training recipe (see the module docstring for units)."""
+
+    name: str
+    model: str
+    dataset: str
+    batch: int
+    M: int
+    lr: float
+    weight_decay: float
+    epochs: int
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    image_size: int = 224
+    train_subset: int | None = None
+    val_subset: int | None = None
+    doc: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def with_(self, **changes) -> "Preset":
+        """A copy with ``changes`` (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+PRESETS = {p.name: p for p in (
+    Preset("fashion_mnist", "small_cnn", "fashion_mnist", batch=64, M=8, lr=0.05, weight_decay=5e-4, epochs=3,
+           image_size=28, train_subset=4096, val_subset=2000,
+           doc="the embedded default: a short search on a Fashion-MNIST subset, minutes on a CPU"),
+    Preset("cifar10_wrn28_10", "wrn_28_10", "cifar10", batch=128, M=8, lr=0.1, weight_decay=5e-4, epochs=200,
+           schedule="step", milestones=(60, 120, 160), image_size=32,
+           doc="Adversarial AutoAugment, Table 7: CIFAR-10 WRN-28-10, batch 128·8, lr 0.1, wd 5e-4, 200 epochs"),
+    Preset("cifar10_resnet18", "resnet18_cifar", "cifar10", batch=128, M=8, lr=0.1, weight_decay=5e-4,
+           epochs=200, schedule="step", milestones=(60, 120, 160), image_size=32,
+           doc="CIFAR ResNet-18 with the WRN recipe"),
+    Preset("imagenet_resnet50", "resnet50", "imagenet", batch=2048, M=8, lr=0.8, weight_decay=1e-4, epochs=120,
+           image_size=224, doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50, batch 2048·8, lr 0.8, "
+                               "wd 1e-4, 120 epochs, cosine"),
+)}
+"""Preset name → :class:`Preset`."""
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,114 @@
+"""The Adversarial AutoAugment trainer on tiny Fashion-MNIST runs (CPU): rewards, artefacts, resume, guards."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fastpolicy import PolicySchedule
+from fastpolicy.loader.loader import Batch
+from fastpolicy.train import loop
+from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
+from fastpolicy.train.presets import get_preset
+
+pytest.importorskip("nvidia.dali")
+
+
+def _config(out, **changes) -> AdversarialConfig:
+    settings = dict(out=str(out), epochs=2, train_subset=192, val_subset=96, batch=32, M=3, progress=False)
+    return AdversarialConfig(**(settings | changes))
+
+
+def test_per_policy_losses_come_from_their_own_samples():
+    per_sample = torch.tensor([1.0, 2.0, 10.0, 20.0, 30.0, 5.0])
+    policy_ids = torch.tensor([0, 0, 1, 1, 1, 2])
+    sums, counts = loop.per_policy_mean(per_sample, policy_ids, 4)
+    assert torch.equal(sums, torch.tensor([3.0, 60.0, 5.0, 0.0]))
+    assert torch.equal(counts, torch.tensor([2.0, 3.0, 1.0, 0.0]))
+
+
+def test_non_finite_losses_are_skipped_and_never_rewarded():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    preset = get_preset("fashion_mnist").with_(epochs=1)
+    optimizer = loop.make_optimizer(model, preset)
+    scheduler = loop.make_scheduler(optimizer, preset, 3)
+    batches = []
+    for step in range(3):
+        images = torch.randn(4, 1, 2, 2)
+        if step == 1:
+            images[0] = float("nan")
+        batches.append(Batch(images, torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 1, 1]), step=step))
+    with pytest.warns(UserWarning, match="non-finite loss at step 1"):
+        result = loop.train_epoch(model, batches, optimizer, scheduler, 2, torch.device("cpu"), progress=False)
+    assert result["skipped"] == 1 and np.all(np.isfinite(result["policy_loss"]))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_two_epochs_write_every_artefact(tmp_path):
+    row = AdversarialSearch(_config(tmp_path)).run()
+    for name in ("checkpoint.pt", "metrics.csv", "schedule.json", "op_distribution.png", "samples.png",
+                 "summary.json"):
+        assert os.path.getsize(tmp_path / name) > 0, name
+    assert os.listdir(tmp_path / "tensorboard")
+    schedule = PolicySchedule.load(tmp_path / "schedule.json")
+    assert len(schedule) == 2 and all(len(policies) == 3 for policies in schedule.epochs)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "controller_entropy" in rows[0] and "reward/2" in rows[0]
+    assert len(row["reward"]) == 3 and row["controller_entropy"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["skipped_steps"] == 0
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    whole = AdversarialSearch(_config(tmp_path / "whole"))
+    whole.run()
+
+    def stop(search, row):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        AdversarialSearch(_config(tmp_path / "cut")).run(on_epoch_end=stop)
+    resumed = AdversarialSearch(_config(tmp_path / "cut"), resume=True)
+    assert resumed.epoch == 1
+    resumed.run()
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(whole.controller.parameters(), resumed.controller.parameters()):
+        assert torch.equal(a, b)
+    assert whole.schedule == resumed.schedule
+    assert [r["reward"] for r in whole.history] == [r["reward"] for r in resumed.history]
+    assert (tmp_path / "whole" / "metrics.csv").read_text().count("\n") == \
+        (tmp_path / "cut" / "metrics.csv").read_text().count("\n")
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    AdversarialSearch(_config(tmp_path, epochs=1)).run()
+    with pytest.raises(ValueError, match="other settings.*seed"):
+        AdversarialSearch(_config(tmp_path, epochs=2, seed=3), resume=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        AdversarialSearch(_config(tmp_path / "none"), resume=True)
+
+
+@pytest.mark.parametrize("mode", ["baseline", "fixed", "random"])
+def test_ablation_modes(tmp_path, mode):
+    search = AdversarialSearch(_config(tmp_path, mode=mode, epochs=1))
+    row = search.run()
+    assert search.preset.M == (1 if mode == "baseline" else 3)
+    assert len(row["reward"]) == search.preset.M and "controller_loss" not in row
+    assert len(search.schedule) == (1 if mode == "random" else 0)
+
+
+def test_cli_runs_the_default_search(tmp_path):
+    from fastpolicy.cli import main
+
+    assert main(["search", "adversarial", "--out", str(tmp_path), "--epochs", "1", "--subset", "128",
+                 "--batch", "32", "--M", "2", "--no-progress"]) == 0
+    assert (tmp_path / "schedule.json").exists()
