@@ -104,6 +104,7 @@ class AdversarialSearch:
         self.history: list[dict] = []
         self.epoch = 0
         self.skipped = 0
+        self._last_images = None  # the last training batch of this process, for the sample grid
         self.log = RunLog(config.out)
         if resume:
             self._restore(checkpoint.load(self.path(self.CHECKPOINT)))
@@ -175,7 +176,7 @@ class AdversarialSearch:
         if len(self.schedule):
             self.schedule.save(self.path("schedule.json"))
             plots.plot_schedule(self.schedule, self.path("op_distribution.png"))
-        if getattr(self, "_last_images", None) is not None:
+        if self._last_images is not None:
             mean = self.train_loader._pixel_mean / 255
             std = 1 / (self.train_loader._pixel_inv_std * 255)
             plots.plot_samples(self._last_images, mean, std, self.path("samples.png"), self.preset.M)

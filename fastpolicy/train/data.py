@@ -35,6 +35,8 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
                                            device=device, seed=seed, baseline="none", shuffle=False,
                                            drop_last=False, num_threads=num_threads, **norm)
         return train, val, int(labels.max()) + 1, images.shape[-1]
+    if train_subset is not None or val_subset is not None:
+        raise ValueError("train_subset/val_subset apply to Fashion-MNIST; pass a smaller folder instead")
     train_dir, val_dir = os.path.join(data, "train"), os.path.join(data, "val")
     for path in (train_dir, val_dir):
         if not os.path.isdir(path):
@@ -43,8 +45,6 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
                              num_threads=num_threads, backend=backend)
     val = PolicyDALILoader(val_dir, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,
                            baseline="center", shuffle=False, drop_last=False, num_threads=num_threads)
-    if train_subset is not None or val_subset is not None:
-        raise ValueError("train_subset/val_subset apply to Fashion-MNIST; pass a smaller folder instead")
     if val.images_list.classes != train.images_list.classes:
         raise ValueError(f"{val_dir} and {train_dir} hold different class folders")
     return train, val, len(train.images_list.classes), 3
