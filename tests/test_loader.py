@@ -35,7 +35,7 @@ def test_batch_layout_labels_and_policy_ids(photo_tree):
         assert labels.shape == policy_ids.shape == (M * N,)
         # copy m of image n sits at row m*N + n: same label, distinct policy ids, each id N times
         assert (labels.view(M, N) == labels[:N]).all()
-        assert (policy_ids.view(M, N) == torch.arange(M)[:, None]).all()
+        assert (policy_ids.view(M, N).cpu() == torch.arange(M)[:, None]).all()
         assert torch.equal(labels[:N], torch.as_tensor(loader.images_list.labels[batch.indices]))
         assert batch.version == 1 and (batch.params.policy == policy_ids.numpy()).all()
 
@@ -171,3 +171,12 @@ def test_file_loader_rejects_array_baselines(photo_tree):
     for baseline in ("pad_crop", "none"):
         with pytest.raises(ValueError, match="in-memory arrays"):
             PolicyDALILoader(photo_tree, batch_size=2, M=1, baseline=baseline)
+
+
+def test_normalization_rejects_zero_std():
+    with pytest.raises(ValueError, match="positive stds"):
+        PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2,
+                                     device="cpu", mean=(0.5,), std=(0.0,))
+    loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2,
+                                          device="cpu")  # constant data: std from the data is 0, so only centred
+    assert np.isfinite(loader._pixel_inv_std).all()

@@ -29,6 +29,9 @@ def normalization(mean, std) -> tuple[np.ndarray, np.ndarray]:
     """float32[C] ``mean × 255`` and ``1 / (std × 255)`` (pixel units), rounded as torch does
     for ``torch.tensor(mean) * 255`` and ``1 / (torch.tensor(std) * 255)``."""
     mean, std = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ValueError(f"normalization needs finite means and positive stds, got mean {mean.tolist()}, "
+                         f"std {std.tolist()}")
     return mean * np.float32(255), np.float32(1) / (std * np.float32(255))
 
 
@@ -151,6 +154,15 @@ class KernelPolicyStage:
              dev["partner"]))
 
 
+def _cupy_stream(stream):
+    """A CuPy view of torch CUDA ``stream`` (the stream protocol where torch has it)."""
+    import cupy
+
+    if hasattr(stream, "__cuda_stream__") and hasattr(cupy.cuda.Stream, "from_external"):
+        return cupy.cuda.Stream.from_external(stream)
+    return cupy.cuda.ExternalStream(stream.cuda_stream)
+
+
 def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", mean=None, inv_std=None):
     """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
 
@@ -175,8 +187,7 @@ def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", m
         raise ValueError(f"output must be one of {tuple(OUTPUT_MODES)}, got {output!r}")
     out = torch.empty(shape, dtype=dtype, device=images.device)
     stage = KernelPolicyStage.on_device(images.device.index or 0)
-    with cupy.cuda.Device(images.device.index or 0), \
-            cupy.cuda.ExternalStream(torch.cuda.current_stream(images.device).cuda_stream):
+    with cupy.cuda.Device(images.device.index or 0), _cupy_stream(torch.cuda.current_stream(images.device)):
         stage.apply(cupy.from_dlpack(images.contiguous()), params, out=cupy.from_dlpack(out), output=output,
                     mean=mean, inv_std=inv_std)
     return out

@@ -203,7 +203,8 @@ class PolicyDALILoader:
             raise ValueError("labels must be non-negative integers")
         if kwargs.get("mean") is None and kwargs.get("output", "float") == "float":
             sample = images[:: max(1, len(images) // 10000)].reshape(-1, images.shape[3]) / 255.0
-            kwargs["mean"], kwargs["std"] = tuple(sample.mean(0)), tuple(sample.std(0))
+            std = sample.std(0)  # a constant channel (std 0) is only centred
+            kwargs["mean"], kwargs["std"] = tuple(sample.mean(0)), tuple(np.where(std > 0, std, 1.0))
         return cls(None, batch_size, M, image_size=images.shape[1], _arrays=(images, labels), **kwargs)
 
     def _normalization(self, mean, std):
