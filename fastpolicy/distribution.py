@@ -12,6 +12,7 @@ import numpy as np
 
 from . import jsonio
 from .jsonio import PolicyFormatError
+from .magnitude import N_BINS
 from .params import PolicyParams
 from .registry import OPS
 from .sampling import complete
@@ -85,6 +86,23 @@ class AWSDistribution(jsonio.JsonFile):
         pairs = np.asarray(pairs)
         return complete(self._element_op[pairs], self._element_bin[pairs], self.space, rng,
                         policy=policy_index, version=version)
+
+    def pairs_of(self, params: PolicyParams) -> np.ndarray:
+        """int64[N, 2]: the element pair each sample of ``params`` applied (inverse of
+        :meth:`params_for_pairs`); ValueError if a sample's first two (op, bin) are not
+        AWS elements."""
+        if params.k < 2:
+            raise ValueError(f"AWS pairs need 2 op slots, got {params.k}")
+        table = np.full((len(OPS), N_BINS + 1), -1, dtype=np.int64)  # [op id, bin + 1] → element
+        table[self._element_op, self._element_bin + 1] = np.arange(self.n_elements)
+        ops, bins = params.op[:, :2].astype(np.int64), params.bin[:, :2].astype(np.int64)
+        valid = (ops >= 0) & (bins >= -1) & (bins < N_BINS)
+        pairs = np.where(valid, table[np.maximum(ops, 0), np.clip(bins + 1, 0, N_BINS)], -1)
+        if np.any(pairs < 0):
+            i, k = np.argwhere(pairs < 0)[0]
+            raise ValueError(f"sample {i}, slot {k}: (op id {ops[i, k]}, bin {bins[i, k]}) is not an element "
+                             "of the AWS space")
+        return pairs
 
     def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
         """Per-sample parameters for ``n`` images, one pair each (the loader's interface)."""

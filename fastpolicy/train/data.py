@@ -1,12 +1,56 @@
-"""Train and validation loaders of a search: Fashion-MNIST (the embedded default) or an image folder."""
+"""Train and validation loaders of a run: Fashion-MNIST (the embedded default) or an image folder.
+
+* :func:`build_loaders` — the dataset's own split: training images for training, the
+  test split (Fashion-MNIST) or ``val/`` folder (ImageNet layout) for evaluation.
+* :func:`build_search_loaders` — a search's held-out split: both parts are carved from
+  the *training* images by a seeded permutation (the test split is never used for search),
+  and the split is returned so the run can save it (``split.json``).
+"""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 
 from ..data import fashion_mnist
+from ..data.files import ImageList, scan_folder
 from ..loader import PolicyDALILoader
+
+
+def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, seed: int, num_threads: int,
+                   backend: str | None):
+    """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics."""
+    images, labels = train
+    scaled = images.reshape(-1, images.shape[-1]) / 255.0
+    norm = {"mean": tuple(scaled.mean(0)), "std": tuple(scaled.std(0))}
+    train_loader = PolicyDALILoader.from_arrays(images, labels, batch_size=batch, M=M, device=device, seed=seed,
+                                                num_threads=num_threads, backend=backend, **norm)
+    val_loader = PolicyDALILoader.from_arrays(val[0], val[1], batch_size=min(batch * M, len(val[0])), M=1,
+                                              device=device, seed=seed, baseline="none", shuffle=False,
+                                              drop_last=False, num_threads=num_threads, **norm)
+    return train_loader, val_loader, int(labels.max()) + 1, images.shape[-1]
+
+
+def _file_loaders(train, val, batch: int, M: int, image_size: int, device: str, seed: int, num_threads: int,
+                  backend: str | None):
+    """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped."""
+    train_loader = PolicyDALILoader(train, batch_size=batch, M=M, image_size=image_size, device=device, seed=seed,
+                                    num_threads=num_threads, backend=backend)
+    val_loader = PolicyDALILoader(val, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,
+                                  baseline="center", shuffle=False, drop_last=False, num_threads=num_threads)
+    if val_loader.images_list.classes != train_loader.images_list.classes:
+        names = [d if isinstance(d, str) else "the split's part" for d in (val, train)]
+        raise ValueError(f"{names[0]} and {names[1]} hold different class folders")
+    return train_loader, val_loader, len(train_loader.images_list.classes), 3
+
+
+def _folders(data: str) -> tuple[str, str]:
+    train_dir, val_dir = os.path.join(data, "train"), os.path.join(data, "val")
+    for path in (train_dir, val_dir):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{data} needs ImageNet-layout train/ and val/ folders; {path} is missing")
+    return train_dir, val_dir
 
 
 def build_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
@@ -25,29 +69,61 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
     if data is None:
         images, labels = fashion_mnist.load("train")
         val_images, val_labels = fashion_mnist.load("test")
-        images, labels = images[:train_subset], labels[:train_subset]
-        val_images, val_labels = val_images[:val_subset], val_labels[:val_subset]
-        scaled = images.reshape(-1, images.shape[-1]) / 255.0
-        norm = {"mean": tuple(scaled.mean(0)), "std": tuple(scaled.std(0))}  # the training images' own
-        train = PolicyDALILoader.from_arrays(images, labels, batch_size=batch, M=M, device=device, seed=seed,
-                                             num_threads=num_threads, backend=backend, **norm)
-        val = PolicyDALILoader.from_arrays(val_images, val_labels, batch_size=min(batch * M, len(val_images)), M=1,
-                                           device=device, seed=seed, baseline="none", shuffle=False,
-                                           drop_last=False, num_threads=num_threads, **norm)
-        return train, val, int(labels.max()) + 1, images.shape[-1]
+        return _array_loaders((images[:train_subset], labels[:train_subset]),
+                              (val_images[:val_subset], val_labels[:val_subset]),
+                              batch, M, device, seed, num_threads, backend)
     if train_subset is not None or val_subset is not None:
         raise ValueError("train_subset/val_subset apply to Fashion-MNIST; pass a smaller folder instead")
-    train_dir, val_dir = os.path.join(data, "train"), os.path.join(data, "val")
-    for path in (train_dir, val_dir):
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"{data} needs ImageNet-layout train/ and val/ folders; {path} is missing")
-    train = PolicyDALILoader(train_dir, batch_size=batch, M=M, image_size=image_size, device=device, seed=seed,
-                             num_threads=num_threads, backend=backend)
-    val = PolicyDALILoader(val_dir, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,
-                           baseline="center", shuffle=False, drop_last=False, num_threads=num_threads)
-    if val.images_list.classes != train.images_list.classes:
-        raise ValueError(f"{val_dir} and {train_dir} hold different class folders")
-    return train, val, len(train.images_list.classes), 3
+    train_dir, val_dir = _folders(data)
+    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend)
 
 
-__all__ = ["build_loaders"]
+def split_indices(n: int, val_count: int, seed: int, train_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, val)``: int64 indices into ``n`` training images, disjoint, from a permutation
+    seeded by ``seed``; ``val_count`` held out, then ``train_count`` (None: the rest) for training."""
+    if not 0 < val_count < n:
+        raise ValueError(f"the validation split must hold 1 to {n - 1} of the {n} training images, got {val_count}")
+    order = np.random.default_rng([seed, 11]).permutation(n)
+    rest = order[val_count:]
+    if train_count is not None:
+        if train_count < 1:
+            raise ValueError(f"train_subset must be positive, got {train_count}")
+        rest = rest[:train_count]
+    return np.sort(rest), np.sort(order[:val_count])
+
+
+def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
+                         val_count: int, train_subset: int | None = None, num_threads: int = 2,
+                         backend: str | None = None):
+    """``(train, val, num_classes, channels, split)`` with both parts drawn from the training images.
+
+    Args:
+        data: None (Fashion-MNIST's train split) or a folder whose ``train/`` is split.
+        val_count: images held out for validation (the search's reward).
+        train_subset: train on at most this many of the remaining images (None: all).
+        Others as :func:`build_loaders`.
+
+    ``split`` (JSON-ready): ``{"dataset", "seed", "train", "val"}`` — indices into the
+    Fashion-MNIST train split, or file paths relative to ``<data>/train``.
+    """
+    if data is None:
+        images, labels = fashion_mnist.load("train")
+        train, val = split_indices(len(images), val_count, seed, train_subset)
+        loaders = _array_loaders((images[train], labels[train]), (images[val], labels[val]),
+                                 batch, M, device, seed, num_threads, backend)
+        return (*loaders, {"dataset": "fashion_mnist/train", "seed": seed, "train": train.tolist(),
+                           "val": val.tolist()})
+    train_dir, _ = _folders(data)
+    files = scan_folder(train_dir)
+    train, val = split_indices(len(files), val_count, seed, train_subset)
+
+    def part(indices) -> ImageList:
+        return ImageList([files.files[i] for i in indices], files.labels[indices], files.classes)
+
+    loaders = _file_loaders(part(train), part(val), batch, M, image_size, device, seed, num_threads, backend)
+    relative = [os.path.relpath(path, train_dir) for path in files.files]
+    return (*loaders, {"dataset": os.path.abspath(train_dir), "seed": seed,
+                       "train": [relative[i] for i in train], "val": [relative[i] for i in val]})
+
+
+__all__ = ["build_loaders", "build_search_loaders", "split_indices"]

@@ -53,17 +53,20 @@ def _autocast(device: torch.device):
 
 
 def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.device, desc: str = "train",
-                progress: bool = True) -> dict:
+                progress: bool = True, on_batch=None) -> dict:
     """One pass over ``loader``; returns ``loss``/``accuracy`` (means over the epoch's samples),
     ``policy_loss`` (float [M] list: each policy's per-batch mean loss averaged over the
     epoch's batches — the reward of Adversarial AutoAugment), ``skipped`` (non-finite steps)
-    and ``last_images`` (the last batch, for sample grids)."""
+    and ``last_images`` (the last batch, for sample grids). ``on_batch(batch)`` is called
+    with every batch the loader yields (skipped ones too), before its step."""
     model.train()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     policy_sum, batches, seen, skipped = torch.zeros(M, device=device), 0, 0, 0
     last = None
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        if on_batch is not None:
+            on_batch(batch)
         images, labels, policy_ids = (t.to(device, non_blocking=True) for t in batch)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)

@@ -1,4 +1,5 @@
-"""Figures of a search: op and magnitude distributions over epochs (the paper's Figure 6), sample grids."""
+"""Figures of a search: op and magnitude distributions over epochs (the paper's Figure 6), sample grids,
+and AWS's pair distribution (heat map, top pairs, stage-2 progress)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,66 @@ def plot_samples(images, mean, std, path: str, M: int, per_policy: int = 8) -> s
             axes[m, j].axis("off")
         axes[m, 0].set_title(f"policy {m}", fontsize=7, loc="left")
     fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_pair_heatmap(distribution, path: str) -> str:
+    """The pair distribution p(e1, e2) as a 36 × 36 heat map (rows: first element); writes ``path``."""
+    plt = _pyplot()
+    names = [el.name for el in distribution.space.elements]
+    joint = distribution.joint()
+    fig, axis = plt.subplots(figsize=(11, 10), layout="constrained")
+    image = axis.imshow(joint, cmap="magma", interpolation="nearest")
+    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    axis.set_yticks(range(len(names)), names, fontsize=6)
+    axis.set_xlabel("second element e2")
+    axis.set_ylabel("first element e1")
+    axis.set_title(f"p(e1, e2); uniform = {1 / joint.size:.2e}")
+    fig.colorbar(image, ax=axis, label="probability", shrink=0.8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_top_pairs(distribution, path: str, k: int = 20) -> str:
+    """Horizontal bars of the ``k`` most probable pairs, with the uniform probability marked."""
+    plt = _pyplot()
+    top = distribution.top_pairs(k)
+    fig, axis = plt.subplots(figsize=(8, 0.3 * k + 1.2), layout="constrained")
+    labels = [f"{a} → {b}" for a, b, _ in top][::-1]
+    axis.barh(labels, [p for _, _, p in top][::-1], color="tab:blue")
+    axis.axvline(1 / distribution.n_elements ** 2, color="grey", linestyle="--", label="uniform")
+    axis.set_xlabel("probability")
+    axis.set_title(f"Top {k} op pairs")
+    axis.legend(loc="lower right")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_search_progress(history: list[dict], pair_probabilities: dict[str, list[float]], path: str) -> str:
+    """AWS stage 2 per loop: reward and baseline, entropy, and the probability of given pairs.
+
+    ``history``: rows with ``loop``, ``reward``, ``baseline``, ``entropy``;
+    ``pair_probabilities``: pair label → probability per loop (same length as history).
+    """
+    plt = _pyplot()
+    loops = [row["loop"] for row in history]
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(9, 10), sharex=True, layout="constrained")
+    top.plot(loops, [row["reward"] for row in history], "o-", label="reward (val accuracy)")
+    top.plot(loops, [row["baseline"] for row in history], "--", label="EMA baseline")
+    top.set_ylabel("accuracy")
+    top.legend()
+    middle.plot(loops, [row["entropy"] for row in history], color="tab:green")
+    middle.set_ylabel("entropy of p (nats)")
+    for label, values in pair_probabilities.items():
+        bottom.plot(loops, values, label=label)
+    bottom.set_ylabel("probability")
+    bottom.set_xlabel("loop")
+    bottom.legend(fontsize=7, loc="upper left")
+    top.set_title("AWS stage 2")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -59,3 +59,33 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class AWSStages:
+    """AWS's search budget for a preset (Tian et al., 2020, Algorithm 1).
+
+    Attributes:
+        stage1_epochs: epochs of shared-weight training with the uniform policy.
+        loops: stage-2 iterations T_max (each: reload, fine-tune, validate, PPO update).
+        finetune_epochs: fine-tuning epochs per loop, at a constant learning rate.
+        finetune_lr_scale: that learning rate as a fraction of the preset's ``lr`` (the
+            paper says "small" without a number; 0.1 is fastpolicy's choice).
+        val_count: training images held out as the search's validation split.
+    """
+
+    stage1_epochs: int
+    loops: int
+    finetune_epochs: int
+    finetune_lr_scale: float
+    val_count: int
+
+
+AWS_STAGES = {
+    "fashion_mnist": AWSStages(stage1_epochs=4, loops=12, finetune_epochs=1, finetune_lr_scale=0.1, val_count=1024),
+    "cifar10_wrn28_10": AWSStages(200, 500, 10, 0.1, 5000),
+    "cifar10_resnet18": AWSStages(200, 500, 10, 0.1, 5000),
+    "imagenet_resnet50": AWSStages(150, 500, 5, 0.1, 50000),
+}
+"""Preset name → :class:`AWSStages` (the paper's 200/150 shared epochs, 500 loops, 10/5
+fine-tuning epochs; a few-minute CPU budget for ``fashion_mnist``)."""

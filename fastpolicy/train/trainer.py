@@ -1,0 +1,224 @@
+"""The epoch loop every run shares: target network, optimizer, LR schedule, logs, checkpoints, resume.
+
+:class:`EpochTrainer` trains a model epoch by epoch on a :class:`~fastpolicy.loader.PolicyDALILoader`
+(M·N rows per step), evaluates it, logs a row per epoch, and writes an atomic checkpoint
+after every epoch from which ``resume=True`` continues on the same trajectory. Subclasses
+choose the policies of each epoch (:meth:`EpochTrainer.start_epoch`) and act on its
+result (:meth:`EpochTrainer.finish_epoch`): the Adversarial AutoAugment search, AWS's
+stage 1, and the final training with a fixed policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import checkpoint, loop, plots
+from .logs import RunLog
+from .models import build_model
+from .presets import Preset, get_preset
+
+RESUME_IGNORED = ("out", "progress", "epochs")
+"""Config fields a resumed run may change (longer runs continue the same schedule only if
+``epochs`` equals the original; the schedule is rebuilt from it)."""
+
+
+@dataclass
+class RunConfig:
+    """Settings every training run has (subclasses add their own; all saved with each checkpoint).
+
+    Attributes:
+        out: output folder (checkpoint, CSV, TensorBoard, plots).
+        preset: a :class:`~.presets.Preset` name (its model, batch, M, lr, epochs …).
+        data: None (Fashion-MNIST) or a folder with ``train/`` and ``val/``.
+        model, epochs, M, batch, train_subset, val_subset: override the preset.
+        device: ``"cpu"``, ``"gpu"`` or None (GPU if available).
+        seed: seeds the model, the loaders and the policies' sampling.
+        num_threads: DALI threads; progress: tqdm bars.
+    """
+
+    out: str
+    preset: str = "fashion_mnist"
+    data: str | None = None
+    model: str | None = None
+    epochs: int | None = None
+    M: int | None = None
+    batch: int | None = None
+    train_subset: int | None = None
+    val_subset: int | None = None
+    device: str | None = None
+    seed: int = 0
+    num_threads: int = 2
+    progress: bool = True
+
+    def base_preset(self) -> Preset:
+        """The preset with this run's overrides."""
+        return get_preset(self.preset).with_(model=self.model, epochs=self.epochs, M=self.M, batch=self.batch,
+                                             train_subset=self.train_subset, val_subset=self.val_subset)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``"gpu"`` / ``"cpu"`` / None (the GPU if torch sees one) → torch device."""
+    if name not in (None, "cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or None, got {name!r}")
+    if name == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device 'gpu' asked for, but torch sees no CUDA GPU")
+    return torch.device("cuda" if (name or ("gpu" if torch.cuda.is_available() else "cpu")) == "gpu" else "cpu")
+
+
+def loader_device(device: torch.device) -> str:
+    """The loader's device name for a torch device."""
+    return "gpu" if device.type == "cuda" else "cpu"
+
+
+def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IGNORED) -> None:
+    """Raise ValueError naming the settings that differ between a checkpoint's config and this run's."""
+    saved = {k: v for k, v in saved.items() if k not in ignored}
+    current = {k: v for k, v in current.items() if k not in ignored}
+    if saved != current:
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise ValueError(f"{path} was written with other settings ({', '.join(changed)}); "
+                         "resume with the same options")
+
+
+class EpochTrainer:
+    """One training run of ``preset`` on ``loaders``.
+
+    Args:
+        config: a dataclass with at least ``out``, ``device``, ``seed``, ``progress``
+            (saved with every checkpoint; a resumed run must match it).
+        preset: the resolved :class:`~.presets.Preset` (model, batch, M, lr, epochs …).
+        loaders: ``(train, val, num_classes, channels)`` from :mod:`.data`, built for
+            :attr:`device` (use :func:`resolve_device` first).
+        device: torch device the model lives on.
+        resume: continue from ``<out>/<checkpoint_name>``.
+        checkpoint_name, log_name: file names inside ``config.out``.
+    """
+
+    def __init__(self, config, preset: Preset, loaders, device: torch.device, resume: bool = False,
+                 checkpoint_name: str = "checkpoint.pt", log_name: str = "metrics"):
+        self.config, self.preset, self.device = config, preset, device
+        self.checkpoint_path = os.path.join(config.out, checkpoint_name)
+        os.makedirs(config.out, exist_ok=True)
+        torch.manual_seed(config.seed)
+        self.train_loader, self.val_loader, self.num_classes, self.channels = loaders
+        self.model = build_model(preset.model, self.num_classes, self.channels).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = loop.make_optimizer(self.model, preset)
+        self.scheduler = loop.make_scheduler(self.optimizer, preset, len(self.train_loader))
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.skipped = 0
+        self._last_images = None  # the last training batch of this process, for the sample grid
+        self.log = RunLog(config.out, log_name)
+        self._resume = resume
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.config.out, name)
+
+    def restore_or_start(self) -> None:
+        """Load the checkpoint if resuming, else start the log afresh (subclasses call this
+        last in ``__init__``, once their own state exists)."""
+        if self._resume:
+            self.restore(checkpoint.load(self.checkpoint_path))
+        else:
+            self.log.truncate(0)
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def start_epoch(self) -> dict:
+        """Set the train loader's policies for the coming epoch; returns context for
+        :meth:`finish_epoch`. Default: keep the loader's policies."""
+        return {}
+
+    def finish_epoch(self, context: dict, train: dict, row: dict) -> None:
+        """Act on the epoch's training result (``train`` from :func:`.loop.train_epoch`);
+        may add entries to the logged ``row``."""
+
+    def extra_state(self) -> dict:
+        """Subclass state saved in every checkpoint."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Inverse of :meth:`extra_state`."""
+
+    # -- one epoch ----------------------------------------------------------------------
+
+    def run_epoch(self) -> dict:
+        start = time.time()
+        context = self.start_epoch()
+        train = loop.train_epoch(self.model, self.train_loader, self.optimizer, self.scheduler, self.preset.M,
+                                 self.device, desc=f"epoch {self.epoch}", progress=self.config.progress)
+        self.skipped += train["skipped"]
+        row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train["loss"],
+               "train_accuracy": train["accuracy"], "skipped_steps": train["skipped"]}
+        self.finish_epoch(context, train, row)
+        val = loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress)
+        row |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": time.time() - start}
+        if "reward" in row:  # lists go last, so the CSV's scalar columns come first
+            row["reward"] = row.pop("reward")
+        self.log.log(self.epoch, row)
+        self.history.append(row)
+        self._last_images = train["last_images"]
+        self.epoch += 1
+        self.save()
+        return row
+
+    def describe(self, row: dict) -> str:
+        return f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}  val accuracy {row['val_accuracy']:.4f}"
+
+    def run(self, on_epoch_end=None) -> dict:
+        """Train to the preset's last epoch; writes the artefacts; returns the last row.
+        ``on_epoch_end(trainer, row)`` is called after each epoch's checkpoint."""
+        row = self.history[-1] if self.history else {}
+        while self.epoch < self.preset.epochs:
+            row = self.run_epoch()
+            print(self.describe(row))
+            if on_epoch_end is not None:
+                on_epoch_end(self, row)
+        self.write_artefacts()
+        self.log.close()
+        return row
+
+    # -- artefacts and checkpoints -------------------------------------------------------
+
+    def summary(self) -> dict:
+        return {"config": dataclasses.asdict(self.config), "preset": dataclasses.asdict(self.preset),
+                "epochs": self.history, "skipped_steps": self.skipped}
+
+    def write_artefacts(self) -> None:
+        """``samples.png`` (the last training batch) and ``summary.json``."""
+        if self._last_images is not None:
+            mean = self.train_loader._pixel_mean / 255
+            std = 1 / (self.train_loader._pixel_inv_std * 255)
+            plots.plot_samples(self._last_images, mean, std, self.path("samples.png"), self.preset.M)
+        with open(self.path("summary.json"), "w") as handle:
+            json.dump(self.summary(), handle, indent=2, default=str)
+
+    def save(self) -> None:
+        checkpoint.save(self.checkpoint_path, {
+            "config": dataclasses.asdict(self.config), "epoch": self.epoch, "history": self.history,
+            "skipped": self.skipped, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "loader": self.train_loader.state_dict(),
+            "rng_state": checkpoint.rng_state()} | self.extra_state())
+
+    def restore(self, state: dict) -> None:
+        check_same_settings(state["config"], dataclasses.asdict(self.config), self.checkpoint_path)
+        self.epoch, self.history, self.skipped = state["epoch"], state["history"], state["skipped"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_loader.load_state_dict(state["loader"])
+        self.load_extra_state(state)
+        checkpoint.set_rng_state(state["rng_state"])
+        self.log.truncate(self.epoch)
+        print(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
+
+
+__all__ = ["RunConfig", "EpochTrainer", "resolve_device", "loader_device", "check_same_settings"]
