@@ -3,6 +3,9 @@
 * ``fastpolicy search adversarial`` — Adversarial AutoAugment (default: a short search on Fashion-MNIST);
 * ``fastpolicy search aws`` — AWS, both stages (default: a short search on Fashion-MNIST);
 * ``fastpolicy train --policy FILE`` — train from scratch with a found policy.
+
+Each runs unchanged under ``torchrun --nproc_per_node=K -m fastpolicy.cli ...`` (DDP; see
+:mod:`fastpolicy.train.distributed`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import sys
 
 
 def _out(args, name: str) -> str:
+    from .train import distributed
+
     if args.resume and args.out is None:
-        raise SystemExit("fastpolicy: --resume needs --out, the folder of the run to continue")
-    return args.out or os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        raise SystemExit("fastpolicy: --resume needs --out, the folder of the run to continue")  # every rank
+    # under torchrun every rank writes into rank 0's folder
+    return args.out or distributed.broadcast_object(
+        os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
 
 
 def _preset(args) -> str:
@@ -122,8 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run a command; under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the group first."""
+    from .train import distributed
+
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    joined = distributed.init_from_env(args.device)
+    try:
+        return args.run(args)
+    finally:
+        if joined:
+            distributed.shutdown()
 
 
 if __name__ == "__main__":

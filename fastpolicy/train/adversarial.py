@@ -21,10 +21,10 @@ import torch
 from ..policy import Policy
 from ..schedule import PolicySchedule
 from ..search import controller as ctl
-from . import plots
+from . import distributed, plots
 from .data import build_loaders
 from .presets import Preset
-from .trainer import EpochTrainer, RunConfig, loader_device, resolve_device
+from .trainer import EpochTrainer, RunConfig, loader_device, loader_options, resolve_device
 
 MODES = ("baseline", "fixed", "random", "adversarial")
 
@@ -56,9 +56,12 @@ class AdversarialSearch(EpochTrainer):
 
     def __init__(self, config: AdversarialConfig, resume: bool = False):
         preset = config.resolved_preset()
+        distributed.init_from_env(config.device)
         device = resolve_device(config.device)
-        loaders = build_loaders(config.data, preset.batch, preset.M, preset.image_size, loader_device(device),
-                                config.seed, preset.train_subset, preset.val_subset, config.num_threads)
+        options = loader_options(preset)
+        loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
+                                config.seed, preset.train_subset, preset.val_subset, config.num_threads,
+                                shard=options["shard"])
         super().__init__(config, preset, loaders, device, resume)
         self.controller = ctl.PolicyController().to(self.device)
         self.controller_optimizer = ctl.make_optimizer(self.controller, config.controller_lr)
@@ -72,11 +75,11 @@ class AdversarialSearch(EpochTrainer):
     def start_epoch(self) -> dict:
         mode, M = self.config.mode, self.preset.M
         policies, actions = None, None
-        if mode == "adversarial":
-            actions = self.controller.sample(M, self.generator)
+        if mode == "adversarial":  # rank 0's controller samples; every rank uses its policies
+            actions = distributed.broadcast_object(self.controller.sample(M, self.generator))
             policies = self.controller.to_policies(actions)
         elif mode == "random":
-            policies = [Policy.random(self.rng) for _ in range(M)]
+            policies = distributed.broadcast_object([Policy.random(self.rng) for _ in range(M)])
         self.train_loader.set_policies(policies)
         if policies is not None:
             self.schedule.append(policies)
@@ -86,10 +89,12 @@ class AdversarialSearch(EpochTrainer):
         actions = context["actions"]
         finite = all(np.isfinite(train["policy_loss"]))
         if actions is not None and finite and train["skipped"] < len(self.train_loader):
+            # the rewards are global (summed over ranks); rank 0's updated controller is everyone's
             update = ctl.update(self.controller, self.controller_optimizer, actions.to(self.device),
                                 train["policy_loss"], self.config.entropy_weight)
+            distributed.broadcast_tensors(self.controller.parameters())
             row |= {"controller_loss": update["loss"], "controller_entropy": update["entropy"]}
-        elif actions is not None:
+        elif actions is not None and distributed.is_main():
             print(f"fastpolicy: epoch {self.epoch}: no finite rewards; the controller is not updated")
         row["reward"] = train["policy_loss"]
 
@@ -100,15 +105,18 @@ class AdversarialSearch(EpochTrainer):
     def run(self, on_epoch_end=None) -> dict:
         """Train to the preset's last epoch; writes the artefacts; returns the last row.
         ``on_epoch_end(search, row)`` is called after each epoch's checkpoint."""
-        print(f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}) → {self.config.out}")
+        if distributed.is_main():
+            print(f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}, "
+                  f"{distributed.world_size()} process(es)) → {self.config.out}")
         row = super().run(on_epoch_end)
-        print(f"fastpolicy: wrote {self.config.out}")
+        if distributed.is_main():
+            print(f"fastpolicy: wrote {self.config.out}")
         return row
 
     # -- artefacts and checkpoints -------------------------------------------------------
 
     def write_artefacts(self) -> None:
-        if len(self.schedule):
+        if len(self.schedule) and distributed.is_main():
             self.schedule.save(self.path("schedule.json"))
             plots.plot_schedule(self.schedule, self.path("op_distribution.png"))
         super().write_artefacts()

@@ -31,11 +31,11 @@ import torch
 from .. import jsonio
 from ..distribution import AWSDistribution
 from ..search import aws_agent
-from . import checkpoint, loop, plots
+from . import checkpoint, distributed, loop, plots
 from .data import build_search_loaders
 from .logs import RunLog
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .trainer import EpochTrainer, check_same_settings, loader_device, resolve_device
+from .trainer import EpochTrainer, check_same_settings, loader_device, loader_options, resolve_device
 
 REWARDS = ("last", "best2")
 
@@ -132,10 +132,12 @@ class AWSSearch:
         self.config = config
         self.preset, self.stages, self.finetune_lr = config.resolved()
         os.makedirs(config.out, exist_ok=True)
+        distributed.init_from_env(config.device)
         self.device = resolve_device(config.device)
+        options = loader_options(self.preset)
         *loaders, self.split = build_search_loaders(
-            config.data, self.preset.batch, 1, self.preset.image_size, loader_device(self.device), config.seed,
-            self.stages.val_count, self.preset.train_subset, config.num_threads)
+            config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
+            self.stages.val_count, self.preset.train_subset, config.num_threads, shard=options["shard"])
         self._shared = None
         resume_stage1 = resume and not os.path.exists(self.path(self.SHARED))
         if resume and not (os.path.exists(self.path(self.SHARED)) or os.path.exists(self.path("stage1.pt"))):
@@ -148,14 +150,22 @@ class AWSSearch:
             self.stage1.restore_or_start()
         self.model, self.optimizer = self.stage1.model, self.stage1.optimizer
         self.train_loader, self.val_loader = self.stage1.train_loader, self.stage1.val_loader
+        if distributed.world_size() > 1:
+            # stage 2: every rank fine-tunes its own candidate on the whole split, at the per-rank batch
+            # (one GPU's share of N) and the learning rate scaled with it (linear scaling)
+            self.train_loader, self.val_loader, *_ = build_search_loaders(
+                config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
+                self.stages.val_count, self.preset.train_subset, config.num_threads,
+                loader_seed=config.seed + 1000 * distributed.rank())
+            self.finetune_lr *= options["batch"] / self.preset.batch
         self.policy = aws_agent.PairPolicy()
         self.agent_optimizer = aws_agent.make_optimizer(self.policy, config.agent_lr, config.agent_betas)
         self.baseline = aws_agent.EMABaseline(config.baseline_weight)
         self.loop = 0
         self.history: list[dict] = []
         self.thetas = [self._theta()]  # θ before each loop's update, then after the last
-        self.log = RunLog(config.out, "metrics")
-        if not resume:
+        self.log = RunLog(config.out, "metrics", enabled=distributed.is_main())
+        if not resume and distributed.is_main():
             jsonio.write_json(self.path("split.json"), self.split)
         if resume and os.path.exists(self.path(self.CHECKPOINT)):
             self._restore(checkpoint.load(self.path(self.CHECKPOINT)))
@@ -172,13 +182,18 @@ class AWSSearch:
 
     def run_stage1(self) -> None:
         """Train the shared weights (or find them done) and write ``shared.pt``."""
+        distributed.barrier()
         if os.path.exists(self.path(self.SHARED)):
             return
-        print(f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy → {self.config.out}")
+        if distributed.is_main():
+            print(f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy, "
+                  f"{distributed.world_size()} process(es) → {self.config.out}")
         self.stage1.run()
-        checkpoint.save(self.path(self.SHARED), {
-            "config": dataclasses.asdict(self.config), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "history": self.stage1.history})
+        if distributed.is_main():
+            checkpoint.save(self.path(self.SHARED), {
+                "config": dataclasses.asdict(self.config), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "history": self.stage1.history})
+        distributed.barrier()
 
     def shared_state(self) -> dict:
         """The saved shared weights and optimizer state (read once, checked against this config)."""
@@ -221,38 +236,51 @@ class AWSSearch:
         for epoch in range(self.stages.finetune_epochs):
             train = loop.train_epoch(self.model, self.train_loader, self.optimizer, scheduler, 1, self.device,
                                      desc=f"loop {self.loop} fine-tune {epoch}", progress=self.config.progress,
-                                     on_batch=count)
+                                     on_batch=count, sync=False)
             train_loss = train["loss"]
             accuracies.append(loop.evaluate(self.model, self.val_loader, self.device,
-                                            progress=self.config.progress)["accuracy"])
+                                            progress=self.config.progress, sync=False)["accuracy"])
         reward = accuracies[-1] if self.config.reward == "last" else float(np.mean(sorted(accuracies)[-2:]))
         return {"reward": reward, "accuracies": accuracies, "train_loss": train_loss,
                 "frequencies": (counts / max(counts.sum(), 1)).reshape(distribution.n_elements, -1)}
 
     def run_loop(self) -> dict:
+        """One stage-2 loop: every rank fine-tunes one candidate trajectory; rank 0 makes one PPO
+        update from all of them and every rank continues with its parameters."""
         start = time.time()
         distribution = self.policy.distribution()
         result = self.finetune(distribution)
-        reward = result["reward"]
-        row = {"loop": self.loop, "reward": reward, "train_loss": result["train_loss"]}
-        if np.isfinite(reward) and result["frequencies"].sum() > 0:
-            advantage = self.baseline.advantage(reward)
-            update = aws_agent.ppo_update(self.policy, self.agent_optimizer, result["frequencies"][None],
-                                          [advantage], self.config.clip, self.config.ppo_steps, self.config.max_kl)
+        results = distributed.all_gather_object({k: result[k] for k in ("reward", "frequencies", "train_loss")})
+        rewards = np.array([r["reward"] for r in results])
+        usable = [i for i, r in enumerate(results) if np.isfinite(r["reward"]) and r["frequencies"].sum() > 0]
+        reward = float(np.mean(rewards[usable])) if usable else float("nan")
+        row = {"loop": self.loop, "reward": reward, "train_loss": float(np.mean([r["train_loss"] for r in results]))}
+        if usable:
+            advantages = [self.baseline.advantage(float(rewards[i])) for i in usable]
+            update = {}
+            if distributed.is_main():
+                update = aws_agent.ppo_update(self.policy, self.agent_optimizer,
+                                              np.stack([results[i]["frequencies"] for i in usable]), advantages,
+                                              self.config.clip, self.config.ppo_steps, self.config.max_kl)
+            distributed.broadcast_tensors(self.policy.parameters())
+            update = distributed.broadcast_object(update)
             self.baseline.update(reward)
-            row |= {"advantage": advantage, "ppo_steps": update["steps"], "kl": update["kl"],
+            row |= {"advantage": float(np.mean(advantages)), "ppo_steps": update["steps"], "kl": update["kl"],
                     "clip_fraction": update["clip_fraction"]}
-        else:
+        elif distributed.is_main():
             print(f"fastpolicy: loop {self.loop}: no finite reward; the distribution is not updated")
         updated = self.policy.distribution()
         row |= {"baseline": self.baseline.value, "entropy": updated.entropy(), "seconds": time.time() - start}
         for i, (first, second, probability) in enumerate(updated.top_pairs(self.config.top_k), 1):
             row |= {f"top{i}_pair": f"{first}+{second}", f"top{i}_prob": probability}
+        if len(results) > 1:
+            row["rank_rewards"] = rewards.tolist()
         self.log.log(self.loop, row)
         self.history.append(row)
         self.thetas.append(self._theta())
         self.loop += 1
-        updated.save(self.path(self.POLICY))
+        if distributed.is_main():
+            updated.save(self.path(self.POLICY))
         self._save()
         return row
 
@@ -260,18 +288,22 @@ class AWSSearch:
         """Stage 1 (unless done), then stage 2 to ``loops``; writes the artefacts; returns θ*.
         ``on_loop_end(search, row)`` is called after each loop's checkpoint."""
         self.run_stage1()
-        print(f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
-              f"epoch(s) at lr {self.finetune_lr:g}")
+        if distributed.is_main():
+            print(f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
+                  f"epoch(s) at lr {self.finetune_lr:g}, {distributed.world_size()} candidate(s) per loop")
         while self.loop < self.stages.loops:
             row = self.run_loop()
-            print(f"loop {row['loop']}: reward {row['reward']:.4f}  baseline {row['baseline']:.4f}  "
-                  f"entropy {row['entropy']:.3f}  top pair {row['top1_pair']} ({row['top1_prob']:.2e})")
+            if distributed.is_main():
+                print(f"loop {row['loop']}: reward {row['reward']:.4f}  baseline {row['baseline']:.4f}  "
+                      f"entropy {row['entropy']:.3f}  top pair {row['top1_pair']} ({row['top1_prob']:.2e})")
             if on_loop_end is not None:
                 on_loop_end(self, row)
         distribution = self.policy.distribution()
-        self.write_artefacts(distribution)
+        if distributed.is_main():
+            self.write_artefacts(distribution)
         self.log.close()
-        print(f"fastpolicy: wrote {self.config.out}; θ* is {self.path(self.POLICY)}")
+        if distributed.is_main():
+            print(f"fastpolicy: wrote {self.config.out}; θ* is {self.path(self.POLICY)}")
         return distribution
 
     # -- artefacts and checkpoints -------------------------------------------------------
@@ -298,11 +330,10 @@ class AWSSearch:
             json.dump(summary, handle, indent=2, default=str)
 
     def _save(self) -> None:
-        checkpoint.save(self.path(self.CHECKPOINT), {
+        checkpoint.save_distributed(self.path(self.CHECKPOINT), {
             "config": dataclasses.asdict(self.config), "loop": self.loop, "history": self.history,
             "policy": self.policy.state_dict(), "agent_optimizer": self.agent_optimizer.state_dict(),
-            "baseline": self.baseline.state_dict(), "thetas": self.thetas,
-            "loader": self.train_loader.state_dict(), "rng_state": checkpoint.rng_state()})
+            "baseline": self.baseline.state_dict(), "thetas": self.thetas}, self.train_loader)
 
     def _restore(self, state: dict) -> None:
         check_same_settings(state["config"], dataclasses.asdict(self.config), self.path(self.CHECKPOINT),
@@ -311,10 +342,10 @@ class AWSSearch:
         self.policy.load_state_dict(state["policy"])
         self.agent_optimizer.load_state_dict(state["agent_optimizer"])
         self.baseline.load_state_dict(state["baseline"])
-        self.train_loader.load_state_dict(state["loader"])
-        checkpoint.set_rng_state(state["rng_state"])
+        checkpoint.restore_distributed(state, self.path(self.CHECKPOINT), self.train_loader)
         self.log.truncate(self.loop)
-        print(f"fastpolicy: resumed {self.config.out} after loop {self.loop - 1}")
+        if distributed.is_main():
+            print(f"fastpolicy: resumed {self.config.out} after loop {self.loop - 1}")
 
 
 __all__ = ["AWSConfig", "AWSSearch", "SharedWeightsTraining", "REWARDS"]

@@ -1,4 +1,5 @@
-"""Checkpoints that resume a run on the same trajectory: written atomically, RNG states included."""
+"""Checkpoints that resume a run on the same trajectory: written atomically, RNG states included,
+one file for all ranks under ``torchrun`` (each rank's loader position and RNG states inside)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import random
 
 import numpy as np
 import torch
+
+from . import distributed
 
 
 def rng_state() -> dict:
@@ -39,3 +42,23 @@ def load(path: str) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise ValueError(f"{path} is not a readable fastpolicy checkpoint: {error}") from error
+
+
+def save_distributed(path: str, state: dict, loader) -> None:
+    """Save ``state`` plus every rank's ``loader`` position and RNG states (rank order) from
+    rank 0; all ranks return once the file is complete."""
+    loaders = distributed.all_gather_object(loader.state_dict())
+    rngs = distributed.all_gather_object(rng_state())
+    if distributed.is_main():
+        save(path, state | {"loader": loaders, "rng_state": rngs, "world_size": distributed.world_size()})
+    distributed.barrier()
+
+
+def restore_distributed(state: dict, path: str, loader) -> None:
+    """This rank's loader position and RNG states from a :func:`save_distributed` checkpoint
+    (ValueError if it was written by another number of processes)."""
+    if state.get("world_size", 1) != distributed.world_size():
+        raise ValueError(f"{path} was written by {state.get('world_size', 1)} process(es); resume it with "
+                         f"the same number (this run has {distributed.world_size()})")
+    loader.load_state_dict(state["loader"][distributed.rank()])
+    set_rng_state(state["rng_state"][distributed.rank()])

@@ -19,26 +19,29 @@ from ..loader import PolicyDALILoader
 
 
 def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, seed: int, num_threads: int,
-                   backend: str | None):
+                   backend: str | None, shard: tuple[int, int] = (0, 1)):
     """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics."""
     images, labels = train
     scaled = images.reshape(-1, images.shape[-1]) / 255.0
     norm = {"mean": tuple(scaled.mean(0)), "std": tuple(scaled.std(0))}
+    sharding = {"shard_id": shard[0], "num_shards": shard[1]}
     train_loader = PolicyDALILoader.from_arrays(images, labels, batch_size=batch, M=M, device=device, seed=seed,
-                                                num_threads=num_threads, backend=backend, **norm)
-    val_loader = PolicyDALILoader.from_arrays(val[0], val[1], batch_size=min(batch * M, len(val[0])), M=1,
-                                              device=device, seed=seed, baseline="none", shuffle=False,
-                                              drop_last=False, num_threads=num_threads, **norm)
+                                                num_threads=num_threads, backend=backend, **sharding, **norm)
+    val_loader = PolicyDALILoader.from_arrays(val[0], val[1], batch_size=min(batch * M, max(1, len(val[0]) // shard[1])),
+                                              M=1, device=device, seed=seed, baseline="none", shuffle=False,
+                                              drop_last=False, num_threads=num_threads, **sharding, **norm)
     return train_loader, val_loader, int(labels.max()) + 1, images.shape[-1]
 
 
 def _file_loaders(train, val, batch: int, M: int, image_size: int, device: str, seed: int, num_threads: int,
-                  backend: str | None):
+                  backend: str | None, shard: tuple[int, int] = (0, 1)):
     """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped."""
+    sharding = {"shard_id": shard[0], "num_shards": shard[1]}
     train_loader = PolicyDALILoader(train, batch_size=batch, M=M, image_size=image_size, device=device, seed=seed,
-                                    num_threads=num_threads, backend=backend)
+                                    num_threads=num_threads, backend=backend, **sharding)
     val_loader = PolicyDALILoader(val, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,
-                                  baseline="center", shuffle=False, drop_last=False, num_threads=num_threads)
+                                  baseline="center", shuffle=False, drop_last=False, num_threads=num_threads,
+                                  **sharding)
     if val_loader.images_list.classes != train_loader.images_list.classes:
         names = [d if isinstance(d, str) else "the split's part" for d in (val, train)]
         raise ValueError(f"{names[0]} and {names[1]} hold different class folders")
@@ -55,7 +58,7 @@ def _folders(data: str) -> tuple[str, str]:
 
 def build_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
                   train_subset: int | None = None, val_subset: int | None = None, num_threads: int = 2,
-                  backend: str | None = None):
+                  backend: str | None = None, shard: tuple[int, int] = (0, 1)):
     """``(train, val, num_classes, channels)``.
 
     Args:
@@ -65,17 +68,19 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
         batch: N per step; the train loader yields M·N rows, the val loader N (M = 1,
             no policy; Fashion-MNIST unaugmented, folders centre-cropped).
         train_subset, val_subset: use only the first this many images (None: all).
+        shard: ``(shard_id, num_shards)``: this process's part of both splits (``batch`` is per
+            process); under ``torchrun`` ``(rank, world_size)``.
     """
     if data is None:
         images, labels = fashion_mnist.load("train")
         val_images, val_labels = fashion_mnist.load("test")
         return _array_loaders((images[:train_subset], labels[:train_subset]),
                               (val_images[:val_subset], val_labels[:val_subset]),
-                              batch, M, device, seed, num_threads, backend)
+                              batch, M, device, seed, num_threads, backend, shard)
     if train_subset is not None or val_subset is not None:
         raise ValueError("train_subset/val_subset apply to Fashion-MNIST; pass a smaller folder instead")
     train_dir, val_dir = _folders(data)
-    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend)
+    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard)
 
 
 def split_indices(n: int, val_count: int, seed: int, train_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,23 +99,26 @@ def split_indices(n: int, val_count: int, seed: int, train_count: int | None = N
 
 def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
                          val_count: int, train_subset: int | None = None, num_threads: int = 2,
-                         backend: str | None = None):
+                         backend: str | None = None, shard: tuple[int, int] = (0, 1),
+                         loader_seed: int | None = None):
     """``(train, val, num_classes, channels, split)`` with both parts drawn from the training images.
 
     Args:
         data: None (Fashion-MNIST's train split) or a folder whose ``train/`` is split.
         val_count: images held out for validation (the search's reward).
         train_subset: train on at most this many of the remaining images (None: all).
+        seed: seeds the split (and the loaders unless ``loader_seed`` is given).
         Others as :func:`build_loaders`.
 
     ``split`` (JSON-ready): ``{"dataset", "seed", "train", "val"}`` — indices into the
     Fashion-MNIST train split, or file paths relative to ``<data>/train``.
     """
+    loader_seed = seed if loader_seed is None else loader_seed
     if data is None:
         images, labels = fashion_mnist.load("train")
         train, val = split_indices(len(images), val_count, seed, train_subset)
         loaders = _array_loaders((images[train], labels[train]), (images[val], labels[val]),
-                                 batch, M, device, seed, num_threads, backend)
+                                 batch, M, device, loader_seed, num_threads, backend, shard)
         return (*loaders, {"dataset": "fashion_mnist/train", "seed": seed, "train": train.tolist(),
                            "val": val.tolist()})
     train_dir, _ = _folders(data)
@@ -120,7 +128,8 @@ def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, 
     def part(indices) -> ImageList:
         return ImageList([files.files[i] for i in indices], files.labels[indices], files.classes)
 
-    loaders = _file_loaders(part(train), part(val), batch, M, image_size, device, seed, num_threads, backend)
+    loaders = _file_loaders(part(train), part(val), batch, M, image_size, device, loader_seed, num_threads, backend,
+                            shard)
     relative = [os.path.relpath(path, train_dir) for path in files.files]
     return (*loaders, {"dataset": os.path.abspath(train_dir), "seed": seed,
                        "train": [relative[i] for i in train], "val": [relative[i] for i in val]})

@@ -20,7 +20,8 @@ from ..policy import Policy
 from ..schedule import FORMAT as SCHEDULE_FORMAT
 from ..schedule import PolicySchedule
 from .data import build_loaders
-from .trainer import EpochTrainer, RunConfig, loader_device, resolve_device
+from . import distributed
+from .trainer import EpochTrainer, RunConfig, loader_device, loader_options, resolve_device
 
 POLICY_FILES = {AWS_FORMAT: AWSDistribution, POLICY_FORMAT: Policy, SCHEDULE_FORMAT: PolicySchedule}
 """JSON ``format`` → the class a policy file loads as."""
@@ -57,9 +58,12 @@ class FinalTraining(EpochTrainer):
         self.policy = None if config.policy is None else load_policy_file(config.policy)
         default_m = len(self.policy[0]) if isinstance(self.policy, PolicySchedule) and len(self.policy) else 1
         preset = config.base_preset().with_(M=config.M or default_m)
+        distributed.init_from_env(config.device)
         device = resolve_device(config.device)
-        loaders = build_loaders(config.data, preset.batch, preset.M, preset.image_size, loader_device(device),
-                                config.seed, preset.train_subset, preset.val_subset, config.num_threads)
+        options = loader_options(preset)
+        loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
+                                config.seed, preset.train_subset, preset.val_subset, config.num_threads,
+                                shard=options["shard"])
         super().__init__(config, preset, loaders, device, resume)
         self.restore_or_start()
 
@@ -73,11 +77,13 @@ class FinalTraining(EpochTrainer):
 
     def run(self, on_epoch_end=None) -> dict:
         kind = "standard augmentation" if self.policy is None else type(self.policy).__name__
-        print(f"fastpolicy: training {self.preset.model} from scratch with {kind} (M={self.preset.M}, "
-              f"{self.preset.epochs} epochs) → {self.config.out}")
+        if distributed.is_main():
+            print(f"fastpolicy: training {self.preset.model} from scratch with {kind} (M={self.preset.M}, "
+                  f"{self.preset.epochs} epochs, {distributed.world_size()} process(es)) → {self.config.out}")
         row = super().run(on_epoch_end)
-        print(f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
-              f"(error {100 * (1 - row['val_accuracy']):.2f}%); wrote {self.config.out}")
+        if distributed.is_main():
+            print(f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
+                  f"(error {100 * (1 - row['val_accuracy']):.2f}%); wrote {self.config.out}")
         return row
 
     def summary(self) -> dict:

@@ -14,9 +14,13 @@ class RunLog:
     columns are fixed by the first row written (a resumed run appends to the same file).
     """
 
-    def __init__(self, out: str, name: str = "metrics"):
+    def __init__(self, out: str, name: str = "metrics", enabled: bool = True):
         self.path = os.path.join(out, f"{name}.csv")
         self._fields = None
+        self.enabled = enabled  # False on ranks other than 0: nothing is written
+        if not enabled:
+            self._writer = None
+            return
         if os.path.exists(self.path):
             with open(self.path, newline="") as handle:
                 self._fields = next(csv.reader(handle), None)
@@ -39,6 +43,8 @@ class RunLog:
         return flat
 
     def log(self, step: int, row: dict) -> None:
+        if not self.enabled:
+            return
         flat = self._flat(row)
         if self._fields is None:
             self._fields = list(flat)
@@ -62,7 +68,7 @@ class RunLog:
     def truncate(self, rows: int) -> None:
         """Keep the first ``rows`` rows (a resumed run drops rows logged after its checkpoint)."""
         kept = self.rows()[:rows]
-        if self._fields is None:
+        if self._fields is None or not self.enabled:
             return
         with open(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, self._fields)

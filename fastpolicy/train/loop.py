@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import distributed
 from .presets import Preset
 
 
@@ -52,19 +53,47 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
+def _steps(loader, sync: bool) -> int:
+    """Steps every process can take this epoch: the fewest batches of any shard (DDP needs
+    the same number of steps on every rank)."""
+    steps = torch.tensor([len(loader)], dtype=torch.int64)
+    if sync and distributed.is_distributed():
+        steps = steps.to("cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
+        torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MIN)
+    return int(steps)
+
+
+def _all_finite(loss: torch.Tensor, sync: bool) -> bool:
+    """Whether the loss is finite on *every* process (so all ranks skip a step together)."""
+    bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+    return float(distributed.all_reduce_sum(bad) if sync else bad) == 0
+
+
+def _same(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
 def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.device, desc: str = "train",
-                progress: bool = True, on_batch=None) -> dict:
+                progress: bool = True, on_batch=None, sync: bool = True) -> dict:
     """One pass over ``loader``; returns ``loss``/``accuracy`` (means over the epoch's samples),
     ``policy_loss`` (float [M] list: each policy's per-batch mean loss averaged over the
     epoch's batches — the reward of Adversarial AutoAugment), ``skipped`` (non-finite steps)
     and ``last_images`` (the last batch, for sample grids). ``on_batch(batch)`` is called
-    with every batch the loader yields (skipped ones too), before its step."""
+    with every batch the loader yields (skipped ones too), before its step.
+
+    Under ``torchrun`` (``model`` wrapped in DDP, ``loader`` one shard): every rank takes
+    the same number of steps, per-policy loss sums and counts are summed over the ranks at
+    every step before the per-batch means are formed, and the epoch's figures are
+    global — each rank returns what one process over the global batch would. ``sync=False``:
+    this process trains alone (AWS's stage 2: one candidate per rank), no collectives.
+    """
+    reduce = distributed.all_reduce_sum if sync else _same
     model.train()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    policy_sum, batches, seen, skipped = torch.zeros(M, device=device), 0, 0, 0
+    total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+    policy_sum, batches, skipped = torch.zeros(M, device=device), 0, 0
     last = None
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    steps = _steps(loader, sync)
+    for step, batch in zip(range(steps), tqdm(loader, desc=desc, leave=False, disable=not progress, total=steps)):
         if on_batch is not None:
             on_batch(batch)
         images, labels, policy_ids = (t.to(device, non_blocking=True) for t in batch)
@@ -74,9 +103,10 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
             logits = model(images)
         per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = per_sample.mean()
-        if not torch.isfinite(loss):
+        if not _all_finite(loss, sync):
             skipped += 1
-            warnings.warn(f"{desc}: non-finite loss at step {batch.step}; step skipped, no reward recorded")
+            warnings.warn(f"{desc}: non-finite loss at step {getattr(batch, 'step', step)}; step skipped, "
+                          "no reward recorded")
             scheduler.step()
             continue
         optimizer.zero_grad(set_to_none=True)
@@ -85,29 +115,34 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
         scheduler.step()
         with torch.no_grad():
             sums, counts = per_policy_mean(per_sample.detach(), policy_ids, M)
-            policy_sum += sums / counts.clamp(min=1)
+            both = reduce(torch.cat([sums, counts]))
+            policy_sum += both[:M] / both[M:].clamp(min=1)
             batches += 1
-            total_loss += per_sample.detach().sum()
-            correct += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
+            total += torch.stack([per_sample.detach().sum().double(), (logits.argmax(1) == labels).sum().double(),
+                                  torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
         last = batch
-    return {"loss": float(total_loss) / max(seen, 1), "accuracy": float(correct) / max(seen, 1),
+    if steps < len(loader) and hasattr(loader, "reset"):
+        loader.reset()  # this shard had a batch more than another: drop it, end the epoch
+    loss_sum, correct, seen = reduce(total).tolist()
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
             "policy_loss": (policy_sum / max(batches, 1)).tolist(), "skipped": skipped,
             "last_images": None if last is None else last.images.detach().cpu()}
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: torch.device, progress: bool = True) -> dict:
-    """Mean cross-entropy ``loss`` and top-1 ``accuracy`` over one pass of ``loader``."""
+def evaluate(model, loader, device: torch.device, progress: bool = True, sync: bool = True) -> dict:
+    """Mean cross-entropy ``loss`` and top-1 ``accuracy`` over one pass of ``loader``; with
+    ``sync`` under ``torchrun``, over all ranks' shards (else this process's loader alone)."""
     model.eval()
-    total, correct, seen = 0.0, 0, 0
+    total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images, labels = batch[0].to(device), batch[1].to(device)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             logits = model(images)
-        total += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
-        correct += int((logits.argmax(1) == labels).sum())
-        seen += len(labels)
-    return {"loss": total / max(seen, 1), "accuracy": correct / max(seen, 1)}
+        total += torch.stack([F.cross_entropy(logits.float(), labels, reduction="sum").double(),
+                              (logits.argmax(1) == labels).sum().double(),
+                              torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+    loss_sum, correct, seen = (distributed.all_reduce_sum(total) if sync else total).tolist()
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}

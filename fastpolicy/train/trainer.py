@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import checkpoint, loop, plots
+from . import checkpoint, distributed, loop, plots
 from .logs import RunLog
 from .models import build_model
 from .presets import Preset, get_preset
@@ -68,12 +68,21 @@ def resolve_device(name: str | None) -> torch.device:
         raise ValueError(f"device must be 'cpu', 'gpu' or None, got {name!r}")
     if name == "gpu" and not torch.cuda.is_available():
         raise ValueError("device 'gpu' asked for, but torch sees no CUDA GPU")
-    return torch.device("cuda" if (name or ("gpu" if torch.cuda.is_available() else "cpu")) == "gpu" else "cpu")
+    if (name or ("gpu" if torch.cuda.is_available() else "cpu")) == "gpu":
+        return torch.device("cuda", torch.cuda.current_device())  # under torchrun: this rank's GPU
+    return torch.device("cpu")
 
 
 def loader_device(device: torch.device) -> str:
     """The loader's device name for a torch device."""
     return "gpu" if device.type == "cuda" else "cpu"
+
+
+def loader_options(preset: Preset) -> dict:
+    """This process's loader arguments under ``torchrun``: the per-rank batch (the preset's N is
+    global) and the shard ``(rank, world_size)``."""
+    return {"batch": distributed.per_rank_batch(preset.batch),
+            "shard": (distributed.rank(), distributed.world_size())}
 
 
 def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IGNORED) -> None:
@@ -94,7 +103,8 @@ class EpochTrainer:
             (saved with every checkpoint; a resumed run must match it).
         preset: the resolved :class:`~.presets.Preset` (model, batch, M, lr, epochs …).
         loaders: ``(train, val, num_classes, channels)`` from :mod:`.data`, built for
-            :attr:`device` (use :func:`resolve_device` first).
+            :attr:`device` (use :func:`resolve_device` first) and, under ``torchrun``, for
+            this rank (:func:`loader_options`).
         device: torch device the model lives on.
         resume: continue from ``<out>/<checkpoint_name>``.
         checkpoint_name, log_name: file names inside ``config.out``.
@@ -110,13 +120,17 @@ class EpochTrainer:
         self.model = build_model(preset.model, self.num_classes, self.channels).to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_model = self.model  # what trains: the model, or DDP around it under torchrun
+        if distributed.is_distributed():
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = loop.make_optimizer(self.model, preset)
         self.scheduler = loop.make_scheduler(self.optimizer, preset, len(self.train_loader))
         self.history: list[dict] = []
         self.epoch = 0
         self.skipped = 0
         self._last_images = None  # the last training batch of this process, for the sample grid
-        self.log = RunLog(config.out, log_name)
+        self.log = RunLog(config.out, log_name, enabled=distributed.is_main())
         self._resume = resume
 
     def path(self, name: str) -> str:
@@ -153,7 +167,7 @@ class EpochTrainer:
     def run_epoch(self) -> dict:
         start = time.time()
         context = self.start_epoch()
-        train = loop.train_epoch(self.model, self.train_loader, self.optimizer, self.scheduler, self.preset.M,
+        train = loop.train_epoch(self.train_model, self.train_loader, self.optimizer, self.scheduler, self.preset.M,
                                  self.device, desc=f"epoch {self.epoch}", progress=self.config.progress)
         self.skipped += train["skipped"]
         row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train["loss"],
@@ -179,7 +193,8 @@ class EpochTrainer:
         row = self.history[-1] if self.history else {}
         while self.epoch < self.preset.epochs:
             row = self.run_epoch()
-            print(self.describe(row))
+            if distributed.is_main():
+                print(self.describe(row))
             if on_epoch_end is not None:
                 on_epoch_end(self, row)
         self.write_artefacts()
@@ -193,7 +208,9 @@ class EpochTrainer:
                 "epochs": self.history, "skipped_steps": self.skipped}
 
     def write_artefacts(self) -> None:
-        """``samples.png`` (the last training batch) and ``summary.json``."""
+        """``samples.png`` (the last training batch) and ``summary.json`` (rank 0 only)."""
+        if not distributed.is_main():
+            return
         if self._last_images is not None:
             mean = self.train_loader._pixel_mean / 255
             std = 1 / (self.train_loader._pixel_inv_std * 255)
@@ -202,11 +219,11 @@ class EpochTrainer:
             json.dump(self.summary(), handle, indent=2, default=str)
 
     def save(self) -> None:
-        checkpoint.save(self.checkpoint_path, {
+        """Rank 0 writes the checkpoint, with every rank's loader position and RNG states."""
+        checkpoint.save_distributed(self.checkpoint_path, {
             "config": dataclasses.asdict(self.config), "epoch": self.epoch, "history": self.history,
             "skipped": self.skipped, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "loader": self.train_loader.state_dict(),
-            "rng_state": checkpoint.rng_state()} | self.extra_state())
+            "scheduler": self.scheduler.state_dict()} | self.extra_state(), self.train_loader)
 
     def restore(self, state: dict) -> None:
         check_same_settings(state["config"], dataclasses.asdict(self.config), self.checkpoint_path)
@@ -214,11 +231,11 @@ class EpochTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.train_loader.load_state_dict(state["loader"])
         self.load_extra_state(state)
-        checkpoint.set_rng_state(state["rng_state"])
+        checkpoint.restore_distributed(state, self.checkpoint_path, self.train_loader)
         self.log.truncate(self.epoch)
-        print(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
+        if distributed.is_main():
+            print(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
 
 
-__all__ = ["RunConfig", "EpochTrainer", "resolve_device", "loader_device", "check_same_settings"]
+__all__ = ["RunConfig", "EpochTrainer", "resolve_device", "loader_device", "loader_options", "check_same_settings"]
