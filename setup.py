@@ -31,6 +31,7 @@ setup(
             "matplotlib>=3.7",
             "tensorboard>=2.14",
         ],
+        "bench": ["kornia>=0.7"],  # an optional peer of `fastpolicy bench`
         "cuda13": ["nvidia-dali-cuda130>=2.0", "cupy-cuda13x>=13"],
         "cuda12": ["nvidia-dali-cuda120>=2.0", "cupy-cuda12x>=13"],
     },

@@ -23,55 +23,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import sys
-import time
 
 import numpy as np
 
-from fastpolicy import OPS, Policy, spaces
+from fastpolicy import Policy
 from fastpolicy.backends.kernel_stage import KernelPolicyStage
+from fastpolicy.bench import record
+from fastpolicy.bench.stage import families, family_params
+from fastpolicy.bench.timing import median_seconds
 from fastpolicy.data.photo_tree import photo_batch
-from fastpolicy.params import PolicyParams
 from fastpolicy.policy import sample_policies
-from fastpolicy.sampling import complete
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import record  # noqa: E402
-
-
-def families() -> dict[str, list[str]]:
-    """Op names per family, from the registry's kinds and statistics."""
-    def family(spec) -> str:
-        if spec.kind == "affine":
-            return "geometric"
-        if spec.kind == "lut":
-            return "histogram" if spec.stats else "pointwise"
-        return spec.kind
-    out: dict[str, list[str]] = {}
-    for spec in OPS.values():
-        out.setdefault(family(spec), []).append(spec.name)
-    return out
-
-
-def family_params(names: list[str], n: int, rng: np.random.Generator) -> PolicyParams:
-    """One op of ``names`` per sample (random op and bin), in slot 0 of two."""
-    op = np.full((n, 2), -1)
-    op[:, 0] = rng.choice([OPS[name].id for name in names], n)
-    return complete(op, rng.integers(0, 10, (n, 2)), spaces.adversarial(), rng)
-
-
-def median_seconds(run, sync, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None) -> dict:

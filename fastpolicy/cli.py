@@ -2,7 +2,9 @@
 
 * ``fastpolicy search adversarial`` — Adversarial AutoAugment (default: a short search on Fashion-MNIST);
 * ``fastpolicy search aws`` — AWS, both stages (default: a short search on Fashion-MNIST);
-* ``fastpolicy train --policy FILE`` — train from scratch with a found policy.
+* ``fastpolicy train --policy FILE`` — train from scratch with a found policy;
+* ``fastpolicy reproduce table4|proxy|dry-run`` — small-scale reproductions, ImageNet dry runs;
+* ``fastpolicy bench`` — throughput beside DALI, torchvision and Kornia (:mod:`fastpolicy.bench.run`).
 
 Each runs unchanged under ``torchrun --nproc_per_node=K -m fastpolicy.cli ...`` (DDP; see
 :mod:`fastpolicy.train.distributed`).
@@ -69,6 +71,32 @@ def _train(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    if args.study == "table4":
+        from .reproduce.ablation import run_ablation
+
+        run_ablation(args.out or os.path.join("runs", "reproduce", "table4"), args.budget, args.results,
+                     progress=not args.no_progress, threads=args.threads)
+    elif args.study == "proxy":
+        from .reproduce.proxy import run_proxy
+
+        run_proxy(args.out or os.path.join("runs", "reproduce", "proxy"), args.budget, args.results,
+                  progress=not args.no_progress, threads=args.threads)
+    else:
+        from .reproduce.dry_run import dry_run
+
+        dry_run(args.preset, args.search, args.out or os.path.join("runs", "reproduce", f"dry-run-{args.preset}"),
+                device=args.device, progress=not args.no_progress)
+    return 0
+
+
+def _bench(options: list[str]) -> int:
+    from .bench.run import main as bench
+
+    bench(options)
+    return 0
+
+
 def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
     from .train.models import MODELS
     from .train.presets import PRESETS
@@ -125,6 +153,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--M", type=int, default=None, help="enlarged batch: copies per image (default 1, or the "
                                                            "schedule's policies per epoch)")
     train.set_defaults(run=_train)
+
+    reproduce = commands.add_parser("reproduce", help="the papers' claims at small scale; ImageNet dry runs")
+    studies = reproduce.add_subparsers(dest="study", required=True)
+    for name, text in (("table4", "Adversarial AutoAugment's Table 4 arms on Fashion-MNIST, 3 seeds"),
+                       ("proxy", "AWS's proxy check: fine-tuned shared weights vs full training")):
+        study = studies.add_parser(name, help=text)
+        study.add_argument("--budget", choices=["full", "smoke"], default="full",
+                           help="full: the committed study (tens of minutes on a 2-core CPU); smoke: seconds")
+        study.add_argument("--out", default=None, help=f"run folders (default runs/reproduce/{name})")
+        study.add_argument("--results", default=None, help="where the JSON, table and plot go (default --out)")
+        study.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
+        study.add_argument("--no-progress", action="store_true")
+        study.set_defaults(run=_reproduce, device="cpu")
+    from .train.presets import PRESETS
+
+    dry = studies.add_parser("dry-run", help="a preset's whole pipeline on a generated ImageNet-layout tree, "
+                                             "a few steps (check a recipe before spending a cluster)")
+    dry.add_argument("--preset", choices=sorted(PRESETS), default="imagenet_resnet50")
+    dry.add_argument("--search", choices=["adversarial", "aws", "train"], default="adversarial")
+    dry.add_argument("--out", default=None)
+    dry.add_argument("--device", choices=["cpu", "gpu"], default=None)
+    dry.add_argument("--no-progress", action="store_true")
+    dry.set_defaults(run=_reproduce, study="dry-run")
+
+    bench = commands.add_parser("bench", add_help=False,
+                                help="throughput beside its peers (fastpolicy bench --help for its options)")
+    bench.add_argument("options", nargs=argparse.REMAINDER)  # parsed by fastpolicy.bench.run
     return parser
 
 
@@ -132,8 +187,11 @@ def main(argv=None) -> int:
     """Run a command; under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the group first."""
     from .train import distributed
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     args = build_parser().parse_args(argv)
-    joined = distributed.init_from_env(args.device)
+    joined = distributed.init_from_env(getattr(args, "device", None))
     try:
         return args.run(args)
     finally:

@@ -26,3 +26,56 @@ def test_policy_stage_benchmark_smoke(tmp_path):
     assert [r["family"] for r in result["results"]] == list(policy_stage.families()) + ["adversarial_policies"]
     for row in result["results"]:
         assert row["kernels_images_per_s"] > 0 and row["ratio_kernels_over_dali"] > 0
+
+
+def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
+    pytest.importorskip("nvidia.dali")
+    from fastpolicy.bench import report
+    from fastpolicy.cli import main
+
+    out = tmp_path / "bench_cpu.json"
+    assert main(["bench", "--device", "cpu", "--images", "16", "--batch", "4", "--M", "1", "2", "--batches", "1",
+                 "--warmup", "1", "--repeats", "1", "--workers", "1", "--stage-n", "16", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"command", "date", "machine", "versions", "settings", "note"} <= set(result)
+    rows = result["results"]
+    assert {r["scenario"] for r in rows} == {"decode", "policy", "stage"}  # training needs a GPU
+    for scenario, M in (("decode", 1), ("policy", 1), ("policy", 2)):
+        group = [r for r in rows if r["scenario"] == scenario and r["M"] == M]
+        assert group[0]["contender"].startswith("fastpolicy") and group[0]["ratio_to_fastpolicy"] == 1
+        assert any(r["contender"].startswith("DALI") for r in group)
+        assert any(r["contender"].startswith("torchvision") for r in group)
+    stage = {r["case"] for r in rows if r["scenario"] == "stage"}
+    assert stage == {"geometric", "pointwise", "histogram", "blend", "special", "adversarial_policies",
+                     "autoaugment_imagenet"}
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert (tmp_path / "bench_cpu.png").stat().st_size > 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{report.BEGIN}\nold\n{report.END}\ntail\n")
+    report.update_readme(str(readme), str(tmp_path))
+    text = readme.read_text()
+    assert "old" not in text and "| geometric |" in text and text.endswith("tail\n")
+
+
+def test_autoaugment_policy_equals_torchvisions_table():
+    from torchvision.transforms import v2
+
+    from fastpolicy.bench.peers import autoaugment_imagenet
+
+    policy = autoaugment_imagenet()
+    table = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)._policies
+    assert len(policy.sub_policies) == len(table) == 25
+    for sub, row in zip(policy.sub_policies, table):
+        assert [(c.op, c.prob) for c in sub] == [(op, p) for op, p, _ in row]
+
+
+def test_micro_benchmarks_run_once(tmp_path):
+    """The pytest-benchmark suite (outside CI's test paths) still runs: one pass, timing disabled."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pytest", str(root / "benchmarks" / "micro"), "-q",
+                           "--benchmark-disable", "-p", "no:cacheprovider", "-k", "Invert or Rotate"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "4 passed" in done.stdout

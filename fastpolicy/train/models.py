@@ -1,4 +1,4 @@
-"""Target networks of the searches: torchvision ResNet-50, Wide-ResNet-28-10, CIFAR ResNet-18, a small CNN.
+"""Target networks: torchvision ResNet-50, ResNet-50-D, ResNet-200, Wide-ResNet-28-10, CIFAR ResNet-18, a small CNN.
 
 ``build_model(name, num_classes, in_channels)``; all take float NCHW input and return
 logits [B, num_classes]. No weights are downloaded: every model starts from scratch.
@@ -85,11 +85,42 @@ def _resnet50(num_classes: int, in_channels: int) -> nn.Module:
     return model
 
 
+def _resnet200(num_classes: int, in_channels: int) -> nn.Module:
+    """ResNet-200 (He et al., 2016): torchvision's bottleneck ResNet with [3, 24, 36, 3] blocks."""
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    model = ResNet(Bottleneck, [3, 24, 36, 3], num_classes=num_classes)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    return model
+
+
+def _resnet50d(num_classes: int, in_channels: int) -> nn.Module:
+    """ResNet-50-D (He et al., "Bag of Tricks", 2019): ResNet-50 with a deep stem (three 3×3
+    convolutions, 32-32-64 channels) and shortcuts that downsample by 2×2 average pooling
+    before their 1×1 convolution (stride 1)."""
+    model = _resnet50(num_classes, in_channels)
+
+    def conv_bn(cin, cout, stride):
+        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    model.conv1 = nn.Sequential(*conv_bn(in_channels, 32, 2), *conv_bn(32, 32, 1),
+                                nn.Conv2d(32, 64, 3, 1, 1, bias=False))
+    for layer in (model.layer2, model.layer3, model.layer4):
+        shortcut = layer[0].downsample
+        conv, bn = shortcut[0], shortcut[1]
+        layer[0].downsample = nn.Sequential(nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
+                                            nn.Conv2d(conv.in_channels, conv.out_channels, 1, 1, bias=False), bn)
+    return model
+
+
 MODELS = {
     "small_cnn": lambda num_classes, in_channels: SmallCNN(num_classes, in_channels),
     "wrn_28_10": lambda num_classes, in_channels: WideResNet(28, 10, num_classes, in_channels),
     "resnet18_cifar": _cifar_resnet18,
     "resnet50": _resnet50,
+    "resnet50d": _resnet50d,
+    "resnet200": _resnet200,
 }
 """Model name → constructor ``(num_classes, in_channels) -> nn.Module``."""
 

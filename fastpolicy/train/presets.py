@@ -51,6 +51,10 @@ PRESETS = {p.name: p for p in (
     Preset("imagenet_resnet50", "resnet50", "imagenet", batch=2048, M=8, lr=0.8, weight_decay=1e-4, epochs=120,
            image_size=224, doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50, batch 2048·8, lr 0.8, "
                                "wd 1e-4, 120 epochs, cosine"),
+    Preset("imagenet_resnet50d", "resnet50d", "imagenet", batch=2048, M=8, lr=0.8, weight_decay=1e-4, epochs=120,
+           image_size=224, doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50-D with the ResNet-50 recipe"),
+    Preset("imagenet_resnet200", "resnet200", "imagenet", batch=2048, M=8, lr=0.8, weight_decay=1e-4, epochs=120,
+           image_size=224, doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-200 with the ResNet-50 recipe"),
 )}
 """Preset name → :class:`Preset`."""
 
@@ -86,6 +90,8 @@ AWS_STAGES = {
     "cifar10_wrn28_10": AWSStages(200, 500, 10, 0.1, 5000),
     "cifar10_resnet18": AWSStages(200, 500, 10, 0.1, 5000),
     "imagenet_resnet50": AWSStages(150, 500, 5, 0.1, 50000),
+    "imagenet_resnet50d": AWSStages(150, 500, 5, 0.1, 50000),
+    "imagenet_resnet200": AWSStages(150, 500, 5, 0.1, 50000),
 }
 """Preset name → :class:`AWSStages` (the paper's 200/150 shared epochs, 500 loops, 10/5
 fine-tuning epochs; a few-minute CPU budget for ``fashion_mnist``)."""

@@ -47,11 +47,24 @@ def versions(*modules: str) -> dict:
     return out
 
 
+def command_line() -> str:
+    """How this process was started, as a user would type it (``fastpolicy bench …`` or
+    ``python benchmarks/x.py …``)."""
+    program = sys.argv[0]
+    if os.path.basename(program) in ("fastpolicy", "cli.py", "__main__.py"):
+        return " ".join(["fastpolicy"] + sys.argv[1:])
+    try:
+        program = os.path.relpath(program)
+    except ValueError:
+        pass
+    return " ".join(["python", program] + sys.argv[1:])
+
+
 def write(name: str, settings: dict, results, path: str, note: str, modules=()) -> dict:
     """Write the result JSON to ``path`` (folders created) and return it."""
     record = {
         "benchmark": name,
-        "command": " ".join(["python"] + sys.argv),
+        "command": command_line(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu()},
         "versions": versions("fastpolicy", "numpy", "torch", *modules),

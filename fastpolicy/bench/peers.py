@@ -1,0 +1,157 @@
+"""The contenders of the loader benchmarks, each an endless iterator of float NCHW batches.
+
+Every contender reads the same ImageNet-layout JPEG tree, decodes each image once, makes
+``M`` copies, gives each copy random-resized-crop 224 + horizontal flip and (with
+``policy``) an augmentation policy, normalizes, and yields ``M·N`` float images per batch
+on the benchmark's device:
+
+* ``fastpolicy`` — :class:`~fastpolicy.loader.PolicyDALILoader` (DALI decode; the policy
+  on the CuPy kernels on a GPU, DALI operators on the CPU; ``backend`` picks). Its policy
+  is either AutoAugment's ImageNet policy (the same table the peers apply, as a
+  :class:`~fastpolicy.policy.Policy`: per-sample sub-policy, op probabilities) or M random
+  Adversarial-AutoAugment policies (two ops on every copy: more work);
+* ``dali`` — a plain DALI pipeline (reader, decoder, ``random_resized_crop``,
+  ``crop_mirror_normalize``), with ``policy`` DALI's ``auto_aug.auto_augment_image_net``
+  per copy;
+* ``torchvision`` — ``ImageFolder``-style decoding with ``torchvision.io`` and v2
+  transforms (``AutoAugment(IMAGENET)`` with ``policy``) in ``DataLoader`` workers;
+* ``kornia`` — torchvision's decode + crop + flip in workers, then Kornia's
+  ``AutoAugment("imagenet")`` on the device batch (it draws one sub-policy per call, i.e.
+  per batch). Only if Kornia is installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..loader.loader import IMAGENET_MEAN, IMAGENET_STD
+from ..policy import Policy
+from .timing import endless
+
+SIZE = 224
+
+
+def autoaugment_imagenet() -> Policy:
+    """AutoAugment's ImageNet policy (25 sub-policies of two ``(op, bin, probability)``), read
+    from torchvision's table so that every contender applies the same one."""
+    from torchvision.transforms import v2
+
+    table = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)._policies
+    return Policy([[(op, 0 if magnitude is None else int(magnitude), float(p)) for op, p, magnitude in sub]
+                   for sub in table])
+
+
+def fastpolicy_loader(root: str, N: int, M: int, policy: str | None, device: str, threads: int,
+                      backend: str | None = None, seed: int = 0):
+    """``policy``: None, ``"autoaugment"`` (the ImageNet policy on every copy) or ``"random"``
+    (M random Adversarial-AutoAugment policies)."""
+    from ..loader import PolicyDALILoader
+
+    rng = np.random.default_rng(seed)
+    policies = {None: None, "autoaugment": autoaugment_imagenet(),
+                "random": [Policy.random(rng) for _ in range(M)]}[policy]
+    loader = PolicyDALILoader(root, batch_size=N, M=M, image_size=SIZE, device=device, num_threads=threads,
+                              backend=backend, policies=policies, seed=seed)
+    return (batch.images for batch in endless(loader))
+
+
+def _dali_graph(root: str, M: int, policy: bool, device: str):
+    from nvidia.dali import fn, types
+    from nvidia.dali.auto_aug import auto_augment
+
+    jpegs, labels = fn.readers.file(file_root=root, random_shuffle=True, name="reader")
+    images = fn.decoders.image(jpegs, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    outputs = []
+    for _ in range(M):
+        crop = fn.random_resized_crop(images, size=(SIZE, SIZE))
+        if policy:
+            crop = auto_augment.auto_augment_image_net(crop, shape=(SIZE, SIZE))
+        outputs.append(fn.crop_mirror_normalize(
+            crop, mirror=fn.random.coin_flip(), dtype=types.FLOAT, output_layout="CHW",
+            mean=[255 * m for m in IMAGENET_MEAN], std=[255 * s for s in IMAGENET_STD]))
+    return (*outputs, labels)
+
+
+def dali_pipeline(root: str, N: int, M: int, policy: bool, device: str, threads: int, seed: int = 0):
+    """DALI's own pipeline; with ``policy``, ``auto_augment_image_net`` on every copy."""
+    from nvidia.dali import pipeline_def
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+    pipe = pipeline_def(_dali_graph, enable_conditionals=policy)(
+        root, M, policy, device, batch_size=N, num_threads=threads, device_id=0 if device == "gpu" else None,
+        seed=seed)
+    pipe.build()
+    names = [f"copy{m}" for m in range(M)] + ["label"]
+    iterator = DALIGenericIterator(pipe, names, reader_name="reader", auto_reset=True,
+                                   last_batch_policy=LastBatchPolicy.DROP)
+    return (torch.cat([out[0][f"copy{m}"] for m in range(M)]) for out in endless(iterator))
+
+
+class _Copies(torch.utils.data.Dataset):
+    """torchvision: decode once, ``M`` independently transformed copies per image."""
+
+    def __init__(self, root: str, M: int, transform):
+        import torchvision
+
+        self.samples = torchvision.datasets.ImageFolder(root).samples
+        self.M, self.transform = M, transform
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        import torchvision
+
+        path, label = self.samples[index]
+        image = torchvision.io.decode_image(path, mode=torchvision.io.ImageReadMode.RGB)
+        return torch.stack([self.transform(image) for _ in range(self.M)]), label
+
+
+def _to_device(loader, device: str):
+    for images, _ in endless(loader):
+        images = images.transpose(0, 1).reshape(-1, *images.shape[2:])  # copy-major: row m·N + n
+        yield images.cuda(non_blocking=True) if device == "gpu" else images
+
+
+def torchvision_loader(root: str, N: int, M: int, policy: bool, device: str, workers: int):
+    """torchvision v2 in ``workers`` DataLoader processes (pinned memory on a GPU)."""
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip()]
+    if policy:
+        steps.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    data = torch.utils.data.DataLoader(_Copies(root, M, v2.Compose(steps)), batch_size=N, shuffle=True,
+                                       num_workers=workers, drop_last=True, persistent_workers=workers > 0,
+                                       pin_memory=device == "gpu")
+    return _to_device(data, device)
+
+
+def kornia_available() -> bool:
+    try:
+        import kornia.augmentation.auto  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def kornia_loader(root: str, N: int, M: int, device: str, workers: int):
+    """torchvision decode + crop + flip in workers; Kornia's ImageNet AutoAugment on the device batch."""
+    from kornia.augmentation.auto import AutoAugment
+    from torchvision.transforms import v2
+
+    crop = v2.Compose([v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(),
+                       v2.ToDtype(torch.float32, scale=True)])
+    data = torch.utils.data.DataLoader(_Copies(root, M, crop), batch_size=N, shuffle=True, num_workers=workers,
+                                       drop_last=True, persistent_workers=workers > 0, pin_memory=device == "gpu")
+    target = torch.device("cuda" if device == "gpu" else "cpu")
+    augment = AutoAugment("imagenet").to(target)
+    mean = torch.tensor(IMAGENET_MEAN, device=target).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=target).view(1, 3, 1, 1)
+    for images in _to_device(data, device):
+        yield (augment(images) - mean) / std
+
+
+__all__ = ["SIZE", "autoaugment_imagenet", "fastpolicy_loader", "dali_pipeline", "torchvision_loader",
+           "kornia_available", "kornia_loader"]

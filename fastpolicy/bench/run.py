@@ -1,0 +1,128 @@
+"""``fastpolicy bench``: all scenarios in one run, on the same generated tree of real photos.
+
+Scenarios (``--scenarios``):
+
+1. ``decode`` — decode + random-resized-crop 224 + flip, M = 1: fastpolicy's loader, DALI's
+   plain pipeline, torchvision ``ImageFolder`` + ``DataLoader``;
+2. ``policy`` — the same plus a per-sample policy, for each ``--M``: fastpolicy with
+   AutoAugment's ImageNet policy and with M random Adversarial-AutoAugment policies (on a
+   GPU also its DALI backend), DALI ``auto_aug`` (ImageNet), torchvision v2
+   ``AutoAugment`` in workers, Kornia ``AutoAugment`` on the device batch (if installed);
+3. ``stage`` — the policy stage alone on pre-decoded batches, per op family (:mod:`.stage`);
+4. ``training`` — GPU only: a ResNet-50 step fed by the loader vs pre-staged tensors.
+
+The tree is an ImageNet-layout folder of JPEG crops of real photos at ~500×375. Output:
+the table, ``benchmarks/results/bench_<device>.json`` (machine, versions, command, date)
+and a bar chart beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import torch
+
+from ..data.photo_tree import make_photo_tree
+from . import peers, record, report
+from .stage import run_stage
+from .timing import median_rate
+
+SCENARIOS = ("decode", "policy", "stage", "training")
+
+
+def _loader_rows(args, root: str) -> list[dict]:
+    rows = []
+    sync = torch.cuda.synchronize if args.device == "gpu" else None
+
+    # A DataLoader holds up to 2 batches per worker ready, and its workers deliver batches in
+    # bursts: drain the buffer before timing, and time several batches per worker, so that the
+    # figure is how fast the workers make batches — not the buffer, nor a gap between bursts.
+    drained = (args.warmup + 2 * args.workers + 1, max(args.batches, 3 * args.workers))
+
+    def measure(scenario: str, M: int, contender: str, make, paced: tuple | None = None):
+        warmup, batches = paced or (args.warmup, args.batches)
+        rate = median_rate(make, M * args.batch, batches, warmup, args.repeats, sync)
+        rows.append({"scenario": scenario, "case": "loader", "M": M, "device": args.device, "contender": contender,
+                     "images_per_s": rate})
+        print(f"  {scenario:8s} M={M}  {contender:58s} {rate:10.1f} img/s", flush=True)
+
+    workers = f"torchvision v2, {args.workers} DataLoader workers"
+    N, dev, threads = args.batch, args.device, args.threads
+    if "decode" in args.scenarios:
+        measure("decode", 1, "fastpolicy PolicyDALILoader", lambda: peers.fastpolicy_loader(root, N, 1, None, dev, threads))
+        measure("decode", 1, "DALI pipeline", lambda: peers.dali_pipeline(root, N, 1, False, dev, threads))
+        measure("decode", 1, workers, lambda: peers.torchvision_loader(root, N, 1, False, dev, args.workers), drained)
+    if "policy" in args.scenarios:
+        for M in args.M:
+            measure("policy", M, "fastpolicy, AutoAugment ImageNet policy",
+                    lambda: peers.fastpolicy_loader(root, N, M, "autoaugment", dev, threads))
+            measure("policy", M, "fastpolicy, M random adversarial policies (2 ops every copy)",
+                    lambda: peers.fastpolicy_loader(root, N, M, "random", dev, threads))
+            if dev == "gpu":
+                measure("policy", M, "fastpolicy DALI backend, AutoAugment ImageNet policy",
+                        lambda: peers.fastpolicy_loader(root, N, M, "autoaugment", dev, threads, backend="dali"))
+            measure("policy", M, "DALI auto_aug ImageNet", lambda: peers.dali_pipeline(root, N, M, True, dev, threads))
+            measure("policy", M, f"{workers}, AutoAugment ImageNet",
+                    lambda: peers.torchvision_loader(root, N, M, True, dev, args.workers), drained)
+            if peers.kornia_available():
+                measure("policy", M, f"Kornia AutoAugment on the {dev.upper()} batch (decode in {args.workers} workers)",
+                        lambda: peers.kornia_loader(root, N, M, dev, args.workers), drained)
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    gpu = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(prog="fastpolicy bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if gpu else "cpu")
+    parser.add_argument("--tree", default=None, help="an ImageNet-layout folder to read (default: generate one)")
+    parser.add_argument("--images", type=int, default=1024 if gpu else 256, help="images in the generated tree")
+    parser.add_argument("--batch", type=int, default=128 if gpu else 32, help="N, distinct images per batch")
+    parser.add_argument("--M", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--batches", type=int, default=8 if gpu else 4, help="timed batches per run")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2) if gpu else 2,
+                        help="torchvision DataLoader workers")
+    parser.add_argument("--threads", type=int, default=8 if gpu else 2, help="DALI threads per pipeline")
+    parser.add_argument("--stage-n", type=int, default=2048 if gpu else 128, help="images per stage batch")
+    parser.add_argument("--train-batch", type=int, default=32, help="N of the training scenario (M = 8)")
+    parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/bench_<device>.json)")
+    return parser
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.device == "gpu" and not torch.cuda.is_available():
+        raise SystemExit("fastpolicy bench: --device gpu, but torch sees no CUDA GPU")
+    root = args.tree
+    if root is None:
+        root = tempfile.mkdtemp(prefix="fastpolicy-bench-")
+        make_photo_tree(root, classes=8, per_class=max(1, args.images // 8), size=(500, 375))
+    print(f"fastpolicy bench on {args.device}: tree {root}, N={args.batch}, M={args.M}", flush=True)
+    rows = _loader_rows(args, root)
+    if "stage" in args.scenarios:
+        rows += run_stage(args.stage_n, peers.SIZE, args.device, args.warmup, args.repeats, args.threads)
+    if "training" in args.scenarios and args.device == "gpu":
+        from .training import run_training
+
+        rows += run_training(root, args.train_batch, 8, args.batches, args.warmup, args.repeats, args.threads)
+    report.add_ratios(rows)
+    print(report.table(rows))
+    out = args.out or os.path.join("benchmarks", "results", f"bench_{args.device}.json")
+    result = record.write("bench", {k: v for k, v in vars(args).items() if k not in ("out", "tree")}
+                          | {"image_size": peers.SIZE, "source_size": [500, 375]}, rows, out,
+                          note="images/s counts output images (M copies of N images per batch); compare the "
+                               "ratios — absolute numbers hold for this machine only",
+                          modules=("torchvision", "nvidia.dali", "cupy", "kornia"))
+    chart = os.path.splitext(out)[0] + ".png"
+    report.bar_chart(rows, chart, f"fastpolicy bench ({args.device}): {result['machine']['cpu']}"
+                     + (f", {result['machine']['gpu']['name']}" if result["machine"]["gpu"] else ""))
+    print(f"wrote {chart}")
+    return result
+
+
+__all__ = ["main", "build_parser", "SCENARIOS"]
