@@ -28,11 +28,20 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: str, state: dict) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves half a checkpoint."""
+def save(path: str, state: dict, attempts: int = 2) -> None:
+    """``torch.save`` to a temporary file, read it back, then rename: a crash never leaves half
+    a checkpoint, and a file that does not load is written again (then an error names it)."""
     tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    for attempt in range(attempts):
+        torch.save(state, tmp)
+        try:
+            torch.load(tmp, map_location="cpu", weights_only=False)
+        except Exception as error:  # seen once under heavy load: a storage's size recorded wrongly
+            if attempt + 1 == attempts:
+                raise RuntimeError(f"{tmp} does not load back after {attempts} writes: {error}") from error
+            continue
+        os.replace(tmp, path)
+        return
 
 
 def load(path: str) -> dict:
