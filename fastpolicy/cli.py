@@ -86,7 +86,7 @@ def _reproduce(args) -> int:
         from .reproduce.dry_run import dry_run
 
         dry_run(args.preset, args.search, args.out or os.path.join("runs", "reproduce", f"dry-run-{args.preset}"),
-                device=args.device, progress=not args.no_progress)
+                batch=args.batch, M=args.M, device=args.device, progress=not args.no_progress)
     return 0
 
 
@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--preset", choices=sorted(PRESETS), default="imagenet_resnet50")
     dry.add_argument("--search", choices=["adversarial", "aws", "train"], default="adversarial")
     dry.add_argument("--out", default=None)
+    dry.add_argument("--batch", type=int, default=4, help="global N for the tiny tree")
+    dry.add_argument("--M", type=int, default=None, help="override the preset's M")
     dry.add_argument("--device", choices=["cpu", "gpu"], default=None)
     dry.add_argument("--no-progress", action="store_true")
     dry.set_defaults(run=_reproduce, study="dry-run")
