@@ -13,19 +13,62 @@ Each runs unchanged under ``torchrun --nproc_per_node=K -m fastpolicy.cli ...`` 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
+import traceback
+
+from .errors import UserError
+
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+"""Exceptions the command line reports as one line naming the input (exit status 2); others
+are bugs and keep their traceback. ``--debug`` shows the traceback of both."""
+
+
+def _number(kind, minimum, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if not value >= minimum or value != value:
+        raise argparse.ArgumentTypeError(f"{text} is not {'positive' if minimum > 0 else f'≥ {minimum}'}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    return _number(int, 1, text)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
+    return _number(int, 0, text)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(float, 0, text)
+    if value == 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive finite number")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (``prog: error: … (see --help)``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _out(args, name: str) -> str:
-    from .train import distributed
+    from .train import distributed, rundir
 
     if args.resume and args.out is None:
-        raise SystemExit("fastpolicy: --resume needs --out, the folder of the run to continue")  # every rank
-    # under torchrun every rank writes into rank 0's folder
-    return args.out or distributed.broadcast_object(
-        os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"))
+        raise UserError("--resume needs --out, the folder of the run to continue")  # every rank
+    if args.out is not None:
+        return args.out
+    # a new folder, unique even for runs started in the same second; under torchrun every rank
+    # writes into rank 0's
+    return distributed.broadcast_object(rundir.new_run_folder(name) if distributed.is_main() else None)
 
 
 def _preset(args) -> str:
@@ -34,8 +77,11 @@ def _preset(args) -> str:
 
 def _common(args) -> dict:
     """Config fields every command shares."""
+    if args.data is not None and not os.path.isdir(args.data):
+        raise UserError(f"--data {args.data}: no such folder")
     return dict(preset=_preset(args), data=args.data, model=args.model, batch=args.batch, train_subset=args.subset,
-                device=args.device, seed=args.seed, num_threads=args.threads, progress=not args.no_progress)
+                device=args.device, seed=args.seed, num_threads=args.threads, progress=not args.no_progress,
+                verify=args.verify, on_bad=args.on_bad, max_pixels=args.max_pixels)
 
 
 def _search_adversarial(args) -> int:
@@ -43,7 +89,7 @@ def _search_adversarial(args) -> int:
 
     out = _out(args, f"adversarial-{args.mode}")
     config = AdversarialConfig(out=out, mode=args.mode, epochs=args.epochs, M=args.M, **_common(args))
-    AdversarialSearch(config, resume=args.resume).run()
+    AdversarialSearch(config, resume=args.resume, overwrite=args.overwrite).run()
     print(f"fastpolicy: results in {os.path.abspath(out)}")
     return 0
 
@@ -54,8 +100,9 @@ def _search_aws(args) -> int:
     out = _out(args, "aws")
     config = AWSConfig(out=out, val_count=args.val, stage1_epochs=args.stage1_epochs, loops=args.loops,
                        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, reward=args.reward,
+                       agent_lr=args.agent_lr,
                        **_common(args))
-    AWSSearch(config, resume=args.resume).run()
+    AWSSearch(config, resume=args.resume, overwrite=args.overwrite).run()
     print(f"fastpolicy: results in {os.path.abspath(out)}; train with it: "
           f"fastpolicy train --policy {os.path.join(out, 'policy.json')}")
     return 0
@@ -66,7 +113,7 @@ def _train(args) -> int:
 
     out = _out(args, "train")
     config = TrainConfig(out=out, policy=args.policy, epochs=args.epochs, M=args.M, **_common(args))
-    FinalTraining(config, resume=args.resume).run()
+    FinalTraining(config, resume=args.resume, overwrite=args.overwrite).run()
     print(f"fastpolicy: results in {os.path.abspath(out)}")
     return 0
 
@@ -98,6 +145,7 @@ def _bench(options: list[str]) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
+    from .data.files import DEFAULT_MAX_PIXELS
     from .train.models import MODELS
     from .train.presets import PRESETS
 
@@ -107,13 +155,24 @@ def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="training recipe (default fashion_mnist, or imagenet_resnet50 with --data)")
     parser.add_argument("--model", choices=sorted(MODELS), default=None, help="override the preset's model")
-    parser.add_argument("--batch", type=int, default=None, help="N, distinct images per step")
-    parser.add_argument("--subset", type=int, default=None, help="train on at most SUBSET images (Fashion-MNIST)")
-    parser.add_argument("--out", default=None, help=f"output folder (default {out_default})")
+    parser.add_argument("--batch", type=positive_int, default=None, help="N, distinct images per step")
+    parser.add_argument("--subset", type=positive_int, default=None,
+                        help="train on at most SUBSET images (Fashion-MNIST)")
+    parser.add_argument("--out", default=None, help=f"output folder (default {out_default}); a folder that "
+                                                    "holds a run is refused without --resume or --overwrite")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in --out (deletes its files; only folders marked as fastpolicy runs)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="default: the GPU if there is one")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--threads", type=positive_int, default=2, help="DALI CPU threads")
+    parser.add_argument("--verify", choices=["header", "decode", "none"], default="header",
+                        help="image checks before training (--data folders): header (signature, truncation, "
+                             "dimensions; default), decode (full decode), none")
+    parser.add_argument("--on-bad", choices=["raise", "skip"], default="raise",
+                        help="a bad image file stops the run naming it (raise, default) or is dropped and counted")
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images with more pixels (default PIL's MAX_IMAGE_PIXELS, %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
 
 
@@ -121,26 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.adversarial import MODES
     from .train.aws import REWARDS
 
-    parser = argparse.ArgumentParser(prog="fastpolicy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="fastpolicy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (a user error prints one line without it)")
     commands = parser.add_subparsers(dest="command", required=True)
     search = commands.add_parser("search", help="run a policy search").add_subparsers(dest="algorithm", required=True)
 
     adv = search.add_parser("adversarial", help="Adversarial AutoAugment (default: a short search on Fashion-MNIST)")
     _add_common(adv, "runs/adversarial-<mode>-<time>")
-    adv.add_argument("--epochs", type=int, default=None)
-    adv.add_argument("--M", type=int, default=None, help="copies (policies) per image")
+    adv.add_argument("--epochs", type=positive_int, default=None)
+    adv.add_argument("--M", type=positive_int, default=None, help="copies (policies) per image")
     adv.add_argument("--mode", choices=MODES, default="adversarial", help="the paper's Table 4 arms")
     adv.set_defaults(run=_search_adversarial)
 
     aws = search.add_parser("aws", help="AWS: shared weights, then PPO over op pairs (default: a short search "
                                         "on Fashion-MNIST)")
     _add_common(aws, "runs/aws-<time>")
-    aws.add_argument("--val", type=int, default=None, help="training images held out for the reward")
-    aws.add_argument("--stage1-epochs", type=int, default=None, help="shared-weight epochs (uniform policy)")
-    aws.add_argument("--loops", type=int, default=None, help="stage-2 loops T_max")
-    aws.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs per loop")
-    aws.add_argument("--finetune-lr", type=float, default=None, help="stage 2's constant learning rate")
+    aws.add_argument("--val", type=positive_int, default=None, help="training images held out for the reward")
+    aws.add_argument("--stage1-epochs", type=positive_int, default=None, help="shared-weight epochs (uniform policy)")
+    aws.add_argument("--loops", type=positive_int, default=None, help="stage-2 loops T_max")
+    aws.add_argument("--finetune-epochs", type=positive_int, default=None, help="fine-tuning epochs per loop")
+    aws.add_argument("--finetune-lr", type=positive_float, default=None, help="stage 2's constant learning rate")
+    aws.add_argument("--agent-lr", type=positive_float, default=None,
+                     help="the policy's Adam learning rate (default the preset's: 0.1, or 0.2 on ImageNet)")
     aws.add_argument("--reward", choices=REWARDS, default="last",
                      help="last evaluation, or the mean of the best two (the reference code's)")
     aws.set_defaults(run=_search_aws)
@@ -149,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "Policy, or an adversarial schedule.json)")
     _add_common(train, "runs/train-<time>")
     train.add_argument("--policy", default=None, help="policy file (default: standard augmentation only)")
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--M", type=int, default=None, help="enlarged batch: copies per image (default 1, or the "
-                                                           "schedule's policies per epoch)")
+    train.add_argument("--epochs", type=positive_int, default=None)
+    train.add_argument("--M", type=positive_int, default=None,
+                       help="enlarged batch: copies per image (default 1, or the schedule's policies per epoch)")
     train.set_defaults(run=_train)
 
     reproduce = commands.add_parser("reproduce", help="the papers' claims at small scale; ImageNet dry runs")
@@ -163,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="full: the committed study (tens of minutes on a 2-core CPU); smoke: seconds")
         study.add_argument("--out", default=None, help=f"run folders (default runs/reproduce/{name})")
         study.add_argument("--results", default=None, help="where the JSON, table and plot go (default --out)")
-        study.add_argument("--threads", type=int, default=2, help="DALI CPU threads")
+        study.add_argument("--threads", type=positive_int, default=2, help="DALI CPU threads")
         study.add_argument("--no-progress", action="store_true")
         study.set_defaults(run=_reproduce, device="cpu")
     from .train.presets import PRESETS
@@ -173,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--preset", choices=sorted(PRESETS), default="imagenet_resnet50")
     dry.add_argument("--search", choices=["adversarial", "aws", "train"], default="adversarial")
     dry.add_argument("--out", default=None)
-    dry.add_argument("--batch", type=int, default=4, help="global N for the tiny tree")
-    dry.add_argument("--M", type=int, default=None, help="override the preset's M")
+    dry.add_argument("--batch", type=positive_int, default=4, help="global N for the tiny tree")
+    dry.add_argument("--M", type=positive_int, default=None, help="override the preset's M")
     dry.add_argument("--device", choices=["cpu", "gpu"], default=None)
     dry.add_argument("--no-progress", action="store_true")
     dry.set_defaults(run=_reproduce, study="dry-run")
@@ -186,16 +248,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run a command; under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the group first."""
+    """Run a command; under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the group first.
+
+    A user error (:data:`USER_ERRORS`: a bad value, path, policy file, image or checkpoint, a
+    refused run folder) prints ``fastpolicy: error: …`` naming the input and returns 2 (with
+    ``--debug`` the traceback too); argparse reports bad flags the same way.
+    """
     from .train import distributed
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     args = build_parser().parse_args(argv)
-    joined = distributed.init_from_env(getattr(args, "device", None))
+    joined = False
     try:
+        joined = distributed.init_from_env(getattr(args, "device", None))
         return args.run(args)
+    except USER_ERRORS as error:
+        if args.debug:
+            traceback.print_exc()
+        message = str(error) or type(error).__name__
+        if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in message:
+            message = f"{error.filename}: {message}"
+        print(f"fastpolicy: error: {message}", file=sys.stderr)
+        return 2
     finally:
         if joined:
             distributed.shutdown()

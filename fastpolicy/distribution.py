@@ -21,10 +21,18 @@ from .spaces import aws
 FORMAT = "fastpolicy.aws_distribution"
 
 
+def log_normalized_sigmoid(theta: np.ndarray) -> np.ndarray:
+    """``log(sigmoid(θ) / Σ sigmoid(θ))`` along the last axis (float64), computed stably as
+    log-sigmoid minus its log-sum-exp: finite for every finite θ (θ = −1000 included, where
+    ``sigmoid`` underflows to 0 and the plain ratio is 0/0)."""
+    log_s = -np.logaddexp(0.0, -np.asarray(theta, dtype=np.float64))  # log sigmoid(θ)
+    top = log_s.max(axis=-1, keepdims=True)
+    return log_s - (top + np.log(np.exp(log_s - top).sum(axis=-1, keepdims=True)))
+
+
 def normalized_sigmoid(theta: np.ndarray) -> np.ndarray:
-    """``sigmoid(θ) / Σ sigmoid(θ)`` along the last axis (float64)."""
-    s = 1.0 / (1.0 + np.exp(-np.asarray(theta, dtype=np.float64)))
-    return s / s.sum(axis=-1, keepdims=True)
+    """``sigmoid(θ) / Σ sigmoid(θ)`` along the last axis (float64; see :func:`log_normalized_sigmoid`)."""
+    return np.exp(log_normalized_sigmoid(theta))
 
 
 class AWSDistribution(jsonio.JsonFile):
@@ -45,6 +53,10 @@ class AWSDistribution(jsonio.JsonFile):
                              f"got {self.theta1.shape} and {self.theta2.shape}")
         if not (np.all(np.isfinite(self.theta1)) and np.all(np.isfinite(self.theta2))):
             raise ValueError("AWS parameters must be finite")
+        p1, p2 = self.probabilities()
+        if not (np.all(np.isfinite(p1)) and np.all(np.isfinite(p2))
+                and np.allclose(p1.sum(), 1) and np.allclose(p2.sum(axis=1), 1)):
+            raise ValueError("AWS parameters give probabilities that are not finite or do not sum to 1")
         ids = [OPS[el.op].id for el in self.space.elements]
         self._element_op = np.array(ids)
         self._element_bin = np.array([-1 if el.bin is None else el.bin for el in self.space.elements])
@@ -57,20 +69,23 @@ class AWSDistribution(jsonio.JsonFile):
         """p1: float64[E]; p2: float64[E, E] (row e1 is p2(· | e1)). Each sums to 1."""
         return normalized_sigmoid(self.theta1), normalized_sigmoid(self.theta2)
 
+    def log_joint(self) -> np.ndarray:
+        """float64[E, E]: log p(e1, e2) = log p1(e1) + log p2(e2 | e1), finite for finite θ."""
+        return log_normalized_sigmoid(self.theta1)[:, None] + log_normalized_sigmoid(self.theta2)
+
     def joint(self) -> np.ndarray:
         """float64[E, E]: p(e1, e2)."""
-        p1, p2 = self.probabilities()
-        return p1[:, None] * p2
+        return np.exp(self.log_joint())
 
     def log_prob(self, pairs: np.ndarray) -> np.ndarray:
         """float64[N]: log p(e1, e2) of element-id pairs int[N, 2]."""
         pairs = np.asarray(pairs)
-        return np.log(self.joint()[pairs[:, 0], pairs[:, 1]])
+        return self.log_joint()[pairs[:, 0], pairs[:, 1]]
 
     def entropy(self) -> float:
         """Entropy (nats) of the pair distribution."""
-        joint = self.joint()
-        return float(-(joint * np.log(joint)).sum())
+        log_joint = self.log_joint()
+        return float(-(np.exp(log_joint) * log_joint).sum())
 
     def sample_pairs(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """int64[n, 2]: element ids (e1, e2) drawn from p1 · p2."""

@@ -3,42 +3,75 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from . import atomic
+from .errors import UserError
 
-class PolicyFormatError(ValueError):
+
+MAX_BYTES = 64 * 2**20
+"""The largest policy file read (64 MiB; an adversarial schedule of 1 000 epochs is about 3 MiB)."""
+
+
+class PolicyFormatError(UserError, ValueError):
     """A policy, distribution or schedule file (or dict) is malformed; the message says where."""
 
 
-def read_json(path) -> dict:
-    """Parse the JSON object in ``path``; PolicyFormatError names the file on any problem."""
+def read_json(path, max_bytes: int = MAX_BYTES) -> dict:
+    """Parse the JSON object in ``path``; PolicyFormatError names the file on any problem
+    (unreadable, larger than ``max_bytes``, not UTF-8, not JSON, nested too deeply)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise PolicyFormatError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise PolicyFormatError(f"{path}: {size} bytes, more than a policy file may hold ({max_bytes})")
+        raw = path.read_bytes()
     except OSError as err:
         raise PolicyFormatError(f"{path}: cannot read: {err.strerror or err}") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PolicyFormatError(f"{path}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r})") \
+            from None
     return parse_json(text, str(path))
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json(text: str, source: str = "<string>") -> dict:
-    """Parse a JSON object from ``text``; errors name ``source``."""
+    """Parse a JSON object from ``text`` (NaN and Infinity refused); errors name ``source``."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
-        raise PolicyFormatError(f"{source}: not valid JSON: {err}") from err
+        raise PolicyFormatError(f"{source}: not valid JSON: {err}") from None
+    except RecursionError:
+        raise PolicyFormatError(f"{source}: not a policy file (JSON nested too deeply)") from None
+    except ValueError as err:
+        raise PolicyFormatError(f"{source}: not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise PolicyFormatError(f"{source}: expected a JSON object, got {type(data).__name__}")
     return data
 
 
+def checked_from_dict(from_dict, data, source: str):
+    """``from_dict(data, source)`` with any error other than PolicyFormatError (a wrong type
+    deep inside, say) turned into one that names ``source``."""
+    try:
+        return from_dict(data, source)
+    except PolicyFormatError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError) as err:
+        raise PolicyFormatError(f"{source}: malformed ({type(err).__name__}: {err})") from None
+
+
 def write_json(path, data: dict) -> Path:
     """Write ``data`` to ``path`` atomically (temp file + rename), so a crash never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(str(path), json.dumps(data, indent=1) + "\n")
     return path
 
 
@@ -70,7 +103,7 @@ class JsonFile:
 
     @classmethod
     def from_json(cls, text: str, source: str = "<string>"):
-        return cls.from_dict(parse_json(text, source), source)
+        return checked_from_dict(cls.from_dict, parse_json(text, source), source)
 
     def save(self, path) -> Path:
         """Write :meth:`to_dict` as JSON to ``path`` (atomically); returns the path."""
@@ -79,4 +112,4 @@ class JsonFile:
     @classmethod
     def load(cls, path):
         """Read and validate ``path``; PolicyFormatError names the file and the field."""
-        return cls.from_dict(read_json(path), str(path))
+        return checked_from_dict(cls.from_dict, read_json(path), str(path))

@@ -12,6 +12,8 @@ import torch
 from fastpolicy import PolicySchedule
 from fastpolicy.loader.loader import Batch
 from fastpolicy.train import loop
+from fastpolicy.train.checkpoint import CheckpointError
+from fastpolicy.train.rundir import RunFolderError
 from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
 from fastpolicy.train.presets import get_preset
 
@@ -91,10 +93,13 @@ def test_resume_continues_the_same_trajectory(tmp_path):
 
 def test_resume_refuses_other_settings(tmp_path):
     AdversarialSearch(_config(tmp_path, epochs=1)).run()
-    with pytest.raises(ValueError, match="other settings.*seed"):
+    with pytest.raises(CheckpointError, match=r"other settings \(epochs: 1 → 2, seed: 0 → 3\)"):
         AdversarialSearch(_config(tmp_path, epochs=2, seed=3), resume=True)
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(RunFolderError, match="no run to continue"):
         AdversarialSearch(_config(tmp_path / "none"), resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        AdversarialSearch(_config(tmp_path / "empty"), resume=True)
 
 
 @pytest.mark.parametrize("mode", ["baseline", "fixed", "random"])

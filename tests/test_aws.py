@@ -122,6 +122,8 @@ pytest.importorskip("nvidia.dali")
 
 from fastpolicy.train.aws import AWSConfig, AWSSearch  # noqa: E402
 from fastpolicy.train.final import FinalTraining, TrainConfig, load_policy_file  # noqa: E402
+from fastpolicy.train.checkpoint import CheckpointError  # noqa: E402
+from fastpolicy.train.rundir import RunFolderError  # noqa: E402
 
 
 def _config(out, **changes) -> AWSConfig:
@@ -156,7 +158,7 @@ def test_search_writes_every_artefact_and_never_uses_the_test_split(tmp_path):
 def test_every_loop_reloads_the_shared_weights(tmp_path):
     search = AWSSearch(_config(tmp_path, loops=3))
     search.run_stage1()
-    shared = torch.load(tmp_path / "shared.pt", weights_only=False)
+    shared = torch.load(tmp_path / "shared.pt", weights_only=True)  # never pickled objects
     reload, seen = search.reload_shared, []
 
     def checked_reload():
@@ -215,14 +217,19 @@ def test_resume_continues_the_same_search(tmp_path, where):
 
 def test_resume_refuses_other_settings_and_allows_more_loops(tmp_path):
     AWSSearch(_config(tmp_path, loops=1)).run()
-    with pytest.raises(ValueError, match="other settings.*seed"):
+    with pytest.raises(CheckpointError, match=r"other settings \(seed: 0 → 5\)"):
         AWSSearch(_config(tmp_path, seed=5), resume=True)
     longer = AWSSearch(_config(tmp_path, loops=2), resume=True)
     assert longer.loop == 1
     longer.run()
     assert longer.loop == 2
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(RunFolderError, match="no run to continue"):
         AWSSearch(_config(tmp_path / "none"), resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint to resume from"):
+        AWSSearch(_config(tmp_path / "empty"), resume=True)
+    with pytest.raises(RunFolderError, match="--overwrite"):  # a finished search is never clobbered
+        AWSSearch(_config(tmp_path, loops=2))
     with pytest.raises(ValueError, match="reward must be"):
         AWSSearch(_config(tmp_path / "bad", reward="mean"))
 
@@ -255,3 +262,13 @@ def test_cli_search_aws_then_train_with_its_policy(tmp_path):
                  "--subset", "96", "--batch", "32", "--no-progress"]) == 0
     summary = json.loads((tmp_path / "train" / "summary.json").read_text())
     assert summary["preset"]["M"] == 2 and summary["config"]["policy"] == str(policy)
+
+
+def test_policy_learning_rate_follows_the_official_code(tmp_path):
+    from fastpolicy.train.presets import AWS_STAGES
+
+    assert AWS_STAGES["imagenet_resnet50"].agent_lr == 0.2 and AWS_STAGES["cifar10_wrn28_10"].agent_lr == 0.1
+    search = AWSSearch(_config(tmp_path / "default"))
+    assert search.agent_optimizer.param_groups[0]["lr"] == 0.1
+    search = AWSSearch(_config(tmp_path / "given", agent_lr=0.2))
+    assert search.agent_optimizer.param_groups[0]["lr"] == 0.2

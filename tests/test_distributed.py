@@ -159,7 +159,7 @@ def test_adversarial_ranks_hold_identical_policies_every_epoch(two_process_runs)
         assert a["policies"] == b["policies"] and a["reward"] == b["reward"]
         for name in a["controller"]:
             assert torch.equal(a["controller"][name], b["controller"][name]), name
-    state = torch.load(two_process_runs / "adversarial" / "checkpoint.pt", weights_only=False)
+    state = torch.load(two_process_runs / "adversarial" / "checkpoint.pt", weights_only=True)
     assert state["world_size"] == 2 and len(state["loader"]) == 2
     assert [s["shard"] for s in state["loader"]] == [[0, 2], [1, 2]]
     rows = (two_process_runs / "adversarial" / "metrics.csv").read_text().splitlines()
@@ -178,7 +178,7 @@ def test_aws_ranks_hold_identical_agents_every_loop(two_process_runs):
 def test_resume_needs_the_same_world_size(two_process_runs):
     from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
 
-    config = AdversarialConfig(out=str(two_process_runs / "adversarial"), epochs=3, train_subset=128,
+    config = AdversarialConfig(out=str(two_process_runs / "adversarial"), epochs=2, train_subset=128,
                                val_subset=64, batch=32, M=2, device="cpu", progress=False)
     with pytest.raises(ValueError, match="written by 2 process"):
         AdversarialSearch(config, resume=True)

@@ -37,7 +37,10 @@ def _write_bad(path, kind: str):
         if kind == "truncated":
             data = data[: len(data) // 2]
         else:
-            data[400:1400] = np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8).tobytes()
+            # a bogus Huffman table: the header (which PIL reads without decoding) stays valid, but no
+            # decoder can use the table (its 16 code counts sum past 256)
+            table = data.find(b"\xff\xc4")
+            data[table + 5:table + 21] = b"\xff" * 16
         path.write_bytes(bytes(data))
     elif kind == "cmyk":
         _photo().convert("CMYK").save(path, format="JPEG")

@@ -114,7 +114,7 @@ def test_malformed_files_name_the_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(PolicyFormatError, match="broken.json: not valid JSON"):
         Policy.load(bad)
-    with pytest.raises(PolicyFormatError, match="missing.json: cannot read"):
+    with pytest.raises(PolicyFormatError, match="missing.json: no such file"):
         Policy.load(tmp_path / "missing.json")
     bad.write_text("[1, 2]")
     with pytest.raises(PolicyFormatError, match="expected a JSON object"):

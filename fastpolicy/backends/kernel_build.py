@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -56,15 +57,17 @@ def nvrtc_compile(arch: str = "sm_80") -> tuple[bytes, str]:
     try:
         compiled = nvrtc.nvrtcCompileProgram(program, len(options), options)
         size = check(nvrtc.nvrtcGetProgramLogSize(program), "log size")
-        log = b" " * size
+        # fresh writable buffers: NVRTC writes into them, and ``b" " * 1`` would be CPython's one
+        # shared 1-byte bytes object (writing its NUL changes b" " for the whole process)
+        log = bytearray(size)
         check(nvrtc.nvrtcGetProgramLog(program, log), "log")
-        log = log.decode(errors="replace").rstrip("\x00").strip()
+        log = bytes(log).decode(errors="replace").rstrip("\x00").strip()
         if compiled[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
             raise KernelCompileError(f"kernels in {KERNEL_DIR} do not compile for {arch}:\n{log}")
         size = check(nvrtc.nvrtcGetPTXSize(program), "PTX size")
-        ptx = b" " * size
+        ptx = bytearray(size)
         check(nvrtc.nvrtcGetPTX(program, ptx), "PTX")
-        return ptx, log
+        return bytes(ptx), log
     finally:
         nvrtc.nvrtcDestroyProgram(program)
 
@@ -75,7 +78,9 @@ def cupy_module(device_id: int):
     import cupy
 
     with cupy.cuda.Device(device_id):
-        module = cupy.RawModule(code=kernel_source(), options=(f"-I{KERNEL_DIR}", *NVRTC_OPTIONS))
+        # the code string holds every kernel file (inlined), so CuPy's on-disk cache, keyed on
+        # that string, never serves a binary built from older sources
+        module = cupy.RawModule(code=kernel_source(), options=NVRTC_OPTIONS)
         module.compile()
     return module
 
@@ -122,13 +127,34 @@ class EmulatedModule:
 
 
 def _cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/fastpolicy/emulator`` (default ``~/.cache``), created private (0700)."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "fastpolicy" / "emulator"
+    path = Path(root) / "fastpolicy" / "emulator"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise KernelCompileError(f"the kernel emulator's cache {path} belongs to another user (uid {info.st_uid}); "
+                                 "set XDG_CACHE_HOME to a folder of yours")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)  # ours, but readable or writable by others: make it private
+    return path
+
+
+def trusted_library(path: Path) -> bool:
+    """Whether a cached shared library may be loaded: a regular file (not a link) owned by
+    this user and writable by nobody else. Anything else is rebuilt, never loaded."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+            and not stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 @functools.lru_cache(maxsize=None)
 def emulated_module() -> EmulatedModule:
-    """The kernels compiled for this CPU with g++ (cached by source hash); raises
+    """The kernels compiled for this CPU with g++ (cached by source hash in a private folder;
+    a cached file that is not :func:`trusted_library` is rebuilt); raises
     :class:`KernelCompileError` with the compiler's output if they do not build."""
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
@@ -136,8 +162,7 @@ def emulated_module() -> EmulatedModule:
     source = ('#include "emulate.hpp"\n' + kernel_source()
               + "".join(f"FP_EMULATE({name})\n" for name in KERNELS))
     target = _cache_dir() / f"policy-{_sources_digest(source)}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if not trusted_library(target):
         with tempfile.TemporaryDirectory(dir=target.parent) as work:
             unit = Path(work) / "policy_emulated.cpp"
             unit.write_text(source)
@@ -147,5 +172,6 @@ def emulated_module() -> EmulatedModule:
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise KernelCompileError(f"{' '.join(command)} failed:\n{result.stderr}")
+            built.chmod(0o700)
             os.replace(built, target)  # atomic: concurrent builders agree on the file
     return EmulatedModule(target)

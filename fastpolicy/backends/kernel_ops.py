@@ -16,6 +16,7 @@ kind and reference function, so no second list of ops is kept:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -111,12 +112,41 @@ def dispatch_tables() -> str:
     return table("FP_APPLIES", APPLY_FUNCTIONS) + "\n" + table("FP_LUTS", LUT_BUILDERS) + "\n"
 
 
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
+
+
+def inline_includes(text: str, source: str = "<generated>", seen: set[str] | None = None) -> str:
+    """``text`` with every ``#include "file"`` of :data:`KERNEL_DIR` replaced by the file's
+    text, recursively, each file once (the sources are ``#pragma once``); ``#line``
+    directives keep compiler messages pointing at the real file and line.
+
+    The result is the *whole* program, so a cache keyed on the source string (CuPy's
+    on-disk cache, NVRTC) changes whenever any kernel file changes.
+    """
+    seen = set() if seen is None else seen
+    parts, last = [], 0
+    for match in _INCLUDE.finditer(text):
+        name = match.group(1)
+        path = KERNEL_DIR / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{source}: #include \"{name}\" not found in {KERNEL_DIR}")
+        line = text.count("\n", 0, match.end()) + 2  # the line after the directive
+        parts.append(text[last:match.start()])
+        if name not in seen:
+            seen.add(name)
+            body = inline_includes(path.read_text(encoding="utf-8"), name, seen).replace("#pragma once", "")
+            parts.append(f'#line 1 "{name}"\n{body}\n#line {line} "{source}"')
+        last = match.end()
+    parts.append(text[last:])
+    return "".join(parts)
+
+
 def kernel_source() -> str:
-    """The CUDA translation unit: dispatch tables, then ``#include "policy.cu"``
-    (compile with ``-I`` :data:`KERNEL_DIR`)."""
+    """The CUDA translation unit: dispatch tables, then ``kernels/policy.cu`` with every
+    included kernel file inlined (:func:`inline_includes`; no ``-I`` needed)."""
     if not (KERNEL_DIR / "policy.cu").is_file():
         raise FileNotFoundError(f"fastpolicy's CUDA sources are missing: {KERNEL_DIR / 'policy.cu'}")
-    return dispatch_tables() + '#include "policy.cu"\n'
+    return inline_includes(dispatch_tables() + '#include "policy.cu"\n')
 
 
 NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
@@ -130,4 +160,4 @@ def per_sample(name: str, values: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["KernelOp", "KERNELS", "KERNEL_DIR", "APPLY_FUNCTIONS", "LUT_BUILDERS", "OUTPUT_MODES",
-           "NVRTC_OPTIONS", "kernel_source", "dispatch_tables", "per_sample"]
+           "NVRTC_OPTIONS", "kernel_source", "inline_includes", "dispatch_tables", "per_sample"]

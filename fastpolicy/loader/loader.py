@@ -18,12 +18,14 @@ policy index ``m``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 import numpy as np
 import torch
 
-from ..data.files import BadImageError, ImageList, check_files, read_file_list, scan_folder
+from ..data.files import (DEFAULT_MAX_PIXELS, BadImageError, ImageList, check_files, describe_scan,
+                          read_file_list, scan_folder)
 from ..distribution import AWSDistribution
 from ..params import NO_OP, PolicyParams
 from ..policy import Policy
@@ -88,7 +90,7 @@ def _resolve_backend(backend: str | None, device: str) -> str:
     return backend
 
 
-def _image_list(data, verify: str, on_bad: str, workers: int) -> ImageList:
+def _image_list(data, verify: str, on_bad: str, workers: int, max_pixels: int | None) -> ImageList:
     if isinstance(data, ImageList):
         images = data
     elif os.path.isdir(data):
@@ -97,7 +99,11 @@ def _image_list(data, verify: str, on_bad: str, workers: int) -> ImageList:
         images = read_file_list(data)
     else:
         raise FileNotFoundError(f"{data!r} is neither a dataset folder nor a file list")
-    return check_files(images, verify=verify, on_bad=on_bad, workers=workers)
+    images = check_files(images, verify=verify, on_bad=on_bad, workers=workers, max_pixels=max_pixels)
+    left_out = describe_scan(images)
+    if left_out:
+        print(f"fastpolicy: {data if isinstance(data, str) else 'image list'}: {left_out}")
+    return images
 
 
 class PolicyDALILoader:
@@ -128,7 +134,9 @@ class PolicyDALILoader:
         mean, std: per-channel normalization in [0, 1] units (default ImageNet's).
         policies: initial policies (see :meth:`set_policies`); default none (baseline only).
         slots: op slots per sample the policy stage applies (2 for AutoAugment sub-policies).
-        verify, on_bad: file checks before reading (see :func:`~fastpolicy.data.files.check_files`).
+        verify, on_bad, max_pixels: file checks before reading (see
+            :func:`~fastpolicy.data.files.check_files`; default: headers, dimensions within PIL's
+            ``MAX_IMAGE_PIXELS``, raise on a bad file).
         num_threads: DALI CPU threads per pipeline.
     """
 
@@ -136,7 +144,8 @@ class PolicyDALILoader:
                  shard_id: int = 0, num_shards: int = 1, seed: int = 0, *, backend: str | None = None,
                  baseline: str | None = None, shuffle: bool = True, drop_last: bool = True,
                  output: str = "float", mean=None, std=None, policies=None, slots: int = 2,
-                 verify: str = "header", on_bad: str = "raise", num_threads: int = 2,
+                 verify: str = "header", on_bad: str = "raise", max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 num_threads: int = 2,
                  _arrays: tuple[np.ndarray, np.ndarray] | None = None):
         if batch_size < 1 or M < 1:
             raise ValueError(f"batch_size and M must be positive, got {batch_size} and {M}")
@@ -161,7 +170,7 @@ class PolicyDALILoader:
             self.size = self._images.shape[1:3]
             self.channels = self._images.shape[3]
         else:
-            self.images_list = _image_list(data, verify, on_bad, workers=max(2, num_threads))
+            self.images_list = _image_list(data, verify, on_bad, max(2, num_threads), max_pixels)
             self._images = self._labels = None
             n = len(self.images_list)
             self.size, self.channels = (image_size, image_size), 3
@@ -400,6 +409,24 @@ class PolicyDALILoader:
         return images.permute(0, 3, 1, 2).contiguous()
 
     # -- resume --------------------------------------------------------------------------
+
+    def fingerprint(self) -> dict:
+        """What this loader reads, to tell a resumed run it has the same data:
+        ``{"kind": "files" | "arrays", "images": count, "sha256": 16 hex}``, the hash over the
+        file paths and labels (files) or the image and label bytes (arrays); sharding and
+        augmentation settings are not part of it."""
+        digest = hashlib.sha256()
+        if self.images_list is not None:
+            kind, count = "files", len(self.images_list)
+            for path, label in zip(self.images_list.files, self.images_list.labels.tolist()):
+                digest.update(f"{path}\t{label}\n".encode("utf-8", "surrogateescape"))
+        else:
+            kind, count = "arrays", len(self._images)
+            digest.update(str(self._images.shape).encode())
+            digest.update(np.ascontiguousarray(self._images).data)
+            digest.update(np.ascontiguousarray(self._labels, dtype=np.int64).data)
+        return {"kind": kind, "images": count, "sha256": digest.hexdigest()[:16]}
+
 
     def state_dict(self) -> dict:
         """Everything needed to continue with the same batches: position, RNG, policies, DALI state."""

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from .. import atomic
 from ..train.adversarial import MODES, AdversarialConfig, AdversarialSearch
 from ..train.plots import _pyplot
 
@@ -37,7 +38,7 @@ def run_arm(out: str, mode: str, seed: int, budget: dict, M: int = 8, batch: int
                                    train_subset=budget["train_subset"], val_subset=budget["val_subset"],
                                    progress=progress, num_threads=threads, device="cpu")
         resume = os.path.exists(os.path.join(folder, "checkpoint.pt"))  # an interrupted run continues
-        AdversarialSearch(config, resume=resume).run()
+        AdversarialSearch(config, resume=resume, overwrite=not resume).run()  # killed before epoch 0: anew
     with open(summary_path) as handle:
         summary = json.load(handle)
     last = summary["epochs"][-1]
@@ -77,7 +78,7 @@ def plot(summary: dict, path: str, title: str) -> str:
     axis.set_ylim(max(0, low - 1.5), high + 1.0)
     axis.set_ylabel("test error % (bars: mean ± std; dots: seeds)")
     axis.set_title(title)
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -101,10 +102,8 @@ def run_ablation(out: str, budget: str = "full", results: str | None = None, M: 
     record = {"study": "adversarial_autoaugment_table4", "budget": budget, "settings": spec | {"M": M, "batch": batch,
               "model": "small_cnn", "dataset": "Fashion-MNIST (train subset; test split for the error)"},
               "runs": rows, "summary": summary}
-    with open(os.path.join(results, f"ablation_{budget}.json"), "w") as handle:
-        json.dump(record, handle, indent=1)
-    with open(os.path.join(results, f"ablation_{budget}.md"), "w") as handle:
-        handle.write(table(summary))
+    atomic.write_json(os.path.join(results, f"ablation_{budget}.json"), record)
+    atomic.write_text(os.path.join(results, f"ablation_{budget}.md"), table(summary))
     plot(summary, os.path.join(results, f"ablation_{budget}.png"),
          f"Table 4 on Fashion-MNIST ({spec['epochs']} epochs, {spec['train_subset']} images, M={M})")
     print(table(summary))

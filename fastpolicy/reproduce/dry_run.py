@@ -28,7 +28,8 @@ def make_tree(root: str, classes: int = 4, train_per_class: int = 8, val_per_cla
 
 def dry_run(preset: str, search: str = "adversarial", out: str = "runs/dry-run", batch: int = 4, M: int | None = None,
             device: str | None = None, progress: bool = True) -> dict:
-    """Run ``search`` with ``preset`` on a generated tree for one epoch of ``batch`` (global N);
+    """Run ``search`` with ``preset`` on a generated tree for one epoch of ``batch`` (global N), in
+    ``<out>/<search>`` (a dry run there before is replaced);
     ``M`` overrides the preset's (None: keep it). Returns the run's last logged row."""
     recipe = get_preset(preset)
     tree = make_tree(os.path.join(out, "tree"))
@@ -38,13 +39,14 @@ def dry_run(preset: str, search: str = "adversarial", out: str = "runs/dry-run",
     if search == "adversarial":
         from ..train.adversarial import AdversarialConfig, AdversarialSearch
 
-        return AdversarialSearch(AdversarialConfig(out=os.path.join(out, search), epochs=1, M=M, **common)).run()
+        return AdversarialSearch(AdversarialConfig(out=os.path.join(out, search), epochs=1, M=M, **common),
+                                 overwrite=True).run()
     if search == "aws":
         from ..train.aws import AWSConfig, AWSSearch
 
         config = AWSConfig(out=os.path.join(out, search), stage1_epochs=1, loops=1, finetune_epochs=1, val_count=8,
                            **common)
-        search_run = AWSSearch(config)
+        search_run = AWSSearch(config, overwrite=True)
         search_run.run()
         return search_run.history[-1]
     if search == "train":
@@ -52,7 +54,7 @@ def dry_run(preset: str, search: str = "adversarial", out: str = "runs/dry-run",
 
         policy = AWSDistribution().save(os.path.join(out, "uniform_policy.json"))
         return FinalTraining(TrainConfig(out=os.path.join(out, search), policy=str(policy), epochs=1, M=M or 4,
-                                         **common)).run()
+                                         **common), overwrite=True).run()
     raise ValueError(f"search must be 'adversarial', 'aws' or 'train', got {search!r}")
 
 

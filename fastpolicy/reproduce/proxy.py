@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from .. import atomic
 from ..distribution import AWSDistribution
 from ..train.aws import AWSConfig, AWSSearch
 from ..train.final import FinalTraining, TrainConfig
@@ -77,6 +78,12 @@ def spearman(x, y) -> float:
     return pearson(ranks(x), ranks(y))
 
 
+def _continue(folder: str, checkpoint_name: str = "checkpoint.pt") -> dict:
+    """A study's run: resumed from its checkpoint, or (killed before its first one) started over."""
+    resume = os.path.exists(os.path.join(folder, checkpoint_name))
+    return {"resume": resume, "overwrite": not resume}
+
+
 def run_proxy(out: str, budget: str = "full", results: str | None = None, seed: int = 0, batch: int = 64,
               progress: bool = False, threads: int = 2) -> dict:
     """The study (see the module docstring); writes ``proxy_<budget>.json`` / ``.png`` to ``results``."""
@@ -88,7 +95,7 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, seed: 
                                  finetune_epochs=spec["finetune_epochs"], train_subset=spec["train_subset"],
                                  val_count=spec["val_count"], batch=batch, seed=seed, device="cpu",
                                  progress=progress, num_threads=threads),
-                       resume=os.path.exists(os.path.join(out, "shared", "stage1.pt")))
+                       **_continue(os.path.join(out, "shared"), "stage1.pt"))
     search.run_stage1()
     rows = []
     for i, policy in enumerate(policies):
@@ -100,7 +107,7 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, seed: 
             FinalTraining(TrainConfig(out=os.path.join(folder, "full"), policy=str(path), M=1,
                                       epochs=spec["full_epochs"], train_subset=spec["train_subset"],
                                       val_subset=None, batch=batch, seed=seed, device="cpu", progress=progress,
-                                      num_threads=threads)).run()
+                                      num_threads=threads), **_continue(os.path.join(folder, "full"))).run()
         with open(os.path.join(folder, "full", "summary.json")) as handle:
             full = json.load(handle)["final_accuracy"]
         rows.append({"policy": i, "pairs": describe(policy), "proxy_accuracy": proxy, "full_accuracy": full})
@@ -112,8 +119,7 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, seed: 
               "policies": rows, "pearson_r": pearson(proxy_acc, full_acc), "spearman_r": spearman(proxy_acc, full_acc)}
     results = results or out
     os.makedirs(results, exist_ok=True)
-    with open(os.path.join(results, f"proxy_{budget}.json"), "w") as handle:
-        json.dump(record, handle, indent=1)
+    atomic.write_json(os.path.join(results, f"proxy_{budget}.json"), record)
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
     axis.scatter(proxy_acc, full_acc)
@@ -122,7 +128,7 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, seed: 
     axis.set_xlabel("proxy: fine-tuned shared weights, held-out accuracy")
     axis.set_ylabel("full training from scratch, test accuracy")
     axis.set_title(f"AWS proxy check: Pearson r = {record['pearson_r']:.2f}, Spearman r = {record['spearman_r']:.2f}")
-    fig.savefig(os.path.join(results, f"proxy_{budget}.png"), dpi=100)
+    atomic.save_figure(fig, os.path.join(results, f"proxy_{budget}.png"), dpi=100)
     plt.close(fig)
     print(f"Pearson r = {record['pearson_r']:.3f}, Spearman r = {record['spearman_r']:.3f}")
     return record

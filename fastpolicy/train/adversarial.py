@@ -13,6 +13,7 @@ only), ``random`` (M random policies per epoch), ``adversarial``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,8 @@ from ..search import controller as ctl
 from . import distributed, plots
 from .data import build_loaders
 from .presets import Preset
-from .trainer import EpochTrainer, RunConfig, loader_device, loader_options, resolve_device
+from .trainer import (EpochTrainer, RunConfig, file_checks, loader_device, loader_options, open_run_folder,
+                      resolve_device)
 
 MODES = ("baseline", "fixed", "random", "adversarial")
 
@@ -52,16 +54,18 @@ class AdversarialConfig(RunConfig):
 
 class AdversarialSearch(EpochTrainer):
     """One run. ``AdversarialSearch(config).run()``; ``resume=True`` continues from
-    ``<out>/checkpoint.pt`` on the same trajectory (same world: same device type and data)."""
+    ``<out>/checkpoint.pt`` on the same trajectory (same world: same device type and data);
+    ``overwrite=True`` replaces a finished or abandoned run in ``out`` (see :mod:`.rundir`)."""
 
-    def __init__(self, config: AdversarialConfig, resume: bool = False):
+    def __init__(self, config: AdversarialConfig, resume: bool = False, overwrite: bool = False):
         preset = config.resolved_preset()
         distributed.init_from_env(config.device)
+        open_run_folder(config.out, f"adversarial-{config.mode}", resume, overwrite, dataclasses.asdict(config))
         device = resolve_device(config.device)
         options = loader_options(preset)
         loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
                                 config.seed, preset.train_subset, preset.val_subset, config.num_threads,
-                                shard=options["shard"])
+                                shard=options["shard"], checks=file_checks(config))
         super().__init__(config, preset, loaders, device, resume)
         self.controller = ctl.PolicyController().to(self.device)
         self.controller_optimizer = ctl.make_optimizer(self.controller, config.controller_lr)

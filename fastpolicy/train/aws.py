@@ -20,7 +20,6 @@ training set by a seeded permutation, saved as ``split.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -28,14 +27,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import jsonio
+from .. import atomic, jsonio
+from ..data.files import DEFAULT_MAX_PIXELS
 from ..distribution import AWSDistribution
 from ..search import aws_agent
 from . import checkpoint, distributed, loop, plots
 from .data import build_search_loaders
 from .logs import RunLog
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .trainer import EpochTrainer, check_same_settings, loader_device, loader_options, resolve_device
+from .checkpoint import CheckpointError
+from .trainer import (RESUME_IGNORED, EpochTrainer, check_same_data, check_same_settings, file_checks,
+                      loader_device, loader_options, open_run_folder, resolve_device)
 
 REWARDS = ("last", "best2")
 
@@ -55,8 +57,10 @@ class AWSConfig:
         finetune_lr: stage 2's constant learning rate (default lr × finetune_lr_scale).
         reward: ``"last"`` or ``"best2"`` (mean of the two best per-epoch evaluations).
         clip, ppo_steps, max_kl: PPO's ratio clip, inner steps, KL early stop (nats).
-        baseline_weight, agent_lr, agent_betas: EMA weight 0.9; Adam lr 0.1, betas (0.5, 0.999).
-        device, seed, num_threads, progress: as for the adversarial search.
+        baseline_weight, agent_lr, agent_betas: EMA weight 0.9; Adam with betas (0.5, 0.999) and
+            the stages' learning rate (0.1 on CIFAR and Fashion-MNIST, 0.2 on ImageNet) unless
+            ``agent_lr`` is given.
+        device, seed, num_threads, progress, verify, on_bad, max_pixels: as for the adversarial search.
     """
 
     out: str
@@ -75,13 +79,16 @@ class AWSConfig:
     ppo_steps: int = 5
     max_kl: float = 0.02
     baseline_weight: float = 0.9
-    agent_lr: float = 0.1
+    agent_lr: float | None = None
     agent_betas: tuple[float, float] = (0.5, 0.999)
     top_k: int = 5
     device: str | None = None
     seed: int = 0
     num_threads: int = 2
     progress: bool = True
+    verify: str = "header"
+    on_bad: str = "raise"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def resolved(self) -> tuple[Preset, AWSStages, float]:
         """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied."""
@@ -123,25 +130,28 @@ class SharedWeightsTraining(EpochTrainer):
 
 class AWSSearch:
     """One AWS search: ``AWSSearch(config).run()``; ``resume=True`` continues the run in
-    ``config.out`` (stage 1 from its last epoch, stage 2 from its last loop)."""
+    ``config.out`` (stage 1 from its last epoch, stage 2 from its last loop; stage 1 is skipped
+    only then, when its ``shared.pt`` is there); ``overwrite=True`` replaces a run in ``out``."""
 
     SHARED, CHECKPOINT, POLICY = "shared.pt", "checkpoint.pt", "policy.json"
-    RESUME_IGNORED = ("out", "progress", "loops")
+    RESUME_IGNORED = RESUME_IGNORED + ("loops",)
 
-    def __init__(self, config: AWSConfig, resume: bool = False):
+    def __init__(self, config: AWSConfig, resume: bool = False, overwrite: bool = False):
         self.config = config
         self.preset, self.stages, self.finetune_lr = config.resolved()
-        os.makedirs(config.out, exist_ok=True)
         distributed.init_from_env(config.device)
+        open_run_folder(config.out, "aws", resume, overwrite, dataclasses.asdict(config))
+        self._resume = resume
         self.device = resolve_device(config.device)
         options = loader_options(self.preset)
         *loaders, self.split = build_search_loaders(
             config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
-            self.stages.val_count, self.preset.train_subset, config.num_threads, shard=options["shard"])
+            self.stages.val_count, self.preset.train_subset, config.num_threads, shard=options["shard"],
+            checks=file_checks(config))
         self._shared = None
         resume_stage1 = resume and not os.path.exists(self.path(self.SHARED))
         if resume and not (os.path.exists(self.path(self.SHARED)) or os.path.exists(self.path("stage1.pt"))):
-            raise FileNotFoundError(f"no checkpoint to resume from in {config.out} (no {self.SHARED} or stage1.pt)")
+            raise CheckpointError(f"no checkpoint to resume from in {config.out} (no {self.SHARED} or stage1.pt)")
         self.stage1 = SharedWeightsTraining(config, self.preset, loaders, self.device, resume=resume_stage1,
                                             checkpoint_name="stage1.pt", log_name="stage1")
         if resume and not resume_stage1:  # stage 1 is done: its log stays, its history is in shared.pt
@@ -156,10 +166,13 @@ class AWSSearch:
             self.train_loader, self.val_loader, *_ = build_search_loaders(
                 config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
                 self.stages.val_count, self.preset.train_subset, config.num_threads,
-                loader_seed=config.seed + 1000 * distributed.rank())
+                loader_seed=config.seed + 1000 * distributed.rank(), checks=file_checks(config))
             self.finetune_lr *= options["batch"] / self.preset.batch
         self.policy = aws_agent.PairPolicy()
-        self.agent_optimizer = aws_agent.make_optimizer(self.policy, config.agent_lr, config.agent_betas)
+        self.agent_lr = config.agent_lr if config.agent_lr is not None else self.stages.agent_lr
+        if not self.agent_lr > 0:
+            raise ValueError(f"agent_lr must be positive, got {self.agent_lr}")
+        self.agent_optimizer = aws_agent.make_optimizer(self.policy, self.agent_lr, config.agent_betas)
         self.baseline = aws_agent.EMABaseline(config.baseline_weight)
         self.loop = 0
         self.history: list[dict] = []
@@ -183,7 +196,7 @@ class AWSSearch:
     def run_stage1(self) -> None:
         """Train the shared weights (or find them done) and write ``shared.pt``."""
         distributed.barrier()
-        if os.path.exists(self.path(self.SHARED)):
+        if self._resume and os.path.exists(self.path(self.SHARED)):
             return
         if distributed.is_main():
             print(f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy, "
@@ -192,7 +205,7 @@ class AWSSearch:
         if distributed.is_main():
             checkpoint.save(self.path(self.SHARED), {
                 "config": dataclasses.asdict(self.config), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "history": self.stage1.history})
+                "optimizer": self.optimizer.state_dict(), "history": self.stage1.history, "data": self.stage1.data})
         distributed.barrier()
 
     def shared_state(self) -> dict:
@@ -201,6 +214,7 @@ class AWSSearch:
             state = checkpoint.load(self.path(self.SHARED))
             check_same_settings(state["config"], dataclasses.asdict(self.config), self.path(self.SHARED),
                                 ignored=self.RESUME_IGNORED)
+            check_same_data(state.get("data"), self.stage1.data, self.path(self.SHARED))
             self._shared = state
         return self._shared
 
@@ -312,7 +326,7 @@ class AWSSearch:
         distribution.save(self.path(self.POLICY))
         thetas = np.stack(self.thetas)
         e = distribution.n_elements
-        np.savez_compressed(self.path("distributions.npz"), theta1=thetas[:, :e], theta2=thetas[:, e:].reshape(-1, e, e))
+        atomic.savez(self.path("distributions.npz"), theta1=thetas[:, :e], theta2=thetas[:, e:].reshape(-1, e, e))
         plots.plot_pair_heatmap(distribution, self.path("distribution_heatmap.png"))
         plots.plot_top_pairs(distribution, self.path("top_pairs.png"))
         if self.history:
@@ -324,21 +338,24 @@ class AWSSearch:
         self.stage1.write_artefacts()  # samples.png (stage 1's last batch) and summary.json, overwritten below
         summary = {"config": dataclasses.asdict(self.config), "preset": dataclasses.asdict(self.preset),
                    "stages": dataclasses.asdict(self.stages), "finetune_lr": self.finetune_lr,
+                   "agent_lr": self.agent_lr,
                    "stage1": self.stage1.history, "loops": self.history,
                    "top_pairs": distribution.top_pairs(20), "entropy": distribution.entropy()}
-        with open(self.path("summary.json"), "w") as handle:
-            json.dump(summary, handle, indent=2, default=str)
+        atomic.write_json(self.path("summary.json"), summary)
 
     def _save(self) -> None:
         checkpoint.save_distributed(self.path(self.CHECKPOINT), {
             "config": dataclasses.asdict(self.config), "loop": self.loop, "history": self.history,
             "policy": self.policy.state_dict(), "agent_optimizer": self.agent_optimizer.state_dict(),
-            "baseline": self.baseline.state_dict(), "thetas": self.thetas}, self.train_loader)
+            "baseline": self.baseline.state_dict(), "thetas": self.thetas, "data": self.stage1.data},
+            self.train_loader)
 
     def _restore(self, state: dict) -> None:
         check_same_settings(state["config"], dataclasses.asdict(self.config), self.path(self.CHECKPOINT),
                             ignored=self.RESUME_IGNORED)
-        self.loop, self.history, self.thetas = state["loop"], state["history"], state["thetas"]
+        check_same_data(state.get("data"), self.stage1.data, self.path(self.CHECKPOINT))
+        self.loop, self.history = state["loop"], state["history"]
+        self.thetas = [np.asarray(theta, dtype=np.float64) for theta in state["thetas"]]  # tensors in the file
         self.policy.load_state_dict(state["policy"])
         self.agent_optimizer.load_state_dict(state["agent_optimizer"])
         self.baseline.load_state_dict(state["baseline"])

@@ -34,9 +34,10 @@ def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, se
 
 
 def _file_loaders(train, val, batch: int, M: int, image_size: int, device: str, seed: int, num_threads: int,
-                  backend: str | None, shard: tuple[int, int] = (0, 1)):
-    """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped."""
-    sharding = {"shard_id": shard[0], "num_shards": shard[1]}
+                  backend: str | None, shard: tuple[int, int] = (0, 1), checks: dict | None = None):
+    """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped.
+    ``checks``: ``verify``, ``on_bad``, ``max_pixels`` for both (see :func:`~fastpolicy.data.files.check_files`)."""
+    sharding = {"shard_id": shard[0], "num_shards": shard[1], **(checks or {})}
     train_loader = PolicyDALILoader(train, batch_size=batch, M=M, image_size=image_size, device=device, seed=seed,
                                     num_threads=num_threads, backend=backend, **sharding)
     val_loader = PolicyDALILoader(val, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,
@@ -58,7 +59,7 @@ def _folders(data: str) -> tuple[str, str]:
 
 def build_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
                   train_subset: int | None = None, val_subset: int | None = None, num_threads: int = 2,
-                  backend: str | None = None, shard: tuple[int, int] = (0, 1)):
+                  backend: str | None = None, shard: tuple[int, int] = (0, 1), checks: dict | None = None):
     """``(train, val, num_classes, channels)``.
 
     Args:
@@ -70,6 +71,8 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
         train_subset, val_subset: use only the first this many images (None: all).
         shard: ``(shard_id, num_shards)``: this process's part of both splits (``batch`` is per
             process); under ``torchrun`` ``(rank, world_size)``.
+        checks: file checks for folders: ``{"verify", "on_bad", "max_pixels"}`` (any of them;
+            defaults of :class:`~fastpolicy.loader.PolicyDALILoader`).
     """
     if data is None:
         images, labels = fashion_mnist.load("train")
@@ -80,7 +83,7 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
     if train_subset is not None or val_subset is not None:
         raise ValueError("train_subset/val_subset apply to Fashion-MNIST; pass a smaller folder instead")
     train_dir, val_dir = _folders(data)
-    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard)
+    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard, checks)
 
 
 def split_indices(n: int, val_count: int, seed: int, train_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +103,7 @@ def split_indices(n: int, val_count: int, seed: int, train_count: int | None = N
 def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
                          val_count: int, train_subset: int | None = None, num_threads: int = 2,
                          backend: str | None = None, shard: tuple[int, int] = (0, 1),
-                         loader_seed: int | None = None):
+                         loader_seed: int | None = None, checks: dict | None = None):
     """``(train, val, num_classes, channels, split)`` with both parts drawn from the training images.
 
     Args:
@@ -122,14 +125,14 @@ def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, 
         return (*loaders, {"dataset": "fashion_mnist/train", "seed": seed, "train": train.tolist(),
                            "val": val.tolist()})
     train_dir, _ = _folders(data)
-    files = scan_folder(train_dir)
+    files = scan_folder(train_dir, on_bad=(checks or {}).get("on_bad", "raise"))
     train, val = split_indices(len(files), val_count, seed, train_subset)
 
     def part(indices) -> ImageList:
         return ImageList([files.files[i] for i in indices], files.labels[indices], files.classes)
 
     loaders = _file_loaders(part(train), part(val), batch, M, image_size, device, loader_seed, num_threads, backend,
-                            shard)
+                            shard, checks)
     relative = [os.path.relpath(path, train_dir) for path in files.files]
     return (*loaders, {"dataset": os.path.abspath(train_dir), "seed": seed,
                        "train": [relative[i] for i in train], "val": [relative[i] for i in val]})

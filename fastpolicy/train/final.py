@@ -10,6 +10,7 @@ uses the dataset's own held-out split (Fashion-MNIST's test images, or ``val/``)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .. import jsonio
@@ -21,7 +22,8 @@ from ..schedule import FORMAT as SCHEDULE_FORMAT
 from ..schedule import PolicySchedule
 from .data import build_loaders
 from . import distributed
-from .trainer import EpochTrainer, RunConfig, loader_device, loader_options, resolve_device
+from .trainer import (EpochTrainer, RunConfig, file_checks, loader_device, loader_options, open_run_folder,
+                      resolve_device)
 
 POLICY_FILES = {AWS_FORMAT: AWSDistribution, POLICY_FORMAT: Policy, SCHEDULE_FORMAT: PolicySchedule}
 """JSON ``format`` → the class a policy file loads as."""
@@ -31,11 +33,12 @@ def load_policy_file(path: str):
     """An :class:`AWSDistribution`, :class:`Policy` or :class:`PolicySchedule` from ``path``
     (chosen by its ``format`` field); PolicyFormatError names the file otherwise."""
     data = jsonio.read_json(path)
-    kind = POLICY_FILES.get(data.get("format"))
+    fmt = data.get("format")
+    kind = POLICY_FILES.get(fmt) if isinstance(fmt, str) else None
     if kind is None:
-        raise jsonio.PolicyFormatError(f"{path}: 'format' is {data.get('format')!r}; a policy file is one of "
+        raise jsonio.PolicyFormatError(f"{path}: 'format' is {fmt!r}; a policy file is one of "
                                        f"{', '.join(POLICY_FILES)}")
-    return kind.from_dict(data, str(path))
+    return jsonio.checked_from_dict(kind.from_dict, data, str(path))
 
 
 @dataclass
@@ -52,18 +55,20 @@ class TrainConfig(RunConfig):
 
 
 class FinalTraining(EpochTrainer):
-    """``FinalTraining(config).run()``; ``resume=True`` continues ``<out>/checkpoint.pt``."""
+    """``FinalTraining(config).run()``; ``resume=True`` continues ``<out>/checkpoint.pt``;
+    ``overwrite=True`` replaces a run in ``out`` (see :mod:`.rundir`)."""
 
-    def __init__(self, config: TrainConfig, resume: bool = False):
+    def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False):
         self.policy = None if config.policy is None else load_policy_file(config.policy)
         default_m = len(self.policy[0]) if isinstance(self.policy, PolicySchedule) and len(self.policy) else 1
         preset = config.base_preset().with_(M=config.M or default_m)
         distributed.init_from_env(config.device)
+        open_run_folder(config.out, "train", resume, overwrite, dataclasses.asdict(config))
         device = resolve_device(config.device)
         options = loader_options(preset)
         loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
                                 config.seed, preset.train_subset, preset.val_subset, config.num_threads,
-                                shard=options["shard"])
+                                shard=options["shard"], checks=file_checks(config))
         super().__init__(config, preset, loaders, device, resume)
         self.restore_or_start()
 

@@ -1,36 +1,44 @@
-"""Run logs shared by the searches: a CSV row per epoch (or loop), TensorBoard scalars, printed paths."""
+"""Run logs shared by the searches: a CSV row per epoch (or loop), TensorBoard scalars."""
 
 from __future__ import annotations
 
 import csv
+import io
 import os
+
+from .. import atomic
 
 
 class RunLog:
-    """Appends metric rows to ``<out>/<name>.csv`` and mirrors them to TensorBoard
-    (``<out>/tensorboard``; skipped with a note if TensorBoard is not installed).
+    """Metric rows in ``<out>/<name>.csv``, mirrored to TensorBoard (``<out>/tensorboard``;
+    skipped with a note if TensorBoard is not installed).
 
-    Rows are dicts of scalars (or lists of scalars, logged as ``key/i``); the CSV's
-    columns are fixed by the first row written (a resumed run appends to the same file).
+    Rows are dicts of scalars (or lists of scalars, logged as ``key/i``). The CSV is
+    rewritten whole and atomically after every row, so it always has exactly one header —
+    the union of every row's columns, in order of first appearance — and a crash never
+    leaves half a row. A resumed run reads the rows already there and drops those logged
+    after its checkpoint (:meth:`truncate`).
     """
 
     def __init__(self, out: str, name: str = "metrics", enabled: bool = True):
         self.path = os.path.join(out, f"{name}.csv")
-        self._fields = None
         self.enabled = enabled  # False on ranks other than 0: nothing is written
+        self._rows: list[dict] = self._read() if enabled else []
+        self._writer = None
         if not enabled:
-            self._writer = None
             return
-        if os.path.exists(self.path):
-            with open(self.path, newline="") as handle:
-                self._fields = next(csv.reader(handle), None)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(os.path.join(out, "tensorboard"))
         except ImportError:
             print("fastpolicy: TensorBoard is not installed; logging to CSV only")
-            self._writer = None
+
+    def _read(self) -> list[dict]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="", encoding="utf-8") as handle:
+            return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
 
     @staticmethod
     def _flat(row: dict) -> dict:
@@ -42,16 +50,20 @@ class RunLog:
                 flat[key] = value
         return flat
 
+    def _write(self) -> None:
+        fields = list(dict.fromkeys(key for row in self._rows for key in row))
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fields)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic.write_text(self.path, text.getvalue())
+
     def log(self, step: int, row: dict) -> None:
         if not self.enabled:
             return
         flat = self._flat(row)
-        if self._fields is None:
-            self._fields = list(flat)
-            with open(self.path, "w", newline="") as handle:
-                csv.writer(handle).writerow(self._fields)
-        with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, self._fields, extrasaction="ignore").writerow(flat)
+        self._rows.append(flat)
+        self._write()
         if self._writer is not None:
             for key, value in flat.items():
                 if isinstance(value, (int, float)) and key != "epoch":
@@ -60,20 +72,18 @@ class RunLog:
 
     def rows(self) -> list[dict]:
         """The CSV's rows so far (values as strings)."""
-        if not os.path.exists(self.path):
-            return []
-        with open(self.path, newline="") as handle:
-            return list(csv.DictReader(handle))
+        return self._read()
 
     def truncate(self, rows: int) -> None:
-        """Keep the first ``rows`` rows (a resumed run drops rows logged after its checkpoint)."""
-        kept = self.rows()[:rows]
-        if self._fields is None or not self.enabled:
+        """Keep the first ``rows`` rows (a resumed run drops rows logged after its checkpoint;
+        0 starts the log afresh)."""
+        if not self.enabled:
             return
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self._fields)
-            writer.writeheader()
-            writer.writerows(kept)
+        self._rows = self._rows[:rows]
+        if self._rows:
+            self._write()
+        elif os.path.exists(self.path):
+            os.remove(self.path)
 
     def close(self) -> None:
         if self._writer is not None:

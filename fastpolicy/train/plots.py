@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import atomic
+
 
 def _pyplot():
     import matplotlib
@@ -51,7 +53,7 @@ def plot_schedule(schedule, path: str) -> str:
     bottom.set_xlabel("epoch")
     bottom.set_title("Magnitude distribution per epoch")
     fig.colorbar(image, ax=bottom, label="fraction", location="left", pad=0.08)
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -77,7 +79,7 @@ def plot_samples(images, mean, std, path: str, M: int, per_policy: int = 8) -> s
             axes[m, j].axis("off")
         axes[m, 0].set_title(f"policy {m}", fontsize=7, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -95,7 +97,7 @@ def plot_pair_heatmap(distribution, path: str) -> str:
     axis.set_ylabel("first element e1")
     axis.set_title(f"p(e1, e2); uniform = {1 / joint.size:.2e}")
     fig.colorbar(image, ax=axis, label="probability", shrink=0.8)
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -111,7 +113,7 @@ def plot_top_pairs(distribution, path: str, k: int = 20) -> str:
     axis.set_xlabel("probability")
     axis.set_title(f"Top {k} op pairs")
     axis.legend(loc="lower right")
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -137,6 +139,6 @@ def plot_search_progress(history: list[dict], pair_probabilities: dict[str, list
     bottom.set_xlabel("loop")
     bottom.legend(fontsize=7, loc="upper left")
     top.set_title("AWS stage 2")
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

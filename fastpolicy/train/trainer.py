@@ -11,21 +11,25 @@ stage 1, and the final training with a fixed policy.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass
 
 import torch
 
-from . import checkpoint, distributed, loop, plots
+from .. import atomic
+from ..data.files import DEFAULT_MAX_PIXELS
+from . import checkpoint, distributed, loop, plots, rundir
+from .checkpoint import CheckpointError
 from .logs import RunLog
 from .models import build_model
 from .presets import Preset, get_preset
 
-RESUME_IGNORED = ("out", "progress", "epochs")
-"""Config fields a resumed run may change (longer runs continue the same schedule only if
-``epochs`` equals the original; the schedule is rebuilt from it)."""
+RESUME_IGNORED = ("out", "progress", "num_threads", "verify", "max_pixels", "on_bad")
+"""Config fields a resumed run may change (what the file checks drop shows in the data
+fingerprint, which must not change). ``epochs`` is not one of them: the learning-rate
+schedule spans the run's epochs, so another value would change the epochs already
+trained; a resumed run with another ``epochs`` is refused (start a new run instead)."""
 
 
 @dataclass
@@ -40,6 +44,8 @@ class RunConfig:
         device: ``"cpu"``, ``"gpu"`` or None (GPU if available).
         seed: seeds the model, the loaders and the policies' sampling.
         num_threads: DALI threads; progress: tqdm bars.
+        verify, on_bad, max_pixels: file checks of image folders (see
+            :func:`~fastpolicy.data.files.check_files`).
     """
 
     out: str
@@ -55,11 +61,19 @@ class RunConfig:
     seed: int = 0
     num_threads: int = 2
     progress: bool = True
+    verify: str = "header"
+    on_bad: str = "raise"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def base_preset(self) -> Preset:
         """The preset with this run's overrides."""
         return get_preset(self.preset).with_(model=self.model, epochs=self.epochs, M=self.M, batch=self.batch,
                                              train_subset=self.train_subset, val_subset=self.val_subset)
+
+
+def file_checks(config) -> dict:
+    """The loader's file-check options (``verify``, ``on_bad``, ``max_pixels``) of a run config."""
+    return {"verify": config.verify, "on_bad": config.on_bad, "max_pixels": config.max_pixels}
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -86,13 +100,46 @@ def loader_options(preset: Preset) -> dict:
 
 
 def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IGNORED) -> None:
-    """Raise ValueError naming the settings that differ between a checkpoint's config and this run's."""
+    """Raise :class:`CheckpointError` naming every setting (checkpoint's value → this run's)
+    that differs between a checkpoint's config and this run's."""
     saved = {k: v for k, v in saved.items() if k not in ignored}
     current = {k: v for k, v in current.items() if k not in ignored}
-    if saved != current:
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        raise ValueError(f"{path} was written with other settings ({', '.join(changed)}); "
-                         "resume with the same options")
+    # tuples come back from a checkpoint as they went in, lists as lists: compare as lists
+    def norm(value):
+        return list(value) if isinstance(value, tuple) else value
+
+    changed = sorted(k for k in set(saved) | set(current) if norm(saved.get(k)) != norm(current.get(k)))
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
+        why = (" (the learning-rate schedule spans the run's epochs; start a new run for another length)"
+               if "epochs" in changed else "")
+        raise CheckpointError(f"{path} was written with other settings ({detail}){why}; resume with the same "
+                              "options")
+
+
+def check_same_data(saved: dict | None, current: dict, path: str) -> None:
+    """Raise :class:`CheckpointError` if a checkpoint's data fingerprints (``{"train": …,
+    "val": …}`` of :meth:`~fastpolicy.loader.PolicyDALILoader.fingerprint`) differ from this run's."""
+    if saved is None:
+        raise CheckpointError(f"{path} records no data fingerprint (written by an older fastpolicy); "
+                              "it cannot be checked against this run's data — start a new run")
+    for part in sorted(set(saved) | set(current)):
+        old, new = saved.get(part), current.get(part)
+        if old != new:
+            describe = (lambda f: "nothing" if f is None else
+                        f"{f['images']} {'files' if f['kind'] == 'files' else 'array images'} (sha256 {f['sha256']})")
+            raise CheckpointError(f"{path}: the {part} data differ from the checkpoint's: {describe(old)} then, "
+                                  f"{describe(new)} now; resume with the same --data and --subset")
+
+
+def open_run_folder(out: str, kind: str, resume: bool, overwrite: bool, settings: dict | None = None) -> None:
+    """Every rank checks ``out`` (:func:`.rundir.check`: refused unless new, empty, resumed or
+    overwritten); rank 0 prepares it (:func:`.rundir.prepare`); all return once it is ready."""
+    rundir.check(out, resume, overwrite)
+    distributed.barrier()  # every rank has looked before rank 0 changes anything
+    if distributed.is_main():
+        rundir.prepare(out, kind, resume, overwrite, settings)
+    distributed.barrier()
 
 
 class EpochTrainer:
@@ -132,6 +179,7 @@ class EpochTrainer:
         self._last_images = None  # the last training batch of this process, for the sample grid
         self.log = RunLog(config.out, log_name, enabled=distributed.is_main())
         self._resume = resume
+        self.data = {"train": self.train_loader.fingerprint(), "val": self.val_loader.fingerprint()}
 
     def path(self, name: str) -> str:
         return os.path.join(self.config.out, name)
@@ -215,18 +263,18 @@ class EpochTrainer:
             mean = self.train_loader._pixel_mean / 255
             std = 1 / (self.train_loader._pixel_inv_std * 255)
             plots.plot_samples(self._last_images, mean, std, self.path("samples.png"), self.preset.M)
-        with open(self.path("summary.json"), "w") as handle:
-            json.dump(self.summary(), handle, indent=2, default=str)
+        atomic.write_json(self.path("summary.json"), self.summary())
 
     def save(self) -> None:
         """Rank 0 writes the checkpoint, with every rank's loader position and RNG states."""
         checkpoint.save_distributed(self.checkpoint_path, {
             "config": dataclasses.asdict(self.config), "epoch": self.epoch, "history": self.history,
             "skipped": self.skipped, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict()} | self.extra_state(), self.train_loader)
+            "scheduler": self.scheduler.state_dict(), "data": self.data} | self.extra_state(), self.train_loader)
 
     def restore(self, state: dict) -> None:
         check_same_settings(state["config"], dataclasses.asdict(self.config), self.checkpoint_path)
+        check_same_data(state.get("data"), self.data, self.checkpoint_path)
         self.epoch, self.history, self.skipped = state["epoch"], state["history"], state["skipped"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -238,4 +286,5 @@ class EpochTrainer:
             print(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
 
 
-__all__ = ["RunConfig", "EpochTrainer", "resolve_device", "loader_device", "loader_options", "check_same_settings"]
+__all__ = ["RunConfig", "EpochTrainer", "resolve_device", "loader_device", "loader_options", "check_same_settings",
+           "check_same_data", "open_run_folder", "file_checks"]

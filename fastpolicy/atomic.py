@@ -1,0 +1,57 @@
+"""Atomic file writes: a temporary file beside the target, flushed to disk, renamed over it.
+
+A crash (or a kill) during a write leaves the previous version of the file or the new
+one, never half a file. Every artefact of a run goes through here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Callable
+
+
+def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path`` (opened with ``mode``), flush
+    it to disk, then rename it over ``path``; on any error the temporary file is removed and
+    ``path`` is untouched."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    descriptor, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, lambda handle: handle.write(text), mode="w")
+
+
+def write_json(path: str, data) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (non-JSON values as ``str``)."""
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def save_figure(figure, path: str, **options) -> None:
+    """``figure.savefig`` to ``path`` atomically (format from the file name)."""
+    fmt = os.path.splitext(path)[1].lstrip(".") or "png"
+    atomic_write(path, lambda handle: figure.savefig(handle, format=fmt, **options))
+
+
+def savez(path: str, **arrays) -> None:
+    """``numpy.savez_compressed`` to ``path`` atomically."""
+    import numpy as np
+
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+__all__ = ["atomic_write", "write_text", "write_json", "save_figure", "savez"]

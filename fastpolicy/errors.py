@@ -1,0 +1,15 @@
+"""The one base class of errors a user can fix (a bad flag, file, folder or image).
+
+The command line prints such an error as one line naming the input and exits with
+status 2 (``--debug`` shows the traceback); any other exception is a bug and keeps its
+traceback. Library callers can catch :class:`UserError` for all of them.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input; the message names the file, folder, flag or value."""
+
+
+__all__ = ["UserError"]
