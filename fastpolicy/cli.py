@@ -59,6 +59,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _level(text: str) -> int:
+    """argparse type: an integer level in 0..255."""
+    value = _number(int, 0, text)
+    if value > 255:
+        raise argparse.ArgumentTypeError(f"{text} is not a level in 0..255")
+    return value
+
+
+def _scale(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
+
+
 def _out(args, name: str) -> str:
     from .train import distributed, rundir
 
@@ -88,7 +104,9 @@ def _search_adversarial(args) -> int:
     from .train.adversarial import AdversarialConfig, AdversarialSearch
 
     out = _out(args, f"adversarial-{args.mode}")
-    config = AdversarialConfig(out=out, mode=args.mode, epochs=args.epochs, M=args.M, **_common(args))
+    config = AdversarialConfig(out=out, mode=args.mode, epochs=args.epochs, M=args.M,
+                               controller_window=args.controller_window, fill=args.fill,
+                               magnitude_scale=args.magnitude_scale, **_common(args))
     AdversarialSearch(config, resume=args.resume, overwrite=args.overwrite).run()
     print(f"fastpolicy: results in {os.path.abspath(out)}")
     return 0
@@ -120,10 +138,10 @@ def _train(args) -> int:
 
 def _reproduce(args) -> int:
     if args.study == "table4":
-        from .reproduce.ablation import run_ablation
+        from .reproduce.table4 import run_table4
 
-        run_ablation(args.out or os.path.join("runs", "reproduce", "table4"), args.budget, args.results,
-                     progress=not args.no_progress, threads=args.threads)
+        run_table4(args.out or os.path.join("runs", "reproduce", "table4"), args.budget, args.results,
+                   seeds=args.seeds, progress=not args.no_progress, threads=args.threads)
     elif args.study == "proxy":
         from .reproduce.proxy import run_proxy
 
@@ -191,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--epochs", type=positive_int, default=None)
     adv.add_argument("--M", type=positive_int, default=None, help="copies (policies) per image")
     adv.add_argument("--mode", choices=MODES, default="adversarial", help="the paper's Table 4 arms")
+    adv.add_argument("--controller-window", type=positive_int, default=None,
+                     help="batches per controller update (default: one epoch, the paper's)")
+    adv.add_argument("--fill", type=_level, default=128,
+                     help="0..255 level geometric ops fill with (default AutoAugment's grey 128; 0 for dark "
+                          "backgrounds such as Fashion-MNIST's)")
+    adv.add_argument("--magnitude-scale", type=_scale, default=1.0,
+                     help="narrow every op's magnitude range towards its identity by this factor in (0, 1] "
+                          "(default 1: the full AutoAugment range)")
     adv.set_defaults(run=_search_adversarial)
 
     aws = search.add_parser("aws", help="AWS: shared weights, then PPO over op pairs (default: a short search "
@@ -218,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce = commands.add_parser("reproduce", help="the papers' claims at small scale; ImageNet dry runs")
     studies = reproduce.add_subparsers(dest="study", required=True)
-    for name, text in (("table4", "Adversarial AutoAugment's Table 4 arms on Fashion-MNIST, 3 seeds"),
+    for name, text in (("table4", "Adversarial AutoAugment's Table 4 arms on Fashion-MNIST where the baseline "
+                                  "overfits, paired seeds"),
                        ("proxy", "AWS's proxy check: fine-tuned shared weights vs full training")):
         study = studies.add_parser(name, help=text)
         study.add_argument("--budget", choices=["full", "smoke"], default="full",
@@ -226,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         study.add_argument("--out", default=None, help=f"run folders (default runs/reproduce/{name})")
         study.add_argument("--results", default=None, help="where the JSON, table and plot go (default --out)")
         study.add_argument("--threads", type=positive_int, default=2, help="DALI CPU threads")
+        if name == "table4":
+            study.add_argument("--seeds", type=positive_int, default=None, help="seeds (default the budget's)")
         study.add_argument("--no-progress", action="store_true")
         study.set_defaults(run=_reproduce, device="cpu")
     from .train.presets import PRESETS

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .registry import OP_NAMES
+from .registry import OP_NAMES, OPS
 
 NO_OP = -1
 """Op id meaning "apply nothing at this position" (a sub-policy op skipped by its probability)."""
@@ -96,6 +96,19 @@ class PolicyParams:
             for name, fill in fills.items()}
         padded["partner"] = np.concatenate([self.partner, self.partner[:, :1].repeat(extra, 1)], axis=1)
         return PolicyParams(**padded, policy=self.policy, version=self.version)
+
+    def scaled(self, scale: float) -> "PolicyParams":
+        """The same samples with every value moved to ``identity + scale · (value − identity)``
+        of its op (:attr:`~fastpolicy.registry.OpSpec.identity`; whole-number ops rounded):
+        ``scale`` in (0, 1] keeps each op's direction and narrows its range (1: unchanged)."""
+        if not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {scale!r}")
+        identity = np.array([OPS[name].identity for name in OP_NAMES] + [0.0])  # [-1] (no op) → 0
+        integer = np.array([OPS[name].integer for name in OP_NAMES] + [False])
+        value = identity[self.op] + scale * (self.value - identity[self.op])
+        value = np.where(integer[self.op], np.round(value), value)
+        value = np.where(self.op == NO_OP, self.value, value)
+        return PolicyParams(**(self.arrays() | {"value": value}), version=self.version)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays by field name (what a loader feeds to its pipeline)."""

@@ -47,6 +47,9 @@ class OpSpec:
         needs: extra per-sample input: None, ``"center"`` (a position, Cutout) or
             ``"partner"`` (another image of the batch, SamplePairing).
         tolerance: the tested bound of ``reference`` against PIL.
+        identity: the value at which the op leaves an image unchanged (0 for geometric ops,
+            Cutout and SamplePairing; 1 for the enhance blends; 256 for Solarize; 8 bits for
+            Posterize); a moderate magnitude range scales values towards it.
         doc: one line for the docs.
     """
 
@@ -57,6 +60,7 @@ class OpSpec:
     stats: str | None = None
     needs: str | None = None
     tolerance: Tolerance = Tolerance()
+    identity: float = 0.0
     doc: str = ""
     backends: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -75,6 +79,11 @@ class OpSpec:
         """The op's value at ``bin`` (and ``sign``) in ``space``; 0.0 for ops without magnitude."""
         magnitude = self.magnitude(space)
         return 0.0 if magnitude is None else magnitude.value(bin, sign)
+
+    @property
+    def integer(self) -> bool:
+        """True if the op's values are whole numbers (Posterize's bits)."""
+        return any(m is not None and m.integer for m in self.magnitudes.values())
 
     @property
     def signed(self) -> bool:
@@ -112,16 +121,16 @@ _SPECS = (
     OpSpec("Invert", "lut", color.lookup(color.invert_lut), _both(None), doc="255 − v"),
     OpSpec("Equalize", "lut", color.lookup(color.equalize_lut), _both(None), stats="histogram",
            doc="PIL's per-channel histogram equalization"),
-    OpSpec("Solarize", "lut", color.lookup(color.solarize_lut), _both(Magnitude(256.0, 0.0)),
+    OpSpec("Solarize", "lut", color.lookup(color.solarize_lut), _both(Magnitude(256.0, 0.0)), identity=256.0,
            doc="invert values ≥ threshold; threshold 256 → 0"),
-    OpSpec("Posterize", "lut", color.lookup(color.posterize_lut), _both(Magnitude(8.0, 4.0, integer=True)),
+    OpSpec("Posterize", "lut", color.lookup(color.posterize_lut), _both(Magnitude(8.0, 4.0, integer=True)), identity=8.0,
            doc="keep the top value bits; 8 → 4"),
-    OpSpec("Contrast", "lut", color.lookup(color.contrast_lut), _ENHANCE, stats="mean",
+    OpSpec("Contrast", "lut", color.lookup(color.contrast_lut), _ENHANCE, stats="mean", identity=1.0,
            doc="blend with the mean grey level by factor value"),
-    OpSpec("Color", "blend", color.color, _ENHANCE, doc="blend with the grey (L) image by factor value"),
-    OpSpec("Brightness", "lut", color.lookup(color.brightness_lut), _ENHANCE,
+    OpSpec("Color", "blend", color.color, _ENHANCE, identity=1.0, doc="blend with the grey (L) image by factor value"),
+    OpSpec("Brightness", "lut", color.lookup(color.brightness_lut), _ENHANCE, identity=1.0,
            doc="blend with black by factor value"),
-    OpSpec("Sharpness", "blend", color.sharpness, _ENHANCE,
+    OpSpec("Sharpness", "blend", color.sharpness, _ENHANCE, identity=1.0,
            doc="blend with the 3×3 SMOOTH-filtered image by factor value"),
     OpSpec("Cutout", "special", special.cutout, {"adversarial": Magnitude(0.0, 0.2)}, needs="center",
            doc="grey (128) square of side value × the shorter side; value 0 → 0.2"),

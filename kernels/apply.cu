@@ -8,6 +8,7 @@ struct FpSlot {
     const fp_u8* src;      // uint8 [N, H, W, C]: the slot's input
     const fp_u8* orig;     // uint8 [N, H, W, C]: the stage's input (SamplePairing partners)
     int height, width, channels;
+    int fill;              // 0..255: level of pixels a warp or shift moves in from outside
     const float* value;    // float32 [N]: blend factor (Color, Sharpness, SamplePairing)
     const fp_u8* luts;     // uint8 [N, C, 256]: tables of lut ops
     const fp_i64* fixed;   // int64 [N, 6]: PIL's 16.16 fixed-point matrix of warps
@@ -29,7 +30,7 @@ __device__ void apply_copy(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 
 __device__ __forceinline__ void fp_take(const FpSlot& s, int n, int row, int col, fp_u8* out) {
     if (row < 0 || col < 0 || row >= s.height || col >= s.width) {
-        for (int c = 0; c < s.channels; ++c) out[c] = FP_FILL;
+        for (int c = 0; c < s.channels; ++c) out[c] = (fp_u8)s.fill;
         return;
     }
     const fp_u8* in = fp_pixel(s, s.src, n, row, col);
@@ -115,13 +116,13 @@ __device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8
 //      in pixel units, i.e. mean * 255 and 1 / (std * 255)).
 extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
                                     int out_mode, const float* __restrict__ mean, const float* __restrict__ inv_std,
-                                    int count, int height, int width, int channels,
+                                    int count, int height, int width, int channels, int fill,
                                     const int* __restrict__ code, const float* __restrict__ value,
                                     const fp_u8* __restrict__ luts, const fp_i64* __restrict__ fixed,
                                     const int* __restrict__ shift, const int* __restrict__ rows, const int* __restrict__ cols,
                                     const int* __restrict__ box, const int* __restrict__ partner) {
     FpSlot s;
-    s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels;
+    s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels; s.fill = fill;
     s.value = value; s.luts = luts; s.fixed = fixed; s.shift = shift; s.rows = rows; s.cols = cols; s.box = box; s.partner = partner;
     const fp_i64 pixels = (fp_i64)height * width;
     for (int n = blockIdx.y; n < count; n += gridDim.y) {

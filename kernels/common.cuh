@@ -10,7 +10,7 @@ typedef unsigned short fp_u16;
 typedef unsigned int fp_u32;
 typedef long long fp_i64;
 
-#define FP_FILL 128           // grey of pixels warped in from outside, and of Cutout
+#define FP_FILL 128           // grey of Cutout's square (the warps' fill is a kernel argument)
 #define FP_HIST_STRIDE 1024   // per-sample histogram: R, G, B, L (C = 3) or grey at 0 (C = 1)
 
 __device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }

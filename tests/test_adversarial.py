@@ -117,3 +117,40 @@ def test_cli_runs_the_default_search(tmp_path):
     assert main(["search", "adversarial", "--out", str(tmp_path), "--epochs", "1", "--subset", "128",
                  "--batch", "32", "--M", "2", "--no-progress"]) == 0
     assert (tmp_path / "schedule.json").exists()
+
+
+def test_controller_window_updates_within_the_epoch_and_credits_the_right_policies(tmp_path):
+    search = AdversarialSearch(_config(tmp_path, epochs=2, controller_window=3))
+    seen = []
+    real = search._update_controller
+
+    def spy(actions, rewards):
+        seen.append((search._window["version"], list(rewards)))
+        return real(actions, rewards)
+
+    search._update_controller = spy
+    rows = [search.run_epoch() for _ in range(2)]
+    batches = len(search.train_loader)
+    windows = -(-batches // 3)
+    assert [r["controller_updates"] for r in rows] == [windows, windows]
+    assert len(search.schedule) == 2 * windows and len(seen) == 2 * windows
+    assert len({version for version, _ in seen}) == 2 * windows  # every window its own policies
+    assert all(np.isfinite(r["controller_kl_from_start"]) and 0 <= r["controller_mean_bin"] <= 9 for r in rows)
+
+
+def test_controller_kl_from_start():
+    from fastpolicy.search import controller as ctl
+
+    torch.manual_seed(0)
+    controller = ctl.PolicyController()
+    start = ctl.PolicyController()
+    start.load_state_dict(controller.state_dict())
+    kl, error = ctl.kl_divergence(controller, start, 256, torch.Generator().manual_seed(1))
+    assert kl == 0 and error == 0
+    optimizer = ctl.make_optimizer(controller, lr=0.05)
+    actions = controller.sample(8, torch.Generator().manual_seed(2))
+    for _ in range(5):
+        ctl.update(controller, optimizer, actions, torch.arange(8.0), 0.0)
+    kl, error = ctl.kl_divergence(controller, start, 512, torch.Generator().manual_seed(3))
+    assert kl > 3 * error > 0
+    assert ctl.bin_distribution(controller, 64).sum() == pytest.approx(1)

@@ -272,3 +272,25 @@ def test_policy_learning_rate_follows_the_official_code(tmp_path):
     assert search.agent_optimizer.param_groups[0]["lr"] == 0.1
     search = AWSSearch(_config(tmp_path / "given", agent_lr=0.2))
     assert search.agent_optimizer.param_groups[0]["lr"] == 0.2
+
+
+def test_tail_fine_tuning_continues_the_stage1_schedule(tmp_path):
+    """``finetune_schedule="tail"``: stage 1 trains the first epochs of one cosine schedule and
+    every fine-tuning its last ones; ``stage1_augment="none"`` trains the shared weights without policy."""
+    search = AWSSearch(_config(tmp_path, loops=1, finetune_schedule="tail", stage1_augment="none"))
+    steps = len(search.train_loader)
+    total = (search.stages.stage1_epochs + search.stages.finetune_epochs) * steps
+    search.run_stage1()
+    assert search.stage1.train_loader.policies is None  # no policy in stage 1
+    lr = search.preset.lr
+    assert search.optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.5 * (1 + np.cos(np.pi * steps / total)))
+    search.reload_shared()
+    scheduler = search.finetune_scheduler()
+    assert search.optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.5 * (1 + np.cos(np.pi * steps / total)))
+    for _ in range(steps):
+        search.optimizer.step()
+        scheduler.step()
+    assert search.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert 0 <= search.finetune(AWSDistribution())["reward"] <= 1
+    with pytest.raises(ValueError, match="finetune_schedule"):
+        AWSSearch(_config(tmp_path / "bad", finetune_schedule="cosine"))

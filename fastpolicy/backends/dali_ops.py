@@ -34,7 +34,8 @@ class DaliSlotArgs:
     ``value32`` lives on the images' device (an arithmetic operand);
     ``matrix``/``anchor``/``shape`` on the CPU (argument inputs); ``partner_image`` is
     the partner sample (same device as ``image``) or None where the stage has none;
-    ``channels`` (1 or 3) and ``size`` ((H, W)) are fixed when the pipeline is built.
+    ``channels`` (1 or 3), ``size`` ((H, W)) and ``fill`` (the geometric ops' 0..255 fill
+    level) are fixed when the pipeline is built.
     """
 
     value32: DataNode
@@ -44,6 +45,7 @@ class DaliSlotArgs:
     partner_image: DataNode | None
     channels: int
     size: tuple[int, int]
+    fill: int = geometry.FILL
 
 
 def _u8(node: DataNode) -> DataNode:
@@ -78,9 +80,9 @@ def luminance(image: DataNode, channels: int) -> DataNode:
 
 
 def warp(image: DataNode, args: DaliSlotArgs) -> DataNode:
-    """All geometric ops: one nearest-neighbour warp by the slot's exact matrix, fill 128."""
+    """All geometric ops: one nearest-neighbour warp by the slot's exact matrix, fill ``args.fill``."""
     return _hwc(fn.warp_affine(image, matrix=args.matrix, inverse_map=True, interp_type=types.INTERP_NN,
-                               fill_value=float(geometry.FILL)))
+                               fill_value=float(args.fill)))
 
 
 @register_backend("dali", "Invert")

@@ -24,7 +24,7 @@ def _fields(pairing: bool) -> tuple[str, ...]:
     return _FIELDS if pairing else _FIELDS[:-1]
 
 
-def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str, pairing: bool):
+def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str, pairing: bool, fill: int):
     # Without partners SamplePairing is never selected (feed() rejects it); identity keeps the graph valid.
     implementations = [spec.backends["dali"] if pairing or spec.needs != "partner" else dali_ops.identity
                        for spec in OPS.values()] + [dali_ops.identity]
@@ -37,7 +37,7 @@ def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str
             value32=on_device(inputs["value32"]),
             matrix=inputs["matrix"], anchor=inputs["anchor"], shape=inputs["shape"],
             partner_image=fn.permute_batch(original, indices=inputs["partner"]) if pairing else None,
-            channels=channels, size=size)
+            channels=channels, size=size, fill=fill)
         images = select(implementations, inputs["select"], images, args)
     return images
 
@@ -54,6 +54,7 @@ class DaliPolicyStage:
         num_threads: DALI CPU threads.
         pairing: build the SamplePairing partner lookup (one batch permutation per slot);
             a stage without it rejects parameters that use SamplePairing.
+        fill: the geometric ops' fill level, 0..255 (AutoAugment's grey 128 by default).
 
     Attributes:
         builds: how many times the pipeline was built (1: parameters never rebuild it).
@@ -61,15 +62,17 @@ class DaliPolicyStage:
 
     def __init__(self, max_batch: int, height: int, width: int, channels: int = 3, slots: int = 2,
                  device: str = "cpu", device_id: int | None = None, num_threads: int = 2,
-                 pairing: bool = True):
+                 pairing: bool = True, fill: int = 128):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.max_batch, self.size, self.channels, self.slots = max_batch, (height, width), channels, slots
-        self.device, self.pairing = device, pairing
+        if not 0 <= int(fill) <= 255:
+            raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
+        self.device, self.pairing, self.fill = device, pairing, int(fill)
         pipe = pipeline_def(_slot_pipeline, enable_conditionals=True)(
-            slots, channels, self.size, device, pairing,
+            slots, channels, self.size, device, pairing, self.fill,
             batch_size=max_batch, num_threads=num_threads,
             device_id=(device_id or 0) if device == "gpu" else None, prefetch_queue_depth=1)
         pipe.build()

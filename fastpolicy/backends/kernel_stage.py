@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..params import PolicyParams
+from ..reference.geometry import FILL
 from .kernel_ops import KERNELS, OUTPUT_MODES
 from .kernel_slots import KernelSlot, copy_slot, kernel_slot
 
@@ -65,7 +66,7 @@ class KernelPolicyStage:
         return cls(emulated_module(), np)
 
     def apply(self, images, params: PolicyParams | None, *, out=None, output: str = "uint8",
-              mean=None, inv_std=None, workspace=None):
+              mean=None, inv_std=None, workspace=None, fill: int = FILL):
         """Apply ``params`` to ``images``.
 
         Args:
@@ -80,12 +81,15 @@ class KernelPolicyStage:
                 outputs only.
             workspace: up to two uint8 [N, H, W, C] buffers for intermediate slots
                 (allocated if not given).
+            fill: the geometric ops' fill level, 0..255 (AutoAugment's grey 128 by default).
 
         Returns:
             ``out``.
         """
         xp = self.xp
         n, height, width, channels = self._check(images, params)
+        if not 0 <= int(fill) <= 255:
+            raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {tuple(OUTPUT_MODES)}, got {output!r}")
         if output == "uint8":
@@ -110,7 +114,8 @@ class KernelPolicyStage:
         for i, slot in enumerate(slots):
             last = i == len(slots) - 1
             target = out if last else buffers[i % 2]
-            self._run_slot(images, current, target, OUTPUT_MODES[output] if last else 0, mean, inv_std, slot)
+            self._run_slot(images, current, target, OUTPUT_MODES[output] if last else 0, mean, inv_std, slot,
+                           int(fill))
             current = target
         return out
 
@@ -123,7 +128,7 @@ class KernelPolicyStage:
             raise ValueError(f"params describe {params.n} samples but the batch has {images.shape[0]}")
         return tuple(int(v) for v in images.shape)
 
-    def _run_slot(self, images, src, dst, out_mode: int, mean, inv_std, slot: KernelSlot) -> None:
+    def _run_slot(self, images, src, dst, out_mode: int, mean, inv_std, slot: KernelSlot, fill: int) -> None:
         xp = self.xp
         n, height, width, channels = images.shape
         dev = {name: xp.asarray(array) for name, array in slot.arrays().items()}
@@ -149,7 +154,7 @@ class KernelPolicyStage:
         self._kernels["fp_apply"](
             grid, (_BLOCK,),
             (src, images, dst, i32(out_mode), dev["value"] if mean is None else mean,
-             dev["value"] if inv_std is None else inv_std, i32(n), i32(height), i32(width), i32(channels),
+             dev["value"] if inv_std is None else inv_std, i32(n), i32(height), i32(width), i32(channels), i32(fill),
              dev["code"], dev["value"], luts, dev["fixed"], dev["shift"], dev["rows"], dev["cols"], dev["box"],
              dev["partner"]))
 
@@ -163,12 +168,13 @@ def _cupy_stream(stream):
     return cupy.cuda.ExternalStream(stream.cuda_stream)
 
 
-def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", mean=None, inv_std=None):
+def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", mean=None, inv_std=None,
+                fill: int = FILL):
     """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
 
     Args:
         images: torch uint8 [N, H, W, C] on a CUDA device (not modified).
-        params, output, mean, inv_std: as :meth:`KernelPolicyStage.apply`.
+        params, output, mean, inv_std, fill: as :meth:`KernelPolicyStage.apply`.
 
     Returns:
         A new torch tensor on the same device: uint8 [N, H, W, C], or float32/float16
@@ -189,5 +195,5 @@ def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", m
     stage = KernelPolicyStage.on_device(images.device.index or 0)
     with cupy.cuda.Device(images.device.index or 0), _cupy_stream(torch.cuda.current_stream(images.device)):
         stage.apply(cupy.from_dlpack(images.contiguous()), params, out=cupy.from_dlpack(out), output=output,
-                    mean=mean, inv_std=inv_std)
+                    mean=mean, inv_std=inv_std, fill=fill)
     return out

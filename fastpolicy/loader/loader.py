@@ -134,6 +134,11 @@ class PolicyDALILoader:
         mean, std: per-channel normalization in [0, 1] units (default ImageNet's).
         policies: initial policies (see :meth:`set_policies`); default none (baseline only).
         slots: op slots per sample the policy stage applies (2 for AutoAugment sub-policies).
+        fill: the 0..255 level geometric ops fill with (AutoAugment's grey 128 by default;
+            0 suits dark backgrounds such as Fashion-MNIST's).
+        magnitude_scale: every sampled value is moved to ``identity + scale · (value −
+            identity)`` of its op (1: the search space's full range; < 1 a moderate range,
+            e.g. for small images). The scaled values are what ``Batch.params`` reports.
         verify, on_bad, max_pixels: file checks before reading (see
             :func:`~fastpolicy.data.files.check_files`; default: headers, dimensions within PIL's
             ``MAX_IMAGE_PIXELS``, raise on a bad file).
@@ -143,7 +148,8 @@ class PolicyDALILoader:
     def __init__(self, data, batch_size: int, M: int = 8, image_size: int = 224, device: str | None = None,
                  shard_id: int = 0, num_shards: int = 1, seed: int = 0, *, backend: str | None = None,
                  baseline: str | None = None, shuffle: bool = True, drop_last: bool = True,
-                 output: str = "float", mean=None, std=None, policies=None, slots: int = 2,
+                 output: str = "float", mean=None, std=None, policies=None, slots: int = 2, fill: int = 128,
+                 magnitude_scale: float = 1.0,
                  verify: str = "header", on_bad: str = "raise", max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  num_threads: int = 2,
                  _arrays: tuple[np.ndarray, np.ndarray] | None = None):
@@ -153,6 +159,11 @@ class PolicyDALILoader:
             raise ValueError(f"shard_id {shard_id} outside [0, {num_shards})")
         if output not in ("float", "uint8"):
             raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
+        if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
+            raise ValueError(f"fill must be an integer level in 0..255, got {fill!r}")
+        if not 0 < magnitude_scale <= 1:
+            raise ValueError(f"magnitude_scale must be in (0, 1], got {magnitude_scale!r}")
+        self.fill, self.magnitude_scale = int(fill), float(magnitude_scale)
         device = _resolve_device(device)
         backend = _resolve_backend(backend, device)
         self.batch_size, self.M, self.seed, self.slots = batch_size, M, seed, slots
@@ -258,7 +269,7 @@ class PolicyDALILoader:
                 self._stage = DaliPolicyStage(
                     self.M * self.batch_size, *self.size, channels=self.channels, slots=self.slots,
                     device=self.device, device_id=torch.cuda.current_device() if self.device == "gpu" else None,
-                    num_threads=self.num_threads)
+                    num_threads=self.num_threads, fill=self.fill)
                 self.builds += self._stage.builds
             elif self.backend == "numpy":
                 from .. import reference
@@ -304,7 +315,8 @@ class PolicyDALILoader:
             return None
         parts = [p.sample(n, self._rng, policy_index=m, version=self.version).pad_slots(self.slots)
                  for m, p in enumerate(self._policies)]
-        return PolicyParams.concat(parts)
+        params = PolicyParams.concat(parts)
+        return params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
 
     # -- iteration -----------------------------------------------------------------------
 
@@ -386,7 +398,7 @@ class PolicyDALILoader:
     def _apply(self, images: torch.Tensor, params: PolicyParams) -> torch.Tensor:
         stage = self._policy_stage()
         if self.backend == "numpy":
-            return torch.from_numpy(stage.apply_batch(images.cpu().numpy(), params)).to(images.device)
+            return torch.from_numpy(stage.apply_batch(images.cpu().numpy(), params, fill=self.fill)).to(images.device)
         stage.feed(images if self.device == "gpu" else images.numpy(), params)
         return self._to_torch(stage.run())
 
@@ -397,9 +409,10 @@ class PolicyDALILoader:
         if self.backend == "cupy":
             from ..backends.kernel_stage import apply_torch
 
-            out = apply_torch(images, params, output=output, **norm)
+            out = apply_torch(images, params, output=output, fill=self.fill, **norm)
         else:
-            out = torch.from_numpy(self._policy_stage().apply(images.numpy(), params, output=output, **norm))
+            out = torch.from_numpy(self._policy_stage().apply(images.numpy(), params, output=output, fill=self.fill,
+                                                              **norm))
         return out if output == "float32" else out.permute(0, 3, 1, 2).contiguous()
 
     def _finish_images(self, images: torch.Tensor) -> torch.Tensor:

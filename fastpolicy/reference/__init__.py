@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import registry as _registry
+from .geometry import FILL
 
 
 def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -26,7 +27,7 @@ def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
     return image, False
 
 
-def apply_value(name: str, image: np.ndarray, value: float, center=None, other=None) -> np.ndarray:
+def apply_value(name: str, image: np.ndarray, value: float, center=None, other=None, fill: int = FILL) -> np.ndarray:
     """Apply op ``name`` with parameter ``value`` (its physical unit; see the registry).
 
     Args:
@@ -34,15 +35,18 @@ def apply_value(name: str, image: np.ndarray, value: float, center=None, other=N
         value: the op's parameter (degrees for Rotate, a factor for Contrast, …).
         center: Cutout only: (cy, cx) fractions in [0, 1).
         other: SamplePairing only: the partner image, same shape as ``image``.
+        fill: geometric ops only: the 0..255 level of pixels moved in from outside the image.
 
     Returns:
         uint8 array shaped like ``image``.
     """
+    if not 0 <= int(fill) <= 255:
+        raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
     spec = _registry.get_op(name)
     hwc, flat = _as_hwc(image)
     if other is not None:
         other, _ = _as_hwc(other)
-    out = spec.reference(hwc, float(value), center=center, other=other)
+    out = spec.reference(hwc, float(value), center=center, other=other, fill=int(fill))
     return out[..., 0] if flat else out
 
 
@@ -68,13 +72,14 @@ def apply_op(name: str, image: np.ndarray, magnitude_bin: int, sign: int = 1, rn
     return apply_value(name, image, value, center=center, other=other)
 
 
-def apply_batch(images: np.ndarray, params) -> np.ndarray:
+def apply_batch(images: np.ndarray, params, fill: int = FILL) -> np.ndarray:
     """Apply per-sample op sequences to a batch.
 
     Args:
         images: uint8 NHWC (C = 1 or 3).
         params: :class:`~fastpolicy.params.PolicyParams` with ``params.n == N``.
             SamplePairing blends with ``images[partner]`` as it entered this function.
+        fill: the geometric ops' fill level (see :func:`apply_value`).
 
     Returns:
         uint8 NHWC, a new array.
@@ -91,7 +96,7 @@ def apply_batch(images: np.ndarray, params) -> np.ndarray:
             if op_id < 0:
                 continue
             out[i] = apply_value(_registry.OP_NAMES[op_id], out[i], params.value[i, slot],
-                                 center=params.center[i, slot], other=images[params.partner[i, slot]])
+                                 center=params.center[i, slot], other=images[params.partner[i, slot]], fill=fill)
     return out
 
 

@@ -161,10 +161,12 @@ def warp(image: np.ndarray, matrix, fill: int = FILL) -> np.ndarray:
 def geometric(matrix_fn):
     """Reference op ``(image, value) -> image`` that warps by ``matrix_fn(value, H, W)``."""
 
-    def op(image: np.ndarray, value: float, **_) -> np.ndarray:
-        return warp(image, matrix_fn(value, *image.shape[:2]))
+    def op(image: np.ndarray, value: float, fill: int = FILL, **_) -> np.ndarray:
+        return warp(image, matrix_fn(value, *image.shape[:2]), fill)
 
     op.__name__ = matrix_fn.__name__
-    op.__doc__ = f"Warp by :func:`{matrix_fn.__name__}`; matches PIL ``Image.transform`` (NEAREST, fill 128) exactly."
+    op.__doc__ = (f"Warp by :func:`{matrix_fn.__name__}`, pixels from outside the image set to ``fill`` (grey "
+                  "128 by default, AutoAugment's); matches PIL ``Image.transform`` (NEAREST, ``fillcolor``) "
+                  "exactly.")
     op.matrix = matrix_fn
     return op

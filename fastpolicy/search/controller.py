@@ -90,6 +90,27 @@ class PolicyController(nn.Module):
         return policies
 
 
+@torch.no_grad()
+def kl_divergence(controller: PolicyController, reference: PolicyController, count: int = 512,
+                  generator: torch.Generator | None = None) -> tuple[float, float]:
+    """KL(controller ‖ reference) between the two controllers' policy distributions, in nats:
+    the Monte-Carlo mean of ``log p(a) − log q(a)`` over ``count`` policies ``a`` drawn from
+    ``controller``; returns ``(estimate, standard error)``."""
+    actions = controller.sample(count, generator)
+    log_p, _ = controller.evaluate(actions)
+    log_q, _ = reference.evaluate(actions.to(next(reference.parameters()).device))
+    diff = (log_p - log_q.to(log_p.device)).double()
+    return float(diff.mean()), float(diff.std() / np.sqrt(count)) if count > 1 else float("nan")
+
+
+@torch.no_grad()
+def bin_distribution(controller: PolicyController, count: int = 512,
+                     generator: torch.Generator | None = None) -> np.ndarray:
+    """float64 [n_bins]: how often each magnitude bin is chosen, over ``count`` sampled policies."""
+    bins = controller.sample(count, generator)[:, 1::2].reshape(-1)
+    return np.bincount(bins.numpy(), minlength=controller.n_bins) / bins.numel()
+
+
 def normalized_rewards(rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(r − mean) / std across the M policies (std 0 → zeros)."""
     rewards = torch.as_tensor(rewards, dtype=torch.float32)

@@ -14,6 +14,7 @@ only), ``random`` (M random policies per epoch), ``adversarial``.
 from __future__ import annotations
 
 import dataclasses
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,15 +40,28 @@ class AdversarialConfig(RunConfig):
     Attributes:
         mode: one of :data:`MODES`.
         entropy_weight, controller_lr: the controller's (1e-5, 3.5e-4).
+        controller_window: batches per controller update (None: one epoch, the paper's).
+            Each window's M policies are sampled at its start, rewarded with their mean
+            per-batch losses over the window, and replaced after one REINFORCE step; an
+            epoch's last window may be shorter. ``schedule.json`` then holds one entry per
+            window, not per epoch.
+        fill, magnitude_scale: the loader's geometric fill level (0..255; 128 is
+            AutoAugment's) and magnitude range (1: full; < 1 moderate, see
+            :class:`~fastpolicy.loader.PolicyDALILoader`).
     """
 
     mode: str = "adversarial"
     entropy_weight: float = 1e-5
     controller_lr: float = 3.5e-4
+    controller_window: int | None = None
+    fill: int = 128
+    magnitude_scale: float = 1.0
 
     def resolved_preset(self) -> Preset:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.controller_window is not None and self.controller_window < 1:
+            raise ValueError(f"controller_window must be a positive number of batches, got {self.controller_window}")
         preset = self.base_preset()
         return preset.with_(M=1) if self.mode == "baseline" else preset
 
@@ -65,13 +79,17 @@ class AdversarialSearch(EpochTrainer):
         options = loader_options(preset)
         loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
                                 config.seed, preset.train_subset, preset.val_subset, config.num_threads,
-                                shard=options["shard"], checks=file_checks(config))
+                                shard=options["shard"], checks=file_checks(config),
+                                subset_seed=config.seed if config.balanced_subset else None,
+                                augment={"fill": config.fill, "magnitude_scale": config.magnitude_scale})
         super().__init__(config, preset, loaders, device, resume)
         self.controller = ctl.PolicyController().to(self.device)
+        self.controller_start = copy.deepcopy(self.controller)  # for the KL from the start
         self.controller_optimizer = ctl.make_optimizer(self.controller, config.controller_lr)
         self.generator = torch.Generator().manual_seed(config.seed + 7919)
         self.rng = np.random.default_rng([config.seed, 2])
         self.schedule = PolicySchedule()
+        self._window, self._window_updates = {"actions": None}, []
         self.restore_or_start()
 
     # -- one epoch ----------------------------------------------------------------------
@@ -84,22 +102,63 @@ class AdversarialSearch(EpochTrainer):
             policies = self.controller.to_policies(actions)
         elif mode == "random":
             policies = distributed.broadcast_object([Policy.random(self.rng) for _ in range(M)])
-        self.train_loader.set_policies(policies)
+        version = self.train_loader.set_policies(policies)
         if policies is not None:
             self.schedule.append(policies)
-        return {"actions": actions}
+        self._window = {"actions": actions, "version": version, "sum": np.zeros(M), "batches": 0}
+        return {"actions": actions, "updates": []}
+
+    def _update_controller(self, actions, rewards) -> dict:
+        """One REINFORCE step on rank 0 with global ``rewards``; every rank gets its parameters."""
+        update = ctl.update(self.controller, self.controller_optimizer, actions.to(self.device), rewards,
+                            self.config.entropy_weight)
+        distributed.broadcast_tensors(self.controller.parameters())
+        return update
+
+    def on_step(self, batch, policy_means: list[float]) -> None:
+        """With a controller window: reward the window's policies after ``controller_window``
+        batches, update the controller, and augment from the next batch with new policies."""
+        window = self._window
+        if window["actions"] is None:
+            return
+        if batch.version != window["version"]:  # rewards must go to the policies that augmented the batch
+            raise RuntimeError(f"batch augmented with policy version {batch.version}, expected {window['version']}")
+        if self.config.controller_window is None:
+            return
+        window["sum"] += policy_means
+        window["batches"] += 1
+        if window["batches"] < self.config.controller_window or batch.step + 1 >= len(self.train_loader):
+            return  # the epoch's last window is rewarded by finish_epoch
+        rewards = window["sum"] / window["batches"]
+        if np.all(np.isfinite(rewards)):
+            self._window_updates.append(self._update_controller(window["actions"], rewards.tolist()))
+        actions = distributed.broadcast_object(self.controller.sample(self.preset.M, self.generator))
+        policies = self.controller.to_policies(actions)
+        version = self.train_loader.set_policies(policies)  # takes effect at the very next batch
+        self.schedule.append(policies)
+        self._window = {"actions": actions, "version": version, "sum": np.zeros(self.preset.M), "batches": 0}
 
     def finish_epoch(self, context: dict, train: dict, row: dict) -> None:
-        actions = context["actions"]
-        finite = all(np.isfinite(train["policy_loss"]))
+        window = self._window
+        actions = window["actions"]
+        rewards = train["policy_loss"] if self.config.controller_window is None else \
+            (window["sum"] / max(window["batches"], 1)).tolist()
+        finite = all(np.isfinite(rewards)) and (self.config.controller_window is None or window["batches"] > 0)
+        updates, self._window_updates = self._window_updates, []
         if actions is not None and finite and train["skipped"] < len(self.train_loader):
             # the rewards are global (summed over ranks); rank 0's updated controller is everyone's
-            update = ctl.update(self.controller, self.controller_optimizer, actions.to(self.device),
-                                train["policy_loss"], self.config.entropy_weight)
-            distributed.broadcast_tensors(self.controller.parameters())
-            row |= {"controller_loss": update["loss"], "controller_entropy": update["entropy"]}
+            updates.append(self._update_controller(actions, rewards))
+        if updates:
+            row |= {"controller_loss": updates[-1]["loss"], "controller_entropy": updates[-1]["entropy"],
+                    "controller_updates": len(updates)}
         elif actions is not None and distributed.is_main():
             print(f"fastpolicy: epoch {self.epoch}: no finite rewards; the controller is not updated")
+        if self.config.mode == "adversarial":  # how far the controller has moved, and where its magnitudes are
+            probe = torch.Generator().manual_seed(self.config.seed * 100003 + self.epoch)
+            kl, kl_error = ctl.kl_divergence(self.controller, self.controller_start, 512, probe)
+            bins = ctl.bin_distribution(self.controller, 512, probe)
+            row |= {"controller_kl_from_start": kl, "controller_kl_stderr": kl_error,
+                    "controller_mean_bin": float(bins @ np.arange(len(bins)))}
         row["reward"] = train["policy_loss"]
 
     def describe(self, row: dict) -> str:
@@ -126,13 +185,14 @@ class AdversarialSearch(EpochTrainer):
         super().write_artefacts()
 
     def extra_state(self) -> dict:
-        return {"controller": self.controller.state_dict(),
+        return {"controller": self.controller.state_dict(), "controller_start": self.controller_start.state_dict(),
                 "controller_optimizer": self.controller_optimizer.state_dict(),
                 "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
                 "schedule": self.schedule.to_dict()}
 
     def load_extra_state(self, state: dict) -> None:
         self.controller.load_state_dict(state["controller"])
+        self.controller_start.load_state_dict(state["controller_start"])
         self.controller_optimizer.load_state_dict(state["controller_optimizer"])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]

@@ -40,6 +40,8 @@ from .trainer import (RESUME_IGNORED, EpochTrainer, check_same_data, check_same_
                       loader_device, loader_options, open_run_folder, resolve_device)
 
 REWARDS = ("last", "best2")
+FINETUNE_SCHEDULES = ("constant", "tail")
+STAGE1_AUGMENTS = ("uniform", "none")
 
 
 @dataclass
@@ -56,6 +58,13 @@ class AWSConfig:
         stage1_epochs, loops, finetune_epochs: the budget (defaults from the stages).
         finetune_lr: stage 2's constant learning rate (default lr × finetune_lr_scale).
         reward: ``"last"`` or ``"best2"`` (mean of the two best per-epoch evaluations).
+        finetune_schedule: ``"constant"`` (fine-tune at the constant ``finetune_lr``) or
+            ``"tail"``: stage 1 trains the first ``stage1_epochs`` of a
+            ``stage1_epochs + finetune_epochs``-epoch schedule (the preset's) and every
+            fine-tuning runs its last ``finetune_epochs``, so a candidate is judged where
+            augmentation matters most, at the end of training.
+        stage1_augment: ``"uniform"`` (AWS: the uniform pair distribution) or ``"none"``
+            (standard augmentation only; the paper's Table 5 ablation).
         clip, ppo_steps, max_kl: PPO's ratio clip, inner steps, KL early stop (nats).
         baseline_weight, agent_lr, agent_betas: EMA weight 0.9; Adam with betas (0.5, 0.999) and
             the stages' learning rate (0.1 on CIFAR and Fashion-MNIST, 0.2 on ImageNet) unless
@@ -75,6 +84,8 @@ class AWSConfig:
     finetune_epochs: int | None = None
     finetune_lr: float | None = None
     reward: str = "last"
+    finetune_schedule: str = "constant"
+    stage1_augment: str = "uniform"
     clip: float = 0.2
     ppo_steps: int = 5
     max_kl: float = 0.02
@@ -94,6 +105,10 @@ class AWSConfig:
         """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied."""
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.finetune_schedule not in FINETUNE_SCHEDULES:
+            raise ValueError(f"finetune_schedule must be one of {FINETUNE_SCHEDULES}, got {self.finetune_schedule!r}")
+        if self.stage1_augment not in STAGE1_AUGMENTS:
+            raise ValueError(f"stage1_augment must be one of {STAGE1_AUGMENTS}, got {self.stage1_augment!r}")
         base = get_preset(self.preset)
         if self.preset not in AWS_STAGES:
             raise ValueError(f"preset {self.preset!r} has no AWS budget; known: {', '.join(AWS_STAGES)}")
@@ -117,7 +132,7 @@ class SharedWeightsTraining(EpochTrainer):
     ``stage1.csv``). A longer ``loops`` may be asked for on resume."""
 
     def start_epoch(self) -> dict:
-        if self.train_loader.policies is None:
+        if self.train_loader.policies is None and self.config.stage1_augment == "uniform":
             self.train_loader.set_policies(AWSDistribution())
         return {}
 
@@ -152,14 +167,17 @@ class AWSSearch:
         resume_stage1 = resume and not os.path.exists(self.path(self.SHARED))
         if resume and not (os.path.exists(self.path(self.SHARED)) or os.path.exists(self.path("stage1.pt"))):
             raise CheckpointError(f"no checkpoint to resume from in {config.out} (no {self.SHARED} or stage1.pt)")
-        self.stage1 = SharedWeightsTraining(config, self.preset, loaders, self.device, resume=resume_stage1,
-                                            checkpoint_name="stage1.pt", log_name="stage1")
+        tail = config.finetune_schedule == "tail"
+        self.stage1 = SharedWeightsTraining(
+            config, self.preset, loaders, self.device, resume=resume_stage1, checkpoint_name="stage1.pt",
+            log_name="stage1", schedule_epochs=self.stages.stage1_epochs + self.stages.finetune_epochs if tail else None)
         if resume and not resume_stage1:  # stage 1 is done: its log stays, its history is in shared.pt
             self.stage1.history = self.shared_state()["history"]
         else:
             self.stage1.restore_or_start()
         self.model, self.optimizer = self.stage1.model, self.stage1.optimizer
         self.train_loader, self.val_loader = self.stage1.train_loader, self.stage1.val_loader
+        self.tail_lr = self.preset.lr  # the schedule's base rate ("tail" fine-tuning)
         if distributed.world_size() > 1:
             # stage 2: every rank fine-tunes its own candidate on the whole split, at the per-rank batch
             # (one GPU's share of N) and the learning rate scaled with it (linear scaling)
@@ -168,6 +186,7 @@ class AWSSearch:
                 self.stages.val_count, self.preset.train_subset, config.num_threads,
                 loader_seed=config.seed + 1000 * distributed.rank(), checks=file_checks(config))
             self.finetune_lr *= options["batch"] / self.preset.batch
+            self.tail_lr *= options["batch"] / self.preset.batch
         self.policy = aws_agent.PairPolicy()
         self.agent_lr = config.agent_lr if config.agent_lr is not None else self.stages.agent_lr
         if not self.agent_lr > 0:
@@ -219,12 +238,24 @@ class AWSSearch:
         return self._shared
 
     def reload_shared(self) -> None:
-        """Model and optimizer back to ``shared.pt``; the learning rate set to the constant ``finetune_lr``."""
+        """Model and optimizer back to ``shared.pt``; the base learning rate set to ``finetune_lr``
+        (``"constant"``) or to the schedule's (``"tail"``, scaled like ``finetune_lr`` per rank)."""
         state = self.shared_state()
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        base = self.finetune_lr if self.config.finetune_schedule == "constant" else self.tail_lr
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = self.finetune_lr
+            group["lr"] = group["initial_lr"] = base
+
+    def finetune_scheduler(self):
+        """The fine-tuning's learning-rate schedule (see :attr:`AWSConfig.finetune_schedule`)."""
+        steps = len(self.train_loader)
+        if self.config.finetune_schedule == "constant":
+            preset = self.preset.with_(schedule="constant", lr=self.finetune_lr, epochs=self.stages.finetune_epochs)
+            return loop.make_scheduler(self.optimizer, preset, steps)
+        total = self.stages.stage1_epochs + self.stages.finetune_epochs
+        return loop.make_scheduler(self.optimizer, self.preset.with_(epochs=total), steps,
+                                   start_step=self.stages.stage1_epochs * steps)
 
     # -- stage 2 --------------------------------------------------------------------------
 
@@ -236,8 +267,7 @@ class AWSSearch:
         """
         version = self.train_loader.set_policies(distribution)
         self.reload_shared()
-        preset = self.preset.with_(schedule="constant", lr=self.finetune_lr, epochs=self.stages.finetune_epochs)
-        scheduler = loop.make_scheduler(self.optimizer, preset, len(self.train_loader))
+        scheduler = self.finetune_scheduler()
         counts = np.zeros(distribution.n_elements ** 2, dtype=np.int64)
 
         def count(batch):

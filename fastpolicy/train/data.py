@@ -19,14 +19,16 @@ from ..loader import PolicyDALILoader
 
 
 def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, seed: int, num_threads: int,
-                   backend: str | None, shard: tuple[int, int] = (0, 1)):
-    """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics."""
+                   backend: str | None, shard: tuple[int, int] = (0, 1), augment: dict | None = None):
+    """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics;
+    ``augment``: the train loader's ``fill``/``magnitude_scale``."""
     images, labels = train
     scaled = images.reshape(-1, images.shape[-1]) / 255.0
     norm = {"mean": tuple(scaled.mean(0)), "std": tuple(scaled.std(0))}
     sharding = {"shard_id": shard[0], "num_shards": shard[1]}
     train_loader = PolicyDALILoader.from_arrays(images, labels, batch_size=batch, M=M, device=device, seed=seed,
-                                                num_threads=num_threads, backend=backend, **sharding, **norm)
+                                                num_threads=num_threads, backend=backend, **sharding, **norm,
+                                                **(augment or {}))
     val_loader = PolicyDALILoader.from_arrays(val[0], val[1], batch_size=min(batch * M, max(1, len(val[0]) // shard[1])),
                                               M=1, device=device, seed=seed, baseline="none", shuffle=False,
                                               drop_last=False, num_threads=num_threads, **sharding, **norm)
@@ -34,12 +36,13 @@ def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, se
 
 
 def _file_loaders(train, val, batch: int, M: int, image_size: int, device: str, seed: int, num_threads: int,
-                  backend: str | None, shard: tuple[int, int] = (0, 1), checks: dict | None = None):
+                  backend: str | None, shard: tuple[int, int] = (0, 1), checks: dict | None = None,
+                  augment: dict | None = None):
     """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped.
     ``checks``: ``verify``, ``on_bad``, ``max_pixels`` for both (see :func:`~fastpolicy.data.files.check_files`)."""
     sharding = {"shard_id": shard[0], "num_shards": shard[1], **(checks or {})}
     train_loader = PolicyDALILoader(train, batch_size=batch, M=M, image_size=image_size, device=device, seed=seed,
-                                    num_threads=num_threads, backend=backend, **sharding)
+                                    num_threads=num_threads, backend=backend, **sharding, **(augment or {}))
     val_loader = PolicyDALILoader(val, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,
                                   baseline="center", shuffle=False, drop_last=False, num_threads=num_threads,
                                   **sharding)
@@ -57,9 +60,29 @@ def _folders(data: str) -> tuple[str, str]:
     return train_dir, val_dir
 
 
+def balanced_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """int64[count], sorted: ``count`` indices with every class equally represented (the
+    first ``count mod classes`` classes get one more), drawn by a permutation seeded by ``seed``."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if not 0 < count <= len(labels):
+        raise ValueError(f"a subset must hold 1 to {len(labels)} images, got {count}")
+    rng = np.random.default_rng([seed, 17])
+    chosen = []
+    for i, label in enumerate(classes):
+        members = np.flatnonzero(labels == label)
+        want = count // len(classes) + (i < count % len(classes))
+        if want > len(members):
+            raise ValueError(f"class {label} has {len(members)} images, fewer than the {want} a balanced subset "
+                             f"of {count} needs")
+        chosen.append(rng.permutation(members)[:want])
+    return np.sort(np.concatenate(chosen))
+
+
 def build_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
                   train_subset: int | None = None, val_subset: int | None = None, num_threads: int = 2,
-                  backend: str | None = None, shard: tuple[int, int] = (0, 1), checks: dict | None = None):
+                  backend: str | None = None, shard: tuple[int, int] = (0, 1), checks: dict | None = None,
+                  augment: dict | None = None, subset_seed: int | None = None):
     """``(train, val, num_classes, channels)``.
 
     Args:
@@ -69,21 +92,28 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
         batch: N per step; the train loader yields M·N rows, the val loader N (M = 1,
             no policy; Fashion-MNIST unaugmented, folders centre-cropped).
         train_subset, val_subset: use only the first this many images (None: all).
+        subset_seed: with ``train_subset``, train on a class-balanced subset drawn with this
+            seed (:func:`balanced_subset`) instead of the first images (Fashion-MNIST).
         shard: ``(shard_id, num_shards)``: this process's part of both splits (``batch`` is per
             process); under ``torchrun`` ``(rank, world_size)``.
         checks: file checks for folders: ``{"verify", "on_bad", "max_pixels"}`` (any of them;
             defaults of :class:`~fastpolicy.loader.PolicyDALILoader`).
+        augment: the train loader's policy options ``{"fill", "magnitude_scale"}`` (any of them).
     """
     if data is None:
         images, labels = fashion_mnist.load("train")
         val_images, val_labels = fashion_mnist.load("test")
+        if train_subset is not None and subset_seed is not None:
+            chosen = balanced_subset(labels, train_subset, subset_seed)
+            images, labels, train_subset = images[chosen], labels[chosen], None
         return _array_loaders((images[:train_subset], labels[:train_subset]),
                               (val_images[:val_subset], val_labels[:val_subset]),
-                              batch, M, device, seed, num_threads, backend, shard)
+                              batch, M, device, seed, num_threads, backend, shard, augment)
     if train_subset is not None or val_subset is not None:
         raise ValueError("train_subset/val_subset apply to Fashion-MNIST; pass a smaller folder instead")
     train_dir, val_dir = _folders(data)
-    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard, checks)
+    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard, checks,
+                         augment)
 
 
 def split_indices(n: int, val_count: int, seed: int, train_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -138,4 +168,4 @@ def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, 
                        "train": [relative[i] for i in train], "val": [relative[i] for i in val]})
 
 
-__all__ = ["build_loaders", "build_search_loaders", "split_indices"]
+__all__ = ["build_loaders", "build_search_loaders", "split_indices", "balanced_subset"]

@@ -68,7 +68,8 @@ class FinalTraining(EpochTrainer):
         options = loader_options(preset)
         loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
                                 config.seed, preset.train_subset, preset.val_subset, config.num_threads,
-                                shard=options["shard"], checks=file_checks(config))
+                                shard=options["shard"], checks=file_checks(config),
+                                subset_seed=config.seed if config.balanced_subset else None)
         super().__init__(config, preset, loaders, device, resume)
         self.restore_or_start()
 

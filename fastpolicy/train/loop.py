@@ -25,8 +25,10 @@ def make_optimizer(model: torch.nn.Module, preset: Preset, lr_scale: float = 1.0
                            nesterov=preset.nesterov, weight_decay=preset.weight_decay)
 
 
-def make_scheduler(optimizer, preset: Preset, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule: cosine to 0 over ``preset.epochs``, or ×``gamma`` at each milestone epoch."""
+def make_scheduler(optimizer, preset: Preset, steps_per_epoch: int,
+                   start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule: cosine to 0 over ``preset.epochs``, or ×``gamma`` at each milestone epoch;
+    ``start_step``: begin that many steps into it (a run that continues another's schedule)."""
     total = max(1, preset.epochs * steps_per_epoch)
     if preset.schedule == "cosine":
         def factor(step: int) -> float:
@@ -39,7 +41,7 @@ def make_scheduler(optimizer, preset: Preset, steps_per_epoch: int) -> torch.opt
             return 1.0
     else:
         raise ValueError(f"unknown schedule {preset.schedule!r}; use 'cosine', 'step' or 'constant'")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step + start_step))
 
 
 def per_policy_mean(per_sample: torch.Tensor, policy_ids: torch.Tensor, M: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,12 +76,14 @@ def _same(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.device, desc: str = "train",
-                progress: bool = True, on_batch=None, sync: bool = True) -> dict:
+                progress: bool = True, on_batch=None, sync: bool = True, on_step=None) -> dict:
     """One pass over ``loader``; returns ``loss``/``accuracy`` (means over the epoch's samples),
     ``policy_loss`` (float [M] list: each policy's per-batch mean loss averaged over the
     epoch's batches — the reward of Adversarial AutoAugment), ``skipped`` (non-finite steps)
     and ``last_images`` (the last batch, for sample grids). ``on_batch(batch)`` is called
-    with every batch the loader yields (skipped ones too), before its step.
+    with every batch the loader yields (skipped ones too), before its step;
+    ``on_step(batch, policy_means)`` after every step taken, with that batch's per-policy
+    mean losses (float [M] list, global under ``torchrun``).
 
     Under ``torchrun`` (``model`` wrapped in DDP, ``loader`` one shard): every rank takes
     the same number of steps, per-policy loss sums and counts are summed over the ranks at
@@ -116,11 +120,14 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
         with torch.no_grad():
             sums, counts = per_policy_mean(per_sample.detach(), policy_ids, M)
             both = reduce(torch.cat([sums, counts]))
-            policy_sum += both[:M] / both[M:].clamp(min=1)
+            means = both[:M] / both[M:].clamp(min=1)
+            policy_sum += means
             batches += 1
             total += torch.stack([per_sample.detach().sum().double(), (logits.argmax(1) == labels).sum().double(),
                                   torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
         last = batch
+        if on_step is not None:
+            on_step(batch, means.tolist())
     if steps < len(loader) and hasattr(loader, "reset"):
         loader.reset()  # this shard had a batch more than another: drop it, end the epoch
     loss_sum, correct, seen = reduce(total).tolist()

@@ -46,6 +46,8 @@ class RunConfig:
         num_threads: DALI threads; progress: tqdm bars.
         verify, on_bad, max_pixels: file checks of image folders (see
             :func:`~fastpolicy.data.files.check_files`).
+        balanced_subset: with ``train_subset``, train on a class-balanced subset drawn with
+            ``seed`` rather than the first images (Fashion-MNIST).
     """
 
     out: str
@@ -64,6 +66,7 @@ class RunConfig:
     verify: str = "header"
     on_bad: str = "raise"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    balanced_subset: bool = False
 
     def base_preset(self) -> Preset:
         """The preset with this run's overrides."""
@@ -155,10 +158,12 @@ class EpochTrainer:
         device: torch device the model lives on.
         resume: continue from ``<out>/<checkpoint_name>``.
         checkpoint_name, log_name: file names inside ``config.out``.
+        schedule_epochs: the learning-rate schedule's length in epochs (default the preset's
+            ``epochs``; longer: this run trains the schedule's first ``epochs`` only).
     """
 
     def __init__(self, config, preset: Preset, loaders, device: torch.device, resume: bool = False,
-                 checkpoint_name: str = "checkpoint.pt", log_name: str = "metrics"):
+                 checkpoint_name: str = "checkpoint.pt", log_name: str = "metrics", schedule_epochs: int | None = None):
         self.config, self.preset, self.device = config, preset, device
         self.checkpoint_path = os.path.join(config.out, checkpoint_name)
         os.makedirs(config.out, exist_ok=True)
@@ -172,7 +177,8 @@ class EpochTrainer:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = loop.make_optimizer(self.model, preset)
-        self.scheduler = loop.make_scheduler(self.optimizer, preset, len(self.train_loader))
+        self.scheduler = loop.make_scheduler(self.optimizer, preset.with_(epochs=schedule_epochs),
+                                             len(self.train_loader))
         self.history: list[dict] = []
         self.epoch = 0
         self.skipped = 0
@@ -203,6 +209,10 @@ class EpochTrainer:
         """Act on the epoch's training result (``train`` from :func:`.loop.train_epoch`);
         may add entries to the logged ``row``."""
 
+    def on_step(self, batch, policy_means: list[float]) -> None:
+        """Called after every training step with its batch and per-policy mean losses
+        (see :func:`.loop.train_epoch`). Default: nothing."""
+
     def extra_state(self) -> dict:
         """Subclass state saved in every checkpoint."""
         return {}
@@ -216,7 +226,8 @@ class EpochTrainer:
         start = time.time()
         context = self.start_epoch()
         train = loop.train_epoch(self.train_model, self.train_loader, self.optimizer, self.scheduler, self.preset.M,
-                                 self.device, desc=f"epoch {self.epoch}", progress=self.config.progress)
+                                 self.device, desc=f"epoch {self.epoch}", progress=self.config.progress,
+                                 on_step=self.on_step)
         self.skipped += train["skipped"]
         row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train["loss"],
                "train_accuracy": train["accuracy"], "skipped_steps": train["skipped"]}
