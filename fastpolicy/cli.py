@@ -118,7 +118,7 @@ def _search_aws(args) -> int:
     out = _out(args, "aws")
     config = AWSConfig(out=out, val_count=args.val, stage1_epochs=args.stage1_epochs, loops=args.loops,
                        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, reward=args.reward,
-                       agent_lr=args.agent_lr,
+                       agent_lr=args.agent_lr, parameterization=args.parameterization,
                        **_common(args))
     AWSSearch(config, resume=args.resume, overwrite=args.overwrite).run()
     print(f"fastpolicy: results in {os.path.abspath(out)}; train with it: "
@@ -168,8 +168,9 @@ def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
     from .train.presets import PRESETS
 
     parser.add_argument("--data", default=None,
-                        help="folder with ImageNet-layout train/ and val/ (default: Fashion-MNIST from "
-                             "/usr/share/datasets/fashion-mnist)")
+                        help="folder with ImageNet-layout train/ and val/, or CIFAR-10/100 in its Python "
+                             "format (cifar-10-batches-py/, cifar-100-python/); default: Fashion-MNIST from "
+                             "/usr/share/datasets/fashion-mnist")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="training recipe (default fashion_mnist, or imagenet_resnet50 with --data)")
     parser.add_argument("--model", choices=sorted(MODELS), default=None, help="override the preset's model")
@@ -227,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--loops", type=positive_int, default=None, help="stage-2 loops T_max")
     aws.add_argument("--finetune-epochs", type=positive_int, default=None, help="fine-tuning epochs per loop")
     aws.add_argument("--finetune-lr", type=positive_float, default=None, help="stage 2's constant learning rate")
+    aws.add_argument("--aws-parameterization", dest="parameterization", choices=["factorized", "joint"],
+                     default="factorized", help="p(e1)·p(e2|e1), the official code's (default), or one normalized "
+                                                "sigmoid over all 36² pairs, the paper's text")
     aws.add_argument("--agent-lr", type=positive_float, default=None,
                      help="the policy's Adam learning rate (default the preset's: 0.1, or 0.2 on ImageNet)")
     aws.add_argument("--reward", choices=REWARDS, default="last",

@@ -1,8 +1,14 @@
 """AWS's policy: a distribution over ordered pairs of the 36 AWS elements.
 
-``p(e1, e2) = p1(e1) · p2(e2 | e1)``; each factor is a *normalized sigmoid* of its
-parameters, ``s = sigmoid(θ); p = s / Σ s``. All parameters start at zero, which
-is the uniform distribution over the 36² = 1296 pairs.
+Two parameterizations (:data:`PARAMETERIZATIONS`), both *normalized sigmoids*
+``s = sigmoid(θ); p = s / Σ s``:
+
+* ``"factorized"`` (the official code's, the default): ``p(e1, e2) = p1(e1) · p2(e2 | e1)``,
+  θ1 [E] for p1 and θ2 [E, E] (row e1) for p2;
+* ``"joint"`` (the paper's text): one normalized sigmoid over all E² pairs, θ2 [E, E]
+  its parameters (θ1 unused, zero).
+
+All parameters start at zero, which is the uniform distribution over the 36² = 1296 pairs.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from .sampling import complete
 from .spaces import aws
 
 FORMAT = "fastpolicy.aws_distribution"
+PARAMETERIZATIONS = ("factorized", "joint")
 
 
 def log_normalized_sigmoid(theta: np.ndarray) -> np.ndarray:
@@ -39,11 +46,16 @@ class AWSDistribution(jsonio.JsonFile):
     """Parameters θ1 (float64[E]) and θ2 (float64[E, E]) over the E = 36 AWS elements.
 
     Args:
-        theta1: parameters of p1(e1); zeros (uniform) if None.
-        theta2: parameters of p2(e2 | e1), row e1; zeros if None.
+        theta1: parameters of p1(e1); zeros (uniform) if None. Must be zero for ``"joint"``.
+        theta2: parameters of p2(e2 | e1), row e1 (``"factorized"``), or of the pair
+            (e1, e2) (``"joint"``); zeros if None.
+        parameterization: ``"factorized"`` or ``"joint"`` (see the module docstring).
     """
 
-    def __init__(self, theta1=None, theta2=None):
+    def __init__(self, theta1=None, theta2=None, parameterization: str = "factorized"):
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+        self.parameterization = parameterization
         self.space = aws()
         e = len(self.space.elements)
         self.theta1 = np.zeros(e) if theta1 is None else np.array(theta1, dtype=np.float64)
@@ -53,6 +65,8 @@ class AWSDistribution(jsonio.JsonFile):
                              f"got {self.theta1.shape} and {self.theta2.shape}")
         if not (np.all(np.isfinite(self.theta1)) and np.all(np.isfinite(self.theta2))):
             raise ValueError("AWS parameters must be finite")
+        if parameterization == "joint" and np.any(self.theta1 != 0):
+            raise ValueError("a joint AWS distribution has no θ1 (it must be zero)")
         p1, p2 = self.probabilities()
         if not (np.all(np.isfinite(p1)) and np.all(np.isfinite(p2))
                 and np.allclose(p1.sum(), 1) and np.allclose(p2.sum(axis=1), 1)):
@@ -66,11 +80,18 @@ class AWSDistribution(jsonio.JsonFile):
         return len(self.space.elements)
 
     def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
-        """p1: float64[E]; p2: float64[E, E] (row e1 is p2(· | e1)). Each sums to 1."""
-        return normalized_sigmoid(self.theta1), normalized_sigmoid(self.theta2)
+        """p1: float64[E]; p2: float64[E, E] (row e1 is p2(· | e1)). Each sums to 1 (for a
+        joint distribution: its marginal and conditionals)."""
+        if self.parameterization == "factorized":
+            return normalized_sigmoid(self.theta1), normalized_sigmoid(self.theta2)
+        log_joint = self.log_joint()
+        log_p1 = np.logaddexp.reduce(log_joint, axis=1)
+        return np.exp(log_p1), np.exp(log_joint - log_p1[:, None])
 
     def log_joint(self) -> np.ndarray:
-        """float64[E, E]: log p(e1, e2) = log p1(e1) + log p2(e2 | e1), finite for finite θ."""
+        """float64[E, E]: log p(e1, e2) (factorized: log p1(e1) + log p2(e2 | e1)), finite for finite θ."""
+        if self.parameterization == "joint":
+            return log_normalized_sigmoid(self.theta2.ravel()).reshape(self.theta2.shape)
         return log_normalized_sigmoid(self.theta1)[:, None] + log_normalized_sigmoid(self.theta2)
 
     def joint(self) -> np.ndarray:
@@ -132,7 +153,8 @@ class AWSDistribution(jsonio.JsonFile):
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": 1, "elements": [el.name for el in self.space.elements],
-                "theta1": self.theta1.tolist(), "theta2": self.theta2.tolist()}
+                "parameterization": self.parameterization, "theta1": self.theta1.tolist(),
+                "theta2": self.theta2.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "AWSDistribution":
@@ -149,6 +171,8 @@ class AWSDistribution(jsonio.JsonFile):
         try:
             theta1 = np.array(jsonio.field(data, "theta1", list, source), dtype=np.float64)
             theta2 = np.array(jsonio.field(data, "theta2", list, source), dtype=np.float64)
-            return cls(theta1, theta2)
+            parameterization = jsonio.field(data, "parameterization", str, source) \
+                if "parameterization" in data else "factorized"  # files before the joint form
+            return cls(theta1, theta2, parameterization)
         except (ValueError, TypeError) as err:
             raise PolicyFormatError(f"{source}: bad parameters: {err}") from None

@@ -294,3 +294,41 @@ def test_tail_fine_tuning_continues_the_stage1_schedule(tmp_path):
     assert 0 <= search.finetune(AWSDistribution())["reward"] <= 1
     with pytest.raises(ValueError, match="finetune_schedule"):
         AWSSearch(_config(tmp_path / "bad", finetune_schedule="cosine"))
+
+
+def test_joint_parameterization_is_one_normalized_sigmoid_over_pairs():
+    from fastpolicy.search.aws_agent import PairPolicy
+
+    rng = np.random.default_rng(0)
+    theta = rng.normal(0, 2, (E, E))
+    joint = AWSDistribution(None, theta, "joint")
+    s = 1 / (1 + np.exp(-theta))
+    np.testing.assert_allclose(joint.joint(), s / s.sum())
+    p1, p2 = joint.probabilities()
+    np.testing.assert_allclose(p1[:, None] * p2, joint.joint())
+    pairs = joint.sample_pairs(100000, rng)
+    frequencies = np.bincount(pairs[:, 0] * E + pairs[:, 1], minlength=E * E).reshape(E, E) / len(pairs)
+    assert np.abs(frequencies - joint.joint()).max() < 0.002
+    policy = PairPolicy.from_distribution(joint)
+    np.testing.assert_allclose(policy.log_joint().exp().detach().numpy(), joint.joint())
+    again = AWSDistribution.from_json(joint.to_json())
+    assert again.parameterization == "joint" and np.allclose(again.joint(), joint.joint())
+    legacy = {k: v for k, v in AWSDistribution().to_dict().items() if k != "parameterization"}
+    assert AWSDistribution.from_dict(legacy).parameterization == "factorized"  # files written before
+    with pytest.raises(ValueError, match="no θ1"):
+        AWSDistribution(np.ones(E), theta, "joint")
+
+
+def test_aws_search_with_the_joint_parameterization(tmp_path):
+    search = AWSSearch(_config(tmp_path, loops=2, parameterization="joint"))
+    search.run()
+    saved = load_policy_file(str(tmp_path / "policy.json"))
+    assert saved.parameterization == "joint" and np.all(saved.theta1 == 0)
+    # one PPO step with a positive advantage raises the drawn pairs' probability, through θ2 alone
+    from fastpolicy.search import aws_agent
+
+    policy = aws_agent.PairPolicy(parameterization="joint")
+    optimizer = aws_agent.make_optimizer(policy)
+    frequencies = aws_agent.pair_frequencies(np.array([[3, 4], [3, 4], [10, 0]]), E)[None]
+    aws_agent.ppo_update(policy, optimizer, frequencies, [1.0], 0.2, 5, 0.02)
+    assert policy.distribution().joint()[3, 4] > 1 / E ** 2 and torch.all(policy.theta1 == 0)

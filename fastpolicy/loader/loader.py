@@ -28,6 +28,7 @@ from ..data.files import (DEFAULT_MAX_PIXELS, BadImageError, ImageList, check_fi
                           read_file_list, scan_folder)
 from ..distribution import AWSDistribution
 from ..params import NO_OP, PolicyParams
+from ..registry import OPS
 from ..policy import Policy
 from ..backends.kernel_stage import normalization
 from .source import BASELINES, ArraySource, build_source
@@ -139,6 +140,11 @@ class PolicyDALILoader:
         magnitude_scale: every sampled value is moved to ``identity + scale · (value −
             identity)`` of its op (1: the search space's full range; < 1 a moderate range,
             e.g. for small images). The scaled values are what ``Batch.params`` reports.
+        cutout: side in pixels of a Cutout square applied to every copy *after* its
+            policy (AutoAugment's CIFAR pipeline: 16), with or without policies; 0: none.
+            It is registry op Cutout (grey 128, about CIFAR's mean, where the original
+            zeroes the normalized image, i.e. fills with the mean) in an extra op slot,
+            so ``Batch.params`` shows it.
         verify, on_bad, max_pixels: file checks before reading (see
             :func:`~fastpolicy.data.files.check_files`; default: headers, dimensions within PIL's
             ``MAX_IMAGE_PIXELS``, raise on a bad file).
@@ -149,7 +155,7 @@ class PolicyDALILoader:
                  shard_id: int = 0, num_shards: int = 1, seed: int = 0, *, backend: str | None = None,
                  baseline: str | None = None, shuffle: bool = True, drop_last: bool = True,
                  output: str = "float", mean=None, std=None, policies=None, slots: int = 2, fill: int = 128,
-                 magnitude_scale: float = 1.0,
+                 magnitude_scale: float = 1.0, cutout: int = 0,
                  verify: str = "header", on_bad: str = "raise", max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  num_threads: int = 2,
                  _arrays: tuple[np.ndarray, np.ndarray] | None = None):
@@ -163,7 +169,9 @@ class PolicyDALILoader:
             raise ValueError(f"fill must be an integer level in 0..255, got {fill!r}")
         if not 0 < magnitude_scale <= 1:
             raise ValueError(f"magnitude_scale must be in (0, 1], got {magnitude_scale!r}")
-        self.fill, self.magnitude_scale = int(fill), float(magnitude_scale)
+        if isinstance(cutout, bool) or not isinstance(cutout, (int, np.integer)) or cutout < 0:
+            raise ValueError(f"cutout must be a side in pixels ≥ 0, got {cutout!r}")
+        self.fill, self.magnitude_scale, self.cutout = int(fill), float(magnitude_scale), int(cutout)
         device = _resolve_device(device)
         backend = _resolve_backend(backend, device)
         self.batch_size, self.M, self.seed, self.slots = batch_size, M, seed, slots
@@ -267,7 +275,8 @@ class PolicyDALILoader:
                 from ..backends.dali_stage import DaliPolicyStage
 
                 self._stage = DaliPolicyStage(
-                    self.M * self.batch_size, *self.size, channels=self.channels, slots=self.slots,
+                    self.M * self.batch_size, *self.size, channels=self.channels,
+                    slots=self.slots + (1 if self.cutout else 0),
                     device=self.device, device_id=torch.cuda.current_device() if self.device == "gpu" else None,
                     num_threads=self.num_threads, fill=self.fill)
                 self.builds += self._stage.builds
@@ -312,11 +321,30 @@ class PolicyDALILoader:
 
     def _sample(self, n: int) -> PolicyParams | None:
         if self._policies is None:
-            return None
-        parts = [p.sample(n, self._rng, policy_index=m, version=self.version).pad_slots(self.slots)
-                 for m, p in enumerate(self._policies)]
-        params = PolicyParams.concat(parts)
-        return params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
+            params = None
+        else:
+            parts = [p.sample(n, self._rng, policy_index=m, version=self.version).pad_slots(self.slots)
+                     for m, p in enumerate(self._policies)]
+            params = PolicyParams.concat(parts)
+            params = params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
+        return params if not self.cutout else self._with_cutout(params, n)
+
+    def _with_cutout(self, params: PolicyParams | None, n: int) -> PolicyParams:
+        """``params`` (None: no policy) with one more slot: Cutout of :attr:`cutout` pixels on every row."""
+        rows = self.M * n
+        if params is None:
+            params = PolicyParams(op=np.full((rows, self.slots), NO_OP), bin=np.full((rows, self.slots), -1),
+                                  sign=np.ones((rows, self.slots)), value=np.zeros((rows, self.slots)),
+                                  center=np.zeros((rows, self.slots, 2)),
+                                  partner=np.zeros((rows, self.slots), dtype=np.int64),
+                                  policy=np.repeat(np.arange(self.M), n), version=self.version)
+        arrays = params.arrays()
+        extra = {"op": OPS["Cutout"].id, "bin": -1, "sign": 1, "value": self.cutout / min(self.size),
+                 "partner": 0}
+        for name, value in extra.items():
+            arrays[name] = np.concatenate([arrays[name], np.full((rows, 1), value, arrays[name].dtype)], axis=1)
+        arrays["center"] = np.concatenate([arrays["center"], self._rng.random((rows, 1, 2))], axis=1)
+        return PolicyParams(**arrays, version=params.version)
 
     # -- iteration -----------------------------------------------------------------------
 

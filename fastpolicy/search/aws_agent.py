@@ -28,17 +28,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..distribution import AWSDistribution
+from ..distribution import PARAMETERIZATIONS, AWSDistribution
 
 
 class PairPolicy(torch.nn.Module):
-    """Trainable θ1 (float64 [E]) and θ2 (float64 [E, E]); zeros = uniform."""
+    """Trainable θ1 (float64 [E]) and θ2 (float64 [E, E]); zeros = uniform. ``parameterization``:
+    ``"factorized"`` (p1 · p2) or ``"joint"`` (one normalized sigmoid over the pairs, θ2 only;
+    see :mod:`fastpolicy.distribution`)."""
 
-    def __init__(self, n_elements: int | None = None):
+    def __init__(self, n_elements: int | None = None, parameterization: str = "factorized"):
         super().__init__()
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+        self.parameterization = parameterization
         e = n_elements or AWSDistribution().n_elements
         self.theta1 = torch.nn.Parameter(torch.zeros(e, dtype=torch.float64))
         self.theta2 = torch.nn.Parameter(torch.zeros(e, e, dtype=torch.float64))
+        self.theta1.requires_grad_(parameterization == "factorized")
 
     def log_joint(self) -> torch.Tensor:
         """float64 [E, E]: log p(e1, e2) = log p1(e1) + log p2(e2 | e1)."""
@@ -46,6 +52,8 @@ class PairPolicy(torch.nn.Module):
             log_s = F.logsigmoid(theta)
             return log_s - torch.logsumexp(log_s, dim=-1, keepdim=True)
 
+        if self.parameterization == "joint":
+            return log_normalized_sigmoid(self.theta2.reshape(-1)).reshape(self.theta2.shape)
         return log_normalized_sigmoid(self.theta1)[:, None] + log_normalized_sigmoid(self.theta2)
 
     def log_likelihood(self, frequencies: torch.Tensor) -> torch.Tensor:
@@ -54,11 +62,12 @@ class PairPolicy(torch.nn.Module):
 
     def distribution(self) -> AWSDistribution:
         """The current parameters as an :class:`AWSDistribution` (a NumPy copy)."""
-        return AWSDistribution(self.theta1.detach().cpu().numpy(), self.theta2.detach().cpu().numpy())
+        return AWSDistribution(self.theta1.detach().cpu().numpy(), self.theta2.detach().cpu().numpy(),
+                               self.parameterization)
 
     @classmethod
     def from_distribution(cls, distribution: AWSDistribution) -> "PairPolicy":
-        policy = cls(distribution.n_elements)
+        policy = cls(distribution.n_elements, distribution.parameterization)
         with torch.no_grad():
             policy.theta1.copy_(torch.from_numpy(distribution.theta1))
             policy.theta2.copy_(torch.from_numpy(distribution.theta2))

@@ -81,7 +81,8 @@ class AdversarialSearch(EpochTrainer):
                                 config.seed, preset.train_subset, preset.val_subset, config.num_threads,
                                 shard=options["shard"], checks=file_checks(config),
                                 subset_seed=config.seed if config.balanced_subset else None,
-                                augment={"fill": config.fill, "magnitude_scale": config.magnitude_scale})
+                                augment={"fill": config.fill, "magnitude_scale": config.magnitude_scale,
+                                         "cutout": preset.cutout})
         super().__init__(config, preset, loaders, device, resume)
         self.controller = ctl.PolicyController().to(self.device)
         self.controller_start = copy.deepcopy(self.controller)  # for the KL from the start

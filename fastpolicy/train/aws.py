@@ -63,6 +63,8 @@ class AWSConfig:
             ``stage1_epochs + finetune_epochs``-epoch schedule (the preset's) and every
             fine-tuning runs its last ``finetune_epochs``, so a candidate is judged where
             augmentation matters most, at the end of training.
+        parameterization: ``"factorized"`` p1(e1)·p2(e2|e1) (the official code's, default) or
+            ``"joint"`` (one normalized sigmoid over all pairs, the paper's text).
         stage1_augment: ``"uniform"`` (AWS: the uniform pair distribution) or ``"none"``
             (standard augmentation only; the paper's Table 5 ablation).
         clip, ppo_steps, max_kl: PPO's ratio clip, inner steps, KL early stop (nats).
@@ -85,6 +87,7 @@ class AWSConfig:
     finetune_lr: float | None = None
     reward: str = "last"
     finetune_schedule: str = "constant"
+    parameterization: str = "factorized"
     stage1_augment: str = "uniform"
     clip: float = 0.2
     ppo_steps: int = 5
@@ -162,7 +165,7 @@ class AWSSearch:
         *loaders, self.split = build_search_loaders(
             config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
             self.stages.val_count, self.preset.train_subset, config.num_threads, shard=options["shard"],
-            checks=file_checks(config))
+            checks=file_checks(config), augment={"cutout": self.preset.cutout})
         self._shared = None
         resume_stage1 = resume and not os.path.exists(self.path(self.SHARED))
         if resume and not (os.path.exists(self.path(self.SHARED)) or os.path.exists(self.path("stage1.pt"))):
@@ -184,10 +187,11 @@ class AWSSearch:
             self.train_loader, self.val_loader, *_ = build_search_loaders(
                 config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
                 self.stages.val_count, self.preset.train_subset, config.num_threads,
-                loader_seed=config.seed + 1000 * distributed.rank(), checks=file_checks(config))
+                loader_seed=config.seed + 1000 * distributed.rank(), checks=file_checks(config),
+                augment={"cutout": self.preset.cutout})
             self.finetune_lr *= options["batch"] / self.preset.batch
             self.tail_lr *= options["batch"] / self.preset.batch
-        self.policy = aws_agent.PairPolicy()
+        self.policy = aws_agent.PairPolicy(parameterization=config.parameterization)
         self.agent_lr = config.agent_lr if config.agent_lr is not None else self.stages.agent_lr
         if not self.agent_lr > 0:
             raise ValueError(f"agent_lr must be positive, got {self.agent_lr}")
@@ -362,7 +366,8 @@ class AWSSearch:
         if self.history:
             names = [el.name for el in distribution.space.elements]
             top = [(names.index(a), names.index(b), f"{a}+{b}") for a, b, _ in distribution.top_pairs(self.config.top_k)]
-            joints = [AWSDistribution(t[:e], t[e:].reshape(e, e)).joint() for t in self.thetas[1:]]
+            joints = [AWSDistribution(t[:e], t[e:].reshape(e, e), distribution.parameterization).joint()
+                      for t in self.thetas[1:]]
             plots.plot_search_progress(self.history, {label: [j[a, b] for j in joints] for a, b, label in top},
                                        self.path("search_progress.png"))
         self.stage1.write_artefacts()  # samples.png (stage 1's last batch) and summary.json, overwritten below

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..data import fashion_mnist
+from ..data import cifar, fashion_mnist
 from ..data.files import ImageList, scan_folder
 from ..loader import PolicyDALILoader
 
@@ -52,11 +52,25 @@ def _file_loaders(train, val, batch: int, M: int, image_size: int, device: str, 
     return train_loader, val_loader, len(train_loader.images_list.classes), 3
 
 
+def array_dataset(data: str | None) -> tuple[str, tuple, tuple] | None:
+    """``(name, (train images, labels), (test images, labels))`` of an in-memory dataset:
+    Fashion-MNIST for None, CIFAR-10/100 for a folder in their Python format; None for an
+    image folder."""
+    if data is None:
+        return "fashion_mnist", fashion_mnist.load("train"), fashion_mnist.load("test")
+    kind = cifar.detect(data)
+    if kind is None:
+        return None
+    train, test = cifar.load(data, "train"), cifar.load(data, "test")
+    return kind, train[:2], test[:2]
+
+
 def _folders(data: str) -> tuple[str, str]:
     train_dir, val_dir = os.path.join(data, "train"), os.path.join(data, "val")
     for path in (train_dir, val_dir):
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"{data} needs ImageNet-layout train/ and val/ folders; {path} is missing")
+            raise FileNotFoundError(f"{data} needs ImageNet-layout train/ and val/ folders (or CIFAR's Python "
+                                    f"batches); {path} is missing")
     return train_dir, val_dir
 
 
@@ -87,8 +101,9 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
 
     Args:
         data: None for Fashion-MNIST (``/usr/share/datasets/fashion-mnist``: train split for
-            training, test split for validation), or a folder with ImageNet-layout
-            ``train/`` and ``val/`` subfolders.
+            training, test split for validation), a CIFAR-10/100 folder in its Python format
+            (train and test batches; :mod:`fastpolicy.data.cifar`), or a folder with
+            ImageNet-layout ``train/`` and ``val/`` subfolders.
         batch: N per step; the train loader yields M·N rows, the val loader N (M = 1,
             no policy; Fashion-MNIST unaugmented, folders centre-cropped).
         train_subset, val_subset: use only the first this many images (None: all).
@@ -100,9 +115,9 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
             defaults of :class:`~fastpolicy.loader.PolicyDALILoader`).
         augment: the train loader's policy options ``{"fill", "magnitude_scale"}`` (any of them).
     """
-    if data is None:
-        images, labels = fashion_mnist.load("train")
-        val_images, val_labels = fashion_mnist.load("test")
+    arrays = array_dataset(data)
+    if arrays is not None:
+        _, (images, labels), (val_images, val_labels) = arrays
         if train_subset is not None and subset_seed is not None:
             chosen = balanced_subset(labels, train_subset, subset_seed)
             images, labels, train_subset = images[chosen], labels[chosen], None
@@ -110,7 +125,7 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
                               (val_images[:val_subset], val_labels[:val_subset]),
                               batch, M, device, seed, num_threads, backend, shard, augment)
     if train_subset is not None or val_subset is not None:
-        raise ValueError("train_subset/val_subset apply to Fashion-MNIST; pass a smaller folder instead")
+        raise ValueError("train_subset/val_subset apply to Fashion-MNIST and CIFAR; pass a smaller folder instead")
     train_dir, val_dir = _folders(data)
     return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard, checks,
                          augment)
@@ -133,11 +148,12 @@ def split_indices(n: int, val_count: int, seed: int, train_count: int | None = N
 def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
                          val_count: int, train_subset: int | None = None, num_threads: int = 2,
                          backend: str | None = None, shard: tuple[int, int] = (0, 1),
-                         loader_seed: int | None = None, checks: dict | None = None):
+                         loader_seed: int | None = None, checks: dict | None = None, augment: dict | None = None):
     """``(train, val, num_classes, channels, split)`` with both parts drawn from the training images.
 
     Args:
-        data: None (Fashion-MNIST's train split) or a folder whose ``train/`` is split.
+        data: None (Fashion-MNIST's train split), a CIFAR folder (its train batches) or a
+            folder whose ``train/`` is split.
         val_count: images held out for validation (the search's reward).
         train_subset: train on at most this many of the remaining images (None: all).
         seed: seeds the split (and the loaders unless ``loader_seed`` is given).
@@ -147,12 +163,13 @@ def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, 
     Fashion-MNIST train split, or file paths relative to ``<data>/train``.
     """
     loader_seed = seed if loader_seed is None else loader_seed
-    if data is None:
-        images, labels = fashion_mnist.load("train")
+    arrays = array_dataset(data)
+    if arrays is not None:
+        name, (images, labels), _ = arrays
         train, val = split_indices(len(images), val_count, seed, train_subset)
         loaders = _array_loaders((images[train], labels[train]), (images[val], labels[val]),
-                                 batch, M, device, loader_seed, num_threads, backend, shard)
-        return (*loaders, {"dataset": "fashion_mnist/train", "seed": seed, "train": train.tolist(),
+                                 batch, M, device, loader_seed, num_threads, backend, shard, augment)
+        return (*loaders, {"dataset": f"{name}/train", "seed": seed, "train": train.tolist(),
                            "val": val.tolist()})
     train_dir, _ = _folders(data)
     files = scan_folder(train_dir, on_bad=(checks or {}).get("on_bad", "raise"))
@@ -162,7 +179,7 @@ def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, 
         return ImageList([files.files[i] for i in indices], files.labels[indices], files.classes)
 
     loaders = _file_loaders(part(train), part(val), batch, M, image_size, device, loader_seed, num_threads, backend,
-                            shard, checks)
+                            shard, checks, augment)
     relative = [os.path.relpath(path, train_dir) for path in files.files]
     return (*loaders, {"dataset": os.path.abspath(train_dir), "seed": seed,
                        "train": [relative[i] for i in train], "val": [relative[i] for i in val]})

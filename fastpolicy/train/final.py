@@ -69,7 +69,8 @@ class FinalTraining(EpochTrainer):
         loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
                                 config.seed, preset.train_subset, preset.val_subset, config.num_threads,
                                 shard=options["shard"], checks=file_checks(config),
-                                subset_seed=config.seed if config.balanced_subset else None)
+                                subset_seed=config.seed if config.balanced_subset else None,
+                                augment={"cutout": preset.cutout})
         super().__init__(config, preset, loaders, device, resume)
         self.restore_or_start()
 

@@ -39,7 +39,8 @@ class RunConfig:
     Attributes:
         out: output folder (checkpoint, CSV, TensorBoard, plots).
         preset: a :class:`~.presets.Preset` name (its model, batch, M, lr, epochs …).
-        data: None (Fashion-MNIST) or a folder with ``train/`` and ``val/``.
+        data: None (Fashion-MNIST), a CIFAR-10/100 folder in its Python format
+            (``cifar-10-batches-py/``, ``cifar-100-python/``), or a folder with ``train/`` and ``val/``.
         model, epochs, M, batch, train_subset, val_subset: override the preset.
         device: ``"cpu"``, ``"gpu"`` or None (GPU if available).
         seed: seeds the model, the loaders and the policies' sampling.
