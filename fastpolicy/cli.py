@@ -1,10 +1,11 @@
-"""``fastpolicy`` command line (also ``python -m fastpolicy.cli``).
+"""``fastpolicy`` command line (also ``python -m fastpolicy``).
 
 * ``fastpolicy search adversarial`` — Adversarial AutoAugment (default: a short search on Fashion-MNIST);
 * ``fastpolicy search aws`` — AWS, both stages (default: a short search on Fashion-MNIST);
 * ``fastpolicy train --policy FILE`` — train from scratch with a found policy;
 * ``fastpolicy reproduce table4|proxy|dry-run`` — small-scale reproductions, ImageNet dry runs;
-* ``fastpolicy bench`` — throughput beside DALI, torchvision and Kornia (:mod:`fastpolicy.bench.run`).
+* ``fastpolicy bench`` — throughput beside DALI, torchvision and Kornia (:mod:`fastpolicy.bench.run`);
+* ``fastpolicy show RUN_DIR`` — a run's kind, settings, progress, findings and files (:mod:`fastpolicy.show`).
 
 Each runs unchanged under ``torchrun --nproc_per_node=K -m fastpolicy.cli ...`` (DDP; see
 :mod:`fastpolicy.train.distributed`).
@@ -155,6 +156,13 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _show(args) -> int:
+    from .show import describe
+
+    print("\n".join(describe(args.folder)))
+    return 0
+
+
 def _bench(options: list[str]) -> int:
     from .bench.run import main as bench
 
@@ -273,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--device", choices=["cpu", "gpu"], default=None)
     dry.add_argument("--no-progress", action="store_true")
     dry.set_defaults(run=_reproduce, study="dry-run")
+
+    show = commands.add_parser("show", help="what a run is, how far it got, what it found, where its files are")
+    show.add_argument("folder", help="the run's folder (its --out)")
+    show.set_defaults(run=_show)
 
     bench = commands.add_parser("bench", add_help=False,
                                 help="throughput beside its peers (fastpolicy bench --help for its options)")

@@ -1,6 +1,6 @@
 """Per-sample policy parameters: the small arrays that travel from a policy to a backend.
 
-Sampling (:mod:`fastpolicy.policy`, :mod:`fastpolicy.aws`) produces a
+Sampling (:mod:`fastpolicy.policy`, :mod:`fastpolicy.distribution`) produces a
 :class:`PolicyParams`; every backend applies it as a pure function
 ``apply(images, params)``. Sample ``i`` applies ops ``op[i, 0]``, ``op[i, 1]``, …
 in order; an op id of -1 is skipped.

@@ -164,12 +164,16 @@ def op_by_id(op_id: int) -> OpSpec:
 
 
 def register_backend(backend: str, name: str):
-    """Decorator attaching ``fn`` as op ``name``'s implementation for ``backend``."""
+    """Decorator attaching ``fn`` as op ``name``'s implementation for ``backend``; a second
+    registration of the same op and backend raises (it would silently replace the first)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
     spec = get_op(name)
 
     def attach(fn):
+        if backend in spec.backends and spec.backends[backend] != fn:
+            raise ValueError(f"op {name!r} already has a {backend!r} implementation "
+                             f"({getattr(spec.backends[backend], '__name__', spec.backends[backend])!r})")
         spec.backends[backend] = fn
         return fn
 

@@ -54,15 +54,6 @@ class SearchSpace:
             raise KeyError(f"op {op!r} is not in the {self.name} search space; its ops: {', '.join(self.ops)}")
         return OPS[op].magnitude(self.name)
 
-    def element_index(self, op: str, bin: int | None) -> int:
-        """Index of element (op, bin) in :attr:`elements`."""
-        if self.magnitude(op) is None:
-            bin = None
-        try:
-            return self.elements.index(Element(op, bin))
-        except ValueError:
-            raise KeyError(f"({op}, bin {bin}) is not an element of the {self.name} search space") from None
-
     def check_bin(self, op: str, bin: int) -> None:
         """Raise ValueError unless ``bin`` is a valid magnitude bin for ``op`` here."""
         self.magnitude(op)

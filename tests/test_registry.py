@@ -130,3 +130,28 @@ def test_readme_op_table_is_generated_from_the_registry():
     assert render(readme) == readme, "README op table is stale: run python -m fastpolicy.docs"
     for name in OPS:
         assert f"| {name} |" in readme
+
+
+def test_a_second_registration_of_an_op_backend_raises():
+    from fastpolicy.registry import OPS, register_backend
+
+    spec = OPS["Invert"]
+    before = dict(spec.backends)
+    try:
+        spec.backends.pop("dali", None)
+        register_backend("dali", "Invert")(len)
+        with pytest.raises(ValueError, match="already has a 'dali' implementation"):
+            register_backend("dali", "Invert")(abs)
+        register_backend("dali", "Invert")(len)  # the same function again is harmless
+    finally:
+        spec.backends.clear()
+        spec.backends.update(before)
+
+
+def test_python_dash_m_fastpolicy_runs_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "fastpolicy", "search", "adversarial", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--controller-window" in done.stdout

@@ -51,10 +51,6 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0")) if is_distributed() else 0
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over all processes, in place (unchanged for one process)."""
     if is_distributed():
@@ -101,6 +97,6 @@ def per_rank_batch(batch: int) -> int:
     return batch // size
 
 
-__all__ = ["is_distributed", "rank", "world_size", "is_main", "init_from_env", "shutdown", "local_rank",
+__all__ = ["is_distributed", "rank", "world_size", "is_main", "init_from_env", "shutdown",
            "all_reduce_sum", "broadcast_object", "broadcast_tensors", "all_gather_object", "barrier",
            "per_rank_batch"]

@@ -8,7 +8,7 @@ applied to every copy after its policy (AutoAugment's standard CIFAR pipeline: 1
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,6 @@ class Preset:
     train_subset: int | None = None
     val_subset: int | None = None
     doc: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     def with_(self, **changes) -> "Preset":
         """A copy with ``changes`` (None values are ignored)."""

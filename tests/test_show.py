@@ -1,0 +1,48 @@
+"""``fastpolicy show RUN_DIR`` on adversarial, AWS and final-training runs, finished or not."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from fastpolicy.cli import main
+
+pytest.importorskip("nvidia.dali")
+
+SMALL = dict(train_subset=128, batch=32, device="cpu", progress=False)
+
+
+def _show(capsys, folder) -> str:
+    assert main(["show", str(folder)]) == 0
+    return capsys.readouterr().out
+
+
+def test_show_describes_every_kind_of_run(tmp_path, capsys):
+    from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
+    from fastpolicy.train.aws import AWSConfig, AWSSearch
+    from fastpolicy.train.final import FinalTraining, TrainConfig
+
+    AdversarialSearch(AdversarialConfig(out=str(tmp_path / "adv"), epochs=1, M=2, val_subset=64, **SMALL)).run()
+    out = _show(capsys, tmp_path / "adv")
+    assert "kind      adversarial-adversarial" in out and "status    finished" in out
+    assert "progress  1 epoch(s) of 1" in out and "controller KL from its start" in out and "hardest" in out
+    assert "op_distribution.png" in out and "schedule.json" in out
+
+    search = AWSSearch(AWSConfig(out=str(tmp_path / "aws"), stage1_epochs=1, loops=1, val_count=64, **SMALL))
+    search.run()
+    out = _show(capsys, tmp_path / "aws")
+    assert "kind      aws" in out and "stage 1: 1 epoch(s); stage 2: 1 loop(s) of 1" in out and "top pairs" in out
+
+    FinalTraining(TrainConfig(out=str(tmp_path / "train"), policy=str(tmp_path / "aws" / "policy.json"), epochs=1,
+                              val_subset=64, **SMALL)).run()
+    out = _show(capsys, tmp_path / "train")
+    assert "kind      train" in out and "policy=" in out and "held-out accuracy" in out
+
+    os.remove(tmp_path / "train" / "summary.json")  # as a run stopped before its end looks
+    assert "not finished (resume with --resume" in _show(capsys, tmp_path / "train")
+
+
+def test_show_names_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["show", str(tmp_path)]) == 2
+    assert "not a fastpolicy run" in capsys.readouterr().err
