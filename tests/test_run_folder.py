@@ -140,3 +140,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert [r["train_loss"] for r in rows[0]] == [r["train_loss"] for r in rows[1]]
     lines = (tmp_path / "killed" / "metrics.csv").read_text().splitlines()
     assert len(lines) == 4 and lines[0].startswith("epoch,")
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    from fastpolicy import atomic
+
+    umask = os.umask(0o022)
+    try:
+        atomic.write_json(str(tmp_path / "a.json"), {"x": 1})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
