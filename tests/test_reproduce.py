@@ -27,7 +27,7 @@ def test_candidate_policies_are_graded_and_distinct():
     names = [name for name, _ in policies]
     assert len(policies) == 12 and names[0] == "uniform" and len(set(names)) == 12
     assert policies[0][1].entropy() == pytest.approx(np.log(36 * 36))
-    invert = dict(policies)["Invert only"]
+    invert = dict(policies)["Invert, twice (= identity)"]
     assert invert.top_pairs(1)[0][:2] == ("Invert", "Invert") and invert.top_pairs(1)[0][2] > 0.99
     harsh = dict(policies)["harsh: Invert + large shifts"]
     assert sum(p for _, _, p in harsh.top_pairs(9)) > 0.99

@@ -2,9 +2,9 @@
 policies as training from scratch does?
 
 **Policies** (:func:`candidate_policies`): 12 AWS distributions graded by strength — the
-uniform one; mild and strong geometric; mild and strong colour; Invert alone; harsh
-(Invert with large translations); large translations; AutoContrast/Equalize; and three
-random θ of scale 3. Each concentrated policy puts nearly all its mass on pairs of its
+uniform one; mild and strong geometric; mild and strong colour; Invert twice (its only
+pair, so in effect no augmentation: the reference point); harsh (Invert with large
+translations); large translations; AutoContrast/Equalize; and three random θ of scale 3. Each concentrated policy puts nearly all its mass on pairs of its
 elements (θ = +12 on them, −12 elsewhere: over 99 % of the mass).
 
 For each policy and seed (:data:`BUDGETS`):
@@ -59,7 +59,7 @@ _GROUPS = {
     "strong geometric": [f"{op}@9" for op in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")],
     "mild colour": ["Contrast@3", "Brightness@3", "Sharpness@3", "Color@3", "AutoContrast", "Equalize"],
     "strong colour": ["Contrast@9", "Brightness@9", "Sharpness@9", "Solarize@9", "Posterize@9"],
-    "Invert only": ["Invert"],
+    "Invert, twice (= identity)": ["Invert"],  # its only pair is (Invert, Invert): no augmentation
     "harsh: Invert + large shifts": ["Invert", "TranslateX@9", "TranslateY@9"],
     "large shifts": ["TranslateX@9", "TranslateY@9"],
     "AutoContrast/Equalize": ["AutoContrast", "Equalize"],
@@ -260,7 +260,7 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, progre
     spec = BUDGETS[budget]
     policies = candidate_policies()
     if budget == "smoke":
-        policies = policies[:1] + policies[5:7]  # uniform, Invert only, harsh
+        policies = policies[:1] + policies[5:7]  # uniform, Invert twice, harsh
     seeds = range(spec["seeds"])
     full = np.array([[full_accuracy(out, name, i, policy, seed, spec, progress, threads) for seed in seeds]
                      for i, (name, policy) in enumerate(policies)])
