@@ -51,7 +51,7 @@ BUDGETS = {
     "full": dict(train_subset=4096, val_count=5000, epochs=15, finetune_epochs=3, seeds=2, batch=64),
     "smoke": dict(train_subset=128, val_count=64, epochs=2, finetune_epochs=1, seeds=2, batch=32),
 }
-"""``full``: about 40 minutes of a 2-core CPU (12 policies × 2 seeds); ``smoke``: a CI-sized check.
+"""``full``: about 25 minutes of a 2-core CPU (12 policies × 2 seeds); ``smoke``: a CI-sized check.
 ``epochs`` is the whole budget: full training's, and stage 1 + fine-tuning's."""
 
 _GROUPS = {
