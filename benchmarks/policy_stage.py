@@ -16,6 +16,8 @@ Families: ``geometric`` (affine ops), ``pointwise`` (tables without statistics),
 Warm-up excluded; each figure is the median of ``--repeats`` runs.
 
     python benchmarks/policy_stage.py                 # on a GPU: benchmarks/results/policy_stage_gpu.json
+    python benchmarks/policy_stage.py --native --n 256  # the fast CPU stage beside DALI's CPU operators:
+                                                      # benchmarks/results/policy_stage_cpu.json
     python benchmarks/policy_stage.py --emulate --n 8 --size 32 --out /tmp/x.json   # CPU smoke run
 """
 
@@ -45,11 +47,14 @@ def main(argv=None) -> dict:
                         help="time DALI's per-sample selection beside the kernels (auto: if DALI imports)")
     parser.add_argument("--emulate", action="store_true",
                         help="run the kernels on the CPU emulator (a smoke run: the numbers mean nothing)")
+    parser.add_argument("--native", action="store_true",
+                        help="run the kernels as the fast CPU stage (g++/OpenMP) beside DALI's CPU operators")
     parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/policy_stage_gpu.json)")
     args = parser.parse_args(argv)
 
-    if args.emulate:
-        xp, stage, device = np, KernelPolicyStage.emulated(), "cpu"
+    if args.emulate or args.native:
+        xp, device = np, "cpu"
+        stage = KernelPolicyStage.native() if args.native else KernelPolicyStage.emulated()
         sync = lambda: None  # noqa: E731
     else:
         import cupy
@@ -74,7 +79,8 @@ def main(argv=None) -> dict:
             from fastpolicy.backends.dali_stage import DaliPolicyStage
 
             dali_stage = DaliPolicyStage(args.n, args.size, args.size, device=device,
-                                         device_id=0 if device == "gpu" else None, num_threads=4)
+                                         device_id=0 if device == "gpu" else None,
+                                         num_threads=min(4, os.cpu_count() or 1))
         except ImportError as error:
             print(f"DALI not available ({error}); timing the kernels alone")
 
@@ -97,10 +103,12 @@ def main(argv=None) -> dict:
               f"({row['kernels_bandwidth_fraction_of_copy']:.0%} of copy bandwidth)"
               + (f"   DALI {row['dali_select_images_per_s']:9.0f} img/s   ratio {row['ratio_kernels_over_dali']:.1f}"
                  if dali_stage is not None else ""))
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "policy_stage_gpu.json")
+    default = "policy_stage_cpu.json" if args.native else "policy_stage_gpu.json"
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", default)
     note = ("CPU emulator smoke run: not a measurement" if args.emulate else
             "wall time per batch including host-side parameter packing; bandwidth counts one read and one "
-            "write of the batch per applied slot")
+            "write of the batch per applied slot" + ("; 'kernels' = the fast CPU stage (backend='native'), "
+                                                     "'copy' = a host memory copy" if args.native else ""))
     return record.write("policy_stage", {k: v for k, v in vars(args).items() if k != "out"}
                         | {"copy_bandwidth_bytes_per_s": copy_bandwidth}, rows, out, note,
                         modules=("cupy", "nvidia.dali"))

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "host_intrinsics.hpp"
+
 struct dim3 {
     unsigned int x = 1, y = 1, z = 1;
 };
@@ -77,16 +79,9 @@ inline void launch(dim3 grid, dim3 block, std::function<void()> kernel) {
             }
 }
 
-// Call `kernel` with its arguments read from `args[i]` (pointers to each value), as
-// cudaLaunchKernel does.
-template <typename... A, std::size_t... I>
-void call(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
-    kernel(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
-}
-
 template <typename... A>
 void launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
-    launch(grid, block, [=] { call(kernel, args, std::index_sequence_for<A...>{}); });
+    launch(grid, block, [=] { fp_host::call(kernel, args, std::index_sequence_for<A...>{}); });
 }
 }  // namespace fp_emulate
 
@@ -100,26 +95,10 @@ void launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
 #define __forceinline__ inline
 #define __shared__ static
 
-inline unsigned int atomicAdd(unsigned int* address, unsigned int value) {
-    const unsigned int old = *address;
-    *address = old + value;
-    return old;
-}
-inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fsub_rn(float a, float b) { return a - b; }
-inline float __fmul_rn(float a, float b) { return a * b; }
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline double __ddiv_rn(double a, double b) { return a / b; }
-inline unsigned int __float_as_uint(float f) {
-    unsigned int u;
-    std::memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-// Exported entry point per kernel: fp_emulate_<name>(grid xyz, block xyz, args).
-#define FP_EMULATE(name)                                                                           \
-    extern "C" void fp_emulate_##name(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, \
-                                      unsigned bz, void** args) {                                  \
-        fp_emulate::launch(name, dim3{gx, gy, gz}, dim3{bx, by, bz}, args);                        \
+// Exported entry point per kernel: fp_emulate_<name>(grid xyz, block xyz, args); returns 0.
+#define FP_EMULATE(name)                                                                          \
+    extern "C" int fp_emulate_##name(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, \
+                                     unsigned bz, void** args) {                                  \
+        fp_emulate::launch(name, dim3{gx, gy, gz}, dim3{bx, by, bz}, args);                       \
+        return 0;                                                                                 \
     }

@@ -61,7 +61,7 @@ def test_policy_change_applies_next_batch_without_rebuild(fmnist):
 
 
 @pytest.mark.parametrize("output", ["uint8", "float"])
-@pytest.mark.parametrize("backend", ["dali", "emulated", pytest.param("cupy", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("backend", ["native", "dali", "emulated", pytest.param("cupy", marks=pytest.mark.gpu)])
 def test_backends_equal_reference_backend(photo_tree, backend, output):
     """Same seed, same crops: every policy stage gives the reference's pixels for whole
     batches (the kernels also normalize and transpose in their last launch)."""
@@ -82,7 +82,12 @@ def test_backend_choice():
         PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="cupy",
                                      device="cpu")
     loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu")
-    assert loader.backend == "dali"
+    assert loader.backend == "native"  # the fast CPU stage, where a C++ compiler is
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXX", "no-such-compiler")
+        loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2,
+                                              device="cpu")
+        assert loader.backend == "dali"
 
 
 def test_policy_stage_sees_the_baseline_crops(fmnist):

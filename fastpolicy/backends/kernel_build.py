@@ -7,6 +7,8 @@
 * :func:`emulated_module` — the same sources built for the CPU with g++ against
   ``kernels/emulate.hpp``; its functions take the same ``(grid, block, args)`` as
   CuPy's, with NumPy arrays. Tests run every kernel this way where there is no GPU.
+* :func:`host_module` — the same sources as a fast CPU stage (``kernels/host.hpp``: one
+  thread per block, blocks in parallel with OpenMP).
 """
 
 from __future__ import annotations
@@ -110,20 +112,22 @@ class EmulatedKernel:
         grid, block = tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block))
         values = [self._argument(i, a) for i, a in enumerate(args)]
         pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
-        self._function(*(ctypes.c_uint(int(v)) for v in grid + block), pointers)
+        if self._function(*(ctypes.c_uint(int(v)) for v in grid + block), pointers):
+            raise ValueError(f"{self.name}: the fast host build runs one thread per block; launched with {block}")
 
 
 class EmulatedModule:
-    """The kernels built for the CPU; ``get_function(name)`` as on ``cupy.RawModule``."""
+    """The kernels built for the CPU; ``get_function(name)`` as on ``cupy.RawModule``.
+    ``prefix``: the exported entry points' prefix (``fp_emulate_``, ``fp_host_``)."""
 
-    def __init__(self, library: Path):
-        self.library = library
+    def __init__(self, library: Path, prefix: str = "fp_emulate_"):
+        self.library, self.prefix = library, prefix
         self._lib = ctypes.CDLL(str(library))
 
     def get_function(self, name: str) -> EmulatedKernel:
         if name not in KERNELS:
             raise KeyError(f"no kernel {name!r}; kernels: {KERNELS}")
-        return EmulatedKernel(getattr(self._lib, f"fp_emulate_{name}"), name)
+        return EmulatedKernel(getattr(self._lib, f"{self.prefix}{name}"), name)
 
 
 def _cache_dir() -> Path:
@@ -151,27 +155,38 @@ def trusted_library(path: Path) -> bool:
             and not stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-@functools.lru_cache(maxsize=None)
-def emulated_module() -> EmulatedModule:
-    """The kernels compiled for this CPU with g++ (cached by source hash in a private folder;
-    a cached file that is not :func:`trusted_library` is rebuilt); raises
-    :class:`KernelCompileError` with the compiler's output if they do not build."""
+def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
+    """The kernels compiled for this CPU with g++ against ``kernels/<header>`` (cached by
+    source hash in a private folder; a cached file that is not :func:`trusted_library` is
+    rebuilt); :class:`KernelCompileError` with the compiler's output if they do not build."""
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
-        raise KernelCompileError("the kernel emulator needs a C++20 compiler (g++); set CXX to use another")
-    source = ('#include "emulate.hpp"\n' + kernel_source()
-              + "".join(f"FP_EMULATE({name})\n" for name in KERNELS))
-    target = _cache_dir() / f"policy-{_sources_digest(source)}.so"
+        raise KernelCompileError("the kernels' host build needs a C++20 compiler (g++); set CXX to use another")
+    source = (f'#include "{header}"\n' + kernel_source() + "".join(f"{macro}({name})\n" for name in KERNELS))
+    command = [compiler, "-std=c++20", *options, "-fPIC", "-shared", "-ffp-contract=off", f"-I{KERNEL_DIR}"]
+    target = _cache_dir() / f"policy-{header.split('.')[0]}-{_sources_digest(source + ' '.join(options))}.so"
     if not trusted_library(target):
         with tempfile.TemporaryDirectory(dir=target.parent) as work:
-            unit = Path(work) / "policy_emulated.cpp"
+            unit = Path(work) / "policy_host.cpp"
             unit.write_text(source)
             built = Path(work) / target.name
-            command = [compiler, "-std=c++20", "-O2", "-fPIC", "-shared", "-ffp-contract=off",
-                       f"-I{KERNEL_DIR}", str(unit), "-o", str(built)]
-            result = subprocess.run(command, capture_output=True, text=True)
+            result = subprocess.run([*command, str(unit), "-o", str(built)], capture_output=True, text=True)
             if result.returncode != 0:
                 raise KernelCompileError(f"{' '.join(command)} failed:\n{result.stderr}")
             built.chmod(0o700)
             os.replace(built, target)  # atomic: concurrent builders agree on the file
-    return EmulatedModule(target)
+    return target
+
+
+@functools.lru_cache(maxsize=None)
+def emulated_module() -> EmulatedModule:
+    """The kernels on the CPU under ``kernels/emulate.hpp``: every CUDA thread emulated (barriers
+    and shared memory as on a device; slow, for checking the kernels without a GPU)."""
+    return EmulatedModule(_host_library("emulate.hpp", "FP_EMULATE", ("-O2",)), "fp_emulate_")
+
+
+@functools.lru_cache(maxsize=None)
+def host_module() -> EmulatedModule:
+    """The kernels as a fast CPU stage under ``kernels/host.hpp``: one thread per block, the
+    blocks in parallel with OpenMP. Launch with ``block=(1,)`` (see :class:`~.kernel_stage.KernelPolicyStage`)."""
+    return EmulatedModule(_host_library("host.hpp", "FP_HOST", ("-O3", "-fopenmp")), "fp_host_")

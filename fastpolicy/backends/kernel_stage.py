@@ -43,10 +43,12 @@ class KernelPolicyStage:
         module: object with ``get_function(name)`` (``cupy.RawModule`` or
             :class:`~.kernel_build.EmulatedModule`).
         xp: the array module of the images (``cupy`` or ``numpy``).
+        threads_per_block: launch geometry: 256 on a device and in the emulator; 1 for the
+            fast host build (one thread per block, one block per sample or table).
     """
 
-    def __init__(self, module, xp):
-        self.xp = xp
+    def __init__(self, module, xp, threads_per_block: int = _BLOCK):
+        self.xp, self.block = xp, threads_per_block
         self._kernels = {name: module.get_function(name) for name in KERNELS}
 
     @classmethod
@@ -64,6 +66,14 @@ class KernelPolicyStage:
         from .kernel_build import emulated_module
 
         return cls(emulated_module(), np)
+
+    @classmethod
+    def native(cls) -> "KernelPolicyStage":
+        """The same kernels as a fast CPU stage on NumPy arrays: compiled with g++ and
+        OpenMP at first use (``kernels/host.hpp``), samples in parallel over the cores."""
+        from .kernel_build import host_module
+
+        return cls(host_module(), np, threads_per_block=1)
 
     def apply(self, images, params: PolicyParams | None, *, out=None, output: str = "uint8",
               mean=None, inv_std=None, workspace=None, fill: int = FILL):
@@ -137,22 +147,23 @@ class KernelPolicyStage:
         hist = None
         if len(slot.stat_samples):
             hist = xp.zeros((len(slot.stat_samples), 1024), np.uint32)
-            blocks = max(1, min(-(-pixels // (_BLOCK * 8)), 64))
+            blocks = 1 if self.block == 1 else max(1, min(-(-pixels // (self.block * 8)), 64))
             for start in range(0, len(slot.stat_samples), _MAX_GRID_Y):
                 chunk = dev["stat_samples"][start:start + _MAX_GRID_Y]
                 self._kernels["fp_histograms"](
-                    (blocks, len(chunk)), (_BLOCK,),
+                    (blocks, len(chunk)), (self.block,),
                     (src, i32(height), i32(width), i32(channels), chunk, hist[start:start + _MAX_GRID_Y]))
         luts = xp.empty((n, channels, 256), np.uint8) if len(slot.lut_samples) else dev["code"]
         if len(slot.lut_samples):
             threads = len(slot.lut_samples) * channels
+            per_block = 1 if self.block == 1 else 128
             self._kernels["fp_build_luts"](
-                (-(-threads // 128),), (128,),
+                (-(-threads // per_block),), (per_block,),
                 (dev["lut_samples"], i32(len(slot.lut_samples)), i32(channels), dev["lut_kind"], dev["value"],
                  dev["ivalue"], dev["stat_row"], hist if hist is not None else dev["code"], luts))
-        grid = (max(1, min(-(-pixels // _BLOCK), 1024)), min(n, _MAX_GRID_Y))
+        grid = (1 if self.block == 1 else max(1, min(-(-pixels // self.block), 1024)), min(n, _MAX_GRID_Y))
         self._kernels["fp_apply"](
-            grid, (_BLOCK,),
+            grid, (self.block,),
             (src, images, dst, i32(out_mode), dev["value"] if mean is None else mean,
              dev["value"] if inv_std is None else inv_std, i32(n), i32(height), i32(width), i32(channels), i32(fill),
              dev["code"], dev["value"], luts, dev["fixed"], dev["shift"], dev["rows"], dev["cols"], dev["box"],

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ def _resolve_device(device: str | None) -> str:
     return device
 
 
-BACKENDS = ("cupy", "dali", "emulated", "numpy")
+BACKENDS = ("cupy", "native", "dali", "emulated", "numpy")
 """Policy-stage backends of :class:`PolicyDALILoader`."""
 
 
@@ -82,12 +83,14 @@ def _resolve_backend(backend: str | None, device: str) -> str:
 
                 return "cupy"
             except ImportError:
-                pass
-        return "dali"
+                return "dali"
+        # the fast CPU stage is compiled at first use; without a compiler, DALI's operators
+        return "native" if shutil.which(os.environ.get("CXX", "g++")) else "dali"
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "cupy" and device != "gpu":
-        raise ValueError("backend='cupy' runs on a CUDA GPU; on the CPU use 'dali' (or 'emulated' to test the kernels)")
+        raise ValueError("backend='cupy' runs on a CUDA GPU; on the CPU use 'native' or 'dali' (or 'emulated' to "
+                         "test the kernels)")
     return backend
 
 
@@ -123,10 +126,13 @@ class PolicyDALILoader:
             once over all shards).
         seed: seeds shuffling, baseline randomness and policy sampling.
         backend: how policies are applied: ``"cupy"`` (the fused CUDA kernels; GPU only),
+            ``"native"`` (the same kernel sources as a fast CPU stage: g++ and OpenMP at first
+            use, one block per sample; 2.6× DALI's CPU operators at 224² on 2 cores),
             ``"dali"`` (DALI operators), ``"emulated"`` (the CUDA kernels run on the CPU by
             the host emulator; slow, for checking the kernel path without a GPU) or
             ``"numpy"`` (the reference; slow, for checking). None: ``"cupy"`` on a GPU when
-            CuPy is installed, ``"dali"`` otherwise.
+            CuPy is installed, else ``"dali"`` on a GPU; ``"native"`` on the CPU when a C++
+            compiler is there (``$CXX`` or g++), else ``"dali"``.
         baseline: see :data:`~fastpolicy.loader.source.BASELINES`; default ``"imagenet"``
             for files, ``"pad_crop"`` for arrays.
         shuffle: reshuffle every epoch.
@@ -267,10 +273,10 @@ class PolicyDALILoader:
 
     def _policy_stage(self):
         if self._stage is None:
-            if self.backend == "emulated":
+            if self.backend in ("emulated", "native"):
                 from ..backends.kernel_stage import KernelPolicyStage
 
-                self._stage = KernelPolicyStage.emulated()
+                self._stage = getattr(KernelPolicyStage, self.backend)()
             elif self.backend == "dali":
                 from ..backends.dali_stage import DaliPolicyStage
 
@@ -396,7 +402,7 @@ class PolicyDALILoader:
         indices = self._indices(outputs[self.M + 1])[:n_valid]
         images = torch.cat(copies)
         params = self._sample(n_valid)
-        if self.backend in ("cupy", "emulated"):
+        if self.backend in ("cupy", "native", "emulated"):
             finished = self._apply_kernels(images, params)
         else:
             if params is not None and np.any(params.op != NO_OP):
