@@ -155,11 +155,16 @@ def trusted_library(path: Path) -> bool:
             and not stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH))
 
 
+def host_compiler() -> str | None:
+    """The C++ compiler the host builds use (``$CXX``, default g++), or None if there is none."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
 def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
     """The kernels compiled for this CPU with g++ against ``kernels/<header>`` (cached by
     source hash in a private folder; a cached file that is not :func:`trusted_library` is
     rebuilt); :class:`KernelCompileError` with the compiler's output if they do not build."""
-    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    compiler = host_compiler()
     if compiler is None:
         raise KernelCompileError("the kernels' host build needs a C++20 compiler (g++); set CXX to use another")
     source = (f'#include "{header}"\n' + kernel_source() + "".join(f"{macro}({name})\n" for name in KERNELS))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import shutil
 
 import numpy as np
 import torch
@@ -85,7 +84,9 @@ def _resolve_backend(backend: str | None, device: str) -> str:
             except ImportError:
                 return "dali"
         # the fast CPU stage is compiled at first use; without a compiler, DALI's operators
-        return "native" if shutil.which(os.environ.get("CXX", "g++")) else "dali"
+        from ..backends.kernel_build import host_compiler
+
+        return "native" if host_compiler() else "dali"
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "cupy" and device != "gpu":

@@ -42,6 +42,7 @@ from ..spaces import aws
 from ..train.aws import AWSConfig, AWSSearch
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
+from ..train.rundir import continue_or_restart
 from .table4 import bootstrap_ci
 
 SCREEN_RATIO = 3.0
@@ -139,13 +140,7 @@ def _json(path: str) -> dict:
     return {}
 
 
-def _continue(folder: str, checkpoint_name: str = "checkpoint.pt") -> dict:
-    """A study's run: resumed from its checkpoint, or (killed before its first one) started over."""
-    resume = os.path.exists(os.path.join(folder, checkpoint_name))
-    return {"resume": resume, "overwrite": not resume}
-
-
-def full_accuracy(out: str, name: str, index: int, policy: AWSDistribution, seed: int, spec: dict,
+def full_accuracy(out: str, index: int, policy: AWSDistribution, seed: int, spec: dict,
                   progress: bool, threads: int) -> float:
     """Test accuracy of a model trained from scratch with ``policy`` (reused if it finished)."""
     folder = os.path.join(out, f"policy{index}")
@@ -157,7 +152,7 @@ def full_accuracy(out: str, name: str, index: int, policy: AWSDistribution, seed
             policy.save(path)
         FinalTraining(TrainConfig(out=run, policy=path, M=1, epochs=spec["epochs"], train_subset=spec["train_subset"],
                                   balanced_subset=True, val_subset=None, batch=spec["batch"], seed=seed, device="cpu",
-                                  progress=progress, num_threads=threads), **_continue(run)).run()
+                                  progress=progress, num_threads=threads), **continue_or_restart(run)).run()
         summary = _json(os.path.join(run, "summary.json"))
     return float(summary["final_accuracy"])
 
@@ -171,8 +166,8 @@ def proxy_accuracies(out: str, policies, seed: int, spec: dict, stage1_augment: 
                                  val_count=spec["val_count"], batch=spec["batch"], seed=seed, device="cpu",
                                  finetune_schedule="tail", stage1_augment=stage1_augment, progress=progress,
                                  num_threads=threads),
-                       **_continue(folder, "stage1.pt" if not os.path.exists(os.path.join(folder, "shared.pt"))
-                                   else "shared.pt"))
+                       **continue_or_restart(folder, "shared.pt" if os.path.exists(os.path.join(folder, "shared.pt"))
+                                             else "stage1.pt"))
     search.run_stage1()
     cache_path = os.path.join(folder, "proxy.json")
     cache = _json(cache_path)
@@ -262,8 +257,8 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, progre
     if budget == "smoke":
         policies = policies[:1] + policies[5:7]  # uniform, Invert twice, harsh
     seeds = range(spec["seeds"])
-    full = np.array([[full_accuracy(out, name, i, policy, seed, spec, progress, threads) for seed in seeds]
-                     for i, (name, policy) in enumerate(policies)])
+    full = np.array([[full_accuracy(out, i, policy, seed, spec, progress, threads) for seed in seeds]
+                     for i, (_, policy) in enumerate(policies)])
     proxies = {"uniform stage 1": np.array([proxy_accuracies(out, policies, seed, spec, "uniform", progress, threads)
                                             for seed in seeds]).T,
                "no augmentation in stage 1": np.array([proxy_accuracies(out, policies, seed, spec, "none", progress,

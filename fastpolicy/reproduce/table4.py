@@ -43,6 +43,7 @@ from ..train import loop
 from ..train.adversarial import MODES, AdversarialConfig, AdversarialSearch
 from ..train.data import _array_loaders, balanced_subset
 from ..train.plots import _pyplot
+from ..train.rundir import continue_or_restart
 
 GATE_POINTS = 3.0
 """The baseline's test − train error (points) above which the study is in the overfitting regime."""
@@ -94,8 +95,7 @@ def run_arm(out: str, arm: str, seed: int, spec: dict, progress: bool = False, t
         val_subset=spec["val_subset"], balanced_subset=True, fill=spec["fill"],
         magnitude_scale=spec["magnitude_scale"], controller_window=spec["controller_window"], device="cpu",
         progress=progress, num_threads=threads)
-    resume = os.path.exists(os.path.join(folder, "checkpoint.pt"))
-    search = AdversarialSearch(config, resume=resume, overwrite=not resume)  # killed before epoch 0: anew
+    search = AdversarialSearch(config, **continue_or_restart(folder))
     search.run()
     history = search.history
     row = {"arm": arm, "seed": seed, "M": search.preset.M, "epochs": search.preset.epochs,

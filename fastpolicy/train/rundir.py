@@ -81,4 +81,11 @@ def prepare(out: str, kind: str, resume: bool, overwrite: bool = False, settings
                                            "settings": settings or {}})
 
 
-__all__ = ["MARKER", "RunFolderError", "new_run_folder", "check", "prepare"]
+def continue_or_restart(out: str, checkpoint_name: str = "checkpoint.pt") -> dict:
+    """``{"resume", "overwrite"}`` for a run a study owns: resumed from its checkpoint if it has
+    one, else (never started, or killed before its first checkpoint) started over."""
+    resume = os.path.exists(os.path.join(out, checkpoint_name))
+    return {"resume": resume, "overwrite": not resume}
+
+
+__all__ = ["MARKER", "RunFolderError", "new_run_folder", "check", "prepare", "continue_or_restart"]
