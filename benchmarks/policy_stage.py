@@ -34,7 +34,7 @@ from fastpolicy.bench import record
 from fastpolicy.bench.stage import families, family_params
 from fastpolicy.bench.timing import median_seconds
 from fastpolicy.data.photo_tree import photo_batch
-from fastpolicy.policy import sample_policies
+from fastpolicy.sampling import sample_policies
 
 
 def main(argv=None) -> dict:

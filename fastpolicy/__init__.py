@@ -17,7 +17,8 @@ from .distribution import AWSDistribution
 from .jsonio import PolicyFormatError
 from .magnitude import N_BINS, Magnitude
 from .params import NO_OP, PolicyParams
-from .policy import OpChoice, Policy, sample_policies
+from .policy import OpChoice, Policy
+from .sampling import sample_policies
 from .registry import OP_NAMES, OPS, OpSpec, get_op, register_backend
 from .schedule import PolicySchedule
 

@@ -140,8 +140,19 @@ class AWSDistribution(jsonio.JsonFile):
                              "of the AWS space")
         return pairs
 
+    @property
+    def n_ops(self) -> int:
+        """Op slots per sample: 2 (a pair of elements)."""
+        return 2
+
+    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """int64[n, 2] op ids and bins of ``n`` sampled element pairs (the sampler interface
+        of :mod:`fastpolicy.sampling`; bin -1 for ops without magnitude)."""
+        pairs = self.sample_pairs(n, rng)
+        return self._element_op[pairs], self._element_bin[pairs]
+
     def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
-        """Per-sample parameters for ``n`` images, one pair each (the loader's interface)."""
+        """Per-sample parameters for ``n`` images, one pair each."""
         return self.params_for_pairs(self.sample_pairs(n, rng), rng, policy_index, version)
 
     def top_pairs(self, k: int = 10) -> list[tuple[str, str, float]]:

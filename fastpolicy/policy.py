@@ -102,15 +102,18 @@ class Policy(jsonio.JsonFile):
                 ops[i, j], bins[i, j], probs[i, j] = OPS[choice.op].id, choice.bin, choice.prob
         return ops, bins, probs
 
-    def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
-        """Per-sample parameters for ``n`` images: a uniformly chosen sub-policy each,
-        ops kept with their probability (skipped slots get op -1), signs, Cutout
-        centres and SamplePairing partners drawn from ``rng``."""
+    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """int64[n, K] op ids and bins: a uniformly chosen sub-policy per sample, each op kept
+        with its probability (skipped: op -1). The sampler interface of :mod:`fastpolicy.sampling`."""
         ops, bins, probs = self._tables
         chosen = rng.integers(0, len(self.sub_policies), size=n)
         keep = rng.random((n, self.n_ops)) < probs[chosen]
-        return complete(np.where(keep, ops[chosen], NO_OP), bins[chosen], self.space, rng,
-                        policy=policy_index, version=version)
+        return np.where(keep, ops[chosen], NO_OP), bins[chosen]
+
+    def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
+        """Per-sample parameters for ``n`` images (:meth:`choose`, then signs, Cutout
+        centres and SamplePairing partners drawn from ``rng``)."""
+        return complete(*self.choose(n, rng), self.space, rng, policy=policy_index, version=version)
 
     @classmethod
     def random(cls, rng: np.random.Generator, space: str = "adversarial", n_sub_policies: int = 5,
@@ -164,12 +167,3 @@ class Policy(jsonio.JsonFile):
         subs = "; ".join(" → ".join(f"{c.op}@{c.bin}" + (f"(p={c.prob:g})" if c.prob != 1 else "") for c in sub)
                          for sub in self.sub_policies)
         return f"Policy[{self.space.name}]({subs})"
-
-
-def sample_policies(policies, n: int, rng: np.random.Generator, version: int = 0) -> PolicyParams:
-    """Parameters for M policies × ``n`` images, policy-major: rows ``m*n … (m+1)*n - 1``
-    belong to ``policies[m]`` and carry ``policy == m``; SamplePairing partners stay
-    within each policy's block (the block holds the batch's ``n`` distinct images)."""
-    if not policies:
-        raise ValueError("sample_policies needs at least one policy")
-    return PolicyParams.concat([p.sample(n, rng, policy_index=m, version=version) for m, p in enumerate(policies)])

@@ -77,8 +77,10 @@ class OpSpec:
 
     def value(self, space: str, bin: int, sign: int = 1) -> float:
         """The op's value at ``bin`` (and ``sign``) in ``space``; 0.0 for ops without magnitude."""
+        from .spaces import get_space  # spaces are derived from this module
+
         magnitude = self.magnitude(space)
-        return 0.0 if magnitude is None else magnitude.value(bin, sign)
+        return 0.0 if magnitude is None else magnitude.value(bin, sign, get_space(space).n_bins)
 
     @property
     def integer(self) -> bool:
@@ -91,8 +93,18 @@ class OpSpec:
         return any(m is not None and m.signed for m in self.magnitudes.values())
 
 
-def _both(magnitude: Magnitude | None) -> dict:
-    return {"adversarial": magnitude, "aws": magnitude}
+def _spaces(magnitude: Magnitude | None, standard: Magnitude | None = None, wide: Magnitude | None = None,
+            randaugment: bool = True, enhance: bool = False) -> dict:
+    """The op's magnitude in every space: the two papers' (``magnitude``; enhance ops differ,
+    see :data:`_ENHANCE`) and the standard policies' (torchvision's ranges: ``standard`` for
+    AutoAugment and RandAugment, ``wide`` for TrivialAugmentWide; default ``magnitude``)."""
+    standard = magnitude if standard is None else standard
+    spaces = dict(_ENHANCE) if enhance else {"adversarial": magnitude, "aws": magnitude}
+    spaces["autoaugment"] = standard
+    if randaugment:
+        spaces["randaugment"] = standard
+        spaces["trivialaugment_wide"] = standard if wide is None else wide
+    return spaces
 
 
 _SHEAR = Magnitude(0.0, 0.3, signed=True)
@@ -103,34 +115,47 @@ _ENHANCE = {
     # AWS: 1 ± m with m 0 → 0.9 and a random sign (bins 3, 6, 9: 1 ± 0.3, 0.6, 0.9).
     "aws": Magnitude(0.0, 0.9, signed=True, centre=1.0),
 }
+_ENHANCE_STANDARD = Magnitude(0.0, 0.9, signed=True, centre=1.0)  # torchvision: 1 ± m
+_ENHANCE_WIDE = Magnitude(0.0, 0.99, signed=True, centre=1.0)
+_SOLARIZE_STANDARD = Magnitude(255.0, 0.0)  # torchvision: 255·linspace(1, 0); the papers' spaces: 256 → 0
+_SHEAR_WIDE = Magnitude(0.0, 0.99, signed=True)
+# TrivialAugmentWide translates by up to 32 pixels at any size; values here are fractions of
+# the side, so 32/224 (the same at 224², the size it was tuned at).
+_TRANSLATE_WIDE = Magnitude(0.0, 32 / 224, signed=True)
+_ENHANCE_SPACES = _spaces(None, _ENHANCE_STANDARD, wide=_ENHANCE_WIDE, enhance=True)
 _EXACT = Tolerance()
 
 _SPECS = (
-    OpSpec("ShearX", "affine", geometry.geometric(geometry.shear_x), _both(_SHEAR),
+    OpSpec("ShearX", "affine", geometry.geometric(geometry.shear_x), _spaces(_SHEAR, wide=_SHEAR_WIDE),
            doc="x += value·y about the top-left corner; value ±0.3"),
-    OpSpec("ShearY", "affine", geometry.geometric(geometry.shear_y), _both(_SHEAR),
+    OpSpec("ShearY", "affine", geometry.geometric(geometry.shear_y), _spaces(_SHEAR, wide=_SHEAR_WIDE),
            doc="y += value·x; value ±0.3"),
-    OpSpec("TranslateX", "affine", geometry.geometric(geometry.translate_x), _both(_TRANSLATE),
+    OpSpec("TranslateX", "affine", geometry.geometric(geometry.translate_x),
+           _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
            doc="shift by value × width; value ±150/331"),
-    OpSpec("TranslateY", "affine", geometry.geometric(geometry.translate_y), _both(_TRANSLATE),
+    OpSpec("TranslateY", "affine", geometry.geometric(geometry.translate_y),
+           _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
            doc="shift by value × height; value ±150/331"),
-    OpSpec("Rotate", "affine", geometry.geometric(geometry.rotate), _both(Magnitude(0.0, 30.0, signed=True)),
+    OpSpec("Rotate", "affine", geometry.geometric(geometry.rotate),
+           _spaces(Magnitude(0.0, 30.0, signed=True), wide=Magnitude(0.0, 135.0, signed=True)),
            doc="rotate about the centre by value degrees; ±30"),
-    OpSpec("AutoContrast", "lut", color.lookup(color.autocontrast_lut), _both(None), stats="minmax",
+    OpSpec("AutoContrast", "lut", color.lookup(color.autocontrast_lut), _spaces(None), stats="minmax",
            doc="stretch each channel's [min, max] to [0, 255]"),
-    OpSpec("Invert", "lut", color.lookup(color.invert_lut), _both(None), doc="255 − v"),
-    OpSpec("Equalize", "lut", color.lookup(color.equalize_lut), _both(None), stats="histogram",
+    OpSpec("Invert", "lut", color.lookup(color.invert_lut), _spaces(None, randaugment=False), doc="255 − v"),
+    OpSpec("Equalize", "lut", color.lookup(color.equalize_lut), _spaces(None), stats="histogram",
            doc="PIL's per-channel histogram equalization"),
-    OpSpec("Solarize", "lut", color.lookup(color.solarize_lut), _both(Magnitude(256.0, 0.0)), identity=256.0,
+    OpSpec("Solarize", "lut", color.lookup(color.solarize_lut),
+           _spaces(Magnitude(256.0, 0.0), _SOLARIZE_STANDARD), identity=256.0,
            doc="invert values ≥ threshold; threshold 256 → 0"),
-    OpSpec("Posterize", "lut", color.lookup(color.posterize_lut), _both(Magnitude(8.0, 4.0, integer=True)), identity=8.0,
+    OpSpec("Posterize", "lut", color.lookup(color.posterize_lut), _spaces(Magnitude(8.0, 4.0, integer=True), wide=Magnitude(8.0, 2.0, integer=True)),
+           identity=8.0,
            doc="keep the top value bits; 8 → 4"),
-    OpSpec("Contrast", "lut", color.lookup(color.contrast_lut), _ENHANCE, stats="mean", identity=1.0,
+    OpSpec("Contrast", "lut", color.lookup(color.contrast_lut), _ENHANCE_SPACES, stats="mean", identity=1.0,
            doc="blend with the mean grey level by factor value"),
-    OpSpec("Color", "blend", color.color, _ENHANCE, identity=1.0, doc="blend with the grey (L) image by factor value"),
-    OpSpec("Brightness", "lut", color.lookup(color.brightness_lut), _ENHANCE, identity=1.0,
+    OpSpec("Color", "blend", color.color, _ENHANCE_SPACES, identity=1.0, doc="blend with the grey (L) image by factor value"),
+    OpSpec("Brightness", "lut", color.lookup(color.brightness_lut), _ENHANCE_SPACES, identity=1.0,
            doc="blend with black by factor value"),
-    OpSpec("Sharpness", "blend", color.sharpness, _ENHANCE, identity=1.0,
+    OpSpec("Sharpness", "blend", color.sharpness, _ENHANCE_SPACES, identity=1.0,
            doc="blend with the 3×3 SMOOTH-filtered image by factor value"),
     OpSpec("Cutout", "special", special.cutout, {"adversarial": Magnitude(0.0, 0.2)}, needs="center",
            doc="grey (128) square of side value × the shorter side; value 0 → 0.2"),

@@ -1,8 +1,13 @@
-"""From chosen (op, bin) slots to complete per-sample parameters.
+"""From chosen (op, bin) slots to complete per-sample parameters, for M policies at once.
 
-Both policy models choose, per sample, op ids and bins; :func:`complete` draws
-everything else a backend needs (signs, Cutout centres, SamplePairing partners)
-and turns bins into values with the space's magnitude mappings.
+Every policy model (a :class:`~fastpolicy.policy.Policy`, an
+:class:`~fastpolicy.distribution.AWSDistribution`, the standard policies of
+:mod:`fastpolicy.policies`) is a *sampler*: it has a ``space`` and ``n_ops`` and
+``choose(n, rng) -> (op int64[n, K], bin int64[n, K])`` picks op ids and magnitude bins
+per sample (op -1: slot skipped). :func:`complete` draws everything else a backend needs
+(signs, Cutout centres, SamplePairing partners) and turns bins into values with the
+space's magnitude mappings. :func:`sample_policies` is the one sampler of a loader batch:
+M policies × n images in one vectorized pass.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def value_tables(space: SearchSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def complete(op: np.ndarray, bin: np.ndarray, space: SearchSpace, rng: np.random.Generator,
-             policy: np.ndarray | int = 0, version: int = 0) -> PolicyParams:
+             policy: np.ndarray | int = 0, version: int = 0, block: int | None = None) -> PolicyParams:
     """Draw signs, centres and partners for chosen slots and build :class:`PolicyParams`.
 
     Args:
@@ -53,6 +58,8 @@ def complete(op: np.ndarray, bin: np.ndarray, space: SearchSpace, rng: np.random
         rng: the only source of randomness, so sampling is reproducible from a seed.
         policy: int[N] or a scalar, the policy index of each sample.
         version: the policy version the samples come from.
+        block: SamplePairing partners are drawn within consecutive blocks of this many
+            rows (a policy's copies of the batch's distinct images); None: one block.
     """
     op = np.asarray(op, dtype=np.int64)
     n, k = op.shape
@@ -64,7 +71,79 @@ def complete(op: np.ndarray, bin: np.ndarray, space: SearchSpace, rng: np.random
     sign = np.where(signed[safe_op] & active, rng.choice(np.array([-1, 1]), size=(n, k)), 1)
     value = np.where(has_magnitude, values[safe_op, safe_bin, (sign + 1) // 2], 0.0)
     center = rng.random((n, k, 2))
-    partner = (np.arange(n)[:, None] + rng.integers(1, max(n, 2), size=(n, k))) % max(n, 1)
+    block = n if block is None else block
+    if block < 1 or n % block:
+        raise ValueError(f"block {block} does not divide the {n} rows")
+    local = np.arange(n) % block
+    partner = (np.arange(n) - local)[:, None] + (local[:, None] + rng.integers(1, max(block, 2), size=(n, k))) % block
     return PolicyParams(
         op=op, bin=np.where(has_magnitude, safe_bin, -1), sign=sign, value=value, center=center,
         partner=partner, policy=np.broadcast_to(np.asarray(policy), (n,)), version=version)
+
+
+def sample_policies(samplers, n: int, rng: np.random.Generator, version: int = 0,
+                    slots: int | None = None) -> PolicyParams:
+    """Parameters for M samplers × ``n`` images in one pass, policy-major: rows
+    ``m·n … (m+1)·n − 1`` belong to ``samplers[m]`` and carry ``policy == m``; SamplePairing
+    partners stay within each block (the block holds the batch's ``n`` distinct images).
+
+    Samplers that are the same object (one AWS distribution for all copies) draw their
+    M·n samples in one call; :class:`~fastpolicy.policy.Policy` objects of one shape and
+    space are stacked and drawn together (Adversarial AutoAugment's M policies). ``slots``
+    pads every row to that many op slots (default: the largest ``n_ops``).
+    """
+    from .policy import Policy
+
+    samplers = list(samplers)
+    if not samplers:
+        raise ValueError("sample_policies needs at least one policy")
+    m_count = len(samplers)
+    k = max(s.n_ops for s in samplers)
+    if slots is not None:
+        if slots < k:
+            raise ValueError(f"policies apply {k} ops per sample; only {slots} slots")
+        k = slots
+    op = np.full((m_count, n, k), NO_OP, np.int64)
+    bin_ = np.zeros((m_count, n, k), np.int64)
+    groups: dict = {}
+    for m, sampler in enumerate(samplers):
+        if isinstance(sampler, Policy):
+            ops, _, _ = sampler._tables
+            key = ("policy", sampler.space.name, ops.shape)
+        else:
+            key = ("object", id(sampler))
+        groups.setdefault(key, []).append(m)
+    for key, members in groups.items():
+        first = samplers[members[0]]
+        if key[0] == "policy":
+            ops, bins, probs = (np.stack(t) for t in zip(*(samplers[m]._tables for m in members)))
+            chosen = rng.integers(0, ops.shape[1], size=(len(members), n))
+            rows = np.arange(len(members))[:, None]
+            keep = rng.random((len(members), n, ops.shape[2])) < probs[rows, chosen]
+            g_op, g_bin = np.where(keep, ops[rows, chosen], NO_OP), bins[rows, chosen]
+        else:
+            g_op, g_bin = first.choose(n * len(members), rng)
+            g_op, g_bin = g_op.reshape(len(members), n, -1), g_bin.reshape(len(members), n, -1)
+        op[members, :, :g_op.shape[2]] = g_op
+        bin_[members, :, :g_op.shape[2]] = g_bin
+    spaces = {s.space for s in samplers}
+    policy = np.repeat(np.arange(m_count), n)
+    if len(spaces) == 1:
+        return complete(op.reshape(-1, k), bin_.reshape(-1, k), spaces.pop(), rng, policy, version, block=n)
+    parts = [complete(op[m], bin_[m], samplers[m].space, rng, m, version) for m in range(m_count)]
+    return PolicyParams.concat(parts)
+
+
+def share_equal(samplers) -> list:
+    """``samplers`` with equal ones (same ``to_dict()``) replaced by the first of them, so
+    :func:`sample_policies` draws them together, as it would the same object; a loader
+    does this whenever it is given policies (set or restored), so its batches do not
+    depend on whether equal policies arrived as one object or as copies."""
+    out, seen = [], []
+    for sampler in samplers:
+        data = sampler.to_dict()
+        match = next((first for first, first_data in seen if first_data == data), None)
+        if match is None:
+            seen.append((sampler, data))
+        out.append(sampler if match is None else match)
+    return out

@@ -4,6 +4,9 @@
   a controller picks an op and a bin for each of a sub-policy's two slots.
 * :func:`aws` — AWS: 36 elements = each op with a magnitude at bins 3, 6 and 9 of
   the 10-bin range, plus each op without one; an AWS op is an ordered pair of elements.
+* :func:`standard` — the spaces of the standard policies of :mod:`fastpolicy.policies`
+  (torchvision's magnitude ranges): ``"autoaugment"`` (10 bins), ``"randaugment"`` and
+  ``"trivialaugment_wide"`` (31 bins).
 """
 
 from __future__ import annotations
@@ -81,9 +84,25 @@ def aws() -> SearchSpace:
     return SearchSpace("aws", ops, N_BINS, tuple(elements))
 
 
+STANDARD_BINS = {"autoaugment": N_BINS, "randaugment": 31, "trivialaugment_wide": 31}
+"""Magnitude bins of the standard policies' spaces (torchvision's defaults)."""
+
+
+@lru_cache(maxsize=None)
+def standard(name: str) -> SearchSpace:
+    """A standard policy's space: the registry ops with a ``name`` magnitude, every bin."""
+    if name not in STANDARD_BINS:
+        raise ValueError(f"unknown standard space {name!r}; known: {', '.join(STANDARD_BINS)}")
+    ops = tuple(op for op, spec in OPS.items() if name in spec.magnitudes)
+    n_bins = STANDARD_BINS[name]
+    return SearchSpace(name, ops, n_bins, tuple(Element(op, b) for op in ops for b in range(n_bins)))
+
+
 def get_space(name: str) -> SearchSpace:
     """The search space called ``name``."""
+    if name in STANDARD_BINS:
+        return standard(name)
     spaces = {"adversarial": adversarial, "aws": aws}
     if name not in spaces:
-        raise ValueError(f"unknown search space {name!r}; known: {', '.join(spaces)}")
+        raise ValueError(f"unknown search space {name!r}; known: {', '.join([*spaces, *STANDARD_BINS])}")
     return spaces[name]()

@@ -104,16 +104,21 @@ __device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8
     for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], s.value[n]);
 }
 
-// Output modes: the slot's uint8 image, or the stage's last slot fused with normalization.
-#define FP_OUT_UINT8_NHWC 0
-#define FP_OUT_FLOAT32_NCHW 1
-#define FP_OUT_FLOAT16_NCHW 2
+// Output modes (`out_mode`): the low two bits pick the element type, bit 2 the layout.
+// Intermediate slots write FP_OUT_UINT8 (NHWC); the stage's last slot may write any mode,
+// fused with normalization for the float types.
+#define FP_OUT_UINT8 0
+#define FP_OUT_FLOAT32 1
+#define FP_OUT_FLOAT16 2
+#define FP_OUT_BFLOAT16 3
+#define FP_OUT_PLANAR 4   // NCHW; without it NHWC (torch's channels-last memory layout)
 
 // Grid: x over pixels (grid-stride), y over samples (grid-stride).
 // code: int32 [N], the index of each sample's apply function in FP_APPLIES.
-// dst: uint8 [N, H, W, C] (mode 0), or float32 / float16 [N, C, H, W] holding
-//      (v - mean[c]) * inv_std[c] computed in float32 (modes 1, 2; mean, inv_std: float32 [C]
-//      in pixel units, i.e. mean * 255 and 1 / (std * 255)).
+// dst: [N, H, W, C], or [N, C, H, W] with FP_OUT_PLANAR, of uint8 (the pixel as is) or of
+//      float32 / float16 / bfloat16 holding (v - mean[c]) * inv_std[c] computed in float32
+//      and rounded to nearest even (mean, inv_std: float32 [C] in pixel units, i.e.
+//      mean * 255 and 1 / (std * 255)).
 extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
                                     int out_mode, const float* __restrict__ mean, const float* __restrict__ inv_std,
                                     int count, int height, int width, int channels, int fill,
@@ -136,16 +141,15 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* 
 #undef FP_APPLY_CASE
                 default: apply_copy(s, n, y, x, px);
             }
-            if (out_mode == FP_OUT_UINT8_NHWC) {
-                fp_u8* o = (fp_u8*)dst + ((fp_i64)n * pixels + p) * channels;
-                for (int c = 0; c < channels; ++c) o[c] = px[c];
-                continue;
-            }
+            const int type = out_mode & 3;
+            const bool planar = (out_mode & FP_OUT_PLANAR) != 0;
             for (int c = 0; c < channels; ++c) {
+                const fp_i64 at = planar ? ((fp_i64)n * channels + c) * pixels + p : ((fp_i64)n * pixels + p) * channels + c;
+                if (type == FP_OUT_UINT8) { ((fp_u8*)dst)[at] = px[c]; continue; }
                 const float v = __fmul_rn(__fsub_rn((float)px[c], mean[c]), inv_std[c]);
-                const fp_i64 at = ((fp_i64)n * channels + c) * pixels + p;
-                if (out_mode == FP_OUT_FLOAT32_NCHW) ((float*)dst)[at] = v;
-                else ((fp_u16*)dst)[at] = fp_half_bits(v);
+                if (type == FP_OUT_FLOAT32) ((float*)dst)[at] = v;
+                else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at] = fp_half_bits(v);
+                else ((fp_u16*)dst)[at] = fp_bfloat16_bits(v);
             }
         }
     }

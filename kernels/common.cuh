@@ -26,6 +26,13 @@ __device__ __forceinline__ int fp_luminance(int r, int g, int b) {
     return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
 }
 
+// float32 -> bfloat16 bits, round to nearest even (torch's conversion); NaN stays a quiet NaN.
+__device__ __forceinline__ fp_u16 fp_bfloat16_bits(float f) {
+    const fp_u32 x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (fp_u16)((x >> 16) | 0x0040u);
+    return (fp_u16)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
 // float32 -> IEEE float16 bits, round to nearest even (what torch's .half() does).
 __device__ __forceinline__ fp_u16 fp_half_bits(float f) {
     const fp_u32 x = __float_as_uint(f);

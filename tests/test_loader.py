@@ -184,4 +184,4 @@ def test_normalization_rejects_zero_std():
                                      device="cpu", mean=(0.5,), std=(0.0,))
     loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2,
                                           device="cpu")  # constant data: std from the data is 0, so only centred
-    assert np.isfinite(loader._pixel_inv_std).all()
+    assert np.isfinite(loader.output_spec.pixel_normalization(1)[1]).all()

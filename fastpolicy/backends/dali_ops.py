@@ -29,7 +29,7 @@ from ..registry import OPS, register_backend
 
 @dataclass
 class DaliSlotArgs:
-    """Per-sample DataNodes of one slot (see :class:`~fastpolicy.backends.slots.SlotArrays`).
+    """Per-sample DataNodes of one slot (see :data:`~fastpolicy.backends.pack.DALI_FIELDS`).
 
     ``value32`` lives on the images' device (an arithmetic operand);
     ``matrix``/``anchor``/``shape`` on the CPU (argument inputs); ``partner_image`` is

@@ -1,7 +1,7 @@
 """The DALI policy stage: a pipeline, built once, that applies per-sample parameters it is fed.
 
 :class:`DaliPolicyStage` ``.apply(images, params)`` feeds uint8 NHWC images and the
-per-slot arrays of :mod:`.slots` through ``external_source`` and runs one iteration:
+per-slot arrays of :func:`.pack.pack` through ``external_source`` and runs one iteration:
 for every slot, DALI's ``auto_aug`` ``select`` splits the batch by op id
 (conditional execution) and each part goes through its op's registered DALI
 implementation (:mod:`.dali_ops`). New parameters every call, no rebuild.
@@ -15,26 +15,25 @@ from nvidia.dali.auto_aug.core import select
 
 from ..registry import OPS
 from . import dali_ops
-from .slots import SlotArrays, slot_arrays
-
-_FIELDS = ("select", "value32", "matrix", "anchor", "shape", "partner")
+from .pack import DALI_FIELDS, pack
 
 
 def _fields(pairing: bool) -> tuple[str, ...]:
-    return _FIELDS if pairing else _FIELDS[:-1]
+    return DALI_FIELDS if pairing else DALI_FIELDS[:-1]
 
 
 def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str, pairing: bool, fill: int):
     # Without partners SamplePairing is never selected (feed() rejects it); identity keeps the graph valid.
-    implementations = [spec.backends["dali"] if pairing or spec.needs != "partner" else dali_ops.identity
-                       for spec in OPS.values()] + [dali_ops.identity]
+    # select = op id + 1 (0: the slot is skipped; see fastpolicy.backends.pack)
+    implementations = [dali_ops.identity] + [spec.backends["dali"] if pairing or spec.needs != "partner"
+                                             else dali_ops.identity for spec in OPS.values()]
     images = fn.external_source(name="images", device=device, layout="HWC")
     original = images
     for k in range(slots):
         inputs = {f: fn.external_source(name=f"{f}{k}") for f in _fields(pairing)}
         on_device = (lambda node: node.gpu()) if device == "gpu" else (lambda node: node)
         args = dali_ops.DaliSlotArgs(
-            value32=on_device(inputs["value32"]),
+            value32=on_device(inputs["value"]),
             matrix=inputs["matrix"], anchor=inputs["anchor"], shape=inputs["shape"],
             partner_image=fn.permute_batch(original, indices=inputs["partner"]) if pairing else None,
             channels=channels, size=size, fill=fill)
@@ -92,10 +91,9 @@ class DaliPolicyStage:
         if not self.pairing and np.any(params.op == OPS["SamplePairing"].id):
             raise ValueError("params use SamplePairing but the stage was built with pairing=False")
         self._pipe.feed_input("images", images)
-        for k in range(self.slots):
-            arrays: SlotArrays = slot_arrays(params, k, *self.size)
+        for k, arrays in enumerate(pack(params, *self.size, "dali").views()):
             for f in _fields(self.pairing):
-                self._pipe.feed_input(f"{f}{k}", getattr(arrays, f))
+                self._pipe.feed_input(f"{f}{k}", arrays[f])
 
     def run(self):
         """Run the fed batch; returns DALI's output TensorList (CPU or GPU)."""

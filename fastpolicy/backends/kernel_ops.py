@@ -43,8 +43,11 @@ COPY = "apply_copy"
 SHIFT = "apply_shift"
 """Apply function of affine samples whose matrix is a translation."""
 
-OUTPUT_MODES = {"uint8": 0, "float32": 1, "float16": 2}
-"""``fp_apply``'s ``out_mode``: uint8 NHWC, or normalized float32 / float16 NCHW."""
+OUTPUT_TYPES = {"uint8": 0, "float32": 1, "float16": 2, "bfloat16": 3}
+"""``fp_apply``'s element types (low bits of ``out_mode``): uint8 as is, or normalized floats."""
+
+PLANAR = 4
+"""``out_mode`` bit: write NCHW; without it NHWC (channels-last)."""
 
 
 @dataclass(frozen=True)
@@ -159,5 +162,5 @@ def per_sample(name: str, values: np.ndarray) -> np.ndarray:
     return np.zeros(len(values), np.int32) if convert is None else convert(values).astype(np.int32)
 
 
-__all__ = ["KernelOp", "KERNELS", "KERNEL_DIR", "APPLY_FUNCTIONS", "LUT_BUILDERS", "OUTPUT_MODES",
+__all__ = ["KernelOp", "KERNELS", "KERNEL_DIR", "APPLY_FUNCTIONS", "LUT_BUILDERS", "OUTPUT_TYPES", "PLANAR",
            "NVRTC_OPTIONS", "kernel_source", "inline_includes", "dispatch_tables", "per_sample"]

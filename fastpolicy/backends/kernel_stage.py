@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..params import PolicyParams
+from ..params import NO_OP, PolicyParams
 from ..reference.geometry import FILL
-from .kernel_ops import KERNELS, OUTPUT_MODES
-from .kernel_slots import KernelSlot, copy_slot, kernel_slot
+from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
+from .pack import pack
 
 _BLOCK = 256
+_DEVICE_STAGES: dict = {}
 _MAX_GRID_Y = 65535
 
 
@@ -50,15 +51,18 @@ class KernelPolicyStage:
     def __init__(self, module, xp, threads_per_block: int = _BLOCK):
         self.xp, self.block = xp, threads_per_block
         self._kernels = {name: module.get_function(name) for name in KERNELS}
+        self._norm: dict = {}
 
     @classmethod
     def on_device(cls, device_id: int = 0) -> "KernelPolicyStage":
-        """The CuPy stage for CUDA device ``device_id`` (kernels compiled once, memoized)."""
-        import cupy
+        """The CuPy stage for CUDA device ``device_id`` (one per device, kernels compiled once)."""
+        if device_id not in _DEVICE_STAGES:
+            import cupy
 
-        from .kernel_build import cupy_module
+            from .kernel_build import cupy_module
 
-        return cls(cupy_module(device_id), cupy)
+            _DEVICE_STAGES[device_id] = cls(cupy_module(device_id), cupy)
+        return _DEVICE_STAGES[device_id]
 
     @classmethod
     def emulated(cls) -> "KernelPolicyStage":
@@ -75,7 +79,7 @@ class KernelPolicyStage:
 
         return cls(host_module(), np, threads_per_block=1)
 
-    def apply(self, images, params: PolicyParams | None, *, out=None, output: str = "uint8",
+    def apply(self, images, params: PolicyParams | None, *, out=None, output: str = "uint8", layout: str | None = None,
               mean=None, inv_std=None, workspace=None, fill: int = FILL):
         """Apply ``params`` to ``images``.
 
@@ -83,10 +87,13 @@ class KernelPolicyStage:
             images: uint8 [N, H, W, C] (C = 1 or 3), C-contiguous, on this stage's array
                 module; not modified. SamplePairing reads partners from it.
             params: N samples' op slots, or None (no op: copy / normalize only).
-            out: where to write, or None to allocate: uint8 [N, H, W, C] for
-                ``output="uint8"``, float32/float16 [N, C, H, W] otherwise.
-            output: ``"uint8"``, ``"float32"`` or ``"float16"`` (normalized
-                ``(v - mean) * inv_std`` in float32, then rounded to the output type).
+            out: where to write, or None to allocate: C-contiguous [N, H, W, C] (layout
+                ``"nhwc"``) or [N, C, H, W] (``"nchw"``) of the output type.
+            output: ``"uint8"`` (pixels as they are), or ``"float32"``, ``"float16"``,
+                ``"bfloat16"``: normalized ``(v - mean) * inv_std`` in float32, rounded to
+                nearest even (bfloat16 arrays are uint16 bit patterns: NumPy has no bfloat16).
+            layout: ``"nhwc"`` (torch's channels-last memory layout) or ``"nchw"``; None:
+                NHWC for uint8, NCHW for the float types.
             mean, inv_std: float32 [C] in pixel units (see :func:`normalization`); float
                 outputs only.
             workspace: up to two uint8 [N, H, W, C] buffers for intermediate slots
@@ -100,23 +107,30 @@ class KernelPolicyStage:
         n, height, width, channels = self._check(images, params)
         if not 0 <= int(fill) <= 255:
             raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
-        if output not in OUTPUT_MODES:
-            raise ValueError(f"output must be one of {tuple(OUTPUT_MODES)}, got {output!r}")
+        if output not in OUTPUT_TYPES:
+            raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
+        layout = layout or ("nhwc" if output == "uint8" else "nchw")
+        if layout not in ("nhwc", "nchw"):
+            raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
+        shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
+        dtype = {"uint8": np.uint8, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}[output]
         if output == "uint8":
-            shape, dtype, mean, inv_std = (n, height, width, channels), np.uint8, None, None
+            mean = inv_std = None
         else:
-            shape, dtype = (n, channels, height, width), np.dtype(output)
             if mean is None or inv_std is None:
                 raise ValueError(f"output={output!r} needs mean and inv_std")
-            mean = xp.asarray(np.asarray(mean, np.float32).reshape(channels))
-            inv_std = xp.asarray(np.asarray(inv_std, np.float32).reshape(channels))
+            mean, inv_std = self._normalization(mean, inv_std, channels)
         if out is None:
             out = xp.empty(shape, dtype)
-        elif tuple(out.shape) != shape or out.dtype != dtype or not out.flags.c_contiguous:
-            raise ValueError(f"out must be C-contiguous {np.dtype(dtype).name} {shape}, "
-                             f"got {out.dtype} {tuple(out.shape)}")
-        slots = [] if params is None else [kernel_slot(params, k, height, width) for k in range(params.k)]
-        slots = [s for s in slots if s.active] or [copy_slot(n, height, width)]
+        elif tuple(out.shape) != shape or out.dtype.itemsize != np.dtype(dtype).itemsize or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous {output} {shape}, got {out.dtype} {tuple(out.shape)}")
+        last_mode = OUTPUT_TYPES[output] | (PLANAR if layout == "nchw" else 0)
+        if params is None or not any(np.any(params.op[:, k] != NO_OP) for k in range(params.k)):
+            params = _copy_params(n)
+        packed = pack(params, height, width, "kernels", allocate=self.allocate)
+        device_buffer = self.upload(packed.buffer)
+        slots = [slot for slot, active in zip(packed.views(device_buffer), packed.active) if active] or \
+            packed.views(device_buffer)[:1]
         buffers = list(workspace or [])
         while len(buffers) < min(len(slots) - 1, 2):
             buffers.append(xp.empty((n, height, width, channels), np.uint8))
@@ -124,10 +138,38 @@ class KernelPolicyStage:
         for i, slot in enumerate(slots):
             last = i == len(slots) - 1
             target = out if last else buffers[i % 2]
-            self._run_slot(images, current, target, OUTPUT_MODES[output] if last else 0, mean, inv_std, slot,
-                           int(fill))
+            self._run_slot(images, current, target, last_mode if last else 0, mean, inv_std, slot, int(fill))
             current = target
         return out
+
+    def _normalization(self, mean, inv_std, channels: int):
+        """``mean`` and ``inv_std`` as float32 [C] arrays of this stage's module; uploaded once
+        per distinct value (a loader normalizes every batch alike)."""
+        key = (np.asarray(mean, np.float32).reshape(channels).tobytes(),
+               np.asarray(inv_std, np.float32).reshape(channels).tobytes())
+        if key not in self._norm:
+            self._norm[key] = tuple(self.xp.asarray(np.frombuffer(k, np.float32)) for k in key)
+        return self._norm[key]
+
+    def allocate(self, nbytes: int) -> np.ndarray:
+        """Host buffer of the packed slot arguments: pinned memory on a device (one
+        asynchronous upload per batch), plain NumPy on the CPU."""
+        if self.xp is np:
+            return np.empty(nbytes, np.uint8)
+        import torch
+
+        return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True).numpy()
+
+    def upload(self, host: np.ndarray):
+        """The packed buffer where the kernels read it: one asynchronous copy on the current
+        stream from pinned memory on a device (torch's caching host allocator keeps the
+        pinned block until the copy is done), the host buffer itself on the CPU."""
+        if self.xp is np:
+            return host
+        import torch
+
+        device = torch.device("cuda", self.xp.cuda.Device().id)
+        return self.xp.from_dlpack(torch.from_numpy(host).to(device, non_blocking=True))
 
     def _check(self, images, params):
         if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
@@ -138,28 +180,28 @@ class KernelPolicyStage:
             raise ValueError(f"params describe {params.n} samples but the batch has {images.shape[0]}")
         return tuple(int(v) for v in images.shape)
 
-    def _run_slot(self, images, src, dst, out_mode: int, mean, inv_std, slot: KernelSlot, fill: int) -> None:
+    def _run_slot(self, images, src, dst, out_mode: int, mean, inv_std, dev: dict, fill: int) -> None:
         xp = self.xp
         n, height, width, channels = images.shape
-        dev = {name: xp.asarray(array) for name, array in slot.arrays().items()}
         i32 = np.int32
         pixels = height * width
+        n_stats, n_luts = len(dev["stat_samples"]), len(dev["lut_samples"])
         hist = None
-        if len(slot.stat_samples):
-            hist = xp.zeros((len(slot.stat_samples), 1024), np.uint32)
+        if n_stats:
+            hist = xp.zeros((n_stats, 1024), np.uint32)
             blocks = 1 if self.block == 1 else max(1, min(-(-pixels // (self.block * 8)), 64))
-            for start in range(0, len(slot.stat_samples), _MAX_GRID_Y):
+            for start in range(0, n_stats, _MAX_GRID_Y):
                 chunk = dev["stat_samples"][start:start + _MAX_GRID_Y]
                 self._kernels["fp_histograms"](
                     (blocks, len(chunk)), (self.block,),
                     (src, i32(height), i32(width), i32(channels), chunk, hist[start:start + _MAX_GRID_Y]))
-        luts = xp.empty((n, channels, 256), np.uint8) if len(slot.lut_samples) else dev["code"]
-        if len(slot.lut_samples):
-            threads = len(slot.lut_samples) * channels
+        luts = xp.empty((n, channels, 256), np.uint8) if n_luts else dev["code"]
+        if n_luts:
+            threads = n_luts * channels
             per_block = 1 if self.block == 1 else 128
             self._kernels["fp_build_luts"](
                 (-(-threads // per_block),), (per_block,),
-                (dev["lut_samples"], i32(len(slot.lut_samples)), i32(channels), dev["lut_kind"], dev["value"],
+                (dev["lut_samples"], i32(n_luts), i32(channels), dev["lut_kind"], dev["value"],
                  dev["ivalue"], dev["stat_row"], hist if hist is not None else dev["code"], luts))
         grid = (1 if self.block == 1 else max(1, min(-(-pixels // self.block), 1024)), min(n, _MAX_GRID_Y))
         self._kernels["fp_apply"](
@@ -168,6 +210,13 @@ class KernelPolicyStage:
              dev["value"] if inv_std is None else inv_std, i32(n), i32(height), i32(width), i32(channels), i32(fill),
              dev["code"], dev["value"], luts, dev["fixed"], dev["shift"], dev["rows"], dev["cols"], dev["box"],
              dev["partner"]))
+
+
+def _copy_params(n: int) -> PolicyParams:
+    """One slot every sample skips: the stage then only copies (and normalizes)."""
+    return PolicyParams(op=np.full((n, 1), NO_OP), bin=np.full((n, 1), -1), sign=np.ones((n, 1)),
+                        value=np.zeros((n, 1)), center=np.zeros((n, 1, 2)), partner=np.zeros((n, 1)),
+                        policy=np.zeros(n))
 
 
 def _cupy_stream(stream):
@@ -179,32 +228,36 @@ def _cupy_stream(stream):
     return cupy.cuda.ExternalStream(stream.cuda_stream)
 
 
-def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", mean=None, inv_std=None,
-                fill: int = FILL):
+def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", layout: str | None = None,
+                mean=None, inv_std=None, fill: int = FILL):
     """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
 
     Args:
         images: torch uint8 [N, H, W, C] on a CUDA device (not modified).
-        params, output, mean, inv_std, fill: as :meth:`KernelPolicyStage.apply`.
+        params, output, layout, mean, inv_std, fill: as :meth:`KernelPolicyStage.apply`.
 
     Returns:
-        A new torch tensor on the same device: uint8 [N, H, W, C], or float32/float16
-        [N, C, H, W]. The kernels run on torch's current stream, so the result is ready in
-        stream order like any torch op.
+        A new torch tensor on the same device, [N, H, W, C] (layout ``"nhwc"``) or
+        [N, C, H, W] (``"nchw"``) of the output type (bfloat16 as torch.bfloat16). The
+        kernels run on torch's current stream, so the result is ready in stream order like
+        any torch op.
     """
     import cupy
     import torch
 
     if not images.is_cuda:
         raise ValueError("apply_torch needs a CUDA tensor; use KernelPolicyStage.emulated() on the CPU")
+    if output not in OUTPUT_TYPES:
+        raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
     n, height, width, channels = images.shape
-    shape = (n, height, width, channels) if output == "uint8" else (n, channels, height, width)
-    dtype = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16}.get(output)
-    if dtype is None:
-        raise ValueError(f"output must be one of {tuple(OUTPUT_MODES)}, got {output!r}")
+    layout = layout or ("nhwc" if output == "uint8" else "nchw")
+    shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
+    dtype = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16,
+             "bfloat16": torch.bfloat16}[output]
     out = torch.empty(shape, dtype=dtype, device=images.device)
+    target = out.view(torch.int16) if output == "bfloat16" else out  # DLPack-friendly 2-byte view
     stage = KernelPolicyStage.on_device(images.device.index or 0)
     with cupy.cuda.Device(images.device.index or 0), _cupy_stream(torch.cuda.current_stream(images.device)):
-        stage.apply(cupy.from_dlpack(images.contiguous()), params, out=cupy.from_dlpack(out), output=output,
-                    mean=mean, inv_std=inv_std, fill=fill)
+        stage.apply(cupy.from_dlpack(images.contiguous()), params, out=cupy.from_dlpack(target), output=output,
+                    layout=layout, mean=mean, inv_std=inv_std, fill=fill)
     return out

@@ -17,7 +17,8 @@ import torch
 
 from ..data.photo_tree import photo_batch
 from ..params import PolicyParams
-from ..policy import Policy, sample_policies
+from ..policy import Policy
+from ..sampling import sample_policies
 from ..registry import OPS
 from ..sampling import complete
 from ..spaces import adversarial

@@ -1,15 +1,27 @@
 """PolicyDALILoader: the M×N enlarged batch, with per-sample policies that change every step.
 
-Two DALI pipelines, each built once:
+Per batch:
 
-1. the *source* (:mod:`.source`): read, decode each image once, make M copies with
-   their own baseline augmentation; it prefetches, as DALI loaders do;
-2. the *policy stage*, fed the M·N images and freshly sampled per-sample parameters
-   every step and run at once: the fused CUDA kernels on a GPU
-   (:mod:`fastpolicy.backends.kernel_stage`, normalizing and transposing in the same
-   launch), or a DALI pipeline (:class:`~fastpolicy.backends.dali_stage.DaliPolicyStage`);
-   so :meth:`PolicyDALILoader.set_policies` takes effect at the very next batch
-   and every :class:`Batch` reports the policy version it was augmented with.
+1. the *source* (:mod:`.source`, a DALI pipeline built once) reads, decodes each image
+   once and makes M copies with their own baseline augmentation (it prefetches, as DALI
+   loaders do); the M copies land in **one** uint8 buffer ``[M·N, H, W, C]``;
+2. the M policies are sampled in one vectorized pass
+   (:func:`~fastpolicy.sampling.sample_policies`) from a generator seeded by
+   ``(seed, shard, epoch, step)``, so a batch's parameters depend only on its position
+   and the policies;
+3. the *policy stage* (:func:`~fastpolicy.backends.stage.make_stage`, the one stage
+   protocol) applies them and writes the output dtype, layout and normalization the
+   training step consumes: the fused CUDA kernels on a GPU, the native CPU stage, or DALI.
+
+With ``prefetch=1`` (the default on a GPU) the next batch's steps 1–3 run on a
+background thread — on a side CUDA stream on a GPU — while the current batch trains.
+
+**When** :meth:`PolicyDALILoader.set_policies` **takes effect**: at the next batch the
+iterator yields, with or without prefetching. A batch prepared ahead with older policies
+is re-augmented from its kept source images with parameters drawn from the same per-batch
+seed, so the prefetching loader yields exactly the synchronous loader's batches; a new
+epoch's first batch is never prepared before the epoch starts. Every :class:`Batch`
+reports the policy version it was really augmented with (``batch.version``).
 
 Batches are policy-major: row ``m·N + n`` is copy ``m`` of image ``n`` and carries
 policy index ``m``.
@@ -20,17 +32,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..data.files import (DEFAULT_MAX_PIXELS, BadImageError, ImageList, check_files, describe_scan,
                           read_file_list, scan_folder)
-from ..distribution import AWSDistribution
+from ..backends.stage import OutputSpec, make_stage, resolve_backend, resolve_device
 from ..params import NO_OP, PolicyParams
 from ..registry import OPS
-from ..policy import Policy
-from ..backends.kernel_stage import normalization
+from ..sampling import sample_policies, share_equal
 from .source import BASELINES, ArraySource, build_source
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,7 +56,8 @@ class Batch(tuple):
     """``(images, labels, policy_ids)``, unpackable as a 3-tuple, with what produced it.
 
     Attributes:
-        images: torch (B, C, H, W): float32 normalized, or uint8 with ``output="uint8"``.
+        images: torch (B, C, H, W) of the loader's ``output`` type (normalized floats, or
+            uint8 pixels) and ``layout`` (contiguous, or ``torch.channels_last``).
         labels: torch int64 (B,).
         policy_ids: torch int64 (B,), the policy index (copy m) of every row.
         version: the policy version its parameters were sampled from.
@@ -60,39 +76,57 @@ class Batch(tuple):
     policy_ids = property(lambda self: self[2])
 
 
-def _resolve_device(device: str | None) -> str:
-    if device is None:
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu', 'gpu' or None (auto), got {device!r}")
-    if device == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("device='gpu' but torch sees no CUDA device")
-    return device
+OUTPUTS = ("float", "float32", "float16", "bfloat16", "uint8")
+"""Output element types of :class:`PolicyDALILoader` (``"float"``: float32)."""
 
 
-BACKENDS = ("cupy", "native", "dali", "emulated", "numpy")
-"""Policy-stage backends of :class:`PolicyDALILoader`."""
+def is_sampler(obj) -> bool:
+    """True for a policy model the loader samples from (``space``, ``n_ops``, ``choose``)."""
+    return all(hasattr(obj, name) for name in ("space", "n_ops", "choose"))
 
 
-def _resolve_backend(backend: str | None, device: str) -> str:
-    if backend is None:
-        if device == "gpu":
-            try:
-                import cupy  # noqa: F401
+@dataclass
+class _Prepared:
+    """One batch made ahead: the source buffer (kept to re-augment), the augmented images,
+    labels [n], dataset indices, parameters and their version, the event after which the
+    batch is ready on a GPU, and the source's checkpoint before its run (ahead only)."""
 
-                return "cupy"
-            except ImportError:
-                return "dali"
-        # the fast CPU stage is compiled at first use; without a compiler, DALI's operators
-        from ..backends.kernel_build import host_compiler
+    source: torch.Tensor
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: np.ndarray
+    n: int
+    params: PolicyParams | None
+    version: int
+    ready: object
+    checkpoint: bytes | None
 
-        return "native" if host_compiler() else "dali"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "cupy" and device != "gpu":
-        raise ValueError("backend='cupy' runs on a CUDA GPU; on the CPU use 'native' or 'dali' (or 'emulated' to "
-                         "test the kernels)")
-    return backend
+
+class _Timings:
+    """Host seconds per part of the loader, summed since the last :meth:`reset`: ``source``
+    (DALI's run), ``assemble`` (one buffer, labels, indices), ``sample``, ``stage`` (the
+    policy stage's call: packing, uploads and launches, and on the CPU its compute),
+    ``reaugment``, ``batch``; ``count`` batches."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.seconds: dict[str, float] = {}
+
+    def add(self, part: str, seconds: float) -> None:
+        with self.lock:
+            self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _image_list(data, verify: str, on_bad: str, workers: int, max_pixels: int | None) -> ImageList:
@@ -138,7 +172,10 @@ class PolicyDALILoader:
             for files, ``"pad_crop"`` for arrays.
         shuffle: reshuffle every epoch.
         drop_last: drop the shard's last partial batch (else yield it, smaller).
-        output: ``"float"`` (normalized float32) or ``"uint8"``.
+        output: the batch's element type: ``"float"`` or ``"float32"``, ``"float16"``,
+            ``"bfloat16"`` (normalized), or ``"uint8"`` (pixels as they are).
+        layout: ``"nchw"`` (contiguous) or ``"channels_last"`` (``torch.channels_last``
+            memory, what a channels-last model consumes without a copy); the stage writes it.
         mean, std: per-channel normalization in [0, 1] units (default ImageNet's).
         policies: initial policies (see :meth:`set_policies`); default none (baseline only).
         slots: op slots per sample the policy stage applies (2 for AutoAugment sub-policies).
@@ -156,22 +193,30 @@ class PolicyDALILoader:
             :func:`~fastpolicy.data.files.check_files`; default: headers, dimensions within PIL's
             ``MAX_IMAGE_PIXELS``, raise on a bad file).
         num_threads: DALI CPU threads per pipeline.
+        prefetch: 1: prepare the next batch (source output, sampling, upload, policy stage)
+            on a background thread, on a side CUDA stream on a GPU, while the current one
+            trains; 0: on demand. Both yield the same batches (see the module docstring).
+            None: 1 on a GPU, 0 on the CPU.
     """
 
     def __init__(self, data, batch_size: int, M: int = 8, image_size: int = 224, device: str | None = None,
                  shard_id: int = 0, num_shards: int = 1, seed: int = 0, *, backend: str | None = None,
                  baseline: str | None = None, shuffle: bool = True, drop_last: bool = True,
-                 output: str = "float", mean=None, std=None, policies=None, slots: int = 2, fill: int = 128,
+                 output: str = "float", layout: str = "nchw", mean=None, std=None, policies=None, slots: int = 2, fill: int = 128,
                  magnitude_scale: float = 1.0, cutout: int = 0,
                  verify: str = "header", on_bad: str = "raise", max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 num_threads: int = 2,
+                 num_threads: int = 2, prefetch: int | None = None,
                  _arrays: tuple[np.ndarray, np.ndarray] | None = None):
         if batch_size < 1 or M < 1:
             raise ValueError(f"batch_size and M must be positive, got {batch_size} and {M}")
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id {shard_id} outside [0, {num_shards})")
-        if output not in ("float", "uint8"):
-            raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if layout not in ("nchw", "channels_last"):
+            raise ValueError(f"layout must be 'nchw' or 'channels_last', got {layout!r}")
+        if prefetch not in (None, 0, 1):
+            raise ValueError(f"prefetch must be 0, 1 or None (auto), got {prefetch!r}")
         if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
             raise ValueError(f"fill must be an integer level in 0..255, got {fill!r}")
         if not 0 < magnitude_scale <= 1:
@@ -179,11 +224,13 @@ class PolicyDALILoader:
         if isinstance(cutout, bool) or not isinstance(cutout, (int, np.integer)) or cutout < 0:
             raise ValueError(f"cutout must be a side in pixels ≥ 0, got {cutout!r}")
         self.fill, self.magnitude_scale, self.cutout = int(fill), float(magnitude_scale), int(cutout)
-        device = _resolve_device(device)
-        backend = _resolve_backend(backend, device)
+        device = resolve_device(device)
+        backend = resolve_backend(backend, device)
         self.batch_size, self.M, self.seed, self.slots = batch_size, M, seed, slots
         self.shard_id, self.num_shards, self.shuffle, self.drop_last = shard_id, num_shards, shuffle, drop_last
         self.device, self.backend, self.output, self.num_threads = device, backend, output, num_threads
+        self.layout = layout
+        self.prefetch = (1 if device == "gpu" else 0) if prefetch is None else prefetch
         self.baseline = baseline or ("pad_crop" if _arrays is not None else "imagenet")
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {self.baseline!r}; choose from {BASELINES}")
@@ -205,13 +252,16 @@ class PolicyDALILoader:
             raise ValueError(f"shard {shard_id} of {num_shards} holds {self.shard_size} images, "
                              f"fewer than one batch of {batch_size}")
         self._reader_batches = -(-self.shard_size // batch_size)
-        self._mean, self._inv_std = self._normalization(mean, std)
+        self._out = self._output_spec(mean, std)
         self.builds = 0
         self.epoch, self.step = 0, 0
-        self._rng = np.random.default_rng([seed, shard_id, 1])
-        self._policies, self.version = None, 0
+        self._samplers: tuple = (None, 0)  # (policies, version), swapped whole (read by the prefetch thread)
         self._source = self._build_source()
         self._stage = None
+        self._pending: Future | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        self._side_stream = None
+        self.timings = _Timings()
         if policies is not None:
             self.set_policies(policies)
 
@@ -242,16 +292,15 @@ class PolicyDALILoader:
             kwargs["mean"], kwargs["std"] = tuple(sample.mean(0)), tuple(np.where(std > 0, std, 1.0))
         return cls(None, batch_size, M, image_size=images.shape[1], _arrays=(images, labels), **kwargs)
 
-    def _normalization(self, mean, std):
+    def _output_spec(self, mean, std) -> OutputSpec:
         mean = IMAGENET_MEAN if mean is None else tuple(mean)
         std = IMAGENET_STD if std is None else tuple(std)
         if self.channels == 1 and len(mean) == 3:
             mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
         if len(mean) != self.channels or len(std) != self.channels:
             raise ValueError(f"mean and std need {self.channels} values, got {mean} and {std}")
-        self._pixel_mean, self._pixel_inv_std = normalization(mean, std)  # float32, pixel units
-        device = "cuda" if self.device == "gpu" else "cpu"  # broadcast over NHWC's last axis
-        return torch.from_numpy(self._pixel_mean).to(device), torch.from_numpy(self._pixel_inv_std).to(device)
+        dtype = "float32" if self.output == "float" else self.output
+        return OutputSpec(dtype, self.layout, *((mean, std) if dtype != "uint8" else (None, None)))
 
     def _build_source(self, checkpoint=None, position: int = 0):
         graph = dict(copies=self.M, kind=self.baseline, size=self.size[0])
@@ -272,71 +321,74 @@ class PolicyDALILoader:
         self.builds += 1
         return pipe
 
+    @property
+    def output_spec(self) -> OutputSpec:
+        """What the stage writes: dtype, layout and the normalization's mean and std."""
+        return self._out
+
     def _policy_stage(self):
         if self._stage is None:
-            if self.backend in ("emulated", "native"):
-                from ..backends.kernel_stage import KernelPolicyStage
-
-                self._stage = getattr(KernelPolicyStage, self.backend)()
-            elif self.backend == "dali":
-                from ..backends.dali_stage import DaliPolicyStage
-
-                self._stage = DaliPolicyStage(
-                    self.M * self.batch_size, *self.size, channels=self.channels,
-                    slots=self.slots + (1 if self.cutout else 0),
-                    device=self.device, device_id=torch.cuda.current_device() if self.device == "gpu" else None,
-                    num_threads=self.num_threads, fill=self.fill)
-                self.builds += self._stage.builds
-            elif self.backend == "numpy":
-                from .. import reference
-
-                self._stage = reference
+            self._stage = make_stage(self.backend, self.device, max_batch=self.M * self.batch_size,
+                                     height=self.size[0], width=self.size[1], channels=self.channels,
+                                     slots=self.slots + (1 if self.cutout else 0), fill=self.fill,
+                                     num_threads=self.num_threads)
+            self.builds += getattr(self._stage, "builds", 0)
         return self._stage
 
     # -- policies ------------------------------------------------------------------------
 
     def set_policies(self, policies) -> int:
-        """Use ``policies`` from the next batch on; returns the new policy version.
+        """Use ``policies`` from the next batch the iterator yields on; returns the new
+        policy version (see the module docstring for prefetching).
 
-        ``policies``: a list of M :class:`~fastpolicy.policy.Policy` (copy m uses
-        policy m), one ``Policy`` or one :class:`~fastpolicy.distribution.AWSDistribution`
-        for all copies, or None (baseline augmentation only). No pipeline is rebuilt.
+        ``policies``: a list of M samplers (copy m uses sampler m), or one sampler for all
+        copies, or None (baseline augmentation only). A sampler is a
+        :class:`~fastpolicy.policy.Policy`, an :class:`~fastpolicy.distribution.AWSDistribution`
+        or a standard policy of :mod:`fastpolicy.policies`. No pipeline is rebuilt.
         """
         if policies is None:
             samplers = None
-        elif isinstance(policies, (Policy, AWSDistribution)):
+        elif is_sampler(policies):
             samplers = [policies] * self.M
         else:
             samplers = list(policies)
             if len(samplers) != self.M:
                 raise ValueError(f"got {len(samplers)} policies for M={self.M} copies")
             for i, p in enumerate(samplers):
-                if not isinstance(p, (Policy, AWSDistribution)):
-                    raise TypeError(f"policies[{i}] is a {type(p).__name__}, not a Policy or AWSDistribution")
+                if not is_sampler(p):
+                    raise TypeError(f"policies[{i}] is a {type(p).__name__}, not a Policy, AWSDistribution "
+                                    "or standard policy")
         if samplers is not None:
-            k = max(s.n_ops if isinstance(s, Policy) else 2 for s in samplers)
+            k = max(s.n_ops for s in samplers)
             if k > self.slots:
                 raise ValueError(f"policies apply {k} ops per sample; the loader was built with slots={self.slots}")
-        self._policies = samplers
-        self.version += 1
+        self._samplers = (None if samplers is None else share_equal(samplers), self._samplers[1] + 1)
         return self.version
+
+    @property
+    def version(self) -> int:
+        """The current policy version (bumped by every :meth:`set_policies`)."""
+        return self._samplers[1]
 
     @property
     def policies(self):
         """The policy per copy (list of M) or None."""
-        return self._policies
+        return self._samplers[0]
 
-    def _sample(self, n: int) -> PolicyParams | None:
-        if self._policies is None:
+    def _sample(self, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
+        """The parameters of batch ``step`` of ``epoch`` with ``n`` distinct images under the
+        current policies, and their version."""
+        samplers, version = self._samplers
+        rng = np.random.default_rng([self.seed, self.shard_id, 1, epoch, step])
+        if samplers is None:
             params = None
         else:
-            parts = [p.sample(n, self._rng, policy_index=m, version=self.version).pad_slots(self.slots)
-                     for m, p in enumerate(self._policies)]
-            params = PolicyParams.concat(parts)
+            params = sample_policies(samplers, n, rng, version=version, slots=self.slots)
             params = params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
-        return params if not self.cutout else self._with_cutout(params, n)
+        return (params if not self.cutout else self._with_cutout(params, n, rng, version)), version
 
-    def _with_cutout(self, params: PolicyParams | None, n: int) -> PolicyParams:
+    def _with_cutout(self, params: PolicyParams | None, n: int, rng: np.random.Generator,
+                     version: int) -> PolicyParams:
         """``params`` (None: no policy) with one more slot: Cutout of :attr:`cutout` pixels on every row."""
         rows = self.M * n
         if params is None:
@@ -344,13 +396,13 @@ class PolicyDALILoader:
                                   sign=np.ones((rows, self.slots)), value=np.zeros((rows, self.slots)),
                                   center=np.zeros((rows, self.slots, 2)),
                                   partner=np.zeros((rows, self.slots), dtype=np.int64),
-                                  policy=np.repeat(np.arange(self.M), n), version=self.version)
+                                  policy=np.repeat(np.arange(self.M), n), version=version)
         arrays = params.arrays()
         extra = {"op": OPS["Cutout"].id, "bin": -1, "sign": 1, "value": self.cutout / min(self.size),
                  "partner": 0}
         for name, value in extra.items():
             arrays[name] = np.concatenate([arrays[name], np.full((rows, 1), value, arrays[name].dtype)], axis=1)
-        arrays["center"] = np.concatenate([arrays["center"], self._rng.random((rows, 1, 2))], axis=1)
+        arrays["center"] = np.concatenate([arrays["center"], rng.random((rows, 1, 2))], axis=1)
         return PolicyParams(**arrays, version=params.version)
 
     # -- iteration -----------------------------------------------------------------------
@@ -363,7 +415,11 @@ class PolicyDALILoader:
         if self.step >= len(self):  # the previous loop stopped right after the last batch
             self._finish_epoch()
         while self.step < len(self):
-            yield self._next()
+            batch = self._take()
+            self.step += 1
+            if self.prefetch and self.step < len(self):
+                self._pending = self._executor().submit(self._prepare, self.epoch, self.step, True)
+            yield batch
         self._finish_epoch()
 
     def reset(self) -> None:
@@ -371,10 +427,30 @@ class PolicyDALILoader:
         iteration starts a new epoch."""
         self._finish_epoch()
 
+    def close(self) -> None:
+        """Stop the prefetch thread (a prepared batch is dropped; the epoch goes on from it)."""
+        self._settle()
+        if self._worker is not None:
+            self._worker.shutdown()
+            self._worker = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastpolicy-prefetch")
+            if self.device == "gpu":
+                self._side_stream = torch.cuda.Stream()
+        return self._worker
+
+    def _settle(self) -> "_Prepared | None":
+        """Wait for the batch being prepared ahead, if any, and take it."""
+        pending, self._pending = self._pending, None
+        return None if pending is None else pending.result()
+
     def _finish_epoch(self) -> None:
-        while self.step < self._reader_batches:
+        ran = self.step + (1 if self._settle() is not None else 0)  # source iterations already run
+        while ran < self._reader_batches:
             self._run_source()
-            self.step += 1
+            ran += 1
         self.epoch, self.step = self.epoch + 1, 0
 
     def _run_source(self):
@@ -395,66 +471,87 @@ class PolicyDALILoader:
             raise BadImageError(bad.bad, hint="pass on_bad='skip' with verify='decode' to drop them") from error
         raise error
 
-    def _next(self) -> Batch:
-        outputs = self._run_source()
-        n_valid = min(self.batch_size, self.shard_size - self.step * self.batch_size)
-        copies = [self._to_torch(out)[:n_valid] for out in outputs[:self.M]]
-        labels = torch.as_tensor(np.array(outputs[self.M].as_tensor()).reshape(-1)[:n_valid].astype(np.int64))
-        indices = self._indices(outputs[self.M + 1])[:n_valid]
-        images = torch.cat(copies)
-        params = self._sample(n_valid)
-        if self.backend in ("cupy", "native", "emulated"):
-            finished = self._apply_kernels(images, params)
-        else:
-            if params is not None and np.any(params.op != NO_OP):
-                images = self._apply(images, params)
-            finished = self._finish_images(images)
-        batch = Batch(finished, labels.repeat(self.M).to(images.device),
-                      torch.arange(self.M, device=images.device).repeat_interleave(n_valid),
-                      version=self.version, params=params, indices=indices, epoch=self.epoch, step=self.step)
-        self.step += 1
+    def _take(self) -> Batch:
+        """The batch at the current position: prepared ahead (re-augmented if the policies
+        changed since), or now."""
+        prepared = self._settle()
+        if prepared is None:
+            prepared = self._prepare(self.epoch, self.step, False)
+        elif self.device == "gpu":
+            current = torch.cuda.current_stream()
+            current.wait_event(prepared.ready)
+            for tensor in (prepared.source, prepared.images, prepared.labels):
+                tensor.record_stream(current)
+        if prepared.version != self.version:
+            started = time.perf_counter()
+            prepared.images, prepared.params, prepared.version = self._augment(prepared.source, prepared.n,
+                                                                                self.epoch, self.step)
+            self.timings.add("reaugment", time.perf_counter() - started)
+        started = time.perf_counter()
+        batch = Batch(prepared.images, prepared.labels.repeat(self.M),
+                      torch.arange(self.M, device=prepared.labels.device).repeat_interleave(prepared.n),
+                      version=prepared.version, params=prepared.params, indices=prepared.indices,
+                      epoch=self.epoch, step=self.step)
+        self.timings.add("batch", time.perf_counter() - started)
         return batch
+
+    def _prepare(self, epoch: int, step: int, ahead: bool) -> "_Prepared":
+        """Run the source for batch ``step``, assemble the one buffer and augment it; ahead
+        on a GPU: on the side stream, with an event marking the batch ready."""
+        stream = self._side_stream if ahead and self.device == "gpu" else None
+        with torch.cuda.stream(stream) if stream is not None else _nothing():
+            checkpoint = self._source.checkpoint() if ahead else None
+            started = time.perf_counter()
+            outputs = self._run_source()
+            self.timings.add("source", time.perf_counter() - started)
+            started = time.perf_counter()
+            n = min(self.batch_size, self.shard_size - step * self.batch_size)
+            source = self._one_buffer(outputs[:self.M], n)
+            labels = torch.as_tensor(np.array(outputs[self.M].as_tensor()).reshape(-1)[:n].astype(np.int64))
+            indices = self._indices(outputs[self.M + 1])[:n]
+            self.timings.add("assemble", time.perf_counter() - started)
+            images, params, version = self._augment(source, n, epoch, step)
+            labels = labels.to(source.device, non_blocking=True)
+            ready = None
+            if stream is not None:
+                ready = torch.cuda.Event()
+                ready.record(stream)
+        return _Prepared(source, images, labels, indices, n, params, version, ready, checkpoint)
+
+    def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int):
+        """Sample batch (epoch, step)'s parameters under the current policies and apply them."""
+        started = time.perf_counter()
+        params, version = self._sample(n, epoch, step)
+        self.timings.add("sample", time.perf_counter() - started)
+        started = time.perf_counter()
+        images = self._policy_stage().apply(source, params, self._out)
+        self.timings.add("stage", time.perf_counter() - started)
+        return images, params, version
+
+    def _one_buffer(self, copies, n: int) -> torch.Tensor:
+        """The M copies' DALI outputs in one uint8 [M·n, H, W, C] tensor on the loader's device."""
+        from nvidia.dali.plugin.pytorch import feed_ndarray
+
+        first = copies[0].as_tensor()
+        shape = list(first.shape())
+        full = shape[0]
+        buffer = torch.empty([len(copies) * n] + shape[1:], dtype=torch.uint8,
+                             device="cuda" if self.device == "gpu" else "cpu")
+        stream = torch.cuda.current_stream() if self.device == "gpu" else None
+        staging = None if n == full else torch.empty(shape, dtype=torch.uint8, device=buffer.device)
+        for m, copy in enumerate(copies):
+            dense = first if m == 0 else copy.as_tensor()
+            if staging is None:
+                feed_ndarray(dense, buffer[m * n:(m + 1) * n], cuda_stream=stream)
+            else:  # the shard's last, partial batch
+                feed_ndarray(dense, staging, cuda_stream=stream)
+                buffer[m * n:(m + 1) * n] = staging[:n]
+        return buffer
 
     def _indices(self, output) -> np.ndarray:
         if self.images_list is None:
             return np.array(output.as_tensor()).reshape(-1).astype(np.int64)
         return np.array([self._file_index[bytes(np.array(output[i])).decode()] for i in range(len(output))])
-
-    def _to_torch(self, tensor_list) -> torch.Tensor:
-        if self.device == "gpu":
-            from nvidia.dali.plugin.pytorch import feed_ndarray
-
-            dense = tensor_list.as_tensor()
-            out = torch.empty(dense.shape(), dtype=torch.uint8, device="cuda")
-            feed_ndarray(dense, out, cuda_stream=torch.cuda.current_stream())
-            return out
-        return torch.from_numpy(np.array(tensor_list.as_tensor()))
-
-    def _apply(self, images: torch.Tensor, params: PolicyParams) -> torch.Tensor:
-        stage = self._policy_stage()
-        if self.backend == "numpy":
-            return torch.from_numpy(stage.apply_batch(images.cpu().numpy(), params, fill=self.fill)).to(images.device)
-        stage.feed(images if self.device == "gpu" else images.numpy(), params)
-        return self._to_torch(stage.run())
-
-    def _apply_kernels(self, images: torch.Tensor, params: PolicyParams | None) -> torch.Tensor:
-        """The fused kernels: policy, normalization and NHWC → NCHW in one pass."""
-        output = "float32" if self.output == "float" else "uint8"
-        norm = {"mean": self._pixel_mean, "inv_std": self._pixel_inv_std} if output == "float32" else {}
-        if self.backend == "cupy":
-            from ..backends.kernel_stage import apply_torch
-
-            out = apply_torch(images, params, output=output, fill=self.fill, **norm)
-        else:
-            out = torch.from_numpy(self._policy_stage().apply(images.numpy(), params, output=output, fill=self.fill,
-                                                              **norm))
-        return out if output == "float32" else out.permute(0, 3, 1, 2).contiguous()
-
-    def _finish_images(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC → NCHW, normalized in NHWC order (contiguous, so fast) before the transpose."""
-        if self.output == "float":
-            images = images.float().sub_(self._mean).mul_(self._inv_std)
-        return images.permute(0, 3, 1, 2).contiguous()
 
     # -- resume --------------------------------------------------------------------------
 
@@ -477,27 +574,27 @@ class PolicyDALILoader:
 
 
     def state_dict(self) -> dict:
-        """Everything needed to continue with the same batches: position, RNG, policies, DALI state."""
-        policies = None if self._policies is None else [p.to_dict() for p in self._policies]
-        return {"epoch": self.epoch, "step": self.step, "version": self.version,
-                "rng": self._rng.bit_generator.state, "policies": policies,
-                "source": base64.b64encode(self._source.checkpoint()).decode("ascii"),
+        """Everything needed to continue with the same batches: position, policies, DALI state
+        (taken before a batch prepared ahead, so a resumed loader makes that batch again)."""
+        samplers, version = self._samplers
+        policies = None if samplers is None else [p.to_dict() for p in samplers]
+        checkpoint = self._pending.result().checkpoint if self._pending is not None else self._source.checkpoint()
+        return {"epoch": self.epoch, "step": self.step, "version": version, "policies": policies,
+                "source": base64.b64encode(checkpoint).decode("ascii"),
                 "shard": [self.shard_id, self.num_shards], "batch_size": self.batch_size, "M": self.M}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict` (same data, batch size, M and sharding)."""
+        from ..policies import sampler_from_dict
+
         for key in ("batch_size", "M"):
             if state[key] != getattr(self, key):
                 raise ValueError(f"state has {key}={state[key]}, this loader {getattr(self, key)}")
         if list(state["shard"]) != [self.shard_id, self.num_shards]:
             raise ValueError(f"state is of shard {state['shard']}, this loader {[self.shard_id, self.num_shards]}")
+        self._settle()
         self.epoch, self.step = state["epoch"], state["step"]
         position = self.epoch * self._reader_batches + self.step
         self._source = self._build_source(base64.b64decode(state["source"]), position=position)
-        self._rng.bit_generator.state = state["rng"]
-        if state["policies"] is None:
-            self._policies = None
-        else:
-            self._policies = [AWSDistribution.from_dict(p) if "theta1" in p else Policy.from_dict(p)
-                              for p in state["policies"]]
-        self.version = state["version"]
+        samplers = None if state["policies"] is None else share_equal(sampler_from_dict(p) for p in state["policies"])
+        self._samplers = (samplers, state["version"])

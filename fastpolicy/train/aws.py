@@ -19,6 +19,7 @@ training set by a seeded permutation, saved as ``split.json``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -246,7 +247,9 @@ class AWSSearch:
         (``"constant"``) or to the schedule's (``"tail"``, scaled like ``finetune_lr`` per rank)."""
         state = self.shared_state()
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # a copy: torch's optimizer keeps loaded tensors that already match (momentum buffers),
+        # and updating them in place would change the cached shared state for the next loop
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         base = self.finetune_lr if self.config.finetune_schedule == "constant" else self.tail_lr
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] = base

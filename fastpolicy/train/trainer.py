@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .. import atomic
@@ -272,8 +273,8 @@ class EpochTrainer:
         if not distributed.is_main():
             return
         if self._last_images is not None:
-            mean = self.train_loader._pixel_mean / 255
-            std = 1 / (self.train_loader._pixel_inv_std * 255)
+            spec = self.train_loader.output_spec
+            mean, std = np.array(spec.mean or (0.0,)), np.array(spec.std or (1 / 255,))
             plots.plot_samples(self._last_images, mean, std, self.path("samples.png"), self.preset.M)
         atomic.write_json(self.path("summary.json"), self.summary())
 

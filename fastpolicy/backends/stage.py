@@ -1,0 +1,243 @@
+"""The one policy-stage protocol, and the one factory that knows backend names.
+
+Every backend is a :class:`PolicyStage`: ``stage.apply(images, params, out)`` takes a
+torch uint8 batch [N, H, W, C] and :class:`~fastpolicy.params.PolicyParams` (or None) and
+returns the augmented batch as a torch tensor [N, C, H, W] **on the images' device**, of
+the dtype, memory layout and normalization :class:`OutputSpec` ``out`` asks for:
+
+* ``"cupy"`` — the fused CUDA kernels (GPU): policy, normalization and layout in one launch;
+* ``"native"`` — the same kernel sources built for the host (g++ and OpenMP), the fast CPU stage;
+* ``"dali"`` — DALI operators with per-sample selection (CPU or GPU; on a GPU its output
+  stays on the device);
+* ``"emulated"`` — the CUDA kernels run by the host emulator (slow; checks the kernel path
+  without a GPU);
+* ``"numpy"`` — the reference (slow; the specification).
+
+:func:`make_stage` is the only place these names are resolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..params import NO_OP, PolicyParams
+from .kernel_stage import normalization
+
+BACKENDS = ("cupy", "native", "dali", "emulated", "numpy")
+"""Policy-stage backends (see the module docstring)."""
+
+DTYPES = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""Output element types: uint8 pixels as they are, or normalized floats."""
+
+LAYOUTS = ("nchw", "channels_last")
+"""Output memory layouts of the [N, C, H, W] batch: contiguous, or torch's channels-last."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a stage writes.
+
+    Attributes:
+        dtype: a key of :data:`DTYPES`; the float types hold ``(v / 255 - mean) / std``,
+            computed in float32 as ``(v - 255·mean) · (1 / (255·std))`` and rounded to
+            nearest even.
+        layout: ``"nchw"`` (contiguous) or ``"channels_last"``
+            (``torch.channels_last``, what a channels-last model consumes without a copy).
+        mean, std: per-channel normalization in [0, 1] units (float types only).
+    """
+
+    dtype: str = "float32"
+    layout: str = "nchw"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"output dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"output layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.normalized and (self.mean is None or self.std is None):
+            raise ValueError(f"output dtype {self.dtype!r} needs mean and std")
+        if self.normalized:
+            normalization(self.mean, self.std)  # validates
+
+    @property
+    def normalized(self) -> bool:
+        """True for the float types."""
+        return self.dtype != "uint8"
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """The torch memory format of the result."""
+        return torch.channels_last if self.layout == "channels_last" else torch.contiguous_format
+
+    def pixel_normalization(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32[C] ``255·mean`` and ``1 / (255·std)`` (see :func:`~.kernel_stage.normalization`)."""
+        mean, inv_std = normalization(self.mean, self.std)
+        if len(mean) != channels or len(inv_std) != channels:
+            raise ValueError(f"mean and std need {channels} values, got {self.mean} and {self.std}")
+        return mean, inv_std
+
+
+class PolicyStage:
+    """Applies per-sample policies to uint8 batches (see the module docstring)."""
+
+    name = ""
+
+    def apply(self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec) -> torch.Tensor:
+        """``images`` torch uint8 [N, H, W, C] (C = 1 or 3, not modified) with ``params``
+        applied (None or all slots skipped: only converted), as ``out`` asks: torch [N, C,
+        H, W] on the images' device."""
+        raise NotImplementedError
+
+
+def _check(images: torch.Tensor, params: PolicyParams | None) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] not in (1, 3):
+        raise ValueError(f"images must be uint8 [N, H, W, C] with C = 1 or 3, got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    if params is not None and params.n != images.shape[0]:
+        raise ValueError(f"params describe {params.n} samples but the batch has {images.shape[0]}")
+
+
+def _any_op(params: PolicyParams | None) -> bool:
+    return params is not None and bool(np.any(params.op != NO_OP))
+
+
+def finish(images: torch.Tensor, out: OutputSpec) -> torch.Tensor:
+    """uint8 [N, H, W, C] → ``out`` with torch ops (the stages without a fused output):
+    normalized in NHWC order (contiguous, so fast) with the kernels' float32 arithmetic,
+    then viewed as [N, C, H, W] (channels-last for free) or made contiguous."""
+    channels = images.shape[3]
+    if out.normalized:
+        mean, inv_std = (torch.from_numpy(a).to(images.device) for a in out.pixel_normalization(channels))
+        images = images.to(torch.float32).sub_(mean).mul_(inv_std).to(DTYPES[out.dtype])
+    return images.permute(0, 3, 1, 2).contiguous(memory_format=out.memory_format)
+
+
+class ReferenceStage(PolicyStage):
+    """The NumPy reference (:func:`fastpolicy.reference.apply_batch`), then :func:`finish`."""
+
+    name = "numpy"
+
+    def __init__(self, fill: int = 128):
+        self.fill = fill
+
+    def apply(self, images, params, out):
+        from .. import reference
+
+        _check(images, params)
+        if _any_op(params):
+            images = torch.from_numpy(reference.apply_batch(images.cpu().numpy(), params, fill=self.fill)) \
+                .to(images.device)
+        return finish(images, out)
+
+
+class DaliStage(PolicyStage):
+    """DALI operators (:class:`~.dali_stage.DaliPolicyStage`), then :func:`finish`; on a GPU
+    the images are fed and read back as device memory (no host round trip)."""
+
+    name = "dali"
+
+    def __init__(self, max_batch: int, height: int, width: int, channels: int, slots: int, device: str,
+                 num_threads: int, fill: int):
+        from .dali_stage import DaliPolicyStage
+
+        self.device = device
+        self._stage = DaliPolicyStage(max_batch, height, width, channels=channels, slots=slots, device=device,
+                                      device_id=torch.cuda.current_device() if device == "gpu" else None,
+                                      num_threads=num_threads, fill=fill)
+        self.builds = self._stage.builds
+
+    def apply(self, images, params, out):
+        _check(images, params)
+        if _any_op(params):
+            if params.k < self._stage.slots:
+                params = params.pad_slots(self._stage.slots)
+            self._stage.feed(images if images.is_cuda else images.numpy(), params)
+            result = self._stage.run().as_tensor()
+            images = torch.empty(result.shape(), dtype=torch.uint8, device=images.device)
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+
+            feed_ndarray(result, images, cuda_stream=torch.cuda.current_stream() if images.is_cuda else None)
+        return finish(images, out)
+
+
+class KernelStage(PolicyStage):
+    """The kernels of ``kernels/`` (:class:`~.kernel_stage.KernelPolicyStage`): policy,
+    normalization and output layout fused into the last launch, written straight into the
+    returned tensor. ``kind``: ``"cupy"`` (GPU, torch's current stream), ``"native"`` or
+    ``"emulated"`` (CPU)."""
+
+    def __init__(self, kind: str, fill: int = 128):
+        from .kernel_stage import KernelPolicyStage
+
+        self.name, self.fill = kind, fill
+        self._stage = None if kind == "cupy" else getattr(KernelPolicyStage, kind)()
+
+    def apply(self, images, params, out):
+        _check(images, params)
+        n, height, width, channels = images.shape
+        norm = {}
+        if out.normalized:
+            norm["mean"], norm["inv_std"] = out.pixel_normalization(channels)
+        layout = "nhwc" if out.layout == "channels_last" else "nchw"
+        if images.is_cuda:
+            from .kernel_stage import apply_torch
+
+            result = apply_torch(images, params, output=out.dtype, layout=layout, fill=self.fill, **norm)
+        else:
+            shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
+            result = torch.empty(shape, dtype=DTYPES[out.dtype])
+            target = result.view(torch.int16) if out.dtype == "bfloat16" else result  # NumPy has no bfloat16
+            self._stage.apply(images.contiguous().numpy(), params, out=target.numpy(), output=out.dtype,
+                              layout=layout, fill=self.fill, **norm)
+        return result.permute(0, 3, 1, 2) if layout == "nhwc" else result
+
+
+def resolve_device(device: str | None) -> str:
+    """``"gpu"`` or ``"cpu"``; None: the GPU if torch sees one."""
+    if device is None:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu', 'gpu' or None (auto), got {device!r}")
+    if device == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("device='gpu' but torch sees no CUDA device")
+    return device
+
+
+def resolve_backend(backend: str | None, device: str) -> str:
+    """The backend ``backend`` names, checked against ``device``; None picks the fastest
+    here: ``"cupy"`` on a GPU with CuPy (else ``"dali"``), ``"native"`` on the CPU with a
+    C++ compiler (else ``"dali"``)."""
+    if backend is None:
+        if device == "gpu":
+            try:
+                import cupy  # noqa: F401
+
+                return "cupy"
+            except ImportError:
+                return "dali"
+        from .kernel_build import host_compiler
+
+        return "native" if host_compiler() else "dali"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cupy" and device != "gpu":
+        raise ValueError("backend='cupy' runs on a CUDA GPU; on the CPU use 'native' or 'dali' (or 'emulated' to "
+                         "test the kernels)")
+    return backend
+
+
+def make_stage(backend: str, device: str, *, max_batch: int, height: int, width: int, channels: int = 3,
+               slots: int = 2, fill: int = 128, num_threads: int = 2) -> PolicyStage:
+    """The :class:`PolicyStage` of ``backend`` (see :func:`resolve_backend`) for batches of
+    up to ``max_batch`` images of H×W×C with ``slots`` op slots."""
+    backend = resolve_backend(backend, device)
+    if backend in ("cupy", "native", "emulated"):
+        return KernelStage(backend, fill)
+    if backend == "dali":
+        return DaliStage(max_batch, height, width, channels, slots, device, num_threads, fill)
+    return ReferenceStage(fill)

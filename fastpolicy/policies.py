@@ -1,0 +1,288 @@
+"""Standard policies as samplers: AutoAugment, RandAugment, TrivialAugment, with PIL-faithful ops.
+
+Each is a sampler (``space``, ``n_ops``, ``choose(n, rng)``; see :mod:`fastpolicy.sampling`)
+that :meth:`PolicyDALILoader.set_policies <fastpolicy.loader.PolicyDALILoader.set_policies>`
+and :class:`~fastpolicy.transforms.PolicyAugment` accept, sampled per image:
+
+* :func:`autoaugment` — the published AutoAugment policies (Cubuk et al., 2019) for
+  ``"imagenet"``, ``"cifar10"`` and ``"svhn"``: 25 sub-policies of two (op, probability,
+  magnitude bin) each, as a :class:`~fastpolicy.policy.Policy`;
+* :class:`RandAugment` — ``num_ops`` ops drawn uniformly (Identity among them), all at one
+  magnitude bin of 31 (Cubuk et al., 2020);
+* :class:`TrivialAugmentWide` — one op drawn uniformly (Identity among them), at a uniformly
+  drawn bin of 31 (Müller & Hutter, 2021).
+
+**Magnitudes.** The tables and bins are torchvision's; the values come from the registry's
+``"autoaugment"``, ``"randaugment"`` and ``"trivialaugment_wide"`` spaces, which hold
+torchvision's ranges (``fastpolicy.docs`` lists them). Where they differ from the papers'
+10-bin spaces of :mod:`fastpolicy.spaces`:
+
+* enhance ops (Brightness, Color, Contrast, Sharpness) are ``1 ± m`` with a random sign
+  (m: 0 → 0.9; TrivialAugmentWide 0 → 0.99), not Adversarial AutoAugment's 0.1 → 1.9;
+* Solarize's threshold is 255 → 0 (``255·linspace(1, 0)``), not 256 → 0;
+* TrivialAugmentWide's translation is 32 pixels at any size in torchvision; here values are
+  fractions of the side, so 32/224 of it (the same at 224²);
+* torchvision truncates a translation to whole pixels; here the reference translates by
+  ``value × side`` as PIL's affine transform does (nearest source pixel).
+
+The ops themselves are the registry's PIL-faithful reference, so on a PIL image the same
+(op, value) gives PIL's pixels; torchvision's tensor kernels differ slightly from PIL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import jsonio
+from .distribution import AWSDistribution
+from .jsonio import PolicyFormatError
+from .params import NO_OP, PolicyParams
+from .policy import Policy
+from .registry import OPS
+from .sampling import complete
+from .spaces import SearchSpace, get_space
+
+AUTOAUGMENT_TABLES = {
+    "imagenet": (
+        (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)),
+        (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)),
+        (("Posterize", 0.6, 7), ("Posterize", 0.6, 6)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)),
+        (("Equalize", 0.4, None), ("Rotate", 0.8, 8)),
+        (("Solarize", 0.6, 3), ("Equalize", 0.6, None)),
+        (("Posterize", 0.8, 5), ("Equalize", 1.0, None)),
+        (("Rotate", 0.2, 3), ("Solarize", 0.6, 8)),
+        (("Equalize", 0.6, None), ("Posterize", 0.4, 6)),
+        (("Rotate", 0.8, 8), ("Color", 0.4, 0)),
+        (("Rotate", 0.4, 9), ("Equalize", 0.6, None)),
+        (("Equalize", 0.0, None), ("Equalize", 0.8, None)),
+        (("Invert", 0.6, None), ("Equalize", 1.0, None)),
+        (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+        (("Rotate", 0.8, 8), ("Color", 1.0, 2)),
+        (("Color", 0.8, 8), ("Solarize", 0.8, 7)),
+        (("Sharpness", 0.4, 7), ("Invert", 0.6, None)),
+        (("ShearX", 0.6, 5), ("Equalize", 1.0, None)),
+        (("Color", 0.4, 0), ("Equalize", 0.6, None)),
+        (("Equalize", 0.4, None), ("Solarize", 0.2, 4)),
+        (("Solarize", 0.6, 5), ("AutoContrast", 0.6, None)),
+        (("Invert", 0.6, None), ("Equalize", 1.0, None)),
+        (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+        (("Equalize", 0.8, None), ("Equalize", 0.6, None)),
+    ),
+    "cifar10": (
+        (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
+        (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+        (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+        (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)),
+        (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+        (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+        (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+        (("Equalize", 0.6, None), ("Equalize", 0.5, None)),
+        (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+        (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+        (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+        (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+        (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+        (("Solarize", 0.5, 2), ("Invert", 0.0, None)),
+        (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+        (("Equalize", 0.2, None), ("Equalize", 0.6, None)),
+        (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+        (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)),
+        (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+        (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)),
+        (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+        (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)),
+        (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+        (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+    ),
+    "svhn": (
+        (("ShearX", 0.9, 4), ("Invert", 0.2, None)),
+        (("ShearY", 0.9, 8), ("Invert", 0.7, None)),
+        (("Equalize", 0.6, None), ("Solarize", 0.6, 6)),
+        (("Invert", 0.9, None), ("Equalize", 0.6, None)),
+        (("Equalize", 0.6, None), ("Rotate", 0.9, 3)),
+        (("ShearX", 0.9, 4), ("AutoContrast", 0.8, None)),
+        (("ShearY", 0.9, 8), ("Invert", 0.4, None)),
+        (("ShearY", 0.9, 5), ("Solarize", 0.2, 6)),
+        (("Invert", 0.9, None), ("AutoContrast", 0.8, None)),
+        (("Equalize", 0.6, None), ("Rotate", 0.9, 3)),
+        (("ShearX", 0.9, 4), ("Solarize", 0.3, 3)),
+        (("ShearY", 0.8, 8), ("Invert", 0.7, None)),
+        (("Equalize", 0.9, None), ("TranslateY", 0.6, 6)),
+        (("Invert", 0.9, None), ("Equalize", 0.6, None)),
+        (("Contrast", 0.3, 3), ("Rotate", 0.8, 4)),
+        (("Invert", 0.8, None), ("TranslateY", 0.0, 2)),
+        (("ShearY", 0.7, 6), ("Solarize", 0.4, 8)),
+        (("Invert", 0.6, None), ("Rotate", 0.8, 4)),
+        (("ShearY", 0.3, 7), ("TranslateX", 0.9, 3)),
+        (("ShearX", 0.1, 6), ("Invert", 0.6, None)),
+        (("Solarize", 0.7, 2), ("TranslateY", 0.6, 7)),
+        (("ShearY", 0.8, 4), ("Invert", 0.8, None)),
+        (("ShearX", 0.7, 9), ("TranslateY", 0.8, 3)),
+        (("ShearY", 0.8, 5), ("AutoContrast", 0.7, None)),
+        (("ShearX", 0.7, 2), ("Invert", 0.1, None)),
+    ),
+}
+"""The published AutoAugment policies: per dataset, sub-policies of (op, probability,
+magnitude bin of 10; None for ops without magnitude)."""
+
+FORMAT = "fastpolicy.standard_policy"
+
+
+def autoaugment(dataset: str = "imagenet") -> Policy:
+    """AutoAugment's published policy for ``dataset`` (``"imagenet"``, ``"cifar10"`` or
+    ``"svhn"``): a :class:`~fastpolicy.policy.Policy` in the ``"autoaugment"`` space, each
+    sample picking one of its 25 sub-policies and applying each op with its probability."""
+    if dataset not in AUTOAUGMENT_TABLES:
+        raise ValueError(f"unknown AutoAugment policy {dataset!r}; known: {', '.join(AUTOAUGMENT_TABLES)}")
+    return Policy([[(op, 0 if magnitude is None else magnitude, prob) for op, prob, magnitude in sub]
+                   for sub in AUTOAUGMENT_TABLES[dataset]], space="autoaugment")
+
+
+class _UniformOps(jsonio.JsonFile):
+    """Ops drawn uniformly from a standard space plus Identity (skipped slot), per slot."""
+
+    kind = ""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self._ops = np.array([NO_OP] + [OPS[op].id for op in space.ops])  # index 0: Identity
+        self._has_magnitude = np.array([False] + [space.magnitude(op) is not None for op in space.ops])
+
+    def _draw(self, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        pick = rng.integers(0, len(self._ops), size=(n, k))
+        return self._ops[pick], self._has_magnitude[pick]
+
+    def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
+        """Per-sample parameters for ``n`` images (:meth:`choose`, then signs drawn from ``rng``)."""
+        return complete(*self.choose(n, rng), self.space, rng, policy=policy_index, version=version)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    __hash__ = None
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>"):
+        jsonio.check_header(data, FORMAT, source)
+        if data.get("kind") != cls.kind:
+            raise PolicyFormatError(f"{source}: 'kind' must be {cls.kind!r}, got {data.get('kind')!r}")
+        arguments = {k: v for k, v in data.items() if k not in ("format", "version", "kind")}
+        try:
+            return cls(**arguments)
+        except (TypeError, ValueError) as err:
+            raise PolicyFormatError(f"{source}: {err}") from None
+
+
+class RandAugment(_UniformOps):
+    """RandAugment: each sample applies ``num_ops`` ops, each drawn uniformly from the
+    ``"randaugment"`` space's 13 ops and Identity, all at bin ``magnitude`` of 31 (signed ops
+    with a random sign), as torchvision's ``RandAugment(num_ops, magnitude)``."""
+
+    kind = "randaugment"
+
+    def __init__(self, num_ops: int = 2, magnitude: int = 9):
+        super().__init__(get_space("randaugment"))
+        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
+            raise ValueError(f"num_ops must be a positive integer, got {num_ops!r}")
+        if isinstance(magnitude, bool) or not isinstance(magnitude, int) or not 0 <= magnitude < self.space.n_bins:
+            raise ValueError(f"magnitude must be a bin in [0, {self.space.n_bins}), got {magnitude!r}")
+        self.num_ops, self.magnitude = num_ops, magnitude
+
+    @property
+    def n_ops(self) -> int:
+        return self.num_ops
+
+    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """int64[n, num_ops] op ids (-1: Identity) and bins (``magnitude``, -1 without one)."""
+        op, has_magnitude = self._draw(n, self.num_ops, rng)
+        return op, np.where(has_magnitude, self.magnitude, -1)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1, "kind": self.kind, "num_ops": self.num_ops,
+                "magnitude": self.magnitude}
+
+    def __repr__(self):
+        return f"RandAugment(num_ops={self.num_ops}, magnitude={self.magnitude})"
+
+
+class TrivialAugmentWide(_UniformOps):
+    """TrivialAugmentWide: each sample applies one op drawn uniformly from the
+    ``"trivialaugment_wide"`` space's 13 ops and Identity, at a uniformly drawn bin of 31
+    (signed ops with a random sign), as torchvision's ``TrivialAugmentWide()``."""
+
+    kind = "trivialaugment_wide"
+
+    def __init__(self):
+        super().__init__(get_space("trivialaugment_wide"))
+
+    n_ops = 1
+
+    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """int64[n, 1] op ids (-1: Identity) and bins (uniform, -1 without magnitude)."""
+        op, has_magnitude = self._draw(n, 1, rng)
+        return op, np.where(has_magnitude, rng.integers(0, self.space.n_bins, size=(n, 1)), -1)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1, "kind": self.kind}
+
+    def __repr__(self):
+        return "TrivialAugmentWide()"
+
+
+def randaugment(num_ops: int = 2, magnitude: int = 9) -> RandAugment:
+    """:class:`RandAugment` with torchvision's defaults (2 ops at bin 9 of 31)."""
+    return RandAugment(num_ops, magnitude)
+
+
+def trivialaugment_wide() -> TrivialAugmentWide:
+    """:class:`TrivialAugmentWide`."""
+    return TrivialAugmentWide()
+
+
+STANDARD = {"autoaugment": autoaugment, "randaugment": randaugment, "trivialaugment_wide": trivialaugment_wide}
+"""Standard policies by name (what ``--policy`` and :func:`resolve` accept)."""
+
+
+def sampler_from_dict(data: dict, source: str = "<dict>"):
+    """The sampler a ``to_dict()`` came from, by its ``format``: a Policy, an
+    AWSDistribution or a standard policy."""
+    if not isinstance(data, dict):
+        raise PolicyFormatError(f"{source}: a policy must be a JSON object, got {type(data).__name__}")
+    kinds = {"fastpolicy.policy": Policy, "fastpolicy.aws_distribution": AWSDistribution,
+             FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide}}
+    kind = kinds.get(data.get("format"))
+    if isinstance(kind, dict):
+        kind = kind.get(data.get("kind"))
+    if kind is None:
+        raise PolicyFormatError(f"{source}: not a policy file (format {data.get('format')!r}, "
+                                f"expected one of {sorted(kinds)})")
+    return jsonio.checked_from_dict(kind.from_dict, data, source)
+
+
+def resolve(policy):
+    """A sampler, or a :class:`~fastpolicy.schedule.PolicySchedule`, from what a user
+    passes: an object with ``choose`` (returned as is), a schedule, a standard policy name
+    (``"autoaugment"``, ``"autoaugment:cifar10"``, ``"randaugment"``,
+    ``"trivialaugment_wide"``), or the path of a policy, AWS distribution, standard policy or
+    schedule JSON file."""
+    from .schedule import PolicySchedule
+
+    if hasattr(policy, "choose") or isinstance(policy, PolicySchedule):
+        return policy
+    if not isinstance(policy, str):
+        raise TypeError(f"expected a policy, a schedule, a standard policy name or a JSON path; got "
+                        f"{type(policy).__name__}")
+    name, _, argument = policy.partition(":")
+    if name in STANDARD:
+        return STANDARD[name](argument) if argument else STANDARD[name]()
+    try:
+        data = jsonio.read_json(policy)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{policy!r} is neither a standard policy ({', '.join(STANDARD)}) "
+                                "nor a policy file") from None
+    if data.get("format") == "fastpolicy.schedule":
+        return jsonio.checked_from_dict(PolicySchedule.from_dict, data, policy)
+    return sampler_from_dict(data, policy)
