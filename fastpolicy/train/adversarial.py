@@ -106,8 +106,15 @@ class AdversarialSearch(EpochTrainer):
         version = self.train_loader.set_policies(policies)
         if policies is not None:
             self.schedule.append(policies)
-        self._window = {"actions": actions, "version": version, "sum": np.zeros(M), "batches": 0}
+        self._window = self._new_window(actions, version)
         return {"actions": actions, "updates": []}
+
+    def _new_window(self, actions, version: int) -> dict:
+        """A controller window: its policies' actions and version, per-policy loss sums
+        (float64 [M] on the device), steps taken and batches seen."""
+        return {"actions": actions, "version": version, "batches": 0,
+                "sum": torch.zeros(self.preset.M, dtype=torch.float64, device=self.device),
+                "taken": torch.zeros(1, dtype=torch.float64, device=self.device)}
 
     def _update_controller(self, actions, rewards) -> dict:
         """One REINFORCE step on rank 0 with global ``rewards``; every rank gets its parameters."""
@@ -126,24 +133,26 @@ class AdversarialSearch(EpochTrainer):
             raise RuntimeError(f"batch augmented with policy version {batch.version}, expected {window['version']}")
         if self.config.controller_window is None:
             return
-        window["sum"] += policy_means
+        taken = torch.isfinite(policy_means[:1])  # NaN: a skipped step (stays on the device)
+        window["sum"] = window["sum"] + torch.where(taken, policy_means, 0.0).double()
+        window["taken"] = window["taken"] + taken.double()
         window["batches"] += 1
         if window["batches"] < self.config.controller_window or batch.step + 1 >= len(self.train_loader):
             return  # the epoch's last window is rewarded by finish_epoch
-        rewards = window["sum"] / window["batches"]
+        rewards = (window["sum"] / window["taken"]).cpu().numpy()  # one synchronization per window
         if np.all(np.isfinite(rewards)):
             self._window_updates.append(self._update_controller(window["actions"], rewards.tolist()))
         actions = distributed.broadcast_object(self.controller.sample(self.preset.M, self.generator))
         policies = self.controller.to_policies(actions)
         version = self.train_loader.set_policies(policies)  # takes effect at the very next batch
         self.schedule.append(policies)
-        self._window = {"actions": actions, "version": version, "sum": np.zeros(self.preset.M), "batches": 0}
+        self._window = self._new_window(actions, version)
 
     def finish_epoch(self, context: dict, train: dict, row: dict) -> None:
         window = self._window
         actions = window["actions"]
         rewards = train["policy_loss"] if self.config.controller_window is None else \
-            (window["sum"] / max(window["batches"], 1)).tolist()
+            (window["sum"] / window["taken"].clamp(min=1)).tolist()
         finite = all(np.isfinite(rewards)) and (self.config.controller_window is None or window["batches"] > 0)
         updates, self._window_updates = self._window_updates, []
         if actions is not None and finite and train["skipped"] < len(self.train_loader):

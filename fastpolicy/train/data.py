@@ -18,6 +18,12 @@ from ..data.files import ImageList, scan_folder
 from ..loader import PolicyDALILoader
 
 
+def _layout(device: str) -> str:
+    """The batches' memory layout: channels-last on a GPU, where the models train channels-last
+    (the stage writes it; the step does not convert), contiguous NCHW on the CPU."""
+    return "channels_last" if device == "gpu" else "nchw"
+
+
 def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, seed: int, num_threads: int,
                    backend: str | None, shard: tuple[int, int] = (0, 1), augment: dict | None = None):
     """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics;
@@ -25,7 +31,7 @@ def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, se
     images, labels = train
     scaled = images.reshape(-1, images.shape[-1]) / 255.0
     norm = {"mean": tuple(scaled.mean(0)), "std": tuple(scaled.std(0))}
-    sharding = {"shard_id": shard[0], "num_shards": shard[1]}
+    sharding = {"shard_id": shard[0], "num_shards": shard[1], "layout": _layout(device)}
     train_loader = PolicyDALILoader.from_arrays(images, labels, batch_size=batch, M=M, device=device, seed=seed,
                                                 num_threads=num_threads, backend=backend, **sharding, **norm,
                                                 **(augment or {}))
@@ -40,7 +46,7 @@ def _file_loaders(train, val, batch: int, M: int, image_size: int, device: str, 
                   augment: dict | None = None):
     """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped.
     ``checks``: ``verify``, ``on_bad``, ``max_pixels`` for both (see :func:`~fastpolicy.data.files.check_files`)."""
-    sharding = {"shard_id": shard[0], "num_shards": shard[1], **(checks or {})}
+    sharding = {"shard_id": shard[0], "num_shards": shard[1], "layout": _layout(device), **(checks or {})}
     train_loader = PolicyDALILoader(train, batch_size=batch, M=M, image_size=image_size, device=device, seed=seed,
                                     num_threads=num_threads, backend=backend, **sharding, **(augment or {}))
     val_loader = PolicyDALILoader(val, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,

@@ -20,9 +20,12 @@ from .presets import Preset
 
 
 def make_optimizer(model: torch.nn.Module, preset: Preset, lr_scale: float = 1.0) -> torch.optim.SGD:
-    """SGD with the preset's momentum, Nesterov, weight decay and learning rate (× ``lr_scale``)."""
+    """SGD with the preset's momentum, Nesterov, weight decay and learning rate (× ``lr_scale``);
+    fused on a GPU (one kernel, and a non-finite step is skipped on the device: see
+    :func:`train_epoch`)."""
+    fused = next(model.parameters()).is_cuda
     return torch.optim.SGD(model.parameters(), lr=preset.lr * lr_scale, momentum=preset.momentum,
-                           nesterov=preset.nesterov, weight_decay=preset.weight_decay)
+                           nesterov=preset.nesterov, weight_decay=preset.weight_decay, fused=fused or None)
 
 
 def make_scheduler(optimizer, preset: Preset, steps_per_epoch: int,
@@ -75,6 +78,19 @@ def _same(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def _skips_on_device(optimizer) -> bool:
+    """Whether ``optimizer`` can skip a step on the device: fused SGD reads ``found_inf``,
+    once its momentum buffers exist (torch's fused first step allocates them uninitialized
+    and would leave them so if skipped; the first step therefore checks on the host)."""
+    for group in optimizer.param_groups:
+        if not group.get("fused"):
+            return False
+        if group.get("momentum") and any(optimizer.state.get(p, {}).get("momentum_buffer") is None
+                                         for p in group["params"]):
+            return False
+    return True
+
+
 def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.device, desc: str = "train",
                 progress: bool = True, on_batch=None, sync: bool = True, on_step=None) -> dict:
     """One pass over ``loader``; returns ``loss``/``accuracy`` (means over the epoch's samples),
@@ -82,8 +98,13 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
     epoch's batches — the reward of Adversarial AutoAugment), ``skipped`` (non-finite steps)
     and ``last_images`` (the last batch, for sample grids). ``on_batch(batch)`` is called
     with every batch the loader yields (skipped ones too), before its step;
-    ``on_step(batch, policy_means)`` after every step taken, with that batch's per-policy
-    mean losses (float [M] list, global under ``torchrun``).
+    ``on_step(batch, policy_means)`` after every step, with that batch's per-policy mean
+    losses (float [M] tensor on ``device``, global under ``torchrun``; NaN where the step was
+    skipped, so a consumer converts them to numbers only when it needs them).
+
+    No host synchronization per step on a GPU: a loader writing channels-last is not
+    converted, and with fused SGD (:func:`make_optimizer` on a GPU) a non-finite loss skips
+    the update on the device (``found_inf``) and is counted at the epoch's end.
 
     Under ``torchrun`` (``model`` wrapped in DDP, ``loader`` one shard): every rank takes
     the same number of steps, per-policy loss sums and counts are summed over the ranks at
@@ -94,46 +115,68 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
     reduce = distributed.all_reduce_sum if sync else _same
     model.train()
     total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-    policy_sum, batches, skipped = torch.zeros(M, device=device), 0, 0
+    policy_sum, batches = torch.zeros(M, device=device), torch.zeros((), device=device)
+    skipped, skipped_on_device = 0, torch.zeros((), device=device)
+    on_device = _skips_on_device(optimizer)
+    fused = all(group.get("fused") for group in optimizer.param_groups)
     last = None
     steps = _steps(loader, sync)
     for step, batch in zip(range(steps), tqdm(loader, desc=desc, leave=False, disable=not progress, total=steps)):
         if on_batch is not None:
             on_batch(batch)
         images, labels, policy_ids = (t.to(device, non_blocking=True) for t in batch)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        if device.type == "cuda" and not images.is_contiguous(memory_format=torch.channels_last):
+            images = images.contiguous(memory_format=torch.channels_last)  # a loader not writing channels-last
         with _autocast(device):
             logits = model(images)
         per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
         loss = per_sample.mean()
-        if not _all_finite(loss, sync):
-            skipped += 1
-            warnings.warn(f"{desc}: non-finite loss at step {getattr(batch, 'step', step)}; step skipped, "
-                          "no reward recorded")
+        if on_device:
+            # no host synchronization: fused SGD skips the update where found_inf is 1
+            finite = reduce((~torch.isfinite(loss.detach())).float().reshape(1)) == 0
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.found_inf = (~finite).float()
+            optimizer.step()
+            del optimizer.found_inf
             scheduler.step()
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+            skipped_on_device += (~finite).float().sum()
+        else:
+            if not _all_finite(loss, sync):
+                skipped += 1
+                warnings.warn(f"{desc}: non-finite loss at step {getattr(batch, 'step', step)}; step skipped, "
+                              "no reward recorded")
+                scheduler.step()
+                continue
+            finite = torch.ones(1, dtype=torch.bool, device=device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            on_device = fused and _skips_on_device(optimizer)  # from the second step on
         with torch.no_grad():
             sums, counts = per_policy_mean(per_sample.detach(), policy_ids, M)
             both = reduce(torch.cat([sums, counts]))
-            means = both[:M] / both[M:].clamp(min=1)
-            policy_sum += means
-            batches += 1
-            total += torch.stack([per_sample.detach().sum().double(), (logits.argmax(1) == labels).sum().double(),
-                                  torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+            means = torch.where(finite, both[:M] / both[M:].clamp(min=1), torch.nan)
+            policy_sum += torch.where(finite, means, 0.0)
+            batches += finite.float().sum()
+            stats = torch.stack([per_sample.detach().sum().double(), (logits.argmax(1) == labels).sum().double(),
+                                 torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+            total += torch.where(finite, stats, 0.0)
         last = batch
         if on_step is not None:
-            on_step(batch, means.tolist())
+            on_step(batch, means)
+    if fused:
+        on_device_skips = int(skipped_on_device)  # one synchronization per epoch
+        skipped += on_device_skips
+        if on_device_skips:
+            warnings.warn(f"{desc}: {on_device_skips} step(s) with a non-finite loss skipped, no reward recorded")
     if steps < len(loader) and hasattr(loader, "reset"):
         loader.reset()  # this shard had a batch more than another: drop it, end the epoch
     loss_sum, correct, seen = reduce(total).tolist()
     return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "policy_loss": (policy_sum / max(batches, 1)).tolist(), "skipped": skipped,
-            "last_images": None if last is None else last.images.detach().cpu()}
+            "policy_loss": (policy_sum / batches.clamp(min=1)).tolist(), "skipped": skipped,
+            "last_images": None if last is None else last[0].detach().cpu()}
 
 
 @torch.no_grad()
@@ -144,7 +187,7 @@ def evaluate(model, loader, device: torch.device, progress: bool = True, sync: b
     total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
     for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images, labels = batch[0].to(device), batch[1].to(device)
-        if device.type == "cuda":
+        if device.type == "cuda" and not images.is_contiguous(memory_format=torch.channels_last):
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             logits = model(images)
