@@ -11,8 +11,10 @@ one run measures, per op family of the registry:
 
 Families: ``geometric`` (affine ops), ``pointwise`` (tables without statistics),
 ``histogram`` (tables after per-image statistics), ``blend`` (Color, Sharpness),
-``special`` (Cutout, SamplePairing), one op per sample in one slot; and
-``adversarial_policies``: 8 random Adversarial-AutoAugment policies, two slots.
+``special`` (Cutout, SamplePairing), one op per sample in one slot;
+``adversarial_policies``: 8 random Adversarial-AutoAugment policies, two slots; and the
+standard policies (``autoaugment``, ``randaugment``, ``trivialaugment_wide``) — the case
+list of :func:`fastpolicy.bench.stage.cases`.
 Warm-up excluded; each figure is the median of ``--repeats`` runs.
 
     python benchmarks/policy_stage.py                 # on a GPU: benchmarks/results/policy_stage_gpu.json
@@ -28,13 +30,11 @@ import os
 
 import numpy as np
 
-from fastpolicy import Policy
 from fastpolicy.backends.kernel_stage import KernelPolicyStage
 from fastpolicy.bench import record
-from fastpolicy.bench.stage import families, family_params
+from fastpolicy.bench.stage import cases, families
 from fastpolicy.bench.timing import median_seconds
 from fastpolicy.data.photo_tree import photo_batch
-from fastpolicy.sampling import sample_policies
 
 
 def main(argv=None) -> dict:
@@ -84,15 +84,11 @@ def main(argv=None) -> dict:
         except ImportError as error:
             print(f"DALI not available ({error}); timing the kernels alone")
 
-    rng = np.random.default_rng(0)
-    cases = {name: family_params(ops, args.n, rng) for name, ops in families().items()}
-    policies = [Policy.random(rng) for _ in range(8)]
-    cases["adversarial_policies"] = sample_policies(policies, args.n // 8, rng)
     rows = []
-    for name, params in cases.items():
+    for name, params in cases(args.n, np.random.default_rng(0)).items():
         slots = int(sum(np.any(params.op[:, k] >= 0) for k in range(params.k)))
         seconds = median_seconds(lambda: stage.apply(images, params), sync, args.warmup, args.repeats)
-        row = {"family": name, "ops": families().get(name, "8 random policies, 2 ops per sample"),
+        row = {"family": name, "ops": families().get(name, "a whole policy (see fastpolicy.bench.stage.cases)"),
                "kernels_images_per_s": args.n / seconds,
                "kernels_bandwidth_fraction_of_copy": (2 * nbytes * slots / seconds) / copy_bandwidth}
         if dali_stage is not None:

@@ -22,14 +22,18 @@ torchvision's ranges (``fastpolicy.docs`` lists them). Where they differ from th
 * Solarize's threshold is 255 → 0 (``255·linspace(1, 0)``), not 256 → 0;
 * TrivialAugmentWide's translation is 32 pixels at any size in torchvision; here values are
   fractions of the side, so 32/224 of it (the same at 224²);
-* torchvision truncates a translation to whole pixels; here the reference translates by
-  ``value × side`` as PIL's affine transform does (nearest source pixel).
+* translations follow AutoAugment's PIL code (a positive value moves the content left or
+  up, by ``value × side`` with PIL's nearest sampling); torchvision moves it the other way
+  by whole pixels. Signs are drawn ±1 with equal probability in both, so the policies are
+  the same up to that sub-pixel rounding.
 
-The ops themselves are the registry's PIL-faithful reference, so on a PIL image the same
-(op, value) gives PIL's pixels; torchvision's tensor kernels differ slightly from PIL.
+The ops are the registry's PIL-faithful reference: on a PIL image every other (op, value)
+of these spaces gives torchvision's PIL result pixel for pixel (``tests/test_policies.py``).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -278,11 +282,10 @@ def resolve(policy):
     name, _, argument = policy.partition(":")
     if name in STANDARD:
         return STANDARD[name](argument) if argument else STANDARD[name]()
-    try:
-        data = jsonio.read_json(policy)
-    except FileNotFoundError:
+    if not os.path.exists(policy):
         raise FileNotFoundError(f"{policy!r} is neither a standard policy ({', '.join(STANDARD)}) "
-                                "nor a policy file") from None
+                                "nor a policy file")
+    data = jsonio.read_json(policy)
     if data.get("format") == "fastpolicy.schedule":
         return jsonio.checked_from_dict(PolicySchedule.from_dict, data, policy)
     return sampler_from_dict(data, policy)

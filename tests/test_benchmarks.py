@@ -23,7 +23,8 @@ def test_policy_stage_benchmark_smoke(tmp_path):
                        "--out", str(out)])
     result = json.loads(out.read_text())
     assert {"command", "date", "machine", "versions", "settings"} <= set(result)
-    assert [r["family"] for r in result["results"]] == list(policy_stage.families()) + ["adversarial_policies"]
+    assert [r["family"] for r in result["results"]] == list(policy_stage.families()) + [
+        "adversarial_policies", "autoaugment", "randaugment", "trivialaugment_wide"]
     for row in result["results"]:
         assert row["kernels_images_per_s"] > 0 and row["ratio_kernels_over_dali"] > 0
 
@@ -35,11 +36,12 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
 
     out = tmp_path / "bench_cpu.json"
     assert main(["bench", "--device", "cpu", "--images", "16", "--batch", "4", "--M", "1", "2", "--batches", "1",
-                 "--warmup", "1", "--repeats", "1", "--workers", "1", "--stage-n", "16", "--out", str(out)]) == 0
+                 "--warmup", "1", "--repeats", "1", "--workers", "1", "--stage-n", "16", "--policies", "autoaugment",
+                 "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert {"command", "date", "machine", "versions", "settings", "note"} <= set(result)
     rows = result["results"]
-    assert {r["scenario"] for r in rows} == {"decode", "policy", "stage"}  # training needs a GPU
+    assert {r["scenario"] for r in rows} == {"decode", "policy", "stage", "host"}  # training needs a GPU
     for scenario, M in (("decode", 1), ("policy", 1), ("policy", 2)):
         group = [r for r in rows if r["scenario"] == scenario and r["M"] == M]
         assert group[0]["contender"].startswith("fastpolicy") and group[0]["ratio_to_fastpolicy"] == 1
@@ -47,7 +49,14 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
         assert any(r["contender"].startswith("torchvision") for r in group)
     stage = {r["case"] for r in rows if r["scenario"] == "stage"}
     assert stage == {"geometric", "pointwise", "histogram", "blend", "special", "adversarial_policies",
-                     "autoaugment_imagenet"}
+                     "autoaugment", "randaugment", "trivialaugment_wide"}
+    for case in ("autoaugment", "randaugment", "trivialaugment_wide"):  # the same policy in every contender
+        contenders = {r["contender"] for r in rows if r["scenario"] == "stage" and r["case"] == case}
+        assert any(c.startswith("fastpolicy") for c in contenders) and any("torchvision" in c for c in contenders)
+        assert any(c.startswith("DALI auto_aug") for c in contenders)
+    host = [r for r in rows if r["scenario"] == "host"]
+    assert len(host) == 1 and host[0]["host_ms_per_batch"] > 0 and host[0]["M"] == 2
+    assert {"source", "stage_compute", "pack_and_upload", "assemble", "sample"} <= set(host[0]["parts_ms"])
     assert all(r["images_per_s"] > 0 for r in rows)
     assert (tmp_path / "bench_cpu.png").stat().st_size > 0
     readme = tmp_path / "README.md"
@@ -55,18 +64,6 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
     report.update_readme(str(readme), str(tmp_path))
     text = readme.read_text()
     assert "old" not in text and "| geometric |" in text and text.endswith("tail\n")
-
-
-def test_autoaugment_policy_equals_torchvisions_table():
-    from torchvision.transforms import v2
-
-    from fastpolicy.bench.peers import autoaugment_imagenet
-
-    policy = autoaugment_imagenet()
-    table = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)._policies
-    assert len(policy.sub_policies) == len(table) == 25
-    for sub, row in zip(policy.sub_policies, table):
-        assert [(c.op, c.prob) for c in sub] == [(op, p) for op, p, _ in row]
 
 
 def test_micro_benchmarks_run_once(tmp_path):

@@ -79,15 +79,17 @@ class DaliPolicyStage:
         self.builds = 1
 
     def feed(self, images, params) -> None:
-        """Queue one batch: ``images`` uint8 [B, H, W, C] (NumPy, or CUDA array on the GPU)."""
+        """Queue one batch: ``images`` uint8 [B, H, W, C] (NumPy, or CUDA array on the GPU);
+        parameters with fewer op slots than the stage are padded with skipped slots."""
         batch = params.n
         if tuple(images.shape) != (batch, *self.size, self.channels):
             raise ValueError(f"expected images of shape {(batch, *self.size, self.channels)}, "
                              f"got {tuple(images.shape)}")
         if not 0 < batch <= self.max_batch:
             raise ValueError(f"batch of {batch} images; this stage takes 1 to {self.max_batch}")
-        if params.k != self.slots:
+        if params.k > self.slots:
             raise ValueError(f"params have {params.k} op slots; this stage applies {self.slots}")
+        params = params.pad_slots(self.slots) if params.k < self.slots else params
         if not self.pairing and np.any(params.op == OPS["SamplePairing"].id):
             raise ValueError("params use SamplePairing but the stage was built with pairing=False")
         self._pipe.feed_input("images", images)

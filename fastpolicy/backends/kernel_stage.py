@@ -15,6 +15,8 @@ the zero-copy torch entry point (DLPack, on torch's current stream).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..params import NO_OP, PolicyParams
@@ -52,6 +54,7 @@ class KernelPolicyStage:
         self.xp, self.block = xp, threads_per_block
         self._kernels = {name: module.get_function(name) for name in KERNELS}
         self._norm: dict = {}
+        self.host_seconds = 0.0  # packing and upload calls, summed (the loader's host-time benchmark)
 
     @classmethod
     def on_device(cls, device_id: int = 0) -> "KernelPolicyStage":
@@ -127,8 +130,10 @@ class KernelPolicyStage:
         last_mode = OUTPUT_TYPES[output] | (PLANAR if layout == "nchw" else 0)
         if params is None or not any(np.any(params.op[:, k] != NO_OP) for k in range(params.k)):
             params = _copy_params(n)
+        started = time.perf_counter()
         packed = pack(params, height, width, "kernels", allocate=self.allocate)
         device_buffer = self.upload(packed.buffer)
+        self.host_seconds += time.perf_counter() - started
         slots = [slot for slot, active in zip(packed.views(device_buffer), packed.active) if active] or \
             packed.views(device_buffer)[:1]
         buffers = list(workspace or [])

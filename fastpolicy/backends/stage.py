@@ -83,9 +83,16 @@ class OutputSpec:
 
 
 class PolicyStage:
-    """Applies per-sample policies to uint8 batches (see the module docstring)."""
+    """Applies per-sample policies to uint8 batches (see the module docstring).
+
+    Attributes:
+        name: the backend.
+        host_seconds: seconds spent on the host preparing the stage's arguments (packing,
+            upload calls), summed over calls; the stage's own compute is the rest of its time.
+    """
 
     name = ""
+    host_seconds = 0.0
 
     def apply(self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec) -> torch.Tensor:
         """``images`` torch uint8 [N, H, W, C] (C = 1 or 3, not modified) with ``params``
@@ -154,8 +161,6 @@ class DaliStage(PolicyStage):
     def apply(self, images, params, out):
         _check(images, params)
         if _any_op(params):
-            if params.k < self._stage.slots:
-                params = params.pad_slots(self._stage.slots)
             self._stage.feed(images if images.is_cuda else images.numpy(), params)
             result = self._stage.run().as_tensor()
             images = torch.empty(result.shape(), dtype=torch.uint8, device=images.device)
@@ -176,6 +181,13 @@ class KernelStage(PolicyStage):
 
         self.name, self.fill = kind, fill
         self._stage = None if kind == "cupy" else getattr(KernelPolicyStage, kind)()
+
+    @property
+    def host_seconds(self) -> float:
+        from .kernel_stage import _DEVICE_STAGES
+
+        stages = [self._stage] if self._stage is not None else list(_DEVICE_STAGES.values())
+        return sum(stage.host_seconds for stage in stages)
 
     def apply(self, images, params, out):
         _check(images, params)

@@ -6,15 +6,16 @@ Every contender reads the same ImageNet-layout JPEG tree, decodes each image onc
 on the benchmark's device:
 
 * ``fastpolicy`` — :class:`~fastpolicy.loader.PolicyDALILoader` (DALI decode; the policy
-  on the CuPy kernels on a GPU, DALI operators on the CPU; ``backend`` picks). Its policy
-  is either AutoAugment's ImageNet policy (the same table the peers apply, as a
-  :class:`~fastpolicy.policy.Policy`: per-sample sub-policy, op probabilities) or M random
-  Adversarial-AutoAugment policies (two ops on every copy: more work);
+  on the CuPy kernels on a GPU, the native stage on the CPU; ``backend`` picks). Its policy
+  is a standard policy of :mod:`fastpolicy.policies` — the same one the peers apply:
+  AutoAugment's ImageNet table, RandAugment (2 ops, bin 9 of 31) or TrivialAugmentWide —
+  or M random Adversarial-AutoAugment policies (two ops on every copy: more work);
 * ``dali`` — a plain DALI pipeline (reader, decoder, ``random_resized_crop``,
-  ``crop_mirror_normalize``), with ``policy`` DALI's ``auto_aug.auto_augment_image_net``
-  per copy;
+  ``crop_mirror_normalize``), with ``policy`` DALI's ``auto_aug`` equivalent per copy
+  (``auto_augment_image_net``, ``rand_augment(n=2, m=9)``, ``trivial_augment_wide``);
 * ``torchvision`` — ``ImageFolder``-style decoding with ``torchvision.io`` and v2
-  transforms (``AutoAugment(IMAGENET)`` with ``policy``) in ``DataLoader`` workers;
+  transforms (``AutoAugment(IMAGENET)``, ``RandAugment()``, ``TrivialAugmentWide()``) in
+  ``DataLoader`` workers;
 * ``kornia`` — torchvision's decode + crop + flip in workers, then Kornia's
   ``AutoAugment("imagenet")`` on the device batch (it draws one sub-policy per call, i.e.
   per batch). Only if Kornia is installed.
@@ -26,39 +27,48 @@ import numpy as np
 import torch
 
 from ..loader.loader import IMAGENET_MEAN, IMAGENET_STD
+from ..policies import STANDARD
 from ..policy import Policy
 from .timing import endless
 
 SIZE = 224
 
+POLICIES = tuple(STANDARD)
+"""Standard policies every contender applies (``fastpolicy bench --policies``)."""
 
-def autoaugment_imagenet() -> Policy:
-    """AutoAugment's ImageNet policy (25 sub-policies of two ``(op, bin, probability)``), read
-    from torchvision's table so that every contender applies the same one."""
-    from torchvision.transforms import v2
-
-    table = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)._policies
-    return Policy([[(op, 0 if magnitude is None else int(magnitude), float(p)) for op, p, magnitude in sub]
-                   for sub in table])
+NAMES = {"autoaugment": "AutoAugment ImageNet", "randaugment": "RandAugment (2, 9)",
+         "trivialaugment_wide": "TrivialAugmentWide"}
+"""How the tables name each standard policy."""
 
 
 def fastpolicy_loader(root: str, N: int, M: int, policy: str | None, device: str, threads: int,
                       backend: str | None = None, seed: int = 0):
-    """``policy``: None, ``"autoaugment"`` (the ImageNet policy on every copy) or ``"random"``
+    """``policy``: None, a standard policy of :data:`POLICIES` (on every copy) or ``"random"``
     (M random Adversarial-AutoAugment policies)."""
     from ..loader import PolicyDALILoader
 
     rng = np.random.default_rng(seed)
-    policies = {None: None, "autoaugment": autoaugment_imagenet(),
-                "random": [Policy.random(rng) for _ in range(M)]}[policy]
+    policies = None if policy is None else ([Policy.random(rng) for _ in range(M)] if policy == "random"
+                                            else STANDARD[policy]())
     loader = PolicyDALILoader(root, batch_size=N, M=M, image_size=SIZE, device=device, num_threads=threads,
                               backend=backend, policies=policies, seed=seed)
     return (batch.images for batch in endless(loader))
 
 
-def _dali_graph(root: str, M: int, policy: bool, device: str):
+def _dali_policy(images, policy: str):
+    from nvidia.dali.auto_aug import auto_augment, rand_augment, trivial_augment
+
+    if policy == "autoaugment":
+        return auto_augment.auto_augment_image_net(images, shape=(SIZE, SIZE))
+    if policy == "randaugment":
+        return rand_augment.rand_augment(images, n=2, m=9, shape=(SIZE, SIZE))
+    if policy == "trivialaugment_wide":
+        return trivial_augment.trivial_augment_wide(images, shape=(SIZE, SIZE))
+    raise ValueError(f"unknown standard policy {policy!r}")
+
+
+def _dali_graph(root: str, M: int, policy: str | None, device: str):
     from nvidia.dali import fn, types
-    from nvidia.dali.auto_aug import auto_augment
 
     jpegs, labels = fn.readers.file(file_root=root, random_shuffle=True, name="reader")
     images = fn.decoders.image(jpegs, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
@@ -66,19 +76,20 @@ def _dali_graph(root: str, M: int, policy: bool, device: str):
     for _ in range(M):
         crop = fn.random_resized_crop(images, size=(SIZE, SIZE))
         if policy:
-            crop = auto_augment.auto_augment_image_net(crop, shape=(SIZE, SIZE))
+            crop = _dali_policy(crop, policy)
         outputs.append(fn.crop_mirror_normalize(
             crop, mirror=fn.random.coin_flip(), dtype=types.FLOAT, output_layout="CHW",
             mean=[255 * m for m in IMAGENET_MEAN], std=[255 * s for s in IMAGENET_STD]))
     return (*outputs, labels)
 
 
-def dali_pipeline(root: str, N: int, M: int, policy: bool, device: str, threads: int, seed: int = 0):
-    """DALI's own pipeline; with ``policy``, ``auto_augment_image_net`` on every copy."""
+def dali_pipeline(root: str, N: int, M: int, policy: str | None, device: str, threads: int, seed: int = 0):
+    """DALI's own pipeline; with ``policy`` (a standard policy name) its ``auto_aug`` version
+    on every copy."""
     from nvidia.dali import pipeline_def
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-    pipe = pipeline_def(_dali_graph, enable_conditionals=policy)(
+    pipe = pipeline_def(_dali_graph, enable_conditionals=policy is not None)(
         root, M, policy, device, batch_size=N, num_threads=threads, device_id=0 if device == "gpu" else None,
         seed=seed)
     pipe.build()
@@ -114,13 +125,23 @@ def _to_device(loader, device: str):
         yield images.cuda(non_blocking=True) if device == "gpu" else images
 
 
-def torchvision_loader(root: str, N: int, M: int, policy: bool, device: str, workers: int):
-    """torchvision v2 in ``workers`` DataLoader processes (pinned memory on a GPU)."""
+def torchvision_policy(policy: str):
+    """torchvision v2's transform of a standard policy name."""
+    from torchvision.transforms import v2
+
+    return {"autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+            "randaugment": lambda: v2.RandAugment(num_ops=2, magnitude=9),
+            "trivialaugment_wide": v2.TrivialAugmentWide}[policy]()
+
+
+def torchvision_loader(root: str, N: int, M: int, policy: str | None, device: str, workers: int):
+    """torchvision v2 in ``workers`` DataLoader processes (pinned memory on a GPU); ``policy``
+    a standard policy name or None."""
     from torchvision.transforms import v2
 
     steps = [v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip()]
     if policy:
-        steps.append(v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET))
+        steps.append(torchvision_policy(policy))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     data = torch.utils.data.DataLoader(_Copies(root, M, v2.Compose(steps)), batch_size=N, shuffle=True,
                                        num_workers=workers, drop_last=True, persistent_workers=workers > 0,
@@ -153,5 +174,5 @@ def kornia_loader(root: str, N: int, M: int, device: str, workers: int):
         yield (augment(images) - mean) / std
 
 
-__all__ = ["SIZE", "autoaugment_imagenet", "fastpolicy_loader", "dali_pipeline", "torchvision_loader",
+__all__ = ["SIZE", "POLICIES", "NAMES", "torchvision_policy", "fastpolicy_loader", "dali_pipeline", "torchvision_loader",
            "kornia_available", "kornia_loader"]

@@ -13,7 +13,8 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 TITLES = {"decode": "1. Decode + random-resized-crop + flip (M = 1)",
           "policy": "2. The same plus a per-sample AutoAugment-space policy",
           "stage": "3. The policy stage alone, pre-decoded batches",
-          "training": "4. ResNet-50 training step (bf16, channels-last) fed by the loader"}
+          "training": "4. ResNet-50 training step (bf16, channels-last) fed by the loader",
+          "host": "5. The loader's host time per batch (besides DALI's run and the stage's compute)"}
 
 
 def group_key(row: dict) -> tuple:
@@ -45,6 +46,9 @@ def table(rows: list[dict]) -> str:
         for r in chosen:
             ratio = "—" if r["ratio_to_fastpolicy"] is None else f"{r['ratio_to_fastpolicy']:.2f}"
             extra = ""
+            if "host_ms_per_batch" in r:
+                parts = ", ".join(f"{k} {v:.2f}" for k, v in r["parts_ms"].items())
+                extra = f" (host {r['host_ms_per_batch']:.2f} ms per batch; ms: {parts})"
             if "loader_overhead_percent" in r:
                 extra = f" (loader overhead {r['loader_overhead_percent']:.1f} %, peak {r['peak_memory_gib']:.1f} GiB)"
             lines.append(f"| {r.get('case') or '—'} | {r.get('M') or '—'} | {r['contender']}{extra} | "

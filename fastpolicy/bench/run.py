@@ -4,12 +4,15 @@ Scenarios (``--scenarios``):
 
 1. ``decode`` — decode + random-resized-crop 224 + flip, M = 1: fastpolicy's loader, DALI's
    plain pipeline, torchvision ``ImageFolder`` + ``DataLoader``;
-2. ``policy`` — the same plus a per-sample policy, for each ``--M``: fastpolicy with
-   AutoAugment's ImageNet policy and with M random Adversarial-AutoAugment policies (on a
-   GPU also its DALI backend), DALI ``auto_aug`` (ImageNet), torchvision v2
-   ``AutoAugment`` in workers, Kornia ``AutoAugment`` on the device batch (if installed);
+2. ``policy`` — the same plus a per-sample policy, for each ``--M`` and each standard
+   policy of ``--policies`` (AutoAugment ImageNet, RandAugment, TrivialAugmentWide), the
+   same policy in every contender: fastpolicy (on a GPU also its DALI backend), DALI
+   ``auto_aug``, torchvision v2 in workers, Kornia on the device batch (AutoAugment, if
+   installed); plus fastpolicy with M random Adversarial-AutoAugment policies;
 3. ``stage`` — the policy stage alone on pre-decoded batches, per op family (:mod:`.stage`);
-4. ``training`` — GPU only: a ResNet-50 step fed by the loader vs pre-staged tensors.
+4. ``training`` — GPU only: a ResNet-50 step fed by the loader vs pre-staged tensors;
+5. ``host`` — the loader's host time per batch besides DALI's run and the stage's
+   compute (:mod:`.host`), at the largest ``--M``.
 
 The tree is an ImageNet-layout folder of JPEG crops of real photos at ~500×375. Output:
 the table, ``benchmarks/results/bench_<device>.json`` (machine, versions, command, date)
@@ -29,7 +32,7 @@ from . import peers, record, report
 from .stage import run_stage
 from .timing import median_rate
 
-SCENARIOS = ("decode", "policy", "stage", "training")
+SCENARIOS = ("decode", "policy", "stage", "training", "host")
 
 
 def _loader_rows(args, root: str) -> list[dict]:
@@ -41,10 +44,10 @@ def _loader_rows(args, root: str) -> list[dict]:
     # figure is how fast the workers make batches — not the buffer, nor a gap between bursts.
     drained = (args.warmup + 2 * args.workers + 1, max(args.batches, 3 * args.workers))
 
-    def measure(scenario: str, M: int, contender: str, make, paced: tuple | None = None):
+    def measure(scenario: str, M: int, contender: str, make, paced: tuple | None = None, case: str = "loader"):
         warmup, batches = paced or (args.warmup, args.batches)
         rate = median_rate(make, M * args.batch, batches, warmup, args.repeats, sync)
-        rows.append({"scenario": scenario, "case": "loader", "M": M, "device": args.device, "contender": contender,
+        rows.append({"scenario": scenario, "case": case, "M": M, "device": args.device, "contender": contender,
                      "images_per_s": rate})
         print(f"  {scenario:8s} M={M}  {contender:58s} {rate:10.1f} img/s", flush=True)
 
@@ -56,19 +59,23 @@ def _loader_rows(args, root: str) -> list[dict]:
         measure("decode", 1, workers, lambda: peers.torchvision_loader(root, N, 1, False, dev, args.workers), drained)
     if "policy" in args.scenarios:
         for M in args.M:
-            measure("policy", M, "fastpolicy, AutoAugment ImageNet policy",
-                    lambda: peers.fastpolicy_loader(root, N, M, "autoaugment", dev, threads))
+            for policy in args.policies:
+                name = peers.NAMES[policy]
+                measure("policy", M, f"fastpolicy, {name}",
+                        lambda: peers.fastpolicy_loader(root, N, M, policy, dev, threads), case=name)
+                if dev == "gpu":
+                    measure("policy", M, f"fastpolicy DALI backend, {name}",
+                            lambda: peers.fastpolicy_loader(root, N, M, policy, dev, threads, backend="dali"),
+                            case=name)
+                measure("policy", M, f"DALI auto_aug, {name}", lambda: peers.dali_pipeline(root, N, M, policy, dev,
+                                                                                          threads), case=name)
+                measure("policy", M, f"{workers}, {name}",
+                        lambda: peers.torchvision_loader(root, N, M, policy, dev, args.workers), drained, case=name)
+                if policy == "autoaugment" and peers.kornia_available():
+                    measure("policy", M, f"Kornia AutoAugment on the {dev.upper()} batch (decode in {args.workers} "
+                            "workers)", lambda: peers.kornia_loader(root, N, M, dev, args.workers), drained, case=name)
             measure("policy", M, "fastpolicy, M random adversarial policies (2 ops every copy)",
-                    lambda: peers.fastpolicy_loader(root, N, M, "random", dev, threads))
-            if dev == "gpu":
-                measure("policy", M, "fastpolicy DALI backend, AutoAugment ImageNet policy",
-                        lambda: peers.fastpolicy_loader(root, N, M, "autoaugment", dev, threads, backend="dali"))
-            measure("policy", M, "DALI auto_aug ImageNet", lambda: peers.dali_pipeline(root, N, M, True, dev, threads))
-            measure("policy", M, f"{workers}, AutoAugment ImageNet",
-                    lambda: peers.torchvision_loader(root, N, M, True, dev, args.workers), drained)
-            if peers.kornia_available():
-                measure("policy", M, f"Kornia AutoAugment on the {dev.upper()} batch (decode in {args.workers} workers)",
-                        lambda: peers.kornia_loader(root, N, M, dev, args.workers), drained)
+                    lambda: peers.fastpolicy_loader(root, N, M, "random", dev, threads), case="adversarial")
     return rows
 
 
@@ -82,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=int, default=1024 if gpu else 256, help="images in the generated tree")
     parser.add_argument("--batch", type=int, default=128 if gpu else 32, help="N, distinct images per batch")
     parser.add_argument("--M", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--policies", nargs="+", choices=peers.POLICIES, default=list(peers.POLICIES),
+                        help="standard policies of the policy scenario (every contender applies each)")
     parser.add_argument("--batches", type=int, default=8 if gpu else 4, help="timed batches per run")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -106,6 +115,11 @@ def main(argv=None) -> dict:
     rows = _loader_rows(args, root)
     if "stage" in args.scenarios:
         rows += run_stage(args.stage_n, peers.SIZE, args.device, args.warmup, args.repeats, args.threads)
+    if "host" in args.scenarios:
+        from .host import run_host
+
+        rows += run_host(root, args.batch, max(args.M), peers.SIZE, args.device, args.threads, args.batches,
+                         args.warmup, args.repeats, args.policies[0])
     if "training" in args.scenarios and args.device == "gpu":
         from .training import run_training
 

@@ -1,13 +1,14 @@
 """The policy stage alone, on pre-decoded uint8 batches of real-photo crops.
 
 Per op family of the registry, fastpolicy's stage applies one op per sample (its own op
-and bin): on a GPU the fused kernels (:class:`~fastpolicy.backends.kernel_stage.KernelPolicyStage`,
-with DALI's per-sample ``select`` on the same parameters beside them), on the CPU DALI's
-operators (:class:`~fastpolicy.backends.dali_stage.DaliPolicyStage`). Then whole
-policies: M = 8 random Adversarial-AutoAugment policies, and AutoAugment's ImageNet
-policy, which the peers apply too — torchvision v2 ``AutoAugment`` sample by sample,
-DALI ``auto_augment_image_net`` on the batch, Kornia ``AutoAugment`` on the batch
-(one sub-policy per call).
+and bin): on a GPU the fused kernels, on the CPU the native stage where a compiler is
+(else DALI's operators), with DALI's per-sample ``select`` on the same parameters beside
+them (:func:`~fastpolicy.backends.stage.make_stage`, uint8 output). Then whole policies:
+M = 8 random Adversarial-AutoAugment policies, and the standard policies of
+:mod:`fastpolicy.policies`, which the peers apply too — torchvision v2 sample by sample,
+DALI ``auto_aug`` on the batch, Kornia on the batch (AutoAugment; one sub-policy per call).
+
+:func:`cases` is the one list of stage cases (``benchmarks/policy_stage.py`` uses it too).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import numpy as np
 import torch
 
 from ..data.photo_tree import photo_batch
+from ..backends.stage import OutputSpec, make_stage, resolve_backend
 from ..params import PolicyParams
+from ..policies import STANDARD
 from ..policy import Policy
-from ..sampling import sample_policies
 from ..registry import OPS
-from ..sampling import complete
+from ..sampling import complete, sample_policies
 from ..spaces import adversarial
-from .peers import autoaugment_imagenet, kornia_available
+from .peers import NAMES, kornia_available, torchvision_policy
 from .timing import median_seconds
 
 
@@ -47,21 +49,25 @@ def family_params(names: list[str], n: int, rng: np.random.Generator) -> PolicyP
     return complete(op, rng.integers(0, 10, (n, 2)), adversarial(), rng)
 
 
-def cases(n: int, rng: np.random.Generator) -> dict[str, PolicyParams]:
-    """Case name → the per-sample parameters fastpolicy applies."""
+def cases(n: int, rng: np.random.Generator, standard: bool = True) -> dict[str, PolicyParams]:
+    """Case name → the per-sample parameters fastpolicy applies: one per op family, M = 8
+    random adversarial policies, and (``standard``) each standard policy on all ``n``."""
     out = {name: family_params(ops, n, rng) for name, ops in families().items()}
     out["adversarial_policies"] = sample_policies([Policy.random(rng) for _ in range(8)], n // 8, rng)
-    out["autoaugment_imagenet"] = autoaugment_imagenet().sample(n, rng)
+    if standard:
+        for name, make in STANDARD.items():
+            out[name] = sample_policies([make()], n, rng)
     return out
 
 
-def _dali_autoaugment(n: int, size: int, device: str, threads: int):
+def _dali_standard(policy: str, n: int, size: int, device: str, threads: int):
     from nvidia.dali import fn, pipeline_def
-    from nvidia.dali.auto_aug import auto_augment
+
+    from .peers import _dali_policy
 
     def graph():
         images = fn.external_source(name="images", device=device, layout="HWC")
-        return auto_augment.auto_augment_image_net(images, shape=(size, size))
+        return _dali_policy(images, policy)
 
     pipe = pipeline_def(graph, enable_conditionals=True)(batch_size=n, num_threads=threads,
                                                           device_id=0 if device == "gpu" else None,
@@ -74,20 +80,18 @@ def _dali_autoaugment(n: int, size: int, device: str, threads: int):
     return run
 
 
-def peer_runs(images_hwc, device: str, threads: int) -> dict:
-    """Contender name → ``run()`` applying AutoAugment's ImageNet policy to the batch."""
-    from torchvision.transforms import v2
-
+def peer_runs(images_hwc, device: str, threads: int, policy: str = "autoaugment") -> dict:
+    """Contender name → ``run()`` applying standard policy ``policy`` to the batch."""
     target = torch.device("cuda" if device == "gpu" else "cpu")
     chw = torch.as_tensor(images_hwc, device=target).permute(0, 3, 1, 2).contiguous()
-    torchvision_aa = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
-    runs = {"torchvision v2 AutoAugment (per sample)": lambda: [torchvision_aa(image) for image in chw]}
+    transform = torchvision_policy(policy)
+    runs = {f"torchvision v2 {NAMES[policy]} (per sample)": lambda: [transform(image) for image in chw]}
     try:
-        dali = _dali_autoaugment(len(images_hwc), images_hwc.shape[1], device, threads)
-        runs["DALI auto_aug ImageNet"] = lambda: dali(images_hwc)
+        dali = _dali_standard(policy, len(images_hwc), images_hwc.shape[1], device, threads)
+        runs[f"DALI auto_aug {NAMES[policy]}"] = lambda: dali(images_hwc)
     except ImportError:
         pass
-    if kornia_available():
+    if policy == "autoaugment" and kornia_available():
         from kornia.augmentation.auto import AutoAugment
 
         kornia_aa, floats = AutoAugment("imagenet").to(target), chw.float() / 255
@@ -99,41 +103,25 @@ def run_stage(n: int, size: int, device: str, warmup: int, repeats: int, threads
     """Rows ``{"scenario": "stage", "case", "contender", "images_per_s", ...}`` (see the module docstring)."""
     rng = np.random.default_rng(seed)
     host = photo_batch(n, size, size)
-    if device == "gpu":
-        import cupy
-
-        from ..backends.dali_stage import DaliPolicyStage
-        from ..backends.kernel_stage import KernelPolicyStage
-
-        images, sync = cupy.asarray(host), cupy.cuda.Device(0).synchronize
-        ours, ours_name = KernelPolicyStage.on_device(0), "fastpolicy (CUDA kernels)"
-        extra = {"DALI select (fastpolicy's DALI backend)":
-                 DaliPolicyStage(n, size, size, device="gpu", device_id=0, num_threads=threads)}
-        apply = ours.apply
-    else:
-        from ..backends.dali_stage import DaliPolicyStage
-
-        images, sync = host, (lambda: None)
-        stage = DaliPolicyStage(n, size, size, device="cpu", num_threads=threads)
-        ours_name, extra = "fastpolicy (DALI CPU operators)", {}
-
-        def apply(batch, params):
-            stage.feed(batch, params)
-            return stage.run()
+    backend = resolve_backend(None, device)
+    ours = make_stage(backend, device, max_batch=n, height=size, width=size)
+    names = {"cupy": "fastpolicy (CUDA kernels)", "native": "fastpolicy (native CPU stage)",
+             "dali": "fastpolicy (DALI operators)"}
+    extra = {} if backend == "dali" else {"DALI select (fastpolicy's DALI backend)": make_stage(
+        "dali", device, max_batch=n, height=size, width=size, num_threads=threads)}
+    target = torch.device("cuda" if device == "gpu" else "cpu")
+    images = torch.as_tensor(host, device=target)
+    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+    spec = OutputSpec("uint8", "channels_last")
     rows = []
     for case, params in cases(n, rng).items():
-        seconds = median_seconds(lambda: apply(images, params), sync, warmup, repeats)
         base = {"scenario": "stage", "case": case, "M": None, "device": device, "images": n, "size": size}
-        rows.append(base | {"contender": ours_name, "images_per_s": n / seconds})
-        for name, other in extra.items():
-            def select(other=other, params=params):
-                other.feed(images, params)
-                return other.run()  # output stays on the GPU; sync() waits for DALI's stream too
-            rows.append(base | {"contender": name, "images_per_s": n / median_seconds(select, sync, warmup, repeats)})
-        if case == "autoaugment_imagenet":
-            for name, run in peer_runs(images, device, threads).items():
-                rows.append(base | {"contender": name,
-                                    "images_per_s": n / median_seconds(run, sync, warmup, repeats)})
+        for name, stage in {names[backend]: ours, **extra}.items():
+            seconds = median_seconds(lambda: stage.apply(images, params, spec), sync, warmup, repeats)
+            rows.append(base | {"contender": name, "images_per_s": n / seconds})
+        if case in STANDARD:
+            for name, run in peer_runs(host, device, threads, case).items():
+                rows.append(base | {"contender": name, "images_per_s": n / median_seconds(run, sync, warmup, repeats)})
     return rows
 
 

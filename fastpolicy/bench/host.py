@@ -1,0 +1,66 @@
+"""The loader's host time per batch: what the training thread spends besides DALI and the stage.
+
+Over the generated photo tree (decode, random-resized-crop to 224², M copies), the loader
+runs synchronously (``prefetch=0``, so every part is on the timed thread) with a standard
+policy on every copy. Its per-part timers (:attr:`PolicyDALILoader.timings`) and the
+stage's host timer (:attr:`~fastpolicy.backends.stage.PolicyStage.host_seconds`) split the
+wall time per batch into DALI's run (``source``), the stage's own compute (``stage`` less
+its host part) and the rest — the host time: assembling the one buffer, sampling,
+packing, uploads and the batch record.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from ..loader import PolicyDALILoader
+from ..policies import resolve
+
+
+def run_host(root: str, N: int, M: int, size: int, device: str, threads: int, batches: int, warmup: int,
+             repeats: int, policy: str = "autoaugment") -> list[dict]:
+    """Rows ``{"scenario": "host", ..., "host_ms_per_batch", "parts_ms"}``: medians over ``repeats``."""
+    loader = PolicyDALILoader(root, batch_size=N, M=M, image_size=size, device=device, num_threads=threads,
+                              policies=resolve(policy), prefetch=0)
+    iterator = _endless(loader)
+    for _ in range(warmup):
+        next(iterator)
+    stage = loader._policy_stage()
+    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+    runs = []
+    for _ in range(repeats):
+        sync()
+        loader.timings.reset()
+        stage_host = stage.host_seconds
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        sync()
+        wall = time.perf_counter() - start
+        parts = dict(loader.timings.seconds)
+        packing = stage.host_seconds - stage_host
+        compute = parts.get("stage", 0.0) - packing
+        host = wall - parts.get("source", 0.0) - compute
+        runs.append({"host": host / batches, "wall": wall / batches, "source": parts.get("source", 0.0) / batches,
+                     "stage_compute": compute / batches, "pack_and_upload": packing / batches,
+                     "assemble": parts.get("assemble", 0.0) / batches, "sample": parts.get("sample", 0.0) / batches,
+                     "batch": parts.get("batch", 0.0) / batches})
+    median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    row = {"scenario": "host", "case": f"{policy}, {size}²", "M": M, "device": device,
+           "contender": f"fastpolicy PolicyDALILoader ({loader.backend} stage)",
+           "images_per_s": M * N / median["host"], "host_ms_per_batch": 1000 * median["host"],
+           "parts_ms": {key: 1000 * value for key, value in median.items() if key != "host"}}
+    print(f"  host     M={M}  loader host time {row['host_ms_per_batch']:.2f} ms/batch "
+          + ", ".join(f"{k} {v:.2f}" for k, v in row["parts_ms"].items()), flush=True)
+    return [row]
+
+
+def _endless(loader):
+    while True:
+        yield from loader
+
+
+__all__ = ["run_host"]
