@@ -342,10 +342,19 @@ class PolicyDALILoader:
         policy version (see the module docstring for prefetching).
 
         ``policies``: a list of M samplers (copy m uses sampler m), or one sampler for all
-        copies, or None (baseline augmentation only). A sampler is a
+        copies, or a standard policy's name (``"autoaugment"``, ``"randaugment"``, …) or a
+        policy file's path (see :func:`fastpolicy.policies.resolve`), or None (baseline
+        augmentation only). A sampler is a
         :class:`~fastpolicy.policy.Policy`, an :class:`~fastpolicy.distribution.AWSDistribution`
         or a standard policy of :mod:`fastpolicy.policies`. No pipeline is rebuilt.
         """
+        if isinstance(policies, (str, os.PathLike)):
+            from ..policies import resolve
+
+            policies = resolve(os.fspath(policies))
+            if not is_sampler(policies):
+                raise ValueError("a policy schedule holds one set of policies per epoch: pass "
+                                 "schedule[epoch] to set_policies at each epoch's start")
         if policies is None:
             samplers = None
         elif is_sampler(policies):

@@ -1,0 +1,152 @@
+"""PolicyAugment: torchvision v2 pipelines, DataLoader workers, equality with the reference."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import photo_batch, photos
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from fastpolicy import AWSDistribution, Policy, PolicySchedule, reference
+from fastpolicy.policies import autoaugment
+from fastpolicy.registry import OP_NAMES
+from fastpolicy.transforms import PolicyAugment
+
+
+def _expected(transform: PolicyAugment, images_nhwc: np.ndarray, seed: int) -> np.ndarray:
+    """The reference on the parameters the transform draws from torch's generator at ``seed``."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(transform.make_params([])["seed"])
+    params = transform.sample(len(images_nhwc), rng)
+    return reference.apply_batch(images_nhwc, params, fill=transform.fill), params
+
+
+def test_pil_in_pil_out_equals_apply_op_for_the_chosen_ops():
+    image = np.ascontiguousarray(photos()["chelsea"][:120, :160])
+    transform = PolicyAugment(Policy([[("Rotate", 7), ("Posterize", 3)], [("Equalize", 0), ("ShearX", 9)]]))
+    for seed in range(6):
+        expected, params = _expected(transform, image[None], seed)
+        torch.manual_seed(seed)
+        out = transform(PIL.Image.fromarray(image))
+        assert isinstance(out, PIL.Image.Image) and out.mode == "RGB" and out.size == (160, 120)
+        assert np.array_equal(np.asarray(out), expected[0])
+        # and each op is the reference's apply_op at its bin and sign, in order
+        step = image
+        for k in range(params.k):
+            step = reference.apply_op(OP_NAMES[params.op[0, k]], step, int(params.bin[0, k]), int(params.sign[0, k]))
+        assert np.array_equal(np.asarray(out), step)
+
+
+def test_grey_pil_and_single_tensors_keep_their_type_and_shape():
+    grey = PIL.Image.fromarray(photos()["camera_grey"][:64, :80])
+    transform = PolicyAugment("trivialaugment_wide")
+    out = transform(grey)
+    assert out.mode == "L" and out.size == (80, 64)
+    tensor = torch.from_numpy(photos()["astronaut"][:40, :48]).permute(2, 0, 1).contiguous()
+    assert transform(tensor).shape == (3, 40, 48) and transform(tensor).dtype == torch.uint8
+    image = tv_tensors.Image(tensor)
+    assert isinstance(transform(image), tv_tensors.Image)
+    with pytest.raises(ValueError, match="uint8"):
+        transform(tensor.float())
+    with pytest.raises(ValueError, match="mode"):
+        transform(grey.convert("RGBA"))
+
+
+def test_a_batch_gets_a_sub_policy_per_image_and_keeps_its_layout():
+    images = photo_batch(12, 32, 40)
+    transform = PolicyAugment(AWSDistribution())
+    expected, params = _expected(transform, images, 3)
+    assert len({tuple(row) for row in params.op.tolist()}) > 1  # not one sub-policy for the batch
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # a channels-last view
+    torch.manual_seed(3)
+    out = transform(batch)
+    assert out.shape == (12, 3, 32, 40) and out.is_contiguous(memory_format=torch.channels_last)
+    assert np.array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
+    torch.manual_seed(3)
+    contiguous = transform(batch.contiguous())
+    assert contiguous.is_contiguous() and torch.equal(contiguous, out)
+
+
+def test_torch_manual_seed_makes_it_reproducible():
+    tensor = torch.from_numpy(photo_batch(4, 24, 24)).permute(0, 3, 1, 2).contiguous()
+    transform = PolicyAugment("randaugment")
+    torch.manual_seed(1)
+    first = transform(tensor)
+    torch.manual_seed(1)
+    assert torch.equal(first, transform(tensor))
+    assert not torch.equal(first, transform(tensor))
+
+
+def test_inside_compose_with_random_resized_crop_and_to_dtype():
+    pipeline = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(48, antialias=True), PolicyAugment("autoaugment"),
+                           v2.ToDtype(torch.float32, scale=True)])
+    out = pipeline(PIL.Image.fromarray(photos()["coffee"]))
+    assert out.shape == (3, 48, 48) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    image, label = v2.Compose([v2.ToImage(), PolicyAugment("autoaugment")])(
+        PIL.Image.fromarray(photos()["coffee"][:32, :32]), 7)
+    assert label == 7 and image.shape == (3, 32, 32)
+
+
+def test_boxes_are_refused():
+    boxes = tv_tensors.BoundingBoxes([[0, 0, 4, 4]], format="XYXY", canvas_size=(8, 8))
+    with pytest.raises(TypeError, match="images only"):
+        PolicyAugment("autoaugment")(tv_tensors.Image(torch.zeros(3, 8, 8, dtype=torch.uint8)), boxes)
+
+
+class _Photos(torch.utils.data.Dataset):
+    def __init__(self, transform):
+        self.images = photo_batch(8, 40, 40)
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.transform(PIL.Image.fromarray(self.images[index])), index
+
+
+def _collate(items):
+    return [np.asarray(image) for image, _ in items], [i for _, i in items]
+
+
+def test_works_pickled_in_a_two_worker_dataloader():
+    transform = PolicyAugment(autoaugment("imagenet"))
+    assert pickle.loads(pickle.dumps(transform)).samplers == transform.samplers
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(_Photos(transform), batch_size=2, num_workers=2, collate_fn=_collate)
+    images = [image for batch, _ in loader for image in batch]
+    assert len(images) == 8 and all(image.shape == (40, 40, 3) for image in images)
+    torch.manual_seed(0)
+    again = [image for batch, _ in loader for image in batch]
+    assert all(np.array_equal(a, b) for a, b in zip(images, again))  # workers seeded from torch's generator
+
+
+def test_a_schedule_follows_set_epoch(tmp_path):
+    schedule = PolicySchedule([[Policy([[("Invert", 0)]])] * 2, [Policy([[("Equalize", 0)]])] * 2])
+    path = tmp_path / "schedule.json"
+    schedule.save(path)
+    transform = PolicyAugment(str(path))
+    image = np.ascontiguousarray(photos()["astronaut"][:32, :32])
+    assert np.array_equal(np.asarray(transform(PIL.Image.fromarray(image))), 255 - image)
+    transform.set_epoch(1)
+    assert np.array_equal(np.asarray(transform(PIL.Image.fromarray(image))),
+                          reference.apply_value("Equalize", image, 0.0))
+    transform.set_epoch(5)  # past the end: the last epoch's
+    assert transform.samplers == list(schedule[1])
+    with pytest.raises(ValueError, match="PolicySchedule"):
+        PolicyAugment("autoaugment").set_epoch(1)
+
+
+@pytest.mark.gpu
+def test_a_cuda_batch_equals_the_per_image_reference():
+    images = photo_batch(16, 48, 64)
+    transform = PolicyAugment("randaugment")
+    expected, _ = _expected(transform, images, 5)
+    torch.manual_seed(5)
+    out = transform(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().cuda())
+    assert out.is_cuda and np.array_equal(out.permute(0, 2, 3, 1).cpu().numpy(), expected)
