@@ -85,7 +85,7 @@ class Policy(jsonio.JsonFile):
     @property
     def n_ops(self) -> int:
         """Op slots K of the longest sub-policy (the K of sampled parameters)."""
-        return max(len(sub) for sub in self.sub_policies)
+        return self._tables[0].shape[1]
 
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """int64[S, K] op ids, int64[S, K] bins, float64[S, K] probabilities (short
@@ -93,7 +93,7 @@ class Policy(jsonio.JsonFile):
         return tuple(t.copy() for t in self._tables)
 
     def _build_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s, k = len(self.sub_policies), self.n_ops
+        s, k = len(self.sub_policies), max(len(sub) for sub in self.sub_policies)
         ops = np.full((s, k), NO_OP, dtype=np.int64)
         bins = np.zeros((s, k), dtype=np.int64)
         probs = np.zeros((s, k))

@@ -35,7 +35,7 @@ class Element:
         return self.op if self.bin is None else f"{self.op}@{self.bin}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SearchSpace:
     """Ops and bins one search may choose from.
 
@@ -50,6 +50,13 @@ class SearchSpace:
     ops: tuple[str, ...]
     n_bins: int
     elements: tuple[Element, ...]
+
+    def __eq__(self, other):
+        return isinstance(other, SearchSpace) and (self is other or (self.name, self.ops, self.n_bins) ==
+                                                   (other.name, other.ops, other.n_bins))
+
+    def __hash__(self):  # by name: spaces are looked up per batch (caches, sets), elements are many
+        return hash((self.name, self.n_bins))
 
     def magnitude(self, op: str) -> Magnitude | None:
         """The op's bin→value mapping in this space (None: no magnitude)."""

@@ -17,14 +17,21 @@ struct FpSlot {
     const int* cols;       // int32 [T, W]: source column of every output column of a shift (-1: fill)
     const int* box;        // int32 [N, 4]: Cutout box (y0, x0, y1, x1), half-open
     const int* partner;    // int32 [N]: SamplePairing partner
+    const int* src_row;    // int32 [N]: the row of `src` sample n reads
+    const int* orig_row;   // int32 [N]: the row of `orig` holding sample n's stage input
 };
 
 __device__ __forceinline__ const fp_u8* fp_pixel(const FpSlot& s, const fp_u8* images, int n, int y, int x) {
     return images + (((fp_i64)n * s.height + y) * s.width + x) * s.channels;
 }
 
+// Sample n's pixel (y, x) of the slot input.
+__device__ __forceinline__ const fp_u8* fp_src(const FpSlot& s, int n, int y, int x) {
+    return fp_pixel(s, s.src, s.src_row[n], y, x);
+}
+
 __device__ void apply_copy(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    const fp_u8* in = fp_src(s, n, y, x);
     for (int c = 0; c < s.channels; ++c) out[c] = in[c];
 }
 
@@ -33,7 +40,7 @@ __device__ __forceinline__ void fp_take(const FpSlot& s, int n, int row, int col
         for (int c = 0; c < s.channels; ++c) out[c] = (fp_u8)s.fill;
         return;
     }
-    const fp_u8* in = fp_pixel(s, s.src, n, row, col);
+    const fp_u8* in = fp_src(s, n, row, col);
     for (int c = 0; c < s.channels; ++c) out[c] = in[c];
 }
 
@@ -53,21 +60,21 @@ __device__ void apply_shift(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 }
 
 __device__ void apply_lut(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    const fp_u8* in = fp_src(s, n, y, x);
     const fp_u8* table = s.luts + (fp_i64)n * s.channels * 256;
     for (int c = 0; c < s.channels; ++c) out[c] = table[256 * c + in[c]];
 }
 
 // Color: blend with the pixel's own grey (L) level.
 __device__ void apply_color(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    const fp_u8* in = fp_src(s, n, y, x);
     const int grey = s.channels == 3 ? fp_luminance(in[0], in[1], in[2]) : in[0];
     for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, in[c], s.value[n]);
 }
 
 // Sharpness: blend with PIL's SMOOTH 3x3 filter (float32, rows y+1, y, y-1; border kept).
 __device__ void apply_sharpness(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
+    const fp_u8* in = fp_src(s, n, y, x);
     if (y == 0 || x == 0 || y >= s.height - 1 || x >= s.width - 1) {
         for (int c = 0; c < s.channels; ++c) out[c] = in[c];
         return;
@@ -99,8 +106,8 @@ __device__ void apply_cutout(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 
 // SamplePairing: blend with the partner's pixel as it entered the stage.
 __device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_pixel(s, s.src, n, y, x);
-    const fp_u8* other = fp_pixel(s, s.orig, s.partner[n], y, x);
+    const fp_u8* in = fp_src(s, n, y, x);
+    const fp_u8* other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x);
     for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], s.value[n]);
 }
 
@@ -113,7 +120,69 @@ __device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8
 #define FP_OUT_BFLOAT16 3
 #define FP_OUT_PLANAR 4   // NCHW; without it NHWC (torch's channels-last memory layout)
 
+// Store `count` consecutive pixels (C values each, in `px`) of sample n from pixel p on, in
+// `out_mode` (see above): the one place outputs are written, by the device loop (count 1)
+// and by the host loop (a run of a row).
+__device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* mean, const float* inv_std, int n,
+                                         fp_i64 p, int count, fp_i64 pixels, int channels, const fp_u8* px) {
+    const int type = out_mode & 3;
+    const bool planar = (out_mode & FP_OUT_PLANAR) != 0;
+    if (!planar) {
+        const fp_i64 at = ((fp_i64)n * pixels + p) * channels;
+        const int values = count * channels;
+        if (type == FP_OUT_UINT8) {
+            for (int i = 0; i < values; ++i) ((fp_u8*)dst)[at + i] = px[i];
+            return;
+        }
+        for (int i = 0; i < values; ++i) {
+            const int c = i % channels;
+            const float v = __fmul_rn(__fsub_rn((float)px[i], mean[c]), inv_std[c]);
+            if (type == FP_OUT_FLOAT32) ((float*)dst)[at + i] = v;
+            else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at + i] = fp_half_bits(v);
+            else ((fp_u16*)dst)[at + i] = fp_bfloat16_bits(v);
+        }
+        return;
+    }
+    for (int c = 0; c < channels; ++c) {
+        const fp_i64 at = ((fp_i64)n * channels + c) * pixels + p;
+        if (type == FP_OUT_UINT8) {
+            for (int i = 0; i < count; ++i) ((fp_u8*)dst)[at + i] = px[i * channels + c];
+            continue;
+        }
+        const float m = mean[c], scale = inv_std[c];
+        for (int i = 0; i < count; ++i) {
+            const float v = __fmul_rn(__fsub_rn((float)px[i * channels + c], m), scale);
+            if (type == FP_OUT_FLOAT32) ((float*)dst)[at + i] = v;
+            else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at + i] = fp_half_bits(v);
+            else ((fp_u16*)dst)[at + i] = fp_bfloat16_bits(v);
+        }
+    }
+}
+
+#ifdef FP_HOST_LOOPS
+// The native CPU stage's loop (kernels/host.hpp): one block, one thread per sample. The
+// sample's apply function is chosen once and inlined into a loop over its pixels, stored
+// a run of up to FP_HOST_RUN pixels at a time; the same apply functions as on a device.
+#define FP_HOST_RUN 256
+template <void (*apply)(const FpSlot&, int, int, int, fp_u8*)>
+static void fp_apply_sample(const FpSlot& s, int n, void* dst, int out_mode, const float* mean,
+                            const float* inv_std) {
+    fp_u8 run[3 * FP_HOST_RUN];
+    const fp_i64 pixels = (fp_i64)s.height * s.width;
+    for (int y = 0; y < s.height; ++y) {
+        for (int x0 = 0; x0 < s.width; x0 += FP_HOST_RUN) {
+            const int count = s.width - x0 < FP_HOST_RUN ? s.width - x0 : FP_HOST_RUN;
+            for (int i = 0; i < count; ++i) apply(s, n, y, x0 + i, run + i * s.channels);
+            fp_store(dst, out_mode, mean, inv_std, n, (fp_i64)y * s.width + x0, count, pixels, s.channels, run);
+        }
+    }
+}
+#endif
+
 // Grid: x over pixels (grid-stride), y over samples (grid-stride).
+// src, orig: uint8 [R, H, W, C], the slot's input and the stage's input; sample n reads
+//      src row src_row[n], and SamplePairing's partner p is orig row orig_row[p] (the
+//      stage's first slot reads its input in any row order: the loader's image-major copies).
 // code: int32 [N], the index of each sample's apply function in FP_APPLIES.
 // dst: [N, H, W, C], or [N, C, H, W] with FP_OUT_PLANAR, of uint8 (the pixel as is) or of
 //      float32 / float16 / bfloat16 holding (v - mean[c]) * inv_std[c] computed in float32
@@ -125,10 +194,22 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* 
                                     const int* __restrict__ code, const float* __restrict__ value,
                                     const fp_u8* __restrict__ luts, const fp_i64* __restrict__ fixed,
                                     const int* __restrict__ shift, const int* __restrict__ rows, const int* __restrict__ cols,
-                                    const int* __restrict__ box, const int* __restrict__ partner) {
+                                    const int* __restrict__ box, const int* __restrict__ partner,
+                                    const int* __restrict__ src_row, const int* __restrict__ orig_row) {
     FpSlot s;
     s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels; s.fill = fill;
     s.value = value; s.luts = luts; s.fixed = fixed; s.shift = shift; s.rows = rows; s.cols = cols; s.box = box; s.partner = partner;
+    s.src_row = src_row; s.orig_row = orig_row;
+#ifdef FP_HOST_LOOPS
+    for (int n = blockIdx.y; n < count; n += gridDim.y) {
+        switch (code[n]) {
+#define FP_HOST_CASE(index, function) case index: fp_apply_sample<function>(s, n, dst, out_mode, mean, inv_std); break;
+            FP_APPLIES(FP_HOST_CASE)
+#undef FP_HOST_CASE
+            default: fp_apply_sample<apply_copy>(s, n, dst, out_mode, mean, inv_std);
+        }
+    }
+#else
     const fp_i64 pixels = (fp_i64)height * width;
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
         const int op = code[n];
@@ -141,16 +222,8 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* 
 #undef FP_APPLY_CASE
                 default: apply_copy(s, n, y, x, px);
             }
-            const int type = out_mode & 3;
-            const bool planar = (out_mode & FP_OUT_PLANAR) != 0;
-            for (int c = 0; c < channels; ++c) {
-                const fp_i64 at = planar ? ((fp_i64)n * channels + c) * pixels + p : ((fp_i64)n * pixels + p) * channels + c;
-                if (type == FP_OUT_UINT8) { ((fp_u8*)dst)[at] = px[c]; continue; }
-                const float v = __fmul_rn(__fsub_rn((float)px[c], mean[c]), inv_std[c]);
-                if (type == FP_OUT_FLOAT32) ((float*)dst)[at] = v;
-                else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at] = fp_half_bits(v);
-                else ((fp_u16*)dst)[at] = fp_bfloat16_bits(v);
-            }
+            fp_store(dst, out_mode, mean, inv_std, n, p, 1, pixels, channels, px);
         }
     }
+#endif
 }

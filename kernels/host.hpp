@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#define FP_HOST_LOOPS 1  // fp_apply: a per-sample loop with the apply function inlined (apply.cu)
+
 #include "host_intrinsics.hpp"
 
 struct dim3 {

@@ -3,17 +3,18 @@
 #pragma once
 #include "common.cuh"
 
-// images: uint8 [N, H, W, C] (C = 1 or 3), the slot's input.
+// images: uint8 [R, H, W, C] (C = 1 or 3), the slot's input; sample n is row rows[n].
 // samples: int32 [S], the samples whose op needs statistics; blockIdx.y = s < S.
 // hist: uint32 [S, 1024], zeroed by the caller; row s gets R, G, B, L at 0, 256, 512,
 //       768 (C = 3) or the grey histogram at 0 (C = 1).
 extern "C" __global__ void fp_histograms(const fp_u8* __restrict__ images, int height, int width, int channels,
-                                         const int* __restrict__ samples, fp_u32* __restrict__ hist) {
+                                         const int* __restrict__ samples, const int* __restrict__ rows,
+                                         fp_u32* __restrict__ hist) {
     __shared__ fp_u32 local[FP_HIST_STRIDE];
     for (int i = threadIdx.x; i < FP_HIST_STRIDE; i += blockDim.x) local[i] = 0;
     __syncthreads();
     const fp_i64 pixels = (fp_i64)height * width;
-    const fp_u8* image = images + (fp_i64)samples[blockIdx.y] * pixels * channels;
+    const fp_u8* image = images + (fp_i64)rows[samples[blockIdx.y]] * pixels * channels;
     for (fp_i64 p = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += (fp_i64)gridDim.x * blockDim.x) {
         const fp_u8* px = image + p * channels;
         if (channels == 3) {

@@ -83,7 +83,7 @@ class KernelPolicyStage:
         return cls(host_module(), np, threads_per_block=1)
 
     def apply(self, images, params: PolicyParams | None, *, out=None, output: str = "uint8", layout: str | None = None,
-              mean=None, inv_std=None, workspace=None, fill: int = FILL):
+              mean=None, inv_std=None, workspace=None, fill: int = FILL, in_rows=None):
         """Apply ``params`` to ``images``.
 
         Args:
@@ -102,12 +102,15 @@ class KernelPolicyStage:
             workspace: up to two uint8 [N, H, W, C] buffers for intermediate slots
                 (allocated if not given).
             fill: the geometric ops' fill level, 0..255 (AutoAugment's grey 128 by default).
+            in_rows: int[N], the row of ``images`` holding sample n (a permutation of
+                0 … N−1; default the identity): the output is in sample order whatever the
+                input's (the loader's source yields image-major copies).
 
         Returns:
             ``out``.
         """
         xp = self.xp
-        n, height, width, channels = self._check(images, params)
+        n, height, width, channels = self._check(images, params, in_rows)
         if not 0 <= int(fill) <= 255:
             raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
         if output not in OUTPUT_TYPES:
@@ -131,8 +134,9 @@ class KernelPolicyStage:
         if params is None or not any(np.any(params.op[:, k] != NO_OP) for k in range(params.k)):
             params = _copy_params(n)
         started = time.perf_counter()
-        packed = pack(params, height, width, "kernels", allocate=self.allocate)
+        packed = pack(params, height, width, "kernels", allocate=self.allocate, in_rows=in_rows)
         device_buffer = self.upload(packed.buffer)
+        rows = packed.batch_views(device_buffer)
         self.host_seconds += time.perf_counter() - started
         slots = [slot for slot, active in zip(packed.views(device_buffer), packed.active) if active] or \
             packed.views(device_buffer)[:1]
@@ -143,7 +147,8 @@ class KernelPolicyStage:
         for i, slot in enumerate(slots):
             last = i == len(slots) - 1
             target = out if last else buffers[i % 2]
-            self._run_slot(images, current, target, last_mode if last else 0, mean, inv_std, slot, int(fill))
+            self._run_slot(images, current, target, n, last_mode if last else 0, mean, inv_std, slot, int(fill),
+                           rows["in_rows"] if i == 0 else rows["identity"], rows["in_rows"])
             current = target
         return out
 
@@ -176,18 +181,27 @@ class KernelPolicyStage:
         device = torch.device("cuda", self.xp.cuda.Device().id)
         return self.xp.from_dlpack(torch.from_numpy(host).to(device, non_blocking=True))
 
-    def _check(self, images, params):
+    def _check(self, images, params, in_rows):
+        """(N, H, W, C): N samples (the images' rows, or ``len(in_rows)``)."""
         if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
             raise ValueError(f"images must be uint8 NHWC with C = 1 or 3, got {images.dtype} {tuple(images.shape)}")
         if not images.flags.c_contiguous:
             raise ValueError("images must be C-contiguous")
-        if params is not None and params.n != images.shape[0]:
-            raise ValueError(f"params describe {params.n} samples but the batch has {images.shape[0]}")
-        return tuple(int(v) for v in images.shape)
+        rows, height, width, channels = (int(v) for v in images.shape)
+        n = rows
+        if in_rows is not None:
+            in_rows = np.asarray(in_rows)
+            n = len(in_rows)
+            if n and (in_rows.min() < 0 or in_rows.max() >= rows):
+                raise ValueError(f"in_rows must index the {rows} rows of images")
+        if params is not None and params.n != n:
+            raise ValueError(f"params describe {params.n} samples but the batch has {n}")
+        return n, height, width, channels
 
-    def _run_slot(self, images, src, dst, out_mode: int, mean, inv_std, dev: dict, fill: int) -> None:
+    def _run_slot(self, images, src, dst, n: int, out_mode: int, mean, inv_std, dev: dict, fill: int, src_row,
+                  orig_row) -> None:
         xp = self.xp
-        n, height, width, channels = images.shape
+        _, height, width, channels = images.shape
         i32 = np.int32
         pixels = height * width
         n_stats, n_luts = len(dev["stat_samples"]), len(dev["lut_samples"])
@@ -199,7 +213,7 @@ class KernelPolicyStage:
                 chunk = dev["stat_samples"][start:start + _MAX_GRID_Y]
                 self._kernels["fp_histograms"](
                     (blocks, len(chunk)), (self.block,),
-                    (src, i32(height), i32(width), i32(channels), chunk, hist[start:start + _MAX_GRID_Y]))
+                    (src, i32(height), i32(width), i32(channels), chunk, src_row, hist[start:start + _MAX_GRID_Y]))
         luts = xp.empty((n, channels, 256), np.uint8) if n_luts else dev["code"]
         if n_luts:
             threads = n_luts * channels
@@ -214,7 +228,7 @@ class KernelPolicyStage:
             (src, images, dst, i32(out_mode), dev["value"] if mean is None else mean,
              dev["value"] if inv_std is None else inv_std, i32(n), i32(height), i32(width), i32(channels), i32(fill),
              dev["code"], dev["value"], luts, dev["fixed"], dev["shift"], dev["rows"], dev["cols"], dev["box"],
-             dev["partner"]))
+             dev["partner"], src_row, orig_row))
 
 
 def _copy_params(n: int) -> PolicyParams:
@@ -234,12 +248,12 @@ def _cupy_stream(stream):
 
 
 def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", layout: str | None = None,
-                mean=None, inv_std=None, fill: int = FILL):
+                mean=None, inv_std=None, fill: int = FILL, in_rows=None):
     """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
 
     Args:
         images: torch uint8 [N, H, W, C] on a CUDA device (not modified).
-        params, output, layout, mean, inv_std, fill: as :meth:`KernelPolicyStage.apply`.
+        params, output, layout, mean, inv_std, fill, in_rows: as :meth:`KernelPolicyStage.apply`.
 
     Returns:
         A new torch tensor on the same device, [N, H, W, C] (layout ``"nhwc"``) or
@@ -254,7 +268,8 @@ def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", l
         raise ValueError("apply_torch needs a CUDA tensor; use KernelPolicyStage.emulated() on the CPU")
     if output not in OUTPUT_TYPES:
         raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
-    n, height, width, channels = images.shape
+    rows, height, width, channels = images.shape
+    n = rows if in_rows is None else len(in_rows)
     layout = layout or ("nhwc" if output == "uint8" else "nchw")
     shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
     dtype = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16,
@@ -264,5 +279,5 @@ def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", l
     stage = KernelPolicyStage.on_device(images.device.index or 0)
     with cupy.cuda.Device(images.device.index or 0), _cupy_stream(torch.cuda.current_stream(images.device)):
         stage.apply(cupy.from_dlpack(images.contiguous()), params, out=cupy.from_dlpack(target), output=output,
-                    layout=layout, mean=mean, inv_std=inv_std, fill=fill)
+                    layout=layout, mean=mean, inv_std=inv_std, fill=fill, in_rows=in_rows)
     return out

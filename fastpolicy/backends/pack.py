@@ -131,12 +131,15 @@ class Packed:
     Attributes:
         buffer: uint8[nbytes], every field of every slot (16-byte aligned).
         layout: per slot, field name → (byte offset, dtype, shape).
+        batch_layout: the same for the batch's fields (kernels: ``in_rows``, int32[N], the
+            input row of every sample, and ``identity``, int32[N] = 0 … N−1).
         active: per slot, whether any sample applies an op there.
         n, height, width: the batch the slots were packed for.
     """
 
     buffer: np.ndarray
     layout: tuple[dict[str, tuple[int, np.dtype, tuple[int, ...]]], ...]
+    batch_layout: dict[str, tuple[int, np.dtype, tuple[int, ...]]]
     active: tuple[bool, ...]
     n: int
     height: int
@@ -151,11 +154,20 @@ class Packed:
         """Per slot, field name → array viewing ``buffer`` (default: the host buffer; or a
         device copy of it, e.g. a CuPy array, which must support ``view`` and ``reshape``)."""
         buffer = self.buffer if buffer is None else buffer
-        return [{name: buffer[offset:offset + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
-                 for name, (offset, dtype, shape) in slot.items()} for slot in self.layout]
+        return [_views(buffer, slot) for slot in self.layout]
+
+    def batch_views(self, buffer=None) -> dict:
+        """The batch's fields (see ``batch_layout``) viewing ``buffer`` (as :meth:`views`)."""
+        return _views(self.buffer if buffer is None else buffer, self.batch_layout)
 
 
-def pack(params: PolicyParams, height: int, width: int, fields: str = "kernels", allocate=None) -> Packed:
+def _views(buffer, layout: dict) -> dict:
+    return {name: buffer[offset:offset + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
+            for name, (offset, dtype, shape) in layout.items()}
+
+
+def pack(params: PolicyParams, height: int, width: int, fields: str = "kernels", allocate=None,
+         in_rows: np.ndarray | None = None) -> Packed:
     """Pack every op slot of ``params`` for H×W images.
 
     Args:
@@ -166,6 +178,8 @@ def pack(params: PolicyParams, height: int, width: int, fields: str = "kernels",
             [N, 2, 3] matrix, Cutout anchor and shape as float32 [N, 2], partner).
         allocate: ``allocate(nbytes) -> uint8 array`` for the buffer (e.g. a pinned torch
             tensor's NumPy view); default ``numpy.empty``.
+        in_rows: kernels only: int[N], the row of the stage's input that holds sample n
+            (default: row n).
 
     Returns:
         the :class:`Packed` slots; ``Packed.views()[k]`` are slot k's arrays.
@@ -182,17 +196,23 @@ def pack(params: PolicyParams, height: int, width: int, fields: str = "kernels",
         if len(cut):
             box[cut] = special.cutout_boxes(value[cut], params.center[cut, k], height, width)
         slots.append(build(op, value, box, params.partner[:, k].astype(np.int32), height, width))
+    batch = {}
+    if fields == "kernels":
+        identity = np.arange(params.n, dtype=np.int32)
+        batch = {"in_rows": identity if in_rows is None else np.asarray(in_rows, np.int32), "identity": identity}
+        if batch["in_rows"].shape != (params.n,):
+            raise ValueError(f"in_rows must have shape ({params.n},), got {batch['in_rows'].shape}")
     layout, offset = [], 0
-    for arrays in slots:
+    for arrays in slots + [batch]:
         entry = {}
         for name, array in arrays.items():
             entry[name] = (offset, array.dtype, array.shape)
             offset += -(-array.nbytes // _ALIGN) * _ALIGN
         layout.append(entry)
     buffer = (allocate or (lambda size: np.empty(size, np.uint8)))(max(offset, _ALIGN))
-    for arrays, entry in zip(slots, layout):
+    for arrays, entry in zip(slots + [batch], layout):
         for name, array in arrays.items():
             start = entry[name][0]
             buffer[start:start + array.nbytes] = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
     active = tuple(bool(np.any(params.op[:, k] >= 0)) for k in range(params.k))
-    return Packed(buffer, tuple(layout), active, params.n, height, width)
+    return Packed(buffer, tuple(layout[:-1]), layout[-1], active, params.n, height, width)

@@ -18,6 +18,8 @@ the dtype, memory layout and normalization :class:`OutputSpec` ``out`` asks for:
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,19 +96,26 @@ class PolicyStage:
     name = ""
     host_seconds = 0.0
 
-    def apply(self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec) -> torch.Tensor:
-        """``images`` torch uint8 [N, H, W, C] (C = 1 or 3, not modified) with ``params``
+    def apply(self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec,
+              in_rows: np.ndarray | None = None) -> torch.Tensor:
+        """``images`` torch uint8 [R, H, W, C] (C = 1 or 3, not modified) with ``params``
         applied (None or all slots skipped: only converted), as ``out`` asks: torch [N, C,
-        H, W] on the images' device."""
+        H, W] on the images' device. ``in_rows``: int[N], the row of ``images`` holding
+        sample n (default: N = R, row n); the fused stages read them in place, the others
+        gather them first."""
         raise NotImplementedError
 
 
-def _check(images: torch.Tensor, params: PolicyParams | None) -> None:
+def _check(images: torch.Tensor, params: PolicyParams | None, in_rows=None) -> torch.Tensor:
+    """The images in sample order (gathered by ``in_rows`` if given)."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] not in (1, 3):
         raise ValueError(f"images must be uint8 [N, H, W, C] with C = 1 or 3, got {images.dtype} "
                          f"{tuple(images.shape)}")
+    if in_rows is not None:
+        images = images[torch.as_tensor(np.asarray(in_rows, np.int64), device=images.device)]
     if params is not None and params.n != images.shape[0]:
         raise ValueError(f"params describe {params.n} samples but the batch has {images.shape[0]}")
+    return images
 
 
 def _any_op(params: PolicyParams | None) -> bool:
@@ -132,10 +141,10 @@ class ReferenceStage(PolicyStage):
     def __init__(self, fill: int = 128):
         self.fill = fill
 
-    def apply(self, images, params, out):
+    def apply(self, images, params, out, in_rows=None):
         from .. import reference
 
-        _check(images, params)
+        images = _check(images, params, in_rows)
         if _any_op(params):
             images = torch.from_numpy(reference.apply_batch(images.cpu().numpy(), params, fill=self.fill)) \
                 .to(images.device)
@@ -158,8 +167,8 @@ class DaliStage(PolicyStage):
                                       num_threads=num_threads, fill=fill)
         self.builds = self._stage.builds
 
-    def apply(self, images, params, out):
-        _check(images, params)
+    def apply(self, images, params, out, in_rows=None):
+        images = _check(images, params, in_rows)
         if _any_op(params):
             self._stage.feed(images if images.is_cuda else images.numpy(), params)
             result = self._stage.run().as_tensor()
@@ -168,6 +177,42 @@ class DaliStage(PolicyStage):
 
             feed_ndarray(result, images, cuda_stream=torch.cuda.current_stream() if images.is_cuda else None)
         return finish(images, out)
+
+
+class HostBuffers:
+    """Output memory of the CPU stages, reused: a batch's tensor is a view of a pooled buffer
+    that goes back to the pool only when no tensor or view of it is left (a finalizer on
+    the NumPy view torch holds). Fresh large allocations cost a page fault per 4 KiB on
+    first touch and an unmap on free — tens of milliseconds for an M·N float batch.
+
+    Args:
+        keep: free buffers kept per size (more are released).
+    """
+
+    def __init__(self, keep: int = 4):
+        self.keep = keep
+        self._free: dict[int, list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialized CPU tensor of ``shape`` and ``dtype`` from the pool."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        nbytes = int(np.prod(shape)) * itemsize
+        with self._lock:
+            free = self._free.get(nbytes)
+            base = free.pop() if free else None
+        if base is None:
+            base = np.empty(nbytes, np.uint8)
+        view = base.view(np.int16 if itemsize == 2 else np.float32 if itemsize == 4 else np.uint8).reshape(shape)
+        weakref.finalize(view, self._release, base)
+        tensor = torch.from_numpy(view)
+        return tensor.view(dtype) if tensor.dtype != dtype else tensor
+
+    def _release(self, base: np.ndarray) -> None:
+        with self._lock:
+            free = self._free.setdefault(base.nbytes, [])
+            if len(free) < self.keep:
+                free.append(base)
 
 
 class KernelStage(PolicyStage):
@@ -181,6 +226,7 @@ class KernelStage(PolicyStage):
 
         self.name, self.fill = kind, fill
         self._stage = None if kind == "cupy" else getattr(KernelPolicyStage, kind)()
+        self._buffers = HostBuffers()
 
     @property
     def host_seconds(self) -> float:
@@ -189,9 +235,11 @@ class KernelStage(PolicyStage):
         stages = [self._stage] if self._stage is not None else list(_DEVICE_STAGES.values())
         return sum(stage.host_seconds for stage in stages)
 
-    def apply(self, images, params, out):
-        _check(images, params)
-        n, height, width, channels = images.shape
+    def apply(self, images, params, out, in_rows=None):
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] not in (1, 3):
+            _check(images, params)  # raises, naming the problem
+        _, height, width, channels = images.shape
+        n = images.shape[0] if in_rows is None else len(in_rows)
         norm = {}
         if out.normalized:
             norm["mean"], norm["inv_std"] = out.pixel_normalization(channels)
@@ -199,13 +247,14 @@ class KernelStage(PolicyStage):
         if images.is_cuda:
             from .kernel_stage import apply_torch
 
-            result = apply_torch(images, params, output=out.dtype, layout=layout, fill=self.fill, **norm)
+            result = apply_torch(images, params, output=out.dtype, layout=layout, fill=self.fill, in_rows=in_rows,
+                                 **norm)
         else:
             shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
-            result = torch.empty(shape, dtype=DTYPES[out.dtype])
+            result = self._buffers.empty(shape, DTYPES[out.dtype])
             target = result.view(torch.int16) if out.dtype == "bfloat16" else result  # NumPy has no bfloat16
             self._stage.apply(images.contiguous().numpy(), params, out=target.numpy(), output=out.dtype,
-                              layout=layout, fill=self.fill, **norm)
+                              layout=layout, fill=self.fill, in_rows=in_rows, **norm)
         return result.permute(0, 3, 1, 2) if layout == "nhwc" else result
 
 

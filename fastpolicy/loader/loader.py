@@ -3,8 +3,9 @@
 Per batch:
 
 1. the *source* (:mod:`.source`, a DALI pipeline built once) reads, decodes each image
-   once and makes M copies with their own baseline augmentation (it prefetches, as DALI
-   loaders do); the M copies land in **one** uint8 buffer ``[M·N, H, W, C]``;
+   once and makes M copies with their own baseline augmentation, stacked by DALI's own
+   threads into **one** uint8 buffer ``[N, M, H, W, C]`` (it prefetches, as DALI loaders
+   do); on the CPU the stage reads it in place, on a GPU after one device copy;
 2. the M policies are sampled in one vectorized pass
    (:func:`~fastpolicy.sampling.sample_policies`) from a generator seeded by
    ``(seed, shard, epoch, step)``, so a batch's parameters depend only on its position
@@ -30,6 +31,7 @@ policy index ``m``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import threading
@@ -515,9 +517,9 @@ class PolicyDALILoader:
             self.timings.add("source", time.perf_counter() - started)
             started = time.perf_counter()
             n = min(self.batch_size, self.shard_size - step * self.batch_size)
-            source = self._one_buffer(outputs[:self.M], n)
-            labels = torch.as_tensor(np.array(outputs[self.M].as_tensor()).reshape(-1)[:n].astype(np.int64))
-            indices = self._indices(outputs[self.M + 1])[:n]
+            source = self._one_buffer(outputs[0])
+            labels = torch.as_tensor(np.array(outputs[1].as_tensor()).reshape(-1)[:n].astype(np.int64))
+            indices = self._indices(outputs[2])[:n]
             self.timings.add("assemble", time.perf_counter() - started)
             images, params, version = self._augment(source, n, epoch, step)
             labels = labels.to(source.device, non_blocking=True)
@@ -533,29 +535,32 @@ class PolicyDALILoader:
         params, version = self._sample(n, epoch, step)
         self.timings.add("sample", time.perf_counter() - started)
         started = time.perf_counter()
-        images = self._policy_stage().apply(source, params, self._out)
+        images = self._policy_stage().apply(source, params, self._out, in_rows=self._in_rows(n))
         self.timings.add("stage", time.perf_counter() - started)
         return images, params, version
 
-    def _one_buffer(self, copies, n: int) -> torch.Tensor:
-        """The M copies' DALI outputs in one uint8 [M·n, H, W, C] tensor on the loader's device."""
-        from nvidia.dali.plugin.pytorch import feed_ndarray
+    @functools.lru_cache(maxsize=4)
+    def _in_rows(self, n: int) -> np.ndarray:
+        """int32[M·n]: output row m·n + i (copy m of image i) is row i·M + m of the
+        image-major source (read-only; the same every batch of n images)."""
+        rows = (np.arange(n, dtype=np.int32)[None, :] * self.M + np.arange(self.M, dtype=np.int32)[:, None]).reshape(-1)
+        rows.flags.writeable = False
+        return rows
 
-        first = copies[0].as_tensor()
-        shape = list(first.shape())
-        full = shape[0]
-        buffer = torch.empty([len(copies) * n] + shape[1:], dtype=torch.uint8,
-                             device="cuda" if self.device == "gpu" else "cpu")
-        stream = torch.cuda.current_stream() if self.device == "gpu" else None
-        staging = None if n == full else torch.empty(shape, dtype=torch.uint8, device=buffer.device)
-        for m, copy in enumerate(copies):
-            dense = first if m == 0 else copy.as_tensor()
-            if staging is None:
-                feed_ndarray(dense, buffer[m * n:(m + 1) * n], cuda_stream=stream)
-            else:  # the shard's last, partial batch
-                feed_ndarray(dense, staging, cuda_stream=stream)
-                buffer[m * n:(m + 1) * n] = staging[:n]
-        return buffer
+    def _one_buffer(self, stacked) -> torch.Tensor:
+        """The source's copies, uint8 [N·M, H, W, C] image-major: on the CPU DALI's own output
+        buffer (valid until the source runs again, and used only before that); on a GPU one
+        device copy of it (DALI may reuse its buffer while the stage still reads)."""
+        dense = stacked.as_tensor()
+        shape = list(dense.shape())
+        if self.device == "cpu":
+            array = np.asarray(dense)
+        else:
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+
+            array = torch.empty(shape, dtype=torch.uint8, device="cuda")
+            feed_ndarray(dense, array, cuda_stream=torch.cuda.current_stream())
+        return torch.as_tensor(array).view(shape[0] * shape[1], *shape[2:])
 
     def _indices(self, output) -> np.ndarray:
         if self.images_list is None:

@@ -1,7 +1,8 @@
 """The source pipeline: read, decode once, and make M copies with their own baseline augmentation.
 
-Outputs per iteration: M batches of N uint8 HWC images (copy m of every image, all of
-one size), the N labels and the N dataset indices. Readers and random ops are DALI's,
+Outputs per iteration: the copies, N samples of uint8 [M, H, W, C] (copy m of every
+image, all of one size, stacked by DALI's threads: one dense [N, M, H, W, C] buffer,
+image-major), the N labels and the N dataset indices. Readers and random ops are DALI's,
 so DALI checkpoints restore the position and the random state.
 """
 
@@ -91,7 +92,7 @@ def source_pipeline(*, reader: dict | None, arrays: ArraySource | None, copies: 
                                                      layout=["HWC", "", ""])
         if device == "gpu":
             images = images.gpu()
-    return (*[baseline(images, kind, size) for _ in range(copies)], labels, indices)
+    return fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M"), labels, indices
 
 
 def build_source(*, batch_size: int, num_threads: int, device: str, device_id: int | None, seed: int,
