@@ -11,7 +11,7 @@ import os
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 TITLES = {"decode": "1. Decode + random-resized-crop + flip (M = 1)",
-          "policy": "2. The same plus a per-sample AutoAugment-space policy",
+          "policy": "2. The same plus a per-sample standard policy (the same one in every contender)",
           "stage": "3. The policy stage alone, pre-decoded batches",
           "training": "4. ResNet-50 training step (bf16, channels-last) fed by the loader",
           "host": "5. The loader's host time per batch (besides DALI's run and the stage's compute)"}
