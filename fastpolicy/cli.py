@@ -8,17 +8,24 @@
 * ``fastpolicy show RUN_DIR`` — a run's kind, settings, progress, findings and files (:mod:`fastpolicy.show`).
 
 Each runs unchanged under ``torchrun --nproc_per_node=K -m fastpolicy.cli ...`` (DDP; see
-:mod:`fastpolicy.train.distributed`).
+:mod:`fastpolicy.train.distributed`). Every setting of a run's config dataclass is a flag;
+``--config run.yaml`` sets any of them (flags override it) and every run writes its
+resolved ``config.yaml`` (:mod:`fastpolicy.config`). ``-v``/``-q`` set how much it logs
+(:mod:`fastpolicy.log`; rank 0 only under ``torchrun``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import traceback
 
 from .errors import UserError
+from .log import get as get_logger
+
+log = get_logger(__name__)
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 """Exceptions the command line reports as one line naming the input (exit status 2); others
@@ -92,48 +99,58 @@ def _preset(args) -> str:
     return args.preset or ("fashion_mnist" if args.data is None else "imagenet_resnet50")
 
 
-def _common(args) -> dict:
-    """Config fields every command shares."""
+def _config(args, config_class, out: str):
+    """``config_class`` from the parsed flags (their ``dest`` is the field name)."""
     if args.data is not None and not os.path.isdir(args.data):
         raise UserError(f"--data {args.data}: no such folder")
-    return dict(preset=_preset(args), data=args.data, model=args.model, batch=args.batch, train_subset=args.subset,
-                device=args.device, seed=args.seed, num_threads=args.threads, progress=not args.no_progress,
-                verify=args.verify, on_bad=args.on_bad, max_pixels=args.max_pixels)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)
+              if f.name != "out" and hasattr(args, f.name)}
+    values["preset"] = _preset(args)
+    if "agent_betas" in values:
+        values["agent_betas"] = tuple(values["agent_betas"])
+    return config_class(out=out, **values)
+
+
+def _record(config, command: str) -> None:
+    """The run's resolved settings in its folder (rank 0)."""
+    from .config import write_config
+    from .train import distributed
+
+    if distributed.is_main():
+        write_config(config.out, config, command)
 
 
 def _search_adversarial(args) -> int:
     from .train.adversarial import AdversarialConfig, AdversarialSearch
 
-    out = _out(args, f"adversarial-{args.mode}")
-    config = AdversarialConfig(out=out, mode=args.mode, epochs=args.epochs, M=args.M,
-                               controller_window=args.controller_window, fill=args.fill,
-                               magnitude_scale=args.magnitude_scale, **_common(args))
-    AdversarialSearch(config, resume=args.resume, overwrite=args.overwrite).run()
-    print(f"fastpolicy: results in {os.path.abspath(out)}")
+    config = _config(args, AdversarialConfig, _out(args, f"adversarial-{args.mode}"))
+    search = AdversarialSearch(config, resume=args.resume, overwrite=args.overwrite)
+    _record(config, "fastpolicy search adversarial")
+    search.run()
+    log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
     return 0
 
 
 def _search_aws(args) -> int:
     from .train.aws import AWSConfig, AWSSearch
 
-    out = _out(args, "aws")
-    config = AWSConfig(out=out, val_count=args.val, stage1_epochs=args.stage1_epochs, loops=args.loops,
-                       finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, reward=args.reward,
-                       agent_lr=args.agent_lr, parameterization=args.parameterization,
-                       **_common(args))
-    AWSSearch(config, resume=args.resume, overwrite=args.overwrite).run()
-    print(f"fastpolicy: results in {os.path.abspath(out)}; train with it: "
-          f"fastpolicy train --policy {os.path.join(out, 'policy.json')}")
+    config = _config(args, AWSConfig, _out(args, "aws"))
+    search = AWSSearch(config, resume=args.resume, overwrite=args.overwrite)
+    _record(config, "fastpolicy search aws")
+    search.run()
+    log.info(f"fastpolicy: results in {os.path.abspath(config.out)}; train with it: "
+             f"fastpolicy train --policy {os.path.join(config.out, 'policy.json')}")
     return 0
 
 
 def _train(args) -> int:
     from .train.final import FinalTraining, TrainConfig
 
-    out = _out(args, "train")
-    config = TrainConfig(out=out, policy=args.policy, epochs=args.epochs, M=args.M, **_common(args))
-    FinalTraining(config, resume=args.resume, overwrite=args.overwrite).run()
-    print(f"fastpolicy: results in {os.path.abspath(out)}")
+    config = _config(args, TrainConfig, _out(args, "train"))
+    training = FinalTraining(config, resume=args.resume, overwrite=args.overwrite)
+    _record(config, "fastpolicy train")
+    training.run()
+    log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
     return 0
 
 
@@ -159,7 +176,7 @@ def _reproduce(args) -> int:
 def _show(args) -> int:
     from .show import describe
 
-    print("\n".join(describe(args.folder)))
+    print("\n".join(describe(args.folder)))  # the command's output, not a log
     return 0
 
 
@@ -171,10 +188,14 @@ def _bench(options: list[str]) -> int:
 
 
 def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
+    """The flags every run shares; each ``dest`` is the config field it sets."""
     from .data.files import DEFAULT_MAX_PIXELS
     from .train.models import MODELS
     from .train.presets import PRESETS
 
+    parser.add_argument("--config", default=None, metavar="YAML",
+                        help="settings from a YAML file (field: value; a run's config.yaml repeats it); flags "
+                             "given beside it override it")
     parser.add_argument("--data", default=None,
                         help="folder with ImageNet-layout train/ and val/, or CIFAR-10/100 in its Python "
                              "format (cifar-10-batches-py/, cifar-100-python/); default: Fashion-MNIST from "
@@ -183,7 +204,7 @@ def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
                         help="training recipe (default fashion_mnist, or imagenet_resnet50 with --data)")
     parser.add_argument("--model", choices=sorted(MODELS), default=None, help="override the preset's model")
     parser.add_argument("--batch", type=positive_int, default=None, help="N, distinct images per step")
-    parser.add_argument("--subset", type=positive_int, default=None,
+    parser.add_argument("--subset", dest="train_subset", type=positive_int, default=None,
                         help="train on at most SUBSET images (Fashion-MNIST)")
     parser.add_argument("--out", default=None, help=f"output folder (default {out_default}); a folder that "
                                                     "holds a run is refused without --resume or --overwrite")
@@ -192,7 +213,7 @@ def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
                         help="replace the run in --out (deletes its files; only folders marked as fastpolicy runs)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default=None, help="default: the GPU if there is one")
     parser.add_argument("--seed", type=nonnegative_int, default=0)
-    parser.add_argument("--threads", type=positive_int, default=2, help="DALI CPU threads")
+    parser.add_argument("--threads", dest="num_threads", type=positive_int, default=2, help="DALI CPU threads")
     parser.add_argument("--verify", choices=["header", "decode", "none"], default="header",
                         help="image checks before training (--data folders): header (signature, truncation, "
                              "dimensions; default), decode (full decode), none")
@@ -200,16 +221,23 @@ def _add_common(parser: argparse.ArgumentParser, out_default: str) -> None:
                         help="a bad image file stops the run naming it (raise, default) or is dropped and counted")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         help="refuse images with more pixels (default PIL's MAX_IMAGE_PIXELS, %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train.adversarial import MODES
-    from .train.aws import REWARDS
+    from .config import add_field_flags
+    from .train.adversarial import MODES, AdversarialConfig
+    from .train.aws import REWARDS, AWSConfig
+    from .train.final import TrainConfig
 
     parser = _Parser(prog="fastpolicy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (a user error prints one line without it)")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
+                           help="log more (debug messages)")
+    verbosity.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                           help="log warnings and errors only")
     commands = parser.add_subparsers(dest="command", required=True)
     search = commands.add_parser("search", help="run a policy search").add_subparsers(dest="algorithm", required=True)
 
@@ -226,12 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("--magnitude-scale", type=_scale, default=1.0,
                      help="narrow every op's magnitude range towards its identity by this factor in (0, 1] "
                           "(default 1: the full AutoAugment range)")
-    adv.set_defaults(run=_search_adversarial)
+    add_field_flags(adv, AdversarialConfig)
+    adv.set_defaults(run=_search_adversarial, settings=adv)
 
     aws = search.add_parser("aws", help="AWS: shared weights, then PPO over op pairs (default: a short search "
                                         "on Fashion-MNIST)")
     _add_common(aws, "runs/aws-<time>")
-    aws.add_argument("--val", type=positive_int, default=None, help="training images held out for the reward")
+    aws.add_argument("--val", dest="val_count", type=positive_int, default=None,
+                     help="training images held out for the reward")
     aws.add_argument("--stage1-epochs", type=positive_int, default=None, help="shared-weight epochs (uniform policy)")
     aws.add_argument("--loops", type=positive_int, default=None, help="stage-2 loops T_max")
     aws.add_argument("--finetune-epochs", type=positive_int, default=None, help="fine-tuning epochs per loop")
@@ -243,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the policy's Adam learning rate (default the preset's: 0.1, or 0.2 on ImageNet)")
     aws.add_argument("--reward", choices=REWARDS, default="last",
                      help="last evaluation, or the mean of the best two (the reference code's)")
-    aws.set_defaults(run=_search_aws)
+    add_field_flags(aws, AWSConfig)
+    aws.set_defaults(run=_search_aws, settings=aws)
 
     train = commands.add_parser("train", help="train from scratch with a policy file (AWS policy.json, a "
                                               "Policy, or an adversarial schedule.json)")
@@ -252,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive_int, default=None)
     train.add_argument("--M", type=positive_int, default=None,
                        help="enlarged batch: copies per image (default 1, or the schedule's policies per epoch)")
-    train.set_defaults(run=_train)
+    add_field_flags(train, TrainConfig)
+    train.set_defaults(run=_train, settings=train)
 
     reproduce = commands.add_parser("reproduce", help="the papers' claims at small scale; ImageNet dry runs")
     studies = reproduce.add_subparsers(dest="study", required=True)
@@ -304,10 +336,19 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     joined = False
     try:
+        if getattr(args, "config", None):
+            from .config import apply_config_file
+
+            apply_config_file(args.settings, args.config)
+            args = parser.parse_args(argv)  # the file's settings as defaults, the flags over them
         joined = distributed.init_from_env(getattr(args, "device", None))
+        from .log import setup
+
+        setup(args.verbosity, distributed.rank())
         return args.run(args)
     except USER_ERRORS as error:
         if args.debug:

@@ -50,6 +50,10 @@ from ..registry import OPS
 from ..sampling import sample_policies, share_equal
 from .source import BASELINES, ArraySource, build_source
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -143,7 +147,7 @@ def _image_list(data, verify: str, on_bad: str, workers: int, max_pixels: int | 
     images = check_files(images, verify=verify, on_bad=on_bad, workers=workers, max_pixels=max_pixels)
     left_out = describe_scan(images)
     if left_out:
-        print(f"fastpolicy: {data if isinstance(data, str) else 'image list'}: {left_out}")
+        log.warning(f"fastpolicy: {data if isinstance(data, str) else 'image list'}: {left_out}")
     return images
 
 
@@ -474,7 +478,7 @@ class PolicyDALILoader:
         if self.images_list is None:
             raise error
         message = str(error).splitlines()
-        print(f"fastpolicy: DALI failed to read a batch ({message[-1] if message else error}); "
+        log.warning(f"fastpolicy: DALI failed to read a batch ({message[-1] if message else error}); "
               f"decoding all {len(self.images_list)} files to find the bad ones …")
         try:
             check_files(self.images_list, verify="decode", on_bad="raise", workers=max(2, self.num_threads))

@@ -17,6 +17,10 @@ from ..data.photo_tree import make_photo_tree
 from ..distribution import AWSDistribution
 from ..train.presets import get_preset
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 
 def make_tree(root: str, classes: int = 4, train_per_class: int = 8, val_per_class: int = 2) -> str:
     """``root/train/class<i>/`` and ``root/val/class<i>/`` JPEGs (skipped if already there)."""
@@ -34,7 +38,7 @@ def dry_run(preset: str, search: str = "adversarial", out: str = "runs/dry-run",
     recipe = get_preset(preset)
     tree = make_tree(os.path.join(out, "tree"))
     common = dict(preset=preset, data=tree, batch=batch, device=device, progress=progress)
-    print(f"fastpolicy: dry run of {preset} ({recipe.model}, {recipe.image_size}², M={M or recipe.M}) with "
+    log.info(f"fastpolicy: dry run of {preset} ({recipe.model}, {recipe.image_size}², M={M or recipe.M}) with "
           f"'{search}' on {tree}")
     if search == "adversarial":
         from ..train.adversarial import AdversarialConfig, AdversarialSearch

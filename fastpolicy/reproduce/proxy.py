@@ -45,6 +45,10 @@ from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
 from .table4 import bootstrap_ci
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 SCREEN_RATIO = 3.0
 """Full accuracy's spread across policies must be at least this × its seed-to-seed spread."""
 
@@ -278,7 +282,7 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, progre
     atomic.write_json(os.path.join(results, f"{name}.json"), record)
     atomic.write_text(os.path.join(results, f"{name}.md"), table(rows, record))
     plot(rows, record, os.path.join(results, f"{name}.png"))
-    print(table(rows, record))
+    log.info(table(rows, record))
     return record
 
 

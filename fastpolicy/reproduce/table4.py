@@ -45,6 +45,10 @@ from ..train.data import _array_loaders, balanced_subset
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 GATE_POINTS = 3.0
 """The baseline's test − train error (points) above which the study is in the overfitting regime."""
 
@@ -223,7 +227,7 @@ def run_table4(out: str, budget: str = "full", results: str | None = None, seeds
     for seed in range(spec["seeds"]):
         for arm in MODES:
             rows.append(run_arm(out, arm, seed, spec, progress, threads))
-            print(f"table4 {budget}: {arm} seed {seed}: test error {rows[-1]['test_error_percent']:.2f}%  "
+            log.info(f"table4 {budget}: {arm} seed {seed}: test error {rows[-1]['test_error_percent']:.2f}%  "
                   f"train error {rows[-1]['train_error_percent']:.2f}%  ({rows[-1]['seconds']:.0f} s)", flush=True)
     record = {"study": "adversarial_autoaugment_table4", "budget": budget,
               "settings": spec | {"model": "small_cnn", "dataset": "Fashion-MNIST: class-balanced train subset "
@@ -236,7 +240,7 @@ def run_table4(out: str, budget: str = "full", results: str | None = None, seeds
     epochs = rows[0]["epochs"]
     plot(rows, record, os.path.join(results, f"{name}.png"),
          f"Table 4 on Fashion-MNIST ({spec['train_subset']} images, {epochs} epochs, M={spec['M']})")
-    print(table(record))
+    log.info(table(record))
     return record
 
 

@@ -29,6 +29,10 @@ from .presets import Preset
 from .trainer import (EpochTrainer, RunConfig, file_checks, loader_device, loader_options, open_run_folder,
                       resolve_device)
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 MODES = ("baseline", "fixed", "random", "adversarial")
 
 
@@ -162,7 +166,7 @@ class AdversarialSearch(EpochTrainer):
             row |= {"controller_loss": updates[-1]["loss"], "controller_entropy": updates[-1]["entropy"],
                     "controller_updates": len(updates)}
         elif actions is not None and distributed.is_main():
-            print(f"fastpolicy: epoch {self.epoch}: no finite rewards; the controller is not updated")
+            log.warning(f"fastpolicy: epoch {self.epoch}: no finite rewards; the controller is not updated")
         if self.config.mode == "adversarial":  # how far the controller has moved, and where its magnitudes are
             probe = torch.Generator().manual_seed(self.config.seed * 100003 + self.epoch)
             kl, kl_error = ctl.kl_divergence(self.controller, self.controller_start, 512, probe)
@@ -179,11 +183,11 @@ class AdversarialSearch(EpochTrainer):
         """Train to the preset's last epoch; writes the artefacts; returns the last row.
         ``on_epoch_end(search, row)`` is called after each epoch's checkpoint."""
         if distributed.is_main():
-            print(f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}, "
+            log.info(f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}, "
                   f"{distributed.world_size()} process(es)) → {self.config.out}")
         row = super().run(on_epoch_end)
         if distributed.is_main():
-            print(f"fastpolicy: wrote {self.config.out}")
+            log.info(f"fastpolicy: wrote {self.config.out}")
         return row
 
     # -- artefacts and checkpoints -------------------------------------------------------

@@ -40,6 +40,10 @@ from .checkpoint import CheckpointError
 from .trainer import (RESUME_IGNORED, EpochTrainer, check_same_data, check_same_settings, file_checks,
                       loader_device, loader_options, open_run_folder, resolve_device)
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 REWARDS = ("last", "best2")
 FINETUNE_SCHEDULES = ("constant", "tail")
 STAGE1_AUGMENTS = ("uniform", "none")
@@ -87,16 +91,19 @@ class AWSConfig:
     finetune_epochs: int | None = None
     finetune_lr: float | None = None
     reward: str = "last"
-    finetune_schedule: str = "constant"
+    finetune_schedule: str = dataclasses.field(default="constant", metadata={
+        "choices": FINETUNE_SCHEDULES, "help": "constant: fine-tune at finetune_lr; tail: stage 1 is the head of "
+                                               "one schedule and each fine-tuning its tail"})
     parameterization: str = "factorized"
-    stage1_augment: str = "uniform"
-    clip: float = 0.2
-    ppo_steps: int = 5
-    max_kl: float = 0.02
-    baseline_weight: float = 0.9
+    stage1_augment: str = dataclasses.field(default="uniform", metadata={
+        "choices": STAGE1_AUGMENTS, "help": "stage 1's augmentation: the uniform pair distribution, or none"})
+    clip: float = dataclasses.field(default=0.2, metadata={"help": "PPO's ratio clip"})
+    ppo_steps: int = dataclasses.field(default=5, metadata={"help": "PPO's inner steps per loop"})
+    max_kl: float = dataclasses.field(default=0.02, metadata={"help": "PPO's KL early stop (nats)"})
+    baseline_weight: float = dataclasses.field(default=0.9, metadata={"help": "the reward baseline's EMA weight"})
     agent_lr: float | None = None
-    agent_betas: tuple[float, float] = (0.5, 0.999)
-    top_k: int = 5
+    agent_betas: tuple[float, float] = dataclasses.field(default=(0.5, 0.999), metadata={"help": "Adam's betas"})
+    top_k: int = dataclasses.field(default=5, metadata={"help": "top pairs reported per loop"})
     device: str | None = None
     seed: int = 0
     num_threads: int = 2
@@ -223,7 +230,7 @@ class AWSSearch:
         if self._resume and os.path.exists(self.path(self.SHARED)):
             return
         if distributed.is_main():
-            print(f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy, "
+            log.info(f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy, "
                   f"{distributed.world_size()} process(es) → {self.config.out}")
         self.stage1.run()
         if distributed.is_main():
@@ -319,7 +326,7 @@ class AWSSearch:
             row |= {"advantage": float(np.mean(advantages)), "ppo_steps": update["steps"], "kl": update["kl"],
                     "clip_fraction": update["clip_fraction"]}
         elif distributed.is_main():
-            print(f"fastpolicy: loop {self.loop}: no finite reward; the distribution is not updated")
+            log.warning(f"fastpolicy: loop {self.loop}: no finite reward; the distribution is not updated")
         updated = self.policy.distribution()
         row |= {"baseline": self.baseline.value, "entropy": updated.entropy(), "seconds": time.time() - start}
         for i, (first, second, probability) in enumerate(updated.top_pairs(self.config.top_k), 1):
@@ -340,12 +347,12 @@ class AWSSearch:
         ``on_loop_end(search, row)`` is called after each loop's checkpoint."""
         self.run_stage1()
         if distributed.is_main():
-            print(f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
+            log.info(f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
                   f"epoch(s) at lr {self.finetune_lr:g}, {distributed.world_size()} candidate(s) per loop")
         while self.loop < self.stages.loops:
             row = self.run_loop()
             if distributed.is_main():
-                print(f"loop {row['loop']}: reward {row['reward']:.4f}  baseline {row['baseline']:.4f}  "
+                log.info(f"loop {row['loop']}: reward {row['reward']:.4f}  baseline {row['baseline']:.4f}  "
                       f"entropy {row['entropy']:.3f}  top pair {row['top1_pair']} ({row['top1_prob']:.2e})")
             if on_loop_end is not None:
                 on_loop_end(self, row)
@@ -354,7 +361,7 @@ class AWSSearch:
             self.write_artefacts(distribution)
         self.log.close()
         if distributed.is_main():
-            print(f"fastpolicy: wrote {self.config.out}; θ* is {self.path(self.POLICY)}")
+            log.info(f"fastpolicy: wrote {self.config.out}; θ* is {self.path(self.POLICY)}")
         return distribution
 
     # -- artefacts and checkpoints -------------------------------------------------------
@@ -400,7 +407,7 @@ class AWSSearch:
         checkpoint.restore_distributed(state, self.path(self.CHECKPOINT), self.train_loader)
         self.log.truncate(self.loop)
         if distributed.is_main():
-            print(f"fastpolicy: resumed {self.config.out} after loop {self.loop - 1}")
+            log.info(f"fastpolicy: resumed {self.config.out} after loop {self.loop - 1}")
 
 
 __all__ = ["AWSConfig", "AWSSearch", "SharedWeightsTraining", "REWARDS"]

@@ -25,6 +25,10 @@ from . import distributed
 from .trainer import (EpochTrainer, RunConfig, file_checks, loader_device, loader_options, open_run_folder,
                       resolve_device)
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 POLICY_FILES = {AWS_FORMAT: AWSDistribution, POLICY_FORMAT: Policy, SCHEDULE_FORMAT: PolicySchedule}
 """JSON ``format`` → the class a policy file loads as."""
 
@@ -85,11 +89,11 @@ class FinalTraining(EpochTrainer):
     def run(self, on_epoch_end=None) -> dict:
         kind = "standard augmentation" if self.policy is None else type(self.policy).__name__
         if distributed.is_main():
-            print(f"fastpolicy: training {self.preset.model} from scratch with {kind} (M={self.preset.M}, "
+            log.info(f"fastpolicy: training {self.preset.model} from scratch with {kind} (M={self.preset.M}, "
                   f"{self.preset.epochs} epochs, {distributed.world_size()} process(es)) → {self.config.out}")
         row = super().run(on_epoch_end)
         if distributed.is_main():
-            print(f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
+            log.info(f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
                   f"(error {100 * (1 - row['val_accuracy']):.2f}%); wrote {self.config.out}")
         return row
 

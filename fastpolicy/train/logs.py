@@ -8,6 +8,10 @@ import os
 
 from .. import atomic
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 
 class RunLog:
     """Metric rows in ``<out>/<name>.csv``, mirrored to TensorBoard (``<out>/tensorboard``;
@@ -32,7 +36,7 @@ class RunLog:
 
             self._writer = SummaryWriter(os.path.join(out, "tensorboard"))
         except ImportError:
-            print("fastpolicy: TensorBoard is not installed; logging to CSV only")
+            log.warning("fastpolicy: TensorBoard is not installed; logging to CSV only")
 
     def _read(self) -> list[dict]:
         if not os.path.exists(self.path):

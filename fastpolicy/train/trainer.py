@@ -26,6 +26,10 @@ from .logs import RunLog
 from .models import build_model
 from .presets import Preset, get_preset
 
+from ..log import get as get_logger
+
+log = get_logger(__name__)
+
 RESUME_IGNORED = ("out", "progress", "num_threads", "verify", "max_pixels", "on_bad")
 """Config fields a resumed run may change (what the file checks drop shows in the data
 fingerprint, which must not change). ``epochs`` is not one of them: the learning-rate
@@ -255,7 +259,7 @@ class EpochTrainer:
         while self.epoch < self.preset.epochs:
             row = self.run_epoch()
             if distributed.is_main():
-                print(self.describe(row))
+                log.info(self.describe(row))
             if on_epoch_end is not None:
                 on_epoch_end(self, row)
         self.write_artefacts()
@@ -296,7 +300,7 @@ class EpochTrainer:
         checkpoint.restore_distributed(state, self.checkpoint_path, self.train_loader)
         self.log.truncate(self.epoch)
         if distributed.is_main():
-            print(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
+            log.info(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
 
 
 __all__ = ["RunConfig", "EpochTrainer", "resolve_device", "loader_device", "loader_options", "check_same_settings",
