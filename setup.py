@@ -9,7 +9,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["fastpolicy", "fastpolicy.*"]) + ["fastpolicy.kernels"],
+    packages=[*find_packages(include=["fastpolicy", "fastpolicy.*"]), "fastpolicy.kernels"],
     # The CUDA sources ship inside the package (fastpolicy/kernels/) in wheels.
     package_dir={"fastpolicy.kernels": "kernels"},
     package_data={"fastpolicy.kernels": ["*.cu", "*.cuh", "*.hpp", "README.md"]},
@@ -19,6 +19,7 @@ setup(
         "torchvision==0.29.1",
         "tqdm>=4.60",
         "pillow>=10",  # file checks (verify="decode"); torchvision needs it anyway
+        "pyyaml>=6",  # --config files and each run's config.yaml
     ],
     entry_points={"console_scripts": ["fastpolicy=fastpolicy.cli:main"]},
     extras_require={
@@ -30,6 +31,10 @@ setup(
             "scikit-learn>=1.3",
             "matplotlib>=3.7",
             "tensorboard>=2.14",
+            "ruff==0.17.6",  # lint and format (pyproject.toml), run by CI and pre-commit
+            "mypy==2.4.1",
+            "types-PyYAML",
+            "pre-commit>=4",
         ],
         "bench": ["kornia>=0.7"],  # an optional peer of `fastpolicy bench`
         "cuda13": ["nvidia-dali-cuda130>=2.0", "cupy-cuda13x>=13"],

@@ -26,6 +26,7 @@ Warm-up excluded; each figure is the median of ``--repeats`` runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 import numpy as np
@@ -43,12 +44,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=224, help="image side in pixels")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--dali", choices=["auto", "off"], default="auto",
-                        help="time DALI's per-sample selection beside the kernels (auto: if DALI imports)")
-    parser.add_argument("--emulate", action="store_true",
-                        help="run the kernels on the CPU emulator (a smoke run: the numbers mean nothing)")
-    parser.add_argument("--native", action="store_true",
-                        help="run the kernels as the fast CPU stage (g++/OpenMP) beside DALI's CPU operators")
+    parser.add_argument(
+        "--dali",
+        choices=["auto", "off"],
+        default="auto",
+        help="time DALI's per-sample selection beside the kernels (auto: if DALI imports)",
+    )
+    parser.add_argument(
+        "--emulate",
+        action="store_true",
+        help="run the kernels on the CPU emulator (a smoke run: the numbers mean nothing)",
+    )
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="run the kernels as the fast CPU stage (g++/OpenMP) beside DALI's CPU operators",
+    )
     parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/policy_stage_gpu.json)")
     args = parser.parse_args(argv)
 
@@ -78,36 +89,59 @@ def main(argv=None) -> dict:
         try:
             from fastpolicy.backends.dali_stage import DaliPolicyStage
 
-            dali_stage = DaliPolicyStage(args.n, args.size, args.size, device=device,
-                                         device_id=0 if device == "gpu" else None,
-                                         num_threads=min(4, os.cpu_count() or 1))
+            dali_stage = DaliPolicyStage(
+                args.n,
+                args.size,
+                args.size,
+                device=device,
+                device_id=0 if device == "gpu" else None,
+                num_threads=min(4, os.cpu_count() or 1),
+            )
         except ImportError as error:
             print(f"DALI not available ({error}); timing the kernels alone")
 
     rows = []
     for name, params in cases(args.n, np.random.default_rng(0)).items():
         slots = int(sum(np.any(params.op[:, k] >= 0) for k in range(params.k)))
-        seconds = median_seconds(lambda: stage.apply(images, params), sync, args.warmup, args.repeats)
-        row = {"family": name, "ops": families().get(name, "a whole policy (see fastpolicy.bench.stage.cases)"),
-               "kernels_images_per_s": args.n / seconds,
-               "kernels_bandwidth_fraction_of_copy": (2 * nbytes * slots / seconds) / copy_bandwidth}
+        seconds = median_seconds(functools.partial(stage.apply, images, params), sync, args.warmup, args.repeats)
+        row = {
+            "family": name,
+            "ops": families().get(name, "a whole policy (see fastpolicy.bench.stage.cases)"),
+            "kernels_images_per_s": args.n / seconds,
+            "kernels_bandwidth_fraction_of_copy": (2 * nbytes * slots / seconds) / copy_bandwidth,
+        }
         if dali_stage is not None:
-            dali_s = median_seconds(lambda: dali_stage.apply(images, params), sync, args.warmup, args.repeats)
+            dali_s = median_seconds(
+                functools.partial(dali_stage.apply, images, params), sync, args.warmup, args.repeats
+            )
             row |= {"dali_select_images_per_s": args.n / dali_s, "ratio_kernels_over_dali": dali_s / seconds}
         rows.append(row)
-        print(f"{name:22s} kernels {row['kernels_images_per_s']:10.0f} img/s "
-              f"({row['kernels_bandwidth_fraction_of_copy']:.0%} of copy bandwidth)"
-              + (f"   DALI {row['dali_select_images_per_s']:9.0f} img/s   ratio {row['ratio_kernels_over_dali']:.1f}"
-                 if dali_stage is not None else ""))
+        print(
+            f"{name:22s} kernels {row['kernels_images_per_s']:10.0f} img/s "
+            f"({row['kernels_bandwidth_fraction_of_copy']:.0%} of copy bandwidth)"
+            + (
+                f"   DALI {row['dali_select_images_per_s']:9.0f} img/s   ratio {row['ratio_kernels_over_dali']:.1f}"
+                if dali_stage is not None
+                else ""
+            )
+        )
     default = "policy_stage_cpu.json" if args.native else "policy_stage_gpu.json"
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", default)
-    note = ("CPU emulator smoke run: not a measurement" if args.emulate else
-            "wall time per batch including host-side parameter packing; bandwidth counts one read and one "
-            "write of the batch per applied slot" + ("; 'kernels' = the fast CPU stage (backend='native'), "
-                                                     "'copy' = a host memory copy" if args.native else ""))
-    return record.write("policy_stage", {k: v for k, v in vars(args).items() if k != "out"}
-                        | {"copy_bandwidth_bytes_per_s": copy_bandwidth}, rows, out, note,
-                        modules=("cupy", "nvidia.dali"))
+    note = (
+        "CPU emulator smoke run: not a measurement"
+        if args.emulate
+        else "wall time per batch including host-side parameter packing; bandwidth counts one read and one "
+        "write of the batch per applied slot"
+        + ("; 'kernels' = the fast CPU stage (backend='native'), 'copy' = a host memory copy" if args.native else "")
+    )
+    return record.write(
+        "policy_stage",
+        {k: v for k, v in vars(args).items() if k != "out"} | {"copy_bandwidth_bytes_per_s": copy_bandwidth},
+        rows,
+        out,
+        note,
+        modules=("cupy", "nvidia.dali"),
+    )
 
 
 if __name__ == "__main__":

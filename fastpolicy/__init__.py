@@ -18,8 +18,8 @@ from .jsonio import PolicyFormatError
 from .magnitude import N_BINS, Magnitude
 from .params import NO_OP, PolicyParams
 from .policy import OpChoice, Policy
-from .sampling import sample_policies
 from .registry import OP_NAMES, OPS, OpSpec, get_op, register_backend
+from .sampling import sample_policies
 from .schedule import PolicySchedule
 
 __version__ = "0.1.0"
@@ -34,7 +34,22 @@ def __getattr__(name):
 
 
 __all__ = [
-    "OPS", "OP_NAMES", "OpSpec", "get_op", "register_backend", "Magnitude", "N_BINS",
-    "Policy", "OpChoice", "sample_policies", "AWSDistribution", "PolicySchedule",
-    "PolicyParams", "NO_OP", "PolicyFormatError", "reference", "spaces", "PolicyDALILoader",
+    "NO_OP",
+    "N_BINS",
+    "OPS",
+    "OP_NAMES",
+    "AWSDistribution",
+    "Magnitude",
+    "OpChoice",
+    "OpSpec",
+    "Policy",
+    "PolicyDALILoader",
+    "PolicyFormatError",
+    "PolicyParams",
+    "PolicySchedule",
+    "get_op",
+    "reference",
+    "register_backend",
+    "sample_policies",
+    "spaces",
 ]

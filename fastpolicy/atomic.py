@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 
 def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
@@ -20,7 +21,10 @@ def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
     os.makedirs(folder, exist_ok=True)
     descriptor, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
-        with os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
+        handle: IO[Any]
+        with os.fdopen(
+            descriptor, mode, encoding=None if "b" in mode else "utf-8", newline=None if "b" in mode else ""
+        ) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -57,4 +61,4 @@ def savez(path: str, **arrays) -> None:
     atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
-__all__ = ["atomic_write", "write_text", "write_json", "save_figure", "savez"]
+__all__ = ["atomic_write", "save_figure", "savez", "write_json", "write_text"]

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import types
 import typing
+from typing import Any
 
 from . import atomic
 from .errors import UserError
@@ -62,18 +63,32 @@ def add_field_flags(parser: argparse.ArgumentParser, config_class, group_title: 
         if field.name in have or field.name == "out":
             continue
         kind, nullable = _unwrap(hints[field.name])
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        default = field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
         flag = "--" + field.name.replace("_", "-")
         text = field.metadata.get("help", f"config field {field.name}") + f" (default {default!r})"
         if typing.get_origin(kind) is tuple:
             items = typing.get_args(kind)
-            group.add_argument(flag, dest=field.name, type=items[0], nargs=len(items), default=default, help=text,
-                               metavar=field.name.upper())
+            group.add_argument(
+                flag,
+                dest=field.name,
+                type=items[0],
+                nargs=len(items),
+                default=default,
+                help=text,
+                metavar=field.name.upper(),
+            )
             continue
-        convert = {bool: _boolean, int: int, float: float}.get(kind, str)
-        group.add_argument(flag, dest=field.name, type=_optional(convert) if nullable else convert, default=default,
-                           help=text, choices=field.metadata.get("choices"),
-                           metavar="true|false" if kind is bool else None)
+        converters: dict[object, Any] = {bool: _boolean, int: int, float: float}
+        convert = converters.get(kind, str)
+        group.add_argument(
+            flag,
+            dest=field.name,
+            type=_optional(convert) if nullable else convert,
+            default=default,
+            help=text,
+            choices=field.metadata.get("choices"),
+            metavar="true|false" if kind is bool else None,
+        )
 
 
 def read_config_file(path: str) -> dict:
@@ -94,18 +109,23 @@ def read_config_file(path: str) -> dict:
     return data
 
 
-def apply_config_file(parser: argparse.ArgumentParser, path: str, internal=("help", "config", "resume",
-                                                                            "overwrite")) -> None:
+def apply_config_file(
+    parser: argparse.ArgumentParser, path: str, internal=("help", "config", "resume", "overwrite")
+) -> None:
     """Set ``parser``'s defaults from the config file ``path`` (flags then override them)."""
     data = read_config_file(path)
-    actions = {action.dest: action for action in parser._actions
-               if action.dest not in internal and action.dest != argparse.SUPPRESS}
+    actions = {
+        action.dest: action
+        for action in parser._actions
+        if action.dest not in internal and action.dest != argparse.SUPPRESS
+    }
     values = {}
     for key, value in data.items():
         action = actions.get(key)
         if action is None:
-            raise UserError(f"--config {path}: unknown setting {key!r}; this command's settings: "
-                            f"{', '.join(sorted(actions))}")
+            raise UserError(
+                f"--config {path}: unknown setting {key!r}; this command's settings: {', '.join(sorted(actions))}"
+            )
         values[key] = _checked(action, value, f"--config {path}: {key}")
     parser.set_defaults(**values)
 
@@ -117,7 +137,7 @@ def _checked(action: argparse.Action, value, where: str):
         if not isinstance(value, bool):
             raise UserError(f"{where}: expected true or false, got {value!r}")
         return value
-    convert = action.type or (lambda v: v)
+    convert: Any = action.type or (lambda v: v)
     try:
         if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
             if not isinstance(value, (list, tuple)) or (isinstance(action.nargs, int) and len(value) != action.nargs):
@@ -137,12 +157,14 @@ def write_config(folder: str, config, command: str) -> str:
     import yaml
 
     data = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items() if k != "out"}
-    text = (f"# The resolved settings of this run; repeat it (in a new folder) with\n"
-            f"#   {command} --config {os.path.join(folder, CONFIG_NAME)}\n"
-            + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    text = (
+        f"# The resolved settings of this run; repeat it (in a new folder) with\n"
+        f"#   {command} --config {os.path.join(folder, CONFIG_NAME)}\n"
+        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    )
     path = os.path.join(folder, CONFIG_NAME)
     atomic.write_text(path, text)
     return path
 
 
-__all__ = ["CONFIG_NAME", "add_field_flags", "read_config_file", "apply_config_file", "write_config"]
+__all__ = ["CONFIG_NAME", "add_field_flags", "apply_config_file", "read_config_file", "write_config"]

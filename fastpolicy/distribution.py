@@ -13,7 +13,6 @@ All parameters start at zero, which is the uniform distribution over the 36² = 
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import jsonio
@@ -61,15 +60,21 @@ class AWSDistribution(jsonio.JsonFile):
         self.theta1 = np.zeros(e) if theta1 is None else np.array(theta1, dtype=np.float64)
         self.theta2 = np.zeros((e, e)) if theta2 is None else np.array(theta2, dtype=np.float64)
         if self.theta1.shape != (e,) or self.theta2.shape != (e, e):
-            raise ValueError(f"AWS parameters must have shapes ({e},) and ({e}, {e}), "
-                             f"got {self.theta1.shape} and {self.theta2.shape}")
+            raise ValueError(
+                f"AWS parameters must have shapes ({e},) and ({e}, {e}), "
+                f"got {self.theta1.shape} and {self.theta2.shape}"
+            )
         if not (np.all(np.isfinite(self.theta1)) and np.all(np.isfinite(self.theta2))):
             raise ValueError("AWS parameters must be finite")
         if parameterization == "joint" and np.any(self.theta1 != 0):
             raise ValueError("a joint AWS distribution has no θ1 (it must be zero)")
         p1, p2 = self.probabilities()
-        if not (np.all(np.isfinite(p1)) and np.all(np.isfinite(p2))
-                and np.allclose(p1.sum(), 1) and np.allclose(p2.sum(axis=1), 1)):
+        if not (
+            np.all(np.isfinite(p1))
+            and np.all(np.isfinite(p2))
+            and np.allclose(p1.sum(), 1)
+            and np.allclose(p2.sum(axis=1), 1)
+        ):
             raise ValueError("AWS parameters give probabilities that are not finite or do not sum to 1")
         ids = [OPS[el.op].id for el in self.space.elements]
         self._element_op = np.array(ids)
@@ -116,12 +121,14 @@ class AWSDistribution(jsonio.JsonFile):
         second = np.minimum((cdf < rng.random((n, 1)) * cdf[:, -1:]).sum(axis=1), self.n_elements - 1)
         return np.stack([first, second], axis=1)
 
-    def params_for_pairs(self, pairs: np.ndarray, rng: np.random.Generator, policy_index: int = 0,
-                         version: int = 0) -> PolicyParams:
+    def params_for_pairs(
+        self, pairs: np.ndarray, rng: np.random.Generator, policy_index: int = 0, version: int = 0
+    ) -> PolicyParams:
         """Per-sample parameters applying element pair ``pairs[i]`` to sample i."""
         pairs = np.asarray(pairs)
-        return complete(self._element_op[pairs], self._element_bin[pairs], self.space, rng,
-                        policy=policy_index, version=version)
+        return complete(
+            self._element_op[pairs], self._element_bin[pairs], self.space, rng, policy=policy_index, version=version
+        )
 
     def pairs_of(self, params: PolicyParams) -> np.ndarray:
         """int64[N, 2]: the element pair each sample of ``params`` applied (inverse of
@@ -136,8 +143,9 @@ class AWSDistribution(jsonio.JsonFile):
         pairs = np.where(valid, table[np.maximum(ops, 0), np.clip(bins + 1, 0, N_BINS)], -1)
         if np.any(pairs < 0):
             i, k = np.argwhere(pairs < 0)[0]
-            raise ValueError(f"sample {i}, slot {k}: (op id {ops[i, k]}, bin {bins[i, k]}) is not an element "
-                             "of the AWS space")
+            raise ValueError(
+                f"sample {i}, slot {k}: (op id {ops[i, k]}, bin {bins[i, k]}) is not an element of the AWS space"
+            )
         return pairs
 
     @property
@@ -163,12 +171,17 @@ class AWSDistribution(jsonio.JsonFile):
         return [(names[i // self.n_elements], names[i % self.n_elements], float(joint.flat[i])) for i in flat]
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": 1, "elements": [el.name for el in self.space.elements],
-                "parameterization": self.parameterization, "theta1": self.theta1.tolist(),
-                "theta2": self.theta2.tolist()}
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "elements": [el.name for el in self.space.elements],
+            "parameterization": self.parameterization,
+            "theta1": self.theta1.tolist(),
+            "theta2": self.theta2.tolist(),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "AWSDistribution":
+    def from_dict(cls, data: dict, source: str = "<dict>") -> AWSDistribution:
         """Inverse of :meth:`to_dict`; the element list must equal this version's AWS space."""
         if not isinstance(data, dict):
             raise PolicyFormatError(f"{source}: an AWS distribution must be a JSON object")
@@ -177,13 +190,16 @@ class AWSDistribution(jsonio.JsonFile):
         elements = jsonio.field(data, "elements", list, source)
         if elements != expected:
             extra = sorted(set(map(str, elements)) - set(expected))
-            raise PolicyFormatError(f"{source}: 'elements' do not match the AWS space"
-                                    + (f" (unknown: {', '.join(extra)})" if extra else " (order or count differs)"))
+            raise PolicyFormatError(
+                f"{source}: 'elements' do not match the AWS space"
+                + (f" (unknown: {', '.join(extra)})" if extra else " (order or count differs)")
+            )
         try:
             theta1 = np.array(jsonio.field(data, "theta1", list, source), dtype=np.float64)
             theta2 = np.array(jsonio.field(data, "theta2", list, source), dtype=np.float64)
-            parameterization = jsonio.field(data, "parameterization", str, source) \
-                if "parameterization" in data else "factorized"  # files before the joint form
+            parameterization = (
+                jsonio.field(data, "parameterization", str, source) if "parameterization" in data else "factorized"
+            )  # files before the joint form
             return cls(theta1, theta2, parameterization)
         except (ValueError, TypeError) as err:
             raise PolicyFormatError(f"{source}: bad parameters: {err}") from None

@@ -1,4 +1,4 @@
-"""The README's op table, generated from the registry: ``python -m fastpolicy.docs`` rewrites it."""
+"""The op table of ``docs/ops.md``, generated from the registry: ``python -m fastpolicy.docs`` rewrites it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .magnitude import N_BINS, Magnitude
 from .registry import OPS, OpSpec
-from .spaces import AWS_BINS
+from .spaces import AWS_BINS, STANDARD_BINS, get_space
 
 START, END = "<!-- ops-table:start -->", "<!-- ops-table:end -->"
 
@@ -43,26 +43,47 @@ def _bound(spec: OpSpec) -> str:
     return "exact" if tol.max_abs == 0 else f"≤{tol.max_abs} on ≤{tol.fraction:.2%}"
 
 
+def _standard(spec: OpSpec, space: str) -> str:
+    if space not in spec.magnitudes:
+        return "—"
+    magnitude = spec.magnitudes[space]
+    if magnitude is None:
+        return "no magnitude"
+    n_bins = get_space(space).n_bins
+    lo, hi = magnitude.value(0, 1, n_bins), magnitude.value(n_bins - 1, 1, n_bins)
+    if magnitude.centre:
+        return f"{_num(magnitude.centre)} ± ({_num(lo - magnitude.centre)} → {_num(hi - magnitude.centre)})"
+    prefix = "±" if magnitude.signed else ""
+    return f"{prefix}{_num(lo)} → {prefix}{_num(hi)}"
+
+
 def ops_table() -> str:
-    """Markdown table of every registered op."""
-    rows = ["| op | kind | Adversarial AutoAugment value (bins 0→9) | AWS value (bins 3, 6, 9) | PIL bound |",
-            "|---|---|---|---|---|"]
+    """Markdown table of every registered op: its value range in every space, its PIL bound."""
+    rows = [
+        "| op | kind | Adversarial AutoAugment (bins 0→9) | AWS (bins 3, 6, 9) | AutoAugment (10 bins) | "
+        "RandAugment (31 bins) | TrivialAugmentWide (31 bins) | PIL bound |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, spec in OPS.items():
-        rows.append(f"| {name} | {spec.kind} | {_advaa(spec.magnitudes.get('adversarial'))} | {_aws(spec)} | {_bound(spec)} |")
+        standard = " | ".join(_standard(spec, space) for space in STANDARD_BINS)
+        rows.append(
+            f"| {name} | {spec.kind} | {_advaa(spec.magnitudes.get('adversarial'))} | {_aws(spec)} | {standard} | "
+            f"{_bound(spec)} |"
+        )
     return "\n".join(rows)
 
 
 def render(readme: str) -> str:
-    """``readme`` with the text between the table markers replaced by :func:`ops_table`."""
+    """``readme`` (a Markdown page) with the text between the table markers replaced by :func:`ops_table`."""
     if START not in readme or END not in readme:
-        raise ValueError(f"README lacks the markers {START} … {END}")
+        raise ValueError(f"the page lacks the markers {START} … {END}")
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{ops_table()}\n{END}{tail}"
 
 
 def main(argv=None) -> int:
-    path = Path(argv[0] if argv else Path(__file__).resolve().parent.parent / "README.md")
+    path = Path(argv[0] if argv else Path(__file__).resolve().parent.parent / "docs" / "ops.md")
     path.write_text(render(path.read_text(encoding="utf-8")), encoding="utf-8")
     print(f"wrote the op table to {path}")
     return 0

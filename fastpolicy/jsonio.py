@@ -8,7 +8,6 @@ from pathlib import Path
 from . import atomic
 from .errors import UserError
 
-
 MAX_BYTES = 64 * 2**20
 """The largest policy file read (64 MiB; an adversarial schedule of 1 000 epochs is about 3 MiB)."""
 
@@ -33,8 +32,9 @@ def read_json(path, max_bytes: int = MAX_BYTES) -> dict:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise PolicyFormatError(f"{path}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r})") \
-            from None
+        raise PolicyFormatError(
+            f"{path}: not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 1]!r})"
+        ) from None
     return parse_json(text, str(path))
 
 
@@ -97,6 +97,13 @@ def field(data: dict, key: str, types, source: str):
 
 class JsonFile:
     """Mixin: JSON text and file I/O for a class with ``to_dict()`` and ``from_dict(data, source)``."""
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>"):
+        raise NotImplementedError
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())

@@ -9,6 +9,7 @@ in order; an op id of -1 is skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,8 +44,15 @@ class PolicyParams:
     policy: np.ndarray
     version: int = 0
 
-    _DTYPES = {"op": np.int16, "bin": np.int8, "sign": np.int8, "value": np.float64,
-               "center": np.float64, "partner": np.int32, "policy": np.int32}
+    _DTYPES: ClassVar[dict[str, type]] = {
+        "op": np.int16,
+        "bin": np.int8,
+        "sign": np.int8,
+        "value": np.float64,
+        "center": np.float64,
+        "partner": np.int32,
+        "policy": np.int32,
+    }
 
     def __post_init__(self):
         for name, dtype in self._DTYPES.items():
@@ -66,8 +74,14 @@ class PolicyParams:
         if self.op.ndim != 2:
             raise ValueError(f"op must be [N, K], got shape {self.op.shape}")
         n, k = self.op.shape
-        expected = {"bin": (n, k), "sign": (n, k), "value": (n, k), "center": (n, k, 2),
-                    "partner": (n, k), "policy": (n,)}
+        expected = {
+            "bin": (n, k),
+            "sign": (n, k),
+            "value": (n, k),
+            "center": (n, k, 2),
+            "partner": (n, k),
+            "policy": (n,),
+        }
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {getattr(self, name).shape}")
@@ -80,24 +94,27 @@ class PolicyParams:
         if np.any((self.center < 0) | (self.center >= 1)):
             raise ValueError("center must lie in [0, 1)")
 
-    def take(self, index) -> "PolicyParams":
+    def take(self, index) -> PolicyParams:
         """Rows ``index`` (int array or slice); partners are kept as given, so re-map them if
         the selection is used as a batch of its own."""
         return PolicyParams(**{f: getattr(self, f)[index] for f in self._DTYPES}, version=self.version)
 
-    def pad_slots(self, k: int) -> "PolicyParams":
+    def pad_slots(self, k: int) -> PolicyParams:
         """The same parameters with ``k`` op slots (≥ ``self.k``): extra slots are skipped (op -1)."""
         if k < self.k:
             raise ValueError(f"cannot pad {self.k} op slots down to {k}")
         extra = k - self.k
         fills = {"op": NO_OP, "bin": -1, "sign": 1, "value": 0.0, "center": 0.0}
-        padded = {name: np.concatenate(
-            [getattr(self, name), np.full((self.n, extra) + getattr(self, name).shape[2:], fill)], axis=1)
-            for name, fill in fills.items()}
+        padded = {
+            name: np.concatenate(
+                [getattr(self, name), np.full((self.n, extra, *getattr(self, name).shape[2:]), fill)], axis=1
+            )
+            for name, fill in fills.items()
+        }
         padded["partner"] = np.concatenate([self.partner, self.partner[:, :1].repeat(extra, 1)], axis=1)
         return PolicyParams(**padded, policy=self.policy, version=self.version)
 
-    def scaled(self, scale: float) -> "PolicyParams":
+    def scaled(self, scale: float) -> PolicyParams:
         """The same samples with every value moved to ``identity + scale · (value − identity)``
         of its op (:attr:`~fastpolicy.registry.OpSpec.identity`; whole-number ops rounded):
         ``scale`` in (0, 1] keeps each op's direction and narrows its range (1: unchanged)."""
@@ -115,7 +132,7 @@ class PolicyParams:
         return {f: getattr(self, f) for f in self._DTYPES}
 
     @staticmethod
-    def concat(parts: list["PolicyParams"]) -> "PolicyParams":
+    def concat(parts: list[PolicyParams]) -> PolicyParams:
         """Stack batches; each part's partner indices are shifted to stay inside that part."""
         if not parts:
             raise ValueError("concat needs at least one PolicyParams")
@@ -131,8 +148,7 @@ class PolicyParams:
         if not isinstance(other, PolicyParams):
             return NotImplemented
         return self.version == other.version and all(
-            np.array_equal(getattr(self, f), getattr(other, f)) for f in self._DTYPES)
+            np.array_equal(getattr(self, f), getattr(other, f)) for f in self._DTYPES
+        )
 
-    __hash__ = None
-
-
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable

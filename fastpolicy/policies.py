@@ -34,6 +34,7 @@ of these spaces gives torchvision's PIL result pixel for pixel (``tests/test_pol
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -141,14 +142,22 @@ def autoaugment(dataset: str = "imagenet") -> Policy:
     sample picking one of its 25 sub-policies and applying each op with its probability."""
     if dataset not in AUTOAUGMENT_TABLES:
         raise ValueError(f"unknown AutoAugment policy {dataset!r}; known: {', '.join(AUTOAUGMENT_TABLES)}")
-    return Policy([[(op, 0 if magnitude is None else magnitude, prob) for op, prob, magnitude in sub]
-                   for sub in AUTOAUGMENT_TABLES[dataset]], space="autoaugment")
+    return Policy(
+        [
+            [(op, 0 if magnitude is None else magnitude, prob) for op, prob, magnitude in sub]
+            for sub in AUTOAUGMENT_TABLES[dataset]
+        ],
+        space="autoaugment",
+    )
 
 
 class _UniformOps(jsonio.JsonFile):
     """Ops drawn uniformly from a standard space plus Identity (skipped slot), per slot."""
 
     kind = ""
+
+    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -166,7 +175,7 @@ class _UniformOps(jsonio.JsonFile):
     def __eq__(self, other):
         return type(self) is type(other) and self.to_dict() == other.to_dict()
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>"):
@@ -205,8 +214,7 @@ class RandAugment(_UniformOps):
         return op, np.where(has_magnitude, self.magnitude, -1)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": 1, "kind": self.kind, "num_ops": self.num_ops,
-                "magnitude": self.magnitude}
+        return {"format": FORMAT, "version": 1, "kind": self.kind, "num_ops": self.num_ops, "magnitude": self.magnitude}
 
     def __repr__(self):
         return f"RandAugment(num_ops={self.num_ops}, magnitude={self.magnitude})"
@@ -246,7 +254,11 @@ def trivialaugment_wide() -> TrivialAugmentWide:
     return TrivialAugmentWide()
 
 
-STANDARD = {"autoaugment": autoaugment, "randaugment": randaugment, "trivialaugment_wide": trivialaugment_wide}
+STANDARD: dict[str, Any] = {
+    "autoaugment": autoaugment,
+    "randaugment": randaugment,
+    "trivialaugment_wide": trivialaugment_wide,
+}
 """Standard policies by name (what ``--policy`` and :func:`resolve` accept)."""
 
 
@@ -255,14 +267,18 @@ def sampler_from_dict(data: dict, source: str = "<dict>"):
     AWSDistribution or a standard policy."""
     if not isinstance(data, dict):
         raise PolicyFormatError(f"{source}: a policy must be a JSON object, got {type(data).__name__}")
-    kinds = {"fastpolicy.policy": Policy, "fastpolicy.aws_distribution": AWSDistribution,
-             FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide}}
-    kind = kinds.get(data.get("format"))
+    kinds: dict[str, Any] = {
+        "fastpolicy.policy": Policy,
+        "fastpolicy.aws_distribution": AWSDistribution,
+        FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide},
+    }
+    kind = kinds.get(str(data.get("format")))
     if isinstance(kind, dict):
-        kind = kind.get(data.get("kind"))
+        kind = kind.get(str(data.get("kind")))
     if kind is None:
-        raise PolicyFormatError(f"{source}: not a policy file (format {data.get('format')!r}, "
-                                f"expected one of {sorted(kinds)})")
+        raise PolicyFormatError(
+            f"{source}: not a policy file (format {data.get('format')!r}, expected one of {sorted(kinds)})"
+        )
     return jsonio.checked_from_dict(kind.from_dict, data, source)
 
 
@@ -277,14 +293,14 @@ def resolve(policy):
     if hasattr(policy, "choose") or isinstance(policy, PolicySchedule):
         return policy
     if not isinstance(policy, str):
-        raise TypeError(f"expected a policy, a schedule, a standard policy name or a JSON path; got "
-                        f"{type(policy).__name__}")
+        raise TypeError(
+            f"expected a policy, a schedule, a standard policy name or a JSON path; got {type(policy).__name__}"
+        )
     name, _, argument = policy.partition(":")
     if name in STANDARD:
         return STANDARD[name](argument) if argument else STANDARD[name]()
     if not os.path.exists(policy):
-        raise FileNotFoundError(f"{policy!r} is neither a standard policy ({', '.join(STANDARD)}) "
-                                "nor a policy file")
+        raise FileNotFoundError(f"{policy!r} is neither a standard policy ({', '.join(STANDARD)}) nor a policy file")
     data = jsonio.read_json(policy)
     if data.get("format") == "fastpolicy.schedule":
         return jsonio.checked_from_dict(PolicySchedule.from_dict, data, policy)

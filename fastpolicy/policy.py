@@ -116,20 +116,30 @@ class Policy(jsonio.JsonFile):
         return complete(*self.choose(n, rng), self.space, rng, policy=policy_index, version=version)
 
     @classmethod
-    def random(cls, rng: np.random.Generator, space: str = "adversarial", n_sub_policies: int = 5,
-               n_ops: int = 2) -> "Policy":
+    def random(
+        cls, rng: np.random.Generator, space: str = "adversarial", n_sub_policies: int = 5, n_ops: int = 2
+    ) -> Policy:
         """A uniformly random policy (Adversarial AutoAugment's shape by default)."""
         sp = get_space(space)
-        return cls([[(sp.ops[rng.integers(len(sp.ops))], int(rng.integers(sp.n_bins))) for _ in range(n_ops)]
-                    for _ in range(n_sub_policies)], space=space)
+        return cls(
+            [
+                [(sp.ops[rng.integers(len(sp.ops))], int(rng.integers(sp.n_bins))) for _ in range(n_ops)]
+                for _ in range(n_sub_policies)
+            ],
+            space=space,
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready dict (``format``, ``version``, ``space``, ``sub_policies``)."""
-        return {"format": FORMAT, "version": 1, "space": self.space.name,
-                "sub_policies": [[c.to_dict() for c in sub] for sub in self.sub_policies]}
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "space": self.space.name,
+            "sub_policies": [[c.to_dict() for c in sub] for sub in self.sub_policies],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "Policy":
+    def from_dict(cls, data: dict, source: str = "<dict>") -> Policy:
         """Inverse of :meth:`to_dict`; PolicyFormatError names ``source`` and the field."""
         if not isinstance(data, dict):
             raise PolicyFormatError(f"{source}: a policy must be a JSON object, got {type(data).__name__}")
@@ -161,9 +171,11 @@ class Policy(jsonio.JsonFile):
     def __eq__(self, other):
         return isinstance(other, Policy) and self.space == other.space and self.sub_policies == other.sub_policies
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable
 
     def __repr__(self):
-        subs = "; ".join(" → ".join(f"{c.op}@{c.bin}" + (f"(p={c.prob:g})" if c.prob != 1 else "") for c in sub)
-                         for sub in self.sub_policies)
+        subs = "; ".join(
+            " → ".join(f"{c.op}@{c.bin}" + (f"(p={c.prob:g})" if c.prob != 1 else "") for c in sub)
+            for sub in self.sub_policies
+        )
         return f"Policy[{self.space.name}]({subs})"

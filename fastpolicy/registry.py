@@ -9,9 +9,9 @@ Backends (``"dali"``, ``"cupy"``) attach implementations by op name with
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 from .magnitude import Magnitude
 from .reference import color, geometry, special
@@ -93,13 +93,18 @@ class OpSpec:
         return any(m is not None and m.signed for m in self.magnitudes.values())
 
 
-def _spaces(magnitude: Magnitude | None, standard: Magnitude | None = None, wide: Magnitude | None = None,
-            randaugment: bool = True, enhance: bool = False) -> dict:
+def _spaces(
+    magnitude: Magnitude | None,
+    standard: Magnitude | None = None,
+    wide: Magnitude | None = None,
+    randaugment: bool = True,
+    enhance: bool = False,
+) -> dict:
     """The op's magnitude in every space: the two papers' (``magnitude``; enhance ops differ,
     see :data:`_ENHANCE`) and the standard policies' (torchvision's ranges: ``standard`` for
     AutoAugment and RandAugment, ``wide`` for TrivialAugmentWide; default ``magnitude``)."""
     standard = magnitude if standard is None else standard
-    spaces = dict(_ENHANCE) if enhance else {"adversarial": magnitude, "aws": magnitude}
+    spaces: dict[str, Magnitude | None] = dict(_ENHANCE) if enhance else {"adversarial": magnitude, "aws": magnitude}
     spaces["autoaugment"] = standard
     if randaugment:
         spaces["randaugment"] = standard
@@ -126,41 +131,123 @@ _ENHANCE_SPACES = _spaces(None, _ENHANCE_STANDARD, wide=_ENHANCE_WIDE, enhance=T
 _EXACT = Tolerance()
 
 _SPECS = (
-    OpSpec("ShearX", "affine", geometry.geometric(geometry.shear_x), _spaces(_SHEAR, wide=_SHEAR_WIDE),
-           doc="x += value·y about the top-left corner; value ±0.3"),
-    OpSpec("ShearY", "affine", geometry.geometric(geometry.shear_y), _spaces(_SHEAR, wide=_SHEAR_WIDE),
-           doc="y += value·x; value ±0.3"),
-    OpSpec("TranslateX", "affine", geometry.geometric(geometry.translate_x),
-           _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
-           doc="shift by value × width; value ±150/331"),
-    OpSpec("TranslateY", "affine", geometry.geometric(geometry.translate_y),
-           _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
-           doc="shift by value × height; value ±150/331"),
-    OpSpec("Rotate", "affine", geometry.geometric(geometry.rotate),
-           _spaces(Magnitude(0.0, 30.0, signed=True), wide=Magnitude(0.0, 135.0, signed=True)),
-           doc="rotate about the centre by value degrees; ±30"),
-    OpSpec("AutoContrast", "lut", color.lookup(color.autocontrast_lut), _spaces(None), stats="minmax",
-           doc="stretch each channel's [min, max] to [0, 255]"),
+    OpSpec(
+        "ShearX",
+        "affine",
+        geometry.geometric(geometry.shear_x),
+        _spaces(_SHEAR, wide=_SHEAR_WIDE),
+        doc="x += value·y about the top-left corner; value ±0.3",
+    ),
+    OpSpec(
+        "ShearY",
+        "affine",
+        geometry.geometric(geometry.shear_y),
+        _spaces(_SHEAR, wide=_SHEAR_WIDE),
+        doc="y += value·x; value ±0.3",
+    ),
+    OpSpec(
+        "TranslateX",
+        "affine",
+        geometry.geometric(geometry.translate_x),
+        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
+        doc="shift by value × width; value ±150/331",
+    ),
+    OpSpec(
+        "TranslateY",
+        "affine",
+        geometry.geometric(geometry.translate_y),
+        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
+        doc="shift by value × height; value ±150/331",
+    ),
+    OpSpec(
+        "Rotate",
+        "affine",
+        geometry.geometric(geometry.rotate),
+        _spaces(Magnitude(0.0, 30.0, signed=True), wide=Magnitude(0.0, 135.0, signed=True)),
+        doc="rotate about the centre by value degrees; ±30",
+    ),
+    OpSpec(
+        "AutoContrast",
+        "lut",
+        color.lookup(color.autocontrast_lut),
+        _spaces(None),
+        stats="minmax",
+        doc="stretch each channel's [min, max] to [0, 255]",
+    ),
     OpSpec("Invert", "lut", color.lookup(color.invert_lut), _spaces(None, randaugment=False), doc="255 − v"),
-    OpSpec("Equalize", "lut", color.lookup(color.equalize_lut), _spaces(None), stats="histogram",
-           doc="PIL's per-channel histogram equalization"),
-    OpSpec("Solarize", "lut", color.lookup(color.solarize_lut),
-           _spaces(Magnitude(256.0, 0.0), _SOLARIZE_STANDARD), identity=256.0,
-           doc="invert values ≥ threshold; threshold 256 → 0"),
-    OpSpec("Posterize", "lut", color.lookup(color.posterize_lut), _spaces(Magnitude(8.0, 4.0, integer=True), wide=Magnitude(8.0, 2.0, integer=True)),
-           identity=8.0,
-           doc="keep the top value bits; 8 → 4"),
-    OpSpec("Contrast", "lut", color.lookup(color.contrast_lut), _ENHANCE_SPACES, stats="mean", identity=1.0,
-           doc="blend with the mean grey level by factor value"),
-    OpSpec("Color", "blend", color.color, _ENHANCE_SPACES, identity=1.0, doc="blend with the grey (L) image by factor value"),
-    OpSpec("Brightness", "lut", color.lookup(color.brightness_lut), _ENHANCE_SPACES, identity=1.0,
-           doc="blend with black by factor value"),
-    OpSpec("Sharpness", "blend", color.sharpness, _ENHANCE_SPACES, identity=1.0,
-           doc="blend with the 3×3 SMOOTH-filtered image by factor value"),
-    OpSpec("Cutout", "special", special.cutout, {"adversarial": Magnitude(0.0, 0.2)}, needs="center",
-           doc="grey (128) square of side value × the shorter side; value 0 → 0.2"),
-    OpSpec("SamplePairing", "special", special.sample_pairing, {"adversarial": Magnitude(0.0, 0.4)}, needs="partner",
-           doc="blend with another image of the batch, weight value 0 → 0.4"),
+    OpSpec(
+        "Equalize",
+        "lut",
+        color.lookup(color.equalize_lut),
+        _spaces(None),
+        stats="histogram",
+        doc="PIL's per-channel histogram equalization",
+    ),
+    OpSpec(
+        "Solarize",
+        "lut",
+        color.lookup(color.solarize_lut),
+        _spaces(Magnitude(256.0, 0.0), _SOLARIZE_STANDARD),
+        identity=256.0,
+        doc="invert values ≥ threshold; threshold 256 → 0",
+    ),
+    OpSpec(
+        "Posterize",
+        "lut",
+        color.lookup(color.posterize_lut),
+        _spaces(Magnitude(8.0, 4.0, integer=True), wide=Magnitude(8.0, 2.0, integer=True)),
+        identity=8.0,
+        doc="keep the top value bits; 8 → 4",
+    ),
+    OpSpec(
+        "Contrast",
+        "lut",
+        color.lookup(color.contrast_lut),
+        _ENHANCE_SPACES,
+        stats="mean",
+        identity=1.0,
+        doc="blend with the mean grey level by factor value",
+    ),
+    OpSpec(
+        "Color",
+        "blend",
+        color.color,
+        _ENHANCE_SPACES,
+        identity=1.0,
+        doc="blend with the grey (L) image by factor value",
+    ),
+    OpSpec(
+        "Brightness",
+        "lut",
+        color.lookup(color.brightness_lut),
+        _ENHANCE_SPACES,
+        identity=1.0,
+        doc="blend with black by factor value",
+    ),
+    OpSpec(
+        "Sharpness",
+        "blend",
+        color.sharpness,
+        _ENHANCE_SPACES,
+        identity=1.0,
+        doc="blend with the 3×3 SMOOTH-filtered image by factor value",
+    ),
+    OpSpec(
+        "Cutout",
+        "special",
+        special.cutout,
+        {"adversarial": Magnitude(0.0, 0.2)},
+        needs="center",
+        doc="grey (128) square of side value × the shorter side; value 0 → 0.2",
+    ),
+    OpSpec(
+        "SamplePairing",
+        "special",
+        special.sample_pairing,
+        {"adversarial": Magnitude(0.0, 0.4)},
+        needs="partner",
+        doc="blend with another image of the batch, weight value 0 → 0.4",
+    ),
 )
 
 OP_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
@@ -197,8 +284,10 @@ def register_backend(backend: str, name: str):
 
     def attach(fn):
         if backend in spec.backends and spec.backends[backend] != fn:
-            raise ValueError(f"op {name!r} already has a {backend!r} implementation "
-                             f"({getattr(spec.backends[backend], '__name__', spec.backends[backend])!r})")
+            raise ValueError(
+                f"op {name!r} already has a {backend!r} implementation "
+                f"({getattr(spec.backends[backend], '__name__', spec.backends[backend])!r})"
+            )
         spec.backends[backend] = fn
         return fn
 

@@ -12,7 +12,7 @@ M policies × n images in one vectorized pass.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .registry import OP_NAMES, OPS
 from .spaces import SearchSpace
 
 
-@lru_cache(maxsize=None)
+@cache
 def value_tables(space: SearchSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-op tables over the whole registry for ``space``.
 
@@ -47,8 +47,15 @@ def value_tables(space: SearchSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return values, signed, has_magnitude
 
 
-def complete(op: np.ndarray, bin: np.ndarray, space: SearchSpace, rng: np.random.Generator,
-             policy: np.ndarray | int = 0, version: int = 0, block: int | None = None) -> PolicyParams:
+def complete(
+    op: np.ndarray,
+    bin: np.ndarray,
+    space: SearchSpace,
+    rng: np.random.Generator,
+    policy: np.ndarray | int = 0,
+    version: int = 0,
+    block: int | None = None,
+) -> PolicyParams:
     """Draw signs, centres and partners for chosen slots and build :class:`PolicyParams`.
 
     Args:
@@ -77,12 +84,20 @@ def complete(op: np.ndarray, bin: np.ndarray, space: SearchSpace, rng: np.random
     local = np.arange(n) % block
     partner = (np.arange(n) - local)[:, None] + (local[:, None] + rng.integers(1, max(block, 2), size=(n, k))) % block
     return PolicyParams(
-        op=op, bin=np.where(has_magnitude, safe_bin, -1), sign=sign, value=value, center=center,
-        partner=partner, policy=np.broadcast_to(np.asarray(policy), (n,)), version=version)
+        op=op,
+        bin=np.where(has_magnitude, safe_bin, -1),
+        sign=sign,
+        value=value,
+        center=center,
+        partner=partner,
+        policy=np.broadcast_to(np.asarray(policy), (n,)),
+        version=version,
+    )
 
 
-def sample_policies(samplers, n: int, rng: np.random.Generator, version: int = 0,
-                    slots: int | None = None) -> PolicyParams:
+def sample_policies(
+    samplers, n: int, rng: np.random.Generator, version: int = 0, slots: int | None = None
+) -> PolicyParams:
     """Parameters for M samplers × ``n`` images in one pass, policy-major: rows
     ``m·n … (m+1)·n − 1`` belong to ``samplers[m]`` and carry ``policy == m``; SamplePairing
     partners stay within each block (the block holds the batch's ``n`` distinct images).
@@ -111,7 +126,7 @@ def sample_policies(samplers, n: int, rng: np.random.Generator, version: int = 0
             ops, _, _ = sampler._tables
             key = ("policy", sampler.space.name, ops.shape)
         else:
-            key = ("object", id(sampler))
+            key = ("object", str(id(sampler)), ())
         groups.setdefault(key, []).append(m)
     for key, members in groups.items():
         first = samplers[members[0]]
@@ -124,8 +139,8 @@ def sample_policies(samplers, n: int, rng: np.random.Generator, version: int = 0
         else:
             g_op, g_bin = first.choose(n * len(members), rng)
             g_op, g_bin = g_op.reshape(len(members), n, -1), g_bin.reshape(len(members), n, -1)
-        op[members, :, :g_op.shape[2]] = g_op
-        bin_[members, :, :g_op.shape[2]] = g_bin
+        op[members, :, : g_op.shape[2]] = g_op
+        bin_[members, :, : g_op.shape[2]] = g_bin
     spaces = {s.space for s in samplers}
     policy = np.repeat(np.arange(m_count), n)
     if len(spaces) == 1:
@@ -139,7 +154,8 @@ def share_equal(samplers) -> list:
     :func:`sample_policies` draws them together, as it would the same object; a loader
     does this whenever it is given policies (set or restored), so its batches do not
     depend on whether equal policies arrived as one object or as copies."""
-    out, seen = [], []
+    out: list = []
+    seen: list[tuple[object, dict]] = []
     for sampler in samplers:
         data = sampler.to_dict()
         match = next((first for first, first_data in seen if first_data == data), None)

@@ -31,11 +31,14 @@ class PolicySchedule(jsonio.JsonFile):
         return self.epochs[epoch]
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": 1,
-                "epochs": [{"epoch": e, "policies": [p.to_dict() for p in ps]} for e, ps in enumerate(self.epochs)]}
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "epochs": [{"epoch": e, "policies": [p.to_dict() for p in ps]} for e, ps in enumerate(self.epochs)],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "PolicySchedule":
+    def from_dict(cls, data: dict, source: str = "<dict>") -> PolicySchedule:
         if not isinstance(data, dict):
             raise PolicyFormatError(f"{source}: a schedule must be a JSON object")
         jsonio.check_header(data, FORMAT, source)
@@ -55,4 +58,4 @@ class PolicySchedule(jsonio.JsonFile):
     def __eq__(self, other):
         return isinstance(other, PolicySchedule) and self.epochs == other.epochs
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable

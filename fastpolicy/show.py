@@ -14,8 +14,19 @@ import os
 
 from .errors import UserError
 
-_DESCRIBED = ("run.json", "summary.json", "metrics.csv", "stage1.csv", "schedule.json", "policy.json", "split.json",
-              "checkpoint.pt", "stage1.pt", "shared.pt", "distributions.npz")
+_DESCRIBED = (
+    "run.json",
+    "summary.json",
+    "metrics.csv",
+    "stage1.csv",
+    "schedule.json",
+    "policy.json",
+    "split.json",
+    "checkpoint.pt",
+    "stage1.pt",
+    "shared.pt",
+    "distributions.npz",
+)
 
 
 def _json(path: str) -> dict:
@@ -64,25 +75,50 @@ def describe(folder: str) -> list[str]:
         raise UserError(f"{folder}: not a fastpolicy run (no run.json, summary.json or metrics.csv)")
     kind = _kind(folder, marker)
     settings = marker.get("settings") or summary.get("config") or {}
-    lines = [f"run       {os.path.abspath(folder)}",
-             f"kind      {kind}" + (f" (started {marker['started']})" if "started" in marker else ""),
-             f"status    {'finished' if summary else 'not finished (resume with --resume --out ' + folder + ')'}"]
+    lines = [
+        f"run       {os.path.abspath(folder)}",
+        f"kind      {kind}" + (f" (started {marker['started']})" if "started" in marker else ""),
+        f"status    {'finished' if summary else 'not finished (resume with --resume --out ' + folder + ')'}",
+    ]
     data = settings.get("data") or "Fashion-MNIST (embedded default)"
-    shown = {k: settings[k] for k in ("preset", "model", "mode", "epochs", "M", "batch", "train_subset", "seed",
-                                      "policy", "loops", "stage1_epochs", "finetune_epochs", "parameterization",
-                                      "fill", "magnitude_scale", "controller_window") if settings.get(k) is not None}
+    shown = {
+        k: settings[k]
+        for k in (
+            "preset",
+            "model",
+            "mode",
+            "epochs",
+            "M",
+            "batch",
+            "train_subset",
+            "seed",
+            "policy",
+            "loops",
+            "stage1_epochs",
+            "finetune_epochs",
+            "parameterization",
+            "fill",
+            "magnitude_scale",
+            "controller_window",
+        )
+        if settings.get(k) is not None
+    }
     lines.append(f"data      {data}")
     lines.append("settings  " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     preset = summary.get("preset") or {}
     if kind == "aws":
         stage1, loops = _rows(os.path.join(folder, "stage1.csv")), _rows(os.path.join(folder, "metrics.csv"))
         planned = (summary.get("stages") or {}).get("loops") or settings.get("loops")
-        lines.append(f"progress  stage 1: {len(stage1)} epoch(s); stage 2: {len(loops)} loop(s)"
-                     + (f" of {planned}" if planned else ""))
+        lines.append(
+            f"progress  stage 1: {len(stage1)} epoch(s); stage 2: {len(loops)} loop(s)"
+            + (f" of {planned}" if planned else "")
+        )
         if loops:
             last = loops[-1]
-            lines.append(f"latest    loop {last.get('loop')}: reward {_fmt(_float(last, 'reward'))}, baseline "
-                         f"{_fmt(_float(last, 'baseline'))}, entropy {_fmt(_float(last, 'entropy'))}")
+            lines.append(
+                f"latest    loop {last.get('loop')}: reward {_fmt(_float(last, 'reward'))}, baseline "
+                f"{_fmt(_float(last, 'baseline'))}, entropy {_fmt(_float(last, 'entropy'))}"
+            )
         policy = os.path.join(folder, "policy.json")
         if os.path.exists(policy):
             from .distribution import AWSDistribution
@@ -99,14 +135,24 @@ def describe(folder: str) -> list[str]:
         if rows:
             last = rows[-1]
             accuracy = _float(last, "val_accuracy")
-            lines.append(f"latest    epoch {last.get('epoch')}: train loss {_fmt(_float(last, 'train_loss'))}, held-out "
-                         f"accuracy {_fmt(accuracy)}" + (f" (error {100 * (1 - accuracy):.2f} %)" if accuracy is not None
-                                                   else ""))
+            lines.append(
+                f"latest    epoch {last.get('epoch')}: train loss {_fmt(_float(last, 'train_loss'))}, held-out "
+                f"accuracy {_fmt(accuracy)}"
+                + (f" (error {100 * (1 - accuracy):.2f} %)" if accuracy is not None else "")
+            )
             if "controller_kl_from_start" in last:
-                lines.append(f"controller KL from its start {_fmt(_float(last, 'controller_kl_from_start'))} nats, "
-                             f"entropy {_fmt(_float(last, 'controller_entropy'))}")
-            rewards = sorted(((float(v), k.split("/")[1]) for k, v in last.items()
-                              if k.startswith("reward/") and v not in ("", None)), reverse=True)
+                lines.append(
+                    f"controller KL from its start {_fmt(_float(last, 'controller_kl_from_start'))} nats, "
+                    f"entropy {_fmt(_float(last, 'controller_entropy'))}"
+                )
+            rewards = sorted(
+                (
+                    (float(v), k.split("/")[1])
+                    for k, v in last.items()
+                    if k.startswith("reward/") and v not in ("", None)
+                ),
+                reverse=True,
+            )
             schedule = _json(os.path.join(folder, "schedule.json")).get("epochs") or []
             if rewards and schedule and kind.startswith("adversarial"):
                 policies = schedule[-1].get("policies", [])
@@ -117,8 +163,11 @@ def describe(folder: str) -> list[str]:
                     lines.append(f"hardest   last epoch's policy {best} (loss {rewards[0][0]:.4f}): {text}")
     files = sorted(f for f in os.listdir(folder) if f.endswith((".png", ".json", ".csv", ".npz", ".pt")))
     lines.append("plots     " + (", ".join(os.path.join(folder, f) for f in files if f.endswith(".png")) or "none yet"))
-    lines.append("files     " + ", ".join(f for f in files if not f.endswith(".png"))
-                 + (", tensorboard/" if os.path.isdir(os.path.join(folder, "tensorboard")) else ""))
+    lines.append(
+        "files     "
+        + ", ".join(f for f in files if not f.endswith(".png"))
+        + (", tensorboard/" if os.path.isdir(os.path.join(folder, "tensorboard")) else "")
+    )
     return lines
 
 

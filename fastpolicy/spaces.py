@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from .magnitude import N_BINS, Magnitude
 from .registry import OPS
@@ -52,8 +52,9 @@ class SearchSpace:
     elements: tuple[Element, ...]
 
     def __eq__(self, other):
-        return isinstance(other, SearchSpace) and (self is other or (self.name, self.ops, self.n_bins) ==
-                                                   (other.name, other.ops, other.n_bins))
+        return isinstance(other, SearchSpace) and (
+            self is other or (self.name, self.ops, self.n_bins) == (other.name, other.ops, other.n_bins)
+        )
 
     def __hash__(self):  # by name: spaces are looked up per batch (caches, sets), elements are many
         return hash((self.name, self.n_bins))
@@ -71,14 +72,14 @@ class SearchSpace:
             raise ValueError(f"magnitude bin {bin!r} of {op} out of range [0, {self.n_bins})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def adversarial() -> SearchSpace:
     """Adversarial AutoAugment's space: 16 ops, 10 bins each."""
     ops = tuple(name for name, spec in OPS.items() if "adversarial" in spec.magnitudes)
     return SearchSpace("adversarial", ops, N_BINS, tuple(Element(op, b) for op in ops for b in range(N_BINS)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def aws() -> SearchSpace:
     """AWS's space: 36 elements (11 ops × bins 3, 6, 9, plus AutoContrast, Invert, Equalize)."""
     ops = tuple(name for name, spec in OPS.items() if "aws" in spec.magnitudes)
@@ -95,7 +96,7 @@ STANDARD_BINS = {"autoaugment": N_BINS, "randaugment": 31, "trivialaugment_wide"
 """Magnitude bins of the standard policies' spaces (torchvision's defaults)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def standard(name: str) -> SearchSpace:
     """A standard policy's space: the registry ops with a ``name`` magnitude, every bin."""
     if name not in STANDARD_BINS:

@@ -82,10 +82,18 @@ class PolicyAugment(v2.Transform):
 
     def check_inputs(self, flat_inputs) -> None:
         for item in flat_inputs:
-            if isinstance(item, (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.KeyPoints
-                                 if hasattr(tv_tensors, "KeyPoints") else tv_tensors.Mask)):
-                raise TypeError(f"PolicyAugment transforms images only; a {type(item).__name__} in the sample "
-                                "would not follow its geometric ops")
+            if isinstance(
+                item,
+                (
+                    tv_tensors.BoundingBoxes,
+                    tv_tensors.Mask,
+                    tv_tensors.KeyPoints if hasattr(tv_tensors, "KeyPoints") else tv_tensors.Mask,
+                ),
+            ):
+                raise TypeError(
+                    f"PolicyAugment transforms images only; a {type(item).__name__} in the sample "
+                    "would not follow its geometric ops"
+                )
 
     def make_params(self, flat_inputs) -> dict:
         return {"seed": int(torch.randint(0, 2**62, (), dtype=torch.int64))}
@@ -95,17 +103,19 @@ class PolicyAugment(v2.Transform):
         if isinstance(inpt, PIL.Image.Image):
             if inpt.mode not in ("L", "RGB"):
                 raise ValueError(f"PIL images must be mode 'L' or 'RGB', got {inpt.mode!r}")
-            array = np.asarray(inpt)
-            batch = torch.from_numpy(array.reshape(1, *array.shape[:2], -1).copy())
-            out = self._apply(batch, rng)[0].permute(1, 2, 0).numpy()
-            return PIL.Image.fromarray(out[..., 0] if inpt.mode == "L" else out, mode=inpt.mode)
+            pixels = np.asarray(inpt)
+            batch = torch.from_numpy(pixels.reshape(1, *pixels.shape[:2], -1).copy())
+            result = self._apply(batch, rng)[0].permute(1, 2, 0).numpy()
+            return PIL.Image.fromarray(result[..., 0] if inpt.mode == "L" else result, mode=inpt.mode)
         if inpt.dtype != torch.uint8 or inpt.dim() not in (3, 4) or inpt.shape[-3] not in (1, 3):
-            raise ValueError(f"tensors must be uint8 [C, H, W] or [B, C, H, W] with C = 1 or 3, got {inpt.dtype} "
-                             f"{tuple(inpt.shape)}")
+            raise ValueError(
+                f"tensors must be uint8 [C, H, W] or [B, C, H, W] with C = 1 or 3, got {inpt.dtype} {tuple(inpt.shape)}"
+            )
         single = inpt.dim() == 3
         batch = inpt.unsqueeze(0) if single else inpt
-        channels_last = not single and batch.is_contiguous(memory_format=torch.channels_last) and \
-            not batch.is_contiguous()
+        channels_last = (
+            not single and batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
+        )
         out = self._apply(batch.permute(0, 2, 3, 1).contiguous(), rng)
         out = out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
         out = out[0] if single else out
@@ -127,12 +137,12 @@ class PolicyAugment(v2.Transform):
                 rows = np.flatnonzero(which == m)
                 if len(rows):
                     chosen_op, chosen_bin = sampler.choose(len(rows), rng)
-                    op[rows, :chosen_op.shape[1]], bins[rows, :chosen_op.shape[1]] = chosen_op, chosen_bin
+                    op[rows, : chosen_op.shape[1]], bins[rows, : chosen_op.shape[1]] = chosen_op, chosen_bin
             params = complete(op, bins, spaces.pop(), rng, policy=which)
         return params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
 
     def _apply(self, nhwc: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        n, height, width, channels = nhwc.shape
+        n, _height, _width, _channels = nhwc.shape
         return self._stage(nhwc.device, n).apply(nhwc, self.sample(n, rng), _UINT8)
 
     def _stage(self, device: torch.device, n: int):
@@ -145,8 +155,9 @@ class PolicyAugment(v2.Transform):
                 raise RuntimeError("PolicyAugment on CUDA tensors needs CuPy (pip install cupy-cuda13x)")
             backend = "numpy"
         if backend not in self._stages:
-            self._stages[backend] = make_stage(backend, "gpu" if gpu else "cpu", max_batch=n, height=1, width=1,
-                                               fill=self.fill)
+            self._stages[backend] = make_stage(
+                backend, "gpu" if gpu else "cpu", max_batch=n, height=1, width=1, fill=self.fill
+            )
         return self._stages[backend]
 
     def __getstate__(self):
@@ -157,11 +168,16 @@ class PolicyAugment(v2.Transform):
 
     def extra_repr(self) -> str:
         sampler = self.samplers[0]
-        what = (f"schedule of {len(self.schedule)} epochs, epoch {self.epoch}" if self.schedule is not None else
-                f"Policy[{sampler.space.name}] of {len(sampler.sub_policies)} sub-policies"
-                if hasattr(sampler, "sub_policies") else repr(sampler))
-        return f"{what}, fill={self.fill}" + (f", magnitude_scale={self.magnitude_scale}"
-                                              if self.magnitude_scale != 1 else "")
+        what = (
+            f"schedule of {len(self.schedule)} epochs, epoch {self.epoch}"
+            if self.schedule is not None
+            else f"Policy[{sampler.space.name}] of {len(sampler.sub_policies)} sub-policies"
+            if hasattr(sampler, "sub_policies")
+            else repr(sampler)
+        )
+        return f"{what}, fill={self.fill}" + (
+            f", magnitude_scale={self.magnitude_scale}" if self.magnitude_scale != 1 else ""
+        )
 
 
 __all__ = ["PolicyAugment"]

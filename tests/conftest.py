@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photos() -> dict[str, np.ndarray]:
     """Real photographs bundled with scikit-image and scikit-learn (uint8 HWC / HW)."""
     from skimage import data
@@ -35,12 +35,13 @@ def photo_batch(count: int, height: int, width: int, grey: bool = False) -> np.n
     C = 1 (the grey camera photo) or 3 (the colour photos)."""
     from fastpolicy.data.photo_tree import photo_batch as crops
 
-    sources = [photos()["camera_grey"][..., None]] if grey else \
-        [p for name, p in photos().items() if name != "camera_grey"]
+    sources = (
+        [photos()["camera_grey"][..., None]] if grey else [p for name, p in photos().items() if name != "camera_grey"]
+    )
     return crops(count, height, width, sources)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpu_available() -> bool:
     try:
         import cupy

@@ -23,7 +23,7 @@ def _affine(img, matrix):
 
 def _cutout(img, value, center, other):
     w, h = img.size
-    side = int(round(value * min(h, w)))
+    side = round(value * min(h, w))
     y0 = int(center[0] * h) - side // 2
     x0 = int(center[1] * w) - side // 2
     x1, y1 = min(x0 + side, w), min(y0 + side, h)

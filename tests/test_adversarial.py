@@ -12,10 +12,10 @@ import torch
 from fastpolicy import PolicySchedule
 from fastpolicy.loader.loader import Batch
 from fastpolicy.train import loop
-from fastpolicy.train.checkpoint import CheckpointError
-from fastpolicy.train.rundir import RunFolderError
 from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
+from fastpolicy.train.checkpoint import CheckpointError
 from fastpolicy.train.presets import get_preset
+from fastpolicy.train.rundir import RunFolderError
 
 pytest.importorskip("nvidia.dali")
 
@@ -53,8 +53,7 @@ def test_non_finite_losses_are_skipped_and_never_rewarded():
 
 def test_two_epochs_write_every_artefact(tmp_path):
     row = AdversarialSearch(_config(tmp_path)).run()
-    for name in ("checkpoint.pt", "metrics.csv", "schedule.json", "op_distribution.png", "samples.png",
-                 "summary.json"):
+    for name in ("checkpoint.pt", "metrics.csv", "schedule.json", "op_distribution.png", "samples.png", "summary.json"):
         assert os.path.getsize(tmp_path / name) > 0, name
     assert os.listdir(tmp_path / "tensorboard")
     schedule = PolicySchedule.load(tmp_path / "schedule.json")
@@ -87,8 +86,9 @@ def test_resume_continues_the_same_trajectory(tmp_path):
         assert torch.equal(a, b)
     assert whole.schedule == resumed.schedule
     assert [r["reward"] for r in whole.history] == [r["reward"] for r in resumed.history]
-    assert (tmp_path / "whole" / "metrics.csv").read_text().count("\n") == \
-        (tmp_path / "cut" / "metrics.csv").read_text().count("\n")
+    assert (tmp_path / "whole" / "metrics.csv").read_text().count("\n") == (
+        tmp_path / "cut" / "metrics.csv"
+    ).read_text().count("\n")
 
 
 def test_resume_refuses_other_settings(tmp_path):
@@ -106,7 +106,7 @@ def test_resume_refuses_other_settings(tmp_path):
 def test_ablation_modes(tmp_path, mode):
     search = AdversarialSearch(_config(tmp_path, mode=mode, epochs=1))
     row = search.run()
-    assert search.preset.M == (1 if mode == "baseline" else 3)
+    assert (1 if mode == "baseline" else 3) == search.preset.M
     assert len(row["reward"]) == search.preset.M and "controller_loss" not in row
     assert len(search.schedule) == (1 if mode == "random" else 0)
 
@@ -114,8 +114,26 @@ def test_ablation_modes(tmp_path, mode):
 def test_cli_runs_the_default_search(tmp_path):
     from fastpolicy.cli import main
 
-    assert main(["search", "adversarial", "--out", str(tmp_path), "--epochs", "1", "--subset", "128",
-                 "--batch", "32", "--M", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "adversarial",
+                "--out",
+                str(tmp_path),
+                "--epochs",
+                "1",
+                "--subset",
+                "128",
+                "--batch",
+                "32",
+                "--M",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "schedule.json").exists()
 
 

@@ -19,11 +19,12 @@ E = 36
 
 # -- the agent: exact, no data ------------------------------------------------------------
 
+
 def test_normalized_sigmoid_starts_uniform_and_sums_to_one():
     policy = aws_agent.PairPolicy()
     joint = policy.log_joint().exp().detach()
     assert joint.shape == (E, E)
-    np.testing.assert_allclose(joint.numpy(), np.full((E, E), 1 / E ** 2), rtol=1e-12)
+    np.testing.assert_allclose(joint.numpy(), np.full((E, E), 1 / E**2), rtol=1e-12)
     rng = np.random.default_rng(0)
     theta1, theta2 = rng.normal(0, 3, E), rng.normal(0, 3, (E, E))
     policy = aws_agent.PairPolicy.from_distribution(AWSDistribution(theta1, theta2))
@@ -86,8 +87,7 @@ def test_ppo_moves_probability_toward_rewarded_pairs(sign):
 def test_ppo_stops_early_on_kl_and_does_nothing_without_advantage():
     freq = aws_agent.pair_frequencies(np.array([[0, 0]] * 10), E)
     policy = aws_agent.PairPolicy()
-    result = aws_agent.ppo_update(policy, aws_agent.make_optimizer(policy), freq[None], [1.0], steps=10,
-                                  max_kl=1e-6)
+    result = aws_agent.ppo_update(policy, aws_agent.make_optimizer(policy), freq[None], [1.0], steps=10, max_kl=1e-6)
     assert result["steps"] == 1 and result["kl"] > 1e-6
     still = aws_agent.PairPolicy()
     result = aws_agent.ppo_update(still, aws_agent.make_optimizer(still), freq[None], [0.0])
@@ -101,8 +101,9 @@ def test_ppo_clips_the_ratio():
     gradient is cut: the surrogate stops growing past 1.2 × A."""
     freq = aws_agent.pair_frequencies(np.array([[5, 5]]), E)
     policy = aws_agent.PairPolicy()
-    result = aws_agent.ppo_update(policy, aws_agent.make_optimizer(policy, lr=1.0), freq[None], [1.0],
-                                  steps=20, max_kl=100.0)
+    result = aws_agent.ppo_update(
+        policy, aws_agent.make_optimizer(policy, lr=1.0), freq[None], [1.0], steps=20, max_kl=100.0
+    )
     assert result["clip_fraction"] == 1.0 and result["surrogate"] == pytest.approx(1.2)
 
 
@@ -121,22 +122,33 @@ def test_split_is_seeded_disjoint_and_sized():
 pytest.importorskip("nvidia.dali")
 
 from fastpolicy.train.aws import AWSConfig, AWSSearch  # noqa: E402
-from fastpolicy.train.final import FinalTraining, TrainConfig, load_policy_file  # noqa: E402
 from fastpolicy.train.checkpoint import CheckpointError  # noqa: E402
+from fastpolicy.train.final import FinalTraining, TrainConfig, load_policy_file  # noqa: E402
 from fastpolicy.train.rundir import RunFolderError  # noqa: E402
 
 
 def _config(out, **changes) -> AWSConfig:
-    settings = dict(out=str(out), stage1_epochs=1, loops=2, train_subset=128, val_count=64, batch=32,
-                    progress=False)
+    settings = dict(out=str(out), stage1_epochs=1, loops=2, train_subset=128, val_count=64, batch=32, progress=False)
     return AWSConfig(**(settings | changes))
 
 
 def test_search_writes_every_artefact_and_never_uses_the_test_split(tmp_path):
     distribution = AWSSearch(_config(tmp_path)).run()
-    for name in ("shared.pt", "stage1.pt", "checkpoint.pt", "policy.json", "split.json", "metrics.csv",
-                 "stage1.csv", "distributions.npz", "distribution_heatmap.png", "top_pairs.png",
-                 "search_progress.png", "samples.png", "summary.json"):
+    for name in (
+        "shared.pt",
+        "stage1.pt",
+        "checkpoint.pt",
+        "policy.json",
+        "split.json",
+        "metrics.csv",
+        "stage1.csv",
+        "distributions.npz",
+        "distribution_heatmap.png",
+        "top_pairs.png",
+        "search_progress.png",
+        "samples.png",
+        "summary.json",
+    ):
         assert os.path.getsize(tmp_path / name) > 0, name
     assert os.listdir(tmp_path / "tensorboard")
     loaded = AWSDistribution.load(tmp_path / "policy.json")
@@ -236,14 +248,25 @@ def test_resume_refuses_other_settings_and_allows_more_loops(tmp_path):
 
 def test_final_training_with_each_kind_of_policy_file(tmp_path):
     rng = np.random.default_rng(0)
-    files = {"aws": AWSDistribution(rng.normal(size=E), rng.normal(size=(E, E))).save(tmp_path / "aws.json"),
-             "policy": Policy.random(rng).save(tmp_path / "policy.json"),
-             "schedule": PolicySchedule([[Policy.random(rng), Policy.random(rng)]]).save(tmp_path / "schedule.json")}
+    files = {
+        "aws": AWSDistribution(rng.normal(size=E), rng.normal(size=(E, E))).save(tmp_path / "aws.json"),
+        "policy": Policy.random(rng).save(tmp_path / "policy.json"),
+        "schedule": PolicySchedule([[Policy.random(rng), Policy.random(rng)]]).save(tmp_path / "schedule.json"),
+    }
     for kind, path in files.items():
-        run = FinalTraining(TrainConfig(out=str(tmp_path / kind), policy=str(path), epochs=1, batch=32,
-                                        train_subset=96, val_subset=64, progress=False))
+        run = FinalTraining(
+            TrainConfig(
+                out=str(tmp_path / kind),
+                policy=str(path),
+                epochs=1,
+                batch=32,
+                train_subset=96,
+                val_subset=64,
+                progress=False,
+            )
+        )
         row = run.run()
-        assert run.preset.M == (2 if kind == "schedule" else 1)
+        assert (2 if kind == "schedule" else 1) == run.preset.M
         assert 0 <= row["val_accuracy"] <= 1 and run.train_loader.policies is not None
         summary = json.loads((tmp_path / kind / "summary.json").read_text())
         assert summary["final_error_percent"] == pytest.approx(100 * (1 - row["val_accuracy"]))
@@ -255,11 +278,50 @@ def test_final_training_with_each_kind_of_policy_file(tmp_path):
 def test_cli_search_aws_then_train_with_its_policy(tmp_path):
     from fastpolicy.cli import main
 
-    assert main(["search", "aws", "--out", str(tmp_path / "search"), "--stage1-epochs", "1", "--loops", "1",
-                 "--subset", "96", "--val", "64", "--batch", "32", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "aws",
+                "--out",
+                str(tmp_path / "search"),
+                "--stage1-epochs",
+                "1",
+                "--loops",
+                "1",
+                "--subset",
+                "96",
+                "--val",
+                "64",
+                "--batch",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     policy = tmp_path / "search" / "policy.json"
-    assert main(["train", "--policy", str(policy), "--M", "2", "--out", str(tmp_path / "train"), "--epochs", "1",
-                 "--subset", "96", "--batch", "32", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--policy",
+                str(policy),
+                "--M",
+                "2",
+                "--out",
+                str(tmp_path / "train"),
+                "--epochs",
+                "1",
+                "--subset",
+                "96",
+                "--batch",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "train" / "summary.json").read_text())
     assert summary["preset"]["M"] == 2 and summary["config"]["policy"] == str(policy)
 
@@ -331,4 +393,4 @@ def test_aws_search_with_the_joint_parameterization(tmp_path):
     optimizer = aws_agent.make_optimizer(policy)
     frequencies = aws_agent.pair_frequencies(np.array([[3, 4], [3, 4], [10, 0]]), E)[None]
     aws_agent.ppo_update(policy, optimizer, frequencies, [1.0], 0.2, 5, 0.02)
-    assert policy.distribution().joint()[3, 4] > 1 / E ** 2 and torch.all(policy.theta1 == 0)
+    assert policy.distribution().joint()[3, 4] > 1 / E**2 and torch.all(policy.theta1 == 0)

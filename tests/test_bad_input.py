@@ -37,18 +37,22 @@ def one_line_error(capsys, argv, *expected):
 # -- the command line ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["search", "adversarial", "--subset", "-100"], "--subset: -100 is not positive"),
-    (["search", "adversarial", "--epochs", "-1"], "--epochs: -1 is not positive"),
-    (["search", "adversarial", "--threads", "0"], "--threads: 0 is not positive"),
-    (["search", "adversarial", "--batch", "0"], "--batch: 0 is not positive"),
-    (["search", "adversarial", "--M", "two"], "--M: 'two' is not an integer"),
-    (["search", "aws", "--loops", "0"], "--loops: 0 is not positive"),
-    (["search", "aws", "--finetune-lr", "nan"], "--finetune-lr: nan is not"),
-    (["train", "--seed", "-1"], "--seed: -1 is not ≥ 0"),
-    (["train", "--max-pixels", "0"], "--max-pixels: 0 is not positive"),
-    (["reproduce", "dry-run", "--batch", "-2"], "--batch: -2 is not positive"),
-], ids=lambda v: v if isinstance(v, str) else " ".join(v))
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["search", "adversarial", "--subset", "-100"], "--subset: -100 is not positive"),
+        (["search", "adversarial", "--epochs", "-1"], "--epochs: -1 is not positive"),
+        (["search", "adversarial", "--threads", "0"], "--threads: 0 is not positive"),
+        (["search", "adversarial", "--batch", "0"], "--batch: 0 is not positive"),
+        (["search", "adversarial", "--M", "two"], "--M: 'two' is not an integer"),
+        (["search", "aws", "--loops", "0"], "--loops: 0 is not positive"),
+        (["search", "aws", "--finetune-lr", "nan"], "--finetune-lr: nan is not"),
+        (["train", "--seed", "-1"], "--seed: -1 is not ≥ 0"),
+        (["train", "--max-pixels", "0"], "--max-pixels: 0 is not positive"),
+        (["reproduce", "dry-run", "--batch", "-2"], "--batch: -2 is not positive"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
 def test_bad_numbers_are_refused_in_one_line(capsys, argv, flag):
     one_line_error(capsys, argv, flag)
 
@@ -118,6 +122,7 @@ def test_a_non_utf8_file_name_is_named_not_a_dali_error(tree):
 
 def write_big_png(path, side: int = 20000) -> None:
     """A real 1-bit PNG of side × side pixels (about 0.4 MB on disk, gigabytes decoded)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -125,8 +130,12 @@ def write_big_png(path, side: int = 20000) -> None:
     compressor = zlib.compressobj(9)
     data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
     with open(path, "wb") as handle:
-        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+        handle.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", data)
+            + chunk(b"IEND", b"")
+        )
 
 
 def test_an_image_over_the_pixel_limit_is_refused_without_decoding(tmp_path, tree, capsys):
@@ -145,8 +154,26 @@ def test_an_image_over_the_pixel_limit_is_refused_without_decoding(tmp_path, tre
     data.mkdir()
     shutil.copytree(tree, data / "train")
     shutil.copytree(tree, data / "val")
-    one_line_error(capsys, ["train", "--data", str(data), "--model", "small_cnn", "--batch", "4", "--epochs", "1",
-                            "--out", str(tmp_path / "run"), "--device", "cpu"], "big.png", "20000×20000")
+    one_line_error(
+        capsys,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--model",
+            "small_cnn",
+            "--batch",
+            "4",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ],
+        "big.png",
+        "20000×20000",
+    )
 
 
 # -- policies ------------------------------------------------------------------------------
@@ -159,7 +186,7 @@ def test_extreme_finite_theta_gives_finite_probabilities(tmp_path):
     path = tmp_path / "theta.json"
     AWSDistribution(np.full(36, 800.0), theta2).save(path)
     loaded = load_policy_file(str(path))
-    p1, p2 = loaded.probabilities()
+    _p1, p2 = loaded.probabilities()
     assert np.all(np.isfinite(p2)) and np.allclose(p2.sum(axis=1), 1) and np.allclose(p2[3], 1 / 36)
     assert np.all(p2[0, :5] < 1e-300) and np.isfinite(loaded.entropy())
     pairs = loaded.sample_pairs(2000, np.random.default_rng(0))
@@ -167,19 +194,26 @@ def test_extreme_finite_theta_gives_finite_probabilities(tmp_path):
     assert np.all(np.isfinite(loaded.log_prob(pairs)))
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
-    (b'{"format": "fastpolicy.policy", "space": "caf\xe9"}', "not UTF-8 text"),
-    (b'{"format": []}', "'format' is []"),
-    (b'{"format": {"a": 1}}', "'format' is {'a': 1}"),
-    (b'{"format": "fastpolicy.aws_distribution", "version": 1, "elements": 3}', "'elements' must be list"),
-    (b'{"format": "fastpolicy.aws_distribution", "version": 1, "elements": [], "theta1": NaN}', "NaN"),
-    (b'{"format": "fastpolicy.policy", "version": 1, "space": "adversarial", "sub_policies": [[{"op": "Rotate", '
-     b'"bin": 99}]]}', "bin"),
-    (b'{"format": "fastpolicy.schedule", "version": 1, "epochs": [{"epoch": 0, "policies": [[]]}]}', "policies[0]"),
-    (b"\xff\xfe{}", "not UTF-8"),
-    (b"", "not valid JSON"),
-], ids=["deep", "latin1", "format-list", "format-dict", "elements-int", "nan", "bin", "schedule", "bom16", "empty"])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        (b'{"format": "fastpolicy.policy", "space": "caf\xe9"}', "not UTF-8 text"),
+        (b'{"format": []}', "'format' is []"),
+        (b'{"format": {"a": 1}}', "'format' is {'a': 1}"),
+        (b'{"format": "fastpolicy.aws_distribution", "version": 1, "elements": 3}', "'elements' must be list"),
+        (b'{"format": "fastpolicy.aws_distribution", "version": 1, "elements": [], "theta1": NaN}', "NaN"),
+        (
+            b'{"format": "fastpolicy.policy", "version": 1, "space": "adversarial", "sub_policies": [[{"op": "Rotate", '
+            b'"bin": 99}]]}',
+            "bin",
+        ),
+        (b'{"format": "fastpolicy.schedule", "version": 1, "epochs": [{"epoch": 0, "policies": [[]]}]}', "policies[0]"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"", "not valid JSON"),
+    ],
+    ids=["deep", "latin1", "format-list", "format-dict", "elements-int", "nan", "bin", "schedule", "bom16", "empty"],
+)
 def test_malformed_policy_files_raise_policy_format_error_naming_the_file(tmp_path, content, message):
     path = tmp_path / "p.json"
     path.write_bytes(content)
@@ -230,8 +264,10 @@ def test_emulator_cache_is_private_and_untrusted_libraries_are_rebuilt(tmp_path,
         folder = library.parent
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
         assert kernel_build.trusted_library(library)
-        for tamper in (lambda: os.chmod(library, 0o666), lambda: os.chown(library, 12345, -1) if os.getuid() == 0
-                       else os.chmod(library, 0o622)):
+        for tamper in (
+            lambda: os.chmod(library, 0o666),
+            lambda: os.chown(library, 12345, -1) if os.getuid() == 0 else os.chmod(library, 0o622),
+        ):
             tamper()
             folder.chmod(0o777)
             assert not kernel_build.trusted_library(library)

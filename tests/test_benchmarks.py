@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import sys
 from pathlib import Path
 
@@ -17,14 +19,18 @@ def test_policy_stage_benchmark_smoke(tmp_path):
     pytest.importorskip("nvidia.dali")
     import policy_stage
 
-    assert sorted(sum(policy_stage.families().values(), [])) == sorted(OP_NAMES)
+    assert sorted(functools.reduce(operator.iadd, policy_stage.families().values(), [])) == sorted(OP_NAMES)
     out = tmp_path / "stage.json"
-    policy_stage.main(["--emulate", "--n", "16", "--size", "24", "--warmup", "1", "--repeats", "1",
-                       "--out", str(out)])
+    policy_stage.main(["--emulate", "--n", "16", "--size", "24", "--warmup", "1", "--repeats", "1", "--out", str(out)])
     result = json.loads(out.read_text())
     assert {"command", "date", "machine", "versions", "settings"} <= set(result)
-    assert [r["family"] for r in result["results"]] == list(policy_stage.families()) + [
-        "adversarial_policies", "autoaugment", "randaugment", "trivialaugment_wide"]
+    assert [r["family"] for r in result["results"]] == [
+        *list(policy_stage.families()),
+        "adversarial_policies",
+        "autoaugment",
+        "randaugment",
+        "trivialaugment_wide",
+    ]
     for row in result["results"]:
         assert row["kernels_images_per_s"] > 0 and row["ratio_kernels_over_dali"] > 0
 
@@ -35,9 +41,37 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
     from fastpolicy.cli import main
 
     out = tmp_path / "bench_cpu.json"
-    assert main(["bench", "--device", "cpu", "--images", "16", "--batch", "4", "--M", "1", "2", "--batches", "1",
-                 "--warmup", "1", "--repeats", "1", "--workers", "1", "--stage-n", "16", "--policies", "autoaugment",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--device",
+                "cpu",
+                "--images",
+                "16",
+                "--batch",
+                "4",
+                "--M",
+                "1",
+                "2",
+                "--batches",
+                "1",
+                "--warmup",
+                "1",
+                "--repeats",
+                "1",
+                "--workers",
+                "1",
+                "--stage-n",
+                "16",
+                "--policies",
+                "autoaugment",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert {"command", "date", "machine", "versions", "settings", "note"} <= set(result)
     rows = result["results"]
@@ -48,8 +82,17 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
         assert any(r["contender"].startswith("DALI") for r in group)
         assert any(r["contender"].startswith("torchvision") for r in group)
     stage = {r["case"] for r in rows if r["scenario"] == "stage"}
-    assert stage == {"geometric", "pointwise", "histogram", "blend", "special", "adversarial_policies",
-                     "autoaugment", "randaugment", "trivialaugment_wide"}
+    assert stage == {
+        "geometric",
+        "pointwise",
+        "histogram",
+        "blend",
+        "special",
+        "adversarial_policies",
+        "autoaugment",
+        "randaugment",
+        "trivialaugment_wide",
+    }
     for case in ("autoaugment", "randaugment", "trivialaugment_wide"):  # the same policy in every contender
         contenders = {r["contender"] for r in rows if r["scenario"] == "stage" and r["case"] == case}
         assert any(c.startswith("fastpolicy") for c in contenders) and any("torchvision" in c for c in contenders)
@@ -71,8 +114,23 @@ def test_micro_benchmarks_run_once(tmp_path):
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "pytest", str(root / "benchmarks" / "micro"), "-q",
-                           "--benchmark-disable", "-p", "no:cacheprovider", "-k", "Invert or Rotate"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(root / "benchmarks" / "micro"),
+            "-q",
+            "--benchmark-disable",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "Invert or Rotate",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     assert "4 passed" in done.stdout

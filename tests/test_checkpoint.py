@@ -51,9 +51,14 @@ def test_save_is_atomic_and_keeps_the_last_good_file(tmp_path, monkeypatch):
 def test_numpy_values_and_rng_states_round_trip_through_weights_only(tmp_path):
     random.seed(3)
     np.random.seed(4)
-    state = {"theta": [np.arange(3.0), np.ones((2, 2))], "loss": np.float64(0.25), "n": np.int64(7),
-             "rng": np.random.default_rng(5).bit_generator.state, "rng_state": checkpoint.rng_state(),
-             "betas": (0.5, 0.999)}
+    state = {
+        "theta": [np.arange(3.0), np.ones((2, 2))],
+        "loss": np.float64(0.25),
+        "n": np.int64(7),
+        "rng": np.random.default_rng(5).bit_generator.state,
+        "rng_state": checkpoint.rng_state(),
+        "betas": (0.5, 0.999),
+    }
     expected = (random.random(), np.random.rand(), torch.rand(1))
     path = str(tmp_path / "c.pt")
     checkpoint.save(path, state)

@@ -23,13 +23,20 @@ def write_cifar10(folder, per_batch: int = 20, seed: int = 0) -> np.ndarray:
         images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
         first = images if first is None else first
         data = images.transpose(0, 3, 1, 2).reshape(per_batch, 3072)  # R plane, G plane, B plane
-        batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
-                 b"data": data, b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
+            b"data": data,
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
+        }
         with open(os.path.join(folder, name), "wb") as handle:
             pickle.dump(batch, handle, protocol=2)
     with open(os.path.join(folder, "batches.meta"), "wb") as handle:
-        pickle.dump({b"label_names": [f"class{i}".encode() for i in range(10)], b"num_cases_per_batch": per_batch},
-                    handle, protocol=2)
+        pickle.dump(
+            {b"label_names": [f"class{i}".encode() for i in range(10)], b"num_cases_per_batch": per_batch},
+            handle,
+            protocol=2,
+        )
     return first
 
 
@@ -49,8 +56,14 @@ def test_cifar100_folder(tmp_path):
     rng = np.random.default_rng(1)
     for name, n in (("train", 30), ("test", 10)):
         with open(folder / name, "wb") as handle:
-            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"fine_labels": list(rng.integers(0, 100, n)), b"coarse_labels": [0] * n}, handle)
+            pickle.dump(
+                {
+                    b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                    b"fine_labels": list(rng.integers(0, 100, n)),
+                    b"coarse_labels": [0] * n,
+                },
+                handle,
+            )
     with open(folder / "meta", "wb") as handle:
         pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, handle)
     images, labels, names = cifar.load(str(folder), "train")
@@ -91,9 +104,19 @@ def test_cifar_preset_trains_with_cutout_after_the_policy(tmp_path):
     folder = str(tmp_path / "cifar-10-batches-py")
     write_cifar10(folder, per_batch=16)
     seen = []
-    search = AdversarialSearch(AdversarialConfig(out=str(tmp_path / "run"), preset="cifar10_resnet18", data=folder,
-                                                 model="small_cnn", epochs=1, batch=16, M=2, device="cpu",
-                                                 progress=False))
+    search = AdversarialSearch(
+        AdversarialConfig(
+            out=str(tmp_path / "run"),
+            preset="cifar10_resnet18",
+            data=folder,
+            model="small_cnn",
+            epochs=1,
+            batch=16,
+            M=2,
+            device="cpu",
+            progress=False,
+        )
+    )
     search.on_step = lambda batch, means: seen.append(batch.params)
     search.run_epoch()
     params = seen[0]

@@ -16,8 +16,10 @@ from fastpolicy.train.final import TrainConfig
 TINY = ["--subset", "256", "--epochs", "1", "--M", "2", "--batch", "32", "--no-progress"]
 
 
-@pytest.mark.parametrize("argv, config_class", [(["search", "adversarial"], AdversarialConfig),
-                                                (["search", "aws"], AWSConfig), (["train"], TrainConfig)])
+@pytest.mark.parametrize(
+    "argv, config_class",
+    [(["search", "adversarial"], AdversarialConfig), (["search", "aws"], AWSConfig), (["train"], TrainConfig)],
+)
 def test_every_config_field_has_a_flag(argv, config_class):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -26,11 +28,39 @@ def test_every_config_field_has_a_flag(argv, config_class):
 
 
 def test_aws_settings_without_a_hand_written_flag_are_reachable():
-    args = build_parser().parse_args(["search", "aws", "--finetune-schedule", "tail", "--stage1-augment", "none",
-                                      "--clip", "0.1", "--ppo-steps", "3", "--max-kl", "0.5",
-                                      "--baseline-weight", "0.8", "--agent-betas", "0.9", "0.99", "--top-k", "2"])
-    assert (args.finetune_schedule, args.stage1_augment, args.clip, args.ppo_steps, args.max_kl,
-            args.baseline_weight, args.agent_betas, args.top_k) == ("tail", "none", 0.1, 3, 0.5, 0.8, [0.9, 0.99], 2)
+    args = build_parser().parse_args(
+        [
+            "search",
+            "aws",
+            "--finetune-schedule",
+            "tail",
+            "--stage1-augment",
+            "none",
+            "--clip",
+            "0.1",
+            "--ppo-steps",
+            "3",
+            "--max-kl",
+            "0.5",
+            "--baseline-weight",
+            "0.8",
+            "--agent-betas",
+            "0.9",
+            "0.99",
+            "--top-k",
+            "2",
+        ]
+    )
+    assert (
+        args.finetune_schedule,
+        args.stage1_augment,
+        args.clip,
+        args.ppo_steps,
+        args.max_kl,
+        args.baseline_weight,
+        args.agent_betas,
+        args.top_k,
+    ) == ("tail", "none", 0.1, 3, 0.5, 0.8, [0.9, 0.99], 2)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["search", "aws", "--finetune-schedule", "sometimes"])
 
@@ -54,15 +84,18 @@ def test_a_config_file_sets_flags_override_and_the_run_repeats(tmp_path, capsys)
     assert numbers == [{k: v for k, v in row.items() if k != "seconds"} for row in _summary(again)["epochs"]]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("subset: 3\n", "unknown setting 'subset'"),
-    ("M: two\n", "M: 'two' is not an integer"),
-    ("M: -1\n", "M: -1 is not positive"),
-    ("mode: sideways\n", "mode: 'sideways' is not one of"),
-    ("progress: 3\n", "progress: expected true or false"),
-    ("- a list\n", "expected a mapping"),
-    ("{unclosed\n", "not a readable YAML file"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("subset: 3\n", "unknown setting 'subset'"),
+        ("M: two\n", "M: 'two' is not an integer"),
+        ("M: -1\n", "M: -1 is not positive"),
+        ("mode: sideways\n", "mode: 'sideways' is not one of"),
+        ("progress: 3\n", "progress: expected true or false"),
+        ("- a list\n", "expected a mapping"),
+        ("{unclosed\n", "not a readable YAML file"),
+    ],
+)
 def test_a_bad_config_file_is_refused_in_one_line_naming_file_and_key(tmp_path, capsys, text, expected):
     config = tmp_path / "bad.yaml"
     config.write_text(text)

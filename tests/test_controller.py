@@ -48,8 +48,11 @@ def test_log_prob_and_entropy_match_a_manual_computation(controller):
     state, inputs, expected_lp, expected_h = None, controller.start.expand(3, -1), 0, 0
     for step in range(20):
         state = controller.lstm(inputs, state)
-        head, emb = (controller.op_head, controller.op_embedding) if step % 2 == 0 else \
-            (controller.bin_head, controller.bin_embedding)
+        head, emb = (
+            (controller.op_head, controller.op_embedding)
+            if step % 2 == 0
+            else (controller.bin_head, controller.bin_embedding)
+        )
         p = torch.softmax(head(state[0]), -1)
         expected_lp = expected_lp + torch.log(p[torch.arange(3), actions[:, step]])
         expected_h = expected_h - (p * torch.log(p)).sum(-1)

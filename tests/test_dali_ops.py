@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import crop, photo_batch, photos
+
 from fastpolicy import OP_NAMES, OPS, reference, spaces
 from fastpolicy.sampling import complete
 
 pytest.importorskip("nvidia.dali")
-from fastpolicy.backends.dali_stage import DaliPolicyStage  # noqa: E402
+from fastpolicy.backends.dali_stage import DaliPolicyStage
 
 HEIGHT, WIDTH, BATCH = 57, 91, 24
 
@@ -26,8 +26,9 @@ def stage_and_images(request):
     return DaliPolicyStage(BATCH, HEIGHT, WIDTH, channels=1 if grey else 3), _batch(grey)
 
 
-@pytest.mark.parametrize(("name", "space"), [(op, space) for space in ("adversarial", "aws")
-                                              for op in spaces.get_space(space).ops])
+@pytest.mark.parametrize(
+    ("name", "space"), [(op, space) for space in ("adversarial", "aws") for op in spaces.get_space(space).ops]
+)
 def test_every_op_matches_reference(stage_and_images, name, space):
     """Each op alone in slot 0, every bin and both signs over the batch: DALI == reference exactly."""
     stage, images = stage_and_images
@@ -60,8 +61,7 @@ def test_partial_batch_and_input_untouched():
     before = images.copy()
     stage = DaliPolicyStage(BATCH, HEIGHT, WIDTH)
     rng = np.random.default_rng(1)
-    params = complete(rng.integers(0, len(OP_NAMES), (5, 2)), rng.integers(0, 10, (5, 2)),
-                      spaces.adversarial(), rng)
+    params = complete(rng.integers(0, len(OP_NAMES), (5, 2)), rng.integers(0, 10, (5, 2)), spaces.adversarial(), rng)
     np.testing.assert_array_equal(stage.apply(images, params), reference.apply_batch(images, params))
     np.testing.assert_array_equal(images, before)
 

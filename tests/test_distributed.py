@@ -33,8 +33,9 @@ def _spawn(fn, world: int, *args):
 
 
 def _entry(rank, fn, world, port, *args):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     distributed.init_from_env("cpu")
     try:
@@ -55,8 +56,11 @@ def _batches(part: slice):
     for step, (images, labels) in enumerate(_global_batches()):
         local = images[:, part]
         n = local.shape[1]
-        out.append(Batch(local.reshape(M * n, 1, 6, 6), labels[part].repeat(M),
-                         torch.arange(M).repeat_interleave(n), step=step))
+        out.append(
+            Batch(
+                local.reshape(M * n, 1, 6, 6), labels[part].repeat(M), torch.arange(M).repeat_interleave(n), step=step
+            )
+        )
     return out
 
 
@@ -69,8 +73,7 @@ def _train(model, batches, train_model=None):
     preset = get_preset("fashion_mnist").with_(epochs=1)
     optimizer = loop.make_optimizer(model, preset)
     scheduler = loop.make_scheduler(optimizer, preset, STEPS)
-    return loop.train_epoch(train_model or model, batches, optimizer, scheduler, M, torch.device("cpu"),
-                            progress=False)
+    return loop.train_epoch(train_model or model, batches, optimizer, scheduler, M, torch.device("cpu"), progress=False)
 
 
 def _ddp_rank(rank, out):
@@ -83,8 +86,15 @@ def _ddp_rank(rank, out):
     actions = distributed.broadcast_object(controller.sample(M, torch.Generator().manual_seed(rank)))
     ctl.update(controller, ctl.make_optimizer(controller), actions, result["policy_loss"], 1e-5)
     distributed.broadcast_tensors(controller.parameters())
-    torch.save({"result": {k: v for k, v in result.items() if k != "last_images"}, "actions": actions,
-                "model": model.state_dict(), "controller": controller.state_dict()}, f"{out}/rank{rank}.pt")
+    torch.save(
+        {
+            "result": {k: v for k, v in result.items() if k != "last_images"},
+            "actions": actions,
+            "model": model.state_dict(),
+            "controller": controller.state_dict(),
+        },
+        f"{out}/rank{rank}.pt",
+    )
 
 
 def test_two_processes_equal_one_process_over_the_global_batch(tmp_path):
@@ -112,18 +122,24 @@ def test_per_rank_batch_must_divide():
 
 # -- the searches, 2 processes with DALI ---------------------------------------------------
 
+
 def _adversarial_rank(rank, out):
     from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
 
     seen = []
 
     def record(search, row):
-        seen.append({"policies": [p.to_dict() for p in search.train_loader.policies],
-                     "controller": {k: v.clone() for k, v in search.controller.state_dict().items()},
-                     "reward": row["reward"]})
+        seen.append(
+            {
+                "policies": [p.to_dict() for p in search.train_loader.policies],
+                "controller": {k: v.clone() for k, v in search.controller.state_dict().items()},
+                "reward": row["reward"],
+            }
+        )
 
-    config = AdversarialConfig(out=f"{out}/adversarial", epochs=2, train_subset=128, val_subset=64, batch=32, M=2,
-                               device="cpu", progress=False)
+    config = AdversarialConfig(
+        out=f"{out}/adversarial", epochs=2, train_subset=128, val_subset=64, batch=32, M=2, device="cpu", progress=False
+    )
     AdversarialSearch(config).run(on_epoch_end=record)
     torch.save(seen, f"{out}/adversarial_rank{rank}.pt")
 
@@ -134,11 +150,24 @@ def _aws_rank(rank, out):
     seen = []
 
     def record(search, row):
-        seen.append({"policy": [p.detach().clone() for p in search.policy.parameters()],
-                     "baseline": search.baseline.value, "rank_rewards": row["rank_rewards"]})
+        seen.append(
+            {
+                "policy": [p.detach().clone() for p in search.policy.parameters()],
+                "baseline": search.baseline.value,
+                "rank_rewards": row["rank_rewards"],
+            }
+        )
 
-    config = AWSConfig(out=f"{out}/aws", stage1_epochs=1, loops=2, train_subset=128, val_count=64, batch=32,
-                       device="cpu", progress=False)
+    config = AWSConfig(
+        out=f"{out}/aws",
+        stage1_epochs=1,
+        loops=2,
+        train_subset=128,
+        val_count=64,
+        batch=32,
+        device="cpu",
+        progress=False,
+    )
     AWSSearch(config).run(on_loop_end=record)
     torch.save(seen, f"{out}/aws_rank{rank}.pt")
 
@@ -178,22 +207,55 @@ def test_aws_ranks_hold_identical_agents_every_loop(two_process_runs):
 def test_resume_needs_the_same_world_size(two_process_runs):
     from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
 
-    config = AdversarialConfig(out=str(two_process_runs / "adversarial"), epochs=2, train_subset=128,
-                               val_subset=64, batch=32, M=2, device="cpu", progress=False)
+    config = AdversarialConfig(
+        out=str(two_process_runs / "adversarial"),
+        epochs=2,
+        train_subset=128,
+        val_subset=64,
+        batch=32,
+        M=2,
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(ValueError, match="written by 2 process"):
         AdversarialSearch(config, resume=True)
 
 
 def test_torchrun_command_line(tmp_path):
     pytest.importorskip("nvidia.dali")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-               str(_free_port()), "-m", "fastpolicy.cli", "train", "--device", "cpu", "--epochs", "1",
-               "--subset", "128", "--batch", "32", "--no-progress", "--out", str(tmp_path / "run")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "fastpolicy.cli",
+        "train",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--subset",
+        "128",
+        "--batch",
+        "32",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stdout and done.stdout.count("final held-out accuracy") == 1
     assert (tmp_path / "run" / "summary.json").exists()
     with pytest.raises(subprocess.CalledProcessError):  # N = 33 does not split over 2 processes
-        subprocess.run(command[:-2] + ["--batch", "33", "--out", str(tmp_path / "odd")], check=True,
-                       capture_output=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        subprocess.run(
+            [*command[:-2], "--batch", "33", "--out", str(tmp_path / "odd")],
+            check=True,
+            capture_output=True,
+            timeout=600,
+            env=os.environ | {"OMP_NUM_THREADS": "1"},
+        )

@@ -7,14 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import photos
 from PIL import Image
 
-from conftest import photos
 from fastpolicy.data import fashion_mnist
 from fastpolicy.data.files import BadImageError, check_files, read_file_list, scan_folder
 
 pytest.importorskip("nvidia.dali")
-from fastpolicy.loader import PolicyDALILoader  # noqa: E402
+from fastpolicy.loader import PolicyDALILoader
 
 
 def _photo(size=(96, 72)) -> Image.Image:
@@ -40,7 +40,7 @@ def _write_bad(path, kind: str):
             # a bogus Huffman table: the header (which PIL reads without decoding) stays valid, but no
             # decoder can use the table (its 16 code counts sum past 256)
             table = data.find(b"\xff\xc4")
-            data[table + 5:table + 21] = b"\xff" * 16
+            data[table + 5 : table + 21] = b"\xff" * 16
         path.write_bytes(bytes(data))
     elif kind == "cmyk":
         _photo().convert("CMYK").save(path, format="JPEG")
@@ -58,8 +58,9 @@ def _write_bad(path, kind: str):
 def test_unusual_but_valid_images_decode_to_rgb(tmp_path, kind):
     root = _good_tree(tmp_path)
     _write_bad(root / "c1" / "odd.jpg", kind)
-    loader = PolicyDALILoader(str(root), batch_size=9, M=1, image_size=32, baseline="center",
-                              shuffle=False, output="uint8")
+    loader = PolicyDALILoader(
+        str(root), batch_size=9, M=1, image_size=32, baseline="center", shuffle=False, output="uint8"
+    )
     batch = next(iter(loader))
     assert batch.images.shape == (9, 3, 32, 32)
     odd = loader.images_list.files.index(str(root / "c1" / "odd.jpg"))
@@ -69,8 +70,9 @@ def test_unusual_but_valid_images_decode_to_rgb(tmp_path, kind):
         assert (batch.images[row, 0] == batch.images[row, 1]).all()
 
 
-@pytest.mark.parametrize("kind,reason", [("truncated", "truncated JPEG"), ("text", "not an image"),
-                                         ("empty", "empty file")])
+@pytest.mark.parametrize(
+    "kind,reason", [("truncated", "truncated JPEG"), ("text", "not an image"), ("empty", "empty file")]
+)
 def test_bad_files_raise_naming_the_file_or_are_skipped(tmp_path, kind, reason):
     root = _good_tree(tmp_path)
     bad = root / "c0" / f"bad_{kind}.jpg"
@@ -111,7 +113,7 @@ def test_empty_class_folder(tmp_path):
 
 
 def test_file_list_missing_file_and_malformed_lines(tmp_path):
-    root = _good_tree(tmp_path)
+    _good_tree(tmp_path)
     listing = tmp_path / "train.txt"
     listing.write_text("# comment\nc0/0.jpg 0\n\nc1/0.jpg 1\nc1/gone.jpg 1\n")
     with pytest.raises(BadImageError, match="gone.jpg.*no such file"):

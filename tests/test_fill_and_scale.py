@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import photo_batch, photos
 from PIL import Image
 
-from conftest import photo_batch, photos
 from fastpolicy import OPS, Policy, reference, spaces
 from fastpolicy.params import NO_OP, PolicyParams
 from fastpolicy.sampling import complete
@@ -37,8 +37,9 @@ def test_reference_fill_equals_pil_fillcolor(name, fill):
     if name == "Rotate":
         want = Image.fromarray(image).rotate(value, resample=Image.NEAREST, fillcolor=(fill,) * 3)
     else:
-        want = Image.fromarray(image).transform(image.shape[1::-1], Image.AFFINE, tuple(np.ravel(matrix)[:6]),
-                                                resample=Image.NEAREST, fillcolor=(fill,) * 3)
+        want = Image.fromarray(image).transform(
+            image.shape[1::-1], Image.AFFINE, tuple(np.ravel(matrix)[:6]), resample=Image.NEAREST, fillcolor=(fill,) * 3
+        )
     got = reference.apply_value(name, image, value, fill=fill)
     np.testing.assert_array_equal(got, np.asarray(want))
     assert np.any(np.all(got == fill, axis=2)) and not np.array_equal(got, reference.apply_value(name, image, value))
@@ -108,11 +109,13 @@ def test_loader_applies_and_reports_fill_and_scale():
 
     images = photo_batch(16, 28, 28, grey=True)[..., 0]
     policy = Policy([[("Rotate", 9), ("TranslateX", 9)]])
-    common = dict(batch_size=8, M=2, device="cpu", output="uint8", baseline="none", shuffle=False, seed=3,
-                  policies=policy)
+    common = dict(
+        batch_size=8, M=2, device="cpu", output="uint8", baseline="none", shuffle=False, seed=3, policies=policy
+    )
     full = next(iter(PolicyDALILoader.from_arrays(images, np.zeros(16, int), **common)))
-    moderate = next(iter(PolicyDALILoader.from_arrays(images, np.zeros(16, int), fill=0, magnitude_scale=0.5,
-                                                      **common)))
+    moderate = next(
+        iter(PolicyDALILoader.from_arrays(images, np.zeros(16, int), fill=0, magnitude_scale=0.5, **common))
+    )
     np.testing.assert_array_equal(moderate.params.value, full.params.scaled(0.5).value)
     originals = np.concatenate([images[:8], images[:8]])[..., None]
     want = reference.apply_batch(originals, moderate.params, fill=0)

@@ -13,8 +13,8 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import photo_batch
+
 from fastpolicy import OP_NAMES, OPS, reference, spaces
 from fastpolicy.backends.kernel_build import KernelCompileError, nvrtc_compile
 from fastpolicy.backends.kernel_ops import APPLY_FUNCTIONS, KERNEL_DIR, LUT_BUILDERS
@@ -76,8 +76,9 @@ class Runner:
         for poison in (0, 255):
             out = xp.full(shape, poison if output == "uint8" else np.nan, dtype=np.dtype(output))
             workspace = [xp.full(images.shape, poison, np.uint8) for _ in range(2)]
-            self.stage.apply(device_images, params, out=out, output=output, mean=mean, inv_std=inv_std,
-                             workspace=workspace)
+            self.stage.apply(
+                device_images, params, out=out, output=output, mean=mean, inv_std=inv_std, workspace=workspace
+            )
             results.append(self._host(out))
         np.testing.assert_array_equal(results[0], results[1], err_msg="an output pixel was not written")
         np.testing.assert_array_equal(self._host(device_images), images, err_msg="the input was modified")
@@ -95,8 +96,9 @@ def _params(op: np.ndarray, bins: np.ndarray, space, seed: int) -> PolicyParams:
 
 
 @pytest.mark.parametrize("grey", [False, True], ids=["rgb", "grey"])
-@pytest.mark.parametrize(("name", "space"), [(op, space) for space in ("adversarial", "aws")
-                                              for op in spaces.get_space(space).ops])
+@pytest.mark.parametrize(
+    ("name", "space"), [(op, space) for space in ("adversarial", "aws") for op in spaces.get_space(space).ops]
+)
 def test_every_op_every_bin_matches_reference(runner, name, space, grey):
     """Each op alone, every bin and both signs spread over the batch: kernels == reference."""
     search_space = spaces.get_space(space)
@@ -104,8 +106,11 @@ def test_every_op_every_bin_matches_reference(runner, name, space, grey):
     op = np.full((BATCH, 1), OPS[name].id)
     bins = np.tile(np.arange(search_space.n_bins), BATCH)[:BATCH, None]
     params = _params(op, bins, search_space, OPS[name].id)
-    np.testing.assert_array_equal(runner.run(images, params), reference.apply_batch(images, params),
-                                  err_msg=f"{name} ({space}) differs from the reference")
+    np.testing.assert_array_equal(
+        runner.run(images, params),
+        reference.apply_batch(images, params),
+        err_msg=f"{name} ({space}) differs from the reference",
+    )
 
 
 @pytest.mark.parametrize("grey", [False, True], ids=["rgb", "grey"])
@@ -117,8 +122,9 @@ def test_mixed_two_slot_batches(runner, space, grey):
     images = photo_batch(BATCH, HEIGHT, WIDTH, grey)
     rng = np.random.default_rng(11)
     for seed in range(3):
-        params = _params(rng.choice(ids, (BATCH, 2)), rng.integers(0, search_space.n_bins, (BATCH, 2)),
-                         search_space, seed)
+        params = _params(
+            rng.choice(ids, (BATCH, 2)), rng.integers(0, search_space.n_bins, (BATCH, 2)), search_space, seed
+        )
         np.testing.assert_array_equal(runner.run(images, params), reference.apply_batch(images, params))
 
 
@@ -134,9 +140,13 @@ def test_statistics_are_taken_on_the_intermediate_image(runner, first, second):
 def test_three_slots_and_large_images(runner):
     """Three slots (both intermediate buffers) on 224² images: histograms span many blocks."""
     images = photo_batch(3, 224, 224)
-    ops = np.array([[OPS["Equalize"].id, OPS["Rotate"].id, OPS["AutoContrast"].id],
-                    [OPS["Sharpness"].id, OPS["Contrast"].id, OPS["SamplePairing"].id],
-                    [OPS["TranslateY"].id, -1, OPS["Equalize"].id]])
+    ops = np.array(
+        [
+            [OPS["Equalize"].id, OPS["Rotate"].id, OPS["AutoContrast"].id],
+            [OPS["Sharpness"].id, OPS["Contrast"].id, OPS["SamplePairing"].id],
+            [OPS["TranslateY"].id, -1, OPS["Equalize"].id],
+        ]
+    )
     params = _params(ops, np.full((3, 3), 7), spaces.adversarial(), 5)
     np.testing.assert_array_equal(runner.run(images, params), reference.apply_batch(images, params))
 
@@ -159,8 +169,9 @@ def test_fused_normalized_output(runner, output):
     images = photo_batch(BATCH, HEIGHT, WIDTH)
     mean, inv_std = normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     rng = np.random.default_rng(2)
-    params = _params(rng.integers(-1, len(OP_NAMES), (BATCH, 2)), rng.integers(0, 10, (BATCH, 2)),
-                     spaces.adversarial(), 2)
+    params = _params(
+        rng.integers(-1, len(OP_NAMES), (BATCH, 2)), rng.integers(0, 10, (BATCH, 2)), spaces.adversarial(), 2
+    )
     out = runner.run(images, params, output=output, mean=mean, inv_std=inv_std)
     expected = _normalized(reference.apply_batch(images, params), mean, inv_std).astype(output)
     np.testing.assert_array_equal(out, expected)
@@ -170,11 +181,11 @@ def test_float16_rounding_overflow_and_subnormals(runner):
     """Scales that send values to float16 infinity, subnormals and exact ties."""
     images = photo_batch(4, HEIGHT, WIDTH)
     mean = np.array([0.0, 128.0, 3.0], np.float32)
-    inv_std = np.array([300.0, 2.0 ** -20, 1.0 / 3.0], np.float32)
+    inv_std = np.array([300.0, 2.0**-20, 1.0 / 3.0], np.float32)
     out = runner.run(images, None, output="float16", mean=mean, inv_std=inv_std)
     with np.errstate(over="ignore"):
         expected = _normalized(images, mean, inv_std).astype(np.float16)
-    assert np.isinf(expected).any() and (np.abs(expected[np.isfinite(expected)]) < 2.0 ** -14).any()
+    assert np.isinf(expected).any() and (np.abs(expected[np.isfinite(expected)]) < 2.0**-14).any()
     np.testing.assert_array_equal(out.view(np.uint16), expected.view(np.uint16))
 
 
@@ -208,8 +219,9 @@ def test_apply_torch_on_a_side_stream_equals_emulator(output):
 
     images = photo_batch(BATCH, HEIGHT, WIDTH)
     rng = np.random.default_rng(4)
-    params = _params(rng.integers(-1, len(OP_NAMES), (BATCH, 2)), rng.integers(0, 10, (BATCH, 2)),
-                     spaces.adversarial(), 4)
+    params = _params(
+        rng.integers(-1, len(OP_NAMES), (BATCH, 2)), rng.integers(0, 10, (BATCH, 2)), spaces.adversarial(), 4
+    )
     mean, inv_std = normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     norm = {} if output == "uint8" else {"mean": mean, "inv_std": inv_std}
     expected = KernelPolicyStage.emulated().apply(images, params, output=output, **norm)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fastpolicy import AWSDistribution, OPS, Policy, reference
+from fastpolicy import OPS, AWSDistribution, Policy, reference
 from fastpolicy.data import fashion_mnist
 
 pytest.importorskip("nvidia.dali")
-from fastpolicy.loader import PolicyDALILoader  # noqa: E402
+from fastpolicy.loader import PolicyDALILoader
 
 M, N = 3, 4
 
@@ -42,8 +42,7 @@ def test_batch_layout_labels_and_policy_ids(photo_tree):
 
 def test_policy_change_applies_next_batch_without_rebuild(fmnist):
     images, labels = fmnist
-    loader = PolicyDALILoader.from_arrays(images, labels, batch_size=8, M=2, policies=_policies(1, 2),
-                                          output="uint8")
+    loader = PolicyDALILoader.from_arrays(images, labels, batch_size=8, M=2, policies=_policies(1, 2), output="uint8")
     it = iter(loader)
     first = next(it)
     builds = loader.builds
@@ -66,8 +65,20 @@ def test_backends_equal_reference_backend(photo_tree, backend, output):
     """Same seed, same crops: every policy stage gives the reference's pixels for whole
     batches (the kernels also normalize and transpose in their last launch)."""
     device = "gpu" if backend == "cupy" else "cpu"
-    loaders = [PolicyDALILoader(photo_tree, batch_size=N, M=M, image_size=36, seed=5, backend=b, device=device,
-                                policies=_policies(2), output=output) for b in (backend, "numpy")]
+    loaders = [
+        PolicyDALILoader(
+            photo_tree,
+            batch_size=N,
+            M=M,
+            image_size=36,
+            seed=5,
+            backend=b,
+            device=device,
+            policies=_policies(2),
+            output=output,
+        )
+        for b in (backend, "numpy")
+    ]
     for batch, ref_batch in zip(*loaders):
         assert torch.equal(batch.labels, ref_batch.labels)
         assert batch.params == ref_batch.params
@@ -77,24 +88,31 @@ def test_backends_equal_reference_backend(photo_tree, backend, output):
 
 def test_backend_choice():
     with pytest.raises(ValueError, match="backend must be one of"):
-        PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="opencv")
+        PolicyDALILoader.from_arrays(
+            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="opencv"
+        )
     with pytest.raises(ValueError, match="runs on a CUDA GPU"):
-        PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="cupy",
-                                     device="cpu")
-    loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu")
+        PolicyDALILoader.from_arrays(
+            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="cupy", device="cpu"
+        )
+    loader = PolicyDALILoader.from_arrays(
+        np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu"
+    )
     assert loader.backend == "native"  # the fast CPU stage, where a C++ compiler is
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CXX", "no-such-compiler")
-        loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2,
-                                              device="cpu")
+        loader = PolicyDALILoader.from_arrays(
+            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu"
+        )
         assert loader.backend == "dali"
 
 
 def test_policy_stage_sees_the_baseline_crops(fmnist):
     """With baseline 'none' the copies are the dataset images and the output is the reference's."""
     images, labels = fmnist
-    loader = PolicyDALILoader.from_arrays(images, labels, batch_size=16, M=2, baseline="none", shuffle=False,
-                                          output="uint8", policies=AWSDistribution())
+    loader = PolicyDALILoader.from_arrays(
+        images, labels, batch_size=16, M=2, baseline="none", shuffle=False, output="uint8", policies=AWSDistribution()
+    )
     batch = next(iter(loader))
     originals = np.concatenate([images[batch.indices]] * 2)
     expected = reference.apply_batch(originals, batch.params)
@@ -106,12 +124,14 @@ def test_two_shards_cover_the_dataset_without_overlap(photo_tree, fmnist, source
     seen = []
     for shard in range(2):
         if source == "files":
-            loader = PolicyDALILoader(photo_tree, batch_size=3, M=1, image_size=16, shard_id=shard,
-                                      num_shards=2, drop_last=False)
+            loader = PolicyDALILoader(
+                photo_tree, batch_size=3, M=1, image_size=16, shard_id=shard, num_shards=2, drop_last=False
+            )
             total = 20
         else:
-            loader = PolicyDALILoader.from_arrays(*fmnist, batch_size=16, M=1, shard_id=shard, num_shards=2,
-                                                  drop_last=False)
+            loader = PolicyDALILoader.from_arrays(
+                *fmnist, batch_size=16, M=1, shard_id=shard, num_shards=2, drop_last=False
+            )
             total = 200
         indices = np.concatenate([batch.indices for batch in loader])
         assert len(indices) == len(set(indices.tolist())) == total // 2
@@ -149,7 +169,7 @@ def test_resume_continues_the_same_batches(photo_tree, fmnist, source):
     resumed.set_policies(None)  # overwritten by the state
     resumed.load_state_dict(state)
     rest = [b for _ in range(2) for b in resumed][: len(batches) - (len(interrupted) - 2)]
-    for expected, got in zip(batches[len(interrupted) - 2:], rest):
+    for expected, got in zip(batches[len(interrupted) - 2 :], rest):
         assert (got.epoch, got.step) == (expected.epoch, expected.step)
         assert np.array_equal(got.indices, expected.indices)
         assert got.params == expected.params
@@ -180,8 +200,10 @@ def test_file_loader_rejects_array_baselines(photo_tree):
 
 def test_normalization_rejects_zero_std():
     with pytest.raises(ValueError, match="positive stds"):
-        PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2,
-                                     device="cpu", mean=(0.5,), std=(0.0,))
-    loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2,
-                                          device="cpu")  # constant data: std from the data is 0, so only centred
+        PolicyDALILoader.from_arrays(
+            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu", mean=(0.5,), std=(0.0,)
+        )
+    loader = PolicyDALILoader.from_arrays(
+        np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu"
+    )  # constant data: std from the data is 0, so only centred
     assert np.isfinite(loader.output_spec.pixel_normalization(1)[1]).all()

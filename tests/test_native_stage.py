@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import photo_batch
+
 from fastpolicy import OPS, reference, spaces
 from fastpolicy.backends.kernel_stage import KernelPolicyStage, normalization
 from fastpolicy.sampling import complete
@@ -26,8 +26,9 @@ def test_every_op_every_bin_matches_the_reference(stage, space, grey):
         op = np.full((30, 1), OPS[name].id)
         bins = np.tile(np.arange(search_space.n_bins), 3)[:30, None]
         params = complete(op, bins, search_space, np.random.default_rng(OPS[name].id))
-        np.testing.assert_array_equal(stage.apply(images, params), reference.apply_batch(images, params),
-                                      err_msg=f"{name} ({space})")
+        np.testing.assert_array_equal(
+            stage.apply(images, params), reference.apply_batch(images, params), err_msg=f"{name} ({space})"
+        )
 
 
 @pytest.mark.parametrize("grey", [False, True], ids=["rgb", "grey"])
@@ -39,8 +40,9 @@ def test_mixed_slots_fill_and_fused_float_output(stage, grey):
     for seed in range(3):
         params = complete(rng.choice(ids, (64, 3)), rng.integers(0, 10, (64, 3)), space, np.random.default_rng(seed))
         for fill in (128, 0):
-            np.testing.assert_array_equal(stage.apply(images, params, fill=fill),
-                                          reference.apply_batch(images, params, fill=fill))
+            np.testing.assert_array_equal(
+                stage.apply(images, params, fill=fill), reference.apply_batch(images, params, fill=fill)
+            )
     mean, inv_std = normalization([0.5] * images.shape[3], [0.25] * images.shape[3])
     out = stage.apply(images, params, output="float32", mean=mean, inv_std=inv_std)
     want = (reference.apply_batch(images, params).astype(np.float32) - mean) * inv_std
@@ -53,5 +55,6 @@ def test_the_host_build_refuses_a_multi_thread_launch():
 
     kernel = host_module().get_function("fp_apply")
     with pytest.raises(ValueError, match="one thread per block"):
-        kernel((1, 1), (256,), [np.zeros(1, np.uint8)] * 3 + [np.int32(0)] + [None] * 2 + [np.int32(0)] * 5
-               + [None] * 9)
+        kernel(
+            (1, 1), (256,), [np.zeros(1, np.uint8)] * 3 + [np.int32(0)] + [None] * 2 + [np.int32(0)] * 5 + [None] * 9
+        )

@@ -11,16 +11,30 @@ from torchvision.transforms.v2 import InterpolationMode
 
 from fastpolicy import OPS, reference
 from fastpolicy.params import NO_OP
-from fastpolicy.policies import (AUTOAUGMENT_TABLES, RandAugment, TrivialAugmentWide, autoaugment, randaugment,
-                                 resolve, sampler_from_dict, trivialaugment_wide)
+from fastpolicy.policies import (
+    AUTOAUGMENT_TABLES,
+    RandAugment,
+    TrivialAugmentWide,
+    autoaugment,
+    randaugment,
+    resolve,
+    sampler_from_dict,
+    trivialaugment_wide,
+)
 from fastpolicy.registry import get_op
 from fastpolicy.sampling import sample_policies
 from fastpolicy.spaces import get_space
 
-TORCHVISION = {"autoaugment": v2.AutoAugment(), "randaugment": v2.RandAugment(),
-               "trivialaugment_wide": v2.TrivialAugmentWide()}
-ENUMS = {"imagenet": v2.AutoAugmentPolicy.IMAGENET, "cifar10": v2.AutoAugmentPolicy.CIFAR10,
-         "svhn": v2.AutoAugmentPolicy.SVHN}
+TORCHVISION = {
+    "autoaugment": v2.AutoAugment(),
+    "randaugment": v2.RandAugment(),
+    "trivialaugment_wide": v2.TrivialAugmentWide(),
+}
+ENUMS = {
+    "imagenet": v2.AutoAugmentPolicy.IMAGENET,
+    "cifar10": v2.AutoAugmentPolicy.CIFAR10,
+    "svhn": v2.AutoAugmentPolicy.SVHN,
+}
 
 
 @pytest.mark.parametrize("dataset", list(AUTOAUGMENT_TABLES))
@@ -66,8 +80,9 @@ def test_standard_spaces_hold_torchvisions_ops_and_magnitudes(space):
 
 def _pil_oracle(space: str, op: str, image: np.ndarray, magnitude: float) -> np.ndarray:
     transform = TORCHVISION[space]
-    out = transform._apply_image_or_video_transform(PIL.Image.fromarray(image), op, magnitude,
-                                                    InterpolationMode.NEAREST, transform._fill)
+    out = transform._apply_image_or_video_transform(
+        PIL.Image.fromarray(image), op, magnitude, InterpolationMode.NEAREST, transform._fill
+    )
     return np.asarray(out)
 
 
@@ -82,7 +97,7 @@ def test_standard_ops_give_torchvisions_pil_pixels(space):
     for op in ours_space.ops:
         magnitude = ours_space.magnitude(op)
         for b in sorted({1, ours_space.n_bins // 2, ours_space.n_bins - 1}):
-            for sign in ((1, -1) if magnitude is not None and magnitude.signed else (1,)):
+            for sign in (1, -1) if magnitude is not None and magnitude.signed else (1,):
                 value = get_op(op).value(space, b, sign)
                 theirs = value  # shear, degrees, bits
                 if op.startswith("Translate"):

@@ -11,7 +11,9 @@ from fastpolicy.spaces import aws
 
 
 def _policy():
-    return Policy([[("ShearX", 9), ("Invert", 3)], [("Rotate", 4), ("Cutout", 9)], [("SamplePairing", 9), ("Posterize", 0)]])
+    return Policy(
+        [[("ShearX", 9), ("Invert", 3)], [("Rotate", 4), ("Cutout", 9)], [("SamplePairing", 9), ("Posterize", 0)]]
+    )
 
 
 def test_sample_shapes_and_dtypes():
@@ -80,20 +82,23 @@ def test_json_round_trip(tmp_path):
     assert policy.n_ops == 2 and policy.tables()[0][1, 1] == -1
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["sub_policies"][0][0].update(op="Shear"), r"sub-policy 0, op 0: unknown op 'Shear'"),
-    (lambda d: d["sub_policies"][0][0].update(bin=10), r"bin 10 of ShearX out of range"),
-    (lambda d: d["sub_policies"][0][0].update(bin="3"), r"'bin' must be int"),
-    (lambda d: d["sub_policies"][0][0].update(bin=True), r"'bin' must be int, got bool"),
-    (lambda d: d["sub_policies"][0][0].update(prob=1.5), r"probability 1.5"),
-    (lambda d: d["sub_policies"][0][0].update(extra=1), r"unknown field"),
-    (lambda d: d.update(space="nope"), r"unknown search space"),
-    (lambda d: d.update(format="other"), r"'format' must be"),
-    (lambda d: d.update(version=2), r"unsupported"),
-    (lambda d: d.pop("sub_policies"), r"missing field 'sub_policies'"),
-    (lambda d: d.update(sub_policies=[]), r"at least one sub-policy"),
-    (lambda d: d["sub_policies"].append([]), r"sub-policy 1 is empty"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["sub_policies"][0][0].update(op="Shear"), r"sub-policy 0, op 0: unknown op 'Shear'"),
+        (lambda d: d["sub_policies"][0][0].update(bin=10), r"bin 10 of ShearX out of range"),
+        (lambda d: d["sub_policies"][0][0].update(bin="3"), r"'bin' must be int"),
+        (lambda d: d["sub_policies"][0][0].update(bin=True), r"'bin' must be int, got bool"),
+        (lambda d: d["sub_policies"][0][0].update(prob=1.5), r"probability 1.5"),
+        (lambda d: d["sub_policies"][0][0].update(extra=1), r"unknown field"),
+        (lambda d: d.update(space="nope"), r"unknown search space"),
+        (lambda d: d.update(format="other"), r"'format' must be"),
+        (lambda d: d.update(version=2), r"unsupported"),
+        (lambda d: d.pop("sub_policies"), r"missing field 'sub_policies'"),
+        (lambda d: d.update(sub_policies=[]), r"at least one sub-policy"),
+        (lambda d: d["sub_policies"].append([]), r"sub-policy 1 is empty"),
+    ],
+)
 def test_bad_policy_json_names_the_problem(tmp_path, mutate, message):
     data = Policy([[("ShearX", 3), ("Invert", 0)]]).to_dict()
     mutate(data)

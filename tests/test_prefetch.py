@@ -11,7 +11,7 @@ from fastpolicy.data import fashion_mnist
 from fastpolicy.policies import autoaugment
 
 pytest.importorskip("nvidia.dali")
-from fastpolicy.loader import PolicyDALILoader  # noqa: E402
+from fastpolicy.loader import PolicyDALILoader
 
 M = 2
 
@@ -28,8 +28,18 @@ def _policies(seed: int) -> list[Policy]:
 
 
 def _loader(fmnist, prefetch: int, backend: str = "emulated", **kwargs) -> PolicyDALILoader:
-    return PolicyDALILoader.from_arrays(*fmnist, batch_size=16, M=M, seed=5, device="cpu", backend=backend,
-                                        prefetch=prefetch, policies=_policies(0), cutout=6, **kwargs)
+    return PolicyDALILoader.from_arrays(
+        *fmnist,
+        batch_size=16,
+        M=M,
+        seed=5,
+        device="cpu",
+        backend=backend,
+        prefetch=prefetch,
+        policies=_policies(0),
+        cutout=6,
+        **kwargs,
+    )
 
 
 def _same(a, b) -> None:

@@ -96,8 +96,13 @@ def test_batch_equals_per_sample():
         for slot in range(params.k):
             op = int(params.op[i, slot])
             if op >= 0:
-                expected = apply_value(list(OPS)[op], expected, params.value[i, slot],
-                                       center=params.center[i, slot], other=batch[params.partner[i, slot]])
+                expected = apply_value(
+                    list(OPS)[op],
+                    expected,
+                    params.value[i, slot],
+                    center=params.center[i, slot],
+                    other=batch[params.partner[i, slot]],
+                )
         assert np.array_equal(out[i], expected), i
     with pytest.raises(ValueError, match="12 samples but the batch has 4"):
         apply_batch(images, params)

@@ -26,7 +26,8 @@ def assert_within(name: str, got: np.ndarray, want: np.ndarray, context: str) ->
     diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
     assert got.shape == want.shape and got.dtype == np.uint8, context
     assert diff.max() <= tol.max_abs and (diff > 0).mean() <= (tol.fraction if tol.max_abs else 0.0), (
-        f"{name} {context}: max |diff| {diff.max()}, {(diff > 0).mean():.4%} of values differ; bound {tol}")
+        f"{name} {context}: max |diff| {diff.max()}, {(diff > 0).mean():.4%} of values differ; bound {tol}"
+    )
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
@@ -40,7 +41,7 @@ def test_reference_matches_pil(name, size, photo):
     other = _partner(image)
     for space, magnitude in OPS[name].magnitudes.items():
         for bin_ in range(10):
-            for sign in ((-1, 1) if magnitude is not None and magnitude.signed else (1,)):
+            for sign in (-1, 1) if magnitude is not None and magnitude.signed else (1,):
                 value = 0.0 if magnitude is None else magnitude.value(bin_, sign)
                 center = rng.random(2)
                 got = apply_value(name, image, value, center=center, other=other)

@@ -8,8 +8,24 @@ import fastpolicy
 from fastpolicy.registry import KINDS, OP_NAMES, OPS, get_op, op_by_id, register_backend
 from fastpolicy.spaces import AWS_BINS, adversarial, aws, get_space
 
-ADVAA_OPS = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "AutoContrast", "Invert", "Equalize",
-             "Solarize", "Posterize", "Contrast", "Color", "Brightness", "Sharpness", "Cutout", "SamplePairing"}
+ADVAA_OPS = {
+    "ShearX",
+    "ShearY",
+    "TranslateX",
+    "TranslateY",
+    "Rotate",
+    "AutoContrast",
+    "Invert",
+    "Equalize",
+    "Solarize",
+    "Posterize",
+    "Contrast",
+    "Color",
+    "Brightness",
+    "Sharpness",
+    "Cutout",
+    "SamplePairing",
+}
 
 
 def test_registry_holds_the_16_advaa_ops():
@@ -49,13 +65,16 @@ def test_aws_space_has_36_elements_from_the_registry():
     assert len({el.name for el in space.elements}) == 36
 
 
-@pytest.mark.parametrize("op, bins_values", [
-    ("ShearX", [0.1, 0.2, 0.3]),
-    ("TranslateY", [0.151, 0.302, 0.453]),
-    ("Rotate", [10, 20, 30]),
-    ("Posterize", [7, 5, 4]),
-    ("Solarize", [512 / 3, 256 / 3, 0]),  # 170.7, 85.3, 0
-])
+@pytest.mark.parametrize(
+    "op, bins_values",
+    [
+        ("ShearX", [0.1, 0.2, 0.3]),
+        ("TranslateY", [0.151, 0.302, 0.453]),
+        ("Rotate", [10, 20, 30]),
+        ("Posterize", [7, 5, 4]),
+        ("Solarize", [512 / 3, 256 / 3, 0]),  # 170.7, 85.3, 0
+    ],
+)
 def test_aws_magnitudes_at_bins_3_6_9(op, bins_values):
     magnitude = aws().magnitude(op)
     got = [magnitude.value(b, 1) for b in AWS_BINS]
@@ -65,16 +84,23 @@ def test_aws_magnitudes_at_bins_3_6_9(op, bins_values):
 @pytest.mark.parametrize("op", ["Contrast", "Color", "Brightness", "Sharpness"])
 def test_enhance_ranges_per_space(op):
     aws_m, adv_m = aws().magnitude(op), adversarial().magnitude(op)
-    np.testing.assert_allclose([aws_m.value(b, s) for b in AWS_BINS for s in (-1, 1)],
-                               [0.7, 1.3, 0.4, 1.6, 0.1, 1.9])
+    np.testing.assert_allclose([aws_m.value(b, s) for b in AWS_BINS for s in (-1, 1)], [0.7, 1.3, 0.4, 1.6, 0.1, 1.9])
     assert not adv_m.signed
     np.testing.assert_allclose([adv_m.value(0), adv_m.value(9)], [0.1, 1.9])
 
 
-@pytest.mark.parametrize("op, ends", [
-    ("ShearX", (0.0, 0.3)), ("TranslateX", (0.0, 150 / 331)), ("Rotate", (0.0, 30.0)),
-    ("Solarize", (256.0, 0.0)), ("Posterize", (8.0, 4.0)), ("Cutout", (0.0, 0.2)), ("SamplePairing", (0.0, 0.4)),
-])
+@pytest.mark.parametrize(
+    "op, ends",
+    [
+        ("ShearX", (0.0, 0.3)),
+        ("TranslateX", (0.0, 150 / 331)),
+        ("Rotate", (0.0, 30.0)),
+        ("Solarize", (256.0, 0.0)),
+        ("Posterize", (8.0, 4.0)),
+        ("Cutout", (0.0, 0.2)),
+        ("SamplePairing", (0.0, 0.4)),
+    ],
+)
 def test_advaa_magnitude_ranges(op, ends):
     magnitude = adversarial().magnitude(op)
     assert (magnitude.value(0), magnitude.value(9)) == pytest.approx(ends)
@@ -82,8 +108,17 @@ def test_advaa_magnitude_ranges(op, ends):
 
 def test_signs_only_where_the_op_has_one():
     signed = {name for name, spec in OPS.items() if spec.signed}
-    assert signed == {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate",
-                      "Contrast", "Color", "Brightness", "Sharpness"}
+    assert signed == {
+        "ShearX",
+        "ShearY",
+        "TranslateX",
+        "TranslateY",
+        "Rotate",
+        "Contrast",
+        "Color",
+        "Brightness",
+        "Sharpness",
+    }
     assert adversarial().magnitude("ShearX").value(5, -1) == -adversarial().magnitude("ShearX").value(5, 1)
 
 
@@ -100,7 +135,10 @@ def test_bins_out_of_range_are_rejected():
 
 def test_stats_flags():
     assert {n: s.stats for n, s in OPS.items() if s.stats} == {
-        "AutoContrast": "minmax", "Equalize": "histogram", "Contrast": "mean"}
+        "AutoContrast": "minmax",
+        "Equalize": "histogram",
+        "Contrast": "mean",
+    }
     assert {n: s.needs for n, s in OPS.items() if s.needs} == {"Cutout": "center", "SamplePairing": "partner"}
 
 
@@ -113,6 +151,7 @@ def test_register_backend_attaches_by_name():
         @register_backend("cupy", "Invert")
         def fake(images, params):
             return images
+
         assert spec.backends["cupy"] is fake
     finally:
         spec.backends.clear()
@@ -128,8 +167,8 @@ def test_readme_op_table_is_generated_from_the_registry():
 
     from fastpolicy.docs import render
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert render(readme) == readme, "README op table is stale: run python -m fastpolicy.docs"
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "ops.md").read_text(encoding="utf-8")
+    assert render(readme) == readme, "docs/ops.md's op table is stale: run python -m fastpolicy.docs"
     for name in OPS:
         assert f"| {name} |" in readme
 
@@ -154,6 +193,10 @@ def test_python_dash_m_fastpolicy_runs_the_command_line():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "fastpolicy", "search", "adversarial", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "fastpolicy", "search", "adversarial", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "--controller-window" in done.stdout

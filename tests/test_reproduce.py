@@ -42,8 +42,9 @@ def test_reliability_screen_and_correlation_intervals():
     truth = np.linspace(0.80, 0.90, 12)
     full = truth[:, None] + rng.normal(0, 0.002, (12, 2))
     noisy = truth[:, None] + rng.normal(0, 0.04, (12, 2))
-    record = proxy.analyse([str(i) for i in range(12)], full,
-                           {"uniform stage 1": noisy, "no augmentation in stage 1": full})
+    record = proxy.analyse(
+        [str(i) for i in range(12)], full, {"uniform stage 1": noisy, "no augmentation in stage 1": full}
+    )
     assert record["screen"]["passed"] and record["screen"]["ratio"] > 3
     assert record["reliability_full"] > 0.99 > record["reliability_proxy"]
     low, high = record["pearson"]["ci95"]
@@ -68,11 +69,24 @@ def test_bootstrap_interval_and_paired_analysis():
 
     low, high = table4.bootstrap_ci([1.0, 2.0, 3.0, 4.0])
     assert 1.0 <= low < 2.5 < high <= 4.0 and np.isnan(table4.bootstrap_ci([1.0])[0])
-    rows = [{"arm": arm, "seed": s, "test_error_percent": e + s, "train_error_percent": t, "mean_policy_loss": l,
-             "controller_kl_from_start": 0.1, "mean_bin_by_epoch": [4.5, 5.0]}
-            for s in range(3)
-            for arm, e, t, l in (("baseline", 20.0, 5.0, 0.3), ("fixed", 18.0, 8.0, 0.4), ("random", 19.0, 12.0, 0.6),
-                                 ("adversarial", 18.5, 13.0, 0.7))]
+    rows = [
+        {
+            "arm": arm,
+            "seed": s,
+            "test_error_percent": e + s,
+            "train_error_percent": t,
+            "mean_policy_loss": level,
+            "controller_kl_from_start": 0.1,
+            "mean_bin_by_epoch": [4.5, 5.0],
+        }
+        for s in range(3)
+        for arm, e, t, level in (
+            ("baseline", 20.0, 5.0, 0.3),
+            ("fixed", 18.0, 8.0, 0.4),
+            ("random", 19.0, 12.0, 0.6),
+            ("adversarial", 18.5, 13.0, 0.7),
+        )
+    ]
     record = table4.analyse(rows)
     assert record["differences"]["fixed-baseline"]["mean"] == pytest.approx(-2.0)
     assert record["differences"]["adversarial-random"]["per_seed"] == pytest.approx([-0.5] * 3)
@@ -88,7 +102,7 @@ def test_table4_smoke_study(tmp_path):
     _cli("reproduce", "table4", "--budget", "smoke", "--out", runs, "--results", results)
     record = json.loads((tmp_path / "results" / "table4_smoke.json").read_text())
     assert len(record["runs"]) == 8 and set(record["summary"]) == {"baseline", "fixed", "random", "adversarial"}
-    for arm, summary in record["summary"].items():
+    for _arm, summary in record["summary"].items():
         assert summary["n"] == 2 and summary["mean"] == pytest.approx(np.mean(summary["errors"]))
     assert [r["M"] for r in record["runs"][:4]] == [1, 2, 2, 2]
     assert [r["schedule"] for r in record["runs"][:4]] == ["step", "cosine", "cosine", "cosine"]
@@ -105,8 +119,16 @@ def test_table4_smoke_study(tmp_path):
 
 
 def test_proxy_smoke_study(tmp_path):
-    _cli("reproduce", "proxy", "--budget", "smoke", "--out", str(tmp_path / "runs"), "--results",
-         str(tmp_path / "results"))
+    _cli(
+        "reproduce",
+        "proxy",
+        "--budget",
+        "smoke",
+        "--out",
+        str(tmp_path / "runs"),
+        "--results",
+        str(tmp_path / "results"),
+    )
     record = json.loads((tmp_path / "results" / "proxy_smoke.json").read_text())
     assert len(record["policies"]) == 3 and record["n_policies"] == 3 and record["seeds"] == 2
     for row in record["policies"]:
@@ -118,8 +140,22 @@ def test_proxy_smoke_study(tmp_path):
 
 
 def test_imagenet_dry_run_on_cpu(tmp_path):
-    _cli("reproduce", "dry-run", "--preset", "imagenet_resnet50", "--search", "adversarial", "--batch", "2",
-         "--M", "2", "--device", "cpu", "--out", str(tmp_path))
+    _cli(
+        "reproduce",
+        "dry-run",
+        "--preset",
+        "imagenet_resnet50",
+        "--search",
+        "adversarial",
+        "--batch",
+        "2",
+        "--M",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    )
     summary = json.loads((tmp_path / "adversarial" / "summary.json").read_text())
     row = summary["epochs"][-1]
     assert row["epoch"] == 0 and np.isfinite(row["train_loss"]) and len(row["reward"]) == 2

@@ -25,8 +25,9 @@ SMALL = ["--subset", "256", "--batch", "32", "--M", "2", "--no-progress"]
 
 def cli(*args, cwd=None, check=True):
     """``fastpolicy ...`` in a fresh process, as a user runs it."""
-    done = subprocess.run([sys.executable, "-m", "fastpolicy.cli", *args], capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
+    done = subprocess.run(
+        [sys.executable, "-m", "fastpolicy.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -104,8 +105,16 @@ def test_resume_refuses_changed_epochs_and_data(tmp_path, photo_tree):
     data = tmp_path / "data"
     shutil.copytree(photo_tree, data / "train")
     shutil.copytree(photo_tree, data / "val")
-    config = TrainConfig(out=str(tmp_path / "run"), preset="imagenet_resnet50", data=str(data), model="small_cnn",
-                         epochs=1, batch=4, device="cpu", progress=False)
+    config = TrainConfig(
+        out=str(tmp_path / "run"),
+        preset="imagenet_resnet50",
+        data=str(data),
+        model="small_cnn",
+        epochs=1,
+        batch=4,
+        device="cpu",
+        progress=False,
+    )
     FinalTraining(config).run()
     with pytest.raises(CheckpointError, match=r"epochs: 1 → 2.*schedule"):
         FinalTraining(TrainConfig(**{**config.__dict__, "epochs": 2}), resume=True)
@@ -121,12 +130,14 @@ def _weights(out: str) -> dict:
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-    args = ["search", "adversarial", "--epochs", "3", "--subset", "512", "--batch", "32", "--M", "2",
-            "--no-progress"]
+    args = ["search", "adversarial", "--epochs", "3", "--subset", "512", "--batch", "32", "--M", "2", "--no-progress"]
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     cli(*args, "--out", whole)
-    process = subprocess.Popen([sys.executable, "-m", "fastpolicy.cli", *args, "--out", killed],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastpolicy.cli", *args, "--out", killed],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not os.path.exists(os.path.join(killed, "checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.05)

@@ -34,8 +34,11 @@ def test_show_describes_every_kind_of_run(tmp_path, capsys):
     out = _show(capsys, tmp_path / "aws")
     assert "kind      aws" in out and "stage 1: 1 epoch(s); stage 2: 1 loop(s) of 1" in out and "top pairs" in out
 
-    FinalTraining(TrainConfig(out=str(tmp_path / "train"), policy=str(tmp_path / "aws" / "policy.json"), epochs=1,
-                              val_subset=64, **SMALL)).run()
+    FinalTraining(
+        TrainConfig(
+            out=str(tmp_path / "train"), policy=str(tmp_path / "aws" / "policy.json"), epochs=1, val_subset=64, **SMALL
+        )
+    ).run()
     out = _show(capsys, tmp_path / "train")
     assert "kind      train" in out and "policy=" in out and "held-out accuracy" in out
 

@@ -28,8 +28,9 @@ def _params(seed: int = 0, n: int = N):
 def _spec(dtype: str, layout: str, channels: int = 3) -> OutputSpec:
     if dtype == "uint8":
         return OutputSpec(dtype, layout)
-    return OutputSpec(dtype, layout, MEAN[:channels] if channels == 3 else (0.5,),
-                      STD[:channels] if channels == 3 else (0.25,))
+    return OutputSpec(
+        dtype, layout, MEAN[:channels] if channels == 3 else (0.5,), STD[:channels] if channels == 3 else (0.25,)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,9 @@ def stages():
 
     def get(backend: str, channels: int = 3):
         if (backend, channels) not in made:
-            made[backend, channels] = make_stage(backend, "cpu", max_batch=N, height=HEIGHT, width=WIDTH,
-                                                 channels=channels, slots=2)
+            made[backend, channels] = make_stage(
+                backend, "cpu", max_batch=N, height=HEIGHT, width=WIDTH, channels=channels, slots=2
+            )
         return made[backend, channels]
 
     return get
@@ -76,8 +78,10 @@ def test_standard_policies_through_the_native_stage_equal_the_reference(stages, 
     images = photo_batch(N, HEIGHT, WIDTH)
     params = sample_policies([policy()] * 2, N // 2, np.random.default_rng(3))
     spec = _spec("uint8", "nchw")
-    assert torch.equal(stages("native").apply(torch.from_numpy(images), params, spec),
-                       finish(torch.from_numpy(apply_batch(images, params)), spec))
+    assert torch.equal(
+        stages("native").apply(torch.from_numpy(images), params, spec),
+        finish(torch.from_numpy(apply_batch(images, params)), spec),
+    )
 
 
 def test_no_policy_only_converts(stages):
@@ -144,7 +148,9 @@ def test_cutout_boxes_agree_between_kernel_and_dali_packing():
     kernels, dali = pack(params, HEIGHT, WIDTH).views(), pack(params, HEIGHT, WIDTH, "dali").views()
     for k in range(params.k):
         box = kernels[k]["box"]
-        assert np.array_equal(dali[k]["anchor"], box[:, :2]) and np.array_equal(dali[k]["shape"], box[:, 2:] - box[:, :2])
+        assert np.array_equal(dali[k]["anchor"], box[:, :2]) and np.array_equal(
+            dali[k]["shape"], box[:, 2:] - box[:, :2]
+        )
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

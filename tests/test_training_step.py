@@ -38,8 +38,17 @@ def _train(fused: bool, poisoned: set[int], steps: int = 6):
     seen = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = loop.train_epoch(model, _batches(poisoned, steps), optimizer, scheduler, 2, torch.device("cpu"),
-                                  progress=False, sync=False, on_step=lambda b, means: seen.append(means.clone()))
+        result = loop.train_epoch(
+            model,
+            _batches(poisoned, steps),
+            optimizer,
+            scheduler,
+            2,
+            torch.device("cpu"),
+            progress=False,
+            sync=False,
+            on_step=lambda b, means: seen.append(means.clone()),
+        )
     return model, result, seen
 
 

@@ -83,12 +83,19 @@ def test_torch_manual_seed_makes_it_reproducible():
 
 
 def test_inside_compose_with_random_resized_crop_and_to_dtype():
-    pipeline = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(48, antialias=True), PolicyAugment("autoaugment"),
-                           v2.ToDtype(torch.float32, scale=True)])
+    pipeline = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(48, antialias=True),
+            PolicyAugment("autoaugment"),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
     out = pipeline(PIL.Image.fromarray(photos()["coffee"]))
-    assert out.shape == (3, 48, 48) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    assert out.shape == (3, 48, 48) and out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 1
     image, label = v2.Compose([v2.ToImage(), PolicyAugment("autoaugment")])(
-        PIL.Image.fromarray(photos()["coffee"][:32, :32]), 7)
+        PIL.Image.fromarray(photos()["coffee"][:32, :32]), 7
+    )
     assert label == 7 and image.shape == (3, 32, 32)
 
 
@@ -134,8 +141,9 @@ def test_a_schedule_follows_set_epoch(tmp_path):
     image = np.ascontiguousarray(photos()["astronaut"][:32, :32])
     assert np.array_equal(np.asarray(transform(PIL.Image.fromarray(image))), 255 - image)
     transform.set_epoch(1)
-    assert np.array_equal(np.asarray(transform(PIL.Image.fromarray(image))),
-                          reference.apply_value("Equalize", image, 0.0))
+    assert np.array_equal(
+        np.asarray(transform(PIL.Image.fromarray(image))), reference.apply_value("Equalize", image, 0.0)
+    )
     transform.set_epoch(5)  # past the end: the last epoch's
     assert transform.samplers == list(schedule[1])
     with pytest.raises(ValueError, match="PolicySchedule"):

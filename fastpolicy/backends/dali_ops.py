@@ -81,8 +81,11 @@ def luminance(image: DataNode, channels: int) -> DataNode:
 
 def warp(image: DataNode, args: DaliSlotArgs) -> DataNode:
     """All geometric ops: one nearest-neighbour warp by the slot's exact matrix, fill ``args.fill``."""
-    return _hwc(fn.warp_affine(image, matrix=args.matrix, inverse_map=True, interp_type=types.INTERP_NN,
-                               fill_value=float(args.fill)))
+    return _hwc(
+        fn.warp_affine(
+            image, matrix=args.matrix, inverse_map=True, interp_type=types.INTERP_NN, fill_value=float(args.fill)
+        )
+    )
 
 
 @register_backend("dali", "Invert")
@@ -122,7 +125,7 @@ def _equalize_sample(image):
     """PIL equalization of one HWC sample, NumPy or CuPy (DALI hands CuPy arrays on the GPU)."""
     xp = np
     if type(image).__module__.startswith("cupy"):
-        import cupy as xp  # noqa: PLC0415 — only on the GPU path
+        import cupy as xp
     out = xp.empty_like(image)
     for c in range(image.shape[2]):
         channel = image[:, :, c]
@@ -184,14 +187,15 @@ def sharpness(image: DataNode, args: DaliSlotArgs) -> DataNode:
         return image
     smoothed = fn.cast(dmath.floor(dmath.clamp(smooth_interior(image), 0.0, 255.0)), dtype=types.UINT8)
     inner = blend(smoothed, image[1:-1, 1:-1], args.value32)
-    middle = fn.cat(image[1:-1, 0:1], inner, image[1:-1, width - 1:], axis_name="W")
-    return _hwc(fn.cat(image[0:1], middle, image[height - 1:], axis_name="H"))
+    middle = fn.cat(image[1:-1, 0:1], inner, image[1:-1, width - 1 :], axis_name="W")
+    return _hwc(fn.cat(image[0:1], middle, image[height - 1 :], axis_name="H"))
 
 
 @register_backend("dali", "Cutout")
 def cutout(image: DataNode, args: DaliSlotArgs) -> DataNode:
-    return _hwc(fn.erase(image, anchor=args.anchor, shape=args.shape, axis_names="HW",
-                         fill_value=float(special.CUTOUT_FILL)))
+    return _hwc(
+        fn.erase(image, anchor=args.anchor, shape=args.shape, axis_names="HW", fill_value=float(special.CUTOUT_FILL))
+    )
 
 
 @register_backend("dali", "SamplePairing")

@@ -25,8 +25,9 @@ def _fields(pairing: bool) -> tuple[str, ...]:
 def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str, pairing: bool, fill: int):
     # Without partners SamplePairing is never selected (feed() rejects it); identity keeps the graph valid.
     # select = op id + 1 (0: the slot is skipped; see fastpolicy.backends.pack)
-    implementations = [dali_ops.identity] + [spec.backends["dali"] if pairing or spec.needs != "partner"
-                                             else dali_ops.identity for spec in OPS.values()]
+    implementations = [dali_ops.identity] + [
+        spec.backends["dali"] if pairing or spec.needs != "partner" else dali_ops.identity for spec in OPS.values()
+    ]
     images = fn.external_source(name="images", device=device, layout="HWC")
     original = images
     for k in range(slots):
@@ -34,9 +35,14 @@ def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str
         on_device = (lambda node: node.gpu()) if device == "gpu" else (lambda node: node)
         args = dali_ops.DaliSlotArgs(
             value32=on_device(inputs["value"]),
-            matrix=inputs["matrix"], anchor=inputs["anchor"], shape=inputs["shape"],
+            matrix=inputs["matrix"],
+            anchor=inputs["anchor"],
+            shape=inputs["shape"],
             partner_image=fn.permute_batch(original, indices=inputs["partner"]) if pairing else None,
-            channels=channels, size=size, fill=fill)
+            channels=channels,
+            size=size,
+            fill=fill,
+        )
         images = select(implementations, inputs["select"], images, args)
     return images
 
@@ -59,9 +65,19 @@ class DaliPolicyStage:
         builds: how many times the pipeline was built (1: parameters never rebuild it).
     """
 
-    def __init__(self, max_batch: int, height: int, width: int, channels: int = 3, slots: int = 2,
-                 device: str = "cpu", device_id: int | None = None, num_threads: int = 2,
-                 pairing: bool = True, fill: int = 128):
+    def __init__(
+        self,
+        max_batch: int,
+        height: int,
+        width: int,
+        channels: int = 3,
+        slots: int = 2,
+        device: str = "cpu",
+        device_id: int | None = None,
+        num_threads: int = 2,
+        pairing: bool = True,
+        fill: int = 128,
+    ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
         if channels not in (1, 3):
@@ -71,9 +87,17 @@ class DaliPolicyStage:
             raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
         self.device, self.pairing, self.fill = device, pairing, int(fill)
         pipe = pipeline_def(_slot_pipeline, enable_conditionals=True)(
-            slots, channels, self.size, device, pairing, self.fill,
-            batch_size=max_batch, num_threads=num_threads,
-            device_id=(device_id or 0) if device == "gpu" else None, prefetch_queue_depth=1)
+            slots,
+            channels,
+            self.size,
+            device,
+            pairing,
+            self.fill,
+            batch_size=max_batch,
+            num_threads=num_threads,
+            device_id=(device_id or 0) if device == "gpu" else None,
+            prefetch_queue_depth=1,
+        )
         pipe.build()
         self._pipe = pipe
         self.builds = 1
@@ -83,8 +107,9 @@ class DaliPolicyStage:
         parameters with fewer op slots than the stage are padded with skipped slots."""
         batch = params.n
         if tuple(images.shape) != (batch, *self.size, self.channels):
-            raise ValueError(f"expected images of shape {(batch, *self.size, self.channels)}, "
-                             f"got {tuple(images.shape)}")
+            raise ValueError(
+                f"expected images of shape {(batch, *self.size, self.channels)}, got {tuple(images.shape)}"
+            )
         if not 0 < batch <= self.max_batch:
             raise ValueError(f"batch of {batch} images; this stage takes 1 to {self.max_batch}")
         if params.k > self.slots:

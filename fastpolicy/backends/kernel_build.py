@@ -22,6 +22,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -52,18 +53,22 @@ def nvrtc_compile(arch: str = "sm_80") -> tuple[bytes, str]:
             raise KernelCompileError(f"NVRTC {what} failed: {nvrtc.nvrtcGetErrorString(error)[1].decode()}")
         return result[1:] if len(result) > 2 else (result[1] if len(result) == 2 else None)
 
-    program = check(nvrtc.nvrtcCreateProgram(kernel_source().encode(), b"fastpolicy_policy.cu", 0, [], []),
-                    "program creation")
-    options = [f"--gpu-architecture={arch}".encode(), f"--include-path={KERNEL_DIR}".encode(),
-               *(o.encode() for o in NVRTC_OPTIONS)]
+    program = check(
+        nvrtc.nvrtcCreateProgram(kernel_source().encode(), b"fastpolicy_policy.cu", 0, [], []), "program creation"
+    )
+    options = [
+        f"--gpu-architecture={arch}".encode(),
+        f"--include-path={KERNEL_DIR}".encode(),
+        *(o.encode() for o in NVRTC_OPTIONS),
+    ]
     try:
         compiled = nvrtc.nvrtcCompileProgram(program, len(options), options)
         size = check(nvrtc.nvrtcGetProgramLogSize(program), "log size")
         # fresh writable buffers: NVRTC writes into them, and ``b" " * 1`` would be CPython's one
         # shared 1-byte bytes object (writing its NUL changes b" " for the whole process)
-        log = bytearray(size)
-        check(nvrtc.nvrtcGetProgramLog(program, log), "log")
-        log = bytes(log).decode(errors="replace").rstrip("\x00").strip()
+        log_buffer = bytearray(size)
+        check(nvrtc.nvrtcGetProgramLog(program, log_buffer), "log")
+        log = bytes(log_buffer).decode(errors="replace").rstrip("\x00").strip()
         if compiled[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
             raise KernelCompileError(f"kernels in {KERNEL_DIR} do not compile for {arch}:\n{log}")
         size = check(nvrtc.nvrtcGetPTXSize(program), "PTX size")
@@ -74,7 +79,7 @@ def nvrtc_compile(arch: str = "sm_80") -> tuple[bytes, str]:
         nvrtc.nvrtcDestroyProgram(program)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cupy_module(device_id: int):
     """``cupy.RawModule`` of the kernels for CUDA device ``device_id`` (memoized)."""
     import cupy
@@ -91,8 +96,12 @@ class EmulatedKernel:
     """One kernel of the host build, called like a ``cupy.RawKernel``:
     ``kernel(grid, block, args)`` with NumPy arrays, NumPy scalars and None in ``args``."""
 
-    _SCALARS = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64,
-                np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+    _SCALARS: ClassVar[dict] = {
+        np.dtype(np.int32): ctypes.c_int32,
+        np.dtype(np.int64): ctypes.c_int64,
+        np.dtype(np.float32): ctypes.c_float,
+        np.dtype(np.float64): ctypes.c_double,
+    }
 
     def __init__(self, function, name: str):
         self._function, self.name = function, name
@@ -137,8 +146,10 @@ def _cache_dir() -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
     if info.st_uid != os.getuid():
-        raise KernelCompileError(f"the kernel emulator's cache {path} belongs to another user (uid {info.st_uid}); "
-                                 "set XDG_CACHE_HOME to a folder of yours")
+        raise KernelCompileError(
+            f"the kernel emulator's cache {path} belongs to another user (uid {info.st_uid}); "
+            "set XDG_CACHE_HOME to a folder of yours"
+        )
     if stat.S_IMODE(info.st_mode) != 0o700:
         path.chmod(0o700)  # ours, but readable or writable by others: make it private
     return path
@@ -151,8 +162,11 @@ def trusted_library(path: Path) -> bool:
         info = path.lstat()
     except FileNotFoundError:
         return False
-    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
-            and not stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH))
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_uid == os.getuid()
+        and not stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
 def host_compiler() -> str | None:
@@ -167,7 +181,7 @@ def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
     compiler = host_compiler()
     if compiler is None:
         raise KernelCompileError("the kernels' host build needs a C++20 compiler (g++); set CXX to use another")
-    source = (f'#include "{header}"\n' + kernel_source() + "".join(f"{macro}({name})\n" for name in KERNELS))
+    source = f'#include "{header}"\n' + kernel_source() + "".join(f"{macro}({name})\n" for name in KERNELS)
     command = [compiler, "-std=c++20", *options, "-fPIC", "-shared", "-ffp-contract=off", f"-I{KERNEL_DIR}"]
     target = _cache_dir() / f"policy-{header.split('.')[0]}-{_sources_digest(source + ' '.join(options))}.so"
     if not trusted_library(target):
@@ -183,14 +197,14 @@ def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
     return target
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def emulated_module() -> EmulatedModule:
     """The kernels on the CPU under ``kernels/emulate.hpp``: every CUDA thread emulated (barriers
     and shared memory as on a device; slow, for checking the kernels without a GPU)."""
     return EmulatedModule(_host_library("emulate.hpp", "FP_EMULATE", ("-O2",)), "fp_emulate_")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def host_module() -> EmulatedModule:
     """The kernels as a fast CPU stage under ``kernels/host.hpp``: one thread per block, the
     blocks in parallel with OpenMP. Launch with ``block=(1,)`` (see :class:`~.kernel_stage.KernelPolicyStage`)."""

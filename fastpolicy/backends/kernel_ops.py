@@ -17,13 +17,14 @@ kind and reference function, so no second list of ops is kept:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..registry import OPS, register_backend
+
 
 def _kernel_dir() -> Path:
     checkout = Path(__file__).resolve().parents[2] / "kernels"  # a source checkout / editable install
@@ -132,9 +133,9 @@ def inline_includes(text: str, source: str = "<generated>", seen: set[str] | Non
         name = match.group(1)
         path = KERNEL_DIR / name
         if not path.is_file():
-            raise FileNotFoundError(f"{source}: #include \"{name}\" not found in {KERNEL_DIR}")
+            raise FileNotFoundError(f'{source}: #include "{name}" not found in {KERNEL_DIR}')
         line = text.count("\n", 0, match.end()) + 2  # the line after the directive
-        parts.append(text[last:match.start()])
+        parts.append(text[last : match.start()])
         if name not in seen:
             seen.add(name)
             body = inline_includes(path.read_text(encoding="utf-8"), name, seen).replace("#pragma once", "")
@@ -162,5 +163,17 @@ def per_sample(name: str, values: np.ndarray) -> np.ndarray:
     return np.zeros(len(values), np.int32) if convert is None else convert(values).astype(np.int32)
 
 
-__all__ = ["KernelOp", "KERNELS", "KERNEL_DIR", "APPLY_FUNCTIONS", "LUT_BUILDERS", "OUTPUT_TYPES", "PLANAR",
-           "NVRTC_OPTIONS", "kernel_source", "inline_includes", "dispatch_tables", "per_sample"]
+__all__ = [
+    "APPLY_FUNCTIONS",
+    "KERNELS",
+    "KERNEL_DIR",
+    "LUT_BUILDERS",
+    "NVRTC_OPTIONS",
+    "OUTPUT_TYPES",
+    "PLANAR",
+    "KernelOp",
+    "dispatch_tables",
+    "inline_includes",
+    "kernel_source",
+    "per_sample",
+]

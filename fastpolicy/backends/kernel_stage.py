@@ -34,8 +34,9 @@ def normalization(mean, std) -> tuple[np.ndarray, np.ndarray]:
     for ``torch.tensor(mean) * 255`` and ``1 / (torch.tensor(std) * 255)``."""
     mean, std = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-        raise ValueError(f"normalization needs finite means and positive stds, got mean {mean.tolist()}, "
-                         f"std {std.tolist()}")
+        raise ValueError(
+            f"normalization needs finite means and positive stds, got mean {mean.tolist()}, std {std.tolist()}"
+        )
     return mean * np.float32(255), np.float32(1) / (std * np.float32(255))
 
 
@@ -57,7 +58,7 @@ class KernelPolicyStage:
         self.host_seconds = 0.0  # packing and upload calls, summed (the loader's host-time benchmark)
 
     @classmethod
-    def on_device(cls, device_id: int = 0) -> "KernelPolicyStage":
+    def on_device(cls, device_id: int = 0) -> KernelPolicyStage:
         """The CuPy stage for CUDA device ``device_id`` (one per device, kernels compiled once)."""
         if device_id not in _DEVICE_STAGES:
             import cupy
@@ -68,22 +69,34 @@ class KernelPolicyStage:
         return _DEVICE_STAGES[device_id]
 
     @classmethod
-    def emulated(cls) -> "KernelPolicyStage":
+    def emulated(cls) -> KernelPolicyStage:
         """The same kernels on the CPU, on NumPy arrays (slow: for tests)."""
         from .kernel_build import emulated_module
 
         return cls(emulated_module(), np)
 
     @classmethod
-    def native(cls) -> "KernelPolicyStage":
+    def native(cls) -> KernelPolicyStage:
         """The same kernels as a fast CPU stage on NumPy arrays: compiled with g++ and
         OpenMP at first use (``kernels/host.hpp``), samples in parallel over the cores."""
         from .kernel_build import host_module
 
         return cls(host_module(), np, threads_per_block=1)
 
-    def apply(self, images, params: PolicyParams | None, *, out=None, output: str = "uint8", layout: str | None = None,
-              mean=None, inv_std=None, workspace=None, fill: int = FILL, in_rows=None):
+    def apply(
+        self,
+        images,
+        params: PolicyParams | None,
+        *,
+        out=None,
+        output: str = "uint8",
+        layout: str | None = None,
+        mean=None,
+        inv_std=None,
+        workspace=None,
+        fill: int = FILL,
+        in_rows=None,
+    ):
         """Apply ``params`` to ``images``.
 
         Args:
@@ -138,8 +151,9 @@ class KernelPolicyStage:
         device_buffer = self.upload(packed.buffer)
         rows = packed.batch_views(device_buffer)
         self.host_seconds += time.perf_counter() - started
-        slots = [slot for slot, active in zip(packed.views(device_buffer), packed.active) if active] or \
-            packed.views(device_buffer)[:1]
+        slots = [slot for slot, active in zip(packed.views(device_buffer), packed.active) if active] or packed.views(
+            device_buffer
+        )[:1]
         buffers = list(workspace or [])
         while len(buffers) < min(len(slots) - 1, 2):
             buffers.append(xp.empty((n, height, width, channels), np.uint8))
@@ -147,16 +161,29 @@ class KernelPolicyStage:
         for i, slot in enumerate(slots):
             last = i == len(slots) - 1
             target = out if last else buffers[i % 2]
-            self._run_slot(images, current, target, n, last_mode if last else 0, mean, inv_std, slot, int(fill),
-                           rows["in_rows"] if i == 0 else rows["identity"], rows["in_rows"])
+            self._run_slot(
+                images,
+                current,
+                target,
+                n,
+                last_mode if last else 0,
+                mean,
+                inv_std,
+                slot,
+                int(fill),
+                rows["in_rows"] if i == 0 else rows["identity"],
+                rows["in_rows"],
+            )
             current = target
         return out
 
     def _normalization(self, mean, inv_std, channels: int):
         """``mean`` and ``inv_std`` as float32 [C] arrays of this stage's module; uploaded once
         per distinct value (a loader normalizes every batch alike)."""
-        key = (np.asarray(mean, np.float32).reshape(channels).tobytes(),
-               np.asarray(inv_std, np.float32).reshape(channels).tobytes())
+        key = (
+            np.asarray(mean, np.float32).reshape(channels).tobytes(),
+            np.asarray(inv_std, np.float32).reshape(channels).tobytes(),
+        )
         if key not in self._norm:
             self._norm[key] = tuple(self.xp.asarray(np.frombuffer(k, np.float32)) for k in key)
         return self._norm[key]
@@ -198,8 +225,9 @@ class KernelPolicyStage:
             raise ValueError(f"params describe {params.n} samples but the batch has {n}")
         return n, height, width, channels
 
-    def _run_slot(self, images, src, dst, n: int, out_mode: int, mean, inv_std, dev: dict, fill: int, src_row,
-                  orig_row) -> None:
+    def _run_slot(
+        self, images, src, dst, n: int, out_mode: int, mean, inv_std, dev: dict, fill: int, src_row, orig_row
+    ) -> None:
         xp = self.xp
         _, height, width, channels = images.shape
         i32 = np.int32
@@ -210,32 +238,73 @@ class KernelPolicyStage:
             hist = xp.zeros((n_stats, 1024), np.uint32)
             blocks = 1 if self.block == 1 else max(1, min(-(-pixels // (self.block * 8)), 64))
             for start in range(0, n_stats, _MAX_GRID_Y):
-                chunk = dev["stat_samples"][start:start + _MAX_GRID_Y]
+                chunk = dev["stat_samples"][start : start + _MAX_GRID_Y]
                 self._kernels["fp_histograms"](
-                    (blocks, len(chunk)), (self.block,),
-                    (src, i32(height), i32(width), i32(channels), chunk, src_row, hist[start:start + _MAX_GRID_Y]))
+                    (blocks, len(chunk)),
+                    (self.block,),
+                    (src, i32(height), i32(width), i32(channels), chunk, src_row, hist[start : start + _MAX_GRID_Y]),
+                )
         luts = xp.empty((n, channels, 256), np.uint8) if n_luts else dev["code"]
         if n_luts:
             threads = n_luts * channels
             per_block = 1 if self.block == 1 else 128
             self._kernels["fp_build_luts"](
-                (-(-threads // per_block),), (per_block,),
-                (dev["lut_samples"], i32(n_luts), i32(channels), dev["lut_kind"], dev["value"],
-                 dev["ivalue"], dev["stat_row"], hist if hist is not None else dev["code"], luts))
+                (-(-threads // per_block),),
+                (per_block,),
+                (
+                    dev["lut_samples"],
+                    i32(n_luts),
+                    i32(channels),
+                    dev["lut_kind"],
+                    dev["value"],
+                    dev["ivalue"],
+                    dev["stat_row"],
+                    hist if hist is not None else dev["code"],
+                    luts,
+                ),
+            )
         grid = (1 if self.block == 1 else max(1, min(-(-pixels // self.block), 1024)), min(n, _MAX_GRID_Y))
         self._kernels["fp_apply"](
-            grid, (self.block,),
-            (src, images, dst, i32(out_mode), dev["value"] if mean is None else mean,
-             dev["value"] if inv_std is None else inv_std, i32(n), i32(height), i32(width), i32(channels), i32(fill),
-             dev["code"], dev["value"], luts, dev["fixed"], dev["shift"], dev["rows"], dev["cols"], dev["box"],
-             dev["partner"], src_row, orig_row))
+            grid,
+            (self.block,),
+            (
+                src,
+                images,
+                dst,
+                i32(out_mode),
+                dev["value"] if mean is None else mean,
+                dev["value"] if inv_std is None else inv_std,
+                i32(n),
+                i32(height),
+                i32(width),
+                i32(channels),
+                i32(fill),
+                dev["code"],
+                dev["value"],
+                luts,
+                dev["fixed"],
+                dev["shift"],
+                dev["rows"],
+                dev["cols"],
+                dev["box"],
+                dev["partner"],
+                src_row,
+                orig_row,
+            ),
+        )
 
 
 def _copy_params(n: int) -> PolicyParams:
     """One slot every sample skips: the stage then only copies (and normalizes)."""
-    return PolicyParams(op=np.full((n, 1), NO_OP), bin=np.full((n, 1), -1), sign=np.ones((n, 1)),
-                        value=np.zeros((n, 1)), center=np.zeros((n, 1, 2)), partner=np.zeros((n, 1)),
-                        policy=np.zeros(n))
+    return PolicyParams(
+        op=np.full((n, 1), NO_OP),
+        bin=np.full((n, 1), -1),
+        sign=np.ones((n, 1)),
+        value=np.zeros((n, 1)),
+        center=np.zeros((n, 1, 2)),
+        partner=np.zeros((n, 1)),
+        policy=np.zeros(n),
+    )
 
 
 def _cupy_stream(stream):
@@ -247,8 +316,17 @@ def _cupy_stream(stream):
     return cupy.cuda.ExternalStream(stream.cuda_stream)
 
 
-def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", layout: str | None = None,
-                mean=None, inv_std=None, fill: int = FILL, in_rows=None):
+def apply_torch(
+    images,
+    params: PolicyParams | None,
+    *,
+    output: str = "uint8",
+    layout: str | None = None,
+    mean=None,
+    inv_std=None,
+    fill: int = FILL,
+    in_rows=None,
+):
     """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
 
     Args:
@@ -272,12 +350,22 @@ def apply_torch(images, params: PolicyParams | None, *, output: str = "uint8", l
     n = rows if in_rows is None else len(in_rows)
     layout = layout or ("nhwc" if output == "uint8" else "nchw")
     shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
-    dtype = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16,
-             "bfloat16": torch.bfloat16}[output]
+    dtype = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
+        output
+    ]
     out = torch.empty(shape, dtype=dtype, device=images.device)
     target = out.view(torch.int16) if output == "bfloat16" else out  # DLPack-friendly 2-byte view
     stage = KernelPolicyStage.on_device(images.device.index or 0)
     with cupy.cuda.Device(images.device.index or 0), _cupy_stream(torch.cuda.current_stream(images.device)):
-        stage.apply(cupy.from_dlpack(images.contiguous()), params, out=cupy.from_dlpack(target), output=output,
-                    layout=layout, mean=mean, inv_std=inv_std, fill=fill, in_rows=in_rows)
+        stage.apply(
+            cupy.from_dlpack(images.contiguous()),
+            params,
+            out=cupy.from_dlpack(target),
+            output=output,
+            layout=layout,
+            mean=mean,
+            inv_std=inv_std,
+            fill=fill,
+            in_rows=in_rows,
+        )
     return out

@@ -38,8 +38,21 @@ _CUTOUT = [spec.id for spec in _SPECS if spec.needs == "center"]
 _ALIGN = 16
 _IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
 
-KERNEL_FIELDS = ("code", "value", "ivalue", "lut_kind", "stat_row", "fixed", "shift", "rows", "cols", "box",
-                 "partner", "stat_samples", "lut_samples")
+KERNEL_FIELDS = (
+    "code",
+    "value",
+    "ivalue",
+    "lut_kind",
+    "stat_row",
+    "fixed",
+    "shift",
+    "rows",
+    "cols",
+    "box",
+    "partner",
+    "stat_samples",
+    "lut_samples",
+)
 """Fields of a kernel slot (see :func:`pack`)."""
 
 DALI_FIELDS = ("select", "value", "matrix", "anchor", "shape", "partner")
@@ -60,7 +73,7 @@ def _kernel_tables():
 def _warp(op_id: int, value: float, height: int, width: int):
     """Kernel form of a geometric op: (rows, cols) source tables of a translation, or
     PIL's 16.16 fixed-point matrix (int64[6])."""
-    matrix = _SPECS[op_id].reference.matrix(value, height, width)
+    matrix = _SPECS[op_id].reference.matrix(value, height, width)  # type: ignore[attr-defined]  # affine ops'
     if geometry.is_translation(matrix):
         return geometry.translation_indices(matrix, height, width)
     geometry.float_matrix(matrix, height, width)  # raises where PIL leaves fixed point
@@ -70,12 +83,14 @@ def _warp(op_id: int, value: float, height: int, width: int):
 @functools.lru_cache(maxsize=8192)
 def _float_matrix(op_id: int, value: float, height: int, width: int) -> np.ndarray:
     """DALI form of a geometric op: float32[2, 3] output→input matrix (pixel centres at +0.5)."""
-    exact = geometry.float_matrix(_SPECS[op_id].reference.matrix(value, height, width), height, width)
+    reference = _SPECS[op_id].reference
+    exact = geometry.float_matrix(reference.matrix(value, height, width), height, width)  # type: ignore[attr-defined]
     return np.reshape(exact, (2, 3)).astype(np.float32)
 
 
-def _kernel_slot(op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np.ndarray,
-                 height: int, width: int) -> dict[str, np.ndarray]:
+def _kernel_slot(
+    op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np.ndarray, height: int, width: int
+) -> dict[str, np.ndarray]:
     from .kernel_ops import per_sample
 
     n = len(op)
@@ -104,14 +119,26 @@ def _kernel_slot(op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np
     stat_samples = np.flatnonzero(_STATS[op + 1]).astype(np.int32)
     stat_row = np.full(n, -1, np.int32)
     stat_row[stat_samples] = np.arange(len(stat_samples), dtype=np.int32)
-    return {"code": code, "value": value.astype(np.float32), "ivalue": ivalue, "lut_kind": lut_kind.copy(),
-            "stat_row": stat_row, "fixed": fixed, "shift": shift, "rows": np.stack(rows), "cols": np.stack(cols),
-            "box": box, "partner": partner, "stat_samples": stat_samples,
-            "lut_samples": np.flatnonzero(lut_kind >= 0).astype(np.int32)}
+    return {
+        "code": code,
+        "value": value.astype(np.float32),
+        "ivalue": ivalue,
+        "lut_kind": lut_kind.copy(),
+        "stat_row": stat_row,
+        "fixed": fixed,
+        "shift": shift,
+        "rows": np.stack(rows),
+        "cols": np.stack(cols),
+        "box": box,
+        "partner": partner,
+        "stat_samples": stat_samples,
+        "lut_samples": np.flatnonzero(lut_kind >= 0).astype(np.int32),
+    }
 
 
-def _dali_slot(op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np.ndarray,
-               height: int, width: int) -> dict[str, np.ndarray]:
+def _dali_slot(
+    op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np.ndarray, height: int, width: int
+) -> dict[str, np.ndarray]:
     n = len(op)
     matrix = np.broadcast_to(_IDENTITY, (n, 2, 3)).copy()
     affine = np.flatnonzero(_AFFINE[op + 1])
@@ -119,9 +146,14 @@ def _dali_slot(op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np.n
         keys, inverse = np.unique(np.stack([op[affine], value[affine]], axis=1), axis=0, return_inverse=True)
         for k, (op_id, v) in enumerate(keys):
             matrix[affine[inverse.reshape(-1) == k]] = _float_matrix(int(op_id), float(v), height, width)
-    return {"select": (op + 1).astype(np.int32), "value": value.astype(np.float32), "matrix": matrix,
-            "anchor": box[:, :2].astype(np.float32), "shape": (box[:, 2:] - box[:, :2]).astype(np.float32),
-            "partner": partner}
+    return {
+        "select": (op + 1).astype(np.int32),
+        "value": value.astype(np.float32),
+        "matrix": matrix,
+        "anchor": box[:, :2].astype(np.float32),
+        "shape": (box[:, 2:] - box[:, :2]).astype(np.float32),
+        "partner": partner,
+    }
 
 
 @dataclass(frozen=True)
@@ -162,12 +194,20 @@ class Packed:
 
 
 def _views(buffer, layout: dict) -> dict:
-    return {name: buffer[offset:offset + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
-            for name, (offset, dtype, shape) in layout.items()}
+    return {
+        name: buffer[offset : offset + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
+        for name, (offset, dtype, shape) in layout.items()
+    }
 
 
-def pack(params: PolicyParams, height: int, width: int, fields: str = "kernels", allocate=None,
-         in_rows: np.ndarray | None = None) -> Packed:
+def pack(
+    params: PolicyParams,
+    height: int,
+    width: int,
+    fields: str = "kernels",
+    allocate=None,
+    in_rows: np.ndarray | None = None,
+) -> Packed:
     """Pack every op slot of ``params`` for H×W images.
 
     Args:
@@ -203,16 +243,16 @@ def pack(params: PolicyParams, height: int, width: int, fields: str = "kernels",
         if batch["in_rows"].shape != (params.n,):
             raise ValueError(f"in_rows must have shape ({params.n},), got {batch['in_rows'].shape}")
     layout, offset = [], 0
-    for arrays in slots + [batch]:
+    for arrays in [*slots, batch]:
         entry = {}
         for name, array in arrays.items():
             entry[name] = (offset, array.dtype, array.shape)
             offset += -(-array.nbytes // _ALIGN) * _ALIGN
         layout.append(entry)
     buffer = (allocate or (lambda size: np.empty(size, np.uint8)))(max(offset, _ALIGN))
-    for arrays, entry in zip(slots + [batch], layout):
+    for arrays, entry in zip([*slots, batch], layout):
         for name, array in arrays.items():
             start = entry[name][0]
-            buffer[start:start + array.nbytes] = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+            buffer[start : start + array.nbytes] = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
     active = tuple(bool(np.any(params.op[:, k] >= 0)) for k in range(params.k))
     return Packed(buffer, tuple(layout[:-1]), layout[-1], active, params.n, height, width)

@@ -94,10 +94,14 @@ class PolicyStage:
     """
 
     name = ""
-    host_seconds = 0.0
 
-    def apply(self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec,
-              in_rows: np.ndarray | None = None) -> torch.Tensor:
+    @property
+    def host_seconds(self) -> float:
+        return 0.0
+
+    def apply(
+        self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec, in_rows: np.ndarray | None = None
+    ) -> torch.Tensor:
         """``images`` torch uint8 [R, H, W, C] (C = 1 or 3, not modified) with ``params``
         applied (None or all slots skipped: only converted), as ``out`` asks: torch [N, C,
         H, W] on the images' device. ``in_rows``: int[N], the row of ``images`` holding
@@ -109,8 +113,7 @@ class PolicyStage:
 def _check(images: torch.Tensor, params: PolicyParams | None, in_rows=None) -> torch.Tensor:
     """The images in sample order (gathered by ``in_rows`` if given)."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] not in (1, 3):
-        raise ValueError(f"images must be uint8 [N, H, W, C] with C = 1 or 3, got {images.dtype} "
-                         f"{tuple(images.shape)}")
+        raise ValueError(f"images must be uint8 [N, H, W, C] with C = 1 or 3, got {images.dtype} {tuple(images.shape)}")
     if in_rows is not None:
         images = images[torch.as_tensor(np.asarray(in_rows, np.int64), device=images.device)]
     if params is not None and params.n != images.shape[0]:
@@ -146,8 +149,9 @@ class ReferenceStage(PolicyStage):
 
         images = _check(images, params, in_rows)
         if _any_op(params):
-            images = torch.from_numpy(reference.apply_batch(images.cpu().numpy(), params, fill=self.fill)) \
-                .to(images.device)
+            images = torch.from_numpy(reference.apply_batch(images.cpu().numpy(), params, fill=self.fill)).to(
+                images.device
+            )
         return finish(images, out)
 
 
@@ -157,14 +161,31 @@ class DaliStage(PolicyStage):
 
     name = "dali"
 
-    def __init__(self, max_batch: int, height: int, width: int, channels: int, slots: int, device: str,
-                 num_threads: int, fill: int):
+    def __init__(
+        self,
+        max_batch: int,
+        height: int,
+        width: int,
+        channels: int,
+        slots: int,
+        device: str,
+        num_threads: int,
+        fill: int,
+    ):
         from .dali_stage import DaliPolicyStage
 
         self.device = device
-        self._stage = DaliPolicyStage(max_batch, height, width, channels=channels, slots=slots, device=device,
-                                      device_id=torch.cuda.current_device() if device == "gpu" else None,
-                                      num_threads=num_threads, fill=fill)
+        self._stage = DaliPolicyStage(
+            max_batch,
+            height,
+            width,
+            channels=channels,
+            slots=slots,
+            device=device,
+            device_id=torch.cuda.current_device() if device == "gpu" else None,
+            num_threads=num_threads,
+            fill=fill,
+        )
         self.builds = self._stage.builds
 
     def apply(self, images, params, out, in_rows=None):
@@ -247,14 +268,23 @@ class KernelStage(PolicyStage):
         if images.is_cuda:
             from .kernel_stage import apply_torch
 
-            result = apply_torch(images, params, output=out.dtype, layout=layout, fill=self.fill, in_rows=in_rows,
-                                 **norm)
+            result = apply_torch(
+                images, params, output=out.dtype, layout=layout, fill=self.fill, in_rows=in_rows, **norm
+            )
         else:
             shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
             result = self._buffers.empty(shape, DTYPES[out.dtype])
             target = result.view(torch.int16) if out.dtype == "bfloat16" else result  # NumPy has no bfloat16
-            self._stage.apply(images.contiguous().numpy(), params, out=target.numpy(), output=out.dtype,
-                              layout=layout, fill=self.fill, in_rows=in_rows, **norm)
+            self._stage.apply(
+                images.contiguous().numpy(),
+                params,
+                out=target.numpy(),
+                output=out.dtype,
+                layout=layout,
+                fill=self.fill,
+                in_rows=in_rows,
+                **norm,
+            )
         return result.permute(0, 3, 1, 2) if layout == "nhwc" else result
 
 
@@ -287,13 +317,24 @@ def resolve_backend(backend: str | None, device: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "cupy" and device != "gpu":
-        raise ValueError("backend='cupy' runs on a CUDA GPU; on the CPU use 'native' or 'dali' (or 'emulated' to "
-                         "test the kernels)")
+        raise ValueError(
+            "backend='cupy' runs on a CUDA GPU; on the CPU use 'native' or 'dali' (or 'emulated' to test the kernels)"
+        )
     return backend
 
 
-def make_stage(backend: str, device: str, *, max_batch: int, height: int, width: int, channels: int = 3,
-               slots: int = 2, fill: int = 128, num_threads: int = 2) -> PolicyStage:
+def make_stage(
+    backend: str,
+    device: str,
+    *,
+    max_batch: int,
+    height: int,
+    width: int,
+    channels: int = 3,
+    slots: int = 2,
+    fill: int = 128,
+    num_threads: int = 2,
+) -> PolicyStage:
     """The :class:`PolicyStage` of ``backend`` (see :func:`resolve_backend`) for batches of
     up to ``max_batch`` images of H×W×C with ``slots`` op slots."""
     backend = resolve_backend(backend, device)

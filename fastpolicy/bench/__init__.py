@@ -6,6 +6,6 @@
   torchvision ``ImageFolder`` + ``DataLoader`` (v2 transforms), Kornia's ``AutoAugment``;
 * :mod:`.stage` — the policy stage alone on pre-decoded batches, per op family;
 * :mod:`.training` — a ResNet-50 step fed by the loader vs pre-staged tensors (GPU);
-* :mod:`.report` — the table, the bar chart and the README section;
+* :mod:`.report` — the table, the bar chart and the section of `docs/benchmarks.md`;
 * :mod:`.run` — the command (``fastpolicy bench``).
 """

@@ -20,11 +20,29 @@ from ..loader import PolicyDALILoader
 from ..policies import resolve
 
 
-def run_host(root: str, N: int, M: int, size: int, device: str, threads: int, batches: int, warmup: int,
-             repeats: int, policy: str = "autoaugment") -> list[dict]:
+def run_host(
+    root: str,
+    N: int,
+    M: int,
+    size: int,
+    device: str,
+    threads: int,
+    batches: int,
+    warmup: int,
+    repeats: int,
+    policy: str = "autoaugment",
+) -> list[dict]:
     """Rows ``{"scenario": "host", ..., "host_ms_per_batch", "parts_ms"}``: medians over ``repeats``."""
-    loader = PolicyDALILoader(root, batch_size=N, M=M, image_size=size, device=device, num_threads=threads,
-                              policies=resolve(policy), prefetch=0)
+    loader = PolicyDALILoader(
+        root,
+        batch_size=N,
+        M=M,
+        image_size=size,
+        device=device,
+        num_threads=threads,
+        policies=resolve(policy),
+        prefetch=0,
+    )
     iterator = _endless(loader)
     for _ in range(warmup):
         next(iterator)
@@ -44,17 +62,34 @@ def run_host(root: str, N: int, M: int, size: int, device: str, threads: int, ba
         packing = stage.host_seconds - stage_host
         compute = parts.get("stage", 0.0) - packing
         host = wall - parts.get("source", 0.0) - compute
-        runs.append({"host": host / batches, "wall": wall / batches, "source": parts.get("source", 0.0) / batches,
-                     "stage_compute": compute / batches, "pack_and_upload": packing / batches,
-                     "assemble": parts.get("assemble", 0.0) / batches, "sample": parts.get("sample", 0.0) / batches,
-                     "batch": parts.get("batch", 0.0) / batches})
+        runs.append(
+            {
+                "host": host / batches,
+                "wall": wall / batches,
+                "source": parts.get("source", 0.0) / batches,
+                "stage_compute": compute / batches,
+                "pack_and_upload": packing / batches,
+                "assemble": parts.get("assemble", 0.0) / batches,
+                "sample": parts.get("sample", 0.0) / batches,
+                "batch": parts.get("batch", 0.0) / batches,
+            }
+        )
     median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-    row = {"scenario": "host", "case": f"{policy}, {size}²", "M": M, "device": device,
-           "contender": f"fastpolicy PolicyDALILoader ({loader.backend} stage)",
-           "images_per_s": M * N / median["host"], "host_ms_per_batch": 1000 * median["host"],
-           "parts_ms": {key: 1000 * value for key, value in median.items() if key != "host"}}
-    print(f"  host     M={M}  loader host time {row['host_ms_per_batch']:.2f} ms/batch "
-          + ", ".join(f"{k} {v:.2f}" for k, v in row["parts_ms"].items()), flush=True)
+    row = {
+        "scenario": "host",
+        "case": f"{policy}, {size}²",
+        "M": M,
+        "device": device,
+        "contender": f"fastpolicy PolicyDALILoader ({loader.backend} stage)",
+        "images_per_s": M * N / median["host"],
+        "host_ms_per_batch": 1000 * median["host"],
+        "parts_ms": {key: 1000 * value for key, value in median.items() if key != "host"},
+    }
+    print(
+        f"  host     M={M}  loader host time {row['host_ms_per_batch']:.2f} ms/batch "
+        + ", ".join(f"{k} {v:.2f}" for k, v in row["parts_ms"].items()),
+        flush=True,
+    )
     return [row]
 
 

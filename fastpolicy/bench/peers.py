@@ -36,22 +36,38 @@ SIZE = 224
 POLICIES = tuple(STANDARD)
 """Standard policies every contender applies (``fastpolicy bench --policies``)."""
 
-NAMES = {"autoaugment": "AutoAugment ImageNet", "randaugment": "RandAugment (2, 9)",
-         "trivialaugment_wide": "TrivialAugmentWide"}
+NAMES = {
+    "autoaugment": "AutoAugment ImageNet",
+    "randaugment": "RandAugment (2, 9)",
+    "trivialaugment_wide": "TrivialAugmentWide",
+}
 """How the tables name each standard policy."""
 
 
-def fastpolicy_loader(root: str, N: int, M: int, policy: str | None, device: str, threads: int,
-                      backend: str | None = None, seed: int = 0):
+def fastpolicy_loader(
+    root: str, N: int, M: int, policy: str | None, device: str, threads: int, backend: str | None = None, seed: int = 0
+):
     """``policy``: None, a standard policy of :data:`POLICIES` (on every copy) or ``"random"``
     (M random Adversarial-AutoAugment policies)."""
     from ..loader import PolicyDALILoader
 
     rng = np.random.default_rng(seed)
-    policies = None if policy is None else ([Policy.random(rng) for _ in range(M)] if policy == "random"
-                                            else STANDARD[policy]())
-    loader = PolicyDALILoader(root, batch_size=N, M=M, image_size=SIZE, device=device, num_threads=threads,
-                              backend=backend, policies=policies, seed=seed)
+    policies = (
+        None
+        if policy is None
+        else ([Policy.random(rng) for _ in range(M)] if policy == "random" else STANDARD[policy]())
+    )
+    loader = PolicyDALILoader(
+        root,
+        batch_size=N,
+        M=M,
+        image_size=SIZE,
+        device=device,
+        num_threads=threads,
+        backend=backend,
+        policies=policies,
+        seed=seed,
+    )
     return (batch.images for batch in endless(loader))
 
 
@@ -77,9 +93,16 @@ def _dali_graph(root: str, M: int, policy: str | None, device: str):
         crop = fn.random_resized_crop(images, size=(SIZE, SIZE))
         if policy:
             crop = _dali_policy(crop, policy)
-        outputs.append(fn.crop_mirror_normalize(
-            crop, mirror=fn.random.coin_flip(), dtype=types.FLOAT, output_layout="CHW",
-            mean=[255 * m for m in IMAGENET_MEAN], std=[255 * s for s in IMAGENET_STD]))
+        outputs.append(
+            fn.crop_mirror_normalize(
+                crop,
+                mirror=fn.random.coin_flip(),
+                dtype=types.FLOAT,
+                output_layout="CHW",
+                mean=[255 * m for m in IMAGENET_MEAN],
+                std=[255 * s for s in IMAGENET_STD],
+            )
+        )
     return (*outputs, labels)
 
 
@@ -90,12 +113,13 @@ def dali_pipeline(root: str, N: int, M: int, policy: str | None, device: str, th
     from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
     pipe = pipeline_def(_dali_graph, enable_conditionals=policy is not None)(
-        root, M, policy, device, batch_size=N, num_threads=threads, device_id=0 if device == "gpu" else None,
-        seed=seed)
+        root, M, policy, device, batch_size=N, num_threads=threads, device_id=0 if device == "gpu" else None, seed=seed
+    )
     pipe.build()
     names = [f"copy{m}" for m in range(M)] + ["label"]
-    iterator = DALIGenericIterator(pipe, names, reader_name="reader", auto_reset=True,
-                                   last_batch_policy=LastBatchPolicy.DROP)
+    iterator = DALIGenericIterator(
+        pipe, names, reader_name="reader", auto_reset=True, last_batch_policy=LastBatchPolicy.DROP
+    )
     return (torch.cat([out[0][f"copy{m}"] for m in range(M)]) for out in endless(iterator))
 
 
@@ -129,9 +153,11 @@ def torchvision_policy(policy: str):
     """torchvision v2's transform of a standard policy name."""
     from torchvision.transforms import v2
 
-    return {"autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
-            "randaugment": lambda: v2.RandAugment(num_ops=2, magnitude=9),
-            "trivialaugment_wide": v2.TrivialAugmentWide}[policy]()
+    return {
+        "autoaugment": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+        "randaugment": lambda: v2.RandAugment(num_ops=2, magnitude=9),
+        "trivialaugment_wide": v2.TrivialAugmentWide,
+    }[policy]()
 
 
 def torchvision_loader(root: str, N: int, M: int, policy: str | None, device: str, workers: int):
@@ -143,9 +169,15 @@ def torchvision_loader(root: str, N: int, M: int, policy: str | None, device: st
     if policy:
         steps.append(torchvision_policy(policy))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    data = torch.utils.data.DataLoader(_Copies(root, M, v2.Compose(steps)), batch_size=N, shuffle=True,
-                                       num_workers=workers, drop_last=True, persistent_workers=workers > 0,
-                                       pin_memory=device == "gpu")
+    data = torch.utils.data.DataLoader(
+        _Copies(root, M, v2.Compose(steps)),
+        batch_size=N,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        pin_memory=device == "gpu",
+    )
     return _to_device(data, device)
 
 
@@ -162,10 +194,18 @@ def kornia_loader(root: str, N: int, M: int, device: str, workers: int):
     from kornia.augmentation.auto import AutoAugment
     from torchvision.transforms import v2
 
-    crop = v2.Compose([v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(),
-                       v2.ToDtype(torch.float32, scale=True)])
-    data = torch.utils.data.DataLoader(_Copies(root, M, crop), batch_size=N, shuffle=True, num_workers=workers,
-                                       drop_last=True, persistent_workers=workers > 0, pin_memory=device == "gpu")
+    crop = v2.Compose(
+        [v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)]
+    )
+    data = torch.utils.data.DataLoader(
+        _Copies(root, M, crop),
+        batch_size=N,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        pin_memory=device == "gpu",
+    )
     target = torch.device("cuda" if device == "gpu" else "cpu")
     augment = AutoAugment("imagenet").to(target)
     mean = torch.tensor(IMAGENET_MEAN, device=target).view(1, 3, 1, 1)
@@ -174,5 +214,14 @@ def kornia_loader(root: str, N: int, M: int, device: str, workers: int):
         yield (augment(images) - mean) / std
 
 
-__all__ = ["SIZE", "POLICIES", "NAMES", "torchvision_policy", "fastpolicy_loader", "dali_pipeline", "torchvision_loader",
-           "kornia_available", "kornia_loader"]
+__all__ = [
+    "NAMES",
+    "POLICIES",
+    "SIZE",
+    "dali_pipeline",
+    "fastpolicy_loader",
+    "kornia_available",
+    "kornia_loader",
+    "torchvision_loader",
+    "torchvision_policy",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -27,8 +28,11 @@ def gpu() -> dict | None:
         import cupy
 
         driver = cupy.cuda.runtime.driverGetVersion()
-        return {"name": torch.cuda.get_device_name(0), "driver_cuda_version": driver,
-                "runtime": cupy.cuda.runtime.runtimeGetVersion()}
+        return {
+            "name": torch.cuda.get_device_name(0),
+            "driver_cuda_version": driver,
+            "runtime": cupy.cuda.runtime.runtimeGetVersion(),
+        }
     except Exception:  # torch without CUDA, or no CuPy: name what we can
         import torch
 
@@ -52,12 +56,10 @@ def command_line() -> str:
     ``python benchmarks/x.py …``)."""
     program = sys.argv[0]
     if os.path.basename(program) in ("fastpolicy", "cli.py", "__main__.py"):
-        return " ".join(["fastpolicy"] + sys.argv[1:])
-    try:
+        return " ".join(["fastpolicy", *sys.argv[1:]])
+    with contextlib.suppress(ValueError):
         program = os.path.relpath(program)
-    except ValueError:
-        pass
-    return " ".join(["python", program] + sys.argv[1:])
+    return " ".join(["python", program, *sys.argv[1:]])
 
 
 def write(name: str, settings: dict, results, path: str, note: str, modules=()) -> dict:

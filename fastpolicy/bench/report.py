@@ -1,6 +1,6 @@
-"""Tables, bar charts and the README's results section, from ``fastpolicy bench`` JSON.
+"""Tables, bar charts and the results section of ``docs/benchmarks.md``, from ``fastpolicy bench`` JSON.
 
-    python -m fastpolicy.bench.report            # rewrite README.md's section from benchmarks/results/bench_*.json
+python -m fastpolicy.bench.report            # rewrite docs/benchmarks.md's section from benchmarks/results/bench_*.json
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import json
 import os
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-TITLES = {"decode": "1. Decode + random-resized-crop + flip (M = 1)",
-          "policy": "2. The same plus a per-sample standard policy (the same one in every contender)",
-          "stage": "3. The policy stage alone, pre-decoded batches",
-          "training": "4. ResNet-50 training step (bf16, channels-last) fed by the loader",
-          "host": "5. The loader's host time per batch (besides DALI's run and the stage's compute)"}
+TITLES = {
+    "decode": "1. Decode + random-resized-crop + flip (M = 1)",
+    "policy": "2. The same plus a per-sample standard policy (the same one in every contender)",
+    "stage": "3. The policy stage alone, pre-decoded batches",
+    "training": "4. ResNet-50 training step (bf16, channels-last) fed by the loader",
+    "host": "5. The loader's host time per batch (besides DALI's run and the stage's compute)",
+}
 
 
 def group_key(row: dict) -> tuple:
@@ -24,7 +26,7 @@ def group_key(row: dict) -> tuple:
 
 def add_ratios(rows: list[dict]) -> list[dict]:
     """``ratio_to_fastpolicy``: images/s over the first fastpolicy row of the same group."""
-    reference = {}
+    reference: dict[tuple, float] = {}
     for row in rows:
         if row["contender"].startswith("fastpolicy") or row["scenario"] == "training":
             reference.setdefault(group_key(row), row["images_per_s"])
@@ -41,8 +43,13 @@ def table(rows: list[dict]) -> str:
         chosen = [r for r in rows if r["scenario"] == scenario]
         if not chosen:
             continue
-        lines += ["", f"**{title}**", "", "| case | M | contender | images/s | ratio to fastpolicy |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**{title}**",
+            "",
+            "| case | M | contender | images/s | ratio to fastpolicy |",
+            "|---|---|---|---|---|",
+        ]
         for r in chosen:
             ratio = "—" if r["ratio_to_fastpolicy"] is None else f"{r['ratio_to_fastpolicy']:.2f}"
             extra = ""
@@ -51,8 +58,10 @@ def table(rows: list[dict]) -> str:
                 extra = f" (host {r['host_ms_per_batch']:.2f} ms per batch; ms: {parts})"
             if "loader_overhead_percent" in r:
                 extra = f" (loader overhead {r['loader_overhead_percent']:.1f} %, peak {r['peak_memory_gib']:.1f} GiB)"
-            lines.append(f"| {r.get('case') or '—'} | {r.get('M') or '—'} | {r['contender']}{extra} | "
-                         f"{r['images_per_s']:,.0f} | {ratio} |")
+            lines.append(
+                f"| {r.get('case') or '—'} | {r.get('M') or '—'} | {r['contender']}{extra} | "
+                f"{r['images_per_s']:,.0f} | {ratio} |"
+            )
     return "\n".join(lines).strip() + "\n"
 
 
@@ -85,9 +94,11 @@ def describe_machine(record: dict) -> str:
     gpu = machine.get("gpu")
     where = f"{machine['cpu']}, {machine['cores']} cores" + (f", {gpu['name']}" if gpu else ", no GPU")
     settings = record["settings"]
-    return (f"{where}; {record['date'][:10]}; `{record['command']}`; N = {settings['batch']}, "
-            f"{settings['workers']} DataLoader workers, {settings['threads']} DALI threads, medians of "
-            f"{settings['repeats']} runs after {settings['warmup']} warm-up batches")
+    return (
+        f"{where}; {record['date'][:10]}; `{record['command']}`; N = {settings['batch']}, "
+        f"{settings['workers']} DataLoader workers, {settings['threads']} DALI threads, medians of "
+        f"{settings['repeats']} runs after {settings['warmup']} warm-up batches"
+    )
 
 
 def readme_section(results_dir: str) -> str:
@@ -99,8 +110,10 @@ def readme_section(results_dir: str) -> str:
         with open(os.path.join(results_dir, name)) as handle:
             record = json.load(handle)
         device = "GPU" if record["settings"]["device"] == "gpu" else "CPU"
-        parts.append(f"#### {device}: {describe_machine(record)}\n\n"
-                     f"From `benchmarks/results/{name}` (chart: `{name[:-5]}.png`).\n\n{table(record['results'])}")
+        parts.append(
+            f"#### {device}: {describe_machine(record)}\n\n"
+            f"From `benchmarks/results/{name}` (chart: `{name[:-5]}.png`).\n\n{table(record['results'])}"
+        )
     return "\n".join(parts)
 
 
@@ -118,7 +131,7 @@ def update_readme(readme: str, results_dir: str) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--readme", default=os.path.join("docs", "benchmarks.md"), help="the page to update")
     parser.add_argument("--results", default=os.path.join("benchmarks", "results"))
     args = parser.parse_args(argv)
     update_readme(args.readme, args.results)
@@ -129,4 +142,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["add_ratios", "table", "bar_chart", "readme_section", "update_readme", "BEGIN", "END"]
+__all__ = ["BEGIN", "END", "add_ratios", "bar_chart", "readme_section", "table", "update_readme"]

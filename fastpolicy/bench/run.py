@@ -22,6 +22,7 @@ and a bar chart beside it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import tempfile
 
@@ -47,55 +48,106 @@ def _loader_rows(args, root: str) -> list[dict]:
     def measure(scenario: str, M: int, contender: str, make, paced: tuple | None = None, case: str = "loader"):
         warmup, batches = paced or (args.warmup, args.batches)
         rate = median_rate(make, M * args.batch, batches, warmup, args.repeats, sync)
-        rows.append({"scenario": scenario, "case": case, "M": M, "device": args.device, "contender": contender,
-                     "images_per_s": rate})
+        rows.append(
+            {
+                "scenario": scenario,
+                "case": case,
+                "M": M,
+                "device": args.device,
+                "contender": contender,
+                "images_per_s": rate,
+            }
+        )
         print(f"  {scenario:8s} M={M}  {contender:58s} {rate:10.1f} img/s", flush=True)
 
     workers = f"torchvision v2, {args.workers} DataLoader workers"
     N, dev, threads = args.batch, args.device, args.threads
     if "decode" in args.scenarios:
-        measure("decode", 1, "fastpolicy PolicyDALILoader", lambda: peers.fastpolicy_loader(root, N, 1, None, dev, threads))
-        measure("decode", 1, "DALI pipeline", lambda: peers.dali_pipeline(root, N, 1, False, dev, threads))
-        measure("decode", 1, workers, lambda: peers.torchvision_loader(root, N, 1, False, dev, args.workers), drained)
+        measure(
+            "decode", 1, "fastpolicy PolicyDALILoader", lambda: peers.fastpolicy_loader(root, N, 1, None, dev, threads)
+        )
+        measure("decode", 1, "DALI pipeline", lambda: peers.dali_pipeline(root, N, 1, None, dev, threads))
+        measure("decode", 1, workers, lambda: peers.torchvision_loader(root, N, 1, None, dev, args.workers), drained)
     if "policy" in args.scenarios:
         for M in args.M:
             for policy in args.policies:
                 name = peers.NAMES[policy]
-                measure("policy", M, f"fastpolicy, {name}",
-                        lambda: peers.fastpolicy_loader(root, N, M, policy, dev, threads), case=name)
+                measure(
+                    "policy",
+                    M,
+                    f"fastpolicy, {name}",
+                    functools.partial(peers.fastpolicy_loader, root, N, M, policy, dev, threads),
+                    case=name,
+                )
                 if dev == "gpu":
-                    measure("policy", M, f"fastpolicy DALI backend, {name}",
-                            lambda: peers.fastpolicy_loader(root, N, M, policy, dev, threads, backend="dali"),
-                            case=name)
-                measure("policy", M, f"DALI auto_aug, {name}", lambda: peers.dali_pipeline(root, N, M, policy, dev,
-                                                                                          threads), case=name)
-                measure("policy", M, f"{workers}, {name}",
-                        lambda: peers.torchvision_loader(root, N, M, policy, dev, args.workers), drained, case=name)
+                    measure(
+                        "policy",
+                        M,
+                        f"fastpolicy DALI backend, {name}",
+                        functools.partial(peers.fastpolicy_loader, root, N, M, policy, dev, threads, backend="dali"),
+                        case=name,
+                    )
+                measure(
+                    "policy",
+                    M,
+                    f"DALI auto_aug, {name}",
+                    functools.partial(peers.dali_pipeline, root, N, M, policy, dev, threads),
+                    case=name,
+                )
+                measure(
+                    "policy",
+                    M,
+                    f"{workers}, {name}",
+                    functools.partial(peers.torchvision_loader, root, N, M, policy, dev, args.workers),
+                    drained,
+                    case=name,
+                )
                 if policy == "autoaugment" and peers.kornia_available():
-                    measure("policy", M, f"Kornia AutoAugment on the {dev.upper()} batch (decode in {args.workers} "
-                            "workers)", lambda: peers.kornia_loader(root, N, M, dev, args.workers), drained, case=name)
-            measure("policy", M, "fastpolicy, M random adversarial policies (2 ops every copy)",
-                    lambda: peers.fastpolicy_loader(root, N, M, "random", dev, threads), case="adversarial")
+                    measure(
+                        "policy",
+                        M,
+                        f"Kornia AutoAugment on the {dev.upper()} batch (decode in {args.workers} workers)",
+                        functools.partial(peers.kornia_loader, root, N, M, dev, args.workers),
+                        drained,
+                        case=name,
+                    )
+            measure(
+                "policy",
+                M,
+                "fastpolicy, M random adversarial policies (2 ops every copy)",
+                functools.partial(peers.fastpolicy_loader, root, N, M, "random", dev, threads),
+                case="adversarial",
+            )
     return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
     gpu = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(prog="fastpolicy bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="fastpolicy bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if gpu else "cpu")
     parser.add_argument("--tree", default=None, help="an ImageNet-layout folder to read (default: generate one)")
     parser.add_argument("--images", type=int, default=1024 if gpu else 256, help="images in the generated tree")
     parser.add_argument("--batch", type=int, default=128 if gpu else 32, help="N, distinct images per batch")
     parser.add_argument("--M", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--policies", nargs="+", choices=peers.POLICIES, default=list(peers.POLICIES),
-                        help="standard policies of the policy scenario (every contender applies each)")
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        choices=peers.POLICIES,
+        default=list(peers.POLICIES),
+        help="standard policies of the policy scenario (every contender applies each)",
+    )
     parser.add_argument("--batches", type=int, default=8 if gpu else 4, help="timed batches per run")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2) if gpu else 2,
-                        help="torchvision DataLoader workers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 2) if gpu else 2,
+        help="torchvision DataLoader workers",
+    )
     parser.add_argument("--threads", type=int, default=8 if gpu else 2, help="DALI threads per pipeline")
     parser.add_argument("--stage-n", type=int, default=2048 if gpu else 128, help="images per stage batch")
     parser.add_argument("--train-batch", type=int, default=32, help="N of the training scenario (M = 8)")
@@ -118,8 +170,18 @@ def main(argv=None) -> dict:
     if "host" in args.scenarios:
         from .host import run_host
 
-        rows += run_host(root, args.batch, max(args.M), peers.SIZE, args.device, args.threads, args.batches,
-                         args.warmup, args.repeats, args.policies[0])
+        rows += run_host(
+            root,
+            args.batch,
+            max(args.M),
+            peers.SIZE,
+            args.device,
+            args.threads,
+            args.batches,
+            args.warmup,
+            args.repeats,
+            args.policies[0],
+        )
     if "training" in args.scenarios and args.device == "gpu":
         from .training import run_training
 
@@ -127,16 +189,25 @@ def main(argv=None) -> dict:
     report.add_ratios(rows)
     print(report.table(rows))
     out = args.out or os.path.join("benchmarks", "results", f"bench_{args.device}.json")
-    result = record.write("bench", {k: v for k, v in vars(args).items() if k not in ("out", "tree")}
-                          | {"image_size": peers.SIZE, "source_size": [500, 375]}, rows, out,
-                          note="images/s counts output images (M copies of N images per batch); compare the "
-                               "ratios — absolute numbers hold for this machine only",
-                          modules=("torchvision", "nvidia.dali", "cupy", "kornia"))
+    result = record.write(
+        "bench",
+        {k: v for k, v in vars(args).items() if k not in ("out", "tree")}
+        | {"image_size": peers.SIZE, "source_size": [500, 375]},
+        rows,
+        out,
+        note="images/s counts output images (M copies of N images per batch); compare the "
+        "ratios — absolute numbers hold for this machine only",
+        modules=("torchvision", "nvidia.dali", "cupy", "kornia"),
+    )
     chart = os.path.splitext(out)[0] + ".png"
-    report.bar_chart(rows, chart, f"fastpolicy bench ({args.device}): {result['machine']['cpu']}"
-                     + (f", {result['machine']['gpu']['name']}" if result["machine"]["gpu"] else ""))
+    report.bar_chart(
+        rows,
+        chart,
+        f"fastpolicy bench ({args.device}): {result['machine']['cpu']}"
+        + (f", {result['machine']['gpu']['name']}" if result["machine"]["gpu"] else ""),
+    )
     print(f"wrote {chart}")
     return result
 
 
-__all__ = ["main", "build_parser", "SCENARIOS"]
+__all__ = ["SCENARIOS", "build_parser", "main"]

@@ -13,11 +13,13 @@ DALI ``auto_aug`` on the batch, Kornia on the batch (AutoAugment; one sub-policy
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
-from ..data.photo_tree import photo_batch
 from ..backends.stage import OutputSpec, make_stage, resolve_backend
+from ..data.photo_tree import photo_batch
 from ..params import PolicyParams
 from ..policies import STANDARD
 from ..policy import Policy
@@ -30,12 +32,14 @@ from .timing import median_seconds
 
 def families() -> dict[str, list[str]]:
     """Op names per family, from the registry's kinds and statistics."""
+
     def family(spec) -> str:
         if spec.kind == "affine":
             return "geometric"
         if spec.kind == "lut":
             return "histogram" if spec.stats else "pointwise"
         return spec.kind
+
     out: dict[str, list[str]] = {}
     for spec in OPS.values():
         out.setdefault(family(spec), []).append(spec.name)
@@ -69,14 +73,15 @@ def _dali_standard(policy: str, n: int, size: int, device: str, threads: int):
         images = fn.external_source(name="images", device=device, layout="HWC")
         return _dali_policy(images, policy)
 
-    pipe = pipeline_def(graph, enable_conditionals=True)(batch_size=n, num_threads=threads,
-                                                          device_id=0 if device == "gpu" else None,
-                                                          prefetch_queue_depth=1)
+    pipe = pipeline_def(graph, enable_conditionals=True)(
+        batch_size=n, num_threads=threads, device_id=0 if device == "gpu" else None, prefetch_queue_depth=1
+    )
     pipe.build()
 
     def run(images):
         pipe.feed_input("images", images)
         return pipe.run()
+
     return run
 
 
@@ -105,10 +110,20 @@ def run_stage(n: int, size: int, device: str, warmup: int, repeats: int, threads
     host = photo_batch(n, size, size)
     backend = resolve_backend(None, device)
     ours = make_stage(backend, device, max_batch=n, height=size, width=size)
-    names = {"cupy": "fastpolicy (CUDA kernels)", "native": "fastpolicy (native CPU stage)",
-             "dali": "fastpolicy (DALI operators)"}
-    extra = {} if backend == "dali" else {"DALI select (fastpolicy's DALI backend)": make_stage(
-        "dali", device, max_batch=n, height=size, width=size, num_threads=threads)}
+    names = {
+        "cupy": "fastpolicy (CUDA kernels)",
+        "native": "fastpolicy (native CPU stage)",
+        "dali": "fastpolicy (DALI operators)",
+    }
+    extra = (
+        {}
+        if backend == "dali"
+        else {
+            "DALI select (fastpolicy's DALI backend)": make_stage(
+                "dali", device, max_batch=n, height=size, width=size, num_threads=threads
+            )
+        }
+    )
     target = torch.device("cuda" if device == "gpu" else "cpu")
     images = torch.as_tensor(host, device=target)
     sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
@@ -117,7 +132,7 @@ def run_stage(n: int, size: int, device: str, warmup: int, repeats: int, threads
     for case, params in cases(n, rng).items():
         base = {"scenario": "stage", "case": case, "M": None, "device": device, "images": n, "size": size}
         for name, stage in {names[backend]: ours, **extra}.items():
-            seconds = median_seconds(lambda: stage.apply(images, params, spec), sync, warmup, repeats)
+            seconds = median_seconds(functools.partial(stage.apply, images, params, spec), sync, warmup, repeats)
             rows.append(base | {"contender": name, "images_per_s": n / seconds})
         if case in STANDARD:
             for name, run in peer_runs(host, device, threads, case).items():
@@ -125,4 +140,4 @@ def run_stage(n: int, size: int, device: str, warmup: int, repeats: int, threads
     return rows
 
 
-__all__ = ["families", "family_params", "cases", "peer_runs", "run_stage"]
+__all__ = ["cases", "families", "family_params", "peer_runs", "run_stage"]

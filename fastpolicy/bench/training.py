@@ -19,18 +19,35 @@ from ..train.models import build_model
 from .timing import endless, median_rate
 
 
-def run_training(root: str, N: int, M: int, steps: int, warmup: int, repeats: int, threads: int,
-                 num_classes: int = 1000, seed: int = 0) -> list[dict]:
+def run_training(
+    root: str,
+    N: int,
+    M: int,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    threads: int,
+    num_classes: int = 1000,
+    seed: int = 0,
+) -> list[dict]:
     """Rows ``{"scenario": "training", "contender", "images_per_s", ...}`` plus the overhead in percent."""
     from ..loader import PolicyDALILoader
 
     torch.manual_seed(seed)
     device = torch.device("cuda")
-    model = build_model("resnet50", num_classes, 3).to(device, memory_format=torch.channels_last)
+    model = build_model("resnet50", num_classes, 3).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
-    loader = PolicyDALILoader(root, batch_size=N, M=M, image_size=224, device="gpu", num_threads=threads,
-                              policies=[Policy.random(rng) for _ in range(M)], seed=seed)
+    loader = PolicyDALILoader(
+        root,
+        batch_size=N,
+        M=M,
+        image_size=224,
+        device="gpu",
+        num_threads=threads,
+        policies=[Policy.random(rng) for _ in range(M)],
+        seed=seed,
+    )
 
     def step(images, labels):
         images = images.contiguous(memory_format=torch.channels_last)
@@ -58,11 +75,16 @@ def run_training(root: str, N: int, M: int, steps: int, warmup: int, repeats: in
     staged_rate = median_rate(staged, M * N, steps, warmup, repeats, sync)
     fed_rate = median_rate(fed, M * N, steps, warmup, repeats, sync)
     memory = torch.cuda.max_memory_allocated() / 2**30
-    base = {"scenario": "training", "case": "resnet50_step", "M": M, "N": N, "device": "gpu",
-            "peak_memory_gib": memory}
-    return [base | {"contender": "ResNet-50 step, pre-staged GPU tensors", "images_per_s": staged_rate},
-            base | {"contender": "ResNet-50 step, fed by fastpolicy", "images_per_s": fed_rate,
-                    "loader_overhead_percent": 100 * (staged_rate / fed_rate - 1)}]
+    base = {"scenario": "training", "case": "resnet50_step", "M": M, "N": N, "device": "gpu", "peak_memory_gib": memory}
+    return [
+        base | {"contender": "ResNet-50 step, pre-staged GPU tensors", "images_per_s": staged_rate},
+        base
+        | {
+            "contender": "ResNet-50 step, fed by fastpolicy",
+            "images_per_s": fed_rate,
+            "loader_overhead_percent": 100 * (staged_rate / fed_rate - 1),
+        },
+    ]
 
 
 __all__ = ["run_training"]

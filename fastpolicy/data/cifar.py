@@ -13,22 +13,43 @@ from __future__ import annotations
 import io
 import os
 import pickle
+from typing import Any
 
 import numpy as np
 
 from ..errors import UserError
 
-LAYOUTS = {
-    "cifar10": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "meta": "batches.meta",
-                "labels": "labels", "names": "label_names", "classes": 10, "images": {"train": 50000, "test": 10000}},
-    "cifar100": {"train": ["train"], "test": ["test"], "meta": "meta", "labels": "fine_labels",
-                 "names": "fine_label_names", "classes": 100, "images": {"train": 50000, "test": 10000}},
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "cifar10": {
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": "batches.meta",
+        "labels": "labels",
+        "names": "label_names",
+        "classes": 10,
+        "images": {"train": 50000, "test": 10000},
+    },
+    "cifar100": {
+        "train": ["train"],
+        "test": ["test"],
+        "meta": "meta",
+        "labels": "fine_labels",
+        "names": "fine_label_names",
+        "classes": 100,
+        "images": {"train": 50000, "test": 10000},
+    },
 }
 """What each format's folder holds: batch files per split, the meta file, the label keys."""
 
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),
+}
 
 
 class CifarFormatError(UserError, ValueError):
@@ -69,8 +90,10 @@ def load(folder: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     the file that is missing or wrong."""
     kind = detect(folder)
     if kind is None:
-        raise CifarFormatError(f"{folder}: not a CIFAR folder (no batches.meta or meta file; expected "
-                               "cifar-10-batches-py/ or cifar-100-python/)")
+        raise CifarFormatError(
+            f"{folder}: not a CIFAR folder (no batches.meta or meta file; expected "
+            "cifar-10-batches-py/ or cifar-100-python/)"
+        )
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     layout = LAYOUTS[kind]
@@ -85,8 +108,10 @@ def load(folder: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         batch = _read(path)
         data, batch_labels = batch.get("data"), batch.get(layout["labels"])
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-            raise CifarFormatError(f"{path}: 'data' must be a uint8 array [N, 3072], got "
-                                   f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+            raise CifarFormatError(
+                f"{path}: 'data' must be a uint8 array [N, 3072], got "
+                f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}"
+            )
         batch_labels = np.asarray(batch_labels if batch_labels is not None else [], dtype=np.int64)
         if batch_labels.shape != (len(data),):
             raise CifarFormatError(f"{path}: {len(data)} images but {batch_labels.size} {layout['labels']!r}")

@@ -14,11 +14,12 @@ import numpy as np
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 """Where Debian's package installs the IDX files."""
 
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-           "Bag", "Ankle boot")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -29,14 +30,15 @@ def read_idx(path: str) -> np.ndarray:
             data = handle.read()
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{path} not found; install Debian's dataset-fashion-mnist package or pass root=") from None
+            f"{path} not found; install Debian's dataset-fashion-mnist package or pass root="
+        ) from None
     except (OSError, EOFError) as error:
         raise ValueError(f"{path}: cannot read ({error})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
     ndim = data[3]
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(data) != header + int(np.prod(shape)):
         raise ValueError(f"{path}: {len(data) - header} data bytes for shape {shape} (truncated or corrupt)")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)

@@ -29,9 +29,14 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 """File name endings (case-insensitive) taken as images when scanning a folder."""
 
 _SIGNATURES = (
-    (b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"BM", "bmp"),
-    (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"RIFF", "webp"),
-    (b"P5", "pnm"), (b"P6", "pnm"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"RIFF", "webp"),
+    (b"P5", "pnm"),
+    (b"P6", "pnm"),
 )
 
 
@@ -92,9 +97,13 @@ def _plugin(kind: str):
     """PIL's image class for a signature ``kind``: constructing it reads the header only."""
     from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, PpmImagePlugin, TiffImagePlugin
 
-    classes = {"jpeg": JpegImagePlugin.JpegImageFile, "png": PngImagePlugin.PngImageFile,
-               "bmp": BmpImagePlugin.BmpImageFile, "tiff": TiffImagePlugin.TiffImageFile,
-               "pnm": PpmImagePlugin.PpmImageFile}
+    classes = {
+        "jpeg": JpegImagePlugin.JpegImageFile,
+        "png": PngImagePlugin.PngImageFile,
+        "bmp": BmpImagePlugin.BmpImageFile,
+        "tiff": TiffImagePlugin.TiffImageFile,
+        "pnm": PpmImagePlugin.PpmImageFile,
+    }
     if kind == "webp":
         from PIL import WebPImagePlugin
 
@@ -144,8 +153,10 @@ def header_problem(path: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> st
     except Exception as error:  # PIL raises many types for bad headers
         return f"unreadable {kind} header: {error}"
     if max_pixels is not None and width * height > max_pixels:
-        return (f"{width}×{height} = {width * height} pixels, more than the limit of {max_pixels} "
-                "(it would decode to gigabytes; raise max_pixels / --max-pixels if it is meant)")
+        return (
+            f"{width}×{height} = {width * height} pixels, more than the limit of {max_pixels} "
+            "(it would decode to gigabytes; raise max_pixels / --max-pixels if it is meant)"
+        )
     return None
 
 
@@ -170,8 +181,13 @@ VERIFY = {"header": header_problem, "decode": decode_problem, "none": None}
 """``verify=`` choices: how hard :func:`check_files` looks at each file."""
 
 
-def check_files(images: ImageList, verify: str = "header", on_bad: str = "raise", workers: int = 8,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageList:
+def check_files(
+    images: ImageList,
+    verify: str = "header",
+    on_bad: str = "raise",
+    workers: int = 8,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> ImageList:
     """Check every file of ``images``; raise naming the bad ones, or drop and count them.
 
     Args:
@@ -191,9 +207,10 @@ def check_files(images: ImageList, verify: str = "header", on_bad: str = "raise"
         raise ValueError(f"on_bad must be 'raise' or 'skip', got {on_bad!r}")
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
-    if VERIFY[verify] is None:
+    checker = VERIFY[verify]
+    if checker is None:
         return images
-    check = functools.partial(VERIFY[verify], max_pixels=max_pixels)
+    check = functools.partial(checker, max_pixels=max_pixels)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         problems = list(pool.map(check, images.files, chunksize=256))
     bad = [(path, problem) for path, problem in zip(images.files, problems) if problem is not None]
@@ -204,8 +221,14 @@ def check_files(images: ImageList, verify: str = "header", on_bad: str = "raise"
     keep = [i for i, problem in enumerate(problems) if problem is None]
     if not keep:
         raise BadImageError(bad, hint="no readable image is left")
-    return ImageList([images.files[i] for i in keep], images.labels[keep], images.classes,
-                     skipped=images.skipped + bad, ignored=images.ignored, duplicates=images.duplicates)
+    return ImageList(
+        [images.files[i] for i in keep],
+        images.labels[keep],
+        images.classes,
+        skipped=images.skipped + bad,
+        ignored=images.ignored,
+        duplicates=images.duplicates,
+    )
 
 
 def _utf8(path: str) -> bool:
@@ -236,8 +259,11 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise ValueError(f"{display_path(root)!r} has no class sub-folders (expected root/<class>/<image>)")
-    bad_names = [(os.path.join(root, name), "class folder name is not valid UTF-8; rename it")
-                 for name in classes if not _utf8(name)]
+    bad_names = [
+        (os.path.join(root, name), "class folder name is not valid UTF-8; rename it")
+        for name in classes
+        if not _utf8(name)
+    ]
     if bad_names:
         raise BadImageError(bad_names)
     files, labels, skipped, ignored, duplicates = [], [], [], [], []
@@ -268,8 +294,10 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
                         found.append(path)
         if not found:
             if on_bad != "skip":
-                raise ValueError(f"class folder {display_path(folder)!r} holds no image files "
-                                 "(pass on_bad='skip' to keep going without it)")
+                raise ValueError(
+                    f"class folder {display_path(folder)!r} holds no image files "
+                    "(pass on_bad='skip' to keep going without it)"
+                )
             skipped.append((folder, "empty class folder"))
         files += found
         labels += [label] * len(found)
@@ -289,8 +317,10 @@ def describe_scan(images: ImageList) -> str | None:
         parts.append(f"ignored {len(images.ignored)} non-image file(s) (e.g. {display_path(images.ignored[0])})")
     if images.duplicates:
         path, first = images.duplicates[0]
-        parts.append(f"listed {len(images.duplicates)} linked duplicate(s) once (e.g. {display_path(path)} → "
-                     f"{display_path(first)})")
+        parts.append(
+            f"listed {len(images.duplicates)} linked duplicate(s) once (e.g. {display_path(path)} → "
+            f"{display_path(first)})"
+        )
     if images.skipped:
         path, reason = images.skipped[0]
         parts.append(f"skipped {len(images.skipped)} bad file(s) (e.g. {display_path(path)}: {reason})")
@@ -311,8 +341,8 @@ def read_file_list(path: str, root: str | None = None) -> ImageList:
             raw = handle.read()
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise BadImageError([(path, f"line {line} is not valid UTF-8 text")]) from None
+        bad_line = raw.count(b"\n", 0, error.start) + 1
+        raise BadImageError([(path, f"line {bad_line} is not valid UTF-8 text")]) from None
     for number, line in enumerate(text.splitlines(), 1):
         entry = line.strip()
         if not entry or entry.startswith("#"):

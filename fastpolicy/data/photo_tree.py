@@ -26,20 +26,27 @@ def bundled_photos() -> list[np.ndarray]:
 def photo_batch(count: int, height: int, width: int, sources: list[np.ndarray] | None = None) -> np.ndarray:
     """uint8 [count, height, width, C]: crops at varied offsets of ``sources`` (uint8 HWC
     images, all with C channels; default :func:`bundled_photos`), a pre-decoded batch."""
-    sources = [p for p in (bundled_photos() if sources is None else sources)
-               if p.shape[0] >= height and p.shape[1] >= width]
+    sources = [
+        p for p in (bundled_photos() if sources is None else sources) if p.shape[0] >= height and p.shape[1] >= width
+    ]
     if not sources:
         raise ValueError(f"no source photo is {height}x{width} or larger")
     out = np.empty((count, height, width, sources[0].shape[2]), np.uint8)
     for i in range(count):
         image = sources[i % len(sources)]
         y, x = (i * 37) % (image.shape[0] - height + 1), (i * 53) % (image.shape[1] - width + 1)
-        out[i] = image[y:y + height, x:x + width]
+        out[i] = image[y : y + height, x : x + width]
     return out
 
 
-def make_photo_tree(root: str, classes: int = 4, per_class: int = 4, size: tuple[int, int] = (500, 375),
-                    seed: int = 0, quality: int = 90) -> list[str]:
+def make_photo_tree(
+    root: str,
+    classes: int = 4,
+    per_class: int = 4,
+    size: tuple[int, int] = (500, 375),
+    seed: int = 0,
+    quality: int = 90,
+) -> list[str]:
     """Write ``classes × per_class`` JPEGs under ``root/class<i>/``; returns their paths.
 
     Each image is a random crop of a bundled photo (class ``i`` uses photo ``i mod P``),
@@ -59,7 +66,7 @@ def make_photo_tree(root: str, classes: int = 4, per_class: int = 4, size: tuple
             ch, cw = int(h * rng.uniform(0.6, 1)), int(w * rng.uniform(0.6, 1))
             y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
             target = (int(size[0] * rng.uniform(0.9, 1.1)), int(size[1] * rng.uniform(0.9, 1.1)))
-            image = Image.fromarray(photo[y:y + ch, x:x + cw]).resize(target, Image.BILINEAR)
+            image = Image.fromarray(photo[y : y + ch, x : x + cw]).resize(target, Image.Resampling.BILINEAR)
             path = os.path.join(folder, f"img{k:04d}.JPEG")
             image.save(path, quality=quality)
             paths.append(path)

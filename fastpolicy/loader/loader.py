@@ -31,7 +31,6 @@ policy index ``m``.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import os
 import threading
@@ -42,15 +41,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.files import (DEFAULT_MAX_PIXELS, BadImageError, ImageList, check_files, describe_scan,
-                          read_file_list, scan_folder)
 from ..backends.stage import OutputSpec, make_stage, resolve_backend, resolve_device
+from ..data.files import (
+    DEFAULT_MAX_PIXELS,
+    BadImageError,
+    ImageList,
+    check_files,
+    describe_scan,
+    read_file_list,
+    scan_folder,
+)
+from ..log import get as get_logger
 from ..params import NO_OP, PolicyParams
 from ..registry import OPS
 from ..sampling import sample_policies, share_equal
 from .source import BASELINES, ArraySource, build_source
-
-from ..log import get as get_logger
 
 log = get_logger(__name__)
 
@@ -104,7 +109,7 @@ class _Prepared:
     n: int
     params: PolicyParams | None
     version: int
-    ready: object
+    ready: torch.cuda.Event | None
     checkpoint: bytes | None
 
 
@@ -205,14 +210,37 @@ class PolicyDALILoader:
             None: 1 on a GPU, 0 on the CPU.
     """
 
-    def __init__(self, data, batch_size: int, M: int = 8, image_size: int = 224, device: str | None = None,
-                 shard_id: int = 0, num_shards: int = 1, seed: int = 0, *, backend: str | None = None,
-                 baseline: str | None = None, shuffle: bool = True, drop_last: bool = True,
-                 output: str = "float", layout: str = "nchw", mean=None, std=None, policies=None, slots: int = 2, fill: int = 128,
-                 magnitude_scale: float = 1.0, cutout: int = 0,
-                 verify: str = "header", on_bad: str = "raise", max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 num_threads: int = 2, prefetch: int | None = None,
-                 _arrays: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(
+        self,
+        data,
+        batch_size: int,
+        M: int = 8,
+        image_size: int = 224,
+        device: str | None = None,
+        shard_id: int = 0,
+        num_shards: int = 1,
+        seed: int = 0,
+        *,
+        backend: str | None = None,
+        baseline: str | None = None,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        output: str = "float",
+        layout: str = "nchw",
+        mean=None,
+        std=None,
+        policies=None,
+        slots: int = 2,
+        fill: int = 128,
+        magnitude_scale: float = 1.0,
+        cutout: int = 0,
+        verify: str = "header",
+        on_bad: str = "raise",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        num_threads: int = 2,
+        prefetch: int | None = None,
+        _arrays: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         if batch_size < 1 or M < 1:
             raise ValueError(f"batch_size and M must be positive, got {batch_size} and {M}")
         if not 0 <= shard_id < num_shards:
@@ -241,22 +269,26 @@ class PolicyDALILoader:
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline {self.baseline!r}; choose from {BASELINES}")
         if _arrays is None and self.baseline in ("pad_crop", "none"):  # checked before scanning files
-            raise ValueError(f"baseline={self.baseline!r} is for in-memory arrays of one size; "
-                             "files use 'imagenet' or 'center'")
+            raise ValueError(
+                f"baseline={self.baseline!r} is for in-memory arrays of one size; files use 'imagenet' or 'center'"
+            )
+        self._images: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+        self.images_list: ImageList | None = None
         if _arrays is not None:
-            self.images_list, (self._images, self._labels) = None, _arrays
+            self._images, self._labels = _arrays
             n = len(self._images)
             self.size = self._images.shape[1:3]
             self.channels = self._images.shape[3]
         else:
             self.images_list = _image_list(data, verify, on_bad, max(2, num_threads), max_pixels)
-            self._images = self._labels = None
             n = len(self.images_list)
             self.size, self.channels = (image_size, image_size), 3
         self.shard_size = n * (shard_id + 1) // num_shards - n * shard_id // num_shards
         if self.shard_size < (batch_size if drop_last else 1):
-            raise ValueError(f"shard {shard_id} of {num_shards} holds {self.shard_size} images, "
-                             f"fewer than one batch of {batch_size}")
+            raise ValueError(
+                f"shard {shard_id} of {num_shards} holds {self.shard_size} images, fewer than one batch of {batch_size}"
+            )
         self._reader_batches = -(-self.shard_size // batch_size)
         self._out = self._output_spec(mean, std)
         self.builds = 0
@@ -266,8 +298,9 @@ class PolicyDALILoader:
         self._stage = None
         self._pending: Future | None = None
         self._worker: ThreadPoolExecutor | None = None
-        self._side_stream = None
+        self._side_stream: torch.cuda.Stream | None = None
         self.timings = _Timings()
+        self._rows_cache: dict[int, np.ndarray] = {}
         if policies is not None:
             self.set_policies(policies)
 
@@ -312,18 +345,38 @@ class PolicyDALILoader:
         graph = dict(copies=self.M, kind=self.baseline, size=self.size[0])
         if self.images_list is not None:
             graph["reader"] = dict(
-                files=self.images_list.files, labels=[int(v) for v in self.images_list.labels],
-                shard_id=self.shard_id, num_shards=self.num_shards, shuffle_after_epoch=self.shuffle,
-                seed=self.seed, stick_to_shard=False)
+                files=self.images_list.files,
+                labels=[int(v) for v in self.images_list.labels],
+                shard_id=self.shard_id,
+                num_shards=self.num_shards,
+                shuffle_after_epoch=self.shuffle,
+                seed=self.seed,
+                stick_to_shard=False,
+            )
             graph["arrays"] = None
             self._file_index = {path: i for i, path in enumerate(self.images_list.files)}
         else:
+            assert self._images is not None and self._labels is not None
             graph["reader"] = None
-            graph["arrays"] = ArraySource(self._images, self._labels, self.batch_size, self.shard_id,
-                                          self.num_shards, self.shuffle, self.seed, position)
-        pipe = build_source(batch_size=self.batch_size, num_threads=self.num_threads, device=self.device,
-                            device_id=torch.cuda.current_device() if self.device == "gpu" else None,
-                            seed=self.seed * 1009 + self.shard_id + 1, checkpoint=checkpoint, **graph)
+            graph["arrays"] = ArraySource(
+                self._images,
+                self._labels,
+                self.batch_size,
+                self.shard_id,
+                self.num_shards,
+                self.shuffle,
+                self.seed,
+                position,
+            )
+        pipe = build_source(
+            batch_size=self.batch_size,
+            num_threads=self.num_threads,
+            device=self.device,
+            device_id=torch.cuda.current_device() if self.device == "gpu" else None,
+            seed=self.seed * 1009 + self.shard_id + 1,
+            checkpoint=checkpoint,
+            **graph,
+        )
         self.builds += 1
         return pipe
 
@@ -334,10 +387,17 @@ class PolicyDALILoader:
 
     def _policy_stage(self):
         if self._stage is None:
-            self._stage = make_stage(self.backend, self.device, max_batch=self.M * self.batch_size,
-                                     height=self.size[0], width=self.size[1], channels=self.channels,
-                                     slots=self.slots + (1 if self.cutout else 0), fill=self.fill,
-                                     num_threads=self.num_threads)
+            self._stage = make_stage(
+                self.backend,
+                self.device,
+                max_batch=self.M * self.batch_size,
+                height=self.size[0],
+                width=self.size[1],
+                channels=self.channels,
+                slots=self.slots + (1 if self.cutout else 0),
+                fill=self.fill,
+                num_threads=self.num_threads,
+            )
             self.builds += getattr(self._stage, "builds", 0)
         return self._stage
 
@@ -359,8 +419,10 @@ class PolicyDALILoader:
 
             policies = resolve(os.fspath(policies))
             if not is_sampler(policies):
-                raise ValueError("a policy schedule holds one set of policies per epoch: pass "
-                                 "schedule[epoch] to set_policies at each epoch's start")
+                raise ValueError(
+                    "a policy schedule holds one set of policies per epoch: pass "
+                    "schedule[epoch] to set_policies at each epoch's start"
+                )
         if policies is None:
             samplers = None
         elif is_sampler(policies):
@@ -371,8 +433,9 @@ class PolicyDALILoader:
                 raise ValueError(f"got {len(samplers)} policies for M={self.M} copies")
             for i, p in enumerate(samplers):
                 if not is_sampler(p):
-                    raise TypeError(f"policies[{i}] is a {type(p).__name__}, not a Policy, AWSDistribution "
-                                    "or standard policy")
+                    raise TypeError(
+                        f"policies[{i}] is a {type(p).__name__}, not a Policy, AWSDistribution or standard policy"
+                    )
         if samplers is not None:
             k = max(s.n_ops for s in samplers)
             if k > self.slots:
@@ -402,19 +465,22 @@ class PolicyDALILoader:
             params = params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
         return (params if not self.cutout else self._with_cutout(params, n, rng, version)), version
 
-    def _with_cutout(self, params: PolicyParams | None, n: int, rng: np.random.Generator,
-                     version: int) -> PolicyParams:
+    def _with_cutout(self, params: PolicyParams | None, n: int, rng: np.random.Generator, version: int) -> PolicyParams:
         """``params`` (None: no policy) with one more slot: Cutout of :attr:`cutout` pixels on every row."""
         rows = self.M * n
         if params is None:
-            params = PolicyParams(op=np.full((rows, self.slots), NO_OP), bin=np.full((rows, self.slots), -1),
-                                  sign=np.ones((rows, self.slots)), value=np.zeros((rows, self.slots)),
-                                  center=np.zeros((rows, self.slots, 2)),
-                                  partner=np.zeros((rows, self.slots), dtype=np.int64),
-                                  policy=np.repeat(np.arange(self.M), n), version=version)
+            params = PolicyParams(
+                op=np.full((rows, self.slots), NO_OP),
+                bin=np.full((rows, self.slots), -1),
+                sign=np.ones((rows, self.slots)),
+                value=np.zeros((rows, self.slots)),
+                center=np.zeros((rows, self.slots, 2)),
+                partner=np.zeros((rows, self.slots), dtype=np.int64),
+                policy=np.repeat(np.arange(self.M), n),
+                version=version,
+            )
         arrays = params.arrays()
-        extra = {"op": OPS["Cutout"].id, "bin": -1, "sign": 1, "value": self.cutout / min(self.size),
-                 "partner": 0}
+        extra = {"op": OPS["Cutout"].id, "bin": -1, "sign": 1, "value": self.cutout / min(self.size), "partner": 0}
         for name, value in extra.items():
             arrays[name] = np.concatenate([arrays[name], np.full((rows, 1), value, arrays[name].dtype)], axis=1)
         arrays["center"] = np.concatenate([arrays["center"], rng.random((rows, 1, 2))], axis=1)
@@ -456,7 +522,7 @@ class PolicyDALILoader:
                 self._side_stream = torch.cuda.Stream()
         return self._worker
 
-    def _settle(self) -> "_Prepared | None":
+    def _settle(self) -> _Prepared | None:
         """Wait for the batch being prepared ahead, if any, and take it."""
         pending, self._pending = self._pending, None
         return None if pending is None else pending.result()
@@ -478,8 +544,10 @@ class PolicyDALILoader:
         if self.images_list is None:
             raise error
         message = str(error).splitlines()
-        log.warning(f"fastpolicy: DALI failed to read a batch ({message[-1] if message else error}); "
-              f"decoding all {len(self.images_list)} files to find the bad ones …")
+        log.warning(
+            f"fastpolicy: DALI failed to read a batch ({message[-1] if message else error}); "
+            f"decoding all {len(self.images_list)} files to find the bad ones …"
+        )
         try:
             check_files(self.images_list, verify="decode", on_bad="raise", workers=max(2, self.num_threads))
         except BadImageError as bad:
@@ -494,23 +562,31 @@ class PolicyDALILoader:
             prepared = self._prepare(self.epoch, self.step, False)
         elif self.device == "gpu":
             current = torch.cuda.current_stream()
-            current.wait_event(prepared.ready)
+            if prepared.ready is not None:
+                current.wait_event(prepared.ready)
             for tensor in (prepared.source, prepared.images, prepared.labels):
                 tensor.record_stream(current)
         if prepared.version != self.version:
             started = time.perf_counter()
-            prepared.images, prepared.params, prepared.version = self._augment(prepared.source, prepared.n,
-                                                                                self.epoch, self.step)
+            prepared.images, prepared.params, prepared.version = self._augment(
+                prepared.source, prepared.n, self.epoch, self.step
+            )
             self.timings.add("reaugment", time.perf_counter() - started)
         started = time.perf_counter()
-        batch = Batch(prepared.images, prepared.labels.repeat(self.M),
-                      torch.arange(self.M, device=prepared.labels.device).repeat_interleave(prepared.n),
-                      version=prepared.version, params=prepared.params, indices=prepared.indices,
-                      epoch=self.epoch, step=self.step)
+        batch = Batch(
+            prepared.images,
+            prepared.labels.repeat(self.M),
+            torch.arange(self.M, device=prepared.labels.device).repeat_interleave(prepared.n),
+            version=prepared.version,
+            params=prepared.params,
+            indices=prepared.indices,
+            epoch=self.epoch,
+            step=self.step,
+        )
         self.timings.add("batch", time.perf_counter() - started)
         return batch
 
-    def _prepare(self, epoch: int, step: int, ahead: bool) -> "_Prepared":
+    def _prepare(self, epoch: int, step: int, ahead: bool) -> _Prepared:
         """Run the source for batch ``step``, assemble the one buffer and augment it; ahead
         on a GPU: on the side stream, with an event marking the batch ready."""
         stream = self._side_stream if ahead and self.device == "gpu" else None
@@ -543,12 +619,14 @@ class PolicyDALILoader:
         self.timings.add("stage", time.perf_counter() - started)
         return images, params, version
 
-    @functools.lru_cache(maxsize=4)
     def _in_rows(self, n: int) -> np.ndarray:
         """int32[M·n]: output row m·n + i (copy m of image i) is row i·M + m of the
-        image-major source (read-only; the same every batch of n images)."""
+        image-major source (read-only; the same every batch of n images, so kept)."""
+        if n in self._rows_cache:
+            return self._rows_cache[n]
         rows = (np.arange(n, dtype=np.int32)[None, :] * self.M + np.arange(self.M, dtype=np.int32)[:, None]).reshape(-1)
         rows.flags.writeable = False
+        self._rows_cache[n] = rows
         return rows
 
     def _one_buffer(self, stacked) -> torch.Tensor:
@@ -558,7 +636,7 @@ class PolicyDALILoader:
         dense = stacked.as_tensor()
         shape = list(dense.shape())
         if self.device == "cpu":
-            array = np.asarray(dense)
+            array: np.ndarray | torch.Tensor = np.asarray(dense)
         else:
             from nvidia.dali.plugin.pytorch import feed_ndarray
 
@@ -584,12 +662,12 @@ class PolicyDALILoader:
             for path, label in zip(self.images_list.files, self.images_list.labels.tolist()):
                 digest.update(f"{path}\t{label}\n".encode("utf-8", "surrogateescape"))
         else:
+            assert self._images is not None
             kind, count = "arrays", len(self._images)
             digest.update(str(self._images.shape).encode())
             digest.update(np.ascontiguousarray(self._images).data)
             digest.update(np.ascontiguousarray(self._labels, dtype=np.int64).data)
         return {"kind": kind, "images": count, "sha256": digest.hexdigest()[:16]}
-
 
     def state_dict(self) -> dict:
         """Everything needed to continue with the same batches: position, policies, DALI state
@@ -597,9 +675,16 @@ class PolicyDALILoader:
         samplers, version = self._samplers
         policies = None if samplers is None else [p.to_dict() for p in samplers]
         checkpoint = self._pending.result().checkpoint if self._pending is not None else self._source.checkpoint()
-        return {"epoch": self.epoch, "step": self.step, "version": version, "policies": policies,
-                "source": base64.b64encode(checkpoint).decode("ascii"),
-                "shard": [self.shard_id, self.num_shards], "batch_size": self.batch_size, "M": self.M}
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "version": version,
+            "policies": policies,
+            "source": base64.b64encode(checkpoint).decode("ascii"),
+            "shard": [self.shard_id, self.num_shards],
+            "batch_size": self.batch_size,
+            "M": self.M,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict` (same data, batch size, M and sharding)."""

@@ -27,16 +27,23 @@ BASELINES = ("imagenet", "center", "pad_crop", "none")
 def baseline(images, kind: str, size: int):
     """One copy of ``images`` (DataNode, uint8 HWC) through baseline ``kind`` (:data:`BASELINES`)."""
     if kind == "imagenet":
-        crops = fn.random_resized_crop(images, size=(size, size), random_area=(0.08, 1.0),
-                                       random_aspect_ratio=(3 / 4, 4 / 3))
+        crops = fn.random_resized_crop(
+            images, size=(size, size), random_area=(0.08, 1.0), random_aspect_ratio=(3 / 4, 4 / 3)
+        )
         return fn.flip(crops, horizontal=fn.random.coin_flip())
     if kind == "center":
         resized = fn.resize(images, resize_shorter=round(size * 256 / 224))
         return fn.crop(resized, crop=(size, size))
     if kind == "pad_crop":
         start = fn.random.uniform(values=list(range(-4, 5)), shape=[2], dtype=types.INT32)
-        crops = fn.slice(images, start=start, shape=images.shape(dtype=types.INT32)[0:2], axis_names="HW",
-                         out_of_bounds_policy="pad", fill_values=0)
+        crops = fn.slice(
+            images,
+            start=start,
+            shape=images.shape(dtype=types.INT32)[0:2],
+            axis_names="HW",
+            out_of_bounds_policy="pad",
+            fill_values=0,
+        )
         return fn.flip(crops, horizontal=fn.random.coin_flip())
     if kind == "none":
         return images
@@ -52,8 +59,17 @@ class ArraySource:
     so a resumed loader re-creates it at the consumed position.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, shard_id: int,
-                 num_shards: int, shuffle: bool, seed: int, position: int = 0):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        shard_id: int,
+        num_shards: int,
+        shuffle: bool,
+        seed: int,
+        position: int = 0,
+    ):
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.shard = slice(len(images) * shard_id // num_shards, len(images) * (shard_id + 1) // num_shards)
         self.shard_size = self.shard.stop - self.shard.start
@@ -67,7 +83,7 @@ class ArraySource:
         if self.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
         mine = order[self.shard]
-        chunk = mine[batch * self.batch_size:(batch + 1) * self.batch_size]
+        chunk = mine[batch * self.batch_size : (batch + 1) * self.batch_size]
         return np.concatenate([chunk, np.resize(mine, self.batch_size - len(chunk))])
 
     def __iter__(self):
@@ -79,31 +95,36 @@ class ArraySource:
         return list(self.images[index]), self.labels[index].astype(np.int32), index.astype(np.int64)
 
 
-def source_pipeline(*, reader: dict | None, arrays: ArraySource | None, copies: int, kind: str, size: int,
-                    device: str):
+def source_pipeline(*, reader: dict | None, arrays: ArraySource | None, copies: int, kind: str, size: int, device: str):
     """DALI graph of the source stage (call through ``pipeline_def``)."""
     if reader is not None:
         encoded, labels = fn.readers.file(name="reader", pad_last_batch=True, **reader)
-        images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu",
-                                   output_type=types.RGB)
+        images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
         indices = fn.get_property(encoded, key="source_info")
     else:
-        images, labels, indices = fn.external_source(source=arrays, num_outputs=3, batch=True,
-                                                     layout=["HWC", "", ""])
+        images, labels, indices = fn.external_source(source=arrays, num_outputs=3, batch=True, layout=["HWC", "", ""])
         if device == "gpu":
             images = images.gpu()
     return fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M"), labels, indices
 
 
-def build_source(*, batch_size: int, num_threads: int, device: str, device_id: int | None, seed: int,
-                 checkpoint=None, **graph) -> object:
+def build_source(
+    *, batch_size: int, num_threads: int, device: str, device_id: int | None, seed: int, checkpoint=None, **graph
+) -> object:
     """Build the source pipeline (prefetching, checkpointable); ``graph`` goes to :func:`source_pipeline`."""
     with warnings.catch_warnings():
         # The array source's position is restored by the loader, not by DALI's checkpoint.
         warnings.filterwarnings("ignore", message="Checkpointing enabled in a pipeline with external source")
         pipe = pipeline_def(source_pipeline)(
-            **graph, device=device, batch_size=batch_size, num_threads=num_threads,
-            device_id=(device_id or 0) if device == "gpu" else None, seed=seed,
-            enable_checkpointing=True, checkpoint=checkpoint, prefetch_queue_depth=2)
+            **graph,
+            device=device,
+            batch_size=batch_size,
+            num_threads=num_threads,
+            device_id=(device_id or 0) if device == "gpu" else None,
+            seed=seed,
+            enable_checkpointing=True,
+            checkpoint=checkpoint,
+            prefetch_queue_depth=2,
+        )
         pipe.build()
     return pipe

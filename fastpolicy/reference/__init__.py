@@ -50,8 +50,9 @@ def apply_value(name: str, image: np.ndarray, value: float, center=None, other=N
     return out[..., 0] if flat else out
 
 
-def apply_op(name: str, image: np.ndarray, magnitude_bin: int, sign: int = 1, rng=None, other=None,
-             space: str = "adversarial") -> np.ndarray:
+def apply_op(
+    name: str, image: np.ndarray, magnitude_bin: int, sign: int = 1, rng=None, other=None, space: str = "adversarial"
+) -> np.ndarray:
     """Apply op ``name`` at ``magnitude_bin`` of ``space`` (AutoAugment's mapping by default).
 
     Args:
@@ -95,9 +96,15 @@ def apply_batch(images: np.ndarray, params, fill: int = FILL) -> np.ndarray:
             op_id = int(params.op[i, slot])
             if op_id < 0:
                 continue
-            out[i] = apply_value(_registry.OP_NAMES[op_id], out[i], params.value[i, slot],
-                                 center=params.center[i, slot], other=images[params.partner[i, slot]], fill=fill)
+            out[i] = apply_value(
+                _registry.OP_NAMES[op_id],
+                out[i],
+                params.value[i, slot],
+                center=params.center[i, slot],
+                other=images[params.partner[i, slot]],
+                fill=fill,
+            )
     return out
 
 
-__all__ = ["apply_value", "apply_op", "apply_batch"]
+__all__ = ["apply_batch", "apply_op", "apply_value"]

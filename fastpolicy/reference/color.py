@@ -36,7 +36,7 @@ def invert_lut(image: np.ndarray, value: float = 0.0) -> np.ndarray:
 
 def solarize_lut(image: np.ndarray, value: float) -> np.ndarray:
     """``ImageOps.solarize(threshold=value)``: ``v`` below the threshold, else ``255 - v``."""
-    return _per_channel(np.where(_IDENTITY < value, _IDENTITY, 255 - _IDENTITY), image)
+    return _per_channel(np.where(value > _IDENTITY, _IDENTITY, 255 - _IDENTITY), image)
 
 
 def posterize_lut(image: np.ndarray, value: float) -> np.ndarray:

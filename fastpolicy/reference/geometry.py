@@ -165,8 +165,10 @@ def geometric(matrix_fn):
         return warp(image, matrix_fn(value, *image.shape[:2]), fill)
 
     op.__name__ = matrix_fn.__name__
-    op.__doc__ = (f"Warp by :func:`{matrix_fn.__name__}`, pixels from outside the image set to ``fill`` (grey "
-                  "128 by default, AutoAugment's); matches PIL ``Image.transform`` (NEAREST, ``fillcolor``) "
-                  "exactly.")
+    op.__doc__ = (
+        f"Warp by :func:`{matrix_fn.__name__}`, pixels from outside the image set to ``fill`` (grey "
+        "128 by default, AutoAugment's); matches PIL ``Image.transform`` (NEAREST, ``fillcolor``) "
+        "exactly."
+    )
     op.matrix = matrix_fn
     return op

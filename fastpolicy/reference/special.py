@@ -28,8 +28,9 @@ def cutout_boxes(values, centers, height: int, width: int) -> np.ndarray:
     side = np.rint(values * min(height, width)).astype(np.int64)
     y0 = np.trunc(centers[:, 0] * height).astype(np.int64) - side // 2
     x0 = np.trunc(centers[:, 1] * width).astype(np.int64) - side // 2
-    return np.stack([np.maximum(y0, 0), np.maximum(x0, 0),
-                     np.minimum(y0 + side, height), np.minimum(x0 + side, width)], axis=1)
+    return np.stack(
+        [np.maximum(y0, 0), np.maximum(x0, 0), np.minimum(y0 + side, height), np.minimum(x0 + side, width)], axis=1
+    )
 
 
 def cutout_box(value: float, center, height: int, width: int) -> tuple[int, int, int, int]:
@@ -38,7 +39,8 @@ def cutout_box(value: float, center, height: int, width: int) -> tuple[int, int,
         raise ValueError("Cutout needs a centre (cy, cx) in [0, 1); pass rng= to apply_op")
     if np.shape(center) != (2,):
         raise ValueError(f"Cutout centre must be (cy, cx), got {center!r}")
-    return tuple(int(v) for v in cutout_boxes([value], [center], height, width)[0])
+    y0, x0, y1, x1 = (int(v) for v in cutout_boxes([value], [center], height, width)[0])
+    return y0, x0, y1, x1
 
 
 def cutout(image: np.ndarray, value: float, center=None, **_) -> np.ndarray:

@@ -12,12 +12,12 @@ Under ``torchrun`` it checks the distributed setup too.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ..data.photo_tree import make_photo_tree
 from ..distribution import AWSDistribution
-from ..train.presets import get_preset
-
 from ..log import get as get_logger
+from ..train.presets import get_preset
 
 log = get_logger(__name__)
 
@@ -30,26 +30,37 @@ def make_tree(root: str, classes: int = 4, train_per_class: int = 8, val_per_cla
     return root
 
 
-def dry_run(preset: str, search: str = "adversarial", out: str = "runs/dry-run", batch: int = 4, M: int | None = None,
-            device: str | None = None, progress: bool = True) -> dict:
+def dry_run(
+    preset: str,
+    search: str = "adversarial",
+    out: str = "runs/dry-run",
+    batch: int = 4,
+    M: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
     """Run ``search`` with ``preset`` on a generated tree for one epoch of ``batch`` (global N), in
     ``<out>/<search>`` (a dry run there before is replaced);
     ``M`` overrides the preset's (None: keep it). Returns the run's last logged row."""
     recipe = get_preset(preset)
     tree = make_tree(os.path.join(out, "tree"))
-    common = dict(preset=preset, data=tree, batch=batch, device=device, progress=progress)
-    log.info(f"fastpolicy: dry run of {preset} ({recipe.model}, {recipe.image_size}², M={M or recipe.M}) with "
-          f"'{search}' on {tree}")
+    common: dict[str, Any] = dict(preset=preset, data=tree, batch=batch, device=device, progress=progress)
+    log.info(
+        f"fastpolicy: dry run of {preset} ({recipe.model}, {recipe.image_size}², M={M or recipe.M}) with "
+        f"'{search}' on {tree}"
+    )
     if search == "adversarial":
         from ..train.adversarial import AdversarialConfig, AdversarialSearch
 
-        return AdversarialSearch(AdversarialConfig(out=os.path.join(out, search), epochs=1, M=M, **common),
-                                 overwrite=True).run()
+        return AdversarialSearch(
+            AdversarialConfig(out=os.path.join(out, search), epochs=1, M=M, **common), overwrite=True
+        ).run()
     if search == "aws":
         from ..train.aws import AWSConfig, AWSSearch
 
-        config = AWSConfig(out=os.path.join(out, search), stage1_epochs=1, loops=1, finetune_epochs=1, val_count=8,
-                           **common)
+        config = AWSConfig(
+            out=os.path.join(out, search), stage1_epochs=1, loops=1, finetune_epochs=1, val_count=8, **common
+        )
         search_run = AWSSearch(config, overwrite=True)
         search_run.run()
         return search_run.history[-1]
@@ -57,9 +68,10 @@ def dry_run(preset: str, search: str = "adversarial", out: str = "runs/dry-run",
         from ..train.final import FinalTraining, TrainConfig
 
         policy = AWSDistribution().save(os.path.join(out, "uniform_policy.json"))
-        return FinalTraining(TrainConfig(out=os.path.join(out, search), policy=str(policy), epochs=1, M=M or 4,
-                                         **common), overwrite=True).run()
+        return FinalTraining(
+            TrainConfig(out=os.path.join(out, search), policy=str(policy), epochs=1, M=M or 4, **common), overwrite=True
+        ).run()
     raise ValueError(f"search must be 'adversarial', 'aws' or 'train', got {search!r}")
 
 
-__all__ = ["make_tree", "dry_run"]
+__all__ = ["dry_run", "make_tree"]

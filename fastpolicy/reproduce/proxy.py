@@ -4,7 +4,8 @@ policies as training from scratch does?
 **Policies** (:func:`candidate_policies`): 12 AWS distributions graded by strength — the
 uniform one; mild and strong geometric; mild and strong colour; Invert twice (its only
 pair, so in effect no augmentation: the reference point); harsh (Invert with large
-translations); large translations; AutoContrast/Equalize; and three random θ of scale 3. Each concentrated policy puts nearly all its mass on pairs of its
+translations); large translations; AutoContrast/Equalize; and three random θ of scale 3.
+Each concentrated policy puts nearly all its mass on pairs of its
 elements (θ = +12 on them, −12 elsewhere: over 99 % of the mass).
 
 For each policy and seed (:data:`BUDGETS`):
@@ -38,14 +39,12 @@ import numpy as np
 
 from .. import atomic
 from ..distribution import AWSDistribution
+from ..log import get as get_logger
 from ..spaces import aws
 from ..train.aws import AWSConfig, AWSSearch
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
-from .table4 import bootstrap_ci
-
-from ..log import get as get_logger
 
 log = get_logger(__name__)
 
@@ -82,14 +81,20 @@ def concentrated(elements: list[str], strength: float = 12.0) -> AWSDistribution
     return AWSDistribution(theta, np.tile(theta, (len(names), 1)))
 
 
-def candidate_policies(seed: int = 0, random_policies: int = 3, scale: float = 3.0) -> list[tuple[str, AWSDistribution]]:
+def candidate_policies(
+    seed: int = 0, random_policies: int = 3, scale: float = 3.0
+) -> list[tuple[str, AWSDistribution]]:
     """``(name, distribution)``: uniform, the graded groups, and ``random_policies`` random θ ~ N(0, scale²)."""
     rng = np.random.default_rng([seed, 5])
     policies = [("uniform", AWSDistribution())] + [(name, concentrated(group)) for name, group in _GROUPS.items()]
     e = AWSDistribution().n_elements
     for i in range(random_policies):
-        policies.append((f"random θ #{i + 1} (scale {scale:g})",
-                         AWSDistribution(rng.normal(0, scale, e), rng.normal(0, scale, (e, e)))))
+        policies.append(
+            (
+                f"random θ #{i + 1} (scale {scale:g})",
+                AWSDistribution(rng.normal(0, scale, e), rng.normal(0, scale, (e, e))),
+            )
+        )
     return policies
 
 
@@ -131,8 +136,11 @@ def correlation(x, y, resamples: int = 10000, seed: int = 0) -> dict:
     for name, fn in (("pearson", pearson), ("spearman", spearman)):
         samples = np.array([fn(x[d], y[d]) for d in draws])
         samples = samples[np.isfinite(samples)]
-        ci = [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))] if len(samples) else \
-            [float("nan")] * 2
+        ci = (
+            [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+            if len(samples)
+            else [float("nan")] * 2
+        )
         out[name] = {"r": fn(x, y), "ci95": ci}
     return out
 
@@ -144,8 +152,9 @@ def _json(path: str) -> dict:
     return {}
 
 
-def full_accuracy(out: str, index: int, policy: AWSDistribution, seed: int, spec: dict,
-                  progress: bool, threads: int) -> float:
+def full_accuracy(
+    out: str, index: int, policy: AWSDistribution, seed: int, spec: dict, progress: bool, threads: int
+) -> float:
     """Test accuracy of a model trained from scratch with ``policy`` (reused if it finished)."""
     folder = os.path.join(out, f"policy{index}")
     run = os.path.join(folder, f"full-seed{seed}")
@@ -154,24 +163,52 @@ def full_accuracy(out: str, index: int, policy: AWSDistribution, seed: int, spec
         path = os.path.join(folder, "policy.json")
         if not os.path.exists(path):
             policy.save(path)
-        FinalTraining(TrainConfig(out=run, policy=path, M=1, epochs=spec["epochs"], train_subset=spec["train_subset"],
-                                  balanced_subset=True, val_subset=None, batch=spec["batch"], seed=seed, device="cpu",
-                                  progress=progress, num_threads=threads), **continue_or_restart(run)).run()
+        FinalTraining(
+            TrainConfig(
+                out=run,
+                policy=path,
+                M=1,
+                epochs=spec["epochs"],
+                train_subset=spec["train_subset"],
+                balanced_subset=True,
+                val_subset=None,
+                batch=spec["batch"],
+                seed=seed,
+                device="cpu",
+                progress=progress,
+                num_threads=threads,
+            ),
+            **continue_or_restart(run),
+        ).run()
         summary = _json(os.path.join(run, "summary.json"))
     return float(summary["final_accuracy"])
 
 
-def proxy_accuracies(out: str, policies, seed: int, spec: dict, stage1_augment: str, progress: bool,
-                     threads: int) -> list[float]:
+def proxy_accuracies(
+    out: str, policies, seed: int, spec: dict, stage1_augment: str, progress: bool, threads: int
+) -> list[float]:
     """Held-out accuracy of the shared weights fine-tuned with each policy (cached per policy)."""
     folder = os.path.join(out, f"shared-{stage1_augment}-seed{seed}")
-    search = AWSSearch(AWSConfig(out=folder, stage1_epochs=spec["epochs"] - spec["finetune_epochs"], loops=1,
-                                 finetune_epochs=spec["finetune_epochs"], train_subset=spec["train_subset"],
-                                 val_count=spec["val_count"], batch=spec["batch"], seed=seed, device="cpu",
-                                 finetune_schedule="tail", stage1_augment=stage1_augment, progress=progress,
-                                 num_threads=threads),
-                       **continue_or_restart(folder, "shared.pt" if os.path.exists(os.path.join(folder, "shared.pt"))
-                                             else "stage1.pt"))
+    search = AWSSearch(
+        AWSConfig(
+            out=folder,
+            stage1_epochs=spec["epochs"] - spec["finetune_epochs"],
+            loops=1,
+            finetune_epochs=spec["finetune_epochs"],
+            train_subset=spec["train_subset"],
+            val_count=spec["val_count"],
+            batch=spec["batch"],
+            seed=seed,
+            device="cpu",
+            finetune_schedule="tail",
+            stage1_augment=stage1_augment,
+            progress=progress,
+            num_threads=threads,
+        ),
+        **continue_or_restart(
+            folder, "shared.pt" if os.path.exists(os.path.join(folder, "shared.pt")) else "stage1.pt"
+        ),
+    )
     search.run_stage1()
     cache_path = os.path.join(folder, "proxy.json")
     cache = _json(cache_path)
@@ -188,8 +225,13 @@ def screen(full: np.ndarray) -> dict:
     across = float(np.std(full.mean(axis=1), ddof=1))
     within = float(np.sqrt(np.mean(np.var(full, axis=1, ddof=1)))) if full.shape[1] > 1 else float("nan")
     ratio = across / within if within > 0 else float("inf")
-    return {"policy_spread": across, "seed_spread": within, "ratio": ratio, "threshold": SCREEN_RATIO,
-            "passed": bool(ratio >= SCREEN_RATIO)}
+    return {
+        "policy_spread": across,
+        "seed_spread": within,
+        "ratio": ratio,
+        "threshold": SCREEN_RATIO,
+        "passed": bool(ratio >= SCREEN_RATIO),
+    }
 
 
 def analyse(names: list[str], full: np.ndarray, proxies: dict[str, np.ndarray]) -> dict:
@@ -204,9 +246,14 @@ def analyse(names: list[str], full: np.ndarray, proxies: dict[str, np.ndarray]) 
         corrected = float(np.clip(stats["pearson"]["r"] / np.sqrt(product), -1, 1)) if product > 0 else float("nan")
         variants[variant] = stats | {"reliability_proxy": rel_proxy, "pearson_corrected": corrected}
     main = variants["uniform stage 1"]
-    record |= {"pearson": main["pearson"], "spearman": main["spearman"], "reliability_full": rel_full,
-               "reliability_proxy": main["reliability_proxy"], "pearson_corrected": main["pearson_corrected"],
-               "variants": variants}
+    record |= {
+        "pearson": main["pearson"],
+        "spearman": main["spearman"],
+        "reliability_full": rel_full,
+        "reliability_proxy": main["reliability_proxy"],
+        "pearson_corrected": main["pearson_corrected"],
+        "variants": variants,
+    }
     return record
 
 
@@ -214,17 +261,22 @@ def plot(rows: list[dict], record: dict, path: str) -> str:
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(7, 5.5), layout="constrained")
     full = [r["full_accuracy"] for r in rows]
-    for key, marker, label in (("proxy_accuracy", "o", "uniform stage 1"),
-                               ("proxy_no_aug_accuracy", "x", "no augmentation in stage 1")):
+    for key, marker, label in (
+        ("proxy_accuracy", "o", "uniform stage 1"),
+        ("proxy_no_aug_accuracy", "x", "no augmentation in stage 1"),
+    ):
         axis.scatter([r[key] for r in rows], full, marker=marker, label=label)
     for r in rows:
         axis.annotate(str(r["policy"]), (r["proxy_accuracy"], r["full_accuracy"]), fontsize=8)
     axis.set_xlabel("proxy: shared weights fine-tuned at the schedule's end, held-out accuracy (seed mean)")
     axis.set_ylabel("full training from scratch, test accuracy (seed mean)")
     p, s = record["pearson"], record["spearman"]
-    axis.set_title(f"AWS proxy check, {record['n_policies']} policies: Pearson {p['r']:.2f} "
-                   f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}], Spearman {s['r']:.2f} "
-                   f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]", fontsize=9)
+    axis.set_title(
+        f"AWS proxy check, {record['n_policies']} policies: Pearson {p['r']:.2f} "
+        f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}], Spearman {s['r']:.2f} "
+        f"[{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]",
+        fontsize=9,
+    )
     axis.legend(fontsize=8)
     atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
@@ -232,27 +284,36 @@ def plot(rows: list[dict], record: dict, path: str) -> str:
 
 
 def table(rows: list[dict], record: dict) -> str:
-    lines = ["| # | policy | full test accuracy | proxy (uniform stage 1) | proxy (no aug. stage 1) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| # | policy | full test accuracy | proxy (uniform stage 1) | proxy (no aug. stage 1) |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['policy']} | {r['name']} | {r['full_accuracy']:.4f} | {r['proxy_accuracy']:.4f} | "
-                     f"{r['proxy_no_aug_accuracy']:.4f} |")
+        lines.append(
+            f"| {r['policy']} | {r['name']} | {r['full_accuracy']:.4f} | {r['proxy_accuracy']:.4f} | "
+            f"{r['proxy_no_aug_accuracy']:.4f} |"
+        )
     lines.append("")
     for variant, v in record["variants"].items():
-        lines.append(f"- {variant}: Pearson {v['pearson']['r']:.2f} [{v['pearson']['ci95'][0]:.2f}, "
-                     f"{v['pearson']['ci95'][1]:.2f}], Spearman {v['spearman']['r']:.2f} "
-                     f"[{v['spearman']['ci95'][0]:.2f}, {v['spearman']['ci95'][1]:.2f}], reliability-corrected "
-                     f"Pearson {v['pearson_corrected']:.2f}")
+        lines.append(
+            f"- {variant}: Pearson {v['pearson']['r']:.2f} [{v['pearson']['ci95'][0]:.2f}, "
+            f"{v['pearson']['ci95'][1]:.2f}], Spearman {v['spearman']['r']:.2f} "
+            f"[{v['spearman']['ci95'][0]:.2f}, {v['spearman']['ci95'][1]:.2f}], reliability-corrected "
+            f"Pearson {v['pearson_corrected']:.2f}"
+        )
     sc = record["screen"]
-    lines.append(f"- screen: full accuracy spread across policies {100 * sc['policy_spread']:.2f} points vs "
-                 f"{100 * sc['seed_spread']:.2f} between seeds (ratio {sc['ratio']:.1f}; "
-                 f"{'passed' if sc['passed'] else 'NOT passed'}, threshold {sc['threshold']:g}); reliability of "
-                 f"full {record['reliability_full']:.2f}, of the proxy {record['reliability_proxy']:.2f}")
+    lines.append(
+        f"- screen: full accuracy spread across policies {100 * sc['policy_spread']:.2f} points vs "
+        f"{100 * sc['seed_spread']:.2f} between seeds (ratio {sc['ratio']:.1f}; "
+        f"{'passed' if sc['passed'] else 'NOT passed'}, threshold {sc['threshold']:g}); reliability of "
+        f"full {record['reliability_full']:.2f}, of the proxy {record['reliability_proxy']:.2f}"
+    )
     return "\n".join(lines) + "\n"
 
 
-def run_proxy(out: str, budget: str = "full", results: str | None = None, progress: bool = False,
-              threads: int = 2) -> dict:
+def run_proxy(
+    out: str, budget: str = "full", results: str | None = None, progress: bool = False, threads: int = 2
+) -> dict:
     """The study (see the module docstring); writes ``proxy[_smoke].json`` / ``.md`` / ``.png`` to ``results``."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
@@ -261,22 +322,44 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, progre
     if budget == "smoke":
         policies = policies[:1] + policies[5:7]  # uniform, Invert twice, harsh
     seeds = range(spec["seeds"])
-    full = np.array([[full_accuracy(out, i, policy, seed, spec, progress, threads) for seed in seeds]
-                     for i, (_, policy) in enumerate(policies)])
-    proxies = {"uniform stage 1": np.array([proxy_accuracies(out, policies, seed, spec, "uniform", progress, threads)
-                                            for seed in seeds]).T,
-               "no augmentation in stage 1": np.array([proxy_accuracies(out, policies, seed, spec, "none", progress,
-                                                                        threads) for seed in seeds]).T}
-    rows = [{"policy": i, "name": name, "full_accuracy": float(full[i].mean()), "full_by_seed": full[i].tolist(),
-             "proxy_accuracy": float(proxies["uniform stage 1"][i].mean()),
-             "proxy_by_seed": proxies["uniform stage 1"][i].tolist(),
-             "proxy_no_aug_accuracy": float(proxies["no augmentation in stage 1"][i].mean())}
-            for i, (name, _) in enumerate(policies)]
-    record = {"study": "aws_proxy_table5", "budget": budget,
-              "settings": spec | {"model": "small_cnn", "finetune_schedule": "tail", "full": "FinalTraining, "
-                                  "class-balanced subset, test split", "proxy": "AWS shared weights, held-out "
-                                  "training images"},
-              "policies": rows} | analyse([name for name, _ in policies], full, proxies)
+    full = np.array(
+        [
+            [full_accuracy(out, i, policy, seed, spec, progress, threads) for seed in seeds]
+            for i, (_, policy) in enumerate(policies)
+        ]
+    )
+    proxies = {
+        "uniform stage 1": np.array(
+            [proxy_accuracies(out, policies, seed, spec, "uniform", progress, threads) for seed in seeds]
+        ).T,
+        "no augmentation in stage 1": np.array(
+            [proxy_accuracies(out, policies, seed, spec, "none", progress, threads) for seed in seeds]
+        ).T,
+    }
+    rows = [
+        {
+            "policy": i,
+            "name": name,
+            "full_accuracy": float(full[i].mean()),
+            "full_by_seed": full[i].tolist(),
+            "proxy_accuracy": float(proxies["uniform stage 1"][i].mean()),
+            "proxy_by_seed": proxies["uniform stage 1"][i].tolist(),
+            "proxy_no_aug_accuracy": float(proxies["no augmentation in stage 1"][i].mean()),
+        }
+        for i, (name, _) in enumerate(policies)
+    ]
+    record = {
+        "study": "aws_proxy_table5",
+        "budget": budget,
+        "settings": spec
+        | {
+            "model": "small_cnn",
+            "finetune_schedule": "tail",
+            "full": "FinalTraining, class-balanced subset, test split",
+            "proxy": "AWS shared weights, held-out training images",
+        },
+        "policies": rows,
+    } | analyse([name for name, _ in policies], full, proxies)
     results = results or out
     name = "proxy" if budget == "full" else f"proxy_{budget}"
     atomic.write_json(os.path.join(results, f"{name}.json"), record)
@@ -286,5 +369,17 @@ def run_proxy(out: str, budget: str = "full", results: str | None = None, progre
     return record
 
 
-__all__ = ["BUDGETS", "SCREEN_RATIO", "candidate_policies", "concentrated", "ranks", "pearson", "spearman",
-           "reliability", "correlation", "screen", "analyse", "run_proxy"]
+__all__ = [
+    "BUDGETS",
+    "SCREEN_RATIO",
+    "analyse",
+    "candidate_policies",
+    "concentrated",
+    "correlation",
+    "pearson",
+    "ranks",
+    "reliability",
+    "run_proxy",
+    "screen",
+    "spearman",
+]

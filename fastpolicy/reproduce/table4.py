@@ -39,26 +39,45 @@ import numpy as np
 
 from .. import atomic
 from ..data import fashion_mnist
+from ..log import get as get_logger
 from ..train import loop
 from ..train.adversarial import MODES, AdversarialConfig, AdversarialSearch
 from ..train.data import _array_loaders, balanced_subset
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
 
-from ..log import get as get_logger
-
 log = get_logger(__name__)
 
 GATE_POINTS = 3.0
 """The baseline's test − train error (points) above which the study is in the overfitting regime."""
 
-BUDGETS = {
-    "full": dict(preset="fashion_mnist_long", baseline_preset="fashion_mnist_long_step", epochs=None,
-                 train_subset=1024, val_subset=None, seeds=3, batch=64, M=8, fill=0, magnitude_scale=0.5,
-                 controller_window=None),
-    "smoke": dict(preset="fashion_mnist_long", baseline_preset="fashion_mnist_long_step", epochs=2,
-                  train_subset=128, val_subset=500, seeds=2, batch=32, M=2, fill=0, magnitude_scale=0.5,
-                  controller_window=None),
+BUDGETS: dict[str, dict] = {
+    "full": dict(
+        preset="fashion_mnist_long",
+        baseline_preset="fashion_mnist_long_step",
+        epochs=None,
+        train_subset=1024,
+        val_subset=None,
+        seeds=3,
+        batch=64,
+        M=8,
+        fill=0,
+        magnitude_scale=0.5,
+        controller_window=None,
+    ),
+    "smoke": dict(
+        preset="fashion_mnist_long",
+        baseline_preset="fashion_mnist_long_step",
+        epochs=2,
+        train_subset=128,
+        val_subset=500,
+        seeds=2,
+        batch=32,
+        M=2,
+        fill=0,
+        magnitude_scale=0.5,
+        controller_window=None,
+    ),
 }
 """``full``: about an hour of a 2-core CPU (4 arms × 3 seeds); ``smoke``: a CI-sized check.
 ``controller_window`` None is the paper's one update per epoch (any other value is a deviation)."""
@@ -94,26 +113,46 @@ def run_arm(out: str, arm: str, seed: int, spec: dict, progress: bool = False, t
         with open(saved, encoding="utf-8") as handle:
             return json.load(handle)
     config = AdversarialConfig(
-        out=folder, preset=spec["baseline_preset"] if arm == "baseline" else spec["preset"], mode=arm, seed=seed,
-        epochs=spec["epochs"], M=spec["M"], batch=spec["batch"], train_subset=spec["train_subset"],
-        val_subset=spec["val_subset"], balanced_subset=True, fill=spec["fill"],
-        magnitude_scale=spec["magnitude_scale"], controller_window=spec["controller_window"], device="cpu",
-        progress=progress, num_threads=threads)
+        out=folder,
+        preset=spec["baseline_preset"] if arm == "baseline" else spec["preset"],
+        mode=arm,
+        seed=seed,
+        epochs=spec["epochs"],
+        M=spec["M"],
+        batch=spec["batch"],
+        train_subset=spec["train_subset"],
+        val_subset=spec["val_subset"],
+        balanced_subset=True,
+        fill=spec["fill"],
+        magnitude_scale=spec["magnitude_scale"],
+        controller_window=spec["controller_window"],
+        device="cpu",
+        progress=progress,
+        num_threads=threads,
+    )
     search = AdversarialSearch(config, **continue_or_restart(folder))
     search.run()
     history = search.history
-    row = {"arm": arm, "seed": seed, "M": search.preset.M, "epochs": search.preset.epochs,
-           "schedule": search.preset.schedule,
-           "test_error_percent": 100 * (1 - history[-1]["val_accuracy"]),
-           "train_error_percent": _train_error(search, spec["train_subset"], seed),
-           "train_loss": history[-1]["train_loss"], "seconds": sum(r["seconds"] for r in history),
-           "policy_loss_by_epoch": [float(np.mean(r["reward"])) for r in history]}
+    row = {
+        "arm": arm,
+        "seed": seed,
+        "M": search.preset.M,
+        "epochs": search.preset.epochs,
+        "schedule": search.preset.schedule,
+        "test_error_percent": 100 * (1 - history[-1]["val_accuracy"]),
+        "train_error_percent": _train_error(search, spec["train_subset"], seed),
+        "train_loss": history[-1]["train_loss"],
+        "seconds": sum(r["seconds"] for r in history),
+        "policy_loss_by_epoch": [float(np.mean(r["reward"])) for r in history],
+    }
     row["mean_policy_loss"] = float(np.mean(row["policy_loss_by_epoch"]))
     if arm == "adversarial":
-        row |= {"controller_kl_from_start": history[-1]["controller_kl_from_start"],
-                "controller_kl_stderr": history[-1]["controller_kl_stderr"],
-                "controller_updates": sum(r.get("controller_updates", 0) for r in history),
-                "mean_bin_by_epoch": [r["controller_mean_bin"] for r in history]}
+        row |= {
+            "controller_kl_from_start": history[-1]["controller_kl_from_start"],
+            "controller_kl_stderr": history[-1]["controller_kl_stderr"],
+            "controller_updates": sum(r.get("controller_updates", 0) for r in history),
+            "mean_bin_by_epoch": [r["controller_mean_bin"] for r in history],
+        }
     atomic.write_json(saved, row)
     return row
 
@@ -124,8 +163,12 @@ def summarize(rows: list[dict]) -> dict:
     for arm in MODES:
         errors = [r["test_error_percent"] for r in rows if r["arm"] == arm]
         if errors:
-            out[arm] = {"mean": float(np.mean(errors)), "std": float(np.std(errors, ddof=1)) if len(errors) > 1
-                        else 0.0, "n": len(errors), "errors": errors}
+            out[arm] = {
+                "mean": float(np.mean(errors)),
+                "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0,
+                "n": len(errors),
+                "errors": errors,
+            }
     return out
 
 
@@ -140,25 +183,43 @@ def analyse(rows: list[dict]) -> dict:
     differences = {}
     for a, b in DIFFERENCES:
         d = _paired(rows, a, b, "test_error_percent")
-        differences[f"{a}-{b}"] = {"mean": float(np.mean(d)) if d else float("nan"), "ci95": bootstrap_ci(d),
-                                   "n": len(d), "per_seed": d}
+        differences[f"{a}-{b}"] = {
+            "mean": float(np.mean(d)) if d else float("nan"),
+            "ci95": bootstrap_ci(d),
+            "n": len(d),
+            "per_seed": d,
+        }
     baseline = [r for r in rows if r["arm"] == "baseline"]
-    gap = float(np.mean([r["test_error_percent"] - r["train_error_percent"] for r in baseline])) if baseline \
+    gap = (
+        float(np.mean([r["test_error_percent"] - r["train_error_percent"] for r in baseline]))
+        if baseline
         else float("nan")
-    gate = {"baseline_gap_percent": gap, "threshold_percent": GATE_POINTS, "passed": bool(gap > GATE_POINTS),
-            "reading": (f"in the regime: the baseline's test error exceeds its training error by {gap:.1f} points"
-                        if gap > GATE_POINTS else
-                        f"NOT in the regime: the baseline's generalization gap is {gap:.1f} points "
-                        f"(≤ {GATE_POINTS}); augmentation has little to close here")}
+    )
+    gate = {
+        "baseline_gap_percent": gap,
+        "threshold_percent": GATE_POINTS,
+        "passed": bool(gap > GATE_POINTS),
+        "reading": (
+            f"in the regime: the baseline's test error exceeds its training error by {gap:.1f} points"
+            if gap > GATE_POINTS
+            else f"NOT in the regime: the baseline's generalization gap is {gap:.1f} points "
+            f"(≤ {GATE_POINTS}); augmentation has little to close here"
+        ),
+    }
     loss_gap = _paired(rows, "adversarial", "random", "mean_policy_loss")
     adversarial = [r for r in rows if r["arm"] == "adversarial"]
     mechanism = {
-        "adversarial_minus_random_train_loss": {"mean": float(np.mean(loss_gap)) if loss_gap else float("nan"),
-                                                "ci95": bootstrap_ci(loss_gap), "n": len(loss_gap),
-                                                "per_seed": loss_gap},
+        "adversarial_minus_random_train_loss": {
+            "mean": float(np.mean(loss_gap)) if loss_gap else float("nan"),
+            "ci95": bootstrap_ci(loss_gap),
+            "n": len(loss_gap),
+            "per_seed": loss_gap,
+        },
         "controller_kl_from_start": [r["controller_kl_from_start"] for r in adversarial],
-        "controller_mean_bin_first_last": [[r["mean_bin_by_epoch"][0], r["mean_bin_by_epoch"][-1]]
-                                           for r in adversarial]}
+        "controller_mean_bin_first_last": [
+            [r["mean_bin_by_epoch"][0], r["mean_bin_by_epoch"][-1]] for r in adversarial
+        ],
+    }
     return {"summary": summarize(rows), "differences": differences, "gate": gate, "mechanism": mechanism}
 
 
@@ -173,10 +234,14 @@ def table(record: dict) -> str:
     gate, mech = record["gate"], record["mechanism"]
     loss = mech["adversarial_minus_random_train_loss"]
     kl = mech["controller_kl_from_start"]
-    lines += ["", f"Gate: {gate['reading']}.", "",
-              f"Mechanism: adversarial − random mean per-policy training loss {loss['mean']:+.4f} "
-              f"(bootstrap 95 % [{loss['ci95'][0]:+.4f}, {loss['ci95'][1]:+.4f}], {loss['n']} seeds); "
-              f"controller KL from its start: {', '.join(f'{v:.4f}' for v in kl)} nats."]
+    lines += [
+        "",
+        f"Gate: {gate['reading']}.",
+        "",
+        f"Mechanism: adversarial − random mean per-policy training loss {loss['mean']:+.4f} "
+        f"(bootstrap 95 % [{loss['ci95'][0]:+.4f}, {loss['ci95'][1]:+.4f}], {loss['n']} seeds); "
+        f"controller KL from its start: {', '.join(f'{v:.4f}' for v in kl)} nats.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -187,8 +252,14 @@ def plot(rows: list[dict], record: dict, path: str, title: str) -> str:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     summary = record["summary"]
     arms = list(summary)
-    axes[0].bar(arms, [summary[a]["mean"] for a in arms], yerr=[summary[a]["std"] for a in arms], capsize=6,
-                color=["tab:gray", "tab:blue", "tab:green", "tab:red"][:len(arms)], alpha=0.7)
+    axes[0].bar(
+        arms,
+        [summary[a]["mean"] for a in arms],
+        yerr=[summary[a]["std"] for a in arms],
+        capsize=6,
+        color=["tab:gray", "tab:blue", "tab:green", "tab:red"][: len(arms)],
+        alpha=0.7,
+    )
     for i, arm in enumerate(arms):
         axes[0].plot([i] * summary[arm]["n"], summary[arm]["errors"], "k.", markersize=8)
     errors = [e for s in summary.values() for e in s["errors"]]
@@ -216,33 +287,62 @@ def plot(rows: list[dict], record: dict, path: str, title: str) -> str:
     return path
 
 
-def run_table4(out: str, budget: str = "full", results: str | None = None, seeds: int | None = None,
-               progress: bool = False, threads: int = 2) -> dict:
+def run_table4(
+    out: str,
+    budget: str = "full",
+    results: str | None = None,
+    seeds: int | None = None,
+    progress: bool = False,
+    threads: int = 2,
+) -> dict:
     """Every arm × seed of ``budget`` (seed-major, so a stopped study has whole seeds); writes
     ``table4[_smoke].json`` / ``.md`` / ``.png`` to ``results`` (default ``out``); returns the record."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    spec = BUDGETS[budget] | ({} if seeds is None else {"seeds": seeds})
+    spec: dict = BUDGETS[budget] | ({} if seeds is None else {"seeds": seeds})
     rows = []
     for seed in range(spec["seeds"]):
         for arm in MODES:
             rows.append(run_arm(out, arm, seed, spec, progress, threads))
-            log.info(f"table4 {budget}: {arm} seed {seed}: test error {rows[-1]['test_error_percent']:.2f}%  "
-                  f"train error {rows[-1]['train_error_percent']:.2f}%  ({rows[-1]['seconds']:.0f} s)", flush=True)
-    record = {"study": "adversarial_autoaugment_table4", "budget": budget,
-              "settings": spec | {"model": "small_cnn", "dataset": "Fashion-MNIST: class-balanced train subset "
-                                  "(seeded), test split for the error", "gate_points": GATE_POINTS},
-              "runs": rows} | analyse(rows)
+            log.info(
+                f"table4 {budget}: {arm} seed {seed}: test error {rows[-1]['test_error_percent']:.2f}%  "
+                f"train error {rows[-1]['train_error_percent']:.2f}%  ({rows[-1]['seconds']:.0f} s)"
+            )
+    record = {
+        "study": "adversarial_autoaugment_table4",
+        "budget": budget,
+        "settings": spec
+        | {
+            "model": "small_cnn",
+            "dataset": "Fashion-MNIST: class-balanced train subset (seeded), test split for the error",
+            "gate_points": GATE_POINTS,
+        },
+        "runs": rows,
+    } | analyse(rows)
     results = results or out
     name = "table4" if budget == "full" else f"table4_{budget}"
     atomic.write_json(os.path.join(results, f"{name}.json"), record)
     atomic.write_text(os.path.join(results, f"{name}.md"), table(record))
     epochs = rows[0]["epochs"]
-    plot(rows, record, os.path.join(results, f"{name}.png"),
-         f"Table 4 on Fashion-MNIST ({spec['train_subset']} images, {epochs} epochs, M={spec['M']})")
+    plot(
+        rows,
+        record,
+        os.path.join(results, f"{name}.png"),
+        f"Table 4 on Fashion-MNIST ({spec['train_subset']} images, {epochs} epochs, M={spec['M']})",
+    )
     log.info(table(record))
     return record
 
 
-__all__ = ["BUDGETS", "GATE_POINTS", "DIFFERENCES", "bootstrap_ci", "run_arm", "analyse", "summarize", "table",
-           "plot", "run_table4"]
+__all__ = [
+    "BUDGETS",
+    "DIFFERENCES",
+    "GATE_POINTS",
+    "analyse",
+    "bootstrap_ci",
+    "plot",
+    "run_arm",
+    "run_table4",
+    "summarize",
+    "table",
+]

@@ -48,6 +48,7 @@ class PairPolicy(torch.nn.Module):
 
     def log_joint(self) -> torch.Tensor:
         """float64 [E, E]: log p(e1, e2) = log p1(e1) + log p2(e2 | e1)."""
+
         def log_normalized_sigmoid(theta):  # log(s / Σ s), s = sigmoid(θ)
             log_s = F.logsigmoid(theta)
             return log_s - torch.logsumexp(log_s, dim=-1, keepdim=True)
@@ -62,11 +63,12 @@ class PairPolicy(torch.nn.Module):
 
     def distribution(self) -> AWSDistribution:
         """The current parameters as an :class:`AWSDistribution` (a NumPy copy)."""
-        return AWSDistribution(self.theta1.detach().cpu().numpy(), self.theta2.detach().cpu().numpy(),
-                               self.parameterization)
+        return AWSDistribution(
+            self.theta1.detach().cpu().numpy(), self.theta2.detach().cpu().numpy(), self.parameterization
+        )
 
     @classmethod
-    def from_distribution(cls, distribution: AWSDistribution) -> "PairPolicy":
+    def from_distribution(cls, distribution: AWSDistribution) -> PairPolicy:
         policy = cls(distribution.n_elements, distribution.parameterization)
         with torch.no_grad():
             policy.theta1.copy_(torch.from_numpy(distribution.theta1))
@@ -79,7 +81,7 @@ def pair_frequencies(pairs: np.ndarray, n_elements: int) -> np.ndarray:
     pairs = np.asarray(pairs)
     if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0:
         raise ValueError(f"pairs must be a non-empty int array [N, 2], got shape {pairs.shape}")
-    counts = np.bincount(pairs[:, 0] * n_elements + pairs[:, 1], minlength=n_elements ** 2)
+    counts = np.bincount(pairs[:, 0] * n_elements + pairs[:, 1], minlength=n_elements**2)
     return (counts / counts.sum()).reshape(n_elements, n_elements)
 
 
@@ -89,15 +91,17 @@ class EMABaseline:
     def __init__(self, weight: float = 0.9):
         if not 0 <= weight < 1:
             raise ValueError(f"baseline weight must be in [0, 1), got {weight}")
-        self.weight, self.value = weight, None
+        self.weight = weight
+        self.value: float | None = None
 
     def advantage(self, reward: float) -> float:
         """``reward − b`` (0 before the first update)."""
         return 0.0 if self.value is None else reward - self.value
 
     def update(self, reward: float) -> float:
-        self.value = reward if self.value is None else self.weight * self.value + (1 - self.weight) * reward
-        return self.value
+        value = reward if self.value is None else self.weight * self.value + (1 - self.weight) * reward
+        self.value = value
+        return value
 
     def state_dict(self) -> dict:
         return {"weight": self.weight, "value": self.value}
@@ -116,8 +120,9 @@ def kl_divergence(old_log_joint: torch.Tensor, new_log_joint: torch.Tensor) -> f
     return float((old_log_joint.exp() * (old_log_joint - new_log_joint)).sum())
 
 
-def ppo_update(policy: PairPolicy, optimizer, frequencies, advantages, clip: float = 0.2, steps: int = 5,
-               max_kl: float = 0.02) -> dict:
+def ppo_update(
+    policy: PairPolicy, optimizer, frequencies, advantages, clip: float = 0.2, steps: int = 5, max_kl: float = 0.02
+) -> dict:
     """PPO steps on trajectories ``frequencies`` (float [K, E, E]) with ``advantages`` (float [K]).
 
     Returns ``{"steps": taken, "kl": KL(old ‖ new), "surrogate": last surrogate objective,
@@ -126,8 +131,10 @@ def ppo_update(policy: PairPolicy, optimizer, frequencies, advantages, clip: flo
     frequencies = torch.as_tensor(np.asarray(frequencies), dtype=torch.float64)
     advantages = torch.as_tensor(np.asarray(advantages, dtype=np.float64))
     if frequencies.ndim != 3 or advantages.shape != frequencies.shape[:1]:
-        raise ValueError(f"need frequencies [K, E, E] and advantages [K], got {tuple(frequencies.shape)} "
-                         f"and {tuple(advantages.shape)}")
+        raise ValueError(
+            f"need frequencies [K, E, E] and advantages [K], got {tuple(frequencies.shape)} "
+            f"and {tuple(advantages.shape)}"
+        )
     with torch.no_grad():
         old_log_joint = policy.log_joint()
         old = (frequencies * old_log_joint).sum(dim=(1, 2))
@@ -148,4 +155,4 @@ def ppo_update(policy: PairPolicy, optimizer, frequencies, advantages, clip: flo
     return {"steps": taken, "kl": kl, "surrogate": surrogate, "clip_fraction": clipped}
 
 
-__all__ = ["PairPolicy", "EMABaseline", "pair_frequencies", "make_optimizer", "kl_divergence", "ppo_update"]
+__all__ = ["EMABaseline", "PairPolicy", "kl_divergence", "make_optimizer", "pair_frequencies", "ppo_update"]

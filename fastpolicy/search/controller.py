@@ -26,8 +26,14 @@ class PolicyController(nn.Module):
         hidden, embedding: LSTM hidden size and action embedding size (100, 32).
     """
 
-    def __init__(self, space: str = "adversarial", sub_policies: int = 5, ops_per_sub_policy: int = 2,
-                 hidden: int = 100, embedding: int = 32):
+    def __init__(
+        self,
+        space: str = "adversarial",
+        sub_policies: int = 5,
+        ops_per_sub_policy: int = 2,
+        hidden: int = 100,
+        embedding: int = 32,
+    ):
         super().__init__()
         self.space = get_space(space)
         self.sub_policies, self.ops_per_sub_policy = sub_policies, ops_per_sub_policy
@@ -85,14 +91,19 @@ class PolicyController(nn.Module):
         actions = np.asarray(torch.as_tensor(actions).cpu())
         policies = []
         for row in actions.reshape(len(actions), self.sub_policies, self.ops_per_sub_policy, 2):
-            policies.append(Policy([[(self.space.ops[op], int(b)) for op, b in sub] for sub in row],
-                                   space=self.space.name))
+            policies.append(
+                Policy([[(self.space.ops[op], int(b)) for op, b in sub] for sub in row], space=self.space.name)
+            )
         return policies
 
 
 @torch.no_grad()
-def kl_divergence(controller: PolicyController, reference: PolicyController, count: int = 512,
-                  generator: torch.Generator | None = None) -> tuple[float, float]:
+def kl_divergence(
+    controller: PolicyController,
+    reference: PolicyController,
+    count: int = 512,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
     """KL(controller ‖ reference) between the two controllers' policy distributions, in nats:
     the Monte-Carlo mean of ``log p(a) − log q(a)`` over ``count`` policies ``a`` drawn from
     ``controller``; returns ``(estimate, standard error)``."""
@@ -104,8 +115,9 @@ def kl_divergence(controller: PolicyController, reference: PolicyController, cou
 
 
 @torch.no_grad()
-def bin_distribution(controller: PolicyController, count: int = 512,
-                     generator: torch.Generator | None = None) -> np.ndarray:
+def bin_distribution(
+    controller: PolicyController, count: int = 512, generator: torch.Generator | None = None
+) -> np.ndarray:
     """float64 [n_bins]: how often each magnitude bin is chosen, over ``count`` sampled policies."""
     bins = controller.sample(count, generator)[:, 1::2].reshape(-1)
     return np.bincount(bins.numpy(), minlength=controller.n_bins) / bins.numel()
@@ -118,8 +130,9 @@ def normalized_rewards(rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
     return (rewards - rewards.mean()) / (std + eps) if std > 0 else torch.zeros_like(rewards)
 
 
-def controller_loss(log_prob: torch.Tensor, entropy: torch.Tensor, rewards: torch.Tensor,
-                    entropy_weight: float = 1e-5) -> torch.Tensor:
+def controller_loss(
+    log_prob: torch.Tensor, entropy: torch.Tensor, rewards: torch.Tensor, entropy_weight: float = 1e-5
+) -> torch.Tensor:
     """REINFORCE loss the controller minimizes: −mean(normalized reward × log p) − w × mean entropy.
 
     ``rewards``: float [M], each policy's training loss averaged over the epoch; the
@@ -134,8 +147,13 @@ def make_optimizer(controller: PolicyController, lr: float = 3.5e-4) -> torch.op
     return torch.optim.Adam(controller.parameters(), lr=lr)
 
 
-def update(controller: PolicyController, optimizer: torch.optim.Optimizer, actions: torch.Tensor,
-           rewards, entropy_weight: float = 1e-5) -> dict:
+def update(
+    controller: PolicyController,
+    optimizer: torch.optim.Optimizer,
+    actions: torch.Tensor,
+    rewards,
+    entropy_weight: float = 1e-5,
+) -> dict:
     """One controller step on one epoch's M policies; returns loss, mean entropy and
     the normalized rewards (for logging)."""
     log_prob, entropy = controller.evaluate(actions)
@@ -143,5 +161,8 @@ def update(controller: PolicyController, optimizer: torch.optim.Optimizer, actio
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return {"loss": float(loss.detach()), "entropy": float(entropy.detach().mean()),
-            "normalized_rewards": normalized_rewards(torch.as_tensor(rewards, dtype=torch.float32)).tolist()}
+    return {
+        "loss": float(loss.detach()),
+        "entropy": float(entropy.detach().mean()),
+        "normalized_rewards": normalized_rewards(torch.as_tensor(rewards, dtype=torch.float32)).tolist(),
+    }

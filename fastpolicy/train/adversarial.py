@@ -13,23 +13,29 @@ only), ``random`` (M random policies per epoch), ``adversarial``.
 
 from __future__ import annotations
 
-import dataclasses
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..log import get as get_logger
 from ..policy import Policy
 from ..schedule import PolicySchedule
 from ..search import controller as ctl
 from . import distributed, plots
 from .data import build_loaders
 from .presets import Preset
-from .trainer import (EpochTrainer, RunConfig, file_checks, loader_device, loader_options, open_run_folder,
-                      resolve_device)
-
-from ..log import get as get_logger
+from .trainer import (
+    EpochTrainer,
+    RunConfig,
+    file_checks,
+    loader_device,
+    loader_options,
+    open_run_folder,
+    resolve_device,
+)
 
 log = get_logger(__name__)
 
@@ -81,12 +87,21 @@ class AdversarialSearch(EpochTrainer):
         open_run_folder(config.out, f"adversarial-{config.mode}", resume, overwrite, dataclasses.asdict(config))
         device = resolve_device(config.device)
         options = loader_options(preset)
-        loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
-                                config.seed, preset.train_subset, preset.val_subset, config.num_threads,
-                                shard=options["shard"], checks=file_checks(config),
-                                subset_seed=config.seed if config.balanced_subset else None,
-                                augment={"fill": config.fill, "magnitude_scale": config.magnitude_scale,
-                                         "cutout": preset.cutout})
+        loaders = build_loaders(
+            config.data,
+            options["batch"],
+            preset.M,
+            preset.image_size,
+            loader_device(device),
+            config.seed,
+            preset.train_subset,
+            preset.val_subset,
+            config.num_threads,
+            shard=options["shard"],
+            checks=file_checks(config),
+            subset_seed=config.seed if config.balanced_subset else None,
+            augment={"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout},
+        )
         super().__init__(config, preset, loaders, device, resume)
         self.controller = ctl.PolicyController().to(self.device)
         self.controller_start = copy.deepcopy(self.controller)  # for the KL from the start
@@ -94,7 +109,8 @@ class AdversarialSearch(EpochTrainer):
         self.generator = torch.Generator().manual_seed(config.seed + 7919)
         self.rng = np.random.default_rng([config.seed, 2])
         self.schedule = PolicySchedule()
-        self._window, self._window_updates = {"actions": None}, []
+        self._window: dict = {"actions": None}
+        self._window_updates: list[dict] = []
         self.restore_or_start()
 
     # -- one epoch ----------------------------------------------------------------------
@@ -116,18 +132,23 @@ class AdversarialSearch(EpochTrainer):
     def _new_window(self, actions, version: int) -> dict:
         """A controller window: its policies' actions and version, per-policy loss sums
         (float64 [M] on the device), steps taken and batches seen."""
-        return {"actions": actions, "version": version, "batches": 0,
-                "sum": torch.zeros(self.preset.M, dtype=torch.float64, device=self.device),
-                "taken": torch.zeros(1, dtype=torch.float64, device=self.device)}
+        return {
+            "actions": actions,
+            "version": version,
+            "batches": 0,
+            "sum": torch.zeros(self.preset.M, dtype=torch.float64, device=self.device),
+            "taken": torch.zeros(1, dtype=torch.float64, device=self.device),
+        }
 
     def _update_controller(self, actions, rewards) -> dict:
         """One REINFORCE step on rank 0 with global ``rewards``; every rank gets its parameters."""
-        update = ctl.update(self.controller, self.controller_optimizer, actions.to(self.device), rewards,
-                            self.config.entropy_weight)
+        update = ctl.update(
+            self.controller, self.controller_optimizer, actions.to(self.device), rewards, self.config.entropy_weight
+        )
         distributed.broadcast_tensors(self.controller.parameters())
         return update
 
-    def on_step(self, batch, policy_means: list[float]) -> None:
+    def on_step(self, batch, policy_means: torch.Tensor) -> None:
         """With a controller window: reward the window's policies after ``controller_window``
         batches, update the controller, and augment from the next batch with new policies."""
         window = self._window
@@ -155,36 +176,48 @@ class AdversarialSearch(EpochTrainer):
     def finish_epoch(self, context: dict, train: dict, row: dict) -> None:
         window = self._window
         actions = window["actions"]
-        rewards = train["policy_loss"] if self.config.controller_window is None else \
-            (window["sum"] / window["taken"].clamp(min=1)).tolist()
+        rewards = (
+            train["policy_loss"]
+            if self.config.controller_window is None
+            else (window["sum"] / window["taken"].clamp(min=1)).tolist()
+        )
         finite = all(np.isfinite(rewards)) and (self.config.controller_window is None or window["batches"] > 0)
         updates, self._window_updates = self._window_updates, []
         if actions is not None and finite and train["skipped"] < len(self.train_loader):
             # the rewards are global (summed over ranks); rank 0's updated controller is everyone's
             updates.append(self._update_controller(actions, rewards))
         if updates:
-            row |= {"controller_loss": updates[-1]["loss"], "controller_entropy": updates[-1]["entropy"],
-                    "controller_updates": len(updates)}
+            row |= {
+                "controller_loss": updates[-1]["loss"],
+                "controller_entropy": updates[-1]["entropy"],
+                "controller_updates": len(updates),
+            }
         elif actions is not None and distributed.is_main():
             log.warning(f"fastpolicy: epoch {self.epoch}: no finite rewards; the controller is not updated")
         if self.config.mode == "adversarial":  # how far the controller has moved, and where its magnitudes are
             probe = torch.Generator().manual_seed(self.config.seed * 100003 + self.epoch)
             kl, kl_error = ctl.kl_divergence(self.controller, self.controller_start, 512, probe)
             bins = ctl.bin_distribution(self.controller, 512, probe)
-            row |= {"controller_kl_from_start": kl, "controller_kl_stderr": kl_error,
-                    "controller_mean_bin": float(bins @ np.arange(len(bins)))}
+            row |= {
+                "controller_kl_from_start": kl,
+                "controller_kl_stderr": kl_error,
+                "controller_mean_bin": float(bins @ np.arange(len(bins))),
+            }
         row["reward"] = train["policy_loss"]
 
     def describe(self, row: dict) -> str:
-        return super().describe(row) + (f"  controller entropy {row['controller_entropy']:.2f}"
-                                        if "controller_entropy" in row else "")
+        return super().describe(row) + (
+            f"  controller entropy {row['controller_entropy']:.2f}" if "controller_entropy" in row else ""
+        )
 
     def run(self, on_epoch_end=None) -> dict:
         """Train to the preset's last epoch; writes the artefacts; returns the last row.
         ``on_epoch_end(search, row)`` is called after each epoch's checkpoint."""
         if distributed.is_main():
-            log.info(f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}, "
-                  f"{distributed.world_size()} process(es)) → {self.config.out}")
+            log.info(
+                f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}, "
+                f"{distributed.world_size()} process(es)) → {self.config.out}"
+            )
         row = super().run(on_epoch_end)
         if distributed.is_main():
             log.info(f"fastpolicy: wrote {self.config.out}")
@@ -199,10 +232,14 @@ class AdversarialSearch(EpochTrainer):
         super().write_artefacts()
 
     def extra_state(self) -> dict:
-        return {"controller": self.controller.state_dict(), "controller_start": self.controller_start.state_dict(),
-                "controller_optimizer": self.controller_optimizer.state_dict(),
-                "generator": self.generator.get_state(), "rng": self.rng.bit_generator.state,
-                "schedule": self.schedule.to_dict()}
+        return {
+            "controller": self.controller.state_dict(),
+            "controller_start": self.controller_start.state_dict(),
+            "controller_optimizer": self.controller_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "schedule": self.schedule.to_dict(),
+        }
 
     def load_extra_state(self, state: dict) -> None:
         self.controller.load_state_dict(state["controller"])

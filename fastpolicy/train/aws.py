@@ -26,21 +26,28 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .. import atomic, jsonio
 from ..data.files import DEFAULT_MAX_PIXELS
 from ..distribution import AWSDistribution
+from ..log import get as get_logger
 from ..search import aws_agent
 from . import checkpoint, distributed, loop, plots
+from .checkpoint import CheckpointError
 from .data import build_search_loaders
 from .logs import RunLog
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .checkpoint import CheckpointError
-from .trainer import (RESUME_IGNORED, EpochTrainer, check_same_data, check_same_settings, file_checks,
-                      loader_device, loader_options, open_run_folder, resolve_device)
-
-from ..log import get as get_logger
+from .trainer import (
+    RESUME_IGNORED,
+    EpochTrainer,
+    check_same_data,
+    check_same_settings,
+    file_checks,
+    loader_device,
+    loader_options,
+    open_run_folder,
+    resolve_device,
+)
 
 log = get_logger(__name__)
 
@@ -91,12 +98,19 @@ class AWSConfig:
     finetune_epochs: int | None = None
     finetune_lr: float | None = None
     reward: str = "last"
-    finetune_schedule: str = dataclasses.field(default="constant", metadata={
-        "choices": FINETUNE_SCHEDULES, "help": "constant: fine-tune at finetune_lr; tail: stage 1 is the head of "
-                                               "one schedule and each fine-tuning its tail"})
+    finetune_schedule: str = dataclasses.field(
+        default="constant",
+        metadata={
+            "choices": FINETUNE_SCHEDULES,
+            "help": "constant: fine-tune at finetune_lr; tail: stage 1 is the head of "
+            "one schedule and each fine-tuning its tail",
+        },
+    )
     parameterization: str = "factorized"
-    stage1_augment: str = dataclasses.field(default="uniform", metadata={
-        "choices": STAGE1_AUGMENTS, "help": "stage 1's augmentation: the uniform pair distribution, or none"})
+    stage1_augment: str = dataclasses.field(
+        default="uniform",
+        metadata={"choices": STAGE1_AUGMENTS, "help": "stage 1's augmentation: the uniform pair distribution, or none"},
+    )
     clip: float = dataclasses.field(default=0.2, metadata={"help": "PPO's ratio clip"})
     ppo_steps: int = dataclasses.field(default=5, metadata={"help": "PPO's inner steps per loop"})
     max_kl: float = dataclasses.field(default=0.02, metadata={"help": "PPO's KL early stop (nats)"})
@@ -123,15 +137,25 @@ class AWSConfig:
         base = get_preset(self.preset)
         if self.preset not in AWS_STAGES:
             raise ValueError(f"preset {self.preset!r} has no AWS budget; known: {', '.join(AWS_STAGES)}")
-        stages = dataclasses.replace(AWS_STAGES[self.preset], **{
-            k: v for k, v in dict(stage1_epochs=self.stage1_epochs, loops=self.loops,
-                                  finetune_epochs=self.finetune_epochs, val_count=self.val_count).items()
-            if v is not None})
+        stages = dataclasses.replace(
+            AWS_STAGES[self.preset],
+            **{
+                k: v
+                for k, v in dict(
+                    stage1_epochs=self.stage1_epochs,
+                    loops=self.loops,
+                    finetune_epochs=self.finetune_epochs,
+                    val_count=self.val_count,
+                ).items()
+                if v is not None
+            },
+        )
         for name in ("stage1_epochs", "loops", "finetune_epochs", "val_count"):
             if getattr(stages, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(stages, name)}")
-        preset = base.with_(model=self.model, batch=self.batch, train_subset=self.train_subset,
-                            epochs=stages.stage1_epochs).with_(M=1, val_subset=None)
+        preset = base.with_(
+            model=self.model, batch=self.batch, train_subset=self.train_subset, epochs=stages.stage1_epochs
+        ).with_(M=1, val_subset=None)
         finetune_lr = self.finetune_lr if self.finetune_lr is not None else base.lr * stages.finetune_lr_scale
         if not finetune_lr > 0:
             raise ValueError(f"finetune_lr must be positive, got {finetune_lr}")
@@ -148,8 +172,9 @@ class SharedWeightsTraining(EpochTrainer):
         return {}
 
     def restore(self, state: dict) -> None:
-        check_same_settings(state["config"], dataclasses.asdict(self.config), self.checkpoint_path,
-                            ignored=AWSSearch.RESUME_IGNORED)
+        check_same_settings(
+            state["config"], dataclasses.asdict(self.config), self.checkpoint_path, ignored=AWSSearch.RESUME_IGNORED
+        )
         state = state | {"config": dataclasses.asdict(self.config)}
         super().restore(state)
 
@@ -160,7 +185,7 @@ class AWSSearch:
     only then, when its ``shared.pt`` is there); ``overwrite=True`` replaces a run in ``out``."""
 
     SHARED, CHECKPOINT, POLICY = "shared.pt", "checkpoint.pt", "policy.json"
-    RESUME_IGNORED = RESUME_IGNORED + ("loops",)
+    RESUME_IGNORED = (*RESUME_IGNORED, "loops")
 
     def __init__(self, config: AWSConfig, resume: bool = False, overwrite: bool = False):
         self.config = config
@@ -171,17 +196,34 @@ class AWSSearch:
         self.device = resolve_device(config.device)
         options = loader_options(self.preset)
         *loaders, self.split = build_search_loaders(
-            config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
-            self.stages.val_count, self.preset.train_subset, config.num_threads, shard=options["shard"],
-            checks=file_checks(config), augment={"cutout": self.preset.cutout})
-        self._shared = None
+            config.data,
+            options["batch"],
+            1,
+            self.preset.image_size,
+            loader_device(self.device),
+            config.seed,
+            self.stages.val_count,
+            self.preset.train_subset,
+            config.num_threads,
+            shard=options["shard"],
+            checks=file_checks(config),
+            augment={"cutout": self.preset.cutout},
+        )
+        self._shared: dict | None = None
         resume_stage1 = resume and not os.path.exists(self.path(self.SHARED))
         if resume and not (os.path.exists(self.path(self.SHARED)) or os.path.exists(self.path("stage1.pt"))):
             raise CheckpointError(f"no checkpoint to resume from in {config.out} (no {self.SHARED} or stage1.pt)")
         tail = config.finetune_schedule == "tail"
         self.stage1 = SharedWeightsTraining(
-            config, self.preset, loaders, self.device, resume=resume_stage1, checkpoint_name="stage1.pt",
-            log_name="stage1", schedule_epochs=self.stages.stage1_epochs + self.stages.finetune_epochs if tail else None)
+            config,
+            self.preset,
+            loaders,
+            self.device,
+            resume=resume_stage1,
+            checkpoint_name="stage1.pt",
+            log_name="stage1",
+            schedule_epochs=self.stages.stage1_epochs + self.stages.finetune_epochs if tail else None,
+        )
         if resume and not resume_stage1:  # stage 1 is done: its log stays, its history is in shared.pt
             self.stage1.history = self.shared_state()["history"]
         else:
@@ -193,10 +235,19 @@ class AWSSearch:
             # stage 2: every rank fine-tunes its own candidate on the whole split, at the per-rank batch
             # (one GPU's share of N) and the learning rate scaled with it (linear scaling)
             self.train_loader, self.val_loader, *_ = build_search_loaders(
-                config.data, options["batch"], 1, self.preset.image_size, loader_device(self.device), config.seed,
-                self.stages.val_count, self.preset.train_subset, config.num_threads,
-                loader_seed=config.seed + 1000 * distributed.rank(), checks=file_checks(config),
-                augment={"cutout": self.preset.cutout})
+                config.data,
+                options["batch"],
+                1,
+                self.preset.image_size,
+                loader_device(self.device),
+                config.seed,
+                self.stages.val_count,
+                self.preset.train_subset,
+                config.num_threads,
+                loader_seed=config.seed + 1000 * distributed.rank(),
+                checks=file_checks(config),
+                augment={"cutout": self.preset.cutout},
+            )
             self.finetune_lr *= options["batch"] / self.preset.batch
             self.tail_lr *= options["batch"] / self.preset.batch
         self.policy = aws_agent.PairPolicy(parameterization=config.parameterization)
@@ -230,21 +281,31 @@ class AWSSearch:
         if self._resume and os.path.exists(self.path(self.SHARED)):
             return
         if distributed.is_main():
-            log.info(f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy, "
-                  f"{distributed.world_size()} process(es) → {self.config.out}")
+            log.info(
+                f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy, "
+                f"{distributed.world_size()} process(es) → {self.config.out}"
+            )
         self.stage1.run()
         if distributed.is_main():
-            checkpoint.save(self.path(self.SHARED), {
-                "config": dataclasses.asdict(self.config), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "history": self.stage1.history, "data": self.stage1.data})
+            checkpoint.save(
+                self.path(self.SHARED),
+                {
+                    "config": dataclasses.asdict(self.config),
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "history": self.stage1.history,
+                    "data": self.stage1.data,
+                },
+            )
         distributed.barrier()
 
     def shared_state(self) -> dict:
         """The saved shared weights and optimizer state (read once, checked against this config)."""
         if self._shared is None:
             state = checkpoint.load(self.path(self.SHARED))
-            check_same_settings(state["config"], dataclasses.asdict(self.config), self.path(self.SHARED),
-                                ignored=self.RESUME_IGNORED)
+            check_same_settings(
+                state["config"], dataclasses.asdict(self.config), self.path(self.SHARED), ignored=self.RESUME_IGNORED
+            )
             check_same_data(state.get("data"), self.stage1.data, self.path(self.SHARED))
             self._shared = state
         return self._shared
@@ -268,8 +329,9 @@ class AWSSearch:
             preset = self.preset.with_(schedule="constant", lr=self.finetune_lr, epochs=self.stages.finetune_epochs)
             return loop.make_scheduler(self.optimizer, preset, steps)
         total = self.stages.stage1_epochs + self.stages.finetune_epochs
-        return loop.make_scheduler(self.optimizer, self.preset.with_(epochs=total), steps,
-                                   start_step=self.stages.stage1_epochs * steps)
+        return loop.make_scheduler(
+            self.optimizer, self.preset.with_(epochs=total), steps, start_step=self.stages.stage1_epochs * steps
+        )
 
     # -- stage 2 --------------------------------------------------------------------------
 
@@ -282,7 +344,7 @@ class AWSSearch:
         version = self.train_loader.set_policies(distribution)
         self.reload_shared()
         scheduler = self.finetune_scheduler()
-        counts = np.zeros(distribution.n_elements ** 2, dtype=np.int64)
+        counts = np.zeros(distribution.n_elements**2, dtype=np.int64)
 
         def count(batch):
             if batch.version != version:
@@ -292,15 +354,31 @@ class AWSSearch:
 
         accuracies, train_loss = [], float("nan")
         for epoch in range(self.stages.finetune_epochs):
-            train = loop.train_epoch(self.model, self.train_loader, self.optimizer, scheduler, 1, self.device,
-                                     desc=f"loop {self.loop} fine-tune {epoch}", progress=self.config.progress,
-                                     on_batch=count, sync=False)
+            train = loop.train_epoch(
+                self.model,
+                self.train_loader,
+                self.optimizer,
+                scheduler,
+                1,
+                self.device,
+                desc=f"loop {self.loop} fine-tune {epoch}",
+                progress=self.config.progress,
+                on_batch=count,
+                sync=False,
+            )
             train_loss = train["loss"]
-            accuracies.append(loop.evaluate(self.model, self.val_loader, self.device,
-                                            progress=self.config.progress, sync=False)["accuracy"])
+            accuracies.append(
+                loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress, sync=False)[
+                    "accuracy"
+                ]
+            )
         reward = accuracies[-1] if self.config.reward == "last" else float(np.mean(sorted(accuracies)[-2:]))
-        return {"reward": reward, "accuracies": accuracies, "train_loss": train_loss,
-                "frequencies": (counts / max(counts.sum(), 1)).reshape(distribution.n_elements, -1)}
+        return {
+            "reward": reward,
+            "accuracies": accuracies,
+            "train_loss": train_loss,
+            "frequencies": (counts / max(counts.sum(), 1)).reshape(distribution.n_elements, -1),
+        }
 
     def run_loop(self) -> dict:
         """One stage-2 loop: every rank fine-tunes one candidate trajectory; rank 0 makes one PPO
@@ -312,19 +390,33 @@ class AWSSearch:
         rewards = np.array([r["reward"] for r in results])
         usable = [i for i, r in enumerate(results) if np.isfinite(r["reward"]) and r["frequencies"].sum() > 0]
         reward = float(np.mean(rewards[usable])) if usable else float("nan")
-        row = {"loop": self.loop, "reward": reward, "train_loss": float(np.mean([r["train_loss"] for r in results]))}
+        row: dict = {
+            "loop": self.loop,
+            "reward": reward,
+            "train_loss": float(np.mean([r["train_loss"] for r in results])),
+        }
         if usable:
             advantages = [self.baseline.advantage(float(rewards[i])) for i in usable]
             update = {}
             if distributed.is_main():
-                update = aws_agent.ppo_update(self.policy, self.agent_optimizer,
-                                              np.stack([results[i]["frequencies"] for i in usable]), advantages,
-                                              self.config.clip, self.config.ppo_steps, self.config.max_kl)
+                update = aws_agent.ppo_update(
+                    self.policy,
+                    self.agent_optimizer,
+                    np.stack([results[i]["frequencies"] for i in usable]),
+                    advantages,
+                    self.config.clip,
+                    self.config.ppo_steps,
+                    self.config.max_kl,
+                )
             distributed.broadcast_tensors(self.policy.parameters())
             update = distributed.broadcast_object(update)
             self.baseline.update(reward)
-            row |= {"advantage": float(np.mean(advantages)), "ppo_steps": update["steps"], "kl": update["kl"],
-                    "clip_fraction": update["clip_fraction"]}
+            row |= {
+                "advantage": float(np.mean(advantages)),
+                "ppo_steps": update["steps"],
+                "kl": update["kl"],
+                "clip_fraction": update["clip_fraction"],
+            }
         elif distributed.is_main():
             log.warning(f"fastpolicy: loop {self.loop}: no finite reward; the distribution is not updated")
         updated = self.policy.distribution()
@@ -347,13 +439,17 @@ class AWSSearch:
         ``on_loop_end(search, row)`` is called after each loop's checkpoint."""
         self.run_stage1()
         if distributed.is_main():
-            log.info(f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
-                  f"epoch(s) at lr {self.finetune_lr:g}, {distributed.world_size()} candidate(s) per loop")
+            log.info(
+                f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
+                f"epoch(s) at lr {self.finetune_lr:g}, {distributed.world_size()} candidate(s) per loop"
+            )
         while self.loop < self.stages.loops:
             row = self.run_loop()
             if distributed.is_main():
-                log.info(f"loop {row['loop']}: reward {row['reward']:.4f}  baseline {row['baseline']:.4f}  "
-                      f"entropy {row['entropy']:.3f}  top pair {row['top1_pair']} ({row['top1_prob']:.2e})")
+                log.info(
+                    f"loop {row['loop']}: reward {row['reward']:.4f}  baseline {row['baseline']:.4f}  "
+                    f"entropy {row['entropy']:.3f}  top pair {row['top1_pair']} ({row['top1_prob']:.2e})"
+                )
             if on_loop_end is not None:
                 on_loop_end(self, row)
         distribution = self.policy.distribution()
@@ -375,29 +471,52 @@ class AWSSearch:
         plots.plot_top_pairs(distribution, self.path("top_pairs.png"))
         if self.history:
             names = [el.name for el in distribution.space.elements]
-            top = [(names.index(a), names.index(b), f"{a}+{b}") for a, b, _ in distribution.top_pairs(self.config.top_k)]
-            joints = [AWSDistribution(t[:e], t[e:].reshape(e, e), distribution.parameterization).joint()
-                      for t in self.thetas[1:]]
-            plots.plot_search_progress(self.history, {label: [j[a, b] for j in joints] for a, b, label in top},
-                                       self.path("search_progress.png"))
+            top = [
+                (names.index(a), names.index(b), f"{a}+{b}") for a, b, _ in distribution.top_pairs(self.config.top_k)
+            ]
+            joints = [
+                AWSDistribution(t[:e], t[e:].reshape(e, e), distribution.parameterization).joint()
+                for t in self.thetas[1:]
+            ]
+            plots.plot_search_progress(
+                self.history,
+                {label: [j[a, b] for j in joints] for a, b, label in top},
+                self.path("search_progress.png"),
+            )
         self.stage1.write_artefacts()  # samples.png (stage 1's last batch) and summary.json, overwritten below
-        summary = {"config": dataclasses.asdict(self.config), "preset": dataclasses.asdict(self.preset),
-                   "stages": dataclasses.asdict(self.stages), "finetune_lr": self.finetune_lr,
-                   "agent_lr": self.agent_lr,
-                   "stage1": self.stage1.history, "loops": self.history,
-                   "top_pairs": distribution.top_pairs(20), "entropy": distribution.entropy()}
+        summary = {
+            "config": dataclasses.asdict(self.config),
+            "preset": dataclasses.asdict(self.preset),
+            "stages": dataclasses.asdict(self.stages),
+            "finetune_lr": self.finetune_lr,
+            "agent_lr": self.agent_lr,
+            "stage1": self.stage1.history,
+            "loops": self.history,
+            "top_pairs": distribution.top_pairs(20),
+            "entropy": distribution.entropy(),
+        }
         atomic.write_json(self.path("summary.json"), summary)
 
     def _save(self) -> None:
-        checkpoint.save_distributed(self.path(self.CHECKPOINT), {
-            "config": dataclasses.asdict(self.config), "loop": self.loop, "history": self.history,
-            "policy": self.policy.state_dict(), "agent_optimizer": self.agent_optimizer.state_dict(),
-            "baseline": self.baseline.state_dict(), "thetas": self.thetas, "data": self.stage1.data},
-            self.train_loader)
+        checkpoint.save_distributed(
+            self.path(self.CHECKPOINT),
+            {
+                "config": dataclasses.asdict(self.config),
+                "loop": self.loop,
+                "history": self.history,
+                "policy": self.policy.state_dict(),
+                "agent_optimizer": self.agent_optimizer.state_dict(),
+                "baseline": self.baseline.state_dict(),
+                "thetas": self.thetas,
+                "data": self.stage1.data,
+            },
+            self.train_loader,
+        )
 
     def _restore(self, state: dict) -> None:
-        check_same_settings(state["config"], dataclasses.asdict(self.config), self.path(self.CHECKPOINT),
-                            ignored=self.RESUME_IGNORED)
+        check_same_settings(
+            state["config"], dataclasses.asdict(self.config), self.path(self.CHECKPOINT), ignored=self.RESUME_IGNORED
+        )
         check_same_data(state.get("data"), self.stage1.data, self.path(self.CHECKPOINT))
         self.loop, self.history = state["loop"], state["history"]
         self.thetas = [np.asarray(theta, dtype=np.float64) for theta in state["thetas"]]  # tensors in the file
@@ -410,4 +529,4 @@ class AWSSearch:
             log.info(f"fastpolicy: resumed {self.config.out} after loop {self.loop - 1}")
 
 
-__all__ = ["AWSConfig", "AWSSearch", "SharedWeightsTraining", "REWARDS"]
+__all__ = ["REWARDS", "AWSConfig", "AWSSearch", "SharedWeightsTraining"]

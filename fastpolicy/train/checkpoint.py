@@ -17,8 +17,8 @@ import random
 import numpy as np
 import torch
 
-from ..errors import UserError
 from .. import atomic
+from ..errors import UserError
 from . import distributed
 
 
@@ -80,8 +80,10 @@ def load(path: str) -> dict:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         globals_ = [line for line in lines if "GLOBAL" in line or "Unsupported global" in line]
         if globals_:  # the unpickler met a reference to a Python callable or class
-            reason = (f"it holds a Python object, not only tensors and plain data, which could run code when "
-                      f"loaded; refused ({globals_[0]})")
+            reason = (
+                f"it holds a Python object, not only tensors and plain data, which could run code when "
+                f"loaded; refused ({globals_[0]})"
+            )
         else:
             after = [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.endswith("WeightsUnpickler error:")]
             detail = after[0] if after else (lines[0] if lines else type(error).__name__)
@@ -106,11 +108,21 @@ def restore_distributed(state: dict, path: str, loader) -> None:
     """This rank's loader position and RNG states from a :func:`save_distributed` checkpoint
     (CheckpointError if it was written by another number of processes)."""
     if state.get("world_size", 1) != distributed.world_size():
-        raise CheckpointError(f"{path} was written by {state.get('world_size', 1)} process(es); resume it with "
-                              f"the same number (this run has {distributed.world_size()})")
+        raise CheckpointError(
+            f"{path} was written by {state.get('world_size', 1)} process(es); resume it with "
+            f"the same number (this run has {distributed.world_size()})"
+        )
     loader.load_state_dict(state["loader"][distributed.rank()])
     set_rng_state(state["rng_state"][distributed.rank()])
 
 
-__all__ = ["CheckpointError", "plain", "rng_state", "set_rng_state", "save", "load", "save_distributed",
-           "restore_distributed"]
+__all__ = [
+    "CheckpointError",
+    "load",
+    "plain",
+    "restore_distributed",
+    "rng_state",
+    "save",
+    "save_distributed",
+    "set_rng_state",
+]

@@ -24,38 +24,102 @@ def _layout(device: str) -> str:
     return "channels_last" if device == "gpu" else "nchw"
 
 
-def _array_loaders(train: tuple, val: tuple, batch: int, M: int, device: str, seed: int, num_threads: int,
-                   backend: str | None, shard: tuple[int, int] = (0, 1), augment: dict | None = None):
+def _array_loaders(
+    train: tuple,
+    val: tuple,
+    batch: int,
+    M: int,
+    device: str,
+    seed: int,
+    num_threads: int,
+    backend: str | None,
+    shard: tuple[int, int] = (0, 1),
+    augment: dict | None = None,
+):
     """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics;
     ``augment``: the train loader's ``fill``/``magnitude_scale``."""
     images, labels = train
     scaled = images.reshape(-1, images.shape[-1]) / 255.0
     norm = {"mean": tuple(scaled.mean(0)), "std": tuple(scaled.std(0))}
     sharding = {"shard_id": shard[0], "num_shards": shard[1], "layout": _layout(device)}
-    train_loader = PolicyDALILoader.from_arrays(images, labels, batch_size=batch, M=M, device=device, seed=seed,
-                                                num_threads=num_threads, backend=backend, **sharding, **norm,
-                                                **(augment or {}))
-    val_loader = PolicyDALILoader.from_arrays(val[0], val[1], batch_size=min(batch * M, max(1, len(val[0]) // shard[1])),
-                                              M=1, device=device, seed=seed, baseline="none", shuffle=False,
-                                              drop_last=False, num_threads=num_threads, **sharding, **norm)
+    train_loader = PolicyDALILoader.from_arrays(
+        images,
+        labels,
+        batch_size=batch,
+        M=M,
+        device=device,
+        seed=seed,
+        num_threads=num_threads,
+        backend=backend,
+        **sharding,
+        **norm,
+        **(augment or {}),
+    )
+    val_loader = PolicyDALILoader.from_arrays(
+        val[0],
+        val[1],
+        batch_size=min(batch * M, max(1, len(val[0]) // shard[1])),
+        M=1,
+        device=device,
+        seed=seed,
+        baseline="none",
+        shuffle=False,
+        drop_last=False,
+        num_threads=num_threads,
+        **sharding,
+        **norm,
+    )
     return train_loader, val_loader, int(labels.max()) + 1, images.shape[-1]
 
 
-def _file_loaders(train, val, batch: int, M: int, image_size: int, device: str, seed: int, num_threads: int,
-                  backend: str | None, shard: tuple[int, int] = (0, 1), checks: dict | None = None,
-                  augment: dict | None = None):
+def _file_loaders(
+    train,
+    val,
+    batch: int,
+    M: int,
+    image_size: int,
+    device: str,
+    seed: int,
+    num_threads: int,
+    backend: str | None,
+    shard: tuple[int, int] = (0, 1),
+    checks: dict | None = None,
+    augment: dict | None = None,
+):
     """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped.
     ``checks``: ``verify``, ``on_bad``, ``max_pixels`` for both (see :func:`~fastpolicy.data.files.check_files`)."""
     sharding = {"shard_id": shard[0], "num_shards": shard[1], "layout": _layout(device), **(checks or {})}
-    train_loader = PolicyDALILoader(train, batch_size=batch, M=M, image_size=image_size, device=device, seed=seed,
-                                    num_threads=num_threads, backend=backend, **sharding, **(augment or {}))
-    val_loader = PolicyDALILoader(val, batch_size=batch, M=1, image_size=image_size, device=device, seed=seed,
-                                  baseline="center", shuffle=False, drop_last=False, num_threads=num_threads,
-                                  **sharding)
-    if val_loader.images_list.classes != train_loader.images_list.classes:
+    train_loader = PolicyDALILoader(
+        train,
+        batch_size=batch,
+        M=M,
+        image_size=image_size,
+        device=device,
+        seed=seed,
+        num_threads=num_threads,
+        backend=backend,
+        **sharding,
+        **(augment or {}),
+    )
+    val_loader = PolicyDALILoader(
+        val,
+        batch_size=batch,
+        M=1,
+        image_size=image_size,
+        device=device,
+        seed=seed,
+        baseline="center",
+        shuffle=False,
+        drop_last=False,
+        num_threads=num_threads,
+        **sharding,
+    )
+    train_files, val_files = train_loader.images_list, val_loader.images_list
+    assert train_files is not None and val_files is not None  # loaders over files
+    if val_files.classes != train_files.classes:
         names = [d if isinstance(d, str) else "the split's part" for d in (val, train)]
         raise ValueError(f"{names[0]} and {names[1]} hold different class folders")
-    return train_loader, val_loader, len(train_loader.images_list.classes), 3
+    return train_loader, val_loader, len(train_files.classes), 3
 
 
 def array_dataset(data: str | None) -> tuple[str, tuple, tuple] | None:
@@ -75,8 +139,9 @@ def _folders(data: str) -> tuple[str, str]:
     train_dir, val_dir = os.path.join(data, "train"), os.path.join(data, "val")
     for path in (train_dir, val_dir):
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"{data} needs ImageNet-layout train/ and val/ folders (or CIFAR's Python "
-                                    f"batches); {path} is missing")
+            raise FileNotFoundError(
+                f"{data} needs ImageNet-layout train/ and val/ folders (or CIFAR's Python batches); {path} is missing"
+            )
     return train_dir, val_dir
 
 
@@ -93,16 +158,29 @@ def balanced_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
         members = np.flatnonzero(labels == label)
         want = count // len(classes) + (i < count % len(classes))
         if want > len(members):
-            raise ValueError(f"class {label} has {len(members)} images, fewer than the {want} a balanced subset "
-                             f"of {count} needs")
+            raise ValueError(
+                f"class {label} has {len(members)} images, fewer than the {want} a balanced subset of {count} needs"
+            )
         chosen.append(rng.permutation(members)[:want])
     return np.sort(np.concatenate(chosen))
 
 
-def build_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
-                  train_subset: int | None = None, val_subset: int | None = None, num_threads: int = 2,
-                  backend: str | None = None, shard: tuple[int, int] = (0, 1), checks: dict | None = None,
-                  augment: dict | None = None, subset_seed: int | None = None):
+def build_loaders(
+    data: str | None,
+    batch: int,
+    M: int,
+    image_size: int,
+    device: str,
+    seed: int,
+    train_subset: int | None = None,
+    val_subset: int | None = None,
+    num_threads: int = 2,
+    backend: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    checks: dict | None = None,
+    augment: dict | None = None,
+    subset_seed: int | None = None,
+):
     """``(train, val, num_classes, channels)``.
 
     Args:
@@ -127,14 +205,25 @@ def build_loaders(data: str | None, batch: int, M: int, image_size: int, device:
         if train_subset is not None and subset_seed is not None:
             chosen = balanced_subset(labels, train_subset, subset_seed)
             images, labels, train_subset = images[chosen], labels[chosen], None
-        return _array_loaders((images[:train_subset], labels[:train_subset]),
-                              (val_images[:val_subset], val_labels[:val_subset]),
-                              batch, M, device, seed, num_threads, backend, shard, augment)
+        return _array_loaders(
+            (images[:train_subset], labels[:train_subset]),
+            (val_images[:val_subset], val_labels[:val_subset]),
+            batch,
+            M,
+            device,
+            seed,
+            num_threads,
+            backend,
+            shard,
+            augment,
+        )
     if train_subset is not None or val_subset is not None:
         raise ValueError("train_subset/val_subset apply to Fashion-MNIST and CIFAR; pass a smaller folder instead")
+    assert data is not None  # the in-memory datasets returned above
     train_dir, val_dir = _folders(data)
-    return _file_loaders(train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard, checks,
-                         augment)
+    return _file_loaders(
+        train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard, checks, augment
+    )
 
 
 def split_indices(n: int, val_count: int, seed: int, train_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -151,10 +240,22 @@ def split_indices(n: int, val_count: int, seed: int, train_count: int | None = N
     return np.sort(rest), np.sort(order[:val_count])
 
 
-def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, device: str, seed: int,
-                         val_count: int, train_subset: int | None = None, num_threads: int = 2,
-                         backend: str | None = None, shard: tuple[int, int] = (0, 1),
-                         loader_seed: int | None = None, checks: dict | None = None, augment: dict | None = None):
+def build_search_loaders(
+    data: str | None,
+    batch: int,
+    M: int,
+    image_size: int,
+    device: str,
+    seed: int,
+    val_count: int,
+    train_subset: int | None = None,
+    num_threads: int = 2,
+    backend: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    loader_seed: int | None = None,
+    checks: dict | None = None,
+    augment: dict | None = None,
+):
     """``(train, val, num_classes, channels, split)`` with both parts drawn from the training images.
 
     Args:
@@ -173,10 +274,20 @@ def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, 
     if arrays is not None:
         name, (images, labels), _ = arrays
         train, val = split_indices(len(images), val_count, seed, train_subset)
-        loaders = _array_loaders((images[train], labels[train]), (images[val], labels[val]),
-                                 batch, M, device, loader_seed, num_threads, backend, shard, augment)
-        return (*loaders, {"dataset": f"{name}/train", "seed": seed, "train": train.tolist(),
-                           "val": val.tolist()})
+        loaders = _array_loaders(
+            (images[train], labels[train]),
+            (images[val], labels[val]),
+            batch,
+            M,
+            device,
+            loader_seed,
+            num_threads,
+            backend,
+            shard,
+            augment,
+        )
+        return (*loaders, {"dataset": f"{name}/train", "seed": seed, "train": train.tolist(), "val": val.tolist()})
+    assert data is not None  # the in-memory datasets returned above
     train_dir, _ = _folders(data)
     files = scan_folder(train_dir, on_bad=(checks or {}).get("on_bad", "raise"))
     train, val = split_indices(len(files), val_count, seed, train_subset)
@@ -184,11 +295,19 @@ def build_search_loaders(data: str | None, batch: int, M: int, image_size: int, 
     def part(indices) -> ImageList:
         return ImageList([files.files[i] for i in indices], files.labels[indices], files.classes)
 
-    loaders = _file_loaders(part(train), part(val), batch, M, image_size, device, loader_seed, num_threads, backend,
-                            shard, checks, augment)
+    loaders = _file_loaders(
+        part(train), part(val), batch, M, image_size, device, loader_seed, num_threads, backend, shard, checks, augment
+    )
     relative = [os.path.relpath(path, train_dir) for path in files.files]
-    return (*loaders, {"dataset": os.path.abspath(train_dir), "seed": seed,
-                       "train": [relative[i] for i in train], "val": [relative[i] for i in val]})
+    return (
+        *loaders,
+        {
+            "dataset": os.path.abspath(train_dir),
+            "seed": seed,
+            "train": [relative[i] for i in train],
+            "val": [relative[i] for i in val],
+        },
+    )
 
 
-__all__ = ["build_loaders", "build_search_loaders", "split_indices", "balanced_subset"]
+__all__ = ["balanced_subset", "build_loaders", "build_search_loaders", "split_indices"]

@@ -92,11 +92,23 @@ def per_rank_batch(batch: int) -> int:
     """A preset's global N split evenly over the processes (ValueError if it does not divide)."""
     size = world_size()
     if batch % size:
-        raise ValueError(f"the global batch N={batch} does not divide over {size} processes; pick a multiple "
-                         f"of {size} (--batch)")
+        raise ValueError(
+            f"the global batch N={batch} does not divide over {size} processes; pick a multiple of {size} (--batch)"
+        )
     return batch // size
 
 
-__all__ = ["is_distributed", "rank", "world_size", "is_main", "init_from_env", "shutdown",
-           "all_reduce_sum", "broadcast_object", "broadcast_tensors", "all_gather_object", "barrier",
-           "per_rank_batch"]
+__all__ = [
+    "all_gather_object",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "broadcast_tensors",
+    "init_from_env",
+    "is_distributed",
+    "is_main",
+    "per_rank_batch",
+    "rank",
+    "shutdown",
+    "world_size",
+]

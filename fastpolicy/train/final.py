@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from .. import jsonio
-from ..distribution import AWSDistribution
 from ..distribution import FORMAT as AWS_FORMAT
+from ..distribution import AWSDistribution
+from ..log import get as get_logger
 from ..policy import FORMAT as POLICY_FORMAT
 from ..policy import Policy
 from ..schedule import FORMAT as SCHEDULE_FORMAT
 from ..schedule import PolicySchedule
-from .data import build_loaders
 from . import distributed
-from .trainer import (EpochTrainer, RunConfig, file_checks, loader_device, loader_options, open_run_folder,
-                      resolve_device)
-
-from ..log import get as get_logger
+from .data import build_loaders
+from .trainer import (
+    EpochTrainer,
+    RunConfig,
+    file_checks,
+    loader_device,
+    loader_options,
+    open_run_folder,
+    resolve_device,
+)
 
 log = get_logger(__name__)
 
@@ -38,10 +45,11 @@ def load_policy_file(path: str):
     (chosen by its ``format`` field); PolicyFormatError names the file otherwise."""
     data = jsonio.read_json(path)
     fmt = data.get("format")
-    kind = POLICY_FILES.get(fmt) if isinstance(fmt, str) else None
+    kind: Any = POLICY_FILES.get(fmt) if isinstance(fmt, str) else None
     if kind is None:
-        raise jsonio.PolicyFormatError(f"{path}: 'format' is {fmt!r}; a policy file is one of "
-                                       f"{', '.join(POLICY_FILES)}")
+        raise jsonio.PolicyFormatError(
+            f"{path}: 'format' is {fmt!r}; a policy file is one of {', '.join(POLICY_FILES)}"
+        )
     return jsonio.checked_from_dict(kind.from_dict, data, str(path))
 
 
@@ -70,11 +78,21 @@ class FinalTraining(EpochTrainer):
         open_run_folder(config.out, "train", resume, overwrite, dataclasses.asdict(config))
         device = resolve_device(config.device)
         options = loader_options(preset)
-        loaders = build_loaders(config.data, options["batch"], preset.M, preset.image_size, loader_device(device),
-                                config.seed, preset.train_subset, preset.val_subset, config.num_threads,
-                                shard=options["shard"], checks=file_checks(config),
-                                subset_seed=config.seed if config.balanced_subset else None,
-                                augment={"cutout": preset.cutout})
+        loaders = build_loaders(
+            config.data,
+            options["batch"],
+            preset.M,
+            preset.image_size,
+            loader_device(device),
+            config.seed,
+            preset.train_subset,
+            preset.val_subset,
+            config.num_threads,
+            shard=options["shard"],
+            checks=file_checks(config),
+            subset_seed=config.seed if config.balanced_subset else None,
+            augment={"cutout": preset.cutout},
+        )
         super().__init__(config, preset, loaders, device, resume)
         self.restore_or_start()
 
@@ -89,20 +107,26 @@ class FinalTraining(EpochTrainer):
     def run(self, on_epoch_end=None) -> dict:
         kind = "standard augmentation" if self.policy is None else type(self.policy).__name__
         if distributed.is_main():
-            log.info(f"fastpolicy: training {self.preset.model} from scratch with {kind} (M={self.preset.M}, "
-                  f"{self.preset.epochs} epochs, {distributed.world_size()} process(es)) → {self.config.out}")
+            log.info(
+                f"fastpolicy: training {self.preset.model} from scratch with {kind} (M={self.preset.M}, "
+                f"{self.preset.epochs} epochs, {distributed.world_size()} process(es)) → {self.config.out}"
+            )
         row = super().run(on_epoch_end)
         if distributed.is_main():
-            log.info(f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
-                  f"(error {100 * (1 - row['val_accuracy']):.2f}%); wrote {self.config.out}")
+            log.info(
+                f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
+                f"(error {100 * (1 - row['val_accuracy']):.2f}%); wrote {self.config.out}"
+            )
         return row
 
     def summary(self) -> dict:
         summary = super().summary()
         if self.history:
-            summary |= {"final_accuracy": self.history[-1]["val_accuracy"],
-                        "final_error_percent": 100 * (1 - self.history[-1]["val_accuracy"])}
+            summary |= {
+                "final_accuracy": self.history[-1]["val_accuracy"],
+                "final_error_percent": 100 * (1 - self.history[-1]["val_accuracy"]),
+            }
         return summary
 
 
-__all__ = ["TrainConfig", "FinalTraining", "load_policy_file", "POLICY_FILES"]
+__all__ = ["POLICY_FILES", "FinalTraining", "TrainConfig", "load_policy_file"]

@@ -7,7 +7,6 @@ import io
 import os
 
 from .. import atomic
-
 from ..log import get as get_logger
 
 log = get_logger(__name__)

@@ -24,22 +24,32 @@ def make_optimizer(model: torch.nn.Module, preset: Preset, lr_scale: float = 1.0
     fused on a GPU (one kernel, and a non-finite step is skipped on the device: see
     :func:`train_epoch`)."""
     fused = next(model.parameters()).is_cuda
-    return torch.optim.SGD(model.parameters(), lr=preset.lr * lr_scale, momentum=preset.momentum,
-                           nesterov=preset.nesterov, weight_decay=preset.weight_decay, fused=fused or None)
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=preset.lr * lr_scale,
+        momentum=preset.momentum,
+        nesterov=preset.nesterov,
+        weight_decay=preset.weight_decay,
+        fused=fused or None,
+    )
 
 
-def make_scheduler(optimizer, preset: Preset, steps_per_epoch: int,
-                   start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer, preset: Preset, steps_per_epoch: int, start_step: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule: cosine to 0 over ``preset.epochs``, or ×``gamma`` at each milestone epoch;
     ``start_step``: begin that many steps into it (a run that continues another's schedule)."""
     total = max(1, preset.epochs * steps_per_epoch)
     if preset.schedule == "cosine":
+
         def factor(step: int) -> float:
             return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
     elif preset.schedule == "step":
+
         def factor(step: int) -> float:
             return preset.gamma ** sum(step >= m * steps_per_epoch for m in preset.milestones)
     elif preset.schedule == "constant":
+
         def factor(step: int) -> float:
             return 1.0
     else:
@@ -55,7 +65,9 @@ def per_policy_mean(per_sample: torch.Tensor, policy_ids: torch.Tensor, M: int) 
 
 
 def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
 
 def _steps(loader, sync: bool) -> int:
@@ -85,14 +97,26 @@ def _skips_on_device(optimizer) -> bool:
     for group in optimizer.param_groups:
         if not group.get("fused"):
             return False
-        if group.get("momentum") and any(optimizer.state.get(p, {}).get("momentum_buffer") is None
-                                         for p in group["params"]):
+        if group.get("momentum") and any(
+            optimizer.state.get(p, {}).get("momentum_buffer") is None for p in group["params"]
+        ):
             return False
     return True
 
 
-def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.device, desc: str = "train",
-                progress: bool = True, on_batch=None, sync: bool = True, on_step=None) -> dict:
+def train_epoch(
+    model,
+    loader,
+    optimizer,
+    scheduler,
+    M: int,
+    device: torch.device,
+    desc: str = "train",
+    progress: bool = True,
+    on_batch=None,
+    sync: bool = True,
+    on_step=None,
+) -> dict:
     """One pass over ``loader``; returns ``loss``/``accuracy`` (means over the epoch's samples),
     ``policy_loss`` (float [M] list: each policy's per-batch mean loss averaged over the
     epoch's batches — the reward of Adversarial AutoAugment), ``skipped`` (non-finite steps)
@@ -144,8 +168,10 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
         else:
             if not _all_finite(loss, sync):
                 skipped += 1
-                warnings.warn(f"{desc}: non-finite loss at step {getattr(batch, 'step', step)}; step skipped, "
-                              "no reward recorded")
+                warnings.warn(
+                    f"{desc}: non-finite loss at step {getattr(batch, 'step', step)}; step skipped, no reward recorded",
+                    stacklevel=2,
+                )
                 scheduler.step()
                 continue
             finite = torch.ones(1, dtype=torch.bool, device=device)
@@ -160,8 +186,13 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
             means = torch.where(finite, both[:M] / both[M:].clamp(min=1), torch.nan)
             policy_sum += torch.where(finite, means, 0.0)
             batches += finite.float().sum()
-            stats = torch.stack([per_sample.detach().sum().double(), (logits.argmax(1) == labels).sum().double(),
-                                 torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+            stats = torch.stack(
+                [
+                    per_sample.detach().sum().double(),
+                    (logits.argmax(1) == labels).sum().double(),
+                    torch.tensor(float(len(labels)), dtype=torch.float64, device=device),
+                ]
+            )
             total += torch.where(finite, stats, 0.0)
         last = batch
         if on_step is not None:
@@ -170,13 +201,19 @@ def train_epoch(model, loader, optimizer, scheduler, M: int, device: torch.devic
         on_device_skips = int(skipped_on_device)  # one synchronization per epoch
         skipped += on_device_skips
         if on_device_skips:
-            warnings.warn(f"{desc}: {on_device_skips} step(s) with a non-finite loss skipped, no reward recorded")
+            warnings.warn(
+                f"{desc}: {on_device_skips} step(s) with a non-finite loss skipped, no reward recorded", stacklevel=2
+            )
     if steps < len(loader) and hasattr(loader, "reset"):
         loader.reset()  # this shard had a batch more than another: drop it, end the epoch
     loss_sum, correct, seen = reduce(total).tolist()
-    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "policy_loss": (policy_sum / batches.clamp(min=1)).tolist(), "skipped": skipped,
-            "last_images": None if last is None else last[0].detach().cpu()}
+    return {
+        "loss": loss_sum / max(seen, 1),
+        "accuracy": correct / max(seen, 1),
+        "policy_loss": (policy_sum / batches.clamp(min=1)).tolist(),
+        "skipped": skipped,
+        "last_images": None if last is None else last[0].detach().cpu(),
+    }
 
 
 @torch.no_grad()
@@ -191,8 +228,12 @@ def evaluate(model, loader, device: torch.device, progress: bool = True, sync: b
             images = images.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             logits = model(images)
-        total += torch.stack([F.cross_entropy(logits.float(), labels, reduction="sum").double(),
-                              (logits.argmax(1) == labels).sum().double(),
-                              torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+        total += torch.stack(
+            [
+                F.cross_entropy(logits.float(), labels, reduction="sum").double(),
+                (logits.argmax(1) == labels).sum().double(),
+                torch.tensor(float(len(labels)), dtype=torch.float64, device=device),
+            ]
+        )
     loss_sum, correct, seen = (distributed.all_reduce_sum(total) if sync else total).tolist()
     return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}

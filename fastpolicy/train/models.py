@@ -15,12 +15,20 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 4 * width, 3, padding=1, bias=False), nn.BatchNorm2d(4 * width),
-            nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(4 * width),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(4 * width, num_classes)
 
     def forward(self, x):
@@ -46,18 +54,25 @@ class _WideBlock(nn.Module):
 class WideResNet(nn.Module):
     """Wide-ResNet-depth-k (Zagoruyko & Komodakis), pre-activation; 28-10 by default."""
 
-    def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10, in_channels: int = 3,
-                 dropout: float = 0.0):
+    def __init__(
+        self, depth: int = 28, widen: int = 10, num_classes: int = 10, in_channels: int = 3, dropout: float = 0.0
+    ):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"Wide-ResNet depth must be 6n+4, got {depth}")
         n = (depth - 4) // 6
         widths = [16, 16 * widen, 32 * widen, 64 * widen]
-        layers = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)]
         for stage in range(3):
             for i in range(n):
-                layers.append(_WideBlock(widths[stage] if i == 0 else widths[stage + 1], widths[stage + 1],
-                                         (1 if stage == 0 else 2) if i == 0 else 1, dropout))
+                layers.append(
+                    _WideBlock(
+                        widths[stage] if i == 0 else widths[stage + 1],
+                        widths[stage + 1],
+                        (1 if stage == 0 else 2) if i == 0 else 1,
+                        dropout,
+                    )
+                )
         layers += [nn.BatchNorm2d(widths[3]), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(widths[3], num_classes)
@@ -104,13 +119,22 @@ def _resnet50d(num_classes: int, in_channels: int) -> nn.Module:
     def conv_bn(cin, cout, stride):
         return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-    model.conv1 = nn.Sequential(*conv_bn(in_channels, 32, 2), *conv_bn(32, 32, 1),
-                                nn.Conv2d(32, 64, 3, 1, 1, bias=False))
+    model.conv1 = nn.Sequential(
+        *conv_bn(in_channels, 32, 2), *conv_bn(32, 32, 1), nn.Conv2d(32, 64, 3, 1, 1, bias=False)
+    )
     for layer in (model.layer2, model.layer3, model.layer4):
-        shortcut = layer[0].downsample
+        assert isinstance(layer, nn.Sequential)
+        block = layer[0]
+        assert isinstance(block, nn.Module)
+        shortcut = block.downsample
+        assert isinstance(shortcut, nn.Sequential)  # torchvision's conv + batch norm
         conv, bn = shortcut[0], shortcut[1]
-        layer[0].downsample = nn.Sequential(nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
-                                            nn.Conv2d(conv.in_channels, conv.out_channels, 1, 1, bias=False), bn)
+        assert isinstance(conv, nn.Conv2d)
+        block.downsample = nn.Sequential(
+            nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
+            nn.Conv2d(conv.in_channels, conv.out_channels, 1, 1, bias=False),
+            bn,
+        )
     return model
 
 

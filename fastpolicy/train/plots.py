@@ -47,8 +47,13 @@ def plot_schedule(schedule, path: str) -> str:
     top.set_ylabel("fraction of ops")
     top.set_title("Op distribution of the policies per epoch")
     top.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    image = bottom.imshow(bin_freq.T, aspect="auto", origin="lower", cmap="viridis",
-                          extent=(-0.5, len(schedule) - 0.5, -0.5, bin_freq.shape[1] - 0.5))
+    image = bottom.imshow(
+        bin_freq.T,
+        aspect="auto",
+        origin="lower",
+        cmap="viridis",
+        extent=(-0.5, len(schedule) - 0.5, -0.5, bin_freq.shape[1] - 0.5),
+    )
     bottom.set_ylabel("magnitude bin")
     bottom.set_xlabel("epoch")
     bottom.set_title("Magnitude distribution per epoch")
@@ -109,7 +114,7 @@ def plot_top_pairs(distribution, path: str, k: int = 20) -> str:
     fig, axis = plt.subplots(figsize=(8, 0.3 * k + 1.2), layout="constrained")
     labels = [f"{a} → {b}" for a, b, _ in top][::-1]
     axis.barh(labels, [p for _, _, p in top][::-1], color="tab:blue")
-    axis.axvline(1 / distribution.n_elements ** 2, color="grey", linestyle="--", label="uniform")
+    axis.axvline(1 / distribution.n_elements**2, color="grey", linestyle="--", label="uniform")
     axis.set_xlabel("probability")
     axis.set_title(f"Top {k} op pairs")
     axis.legend(loc="lower right")

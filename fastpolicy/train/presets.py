@@ -34,37 +34,127 @@ class Preset:
     val_subset: int | None = None
     doc: str = ""
 
-    def with_(self, **changes) -> "Preset":
+    def with_(self, **changes) -> Preset:
         """A copy with ``changes`` (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-PRESETS = {p.name: p for p in (
-    Preset("fashion_mnist", "small_cnn", "fashion_mnist", batch=64, M=8, lr=0.05, weight_decay=5e-4, epochs=3,
-           image_size=28, train_subset=4096, val_subset=2000,
-           doc="the embedded default: a short search on a Fashion-MNIST subset, minutes on a CPU"),
-    Preset("fashion_mnist_long", "small_cnn", "fashion_mnist", batch=64, M=8, lr=0.05, weight_decay=5e-4,
-           epochs=80, image_size=28, train_subset=1024,
-           doc="the Table 4 study's regime: 1 024 training images for 80 epochs (cosine), where the "
-               "baseline overfits; all 10 000 test images"),
-    Preset("fashion_mnist_long_step", "small_cnn", "fashion_mnist", batch=64, M=8, lr=0.05, weight_decay=5e-4,
-           epochs=80, schedule="step", milestones=(24, 48, 64), image_size=28, train_subset=1024,
-           doc="fashion_mnist_long with Table 4's baseline schedule: × 0.2 at 30, 60 and 80 % of training"),
-    Preset("cifar10_wrn28_10", "wrn_28_10", "cifar10", batch=128, M=8, lr=0.1, weight_decay=5e-4, epochs=200,
-           schedule="step", milestones=(60, 120, 160), image_size=32, cutout=16,
-           doc="Adversarial AutoAugment, Table 7: CIFAR-10 WRN-28-10, batch 128·8, lr 0.1, wd 5e-4, 200 epochs; "
-               "Cutout 16×16 after the policy (AutoAugment's CIFAR pipeline)"),
-    Preset("cifar10_resnet18", "resnet18_cifar", "cifar10", batch=128, M=8, lr=0.1, weight_decay=5e-4,
-           epochs=200, schedule="step", milestones=(60, 120, 160), image_size=32, cutout=16,
-           doc="CIFAR ResNet-18 with the WRN recipe (Cutout 16×16 after the policy)"),
-    Preset("imagenet_resnet50", "resnet50", "imagenet", batch=2048, M=8, lr=0.8, weight_decay=1e-4, epochs=120,
-           image_size=224, doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50, batch 2048·8, lr 0.8, "
-                               "wd 1e-4, 120 epochs, cosine"),
-    Preset("imagenet_resnet50d", "resnet50d", "imagenet", batch=2048, M=8, lr=0.8, weight_decay=1e-4, epochs=120,
-           image_size=224, doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50-D with the ResNet-50 recipe"),
-    Preset("imagenet_resnet200", "resnet200", "imagenet", batch=2048, M=8, lr=0.8, weight_decay=1e-4, epochs=120,
-           image_size=224, doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-200 with the ResNet-50 recipe"),
-)}
+PRESETS = {
+    p.name: p
+    for p in (
+        Preset(
+            "fashion_mnist",
+            "small_cnn",
+            "fashion_mnist",
+            batch=64,
+            M=8,
+            lr=0.05,
+            weight_decay=5e-4,
+            epochs=3,
+            image_size=28,
+            train_subset=4096,
+            val_subset=2000,
+            doc="the embedded default: a short search on a Fashion-MNIST subset, minutes on a CPU",
+        ),
+        Preset(
+            "fashion_mnist_long",
+            "small_cnn",
+            "fashion_mnist",
+            batch=64,
+            M=8,
+            lr=0.05,
+            weight_decay=5e-4,
+            epochs=80,
+            image_size=28,
+            train_subset=1024,
+            doc="the Table 4 study's regime: 1 024 training images for 80 epochs (cosine), where the "
+            "baseline overfits; all 10 000 test images",
+        ),
+        Preset(
+            "fashion_mnist_long_step",
+            "small_cnn",
+            "fashion_mnist",
+            batch=64,
+            M=8,
+            lr=0.05,
+            weight_decay=5e-4,
+            epochs=80,
+            schedule="step",
+            milestones=(24, 48, 64),
+            image_size=28,
+            train_subset=1024,
+            doc="fashion_mnist_long with Table 4's baseline schedule: × 0.2 at 30, 60 and 80 % of training",
+        ),
+        Preset(
+            "cifar10_wrn28_10",
+            "wrn_28_10",
+            "cifar10",
+            batch=128,
+            M=8,
+            lr=0.1,
+            weight_decay=5e-4,
+            epochs=200,
+            schedule="step",
+            milestones=(60, 120, 160),
+            image_size=32,
+            cutout=16,
+            doc="Adversarial AutoAugment, Table 7: CIFAR-10 WRN-28-10, batch 128·8, lr 0.1, wd 5e-4, 200 epochs; "
+            "Cutout 16×16 after the policy (AutoAugment's CIFAR pipeline)",
+        ),
+        Preset(
+            "cifar10_resnet18",
+            "resnet18_cifar",
+            "cifar10",
+            batch=128,
+            M=8,
+            lr=0.1,
+            weight_decay=5e-4,
+            epochs=200,
+            schedule="step",
+            milestones=(60, 120, 160),
+            image_size=32,
+            cutout=16,
+            doc="CIFAR ResNet-18 with the WRN recipe (Cutout 16×16 after the policy)",
+        ),
+        Preset(
+            "imagenet_resnet50",
+            "resnet50",
+            "imagenet",
+            batch=2048,
+            M=8,
+            lr=0.8,
+            weight_decay=1e-4,
+            epochs=120,
+            image_size=224,
+            doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50, batch 2048·8, lr 0.8, "
+            "wd 1e-4, 120 epochs, cosine",
+        ),
+        Preset(
+            "imagenet_resnet50d",
+            "resnet50d",
+            "imagenet",
+            batch=2048,
+            M=8,
+            lr=0.8,
+            weight_decay=1e-4,
+            epochs=120,
+            image_size=224,
+            doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50-D with the ResNet-50 recipe",
+        ),
+        Preset(
+            "imagenet_resnet200",
+            "resnet200",
+            "imagenet",
+            batch=2048,
+            M=8,
+            lr=0.8,
+            weight_decay=1e-4,
+            epochs=120,
+            image_size=224,
+            doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-200 with the ResNet-50 recipe",
+        ),
+    )
+}
 """Preset name → :class:`Preset`."""
 
 

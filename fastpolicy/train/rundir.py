@@ -56,11 +56,15 @@ def check(out: str, resume: bool, overwrite: bool = False) -> None:
         return
     if os.path.isdir(out) and os.listdir(out):
         if not overwrite:
-            raise RunFolderError(f"{out} already holds files (a run?); pass --resume to continue its run or "
-                                 "--overwrite to replace it, or choose another --out")
+            raise RunFolderError(
+                f"{out} already holds files (a run?); pass --resume to continue its run or "
+                "--overwrite to replace it, or choose another --out"
+            )
         if not os.path.isfile(os.path.join(out, MARKER)):
-            raise RunFolderError(f"--overwrite: {out} is not a fastpolicy run folder (no {MARKER}); refusing to "
-                                 "delete it — choose another --out")
+            raise RunFolderError(
+                f"--overwrite: {out} is not a fastpolicy run folder (no {MARKER}); refusing to "
+                "delete it — choose another --out"
+            )
 
 
 def prepare(out: str, kind: str, resume: bool, overwrite: bool = False, settings: dict | None = None) -> None:
@@ -76,9 +80,14 @@ def prepare(out: str, kind: str, resume: bool, overwrite: bool = False, settings
             else:
                 os.remove(entry.path)
     os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, MARKER), {"fastpolicy_run": kind,
-                                           "started": datetime.datetime.now().isoformat(timespec="seconds"),
-                                           "settings": settings or {}})
+    write_json(
+        os.path.join(out, MARKER),
+        {
+            "fastpolicy_run": kind,
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "settings": settings or {},
+        },
+    )
 
 
 def continue_or_restart(out: str, checkpoint_name: str = "checkpoint.pt") -> dict:
@@ -88,4 +97,4 @@ def continue_or_restart(out: str, checkpoint_name: str = "checkpoint.pt") -> dic
     return {"resume": resume, "overwrite": not resume}
 
 
-__all__ = ["MARKER", "RunFolderError", "new_run_folder", "check", "prepare", "continue_or_restart"]
+__all__ = ["MARKER", "RunFolderError", "check", "continue_or_restart", "new_run_folder", "prepare"]

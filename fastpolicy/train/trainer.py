@@ -20,13 +20,12 @@ import torch
 
 from .. import atomic
 from ..data.files import DEFAULT_MAX_PIXELS
+from ..log import get as get_logger
 from . import checkpoint, distributed, loop, plots, rundir
 from .checkpoint import CheckpointError
 from .logs import RunLog
 from .models import build_model
 from .presets import Preset, get_preset
-
-from ..log import get as get_logger
 
 log = get_logger(__name__)
 
@@ -76,8 +75,14 @@ class RunConfig:
 
     def base_preset(self) -> Preset:
         """The preset with this run's overrides."""
-        return get_preset(self.preset).with_(model=self.model, epochs=self.epochs, M=self.M, batch=self.batch,
-                                             train_subset=self.train_subset, val_subset=self.val_subset)
+        return get_preset(self.preset).with_(
+            model=self.model,
+            epochs=self.epochs,
+            M=self.M,
+            batch=self.batch,
+            train_subset=self.train_subset,
+            val_subset=self.val_subset,
+        )
 
 
 def file_checks(config) -> dict:
@@ -104,8 +109,7 @@ def loader_device(device: torch.device) -> str:
 def loader_options(preset: Preset) -> dict:
     """This process's loader arguments under ``torchrun``: the per-rank batch (the preset's N is
     global) and the shard ``(rank, world_size)``."""
-    return {"batch": distributed.per_rank_batch(preset.batch),
-            "shard": (distributed.rank(), distributed.world_size())}
+    return {"batch": distributed.per_rank_batch(preset.batch), "shard": (distributed.rank(), distributed.world_size())}
 
 
 def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IGNORED) -> None:
@@ -113,6 +117,7 @@ def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IG
     that differs between a checkpoint's config and this run's."""
     saved = {k: v for k, v in saved.items() if k not in ignored}
     current = {k: v for k, v in current.items() if k not in ignored}
+
     # tuples come back from a checkpoint as they went in, lists as lists: compare as lists
     def norm(value):
         return list(value) if isinstance(value, tuple) else value
@@ -120,25 +125,37 @@ def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IG
     changed = sorted(k for k in set(saved) | set(current) if norm(saved.get(k)) != norm(current.get(k)))
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
-        why = (" (the learning-rate schedule spans the run's epochs; start a new run for another length)"
-               if "epochs" in changed else "")
-        raise CheckpointError(f"{path} was written with other settings ({detail}){why}; resume with the same "
-                              "options")
+        why = (
+            " (the learning-rate schedule spans the run's epochs; start a new run for another length)"
+            if "epochs" in changed
+            else ""
+        )
+        raise CheckpointError(f"{path} was written with other settings ({detail}){why}; resume with the same options")
 
 
 def check_same_data(saved: dict | None, current: dict, path: str) -> None:
     """Raise :class:`CheckpointError` if a checkpoint's data fingerprints (``{"train": …,
     "val": …}`` of :meth:`~fastpolicy.loader.PolicyDALILoader.fingerprint`) differ from this run's."""
     if saved is None:
-        raise CheckpointError(f"{path} records no data fingerprint (written by an older fastpolicy); "
-                              "it cannot be checked against this run's data — start a new run")
+        raise CheckpointError(
+            f"{path} records no data fingerprint (written by an older fastpolicy); "
+            "it cannot be checked against this run's data — start a new run"
+        )
     for part in sorted(set(saved) | set(current)):
         old, new = saved.get(part), current.get(part)
         if old != new:
-            describe = (lambda f: "nothing" if f is None else
-                        f"{f['images']} {'files' if f['kind'] == 'files' else 'array images'} (sha256 {f['sha256']})")
-            raise CheckpointError(f"{path}: the {part} data differ from the checkpoint's: {describe(old)} then, "
-                                  f"{describe(new)} now; resume with the same --data and --subset")
+
+            def describe(f):
+                return (
+                    "nothing"
+                    if f is None
+                    else f"{f['images']} {'files' if f['kind'] == 'files' else 'array images'} (sha256 {f['sha256']})"
+                )
+
+            raise CheckpointError(
+                f"{path}: the {part} data differ from the checkpoint's: {describe(old)} then, "
+                f"{describe(new)} now; resume with the same --data and --subset"
+            )
 
 
 def open_run_folder(out: str, kind: str, resume: bool, overwrite: bool, settings: dict | None = None) -> None:
@@ -168,8 +185,17 @@ class EpochTrainer:
             ``epochs``; longer: this run trains the schedule's first ``epochs`` only).
     """
 
-    def __init__(self, config, preset: Preset, loaders, device: torch.device, resume: bool = False,
-                 checkpoint_name: str = "checkpoint.pt", log_name: str = "metrics", schedule_epochs: int | None = None):
+    def __init__(
+        self,
+        config,
+        preset: Preset,
+        loaders,
+        device: torch.device,
+        resume: bool = False,
+        checkpoint_name: str = "checkpoint.pt",
+        log_name: str = "metrics",
+        schedule_epochs: int | None = None,
+    ):
         self.config, self.preset, self.device = config, preset, device
         self.checkpoint_path = os.path.join(config.out, checkpoint_name)
         os.makedirs(config.out, exist_ok=True)
@@ -181,10 +207,12 @@ class EpochTrainer:
         self.train_model = self.model  # what trains: the model, or DDP around it under torchrun
         if distributed.is_distributed():
             self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         self.optimizer = loop.make_optimizer(self.model, preset)
-        self.scheduler = loop.make_scheduler(self.optimizer, preset.with_(epochs=schedule_epochs),
-                                             len(self.train_loader))
+        self.scheduler = loop.make_scheduler(
+            self.optimizer, preset.with_(epochs=schedule_epochs), len(self.train_loader)
+        )
         self.history: list[dict] = []
         self.epoch = 0
         self.skipped = 0
@@ -215,7 +243,7 @@ class EpochTrainer:
         """Act on the epoch's training result (``train`` from :func:`.loop.train_epoch`);
         may add entries to the logged ``row``."""
 
-    def on_step(self, batch, policy_means: list[float]) -> None:
+    def on_step(self, batch, policy_means: torch.Tensor) -> None:
         """Called after every training step with its batch and per-policy mean losses
         (see :func:`.loop.train_epoch`). Default: nothing."""
 
@@ -231,12 +259,25 @@ class EpochTrainer:
     def run_epoch(self) -> dict:
         start = time.time()
         context = self.start_epoch()
-        train = loop.train_epoch(self.train_model, self.train_loader, self.optimizer, self.scheduler, self.preset.M,
-                                 self.device, desc=f"epoch {self.epoch}", progress=self.config.progress,
-                                 on_step=self.on_step)
+        train = loop.train_epoch(
+            self.train_model,
+            self.train_loader,
+            self.optimizer,
+            self.scheduler,
+            self.preset.M,
+            self.device,
+            desc=f"epoch {self.epoch}",
+            progress=self.config.progress,
+            on_step=self.on_step,
+        )
         self.skipped += train["skipped"]
-        row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train["loss"],
-               "train_accuracy": train["accuracy"], "skipped_steps": train["skipped"]}
+        row = {
+            "epoch": self.epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"],
+            "skipped_steps": train["skipped"],
+        }
         self.finish_epoch(context, train, row)
         val = loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress)
         row |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": time.time() - start}
@@ -269,8 +310,12 @@ class EpochTrainer:
     # -- artefacts and checkpoints -------------------------------------------------------
 
     def summary(self) -> dict:
-        return {"config": dataclasses.asdict(self.config), "preset": dataclasses.asdict(self.preset),
-                "epochs": self.history, "skipped_steps": self.skipped}
+        return {
+            "config": dataclasses.asdict(self.config),
+            "preset": dataclasses.asdict(self.preset),
+            "epochs": self.history,
+            "skipped_steps": self.skipped,
+        }
 
     def write_artefacts(self) -> None:
         """``samples.png`` (the last training batch) and ``summary.json`` (rank 0 only)."""
@@ -284,10 +329,21 @@ class EpochTrainer:
 
     def save(self) -> None:
         """Rank 0 writes the checkpoint, with every rank's loader position and RNG states."""
-        checkpoint.save_distributed(self.checkpoint_path, {
-            "config": dataclasses.asdict(self.config), "epoch": self.epoch, "history": self.history,
-            "skipped": self.skipped, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "data": self.data} | self.extra_state(), self.train_loader)
+        checkpoint.save_distributed(
+            self.checkpoint_path,
+            {
+                "config": dataclasses.asdict(self.config),
+                "epoch": self.epoch,
+                "history": self.history,
+                "skipped": self.skipped,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "data": self.data,
+            }
+            | self.extra_state(),
+            self.train_loader,
+        )
 
     def restore(self, state: dict) -> None:
         check_same_settings(state["config"], dataclasses.asdict(self.config), self.checkpoint_path)
@@ -303,5 +359,14 @@ class EpochTrainer:
             log.info(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
 
 
-__all__ = ["RunConfig", "EpochTrainer", "resolve_device", "loader_device", "loader_options", "check_same_settings",
-           "check_same_data", "open_run_folder", "file_checks"]
+__all__ = [
+    "EpochTrainer",
+    "RunConfig",
+    "check_same_data",
+    "check_same_settings",
+    "file_checks",
+    "loader_device",
+    "loader_options",
+    "open_run_folder",
+    "resolve_device",
+]
