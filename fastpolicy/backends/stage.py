@@ -295,7 +295,7 @@ def resolve_device(device: str | None) -> str:
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu', 'gpu' or None (auto), got {device!r}")
     if device == "gpu" and not torch.cuda.is_available():
-        raise RuntimeError("device='gpu' but torch sees no CUDA device")
+        raise ValueError("device 'gpu' asked for, but torch sees no CUDA GPU")
     return device
 
 

@@ -143,6 +143,19 @@ class _Copies(torch.utils.data.Dataset):
         return torch.stack([self.transform(image) for _ in range(self.M)]), label
 
 
+def _copies_loader(root: str, N: int, M: int, transform, device: str, workers: int):
+    """A shuffling ``DataLoader`` of :class:`_Copies` in ``workers`` processes (pinned memory on a GPU)."""
+    return torch.utils.data.DataLoader(
+        _Copies(root, M, transform),
+        batch_size=N,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        pin_memory=device == "gpu",
+    )
+
+
 def _to_device(loader, device: str):
     for images, _ in endless(loader):
         images = images.transpose(0, 1).reshape(-1, *images.shape[2:])  # copy-major: row m·N + n
@@ -169,16 +182,7 @@ def torchvision_loader(root: str, N: int, M: int, policy: str | None, device: st
     if policy:
         steps.append(torchvision_policy(policy))
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    data = torch.utils.data.DataLoader(
-        _Copies(root, M, v2.Compose(steps)),
-        batch_size=N,
-        shuffle=True,
-        num_workers=workers,
-        drop_last=True,
-        persistent_workers=workers > 0,
-        pin_memory=device == "gpu",
-    )
-    return _to_device(data, device)
+    return _to_device(_copies_loader(root, N, M, v2.Compose(steps), device, workers), device)
 
 
 def kornia_available() -> bool:
@@ -197,15 +201,7 @@ def kornia_loader(root: str, N: int, M: int, device: str, workers: int):
     crop = v2.Compose(
         [v2.RandomResizedCrop(SIZE, antialias=True), v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)]
     )
-    data = torch.utils.data.DataLoader(
-        _Copies(root, M, crop),
-        batch_size=N,
-        shuffle=True,
-        num_workers=workers,
-        drop_last=True,
-        persistent_workers=workers > 0,
-        pin_memory=device == "gpu",
-    )
+    data = _copies_loader(root, N, M, crop, device, workers)
     target = torch.device("cuda" if device == "gpu" else "cpu")
     augment = AutoAugment("imagenet").to(target)
     mean = torch.tensor(IMAGENET_MEAN, device=target).view(1, 3, 1, 1)

@@ -14,7 +14,6 @@ only), ``random`` (M random policies per epoch), ``adversarial``.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,17 +24,8 @@ from ..policy import Policy
 from ..schedule import PolicySchedule
 from ..search import controller as ctl
 from . import distributed, plots
-from .data import build_loaders
 from .presets import Preset
-from .trainer import (
-    EpochTrainer,
-    RunConfig,
-    file_checks,
-    loader_device,
-    loader_options,
-    open_run_folder,
-    resolve_device,
-)
+from .trainer import EpochTrainer, RunConfig, run_loaders, start_run
 
 log = get_logger(__name__)
 
@@ -83,24 +73,12 @@ class AdversarialSearch(EpochTrainer):
 
     def __init__(self, config: AdversarialConfig, resume: bool = False, overwrite: bool = False):
         preset = config.resolved_preset()
-        distributed.init_from_env(config.device)
-        open_run_folder(config.out, f"adversarial-{config.mode}", resume, overwrite, dataclasses.asdict(config))
-        device = resolve_device(config.device)
-        options = loader_options(preset)
-        loaders = build_loaders(
-            config.data,
-            options["batch"],
-            preset.M,
-            preset.image_size,
-            loader_device(device),
-            config.seed,
-            preset.train_subset,
-            preset.val_subset,
-            config.num_threads,
-            shard=options["shard"],
-            checks=file_checks(config),
-            subset_seed=config.seed if config.balanced_subset else None,
-            augment={"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout},
+        device, options = start_run(config, f"adversarial-{config.mode}", preset, resume, overwrite)
+        loaders = run_loaders(
+            config,
+            preset,
+            options,
+            {"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout},
         )
         super().__init__(config, preset, loaders, device, resume)
         self.controller = ctl.PolicyController().to(self.device)

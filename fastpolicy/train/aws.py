@@ -37,17 +37,7 @@ from .checkpoint import CheckpointError
 from .data import build_search_loaders
 from .logs import RunLog
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .trainer import (
-    RESUME_IGNORED,
-    EpochTrainer,
-    check_same_data,
-    check_same_settings,
-    file_checks,
-    loader_device,
-    loader_options,
-    open_run_folder,
-    resolve_device,
-)
+from .trainer import RESUME_IGNORED, EpochTrainer, check_same_data, check_same_settings, start_run
 
 log = get_logger(__name__)
 
@@ -190,25 +180,9 @@ class AWSSearch:
     def __init__(self, config: AWSConfig, resume: bool = False, overwrite: bool = False):
         self.config = config
         self.preset, self.stages, self.finetune_lr = config.resolved()
-        distributed.init_from_env(config.device)
-        open_run_folder(config.out, "aws", resume, overwrite, dataclasses.asdict(config))
+        self.device, options = start_run(config, "aws", self.preset, resume, overwrite)
         self._resume = resume
-        self.device = resolve_device(config.device)
-        options = loader_options(self.preset)
-        *loaders, self.split = build_search_loaders(
-            config.data,
-            options["batch"],
-            1,
-            self.preset.image_size,
-            loader_device(self.device),
-            config.seed,
-            self.stages.val_count,
-            self.preset.train_subset,
-            config.num_threads,
-            shard=options["shard"],
-            checks=file_checks(config),
-            augment={"cutout": self.preset.cutout},
-        )
+        *loaders, self.split = self._search_loaders(options, shard=options["shard"])
         self._shared: dict | None = None
         resume_stage1 = resume and not os.path.exists(self.path(self.SHARED))
         if resume and not (os.path.exists(self.path(self.SHARED)) or os.path.exists(self.path("stage1.pt"))):
@@ -234,19 +208,8 @@ class AWSSearch:
         if distributed.world_size() > 1:
             # stage 2: every rank fine-tunes its own candidate on the whole split, at the per-rank batch
             # (one GPU's share of N) and the learning rate scaled with it (linear scaling)
-            self.train_loader, self.val_loader, *_ = build_search_loaders(
-                config.data,
-                options["batch"],
-                1,
-                self.preset.image_size,
-                loader_device(self.device),
-                config.seed,
-                self.stages.val_count,
-                self.preset.train_subset,
-                config.num_threads,
-                loader_seed=config.seed + 1000 * distributed.rank(),
-                checks=file_checks(config),
-                augment={"cutout": self.preset.cutout},
+            self.train_loader, self.val_loader, *_ = self._search_loaders(
+                options, loader_seed=config.seed + 1000 * distributed.rank()
             )
             self.finetune_lr *= options["batch"] / self.preset.batch
             self.tail_lr *= options["batch"] / self.preset.batch
@@ -298,6 +261,24 @@ class AWSSearch:
                 },
             )
         distributed.barrier()
+
+    def _search_loaders(self, options: dict, **sharding):
+        """Loaders over the search split (:func:`~.data.build_search_loaders`): this rank's
+        shard (``shard=``) or the whole split with its own seed (``loader_seed=``)."""
+        return build_search_loaders(
+            self.config.data,
+            options["batch"],
+            1,
+            self.preset.image_size,
+            options["device"],
+            self.config.seed,
+            self.stages.val_count,
+            self.preset.train_subset,
+            self.config.num_threads,
+            checks=options["checks"],
+            augment={"cutout": self.preset.cutout},
+            **sharding,
+        )
 
     def shared_state(self) -> dict:
         """The saved shared weights and optimizer state (read once, checked against this config)."""

@@ -10,7 +10,6 @@ uses the dataset's own held-out split (Fashion-MNIST's test images, or ``val/``)
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +22,7 @@ from ..policy import Policy
 from ..schedule import FORMAT as SCHEDULE_FORMAT
 from ..schedule import PolicySchedule
 from . import distributed
-from .data import build_loaders
-from .trainer import (
-    EpochTrainer,
-    RunConfig,
-    file_checks,
-    loader_device,
-    loader_options,
-    open_run_folder,
-    resolve_device,
-)
+from .trainer import EpochTrainer, RunConfig, run_loaders, start_run
 
 log = get_logger(__name__)
 
@@ -74,25 +64,8 @@ class FinalTraining(EpochTrainer):
         self.policy = None if config.policy is None else load_policy_file(config.policy)
         default_m = len(self.policy[0]) if isinstance(self.policy, PolicySchedule) and len(self.policy) else 1
         preset = config.base_preset().with_(M=config.M or default_m)
-        distributed.init_from_env(config.device)
-        open_run_folder(config.out, "train", resume, overwrite, dataclasses.asdict(config))
-        device = resolve_device(config.device)
-        options = loader_options(preset)
-        loaders = build_loaders(
-            config.data,
-            options["batch"],
-            preset.M,
-            preset.image_size,
-            loader_device(device),
-            config.seed,
-            preset.train_subset,
-            preset.val_subset,
-            config.num_threads,
-            shard=options["shard"],
-            checks=file_checks(config),
-            subset_seed=config.seed if config.balanced_subset else None,
-            augment={"cutout": preset.cutout},
-        )
+        device, options = start_run(config, "train", preset, resume, overwrite)
+        loaders = run_loaders(config, preset, options, {"cutout": preset.cutout})
         super().__init__(config, preset, loaders, device, resume)
         self.restore_or_start()
 

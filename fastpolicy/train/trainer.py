@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from .. import atomic
+from ..backends import stage
 from ..data.files import DEFAULT_MAX_PIXELS
 from ..log import get as get_logger
 from . import checkpoint, distributed, loop, plots, rundir
 from .checkpoint import CheckpointError
+from .data import build_loaders
 from .logs import RunLog
 from .models import build_model
 from .presets import Preset, get_preset
@@ -91,12 +93,9 @@ def file_checks(config) -> dict:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``"gpu"`` / ``"cpu"`` / None (the GPU if torch sees one) → torch device."""
-    if name not in (None, "cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu', 'gpu' or None, got {name!r}")
-    if name == "gpu" and not torch.cuda.is_available():
-        raise ValueError("device 'gpu' asked for, but torch sees no CUDA GPU")
-    if (name or ("gpu" if torch.cuda.is_available() else "cpu")) == "gpu":
+    """``"gpu"`` / ``"cpu"`` / None (the GPU if torch sees one) → torch device (see
+    :func:`fastpolicy.backends.stage.resolve_device`, the one resolution of device names)."""
+    if stage.resolve_device(name) == "gpu":
         return torch.device("cuda", torch.cuda.current_device())  # under torchrun: this rank's GPU
     return torch.device("cpu")
 
@@ -104,6 +103,36 @@ def resolve_device(name: str | None) -> torch.device:
 def loader_device(device: torch.device) -> str:
     """The loader's device name for a torch device."""
     return "gpu" if device.type == "cuda" else "cpu"
+
+
+def start_run(config, kind: str, preset: Preset, resume: bool, overwrite: bool) -> tuple[torch.device, dict]:
+    """The set-up every run shares: join the process group (under ``torchrun``), own the run
+    folder (:func:`open_run_folder`), resolve the device. Returns ``(device, loader
+    options)``: :func:`loader_options` plus the loader's ``device`` name and file ``checks``."""
+    distributed.init_from_env(config.device)
+    open_run_folder(config.out, kind, resume, overwrite, dataclasses.asdict(config))
+    device = resolve_device(config.device)
+    return device, loader_options(preset) | {"device": loader_device(device), "checks": file_checks(config)}
+
+
+def run_loaders(config, preset: Preset, options: dict, augment: dict):
+    """The train and validation loaders of a run over ``config.data`` (:func:`~.data.build_loaders`
+    with the preset's M, size and subsets, this rank's batch and shard)."""
+    return build_loaders(
+        config.data,
+        options["batch"],
+        preset.M,
+        preset.image_size,
+        options["device"],
+        config.seed,
+        preset.train_subset,
+        preset.val_subset,
+        config.num_threads,
+        shard=options["shard"],
+        checks=options["checks"],
+        subset_seed=config.seed if config.balanced_subset else None,
+        augment=augment,
+    )
 
 
 def loader_options(preset: Preset) -> dict:
@@ -369,4 +398,6 @@ __all__ = [
     "loader_options",
     "open_run_folder",
     "resolve_device",
+    "run_loaders",
+    "start_run",
 ]
