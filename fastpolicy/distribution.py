@@ -14,6 +14,8 @@ All parameters start at zero, which is the uniform distribution over the 36² = 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from . import jsonio
 from .jsonio import PolicyFormatError
@@ -27,13 +29,23 @@ FORMAT = "fastpolicy.aws_distribution"
 PARAMETERIZATIONS = ("factorized", "joint")
 
 
-def log_normalized_sigmoid(theta: np.ndarray) -> np.ndarray:
-    """``log(sigmoid(θ) / Σ sigmoid(θ))`` along the last axis (float64), computed stably as
-    log-sigmoid minus its log-sum-exp: finite for every finite θ (θ = −1000 included, where
-    ``sigmoid`` underflows to 0 and the plain ratio is 0/0)."""
-    log_s = -np.logaddexp(0.0, -np.asarray(theta, dtype=np.float64))  # log sigmoid(θ)
-    top = log_s.max(axis=-1, keepdims=True)
-    return log_s - (top + np.log(np.exp(log_s - top).sum(axis=-1, keepdims=True)))
+def log_normalized_sigmoid(theta):
+    """``log(sigmoid(θ) / Σ sigmoid(θ))`` along the last axis, computed stably as log-sigmoid
+    minus its log-sum-exp: finite for every finite θ (θ = −1000 included, where ``sigmoid``
+    underflows to 0 and the plain ratio is 0/0). A torch tensor gives a tensor (differentiable:
+    the AWS agent's); anything else a float64 NumPy array."""
+    if isinstance(theta, torch.Tensor):
+        log_s = F.logsigmoid(theta)
+        return log_s - torch.logsumexp(log_s, dim=-1, keepdim=True)
+    return log_normalized_sigmoid(torch.as_tensor(np.asarray(theta, dtype=np.float64))).numpy()
+
+
+def log_joint(theta1, theta2, parameterization: str):
+    """log p(e1, e2) [E, E] of the parameters (NumPy or torch, as :func:`log_normalized_sigmoid`):
+    ``log p1(e1) + log p2(e2 | e1)`` (factorized) or one normalized sigmoid over θ2's pairs (joint)."""
+    if parameterization == "joint":
+        return log_normalized_sigmoid(theta2.reshape(-1)).reshape(theta2.shape)
+    return log_normalized_sigmoid(theta1)[:, None] + log_normalized_sigmoid(theta2)
 
 
 def normalized_sigmoid(theta: np.ndarray) -> np.ndarray:
@@ -94,10 +106,8 @@ class AWSDistribution(jsonio.JsonFile):
         return np.exp(log_p1), np.exp(log_joint - log_p1[:, None])
 
     def log_joint(self) -> np.ndarray:
-        """float64[E, E]: log p(e1, e2) (factorized: log p1(e1) + log p2(e2 | e1)), finite for finite θ."""
-        if self.parameterization == "joint":
-            return log_normalized_sigmoid(self.theta2.ravel()).reshape(self.theta2.shape)
-        return log_normalized_sigmoid(self.theta1)[:, None] + log_normalized_sigmoid(self.theta2)
+        """float64[E, E]: log p(e1, e2) (:func:`log_joint`), finite for finite θ."""
+        return log_joint(self.theta1, self.theta2, self.parameterization)
 
     def joint(self) -> np.ndarray:
         """float64[E, E]: p(e1, e2)."""

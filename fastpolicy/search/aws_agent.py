@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..distribution import PARAMETERIZATIONS, AWSDistribution
+from ..distribution import PARAMETERIZATIONS, AWSDistribution, log_joint
 
 
 class PairPolicy(torch.nn.Module):
@@ -47,15 +46,8 @@ class PairPolicy(torch.nn.Module):
         self.theta1.requires_grad_(parameterization == "factorized")
 
     def log_joint(self) -> torch.Tensor:
-        """float64 [E, E]: log p(e1, e2) = log p1(e1) + log p2(e2 | e1)."""
-
-        def log_normalized_sigmoid(theta):  # log(s / Σ s), s = sigmoid(θ)
-            log_s = F.logsigmoid(theta)
-            return log_s - torch.logsumexp(log_s, dim=-1, keepdim=True)
-
-        if self.parameterization == "joint":
-            return log_normalized_sigmoid(self.theta2.reshape(-1)).reshape(self.theta2.shape)
-        return log_normalized_sigmoid(self.theta1)[:, None] + log_normalized_sigmoid(self.theta2)
+        """float64 [E, E]: log p(e1, e2) (:func:`~fastpolicy.distribution.log_joint`, differentiable)."""
+        return log_joint(self.theta1, self.theta2, self.parameterization)
 
     def log_likelihood(self, frequencies: torch.Tensor) -> torch.Tensor:
         """float64 [K]: per-image mean log p of K trajectories' pair frequencies [K, E, E]."""

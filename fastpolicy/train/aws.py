@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import atomic, jsonio
-from ..data.files import DEFAULT_MAX_PIXELS
 from ..distribution import AWSDistribution
 from ..log import get as get_logger
 from ..search import aws_agent
@@ -37,7 +36,7 @@ from .checkpoint import CheckpointError
 from .data import build_search_loaders
 from .logs import RunLog
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .trainer import RESUME_IGNORED, EpochTrainer, check_same_data, check_same_settings, start_run
+from .trainer import RESUME_IGNORED, CommonConfig, EpochTrainer, check_same_data, check_same_settings, start_run
 
 log = get_logger(__name__)
 
@@ -47,7 +46,7 @@ STAGE1_AUGMENTS = ("uniform", "none")
 
 
 @dataclass
-class AWSConfig:
+class AWSConfig(CommonConfig):
     """Everything an AWS search depends on (saved with every checkpoint).
 
     Attributes:
@@ -73,15 +72,10 @@ class AWSConfig:
         baseline_weight, agent_lr, agent_betas: EMA weight 0.9; Adam with betas (0.5, 0.999) and
             the stages' learning rate (0.1 on CIFAR and Fashion-MNIST, 0.2 on ImageNet) unless
             ``agent_lr`` is given.
-        device, seed, num_threads, progress, verify, on_bad, max_pixels: as for the adversarial search.
+        out, preset, data, model, batch, train_subset, device, seed, num_threads, progress, verify,
+        on_bad, max_pixels: :class:`~.trainer.CommonConfig`'s.
     """
 
-    out: str
-    preset: str = "fashion_mnist"
-    data: str | None = None
-    model: str | None = None
-    batch: int | None = None
-    train_subset: int | None = None
     val_count: int | None = None
     stage1_epochs: int | None = None
     loops: int | None = None
@@ -108,13 +102,6 @@ class AWSConfig:
     agent_lr: float | None = None
     agent_betas: tuple[float, float] = dataclasses.field(default=(0.5, 0.999), metadata={"help": "Adam's betas"})
     top_k: int = dataclasses.field(default=5, metadata={"help": "top pairs reported per loop"})
-    device: str | None = None
-    seed: int = 0
-    num_threads: int = 2
-    progress: bool = True
-    verify: str = "header"
-    on_bad: str = "raise"
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def resolved(self) -> tuple[Preset, AWSStages, float]:
         """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied."""

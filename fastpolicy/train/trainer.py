@@ -39,33 +39,29 @@ trained; a resumed run with another ``epochs`` is refused (start a new run inste
 
 
 @dataclass
-class RunConfig:
-    """Settings every training run has (subclasses add their own; all saved with each checkpoint).
+class CommonConfig:
+    """Settings every run has, declared once (each run's config adds its own; all saved with
+    each checkpoint and in ``config.yaml``).
 
     Attributes:
         out: output folder (checkpoint, CSV, TensorBoard, plots).
         preset: a :class:`~.presets.Preset` name (its model, batch, M, lr, epochs …).
         data: None (Fashion-MNIST), a CIFAR-10/100 folder in its Python format
             (``cifar-10-batches-py/``, ``cifar-100-python/``), or a folder with ``train/`` and ``val/``.
-        model, epochs, M, batch, train_subset, val_subset: override the preset.
+        model, batch, train_subset: override the preset.
         device: ``"cpu"``, ``"gpu"`` or None (GPU if available).
         seed: seeds the model, the loaders and the policies' sampling.
         num_threads: DALI threads; progress: tqdm bars.
         verify, on_bad, max_pixels: file checks of image folders (see
             :func:`~fastpolicy.data.files.check_files`).
-        balanced_subset: with ``train_subset``, train on a class-balanced subset drawn with
-            ``seed`` rather than the first images (Fashion-MNIST).
     """
 
     out: str
     preset: str = "fashion_mnist"
     data: str | None = None
     model: str | None = None
-    epochs: int | None = None
-    M: int | None = None
     batch: int | None = None
     train_subset: int | None = None
-    val_subset: int | None = None
     device: str | None = None
     seed: int = 0
     num_threads: int = 2
@@ -73,6 +69,22 @@ class RunConfig:
     verify: str = "header"
     on_bad: str = "raise"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class RunConfig(CommonConfig):
+    """:class:`CommonConfig` and what an epoch-trained run (the adversarial search, final
+    training) adds.
+
+    Attributes:
+        epochs, M, val_subset: override the preset.
+        balanced_subset: with ``train_subset``, train on a class-balanced subset drawn with
+            ``seed`` rather than the first images (Fashion-MNIST).
+    """
+
+    epochs: int | None = None
+    M: int | None = None
+    val_subset: int | None = None
     balanced_subset: bool = False
 
     def base_preset(self) -> Preset:
@@ -389,6 +401,7 @@ class EpochTrainer:
 
 
 __all__ = [
+    "CommonConfig",
     "EpochTrainer",
     "RunConfig",
     "check_same_data",
