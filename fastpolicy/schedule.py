@@ -12,7 +12,7 @@ FORMAT = "fastpolicy.schedule"
 class PolicySchedule(jsonio.JsonFile):
     """Epoch → list of policies. ``epochs[e]`` holds the policies used in epoch ``e``."""
 
-    def __init__(self, epochs=()):
+    def __init__(self, epochs=()) -> None:
         self.epochs: list[list[Policy]] = []
         for policies in epochs:
             self.append(policies)
