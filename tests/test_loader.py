@@ -207,3 +207,18 @@ def test_normalization_rejects_zero_std():
         np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu"
     )  # constant data: std from the data is 0, so only centred
     assert np.isfinite(loader.output_spec.pixel_normalization(1)[1]).all()
+
+
+def test_policies_by_name_and_file(fmnist, tmp_path):
+    from fastpolicy.policies import RandAugment, autoaugment
+
+    loader = PolicyDALILoader.from_arrays(*fmnist, batch_size=8, M=2, policies="randaugment")
+    assert loader.policies == [RandAugment()] * 2
+    path = tmp_path / "aa.json"
+    autoaugment("svhn").save(path)
+    loader.set_policies(str(path))
+    assert loader.policies == [autoaugment("svhn")] * 2
+    batch = next(iter(loader))
+    assert batch.params.n == 16 and batch.version == 2
+    with pytest.raises(FileNotFoundError, match="neither a standard policy"):
+        loader.set_policies("no-such-policy")

@@ -168,3 +168,31 @@ def test_input_rows_in_any_order_give_the_sample_ordered_result(stages, backend)
     # fewer samples than rows: a partial batch reads only its own
     extra = np.concatenate([shuffled, shuffled[:3]])
     assert torch.equal(stages(backend).apply(torch.from_numpy(extra), params, spec, in_rows=order), expected)
+
+
+def test_host_buffers_are_reused_only_when_no_view_is_left():
+    import gc
+
+    from fastpolicy.backends.stage import HostBuffers
+
+    pool = HostBuffers(keep=2)
+    first = pool.empty((4, 3, 8, 8), torch.float32)
+    address = first.data_ptr()
+    view = first[1:]
+    del first
+    gc.collect()
+    second = pool.empty((4, 3, 8, 8), torch.float32)
+    assert second.data_ptr() != address  # a view still holds the first buffer: not handed out again
+    second.fill_(1.0)
+    view.fill_(2.0)
+    assert torch.all(second == 1.0)
+    del view
+    gc.collect()
+    third = pool.empty((4, 3, 8, 8), torch.float32)
+    assert third.data_ptr() == address  # the first buffer, back once its last view went
+    wide = pool.empty((4, 3, 8, 8), torch.bfloat16)
+    assert (
+        wide.dtype == torch.bfloat16
+        and wide.shape == (4, 3, 8, 8)
+        and wide.data_ptr() not in (address, second.data_ptr())
+    )
