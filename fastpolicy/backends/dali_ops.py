@@ -2,7 +2,7 @@
 
 Each implementation is ``impl(image, args)``: ``image`` a DALI DataNode of uint8 HWC
 images (C = 1 or 3), ``args`` a :class:`DaliSlotArgs` of per-sample DataNodes (the
-fields of :class:`~fastpolicy.backends.slots.SlotArrays`). All match the NumPy
+fields of :data:`~fastpolicy.backends.pack.DALI_FIELDS`). All match the NumPy
 reference pixel for pixel on the CPU (tested): they repeat its arithmetic — float32
 blends truncated toward zero, float64 where PIL computes in Python floats, PIL's
 integer grey conversion, and the fixed-point warp matrix.

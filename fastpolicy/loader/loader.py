@@ -31,6 +31,7 @@ policy index ``m``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import threading
@@ -130,14 +131,6 @@ class _Timings:
     def add(self, part: str, seconds: float) -> None:
         with self.lock:
             self.seconds[part] = self.seconds.get(part, 0.0) + seconds
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _image_list(data, verify: str, on_bad: str, workers: int, max_pixels: int | None) -> ImageList:
@@ -590,7 +583,7 @@ class PolicyDALILoader:
         """Run the source for batch ``step``, assemble the one buffer and augment it; ahead
         on a GPU: on the side stream, with an event marking the batch ready."""
         stream = self._side_stream if ahead and self.device == "gpu" else None
-        with torch.cuda.stream(stream) if stream is not None else _nothing():
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             checkpoint = self._source.checkpoint() if ahead else None
             started = time.perf_counter()
             outputs = self._run_source()
