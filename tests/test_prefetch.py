@@ -123,3 +123,16 @@ def test_resume_mid_epoch_with_a_batch_prepared_ahead(fmnist):
 def test_prefetch_is_validated(fmnist):
     with pytest.raises(ValueError, match="prefetch"):
         _loader(fmnist, 2)
+
+
+def test_closing_mid_epoch_keeps_the_batch_prepared_ahead(fmnist):
+    synchronous = list(_loader(fmnist, 0, "native"))
+    loader = _loader(fmnist, 1, "native")
+    it = iter(loader)
+    first = next(it)  # batch 1 is being prepared ahead
+    loader.close()
+    rest = list(it)  # the iteration goes on (a new worker where needed)
+    loader.close()
+    for expected, got in zip(synchronous, [first, *rest]):
+        _same(expected, got)
+    assert len(rest) + 1 == len(synchronous) and loader.epoch == 1

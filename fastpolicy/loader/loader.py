@@ -502,8 +502,10 @@ class PolicyDALILoader:
         self._finish_epoch()
 
     def close(self) -> None:
-        """Stop the prefetch thread (a prepared batch is dropped; the epoch goes on from it)."""
-        self._settle()
+        """Stop the prefetch thread. A batch being prepared is finished and kept: the next
+        iteration yields it (its source output is already taken from the reader)."""
+        if self._pending is not None:
+            self._pending.result()
         if self._worker is not None:
             self._worker.shutdown()
             self._worker = None
