@@ -15,6 +15,7 @@ the zero-copy torch entry point (DLPack, on torch's current stream).
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -55,6 +56,8 @@ class KernelPolicyStage:
         self.xp, self.block = xp, threads_per_block
         self._kernels = {name: module.get_function(name) for name in KERNELS}
         self._norm: dict = {}
+        self._pinned: dict = {}  # id of a NumPy view handed to the packer → its pinned tensor
+        self._pinned_lock = threading.Lock()
         self.host_seconds = 0.0  # packing and upload calls, summed (the loader's host-time benchmark)
 
     @classmethod
@@ -195,18 +198,25 @@ class KernelPolicyStage:
             return np.empty(nbytes, np.uint8)
         import torch
 
-        return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True).numpy()
+        pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+        view = pinned.numpy()
+        with self._pinned_lock:
+            self._pinned[id(view)] = pinned  # upload() copies from the torch tensor itself
+        return view
 
     def upload(self, host: np.ndarray):
         """The packed buffer where the kernels read it: one asynchronous copy on the current
-        stream from pinned memory on a device (torch's caching host allocator keeps the
-        pinned block until the copy is done), the host buffer itself on the CPU."""
+        stream from the pinned torch tensor :meth:`allocate` made (so torch's caching host
+        allocator records the copy and keeps the block until it is done), the host buffer
+        itself on the CPU."""
         if self.xp is np:
             return host
         import torch
 
+        with self._pinned_lock:
+            pinned = self._pinned.pop(id(host))
         device = torch.device("cuda", self.xp.cuda.Device().id)
-        return self.xp.from_dlpack(torch.from_numpy(host).to(device, non_blocking=True))
+        return self.xp.from_dlpack(pinned.to(device, non_blocking=True))
 
     def _check(self, images, params, in_rows):
         """(N, H, W, C): N samples (the images' rows, or ``len(in_rows)``)."""
