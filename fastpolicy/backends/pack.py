@@ -88,6 +88,17 @@ def _float_matrix(op_id: int, value: float, height: int, width: int) -> np.ndarr
     return np.reshape(exact, (2, 3)).astype(np.float32)
 
 
+def _affine_groups(op: np.ndarray, value: np.ndarray):
+    """``(op id, value, sample indices)`` for each distinct geometric (op, value) of a slot:
+    matrices and tables are computed once per group, not per sample."""
+    affine = np.flatnonzero(_AFFINE[op + 1])
+    if not len(affine):
+        return
+    keys, inverse = np.unique(np.stack([op[affine], value[affine]], axis=1), axis=0, return_inverse=True)
+    for k, (op_id, v) in enumerate(keys):
+        yield int(op_id), float(v), affine[inverse.reshape(-1) == k]
+
+
 def _kernel_slot(
     op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np.ndarray, height: int, width: int
 ) -> dict[str, np.ndarray]:
@@ -103,19 +114,15 @@ def _kernel_slot(
     fixed = np.zeros((n, 6), np.int64)
     shift = np.zeros(n, np.int32)
     rows, cols = [np.full(height, -1, np.int32)], [np.full(width, -1, np.int32)]
-    affine = np.flatnonzero(_AFFINE[op + 1])
-    if len(affine):
-        keys, inverse = np.unique(np.stack([op[affine], value[affine]], axis=1), axis=0, return_inverse=True)
-        for k, (op_id, v) in enumerate(keys):
-            members = affine[inverse.reshape(-1) == k]
-            warp = _warp(int(op_id), float(v), height, width)
-            if isinstance(warp, tuple):
-                code[members] = shift_code
-                shift[members] = len(rows)
-                rows.append(warp[0].astype(np.int32))
-                cols.append(warp[1].astype(np.int32))
-            else:
-                fixed[members] = warp
+    for op_id, v, members in _affine_groups(op, value):
+        warp = _warp(op_id, v, height, width)
+        if isinstance(warp, tuple):
+            code[members] = shift_code
+            shift[members] = len(rows)
+            rows.append(warp[0].astype(np.int32))
+            cols.append(warp[1].astype(np.int32))
+        else:
+            fixed[members] = warp
     stat_samples = np.flatnonzero(_STATS[op + 1]).astype(np.int32)
     stat_row = np.full(n, -1, np.int32)
     stat_row[stat_samples] = np.arange(len(stat_samples), dtype=np.int32)
@@ -141,11 +148,8 @@ def _dali_slot(
 ) -> dict[str, np.ndarray]:
     n = len(op)
     matrix = np.broadcast_to(_IDENTITY, (n, 2, 3)).copy()
-    affine = np.flatnonzero(_AFFINE[op + 1])
-    if len(affine):
-        keys, inverse = np.unique(np.stack([op[affine], value[affine]], axis=1), axis=0, return_inverse=True)
-        for k, (op_id, v) in enumerate(keys):
-            matrix[affine[inverse.reshape(-1) == k]] = _float_matrix(int(op_id), float(v), height, width)
+    for op_id, v, members in _affine_groups(op, value):
+        matrix[members] = _float_matrix(op_id, v, height, width)
     return {
         "select": (op + 1).astype(np.int32),
         "value": value.astype(np.float32),
