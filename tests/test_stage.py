@@ -154,20 +154,22 @@ def test_cutout_boxes_agree_between_kernel_and_dali_packing():
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_input_rows_in_any_order_give_the_sample_ordered_result(stages, backend):
-    """The loader's source yields image-major copies; the stage reads them in place."""
+def test_copies_image_major_give_the_policy_major_result(stages, backend):
+    """The loader's source yields [N, M, H, W, C] copies, image-major; sample m·N + n is copy m
+    of image n, and the stage reads the copies in place."""
+    copies = 2
     images = photo_batch(N, HEIGHT, WIDTH)
+    assert N % copies == 0
     params = _params(7)
     spec = _spec("float32", "channels_last")
-    order = np.random.default_rng(0).permutation(N)
-    shuffled = np.empty_like(images)
-    shuffled[order] = images  # sample n sits at row order[n]
+    # image-major: row n·M + m of the stacked copies holds sample m·(N/M) + n
+    n = N // copies
+    stacked = images.reshape(copies, n, HEIGHT, WIDTH, -1).transpose(1, 0, 2, 3, 4).copy()
     expected = finish(torch.from_numpy(apply_batch(images, params)), spec)
-    got = stages(backend).apply(torch.from_numpy(shuffled), params, spec, in_rows=order)
+    got = stages(backend).apply(torch.from_numpy(stacked), params, spec)
+    assert got.shape == expected.shape
     assert torch.equal(got, expected)
-    # fewer samples than rows: a partial batch reads only its own
-    extra = np.concatenate([shuffled, shuffled[:3]])
-    assert torch.equal(stages(backend).apply(torch.from_numpy(extra), params, spec, in_rows=order), expected)
+    assert not torch.equal(got, finish(torch.from_numpy(apply_batch(stacked.reshape(images.shape), params)), spec))
 
 
 def test_host_buffers_are_reused_only_when_no_view_is_left():

@@ -99,21 +99,37 @@ class PolicyStage:
     def host_seconds(self) -> float:
         return 0.0
 
-    def apply(
-        self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec, in_rows: np.ndarray | None = None
-    ) -> torch.Tensor:
-        """``images`` torch uint8 [R, H, W, C] (C = 1 or 3, not modified) with ``params``
-        applied (None or all slots skipped: only converted), as ``out`` asks: torch [N, C,
-        H, W] on the images' device. ``in_rows``: int[N], the row of ``images`` holding
-        sample n (default: N = R, row n); the fused stages read them in place, the others
-        gather them first."""
+    def apply(self, images: torch.Tensor, params: PolicyParams | None, out: OutputSpec) -> torch.Tensor:
+        """``images`` with ``params`` applied (None or all slots skipped: only converted), as
+        ``out`` asks: torch [B, C, H, W] on the images' device.
+
+        ``images`` (torch uint8, C = 1 or 3, not modified) is either B samples [B, H, W, C],
+        or the loader's copies [N, M, H, W, C] (M copies of each of N images, image-major as
+        the source stacks them), whose B = M·N samples are policy-major: sample m·N + n is
+        ``images[n, m]`` (see :func:`copy_rows`). The fused stages read the copies in place,
+        the others gather them first."""
         raise NotImplementedError
 
 
-def _check(images: torch.Tensor, params: PolicyParams | None, in_rows=None) -> torch.Tensor:
-    """The images in sample order (gathered by ``in_rows`` if given)."""
+def copy_rows(images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The one place the copies' row order is translated: a [N, M, H, W, C] batch as its
+    [N·M, H, W, C] rows and int32[M·N], the row holding sample m·N + n (``n·M + m``); a
+    [B, H, W, C] batch as it is, with None (sample b is row b)."""
+    if images.dim() != 5:
+        return images, None
+    n, m = int(images.shape[0]), int(images.shape[1])
+    rows = (np.arange(n, dtype=np.int32)[None, :] * m + np.arange(m, dtype=np.int32)[:, None]).reshape(-1)
+    return images.reshape(n * m, *images.shape[2:]), rows
+
+
+def _check(images: torch.Tensor, params: PolicyParams | None) -> torch.Tensor:
+    """The images in sample order (copies gathered by :func:`copy_rows`)."""
+    images, in_rows = copy_rows(images)
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] not in (1, 3):
-        raise ValueError(f"images must be uint8 [N, H, W, C] with C = 1 or 3, got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be uint8 [N, H, W, C] or [N, M, H, W, C] with C = 1 or 3, got {images.dtype} "
+            f"{tuple(images.shape)}"
+        )
     if in_rows is not None:
         images = images[torch.as_tensor(np.asarray(in_rows, np.int64), device=images.device)]
     if params is not None and params.n != images.shape[0]:
@@ -144,10 +160,10 @@ class ReferenceStage(PolicyStage):
     def __init__(self, fill: int = 128):
         self.fill = fill
 
-    def apply(self, images, params, out, in_rows=None):
+    def apply(self, images, params, out):
         from .. import reference
 
-        images = _check(images, params, in_rows)
+        images = _check(images, params)
         if _any_op(params):
             images = torch.from_numpy(reference.apply_batch(images.cpu().numpy(), params, fill=self.fill)).to(
                 images.device
@@ -188,8 +204,8 @@ class DaliStage(PolicyStage):
         )
         self.builds = self._stage.builds
 
-    def apply(self, images, params, out, in_rows=None):
-        images = _check(images, params, in_rows)
+    def apply(self, images, params, out):
+        images = _check(images, params)
         if _any_op(params):
             self._stage.feed(images if images.is_cuda else images.numpy(), params)
             result = self._stage.run().as_tensor()
@@ -256,7 +272,8 @@ class KernelStage(PolicyStage):
         stages = [self._stage] if self._stage is not None else list(_DEVICE_STAGES.values())
         return sum(stage.host_seconds for stage in stages)
 
-    def apply(self, images, params, out, in_rows=None):
+    def apply(self, images, params, out):
+        images, in_rows = copy_rows(images)
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] not in (1, 3):
             _check(images, params)  # raises, naming the problem
         _, height, width, channels = images.shape

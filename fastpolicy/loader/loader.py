@@ -293,7 +293,6 @@ class PolicyDALILoader:
         self._worker: ThreadPoolExecutor | None = None
         self._side_stream: torch.cuda.Stream | None = None
         self.timings = _Timings()
-        self._rows_cache: dict[int, np.ndarray] = {}
         if policies is not None:
             self.set_policies(policies)
 
@@ -610,22 +609,12 @@ class PolicyDALILoader:
         params, version = self._sample(n, epoch, step)
         self.timings.add("sample", time.perf_counter() - started)
         started = time.perf_counter()
-        images = self._policy_stage().apply(source, params, self._out, in_rows=self._in_rows(n))
+        images = self._policy_stage().apply(source[:n], params, self._out)
         self.timings.add("stage", time.perf_counter() - started)
         return images, params, version
 
-    def _in_rows(self, n: int) -> np.ndarray:
-        """int32[M·n]: output row m·n + i (copy m of image i) is row i·M + m of the
-        image-major source (read-only; the same every batch of n images, so kept)."""
-        if n in self._rows_cache:
-            return self._rows_cache[n]
-        rows = (np.arange(n, dtype=np.int32)[None, :] * self.M + np.arange(self.M, dtype=np.int32)[:, None]).reshape(-1)
-        rows.flags.writeable = False
-        self._rows_cache[n] = rows
-        return rows
-
     def _one_buffer(self, stacked) -> torch.Tensor:
-        """The source's copies, uint8 [N·M, H, W, C] image-major: on the CPU DALI's own output
+        """The source's copies, uint8 [N, M, H, W, C] (image-major): on the CPU DALI's own output
         buffer (valid until the source runs again, and used only before that); on a GPU one
         device copy of it (DALI may reuse its buffer while the stage still reads)."""
         dense = stacked.as_tensor()
@@ -637,7 +626,7 @@ class PolicyDALILoader:
 
             array = torch.empty(shape, dtype=torch.uint8, device="cuda")
             feed_ndarray(dense, array, cuda_stream=torch.cuda.current_stream())
-        return torch.as_tensor(array).view(shape[0] * shape[1], *shape[2:])
+        return torch.as_tensor(array)
 
     def _indices(self, output) -> np.ndarray:
         if self.images_list is None:
