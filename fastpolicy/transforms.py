@@ -26,6 +26,7 @@ from torchvision.transforms.v2._utils import is_pure_tensor
 from .backends.stage import OutputSpec, make_stage, resolve_backend
 from .params import PolicyParams
 from .policies import resolve
+from .reference.geometry import FILL, check_fill
 from .sampling import complete, sample_policies
 from .schedule import PolicySchedule
 
@@ -56,11 +57,10 @@ class PolicyAugment(v2.Transform):
 
     _transformed_types = (is_pure_tensor, tv_tensors.Image, PIL.Image.Image)
 
-    def __init__(self, policy, *, fill: int = 128, magnitude_scale: float = 1.0):
+    def __init__(self, policy, *, fill: int = FILL, magnitude_scale: float = 1.0):
         super().__init__()
         policy = resolve(policy)
-        if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
-            raise ValueError(f"fill must be an integer level in 0..255, got {fill!r}")
+        fill = check_fill(fill)
         if not 0 < magnitude_scale <= 1:
             raise ValueError(f"magnitude_scale must be in (0, 1], got {magnitude_scale!r}")
         self.schedule = policy if isinstance(policy, PolicySchedule) else None

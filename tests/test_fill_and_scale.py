@@ -46,7 +46,7 @@ def test_reference_fill_equals_pil_fillcolor(name, fill):
 
 
 def test_fill_outside_a_level_is_refused():
-    with pytest.raises(ValueError, match="fill must be a level in 0..255"):
+    with pytest.raises(ValueError, match="fill must be an integer level in 0..255"):
         reference.apply_value("Rotate", photos()["astronaut"][:8, :8], 30.0, fill=256)
 
 

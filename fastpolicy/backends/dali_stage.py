@@ -13,6 +13,7 @@ import numpy as np
 from nvidia.dali import fn, pipeline_def
 from nvidia.dali.auto_aug.core import select
 
+from ..reference.geometry import FILL, check_fill
 from ..registry import OPS
 from . import dali_ops
 from .pack import DALI_FIELDS, pack
@@ -76,16 +77,14 @@ class DaliPolicyStage:
         device_id: int | None = None,
         num_threads: int = 2,
         pairing: bool = True,
-        fill: int = 128,
+        fill: int = FILL,
     ):
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.max_batch, self.size, self.channels, self.slots = max_batch, (height, width), channels, slots
-        if not 0 <= int(fill) <= 255:
-            raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
-        self.device, self.pairing, self.fill = device, pairing, int(fill)
+        self.device, self.pairing, self.fill = device, pairing, check_fill(fill)
         pipe = pipeline_def(_slot_pipeline, enable_conditionals=True)(
             slots,
             channels,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..params import NO_OP, PolicyParams
+from ..reference.geometry import FILL
 from .kernel_stage import normalization
 
 BACKENDS = ("cupy", "native", "dali", "emulated", "numpy")
@@ -157,7 +158,7 @@ class ReferenceStage(PolicyStage):
 
     name = "numpy"
 
-    def __init__(self, fill: int = 128):
+    def __init__(self, fill: int = FILL):
         self.fill = fill
 
     def apply(self, images, params, out):
@@ -258,7 +259,7 @@ class KernelStage(PolicyStage):
     returned tensor. ``kind``: ``"cupy"`` (GPU, torch's current stream), ``"native"`` or
     ``"emulated"`` (CPU)."""
 
-    def __init__(self, kind: str, fill: int = 128):
+    def __init__(self, kind: str, fill: int = FILL):
         from .kernel_stage import KernelPolicyStage
 
         self.name, self.fill = kind, fill
@@ -305,17 +306,6 @@ class KernelStage(PolicyStage):
         return result.permute(0, 3, 1, 2) if layout == "nhwc" else result
 
 
-def resolve_device(device: str | None) -> str:
-    """``"gpu"`` or ``"cpu"``; None: the GPU if torch sees one."""
-    if device is None:
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "gpu"):
-        raise ValueError(f"device must be 'cpu', 'gpu' or None (auto), got {device!r}")
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("device 'gpu' asked for, but torch sees no CUDA GPU")
-    return device
-
-
 def resolve_backend(backend: str | None, device: str) -> str:
     """The backend ``backend`` names, checked against ``device``; None picks the fastest
     here: ``"cupy"`` on a GPU with CuPy (else ``"dali"``), ``"native"`` on the CPU with a
@@ -349,7 +339,7 @@ def make_stage(
     width: int,
     channels: int = 3,
     slots: int = 2,
-    fill: int = 128,
+    fill: int = FILL,
     num_threads: int = 2,
 ) -> PolicyStage:
     """The :class:`PolicyStage` of ``backend`` (see :func:`resolve_backend`) for batches of

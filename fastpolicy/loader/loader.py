@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..backends.stage import OutputSpec, make_stage, resolve_backend, resolve_device
+from ..backends.stage import OutputSpec, make_stage, resolve_backend
 from ..data.files import (
     DEFAULT_MAX_PIXELS,
     BadImageError,
@@ -52,8 +52,11 @@ from ..data.files import (
     read_file_list,
     scan_folder,
 )
+from ..data.stats import channel_stats
+from ..device import resolve_device
 from ..log import get as get_logger
 from ..params import NO_OP, PolicyParams
+from ..reference.geometry import FILL, check_fill
 from ..registry import OPS
 from ..sampling import sample_policies, share_equal
 from .source import BASELINES, ArraySource, build_source
@@ -224,7 +227,7 @@ class PolicyDALILoader:
         std=None,
         policies=None,
         slots: int = 2,
-        fill: int = 128,
+        fill: int = FILL,
         magnitude_scale: float = 1.0,
         cutout: int = 0,
         verify: str = "header",
@@ -244,13 +247,11 @@ class PolicyDALILoader:
             raise ValueError(f"layout must be 'nchw' or 'channels_last', got {layout!r}")
         if prefetch not in (None, 0, 1):
             raise ValueError(f"prefetch must be 0, 1 or None (auto), got {prefetch!r}")
-        if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
-            raise ValueError(f"fill must be an integer level in 0..255, got {fill!r}")
         if not 0 < magnitude_scale <= 1:
             raise ValueError(f"magnitude_scale must be in (0, 1], got {magnitude_scale!r}")
         if isinstance(cutout, bool) or not isinstance(cutout, (int, np.integer)) or cutout < 0:
             raise ValueError(f"cutout must be a side in pixels ≥ 0, got {cutout!r}")
-        self.fill, self.magnitude_scale, self.cutout = int(fill), float(magnitude_scale), int(cutout)
+        self.fill, self.magnitude_scale, self.cutout = check_fill(fill), float(magnitude_scale), int(cutout)
         device = resolve_device(device)
         backend = resolve_backend(backend, device)
         self.batch_size, self.M, self.seed, self.slots = batch_size, M, seed, slots
@@ -318,9 +319,7 @@ class PolicyDALILoader:
         if not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0:
             raise ValueError("labels must be non-negative integers")
         if kwargs.get("mean") is None and kwargs.get("output", "float") == "float":
-            sample = images[:: max(1, len(images) // 10000)].reshape(-1, images.shape[3]) / 255.0
-            std = sample.std(0)  # a constant channel (std 0) is only centred
-            kwargs["mean"], kwargs["std"] = tuple(sample.mean(0)), tuple(np.where(std > 0, std, 1.0))
+            kwargs["mean"], kwargs["std"] = channel_stats(images[:: max(1, len(images) // 10000)])
         return cls(None, batch_size, M, image_size=images.shape[1], _arrays=(images, labels), **kwargs)
 
     def _output_spec(self, mean, std) -> OutputSpec:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import registry as _registry
-from .geometry import FILL
+from .geometry import FILL, check_fill
 
 
 def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -40,13 +40,12 @@ def apply_value(name: str, image: np.ndarray, value: float, center=None, other=N
     Returns:
         uint8 array shaped like ``image``.
     """
-    if not 0 <= int(fill) <= 255:
-        raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
+    fill = check_fill(fill)
     spec = _registry.get_op(name)
     hwc, flat = _as_hwc(image)
     if other is not None:
         other, _ = _as_hwc(other)
-    out = spec.reference(hwc, float(value), center=center, other=other, fill=int(fill))
+    out = spec.reference(hwc, float(value), center=center, other=other, fill=fill)
     return out[..., 0] if flat else out
 
 

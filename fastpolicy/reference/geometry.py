@@ -22,7 +22,15 @@ import math
 import numpy as np
 
 FILL = 128
-"""Grey (all channels) for pixels that map outside the input image."""
+"""Grey (all channels) for pixels that map outside the input image: AutoAugment's default."""
+
+
+def check_fill(fill, what: str = "fill") -> int:
+    """``fill`` as an int level in 0..255; ValueError naming ``what`` and the value otherwise
+    (bools and fractions are refused, not truncated)."""
+    if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) or not 0 <= fill <= 255:
+        raise ValueError(f"{what} must be an integer level in 0..255, got {fill!r}")
+    return int(fill)
 
 
 def shear_x(value: float, height: int, width: int) -> tuple[float, ...]:

@@ -21,6 +21,7 @@ import torch
 
 from ..log import get as get_logger
 from ..policy import Policy
+from ..reference.geometry import FILL
 from ..schedule import PolicySchedule
 from ..search import controller as ctl
 from . import distributed, plots
@@ -54,7 +55,7 @@ class AdversarialConfig(RunConfig):
     entropy_weight: float = 1e-5
     controller_lr: float = 3.5e-4
     controller_window: int | None = None
-    fill: int = 128
+    fill: int = FILL
     magnitude_scale: float = 1.0
 
     def resolved_preset(self) -> Preset:

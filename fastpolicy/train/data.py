@@ -15,6 +15,7 @@ import numpy as np
 
 from ..data import cifar, fashion_mnist
 from ..data.files import ImageList, scan_folder
+from ..data.stats import channel_stats
 from ..loader import PolicyDALILoader
 
 
@@ -39,8 +40,8 @@ def _array_loaders(
     """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics;
     ``augment``: the train loader's ``fill``/``magnitude_scale``."""
     images, labels = train
-    scaled = images.reshape(-1, images.shape[-1]) / 255.0
-    norm = {"mean": tuple(scaled.mean(0)), "std": tuple(scaled.std(0))}
+    mean, std = channel_stats(images)
+    norm = {"mean": mean, "std": std}
     sharding = {"shard_id": shard[0], "num_shards": shard[1], "layout": _layout(device)}
     train_loader = PolicyDALILoader.from_arrays(
         images,

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from .. import atomic
-from ..backends import stage
 from ..data.files import DEFAULT_MAX_PIXELS
+from ..device import device_name, torch_device
 from ..log import get as get_logger
 from . import checkpoint, distributed, loop, plots, rundir
 from .checkpoint import CheckpointError
@@ -104,27 +104,14 @@ def file_checks(config) -> dict:
     return {"verify": config.verify, "on_bad": config.on_bad, "max_pixels": config.max_pixels}
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """``"gpu"`` / ``"cpu"`` / None (the GPU if torch sees one) → torch device (see
-    :func:`fastpolicy.backends.stage.resolve_device`, the one resolution of device names)."""
-    if stage.resolve_device(name) == "gpu":
-        return torch.device("cuda", torch.cuda.current_device())  # under torchrun: this rank's GPU
-    return torch.device("cpu")
-
-
-def loader_device(device: torch.device) -> str:
-    """The loader's device name for a torch device."""
-    return "gpu" if device.type == "cuda" else "cpu"
-
-
 def start_run(config, kind: str, preset: Preset, resume: bool, overwrite: bool) -> tuple[torch.device, dict]:
     """The set-up every run shares: join the process group (under ``torchrun``), own the run
     folder (:func:`open_run_folder`), resolve the device. Returns ``(device, loader
     options)``: :func:`loader_options` plus the loader's ``device`` name and file ``checks``."""
     distributed.init_from_env(config.device)
     open_run_folder(config.out, kind, resume, overwrite, dataclasses.asdict(config))
-    device = resolve_device(config.device)
-    return device, loader_options(preset) | {"device": loader_device(device), "checks": file_checks(config)}
+    device = torch_device(config.device)
+    return device, loader_options(preset) | {"device": device_name(device), "checks": file_checks(config)}
 
 
 def run_loaders(config, preset: Preset, options: dict, augment: dict):
@@ -217,7 +204,7 @@ class EpochTrainer:
             (saved with every checkpoint; a resumed run must match it).
         preset: the resolved :class:`~.presets.Preset` (model, batch, M, lr, epochs …).
         loaders: ``(train, val, num_classes, channels)`` from :mod:`.data`, built for
-            :attr:`device` (use :func:`resolve_device` first) and, under ``torchrun``, for
+            :attr:`device` (use :func:`fastpolicy.device.torch_device` first) and, under ``torchrun``, for
             this rank (:func:`loader_options`).
         device: torch device the model lives on.
         resume: continue from ``<out>/<checkpoint_name>``.
@@ -407,10 +394,8 @@ __all__ = [
     "check_same_data",
     "check_same_settings",
     "file_checks",
-    "loader_device",
     "loader_options",
     "open_run_folder",
-    "resolve_device",
     "run_loaders",
     "start_run",
 ]
