@@ -134,3 +134,48 @@ def test_micro_benchmarks_run_once(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-2000:]
     assert "4 passed" in done.stdout
+
+
+def test_gpu_suite_without_a_gpu_says_so_in_one_line_and_exits_0(tmp_path):
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: the suite would run for minutes")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.sh"
+    done = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OUT": str(tmp_path), "PATH": "/usr/bin:/bin"} | _python_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines() == ["gpu_suite: no CUDA GPU here (torch sees none); nothing run"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _python_env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "HOME", "VIRTUAL_ENV")}
+
+
+@pytest.mark.slow
+def test_profile_step_smoke(tmp_path):
+    pytest.importorskip("nvidia.dali")
+    import profile_step
+
+    out = tmp_path / "profile.json"
+    profile_step.main(
+        [
+            *("--device", "cpu", "--N", "4", "--M", "2", "--size", "48", "--model", "small_cnn", "--images", "16"),
+            *("--steps", "2", "--warmup", "1", "--top", "5", "--out", str(out)),
+        ]
+    )
+    result = json.loads(out.read_text())
+    assert {"command", "date", "machine", "versions", "settings"} <= set(result)
+    numbers = result["results"]
+    assert numbers["loader_next_ms"] > 0 and numbers["train_step_ms"] > 0 and 0 < numbers["loader_share"] < 1
+    assert len(numbers["top_ops"]) == 5 and all(row["calls"] > 0 for row in numbers["top_ops"])
