@@ -3,8 +3,9 @@
 Search spaces, policies, backends, docs and tests all iterate over :data:`OPS`.
 An op's *value* is its parameter in physical units (see :mod:`fastpolicy.magnitude`);
 each search space that contains the op gives its own bin→value :class:`Magnitude`.
-Backends (``"dali"``, ``"cupy"``) attach implementations by op name with
-:func:`register_backend`; the NumPy ``reference`` is the specification.
+Op implementations (``"dali"``: DALI operators; ``"kernels"``: the device functions of
+``kernels/``, which the ``cupy``, ``native`` and ``emulated`` stages all run) attach by op
+name with :func:`register_backend`; the NumPy ``reference`` is the specification.
 """
 
 from __future__ import annotations
@@ -256,8 +257,9 @@ OP_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
 OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """The registry: op name → :class:`OpSpec`, in a fixed order."""
 
-BACKENDS = ("dali", "cupy")
-"""Backends that attach implementations to registry ops."""
+IMPLEMENTATIONS = ("dali", "kernels")
+"""The op implementations that attach to registry ops (:attr:`OpSpec.backends`); not the
+policy-stage backends (:func:`fastpolicy.backends.stage.make_stage`) that use them."""
 
 
 def get_op(name: str) -> OpSpec:
@@ -278,8 +280,8 @@ def op_by_id(op_id: int) -> OpSpec:
 def register_backend(backend: str, name: str):
     """Decorator attaching ``fn`` as op ``name``'s implementation for ``backend``; a second
     registration of the same op and backend raises (it would silently replace the first)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+    if backend not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown op implementation {backend!r}; known: {IMPLEMENTATIONS}")
     spec = get_op(name)
 
     def attach(fn):

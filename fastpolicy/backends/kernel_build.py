@@ -1,14 +1,16 @@
-"""Compiling the policy kernels: NVRTC (a check that needs no GPU), CuPy, or the host emulator.
+"""Compiling the policy kernels: NVRTC (a check that needs no GPU), CuPy, and the two host builds.
 
 * :func:`nvrtc_compile` — compile :func:`~.kernel_ops.kernel_source` for an architecture
   with ``cuda.bindings.nvrtc`` (installed with torch); CI does it for sm_80 and sm_90.
 * :func:`cupy_module` — a ``cupy.RawModule``, compiled once per device and memoized
   (CuPy also caches the binary on disk).
-* :func:`emulated_module` — the same sources built for the CPU with g++ against
-  ``kernels/emulate.hpp``; its functions take the same ``(grid, block, args)`` as
-  CuPy's, with NumPy arrays. Tests run every kernel this way where there is no GPU.
-* :func:`host_module` — the same sources as a fast CPU stage (``kernels/host.hpp``: one
-  thread per block, blocks in parallel with OpenMP).
+* :func:`emulated_module` — the *emulated* build (:class:`EmulatedModule`): the same
+  sources built for the CPU with g++ against ``kernels/emulate.hpp``, every CUDA thread
+  emulated; its functions take the same ``(grid, block, args)`` as CuPy's, with NumPy
+  arrays. Tests run every kernel this way where there is no GPU.
+* :func:`native_module` — the *native* build (:class:`NativeModule`): the same sources as
+  a fast CPU stage (``kernels/host.hpp``: one thread per block, blocks in parallel with
+  OpenMP).
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ def cupy_module(device_id: int):
     return module
 
 
-class EmulatedKernel:
-    """One kernel of the host build, called like a ``cupy.RawKernel``:
+class HostKernel:
+    """One kernel of a host build, called like a ``cupy.RawKernel``:
     ``kernel(grid, block, args)`` with NumPy arrays, NumPy scalars and None in ``args``."""
 
     _SCALARS: ClassVar[dict] = {
@@ -122,21 +124,44 @@ class EmulatedKernel:
         values = [self._argument(i, a) for i, a in enumerate(args)]
         pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
         if self._function(*(ctypes.c_uint(int(v)) for v in grid + block), pointers):
-            raise ValueError(f"{self.name}: the fast host build runs one thread per block; launched with {block}")
+            raise ValueError(f"{self.name}: the native host build runs one thread per block; launched with {block}")
 
 
-class EmulatedModule:
-    """The kernels built for the CPU; ``get_function(name)`` as on ``cupy.RawModule``.
-    ``prefix``: the exported entry points' prefix (``fp_emulate_``, ``fp_host_``)."""
+class HostModule:
+    """A host build of the kernels (a shared library); ``get_function(name)`` as on
+    ``cupy.RawModule``. Subclasses name the build and its entry points' prefix.
 
-    def __init__(self, library: Path, prefix: str = "fp_emulate_"):
-        self.library, self.prefix = library, prefix
+    Attributes:
+        library: the shared library's path.
+        threads_per_block: the launch geometry the build takes (0: any).
+    """
+
+    prefix: ClassVar[str] = ""
+    threads_per_block: ClassVar[int] = 0
+
+    def __init__(self, library: Path):
+        self.library = library
         self._lib = ctypes.CDLL(str(library))
 
-    def get_function(self, name: str) -> EmulatedKernel:
+    def get_function(self, name: str) -> HostKernel:
         if name not in KERNELS:
             raise KeyError(f"no kernel {name!r}; kernels: {KERNELS}")
-        return EmulatedKernel(getattr(self._lib, f"{self.prefix}{name}"), name)
+        return HostKernel(getattr(self._lib, f"{self.prefix}{name}"), name)
+
+
+class EmulatedModule(HostModule):
+    """The emulated build (``kernels/emulate.hpp``): every CUDA thread of a block emulated,
+    barriers and shared memory as on a device (slow; checks the kernels without a GPU)."""
+
+    prefix = "fp_emulate_"
+
+
+class NativeModule(HostModule):
+    """The native build (``kernels/host.hpp``): one thread per block, the blocks in
+    parallel with OpenMP (the fast CPU stage); launch with ``block=(1,)``."""
+
+    prefix = "fp_host_"
+    threads_per_block = 1
 
 
 def _cache_dir() -> Path:
@@ -199,13 +224,11 @@ def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
 
 @functools.cache
 def emulated_module() -> EmulatedModule:
-    """The kernels on the CPU under ``kernels/emulate.hpp``: every CUDA thread emulated (barriers
-    and shared memory as on a device; slow, for checking the kernels without a GPU)."""
-    return EmulatedModule(_host_library("emulate.hpp", "FP_EMULATE", ("-O2",)), "fp_emulate_")
+    """The emulated build of the kernels (:class:`EmulatedModule`), compiled at first use."""
+    return EmulatedModule(_host_library("emulate.hpp", "FP_EMULATE", ("-O2",)))
 
 
 @functools.cache
-def host_module() -> EmulatedModule:
-    """The kernels as a fast CPU stage under ``kernels/host.hpp``: one thread per block, the
-    blocks in parallel with OpenMP. Launch with ``block=(1,)`` (see :class:`~.kernel_stage.KernelPolicyStage`)."""
-    return EmulatedModule(_host_library("host.hpp", "FP_HOST", ("-O3", "-fopenmp")), "fp_host_")
+def native_module() -> NativeModule:
+    """The native build of the kernels (:class:`NativeModule`), compiled at first use."""
+    return NativeModule(_host_library("host.hpp", "FP_HOST", ("-O3", "-fopenmp")))

@@ -1,4 +1,4 @@
-"""The fused policy stage: every sample's own op sequence, a few kernel launches per slot.
+"""The kernel stages' driver: every sample's own op sequence, a few kernel launches per slot.
 
 Per active slot (a slot every sample skips costs nothing):
 
@@ -6,85 +6,74 @@ Per active slot (a slot every sample skips costs nothing):
    computed on the slot's input (the intermediate image for a second op);
 2. ``fp_build_luts`` — a uint8[C, 256] table per sample of a lut op;
 3. ``fp_apply`` — one thread per output pixel runs the sample's apply function; the
-   last slot may write normalized float32/float16 NCHW directly.
+   last slot may write normalized float32/float16/bfloat16, NCHW or NHWC, directly.
 
-The same code drives CuPy on a GPU (:meth:`KernelPolicyStage.on_device`) and the host
-emulator (:meth:`KernelPolicyStage.emulated`, NumPy arrays). :func:`apply_torch` is
-the zero-copy torch entry point (DLPack, on torch's current stream).
+:class:`KernelPolicyStage` drives any build of the kernels: the host builds here
+(:meth:`~KernelPolicyStage.native`, :meth:`~KernelPolicyStage.emulated`, NumPy arrays)
+and CuPy on a GPU (:mod:`.kernel_cuda`, which adds the pinned upload and the torch entry
+point). :class:`HostKernelStage` puts the host builds behind the stage protocol and
+registers them as the ``"native"`` and ``"emulated"`` backends.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import numpy as np
+import torch
 
 from ..params import NO_OP, PolicyParams
-from ..reference.geometry import FILL
+from ..reference.geometry import FILL, check_fill
+from .kernel_build import host_compiler
 from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
+from .kernel_pack import KERNEL_SLOTS
 from .pack import pack
+from .protocol import OutputSpec, PolicyStage, check_rows, copy_rows
+from .registration import register_stage
 
 _BLOCK = 256
-_DEVICE_STAGES: dict = {}
 _MAX_GRID_Y = 65535
-
-
-def normalization(mean, std) -> tuple[np.ndarray, np.ndarray]:
-    """float32[C] ``mean × 255`` and ``1 / (std × 255)`` (pixel units), rounded as torch does
-    for ``torch.tensor(mean) * 255`` and ``1 / (torch.tensor(std) * 255)``."""
-    mean, std = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-        raise ValueError(
-            f"normalization needs finite means and positive stds, got mean {mean.tolist()}, std {std.tolist()}"
-        )
-    return mean * np.float32(255), np.float32(1) / (std * np.float32(255))
+_NUMPY_TYPES = {"uint8": np.uint8, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
+"""NumPy element types of the outputs (bfloat16 as its uint16 bit patterns: NumPy has none)."""
 
 
 class KernelPolicyStage:
     """Applies :class:`PolicyParams` to uint8 NHWC batches with the kernels of ``kernels/``.
 
     Args:
-        module: object with ``get_function(name)`` (``cupy.RawModule`` or
-            :class:`~.kernel_build.EmulatedModule`).
+        module: object with ``get_function(name)`` (``cupy.RawModule``, or a host build:
+            :class:`~.kernel_build.NativeModule`, :class:`~.kernel_build.EmulatedModule`).
         xp: the array module of the images (``cupy`` or ``numpy``).
-        threads_per_block: launch geometry: 256 on a device and in the emulator; 1 for the
-            fast host build (one thread per block, one block per sample or table).
+        threads_per_block: launch geometry: 256 on a device and in the emulated build; 1 for
+            the native build (one thread per block, one block per sample or table).
+
+    Attributes:
+        host_seconds: packing and upload calls, summed (the loader's host-time benchmark).
     """
 
     def __init__(self, module, xp, threads_per_block: int = _BLOCK):
         self.xp, self.block = xp, threads_per_block
         self._kernels = {name: module.get_function(name) for name in KERNELS}
         self._norm: dict = {}
-        self._pinned: dict = {}  # id of a NumPy view handed to the packer → its pinned tensor
-        self._pinned_lock = threading.Lock()
-        self.host_seconds = 0.0  # packing and upload calls, summed (the loader's host-time benchmark)
-
-    @classmethod
-    def on_device(cls, device_id: int = 0) -> KernelPolicyStage:
-        """The CuPy stage for CUDA device ``device_id`` (one per device, kernels compiled once)."""
-        if device_id not in _DEVICE_STAGES:
-            import cupy
-
-            from .kernel_build import cupy_module
-
-            _DEVICE_STAGES[device_id] = cls(cupy_module(device_id), cupy)
-        return _DEVICE_STAGES[device_id]
+        self.host_seconds = 0.0
 
     @classmethod
     def emulated(cls) -> KernelPolicyStage:
-        """The same kernels on the CPU, on NumPy arrays (slow: for tests)."""
+        """The emulated build on NumPy arrays (slow: checks the kernels without a GPU)."""
         from .kernel_build import emulated_module
 
         return cls(emulated_module(), np)
 
     @classmethod
     def native(cls) -> KernelPolicyStage:
-        """The same kernels as a fast CPU stage on NumPy arrays: compiled with g++ and
-        OpenMP at first use (``kernels/host.hpp``), samples in parallel over the cores."""
-        from .kernel_build import host_module
+        """The native build on NumPy arrays, the fast CPU stage: compiled with g++ and OpenMP
+        at first use (``kernels/host.hpp``), samples in parallel over the cores."""
+        from .kernel_build import native_module
 
-        return cls(host_module(), np, threads_per_block=1)
+        module = native_module()
+        return cls(module, np, threads_per_block=module.threads_per_block)
 
     def apply(
         self,
@@ -127,15 +116,14 @@ class KernelPolicyStage:
         """
         xp = self.xp
         n, height, width, channels = self._check(images, params, in_rows)
-        if not 0 <= int(fill) <= 255:
-            raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
+        fill = check_fill(fill)
         if output not in OUTPUT_TYPES:
             raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
         layout = layout or ("nhwc" if output == "uint8" else "nchw")
         if layout not in ("nhwc", "nchw"):
             raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
         shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
-        dtype = {"uint8": np.uint8, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}[output]
+        dtype = _NUMPY_TYPES[output]
         if output == "uint8":
             mean = inv_std = None
         else:
@@ -150,7 +138,7 @@ class KernelPolicyStage:
         if params is None or not any(np.any(params.op[:, k] != NO_OP) for k in range(params.k)):
             params = _copy_params(n)
         started = time.perf_counter()
-        packed = pack(params, height, width, "kernels", allocate=self.allocate, in_rows=in_rows)
+        packed = pack(params, height, width, KERNEL_SLOTS, allocate=self.allocate, in_rows=in_rows)
         device_buffer = self.upload(packed.buffer)
         rows = packed.batch_views(device_buffer)
         self.host_seconds += time.perf_counter() - started
@@ -173,7 +161,7 @@ class KernelPolicyStage:
                 mean,
                 inv_std,
                 slot,
-                int(fill),
+                fill,
                 rows["in_rows"] if i == 0 else rows["identity"],
                 rows["in_rows"],
             )
@@ -192,31 +180,13 @@ class KernelPolicyStage:
         return self._norm[key]
 
     def allocate(self, nbytes: int) -> np.ndarray:
-        """Host buffer of the packed slot arguments: pinned memory on a device (one
-        asynchronous upload per batch), plain NumPy on the CPU."""
-        if self.xp is np:
-            return np.empty(nbytes, np.uint8)
-        import torch
-
-        pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
-        view = pinned.numpy()
-        with self._pinned_lock:
-            self._pinned[id(view)] = pinned  # upload() copies from the torch tensor itself
-        return view
+        """Host buffer of the packed slot arguments (uint8[nbytes]; a device stage pins it)."""
+        return np.empty(nbytes, np.uint8)
 
     def upload(self, host: np.ndarray):
-        """The packed buffer where the kernels read it: one asynchronous copy on the current
-        stream from the pinned torch tensor :meth:`allocate` made (so torch's caching host
-        allocator records the copy and keeps the block until it is done), the host buffer
-        itself on the CPU."""
-        if self.xp is np:
-            return host
-        import torch
-
-        with self._pinned_lock:
-            pinned = self._pinned.pop(id(host))
-        device = torch.device("cuda", self.xp.cuda.Device().id)
-        return self.xp.from_dlpack(pinned.to(device, non_blocking=True))
+        """The packed buffer where the kernels read it: the host buffer itself on the CPU (a
+        device stage copies it)."""
+        return host
 
     def _check(self, images, params, in_rows):
         """(N, H, W, C): N samples (the images' rows, or ``len(in_rows)``)."""
@@ -317,65 +287,123 @@ def _copy_params(n: int) -> PolicyParams:
     )
 
 
-def _cupy_stream(stream):
-    """A CuPy view of torch CUDA ``stream`` (the stream protocol where torch has it)."""
-    import cupy
-
-    if hasattr(stream, "__cuda_stream__") and hasattr(cupy.cuda.Stream, "from_external"):
-        return cupy.cuda.Stream.from_external(stream)
-    return cupy.cuda.ExternalStream(stream.cuda_stream)
-
-
-def apply_torch(
-    images,
-    params: PolicyParams | None,
-    *,
-    output: str = "uint8",
-    layout: str | None = None,
-    mean=None,
-    inv_std=None,
-    fill: int = FILL,
-    in_rows=None,
-):
-    """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
+class HostBuffers:
+    """Output memory of the CPU stages, reused: a batch's tensor is a view of a pooled buffer
+    that goes back to the pool only when no tensor or view of it is left (a finalizer on
+    the NumPy view torch holds). Fresh large allocations cost a page fault per 4 KiB on
+    first touch and an unmap on free — tens of milliseconds for an M·N float batch.
 
     Args:
-        images: torch uint8 [N, H, W, C] on a CUDA device (not modified).
-        params, output, layout, mean, inv_std, fill, in_rows: as :meth:`KernelPolicyStage.apply`.
-
-    Returns:
-        A new torch tensor on the same device, [N, H, W, C] (layout ``"nhwc"``) or
-        [N, C, H, W] (``"nchw"``) of the output type (bfloat16 as torch.bfloat16). The
-        kernels run on torch's current stream, so the result is ready in stream order like
-        any torch op.
+        keep: free buffers kept per size (more are released).
     """
-    import cupy
-    import torch
 
-    if not images.is_cuda:
-        raise ValueError("apply_torch needs a CUDA tensor; use KernelPolicyStage.emulated() on the CPU")
-    if output not in OUTPUT_TYPES:
-        raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
-    rows, height, width, channels = images.shape
-    n = rows if in_rows is None else len(in_rows)
-    layout = layout or ("nhwc" if output == "uint8" else "nchw")
-    shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
-    dtype = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
-        output
-    ]
-    out = torch.empty(shape, dtype=dtype, device=images.device)
-    target = out.view(torch.int16) if output == "bfloat16" else out  # DLPack-friendly 2-byte view
-    stage = KernelPolicyStage.on_device(images.device.index or 0)
-    with cupy.cuda.Device(images.device.index or 0), _cupy_stream(torch.cuda.current_stream(images.device)):
-        stage.apply(
-            cupy.from_dlpack(images.contiguous()),
+    def __init__(self, keep: int = 4):
+        self.keep = keep
+        self._free: dict[int, list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialized CPU tensor of ``shape`` and ``dtype`` from the pool."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        nbytes = int(np.prod(shape)) * itemsize
+        with self._lock:
+            free = self._free.get(nbytes)
+            base = free.pop() if free else None
+        if base is None:
+            base = np.empty(nbytes, np.uint8)
+        view = base.view(np.int16 if itemsize == 2 else np.float32 if itemsize == 4 else np.uint8).reshape(shape)
+        weakref.finalize(view, self._release, base)
+        tensor = torch.from_numpy(view)
+        return tensor.view(dtype) if tensor.dtype != dtype else tensor
+
+    def _release(self, base: np.ndarray) -> None:
+        with self._lock:
+            free = self._free.setdefault(base.nbytes, [])
+            if len(free) < self.keep:
+                free.append(base)
+
+
+def stage_arguments(out: OutputSpec, channels: int) -> tuple[str, dict]:
+    """:meth:`KernelPolicyStage.apply`'s ``layout`` and normalization keywords for ``out``:
+    ``"nhwc"`` (read as [N, C, H, W] channels-last) or ``"nchw"``, and ``mean``/``inv_std``
+    for the float types."""
+    norm = {}
+    if out.normalized:
+        norm["mean"], norm["inv_std"] = out.pixel_normalization(channels)
+    return ("nhwc" if out.layout == "channels_last" else "nchw"), norm
+
+
+def kernel_rows(images: torch.Tensor, params: PolicyParams | None) -> tuple[torch.Tensor, np.ndarray | None, int]:
+    """The rows of ``images`` the kernels read in place (:func:`~.protocol.copy_rows`), the
+    row of each sample (None: in order) and the number of samples; checked."""
+    rows, in_rows = copy_rows(images)
+    samples = len(in_rows) if in_rows is not None else (int(rows.shape[0]) if rows.dim() else 0)
+    check_rows(rows, params, samples)
+    return rows, in_rows, samples
+
+
+class HostKernelStage(PolicyStage):
+    """A host build of the kernels behind the stage protocol: policy, normalization and
+    output layout fused into the last launch, written straight into the returned tensor
+    (from :class:`HostBuffers`). The loader's copies are read in place.
+
+    Args:
+        name: the backend's name.
+        stage: the :class:`KernelPolicyStage` of a host build.
+        fill: the geometric ops' fill level, 0..255.
+    """
+
+    def __init__(self, name: str, stage: KernelPolicyStage, fill: int = FILL):
+        self.name, self.fill, self._stage = name, check_fill(fill), stage
+        self._buffers = HostBuffers()
+
+    @property
+    def host_seconds(self) -> float:
+        return self._stage.host_seconds
+
+    def apply(self, images, params, out):
+        images, in_rows, n = kernel_rows(images, params)
+        if images.is_cuda:
+            raise ValueError(f"the {self.name!r} stage computes on the CPU; got images on {images.device}")
+        _, height, width, channels = images.shape
+        layout, norm = stage_arguments(out, channels)
+        shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
+        result = self._buffers.empty(shape, out.torch_dtype)
+        target = result.view(torch.int16) if out.dtype == "bfloat16" else result  # NumPy has no bfloat16
+        self._stage.apply(
+            images.contiguous().numpy(),
             params,
-            out=cupy.from_dlpack(target),
-            output=output,
+            out=target.numpy(),
+            output=out.dtype,
             layout=layout,
-            mean=mean,
-            inv_std=inv_std,
-            fill=fill,
+            fill=self.fill,
             in_rows=in_rows,
+            **norm,
         )
-    return out
+        return result.permute(0, 3, 1, 2) if layout == "nhwc" else result
+
+
+_COMPILER = "a C++20 compiler with OpenMP (g++; set CXX to use another)"
+
+register_stage(
+    "native",
+    devices=("cpu",),
+    available=lambda: host_compiler() is not None,
+    build=lambda device, *, fill, **_: HostKernelStage("native", KernelPolicyStage.native(), fill),
+    priority=30,
+    label="fastpolicy (native CPU stage)",
+    any_size=True,
+    needs=_COMPILER,
+)
+
+register_stage(
+    "emulated",
+    devices=("cpu",),
+    default_on=(),  # every CUDA thread emulated: slow, for checking the kernels without a GPU
+    available=lambda: host_compiler() is not None,
+    build=lambda device, *, fill, **_: HostKernelStage("emulated", KernelPolicyStage.emulated(), fill),
+    priority=0,
+    label="fastpolicy (emulated CUDA kernels)",
+    any_size=True,
+    needs="a C++20 compiler (g++; set CXX to use another)",
+)
