@@ -195,6 +195,15 @@ def test_rejects_bad_arguments():
         stage.apply(images, None, output="float32")
     with pytest.raises(ValueError, match="out must be C-contiguous uint8"):
         stage.apply(images, None, out=np.empty((4, 3, HEIGHT, WIDTH), np.uint8))
+    with pytest.raises(ValueError, match="fill must be an integer level in 0..255, got 256"):
+        stage.apply(images, None, fill=256)
+
+
+def test_the_kernels_write_every_output_dtype_of_the_protocol():
+    from fastpolicy.backends.kernel_ops import OUTPUT_TYPES
+    from fastpolicy.backends.protocol import DTYPES
+
+    assert set(OUTPUT_TYPES) == set(DTYPES)
 
 
 @pytest.mark.gpu

@@ -221,6 +221,23 @@ def test_a_second_registration_under_the_same_name_raises():
     assert "tpu-stage" not in registration.stages()
 
 
+def test_the_backends_register_without_importing_dali_or_cupy():
+    """Each backend registers itself when its light module is imported; DALI and CuPy are
+    imported only when a stage that needs them is built (here they cannot be imported)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['nvidia.dali'] = sys.modules['cupy'] = None\n"
+        "import fastpolicy\n"
+        "from fastpolicy.backends.stage import resolve_backend, stage_backend, stages\n"
+        "print(sorted(stages()), resolve_backend(None, 'cpu'), stage_backend('dali').available(),"
+        " stage_backend('cupy').available())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[0] == "['cupy', 'dali', 'emulated', 'native', 'numpy'] native False False"
+
+
 def _unavailable(monkeypatch, *names: str) -> None:
     """Mark the registered backends ``names`` unavailable here."""
     for name in names:

@@ -30,13 +30,17 @@ from .kernel_build import host_compiler
 from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
 from .kernel_pack import KERNEL_SLOTS
 from .pack import pack
-from .protocol import OutputSpec, PolicyStage, check_rows, copy_rows
+from .protocol import DTYPES, OutputSpec, PolicyStage, check_rows, copy_rows
 from .registration import register_stage
 
 _BLOCK = 256
 _MAX_GRID_Y = 65535
-_NUMPY_TYPES = {"uint8": np.uint8, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
-"""NumPy element types of the outputs (bfloat16 as its uint16 bit patterns: NumPy has none)."""
+_NUMPY_TYPES = {
+    name: np.dtype(np.uint16) if dtype is torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
+    for name, dtype in DTYPES.items()
+}
+"""NumPy element types of the outputs of :data:`~.protocol.DTYPES` (bfloat16 as its uint16
+bit patterns: NumPy has none)."""
 
 
 class KernelPolicyStage:
