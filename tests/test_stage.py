@@ -348,7 +348,7 @@ def test_copies_image_major_give_the_policy_major_result(stages, backend):
 def test_host_buffers_are_reused_only_when_no_view_is_left():
     import gc
 
-    from fastpolicy.backends.kernel_stage import HostBuffers
+    from fastpolicy.backends.kernel_host import HostBuffers
 
     pool = HostBuffers(keep=2)
     first = pool.empty((4, 3, 8, 8), torch.float32)

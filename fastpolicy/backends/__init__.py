@@ -14,9 +14,9 @@ The registered backends, each registering itself next to its code:
 * ``"numpy"`` — :mod:`.reference_stage`: :mod:`fastpolicy.reference`, the specification
   (slow; tests and debugging).
 * ``"dali"`` — :mod:`.dali_stage`: DALI operators with per-sample selection (:mod:`.dali_ops`).
-* ``"native"``, ``"emulated"`` — :mod:`.kernel_stage`: fastpolicy's kernels (``kernels/``)
-  built for the host, fast (g++/OpenMP) or with every CUDA thread emulated; the driver
-  that packs and launches every build.
+* ``"native"``, ``"emulated"`` — :mod:`.kernel_host`: fastpolicy's kernels (``kernels/``)
+  built for the host, fast (g++/OpenMP) or with every CUDA thread emulated, run by the
+  driver :mod:`.kernel_stage` that packs and launches every build.
 * ``"cupy"`` — :mod:`.kernel_cuda`: the same kernels on a CUDA GPU (pinned upload, torch's
   stream, :func:`~.kernel_cuda.apply_torch`).
 

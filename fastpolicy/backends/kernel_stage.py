@@ -8,30 +8,26 @@ Per active slot (a slot every sample skips costs nothing):
 3. ``fp_apply`` — one thread per output pixel runs the sample's apply function; the
    last slot may write normalized float32/float16/bfloat16, NCHW or NHWC, directly.
 
-:class:`KernelPolicyStage` drives any build of the kernels: the host builds here
-(:meth:`~KernelPolicyStage.native`, :meth:`~KernelPolicyStage.emulated`, NumPy arrays)
-and CuPy on a GPU (:mod:`.kernel_cuda`, which adds the pinned upload and the torch entry
-point). :class:`HostKernelStage` puts the host builds behind the stage protocol and
-registers them as the ``"native"`` and ``"emulated"`` backends.
+:class:`KernelPolicyStage` drives any build of the kernels: the host builds
+(:meth:`~KernelPolicyStage.native`, :meth:`~KernelPolicyStage.emulated`, NumPy arrays;
+behind the stage protocol in :mod:`.kernel_host`) and CuPy on a GPU (:mod:`.kernel_cuda`,
+which adds the pinned upload and the torch entry point). :func:`kernel_rows` and
+:func:`stage_arguments` translate the stage protocol for both.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 
 import numpy as np
 import torch
 
 from ..params import NO_OP, PolicyParams
 from ..reference.geometry import FILL, check_fill
-from .kernel_build import host_compiler
 from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
 from .kernel_pack import KERNEL_SLOTS
 from .pack import pack
-from .protocol import DTYPES, OutputSpec, PolicyStage, check_rows, copy_rows
-from .registration import register_stage
+from .protocol import DTYPES, OutputSpec, check_rows, copy_rows
 
 _BLOCK = 256
 _MAX_GRID_Y = 65535
@@ -291,42 +287,6 @@ def _copy_params(n: int) -> PolicyParams:
     )
 
 
-class HostBuffers:
-    """Output memory of the CPU stages, reused: a batch's tensor is a view of a pooled buffer
-    that goes back to the pool only when no tensor or view of it is left (a finalizer on
-    the NumPy view torch holds). Fresh large allocations cost a page fault per 4 KiB on
-    first touch and an unmap on free — tens of milliseconds for an M·N float batch.
-
-    Args:
-        keep: free buffers kept per size (more are released).
-    """
-
-    def __init__(self, keep: int = 4):
-        self.keep = keep
-        self._free: dict[int, list[np.ndarray]] = {}
-        self._lock = threading.Lock()
-
-    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        """An uninitialized CPU tensor of ``shape`` and ``dtype`` from the pool."""
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        nbytes = int(np.prod(shape)) * itemsize
-        with self._lock:
-            free = self._free.get(nbytes)
-            base = free.pop() if free else None
-        if base is None:
-            base = np.empty(nbytes, np.uint8)
-        view = base.view(np.int16 if itemsize == 2 else np.float32 if itemsize == 4 else np.uint8).reshape(shape)
-        weakref.finalize(view, self._release, base)
-        tensor = torch.from_numpy(view)
-        return tensor.view(dtype) if tensor.dtype != dtype else tensor
-
-    def _release(self, base: np.ndarray) -> None:
-        with self._lock:
-            free = self._free.setdefault(base.nbytes, [])
-            if len(free) < self.keep:
-                free.append(base)
-
-
 def stage_arguments(out: OutputSpec, channels: int) -> tuple[str, dict]:
     """:meth:`KernelPolicyStage.apply`'s ``layout`` and normalization keywords for ``out``:
     ``"nhwc"`` (read as [N, C, H, W] channels-last) or ``"nchw"``, and ``mean``/``inv_std``
@@ -344,70 +304,3 @@ def kernel_rows(images: torch.Tensor, params: PolicyParams | None) -> tuple[torc
     samples = len(in_rows) if in_rows is not None else (int(rows.shape[0]) if rows.dim() else 0)
     check_rows(rows, params, samples)
     return rows, in_rows, samples
-
-
-class HostKernelStage(PolicyStage):
-    """A host build of the kernels behind the stage protocol: policy, normalization and
-    output layout fused into the last launch, written straight into the returned tensor
-    (from :class:`HostBuffers`). The loader's copies are read in place.
-
-    Args:
-        name: the backend's name.
-        stage: the :class:`KernelPolicyStage` of a host build.
-        fill: the geometric ops' fill level, 0..255.
-    """
-
-    def __init__(self, name: str, stage: KernelPolicyStage, fill: int = FILL):
-        self.name, self.fill, self._stage = name, check_fill(fill), stage
-        self._buffers = HostBuffers()
-
-    @property
-    def host_seconds(self) -> float:
-        return self._stage.host_seconds
-
-    def apply(self, images, params, out):
-        images, in_rows, n = kernel_rows(images, params)
-        if images.is_cuda:
-            raise ValueError(f"the {self.name!r} stage computes on the CPU; got images on {images.device}")
-        _, height, width, channels = images.shape
-        layout, norm = stage_arguments(out, channels)
-        shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
-        result = self._buffers.empty(shape, out.torch_dtype)
-        target = result.view(torch.int16) if out.dtype == "bfloat16" else result  # NumPy has no bfloat16
-        self._stage.apply(
-            images.contiguous().numpy(),
-            params,
-            out=target.numpy(),
-            output=out.dtype,
-            layout=layout,
-            fill=self.fill,
-            in_rows=in_rows,
-            **norm,
-        )
-        return result.permute(0, 3, 1, 2) if layout == "nhwc" else result
-
-
-_COMPILER = "a C++20 compiler with OpenMP (g++; set CXX to use another)"
-
-register_stage(
-    "native",
-    devices=("cpu",),
-    available=lambda: host_compiler() is not None,
-    build=lambda device, *, fill, **_: HostKernelStage("native", KernelPolicyStage.native(), fill),
-    priority=30,
-    label="fastpolicy (native CPU stage)",
-    any_size=True,
-    needs=_COMPILER,
-)
-
-register_stage(
-    "emulated",
-    devices=("cpu",),
-    default_on=(),  # every CUDA thread emulated: slow, for checking the kernels without a GPU
-    available=lambda: host_compiler() is not None,
-    build=lambda device, *, fill, **_: HostKernelStage("emulated", KernelPolicyStage.emulated(), fill),
-    priority=0,
-    label="fastpolicy (emulated CUDA kernels)",
-    any_size=True,
-    needs="a C++20 compiler (g++; set CXX to use another)",
-)

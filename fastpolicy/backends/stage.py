@@ -5,11 +5,11 @@ Every backend registers itself next to its code (:func:`~.registration.register_
 * ``"cupy"`` — the fused CUDA kernels (GPU): policy, normalization and layout in one
   launch (:mod:`.kernel_cuda`);
 * ``"native"`` — the same kernel sources built for the host (g++ and OpenMP), the fast CPU
-  stage (:mod:`.kernel_stage`);
+  stage (:mod:`.kernel_host`);
 * ``"dali"`` — DALI operators with per-sample selection (CPU or GPU; on a GPU its output
   stays on the device; built for one image size) (:mod:`.dali_stage`);
 * ``"emulated"`` — the CUDA kernels run by the host emulator (slow; checks the kernel path
-  without a GPU) (:mod:`.kernel_stage`);
+  without a GPU) (:mod:`.kernel_host`);
 * ``"numpy"`` — the reference (slow; the specification) (:mod:`.reference_stage`).
 
 :func:`make_stage` builds one by name; :func:`resolve_backend` checks a name against a
