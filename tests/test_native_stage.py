@@ -48,3 +48,74 @@ def test_the_native_build_refuses_a_multi_thread_launch():
         kernel(
             (1, 1), (256,), [np.zeros(1, np.uint8)] * 3 + [np.int32(0)] + [None] * 2 + [np.int32(0)] * 5 + [None] * 9
         )
+
+
+@pytest.fixture
+def fresh_builds(monkeypatch):
+    """The host builds forgotten by this process (rebuilt or reloaded on the next call), and
+    no private folder or failure from earlier tests; restored afterwards."""
+    from fastpolicy.backends import kernel_build, kernel_host
+
+    monkeypatch.setattr(kernel_build, "_PRIVATE", [])
+    monkeypatch.setattr(kernel_build, "_FAILED", {})
+    monkeypatch.setattr(kernel_host, "_REPORTED", set())
+    for build in (kernel_build.native_module, kernel_build.emulated_module):
+        build.cache_clear()
+    yield kernel_build
+    for build in (kernel_build.native_module, kernel_build.emulated_module):
+        build.cache_clear()
+
+
+@pytest.mark.parametrize("cause", ["a file", "read-only", "another user's"])
+def test_an_unusable_cache_builds_in_a_private_folder_with_one_warning(tmp_path, monkeypatch, fresh_builds, cause):
+    import errno
+    import stat
+    import warnings
+
+    kernel_build = fresh_builds
+    root = tmp_path / "cache"
+    if cause == "a file":
+        root.write_text("not a folder")
+    elif cause == "read-only":
+        monkeypatch.setattr(
+            kernel_build.Path, "mkdir", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only"))
+        )
+    else:
+        monkeypatch.setattr(kernel_build.os, "getuid", lambda: 12345)  # the folder's owner is not us
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = fresh_builds.native_module()
+        second = fresh_builds.emulated_module()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and str(kernel_build.cache_root()) in messages[0], messages
+    folder = first.library.parent
+    assert second.library.parent == folder and not str(folder).startswith(str(root))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    images = photo_batch(8, 12, 14)
+    params = complete(
+        np.full((8, 1), OPS["Rotate"].id), np.arange(8)[:, None], spaces.adversarial(), np.random.default_rng(0)
+    )
+    np.testing.assert_array_equal(
+        KernelPolicyStage(first, np, 1).apply(images, params), reference.apply_batch(images, params)
+    )
+
+
+def test_a_failing_compiler_leaves_the_default_to_a_backend_that_needs_no_build(tmp_path, monkeypatch, fresh_builds):
+    import warnings
+
+    from fastpolicy.backends.kernel_build import KernelCompileError
+    from fastpolicy.backends.stage import default_stage, make_stage, resolve_backend
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))  # nothing cached: the compiler must run
+    monkeypatch.setenv("CXX", "/bin/false")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_backend(None, "cpu") == "dali"
+        assert default_stage("cpu", any_size=True).name == "numpy"
+        assert resolve_backend(None, "cpu") == "dali"
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "'native' policy stage does not build here" in messages[0], messages
+    assert "/bin/false" in messages[0]
+    with pytest.raises(KernelCompileError, match="/bin/false .* failed"):  # asked by name: a clear error
+        make_stage("native", "cpu", max_batch=1, height=1, width=1)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -23,6 +24,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -164,20 +166,43 @@ class NativeModule(HostModule):
     threads_per_block = 1
 
 
-def _cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/fastpolicy/emulator`` (default ``~/.cache``), created private (0700)."""
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/fastpolicy/emulator`` (default ``~/.cache``): where the host builds are kept."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = Path(root) / "fastpolicy" / "emulator"
+    return Path(root) / "fastpolicy" / "emulator"
+
+
+def _cache_dir() -> Path:
+    """:func:`cache_root`, created private (0700); OSError where it cannot be used (a read-only
+    file system, an unwritable parent, a path that is a file, another user's folder)."""
+    path = cache_root()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
     if info.st_uid != os.getuid():
-        raise KernelCompileError(
-            f"the kernel emulator's cache {path} belongs to another user (uid {info.st_uid}); "
-            "set XDG_CACHE_HOME to a folder of yours"
-        )
+        raise PermissionError(f"it belongs to another user (uid {info.st_uid})")
     if stat.S_IMODE(info.st_mode) != 0o700:
         path.chmod(0o700)  # ours, but readable or writable by others: make it private
     return path
+
+
+_PRIVATE: list[Path] = []
+"""The private temporary folder of this process's host builds, once the cache proved unusable."""
+
+
+def _private_dir(error: OSError) -> Path:
+    """A private (0700) temporary folder for this process's host builds, removed at exit; the
+    first call warns once, naming the unusable cache and why."""
+    if not _PRIVATE:
+        _PRIVATE.append(Path(tempfile.mkdtemp(prefix="fastpolicy-kernels-")))
+        atexit.register(shutil.rmtree, _PRIVATE[0], ignore_errors=True)
+        warnings.warn(
+            f"the kernels' build cache {cache_root()} is unusable ({error}); building in the private temporary "
+            f"folder {_PRIVATE[0]} for this process instead (set XDG_CACHE_HOME to a writable folder of yours "
+            "to keep the builds)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return _PRIVATE[0]
 
 
 def trusted_library(path: Path) -> bool:
@@ -199,26 +224,52 @@ def host_compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
+_FAILED: dict[tuple[str, ...], KernelCompileError] = {}
+"""Host builds that failed in this process, by compile command and source digest (not retried)."""
+
+
 def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
-    """The kernels compiled for this CPU with g++ against ``kernels/<header>`` (cached by
-    source hash in a private folder; a cached file that is not :func:`trusted_library` is
-    rebuilt); :class:`KernelCompileError` with the compiler's output if they do not build."""
+    """The kernels compiled for this CPU with ``$CXX`` against ``kernels/<header>``, cached by
+    source hash in a private folder (a cached file that is not :func:`trusted_library` is
+    rebuilt; an unusable cache folder: a private temporary one, with one warning);
+    :class:`KernelCompileError` with the compiler's output if they do not build."""
     compiler = host_compiler()
     if compiler is None:
         raise KernelCompileError("the kernels' host build needs a C++20 compiler (g++); set CXX to use another")
     source = f'#include "{header}"\n' + kernel_source() + "".join(f"{macro}({name})\n" for name in KERNELS)
     command = [compiler, "-std=c++20", *options, "-fPIC", "-shared", "-ffp-contract=off", f"-I{KERNEL_DIR}"]
-    target = _cache_dir() / f"policy-{header.split('.')[0]}-{_sources_digest(source + ' '.join(options))}.so"
-    if not trusted_library(target):
-        with tempfile.TemporaryDirectory(dir=target.parent) as work:
-            unit = Path(work) / "policy_host.cpp"
-            unit.write_text(source)
-            built = Path(work) / target.name
+    name = f"policy-{header.split('.')[0]}-{_sources_digest(source + ' '.join(options))}.so"
+    key = (*command, name)
+    if key in _FAILED:
+        raise _FAILED[key]
+    try:
+        try:
+            return _build(_cache_dir() / name, command, source)
+        except OSError as error:  # the cache cannot be used: build where only this process looks
+            return _build(_private_dir(error) / name, command, source)
+    except KernelCompileError as error:
+        _FAILED[key] = error
+        raise
+
+
+def _build(target: Path, command: list[str], source: str) -> Path:
+    """``target`` (a trusted cached library, or built now: compiled in a temporary folder
+    beside it, then moved in atomically so concurrent builders agree on the file)."""
+    if trusted_library(target):
+        return target
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        unit = Path(work) / "policy_host.cpp"
+        unit.write_text(source)
+        built = Path(work) / target.name
+        try:
             result = subprocess.run([*command, str(unit), "-o", str(built)], capture_output=True, text=True)
-            if result.returncode != 0:
-                raise KernelCompileError(f"{' '.join(command)} failed:\n{result.stderr}")
-            built.chmod(0o700)
-            os.replace(built, target)  # atomic: concurrent builders agree on the file
+        except OSError as error:  # the compiler itself cannot be run
+            raise KernelCompileError(f"{command[0]} cannot be run: {error}") from None
+        if result.returncode != 0 or not built.is_file():
+            output = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}, no output"
+            raise KernelCompileError(f"{' '.join(command)} failed:\n{output}")
+        built.chmod(0o700)
+        os.replace(built, target)
     return target
 
 

@@ -10,13 +10,15 @@ output buffer (:class:`HostBuffers`), and read the loader's copies in place.
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..reference.geometry import FILL, check_fill
-from .kernel_build import host_compiler
+from .kernel_build import KernelCompileError, emulated_module, host_compiler, native_module
 from .kernel_stage import KernelPolicyStage, kernel_rows, stage_arguments
 from .protocol import PolicyStage
 from .registration import register_stage
@@ -101,10 +103,37 @@ class HostKernelStage(PolicyStage):
 
 _COMPILER = "a C++20 compiler with OpenMP (g++; set CXX to use another)"
 
+_REPORTED: set[str] = set()
+
+
+def _builds(name: str, module: Callable[[], object]) -> Callable[[], bool]:
+    """``available()`` of a host build: a compiler is there and the build compiles (or is
+    cached); a failing build warns once and leaves the choice to the next backend."""
+
+    def available() -> bool:
+        if host_compiler() is None:
+            return False
+        try:
+            module()
+        except KernelCompileError as error:
+            message = str(error)
+            if message not in _REPORTED:
+                _REPORTED.add(message)
+                warnings.warn(
+                    f"the {name!r} policy stage does not build here, so it is not chosen by default: {message}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            return False
+        return True
+
+    return available
+
+
 register_stage(
     "native",
     devices=("cpu",),
-    available=lambda: host_compiler() is not None,
+    available=_builds("native", native_module),
     build=lambda device, *, fill, **_: HostKernelStage("native", KernelPolicyStage.native(), fill),
     priority=30,
     label="fastpolicy (native CPU stage)",
@@ -116,7 +145,7 @@ register_stage(
     "emulated",
     devices=("cpu",),
     default_on=(),  # every CUDA thread emulated: slow, for checking the kernels without a GPU
-    available=lambda: host_compiler() is not None,
+    available=_builds("emulated", emulated_module),
     build=lambda device, *, fill, **_: HostKernelStage("emulated", KernelPolicyStage.emulated(), fill),
     priority=0,
     label="fastpolicy (emulated CUDA kernels)",
