@@ -3,9 +3,8 @@
 Search spaces, policies, backends, docs and tests all iterate over :data:`OPS`.
 An op's *value* is its parameter in physical units (see :mod:`fastpolicy.magnitude`);
 each search space that contains the op gives its own bin→value :class:`Magnitude`.
-Op implementations (``"dali"``: DALI operators; ``"kernels"``: the device functions of
-``kernels/``, which the ``cupy``, ``native`` and ``emulated`` stages all run) attach by op
-name with :func:`register_backend`; the NumPy ``reference`` is the specification.
+Backends (``"dali"``, ``"cupy"``) attach implementations by op name with
+:func:`register_backend`; the NumPy ``reference`` is the specification.
 """
 
 from __future__ import annotations
@@ -258,7 +257,9 @@ OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _SPECS
 """The registry: op name → :class:`OpSpec`, in a fixed order."""
 
 IMPLEMENTATIONS = ("dali", "kernels")
-"""The op implementations that attach to registry ops (:attr:`OpSpec.backends`); not the
+"""The op implementations that attach to registry ops with :func:`register_backend` (into
+``OpSpec.backends``): ``"dali"``, DALI operators; ``"kernels"``, the device functions of
+``kernels/``, which the ``cupy``, ``native`` and ``emulated`` stages all run. Not the
 policy-stage backends (:func:`fastpolicy.backends.stage.make_stage`) that use them."""
 
 
