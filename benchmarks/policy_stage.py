@@ -70,7 +70,9 @@ def main(argv=None) -> dict:
     else:
         import cupy
 
-        xp, stage, device = cupy, KernelPolicyStage.on_device(0), "gpu"
+        from fastpolicy.backends.kernel_cuda import device_stage
+
+        xp, stage, device = cupy, device_stage(0), "gpu"
         sync = cupy.cuda.Device(0).synchronize
     host = photo_batch(args.n, args.size, args.size)
     images = xp.asarray(host)

@@ -256,8 +256,11 @@ OP_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
 OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """The registry: op name → :class:`OpSpec`, in a fixed order."""
 
-BACKENDS = ("dali", "cupy")
-"""Backends that attach implementations to registry ops."""
+IMPLEMENTATIONS = ("dali", "kernels")
+"""The op implementations that attach to registry ops with :func:`register_backend` (into
+``OpSpec.backends``): ``"dali"``, DALI operators; ``"kernels"``, the device functions of
+``kernels/``, which the ``cupy``, ``native`` and ``emulated`` stages all run. Not the
+policy-stage backends (:func:`fastpolicy.backends.stage.make_stage`) that use them."""
 
 
 def get_op(name: str) -> OpSpec:
@@ -278,8 +281,8 @@ def op_by_id(op_id: int) -> OpSpec:
 def register_backend(backend: str, name: str):
     """Decorator attaching ``fn`` as op ``name``'s implementation for ``backend``; a second
     registration of the same op and backend raises (it would silently replace the first)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+    if backend not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown op implementation {backend!r}; known: {IMPLEMENTATIONS}")
     spec = get_op(name)
 
     def attach(fn):

@@ -23,7 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2._utils import is_pure_tensor
 
-from .backends.stage import OutputSpec, make_stage, resolve_backend
+from .backends.stage import OutputSpec, default_stage, make_stage
 from .params import PolicyParams
 from .policies import resolve
 from .reference.geometry import FILL, check_fill
@@ -146,18 +146,16 @@ class PolicyAugment(v2.Transform):
         return self._stage(nhwc.device, n).apply(nhwc, self.sample(n, rng), _UINT8)
 
     def _stage(self, device: torch.device, n: int):
-        """The fused kernels on a GPU; on the CPU the native stage where a compiler is, else the
-        reference. (DALI's stage needs a fixed image size, so it is not used here.)"""
-        gpu = device.type == "cuda"
-        backend = resolve_backend(None, "gpu" if gpu else "cpu")
-        if backend == "dali":
-            if gpu:
-                raise RuntimeError("PolicyAugment on CUDA tensors needs CuPy (pip install cupy-cuda13x)")
-            backend = "numpy"
+        """The preferred available backend on the images' device among those whose stage
+        takes any image size (images here come in every size): the fused kernels on a GPU;
+        on the CPU the native stage where a compiler is, else the reference."""
+        where = "gpu" if device.type == "cuda" else "cpu"
+        try:
+            backend = default_stage(where, any_size=True).name
+        except RuntimeError as error:
+            raise RuntimeError(f"PolicyAugment on {device.type.upper()} tensors: {error}") from None
         if backend not in self._stages:
-            self._stages[backend] = make_stage(
-                backend, "gpu" if gpu else "cpu", max_batch=n, height=1, width=1, fill=self.fill
-            )
+            self._stages[backend] = make_stage(backend, where, max_batch=n, height=1, width=1, fill=self.fill)
         return self._stages[backend]
 
     def __getstate__(self):

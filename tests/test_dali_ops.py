@@ -1,4 +1,5 @@
-"""The DALI policy stage against the NumPy reference: every op, many magnitudes, exact on the CPU."""
+"""The DALI policy stage against the NumPy reference, exact on the CPU: mixed batches, partial
+batches, training sizes (every op at every bin on every backend: ``tests/test_stage.py``)."""
 
 from __future__ import annotations
 
@@ -24,24 +25,6 @@ def _batch(grey: bool) -> np.ndarray:
 def stage_and_images(request):
     grey = request.param == "grey"
     return DaliPolicyStage(BATCH, HEIGHT, WIDTH, channels=1 if grey else 3), _batch(grey)
-
-
-@pytest.mark.parametrize(
-    ("name", "space"), [(op, space) for space in ("adversarial", "aws") for op in spaces.get_space(space).ops]
-)
-def test_every_op_matches_reference(stage_and_images, name, space):
-    """Each op alone in slot 0, every bin and both signs over the batch: DALI == reference exactly."""
-    stage, images = stage_and_images
-    search_space = spaces.get_space(space)
-    rng = np.random.default_rng(OPS[name].id)
-    op = np.full((BATCH, 2), -1)
-    op[:, 0] = OPS[name].id
-    bins = np.tile(np.arange(search_space.n_bins), BATCH)[:BATCH, None].repeat(2, 1)
-    params = complete(op, bins, search_space, rng)
-    out = stage.apply(images, params)
-    expected = reference.apply_batch(images, params)
-    assert out.shape == expected.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(out, expected, err_msg=f"{name} ({space}) differs from the reference")
 
 
 def test_mixed_batches_two_slots_no_rebuild(stage_and_images):
@@ -78,7 +61,9 @@ def test_stage_rejects_mismatched_input():
         DaliPolicyStage(4, HEIGHT, WIDTH, channels=2)
 
 
-def test_every_op_has_a_dali_backend():
+def test_every_op_has_a_dali_implementation():
+    import fastpolicy.backends.dali_ops  # noqa: F401  (attaches them)
+
     assert all("dali" in spec.backends for spec in OPS.values())
 
 

@@ -66,10 +66,10 @@ def test_kernels_fill_like_the_reference(grey):
 def test_cupy_kernels_fill_like_the_reference():
     import cupy
 
-    from fastpolicy.backends.kernel_stage import KernelPolicyStage
+    from fastpolicy.backends.kernel_cuda import device_stage
 
     images, params = photo_batch(BATCH, HEIGHT, WIDTH), _geometric_params(2)
-    out = KernelPolicyStage.on_device(0).apply(cupy.asarray(images), params, fill=0).get()
+    out = device_stage(0).apply(cupy.asarray(images), params, fill=0).get()
     np.testing.assert_array_equal(out, reference.apply_batch(images, params, fill=0))
 
 

@@ -146,18 +146,20 @@ def test_register_backend_attaches_by_name():
     spec = OPS["Invert"]
     before = dict(spec.backends)
     try:
-        spec.backends.pop("cupy", None)  # attached already if the kernels' module was imported
+        spec.backends.pop("kernels", None)  # attached already if the kernels' module was imported
 
-        @register_backend("cupy", "Invert")
+        @register_backend("kernels", "Invert")
         def fake(images, params):
             return images
 
-        assert spec.backends["cupy"] is fake
+        assert spec.backends["kernels"] is fake
     finally:
         spec.backends.clear()
         spec.backends.update(before)
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(ValueError, match=r"unknown op implementation 'opencl'; known: \('dali', 'kernels'\)"):
         register_backend("opencl", "Invert")
+    with pytest.raises(ValueError, match="unknown op implementation 'cupy'"):  # a stage backend, not an implementation
+        register_backend("cupy", "Invert")
     with pytest.raises(KeyError, match="unknown op"):
         register_backend("dali", "Nope")
 

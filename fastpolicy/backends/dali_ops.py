@@ -2,7 +2,7 @@
 
 Each implementation is ``impl(image, args)``: ``image`` a DALI DataNode of uint8 HWC
 images (C = 1 or 3), ``args`` a :class:`DaliSlotArgs` of per-sample DataNodes (the
-fields of :data:`~fastpolicy.backends.pack.DALI_FIELDS`). All match the NumPy
+fields of :data:`~fastpolicy.backends.dali_stage.DALI_FIELDS`). All match the NumPy
 reference pixel for pixel on the CPU (tested): they repeat its arithmetic — float32
 blends truncated toward zero, float64 where PIL computes in Python floats, PIL's
 integer grey conversion, and the fixed-point warp matrix.
@@ -29,7 +29,7 @@ from ..registry import OPS, register_backend
 
 @dataclass
 class DaliSlotArgs:
-    """Per-sample DataNodes of one slot (see :data:`~fastpolicy.backends.pack.DALI_FIELDS`).
+    """Per-sample DataNodes of one slot (see :data:`~fastpolicy.backends.dali_stage.DALI_FIELDS`).
 
     ``value32`` lives on the images' device (an arithmetic operand);
     ``matrix``/``anchor``/``shape`` on the CPU (argument inputs); ``partner_image`` is

@@ -1,22 +1,63 @@
-"""The DALI policy stage: a pipeline, built once, that applies per-sample parameters it is fed.
+"""The ``"dali"`` backend: a DALI pipeline, built once, that applies per-sample parameters it is fed.
 
 :class:`DaliPolicyStage` ``.apply(images, params)`` feeds uint8 NHWC images and the
-per-slot arrays of :func:`.pack.pack` through ``external_source`` and runs one iteration:
-for every slot, DALI's ``auto_aug`` ``select`` splits the batch by op id
-(conditional execution) and each part goes through its op's registered DALI
-implementation (:mod:`.dali_ops`). New parameters every call, no rebuild.
+per-slot arrays of :func:`.pack.pack` (:data:`~.pack.DALI_SLOTS`) through
+``external_source`` and runs one iteration: for every slot, DALI's ``auto_aug``
+``select`` splits the batch by op id (conditional execution) and each part goes through
+its op's registered DALI implementation (:mod:`.dali_ops`). New parameters every call, no
+rebuild. :class:`DaliStage` puts it behind the stage protocol. DALI is imported only when
+a stage is built, so this module (and its registration) loads without DALI.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from nvidia.dali import fn, pipeline_def
-from nvidia.dali.auto_aug.core import select
+import functools
 
+import numpy as np
+import torch
+
+from ..reference import geometry
 from ..reference.geometry import FILL, check_fill
-from ..registry import OPS
-from . import dali_ops
-from .pack import DALI_FIELDS, pack
+from ..registry import OP_NAMES, OPS
+from .pack import SlotFields, affine_groups, pack
+from .protocol import PolicyStage, any_op, finish, gather_samples
+from .registration import importable, register_stage
+
+DALI_FIELDS = ("select", "value", "matrix", "anchor", "shape", "partner")
+"""Fields of a DALI slot: ``select`` = op id + 1 (0: skipped), float32 value, float32
+[N, 2, 3] output→input matrix, Cutout anchor and shape as float32 [N, 2], partner."""
+
+_IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8192)
+def _float_matrix(op_id: int, value: float, height: int, width: int) -> np.ndarray:
+    """DALI form of a geometric op: float32[2, 3] output→input matrix (pixel centres at +0.5)."""
+    reference = OPS[OP_NAMES[op_id]].reference
+    exact = geometry.float_matrix(reference.matrix(value, height, width), height, width)  # type: ignore[attr-defined]
+    return np.reshape(exact, (2, 3)).astype(np.float32)
+
+
+def dali_slot(
+    op: np.ndarray, value: np.ndarray, box: np.ndarray, partner: np.ndarray, height: int, width: int
+) -> dict[str, np.ndarray]:
+    """One slot's :data:`DALI_FIELDS` (arguments as :attr:`.pack.SlotFields.build`)."""
+    n = len(op)
+    matrix = np.broadcast_to(_IDENTITY, (n, 2, 3)).copy()
+    for op_id, v, members in affine_groups(op, value):
+        matrix[members] = _float_matrix(op_id, v, height, width)
+    return {
+        "select": (op + 1).astype(np.int32),
+        "value": value.astype(np.float32),
+        "matrix": matrix,
+        "anchor": box[:, :2].astype(np.float32),
+        "shape": (box[:, 2:] - box[:, :2]).astype(np.float32),
+        "partner": partner,
+    }
+
+
+DALI_SLOTS = SlotFields(DALI_FIELDS, dali_slot)
+"""DALI's slot fields (no row tables: the stage is fed the samples in order)."""
 
 
 def _fields(pairing: bool) -> tuple[str, ...]:
@@ -24,6 +65,11 @@ def _fields(pairing: bool) -> tuple[str, ...]:
 
 
 def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str, pairing: bool, fill: int):
+    from nvidia.dali import fn
+    from nvidia.dali.auto_aug.core import select
+
+    from . import dali_ops  # registers the DALI implementation of every op
+
     # Without partners SamplePairing is never selected (feed() rejects it); identity keeps the graph valid.
     # select = op id + 1 (0: the slot is skipped; see fastpolicy.backends.pack)
     implementations = [dali_ops.identity] + [
@@ -85,6 +131,8 @@ class DaliPolicyStage:
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.max_batch, self.size, self.channels, self.slots = max_batch, (height, width), channels, slots
         self.device, self.pairing, self.fill = device, pairing, check_fill(fill)
+        from nvidia.dali import pipeline_def
+
         pipe = pipeline_def(_slot_pipeline, enable_conditionals=True)(
             slots,
             channels,
@@ -117,7 +165,7 @@ class DaliPolicyStage:
         if not self.pairing and np.any(params.op == OPS["SamplePairing"].id):
             raise ValueError("params use SamplePairing but the stage was built with pairing=False")
         self._pipe.feed_input("images", images)
-        for k, arrays in enumerate(pack(params, *self.size, "dali").views()):
+        for k, arrays in enumerate(pack(params, *self.size, DALI_SLOTS).views()):
             for f in _fields(self.pairing):
                 self._pipe.feed_input(f"{f}{k}", arrays[f])
 
@@ -132,3 +180,68 @@ class DaliPolicyStage:
         if self.device == "gpu":
             out = out.as_cpu()
         return np.array(out.as_tensor())
+
+
+class DaliStage(PolicyStage):
+    """:class:`DaliPolicyStage` behind the stage protocol, then :func:`~.protocol.finish`;
+    on a GPU the images are fed and read back as device memory (no host round trip).
+    Built for one H×W×C: other sizes are refused.
+
+    Args:
+        max_batch, height, width, channels, slots, num_threads, fill: as :class:`DaliPolicyStage`.
+        device: ``"cpu"`` or ``"gpu"`` (torch's current CUDA device).
+    """
+
+    name = "dali"
+
+    def __init__(
+        self,
+        max_batch: int,
+        height: int,
+        width: int,
+        channels: int,
+        slots: int,
+        device: str,
+        num_threads: int,
+        fill: int,
+    ):
+        self.device = device
+        self._stage = DaliPolicyStage(
+            max_batch,
+            height,
+            width,
+            channels=channels,
+            slots=slots,
+            device=device,
+            device_id=torch.cuda.current_device() if device == "gpu" else None,
+            num_threads=num_threads,
+            fill=fill,
+        )
+        self.builds = self._stage.builds
+
+    def apply(self, images, params, out):
+        images = gather_samples(images, params)
+        if any_op(params):
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+
+            self._stage.feed(images if images.is_cuda else images.numpy(), params)
+            result = self._stage.run().as_tensor()
+            images = torch.empty(result.shape(), dtype=torch.uint8, device=images.device)
+            feed_ndarray(result, images, cuda_stream=torch.cuda.current_stream() if images.is_cuda else None)
+        return finish(images, out)
+
+
+def _build(device: str, *, max_batch, height, width, channels, slots, fill, num_threads) -> DaliStage:
+    return DaliStage(max_batch, height, width, channels, slots, device, num_threads, fill)
+
+
+register_stage(
+    "dali",
+    devices=("cpu", "gpu"),
+    available=lambda: importable("nvidia.dali"),
+    build=_build,
+    priority=20,
+    label="fastpolicy (DALI operators)",
+    any_size=False,
+    needs="NVIDIA DALI (the nvidia-dali package)",
+)

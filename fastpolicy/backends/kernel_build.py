@@ -1,18 +1,21 @@
-"""Compiling the policy kernels: NVRTC (a check that needs no GPU), CuPy, or the host emulator.
+"""Compiling the policy kernels: NVRTC (a check that needs no GPU), CuPy, and the two host builds.
 
 * :func:`nvrtc_compile` — compile :func:`~.kernel_ops.kernel_source` for an architecture
   with ``cuda.bindings.nvrtc`` (installed with torch); CI does it for sm_80 and sm_90.
 * :func:`cupy_module` — a ``cupy.RawModule``, compiled once per device and memoized
   (CuPy also caches the binary on disk).
-* :func:`emulated_module` — the same sources built for the CPU with g++ against
-  ``kernels/emulate.hpp``; its functions take the same ``(grid, block, args)`` as
-  CuPy's, with NumPy arrays. Tests run every kernel this way where there is no GPU.
-* :func:`host_module` — the same sources as a fast CPU stage (``kernels/host.hpp``: one
-  thread per block, blocks in parallel with OpenMP).
+* :func:`emulated_module` — the *emulated* build (:class:`EmulatedModule`): the same
+  sources built for the CPU with g++ against ``kernels/emulate.hpp``, every CUDA thread
+  emulated; its functions take the same ``(grid, block, args)`` as CuPy's, with NumPy
+  arrays. Tests run every kernel this way where there is no GPU.
+* :func:`native_module` — the *native* build (:class:`NativeModule`): the same sources as
+  a fast CPU stage (``kernels/host.hpp``: one thread per block, blocks in parallel with
+  OpenMP).
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -21,6 +24,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -92,8 +96,8 @@ def cupy_module(device_id: int):
     return module
 
 
-class EmulatedKernel:
-    """One kernel of the host build, called like a ``cupy.RawKernel``:
+class HostKernel:
+    """One kernel of a host build, called like a ``cupy.RawKernel``:
     ``kernel(grid, block, args)`` with NumPy arrays, NumPy scalars and None in ``args``."""
 
     _SCALARS: ClassVar[dict] = {
@@ -122,37 +126,83 @@ class EmulatedKernel:
         values = [self._argument(i, a) for i, a in enumerate(args)]
         pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
         if self._function(*(ctypes.c_uint(int(v)) for v in grid + block), pointers):
-            raise ValueError(f"{self.name}: the fast host build runs one thread per block; launched with {block}")
+            raise ValueError(f"{self.name}: the native host build runs one thread per block; launched with {block}")
 
 
-class EmulatedModule:
-    """The kernels built for the CPU; ``get_function(name)`` as on ``cupy.RawModule``.
-    ``prefix``: the exported entry points' prefix (``fp_emulate_``, ``fp_host_``)."""
+class HostModule:
+    """A host build of the kernels (a shared library); ``get_function(name)`` as on
+    ``cupy.RawModule``. Subclasses name the build and its entry points' prefix.
 
-    def __init__(self, library: Path, prefix: str = "fp_emulate_"):
-        self.library, self.prefix = library, prefix
+    Attributes:
+        library: the shared library's path.
+        threads_per_block: the launch geometry the build takes (0: any).
+    """
+
+    prefix: ClassVar[str] = ""
+    threads_per_block: ClassVar[int] = 0
+
+    def __init__(self, library: Path):
+        self.library = library
         self._lib = ctypes.CDLL(str(library))
 
-    def get_function(self, name: str) -> EmulatedKernel:
+    def get_function(self, name: str) -> HostKernel:
         if name not in KERNELS:
             raise KeyError(f"no kernel {name!r}; kernels: {KERNELS}")
-        return EmulatedKernel(getattr(self._lib, f"{self.prefix}{name}"), name)
+        return HostKernel(getattr(self._lib, f"{self.prefix}{name}"), name)
+
+
+class EmulatedModule(HostModule):
+    """The emulated build (``kernels/emulate.hpp``): every CUDA thread of a block emulated,
+    barriers and shared memory as on a device (slow; checks the kernels without a GPU)."""
+
+    prefix = "fp_emulate_"
+
+
+class NativeModule(HostModule):
+    """The native build (``kernels/host.hpp``): one thread per block, the blocks in
+    parallel with OpenMP (the fast CPU stage); launch with ``block=(1,)``."""
+
+    prefix = "fp_host_"
+    threads_per_block = 1
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/fastpolicy/emulator`` (default ``~/.cache``): where the host builds are kept."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "fastpolicy" / "emulator"
 
 
 def _cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/fastpolicy/emulator`` (default ``~/.cache``), created private (0700)."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = Path(root) / "fastpolicy" / "emulator"
+    """:func:`cache_root`, created private (0700); OSError where it cannot be used (a read-only
+    file system, an unwritable parent, a path that is a file, another user's folder)."""
+    path = cache_root()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
     if info.st_uid != os.getuid():
-        raise KernelCompileError(
-            f"the kernel emulator's cache {path} belongs to another user (uid {info.st_uid}); "
-            "set XDG_CACHE_HOME to a folder of yours"
-        )
+        raise PermissionError(f"it belongs to another user (uid {info.st_uid})")
     if stat.S_IMODE(info.st_mode) != 0o700:
         path.chmod(0o700)  # ours, but readable or writable by others: make it private
     return path
+
+
+_PRIVATE: list[Path] = []
+"""The private temporary folder of this process's host builds, once the cache proved unusable."""
+
+
+def _private_dir(error: OSError) -> Path:
+    """A private (0700) temporary folder for this process's host builds, removed at exit; the
+    first call warns once, naming the unusable cache and why."""
+    if not _PRIVATE:
+        _PRIVATE.append(Path(tempfile.mkdtemp(prefix="fastpolicy-kernels-")))
+        atexit.register(shutil.rmtree, _PRIVATE[0], ignore_errors=True)
+        warnings.warn(
+            f"the kernels' build cache {cache_root()} is unusable ({error}); building in the private temporary "
+            f"folder {_PRIVATE[0]} for this process instead (set XDG_CACHE_HOME to a writable folder of yours "
+            "to keep the builds)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return _PRIVATE[0]
 
 
 def trusted_library(path: Path) -> bool:
@@ -174,38 +224,62 @@ def host_compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
+_FAILED: dict[tuple[str, ...], KernelCompileError] = {}
+"""Host builds that failed in this process, by compile command and source digest (not retried)."""
+
+
 def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
-    """The kernels compiled for this CPU with g++ against ``kernels/<header>`` (cached by
-    source hash in a private folder; a cached file that is not :func:`trusted_library` is
-    rebuilt); :class:`KernelCompileError` with the compiler's output if they do not build."""
+    """The kernels compiled for this CPU with ``$CXX`` against ``kernels/<header>``, cached by
+    source hash in a private folder (a cached file that is not :func:`trusted_library` is
+    rebuilt; an unusable cache folder: a private temporary one, with one warning);
+    :class:`KernelCompileError` with the compiler's output if they do not build."""
     compiler = host_compiler()
     if compiler is None:
         raise KernelCompileError("the kernels' host build needs a C++20 compiler (g++); set CXX to use another")
     source = f'#include "{header}"\n' + kernel_source() + "".join(f"{macro}({name})\n" for name in KERNELS)
     command = [compiler, "-std=c++20", *options, "-fPIC", "-shared", "-ffp-contract=off", f"-I{KERNEL_DIR}"]
-    target = _cache_dir() / f"policy-{header.split('.')[0]}-{_sources_digest(source + ' '.join(options))}.so"
-    if not trusted_library(target):
-        with tempfile.TemporaryDirectory(dir=target.parent) as work:
-            unit = Path(work) / "policy_host.cpp"
-            unit.write_text(source)
-            built = Path(work) / target.name
+    name = f"policy-{header.split('.')[0]}-{_sources_digest(source + ' '.join(options))}.so"
+    key = (*command, name)
+    if key in _FAILED:
+        raise _FAILED[key]
+    try:
+        try:
+            return _build(_cache_dir() / name, command, source)
+        except OSError as error:  # the cache cannot be used: build where only this process looks
+            return _build(_private_dir(error) / name, command, source)
+    except KernelCompileError as error:
+        _FAILED[key] = error
+        raise
+
+
+def _build(target: Path, command: list[str], source: str) -> Path:
+    """``target`` (a trusted cached library, or built now: compiled in a temporary folder
+    beside it, then moved in atomically so concurrent builders agree on the file)."""
+    if trusted_library(target):
+        return target
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        unit = Path(work) / "policy_host.cpp"
+        unit.write_text(source)
+        built = Path(work) / target.name
+        try:
             result = subprocess.run([*command, str(unit), "-o", str(built)], capture_output=True, text=True)
-            if result.returncode != 0:
-                raise KernelCompileError(f"{' '.join(command)} failed:\n{result.stderr}")
-            built.chmod(0o700)
-            os.replace(built, target)  # atomic: concurrent builders agree on the file
+        except OSError as error:  # the compiler itself cannot be run
+            raise KernelCompileError(f"{command[0]} cannot be run: {error}") from None
+        if result.returncode != 0 or not built.is_file():
+            output = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}, no output"
+            raise KernelCompileError(f"{' '.join(command)} failed:\n{output}")
+        built.chmod(0o700)
+        os.replace(built, target)
     return target
 
 
 @functools.cache
 def emulated_module() -> EmulatedModule:
-    """The kernels on the CPU under ``kernels/emulate.hpp``: every CUDA thread emulated (barriers
-    and shared memory as on a device; slow, for checking the kernels without a GPU)."""
-    return EmulatedModule(_host_library("emulate.hpp", "FP_EMULATE", ("-O2",)), "fp_emulate_")
+    """The emulated build of the kernels (:class:`EmulatedModule`), compiled at first use."""
+    return EmulatedModule(_host_library("emulate.hpp", "FP_EMULATE", ("-O2",)))
 
 
 @functools.cache
-def host_module() -> EmulatedModule:
-    """The kernels as a fast CPU stage under ``kernels/host.hpp``: one thread per block, the
-    blocks in parallel with OpenMP. Launch with ``block=(1,)`` (see :class:`~.kernel_stage.KernelPolicyStage`)."""
-    return EmulatedModule(_host_library("host.hpp", "FP_HOST", ("-O3", "-fopenmp")), "fp_host_")
+def native_module() -> NativeModule:
+    """The native build of the kernels (:class:`NativeModule`), compiled at first use."""
+    return NativeModule(_host_library("host.hpp", "FP_HOST", ("-O3", "-fopenmp")))

@@ -1,6 +1,6 @@
 """The CUDA kernels' side of the op registry, and the kernel source built from it.
 
-Every registry op gets a :class:`KernelOp` (``register_backend("cupy", name)``) naming
+Every registry op gets a :class:`KernelOp` (``register_backend("kernels", name)``) naming
 the device functions in ``kernels/`` that implement it. They follow from the op's
 kind and reference function, so no second list of ops is kept:
 
@@ -93,17 +93,17 @@ def _kernel_op(spec) -> KernelOp:
 
 
 for _spec in OPS.values():
-    register_backend("cupy", _spec.name)(_kernel_op(_spec))
+    register_backend("kernels", _spec.name)(_kernel_op(_spec))
 
 
 def _unique(names) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n is not None))
 
 
-APPLY_FUNCTIONS = _unique([COPY] + [s.backends["cupy"].apply for s in OPS.values()] + [SHIFT])
+APPLY_FUNCTIONS = _unique([COPY] + [s.backends["kernels"].apply for s in OPS.values()] + [SHIFT])
 """Apply functions by code: ``APPLY_FUNCTIONS[code]`` (code 0 copies)."""
 
-LUT_BUILDERS = _unique(s.backends["cupy"].lut for s in OPS.values())
+LUT_BUILDERS = _unique(s.backends["kernels"].lut for s in OPS.values())
 """Table builders by kind: ``LUT_BUILDERS[kind]``."""
 
 
@@ -159,7 +159,7 @@ NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
 
 def per_sample(name: str, values: np.ndarray) -> np.ndarray:
     """int32[N]: op ``name``'s integer parameter for float64 values (0 if it has none)."""
-    convert = OPS[name].backends["cupy"].ivalue
+    convert = OPS[name].backends["kernels"].ivalue
     return np.zeros(len(values), np.int32) if convert is None else convert(values).astype(np.int32)
 
 

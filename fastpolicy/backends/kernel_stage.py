@@ -1,4 +1,4 @@
-"""The fused policy stage: every sample's own op sequence, a few kernel launches per slot.
+"""The kernel stages' driver: every sample's own op sequence, a few kernel launches per slot.
 
 Per active slot (a slot every sample skips costs nothing):
 
@@ -6,85 +6,74 @@ Per active slot (a slot every sample skips costs nothing):
    computed on the slot's input (the intermediate image for a second op);
 2. ``fp_build_luts`` — a uint8[C, 256] table per sample of a lut op;
 3. ``fp_apply`` — one thread per output pixel runs the sample's apply function; the
-   last slot may write normalized float32/float16 NCHW directly.
+   last slot may write normalized float32/float16/bfloat16, NCHW or NHWC, directly.
 
-The same code drives CuPy on a GPU (:meth:`KernelPolicyStage.on_device`) and the host
-emulator (:meth:`KernelPolicyStage.emulated`, NumPy arrays). :func:`apply_torch` is
-the zero-copy torch entry point (DLPack, on torch's current stream).
+:class:`KernelPolicyStage` drives any build of the kernels: the host builds
+(:meth:`~KernelPolicyStage.native`, :meth:`~KernelPolicyStage.emulated`, NumPy arrays;
+behind the stage protocol in :mod:`.kernel_host`) and CuPy on a GPU (:mod:`.kernel_cuda`,
+which adds the pinned upload and the torch entry point). :func:`kernel_rows` and
+:func:`stage_arguments` translate the stage protocol for both.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
+import torch
 
 from ..params import NO_OP, PolicyParams
-from ..reference.geometry import FILL
+from ..reference.geometry import FILL, check_fill
 from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
+from .kernel_pack import KERNEL_SLOTS
 from .pack import pack
+from .protocol import DTYPES, OutputSpec, check_rows, copy_rows
 
 _BLOCK = 256
-_DEVICE_STAGES: dict = {}
 _MAX_GRID_Y = 65535
-
-
-def normalization(mean, std) -> tuple[np.ndarray, np.ndarray]:
-    """float32[C] ``mean × 255`` and ``1 / (std × 255)`` (pixel units), rounded as torch does
-    for ``torch.tensor(mean) * 255`` and ``1 / (torch.tensor(std) * 255)``."""
-    mean, std = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
-        raise ValueError(
-            f"normalization needs finite means and positive stds, got mean {mean.tolist()}, std {std.tolist()}"
-        )
-    return mean * np.float32(255), np.float32(1) / (std * np.float32(255))
+_NUMPY_TYPES = {
+    name: np.dtype(np.uint16) if dtype is torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
+    for name, dtype in DTYPES.items()
+}
+"""NumPy element types of the outputs of :data:`~.protocol.DTYPES` (bfloat16 as its uint16
+bit patterns: NumPy has none)."""
 
 
 class KernelPolicyStage:
     """Applies :class:`PolicyParams` to uint8 NHWC batches with the kernels of ``kernels/``.
 
     Args:
-        module: object with ``get_function(name)`` (``cupy.RawModule`` or
-            :class:`~.kernel_build.EmulatedModule`).
+        module: object with ``get_function(name)`` (``cupy.RawModule``, or a host build:
+            :class:`~.kernel_build.NativeModule`, :class:`~.kernel_build.EmulatedModule`).
         xp: the array module of the images (``cupy`` or ``numpy``).
-        threads_per_block: launch geometry: 256 on a device and in the emulator; 1 for the
-            fast host build (one thread per block, one block per sample or table).
+        threads_per_block: launch geometry: 256 on a device and in the emulated build; 1 for
+            the native build (one thread per block, one block per sample or table).
+
+    Attributes:
+        host_seconds: packing and upload calls, summed (the loader's host-time benchmark).
     """
 
     def __init__(self, module, xp, threads_per_block: int = _BLOCK):
         self.xp, self.block = xp, threads_per_block
         self._kernels = {name: module.get_function(name) for name in KERNELS}
         self._norm: dict = {}
-        self._pinned: dict = {}  # id of a NumPy view handed to the packer → its pinned tensor
-        self._pinned_lock = threading.Lock()
-        self.host_seconds = 0.0  # packing and upload calls, summed (the loader's host-time benchmark)
-
-    @classmethod
-    def on_device(cls, device_id: int = 0) -> KernelPolicyStage:
-        """The CuPy stage for CUDA device ``device_id`` (one per device, kernels compiled once)."""
-        if device_id not in _DEVICE_STAGES:
-            import cupy
-
-            from .kernel_build import cupy_module
-
-            _DEVICE_STAGES[device_id] = cls(cupy_module(device_id), cupy)
-        return _DEVICE_STAGES[device_id]
+        self.host_seconds = 0.0
 
     @classmethod
     def emulated(cls) -> KernelPolicyStage:
-        """The same kernels on the CPU, on NumPy arrays (slow: for tests)."""
+        """The emulated build on NumPy arrays (slow: checks the kernels without a GPU)."""
         from .kernel_build import emulated_module
 
         return cls(emulated_module(), np)
 
     @classmethod
     def native(cls) -> KernelPolicyStage:
-        """The same kernels as a fast CPU stage on NumPy arrays: compiled with g++ and
-        OpenMP at first use (``kernels/host.hpp``), samples in parallel over the cores."""
-        from .kernel_build import host_module
+        """The native build on NumPy arrays, the fast CPU stage: compiled with g++ and OpenMP
+        at first use (``kernels/host.hpp``), samples in parallel over the cores."""
+        from .kernel_build import native_module
 
-        return cls(host_module(), np, threads_per_block=1)
+        module = native_module()
+        return cls(module, np, threads_per_block=module.threads_per_block)
 
     def apply(
         self,
@@ -127,15 +116,14 @@ class KernelPolicyStage:
         """
         xp = self.xp
         n, height, width, channels = self._check(images, params, in_rows)
-        if not 0 <= int(fill) <= 255:
-            raise ValueError(f"fill must be a level in 0..255, got {fill!r}")
+        fill = check_fill(fill)
         if output not in OUTPUT_TYPES:
             raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
         layout = layout or ("nhwc" if output == "uint8" else "nchw")
         if layout not in ("nhwc", "nchw"):
             raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
         shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
-        dtype = {"uint8": np.uint8, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}[output]
+        dtype = _NUMPY_TYPES[output]
         if output == "uint8":
             mean = inv_std = None
         else:
@@ -150,7 +138,7 @@ class KernelPolicyStage:
         if params is None or not any(np.any(params.op[:, k] != NO_OP) for k in range(params.k)):
             params = _copy_params(n)
         started = time.perf_counter()
-        packed = pack(params, height, width, "kernels", allocate=self.allocate, in_rows=in_rows)
+        packed = pack(params, height, width, KERNEL_SLOTS, allocate=self.allocate, in_rows=in_rows)
         device_buffer = self.upload(packed.buffer)
         rows = packed.batch_views(device_buffer)
         self.host_seconds += time.perf_counter() - started
@@ -173,7 +161,7 @@ class KernelPolicyStage:
                 mean,
                 inv_std,
                 slot,
-                int(fill),
+                fill,
                 rows["in_rows"] if i == 0 else rows["identity"],
                 rows["in_rows"],
             )
@@ -192,31 +180,13 @@ class KernelPolicyStage:
         return self._norm[key]
 
     def allocate(self, nbytes: int) -> np.ndarray:
-        """Host buffer of the packed slot arguments: pinned memory on a device (one
-        asynchronous upload per batch), plain NumPy on the CPU."""
-        if self.xp is np:
-            return np.empty(nbytes, np.uint8)
-        import torch
-
-        pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
-        view = pinned.numpy()
-        with self._pinned_lock:
-            self._pinned[id(view)] = pinned  # upload() copies from the torch tensor itself
-        return view
+        """Host buffer of the packed slot arguments (uint8[nbytes]; a device stage pins it)."""
+        return np.empty(nbytes, np.uint8)
 
     def upload(self, host: np.ndarray):
-        """The packed buffer where the kernels read it: one asynchronous copy on the current
-        stream from the pinned torch tensor :meth:`allocate` made (so torch's caching host
-        allocator records the copy and keeps the block until it is done), the host buffer
-        itself on the CPU."""
-        if self.xp is np:
-            return host
-        import torch
-
-        with self._pinned_lock:
-            pinned = self._pinned.pop(id(host))
-        device = torch.device("cuda", self.xp.cuda.Device().id)
-        return self.xp.from_dlpack(pinned.to(device, non_blocking=True))
+        """The packed buffer where the kernels read it: the host buffer itself on the CPU (a
+        device stage copies it)."""
+        return host
 
     def _check(self, images, params, in_rows):
         """(N, H, W, C): N samples (the images' rows, or ``len(in_rows)``)."""
@@ -317,65 +287,20 @@ def _copy_params(n: int) -> PolicyParams:
     )
 
 
-def _cupy_stream(stream):
-    """A CuPy view of torch CUDA ``stream`` (the stream protocol where torch has it)."""
-    import cupy
+def stage_arguments(out: OutputSpec, channels: int) -> tuple[str, dict]:
+    """:meth:`KernelPolicyStage.apply`'s ``layout`` and normalization keywords for ``out``:
+    ``"nhwc"`` (read as [N, C, H, W] channels-last) or ``"nchw"``, and ``mean``/``inv_std``
+    for the float types."""
+    norm = {}
+    if out.normalized:
+        norm["mean"], norm["inv_std"] = out.pixel_normalization(channels)
+    return ("nhwc" if out.layout == "channels_last" else "nchw"), norm
 
-    if hasattr(stream, "__cuda_stream__") and hasattr(cupy.cuda.Stream, "from_external"):
-        return cupy.cuda.Stream.from_external(stream)
-    return cupy.cuda.ExternalStream(stream.cuda_stream)
 
-
-def apply_torch(
-    images,
-    params: PolicyParams | None,
-    *,
-    output: str = "uint8",
-    layout: str | None = None,
-    mean=None,
-    inv_std=None,
-    fill: int = FILL,
-    in_rows=None,
-):
-    """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
-
-    Args:
-        images: torch uint8 [N, H, W, C] on a CUDA device (not modified).
-        params, output, layout, mean, inv_std, fill, in_rows: as :meth:`KernelPolicyStage.apply`.
-
-    Returns:
-        A new torch tensor on the same device, [N, H, W, C] (layout ``"nhwc"``) or
-        [N, C, H, W] (``"nchw"``) of the output type (bfloat16 as torch.bfloat16). The
-        kernels run on torch's current stream, so the result is ready in stream order like
-        any torch op.
-    """
-    import cupy
-    import torch
-
-    if not images.is_cuda:
-        raise ValueError("apply_torch needs a CUDA tensor; use KernelPolicyStage.emulated() on the CPU")
-    if output not in OUTPUT_TYPES:
-        raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
-    rows, height, width, channels = images.shape
-    n = rows if in_rows is None else len(in_rows)
-    layout = layout or ("nhwc" if output == "uint8" else "nchw")
-    shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
-    dtype = {"uint8": torch.uint8, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
-        output
-    ]
-    out = torch.empty(shape, dtype=dtype, device=images.device)
-    target = out.view(torch.int16) if output == "bfloat16" else out  # DLPack-friendly 2-byte view
-    stage = KernelPolicyStage.on_device(images.device.index or 0)
-    with cupy.cuda.Device(images.device.index or 0), _cupy_stream(torch.cuda.current_stream(images.device)):
-        stage.apply(
-            cupy.from_dlpack(images.contiguous()),
-            params,
-            out=cupy.from_dlpack(target),
-            output=output,
-            layout=layout,
-            mean=mean,
-            inv_std=inv_std,
-            fill=fill,
-            in_rows=in_rows,
-        )
-    return out
+def kernel_rows(images: torch.Tensor, params: PolicyParams | None) -> tuple[torch.Tensor, np.ndarray | None, int]:
+    """The rows of ``images`` the kernels read in place (:func:`~.protocol.copy_rows`), the
+    row of each sample (None: in order) and the number of samples; checked."""
+    rows, in_rows = copy_rows(images)
+    samples = len(in_rows) if in_rows is not None else (int(rows.shape[0]) if rows.dim() else 0)
+    check_rows(rows, params, samples)
+    return rows, in_rows, samples

@@ -18,7 +18,7 @@ import functools
 import numpy as np
 import torch
 
-from ..backends.stage import OutputSpec, make_stage, resolve_backend
+from ..backends.stage import OutputSpec, default_stage, make_stage, stage_backend
 from ..data.photo_tree import photo_batch
 from ..params import PolicyParams
 from ..policies import STANDARD
@@ -108,22 +108,13 @@ def run_stage(n: int, size: int, device: str, warmup: int, repeats: int, threads
     """Rows ``{"scenario": "stage", "case", "contender", "images_per_s", ...}`` (see the module docstring)."""
     rng = np.random.default_rng(seed)
     host = photo_batch(n, size, size)
-    backend = resolve_backend(None, device)
-    ours = make_stage(backend, device, max_batch=n, height=size, width=size)
-    names = {
-        "cupy": "fastpolicy (CUDA kernels)",
-        "native": "fastpolicy (native CPU stage)",
-        "dali": "fastpolicy (DALI operators)",
-    }
-    extra = (
-        {}
-        if backend == "dali"
-        else {
-            "DALI select (fastpolicy's DALI backend)": make_stage(
-                "dali", device, max_batch=n, height=size, width=size, num_threads=threads
-            )
-        }
-    )
+    ours = default_stage(device)
+    contenders = {ours.label: make_stage(ours.name, device, max_batch=n, height=size, width=size)}
+    peer = stage_backend("dali")  # DALI's per-sample select on the same parameters, beside ours
+    if peer.name != ours.name and peer.available():
+        contenders["DALI select (fastpolicy's DALI backend)"] = make_stage(
+            peer.name, device, max_batch=n, height=size, width=size, num_threads=threads
+        )
     target = torch.device("cuda" if device == "gpu" else "cpu")
     images = torch.as_tensor(host, device=target)
     sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
@@ -131,7 +122,7 @@ def run_stage(n: int, size: int, device: str, warmup: int, repeats: int, threads
     rows = []
     for case, params in cases(n, rng).items():
         base = {"scenario": "stage", "case": case, "M": None, "device": device, "images": n, "size": size}
-        for name, stage in {names[backend]: ours, **extra}.items():
+        for name, stage in contenders.items():
             seconds = median_seconds(functools.partial(stage.apply, images, params, spec), sync, warmup, repeats)
             rows.append(base | {"contender": name, "images_per_s": n / seconds})
         if case in STANDARD:
