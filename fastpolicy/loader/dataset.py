@@ -121,6 +121,8 @@ class ArrayDataset:
             images = images[..., None]
         if images.ndim != 4 or images.shape[3] not in (1, 3):
             raise ValueError(f"images must be (N, H, W) or (N, H, W, C) with C = 1 or 3, got {images.shape}")
+        if min(images.shape[1:3]) < 1:
+            raise ValueError(f"images must have a height and width ≥ 1, got shape {images.shape}")
         labels = np.asarray(labels)
         if labels.shape != (len(images),):
             raise ValueError(f"labels must have shape ({len(images)},), got {labels.shape}")
