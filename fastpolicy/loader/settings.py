@@ -43,6 +43,9 @@ MAX_BATCH_BYTES = 2**33
 MAX_SLOTS = 16
 """Most policy op slots per sample."""
 
+MAX_SEED = 2**53
+"""Largest seed (the source's DALI seed, ``seed·1009 + shard + 1``, stays within int64)."""
+
 
 def check_count(value, what: str, low: int = 1, high: int | None = None) -> int:
     """``value`` as an int in [low, high]; ValueError naming ``what``, the value and the limits
@@ -180,7 +183,7 @@ class Pipeline:
     """How batches are made.
 
     Attributes:
-        seed: seeds shuffling, baseline randomness and policy sampling.
+        seed: seeds shuffling, baseline randomness and policy sampling; in [0, 2⁵³].
         shuffle: reshuffle every epoch.
         drop_last: drop the shard's last partial batch (else yield it, smaller).
         num_threads: DALI CPU threads per pipeline (≥ 1).
@@ -197,7 +200,7 @@ class Pipeline:
     prefetch: int | None = None
 
     def __post_init__(self):
-        check_count(self.seed, "seed", 0)
+        check_count(self.seed, "seed", 0, MAX_SEED)
         _check_flag(self.shuffle, "shuffle")
         _check_flag(self.drop_last, "drop_last")
         check_count(self.num_threads, "num_threads")
