@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import photos
 from PIL import Image
 
@@ -149,3 +150,24 @@ def test_fashion_mnist_reader(tmp_path):
         fashion_mnist.load("test", root=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
         fashion_mnist.load("train", root=str(tmp_path))
+
+
+def test_indices_come_back_as_numbers_even_for_a_file_listed_twice(tmp_path):
+    """The reader's label output is each file's index in the list, so a path listed twice
+    keeps both of its indices and labels (a path → index map kept only the last)."""
+    _good_tree(tmp_path)
+    listing = tmp_path / "train.txt"
+    listing.write_text("c0/0.jpg 0\nc0/0.jpg 1\nc1/1.jpg 1\nc1/2.jpg 0\n")
+    loader = PolicyDALILoader(
+        str(listing),
+        batch_size=2,
+        M=1,
+        image_size=16,
+        augment=Augment(baseline="center"),
+        pipeline=Pipeline(shuffle=False),
+    )
+    batches = list(loader)
+    assert len(batches) == 2
+    assert [b.indices.tolist() for b in batches] == [[0, 1], [2, 3]]
+    assert [b.labels.tolist() for b in batches] == [[0, 1], [1, 0]]
+    assert torch.equal(batches[0].images[0], batches[0].images[1])  # the same file, centre-cropped

@@ -29,10 +29,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 """ImageNet's per-channel mean and std in [0, 1] units: the default normalization."""
 
 OUTPUTS = ("float", "float32", "float16", "bfloat16", "uint8")
-"""Output element types of the loader (``"float"``: float32)."""
-
-LAYOUTS = ("nchw", "channels_last")
-"""Memory layouts of a batch: contiguous NCHW, or ``torch.channels_last``."""
+"""Output element types of the loader: the stage protocol's dtypes and ``"float"`` (float32)."""
 
 MAX_IMAGE_SIZE = 8192
 """Largest side S of the square crops, in pixels."""
@@ -229,7 +226,7 @@ class Output:
 
     def __post_init__(self):
         _check_choice(self.dtype, "output", OUTPUTS)
-        _check_choice(self.layout, "layout", LAYOUTS)
+        OutputSpec("uint8", self.layout)  # the layout's one check: the stage protocol's
         if (self.mean is None) != (self.std is None):
             raise ValueError(f"give both mean and std or neither, got mean={self.mean} and std={self.std}")
         if self.mean is not None:
