@@ -114,9 +114,11 @@ def test_a_non_utf8_file_name_is_named_not_a_dali_error(tree):
     images = scan_folder(str(tree), on_bad="skip")
     assert len(images) == 20 and len(images.skipped) == 1
     pytest.importorskip("nvidia.dali")
-    from fastpolicy.loader import PolicyDALILoader
+    from fastpolicy.loader import FileChecks, PolicyDALILoader
 
-    loader = PolicyDALILoader(str(tree), batch_size=4, M=1, image_size=32, device="cpu", on_bad="skip")
+    loader = PolicyDALILoader(
+        str(tree), batch_size=4, M=1, image_size=32, device="cpu", checks=FileChecks(on_bad="skip")
+    )
     assert next(iter(loader)).images.shape == (4, 3, 32, 32)
 
 

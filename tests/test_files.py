@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import photos
 from PIL import Image
 
@@ -14,7 +15,7 @@ from fastpolicy.data import fashion_mnist
 from fastpolicy.data.files import BadImageError, check_files, read_file_list, scan_folder
 
 pytest.importorskip("nvidia.dali")
-from fastpolicy.loader import PolicyDALILoader
+from fastpolicy.loader import Augment, FileChecks, Pipeline, PolicyDALILoader
 
 
 def _photo(size=(96, 72)) -> Image.Image:
@@ -59,7 +60,13 @@ def test_unusual_but_valid_images_decode_to_rgb(tmp_path, kind):
     root = _good_tree(tmp_path)
     _write_bad(root / "c1" / "odd.jpg", kind)
     loader = PolicyDALILoader(
-        str(root), batch_size=9, M=1, image_size=32, baseline="center", shuffle=False, output="uint8"
+        str(root),
+        batch_size=9,
+        M=1,
+        image_size=32,
+        output="uint8",
+        augment=Augment(baseline="center"),
+        pipeline=Pipeline(shuffle=False),
     )
     batch = next(iter(loader))
     assert batch.images.shape == (9, 3, 32, 32)
@@ -80,7 +87,7 @@ def test_bad_files_raise_naming_the_file_or_are_skipped(tmp_path, kind, reason):
     with pytest.raises(BadImageError, match=str(bad)) as error:
         PolicyDALILoader(str(root), batch_size=4, M=1, image_size=32)
     assert reason in str(error.value)
-    loader = PolicyDALILoader(str(root), batch_size=4, M=1, image_size=32, on_bad="skip")
+    loader = PolicyDALILoader(str(root), batch_size=4, M=1, image_size=32, checks=FileChecks(on_bad="skip"))
     assert loader.images_list.skipped == [(str(bad), error.value.bad[0][1])]
     assert len(loader.images_list) == 8 and len(list(loader)) == 2
 
@@ -92,10 +99,11 @@ def test_corrupt_data_found_by_decode_check_and_named_at_run_time(tmp_path):
     with pytest.raises(BadImageError, match=str(bad)):
         check_files(scan_folder(str(root)), verify="decode")
     # The header check passes it; DALI fails at run time and the loader names the file.
-    loader = PolicyDALILoader(str(root), batch_size=9, M=1, image_size=32, shuffle=False)
+    loader = PolicyDALILoader(str(root), batch_size=9, M=1, image_size=32, pipeline=Pipeline(shuffle=False))
     with pytest.raises(BadImageError, match=str(bad)):
         list(loader)
-    skipped = PolicyDALILoader(str(root), batch_size=4, M=1, image_size=32, verify="decode", on_bad="skip")
+    checks = FileChecks(verify="decode", on_bad="skip")
+    skipped = PolicyDALILoader(str(root), batch_size=4, M=1, image_size=32, checks=checks)
     assert [path for path, _ in skipped.images_list.skipped] == [str(bad)]
 
 
@@ -142,3 +150,24 @@ def test_fashion_mnist_reader(tmp_path):
         fashion_mnist.load("test", root=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
         fashion_mnist.load("train", root=str(tmp_path))
+
+
+def test_indices_come_back_as_numbers_even_for_a_file_listed_twice(tmp_path):
+    """The reader's label output is each file's index in the list, so a path listed twice
+    keeps both of its indices and labels (a path → index map kept only the last)."""
+    _good_tree(tmp_path)
+    listing = tmp_path / "train.txt"
+    listing.write_text("c0/0.jpg 0\nc0/0.jpg 1\nc1/1.jpg 1\nc1/2.jpg 0\n")
+    loader = PolicyDALILoader(
+        str(listing),
+        batch_size=2,
+        M=1,
+        image_size=16,
+        augment=Augment(baseline="center"),
+        pipeline=Pipeline(shuffle=False),
+    )
+    batches = list(loader)
+    assert len(batches) == 2
+    assert [b.indices.tolist() for b in batches] == [[0, 1], [2, 3]]
+    assert [b.labels.tolist() for b in batches] == [[0, 1], [1, 0]]
+    assert torch.equal(batches[0].images[0], batches[0].images[1])  # the same file, centre-cropped

@@ -105,22 +105,23 @@ def test_scaled_values_move_towards_each_ops_identity():
 
 def test_loader_applies_and_reports_fill_and_scale():
     pytest.importorskip("nvidia.dali")
-    from fastpolicy.loader import PolicyDALILoader
+    from fastpolicy.loader import Augment, Pipeline, PolicyDALILoader
 
     images = photo_batch(16, 28, 28, grey=True)[..., 0]
     policy = Policy([[("Rotate", 9), ("TranslateX", 9)]])
     common = dict(
-        batch_size=8, M=2, device="cpu", output="uint8", baseline="none", shuffle=False, seed=3, policies=policy
+        batch_size=8, M=2, device="cpu", output="uint8", pipeline=Pipeline(shuffle=False, seed=3), policies=policy
     )
-    full = next(iter(PolicyDALILoader.from_arrays(images, np.zeros(16, int), **common)))
-    moderate = next(
-        iter(PolicyDALILoader.from_arrays(images, np.zeros(16, int), fill=0, magnitude_scale=0.5, **common))
+    full = next(
+        iter(PolicyDALILoader.from_arrays(images, np.zeros(16, int), augment=Augment(baseline="none"), **common))
     )
+    moderate_augment = Augment(baseline="none", fill=0, magnitude_scale=0.5)
+    moderate = next(iter(PolicyDALILoader.from_arrays(images, np.zeros(16, int), augment=moderate_augment, **common)))
     np.testing.assert_array_equal(moderate.params.value, full.params.scaled(0.5).value)
     originals = np.concatenate([images[:8], images[:8]])[..., None]
     want = reference.apply_batch(originals, moderate.params, fill=0)
     np.testing.assert_array_equal(moderate.images.permute(0, 2, 3, 1).numpy(), want)
     with pytest.raises(ValueError, match="magnitude_scale"):
-        PolicyDALILoader.from_arrays(images, np.zeros(16, int), magnitude_scale=1.5, **common)
+        Augment(magnitude_scale=1.5)
     with pytest.raises(ValueError, match="fill"):
-        PolicyDALILoader.from_arrays(images, np.zeros(16, int), fill=300, **common)
+        Augment(fill=300)

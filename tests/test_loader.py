@@ -10,7 +10,7 @@ from fastpolicy import OPS, AWSDistribution, Policy, reference
 from fastpolicy.data import fashion_mnist
 
 pytest.importorskip("nvidia.dali")
-from fastpolicy.loader import PolicyDALILoader
+from fastpolicy.loader import Augment, Output, Pipeline, PolicyDALILoader, Sharding
 
 M, N = 3, 4
 
@@ -29,7 +29,9 @@ def fmnist():
 def test_batch_layout_labels_and_policy_ids(photo_tree):
     loader = PolicyDALILoader(photo_tree, batch_size=N, M=M, image_size=40, policies=_policies(0))
     assert len(loader) == 20 // N
-    for batch in loader:
+    batches = list(loader)
+    assert len(batches) == 20 // N
+    for batch in batches:
         images, labels, policy_ids = batch
         assert images.shape == (M * N, 3, 40, 40) and images.dtype == torch.float32
         assert labels.shape == policy_ids.shape == (M * N,)
@@ -71,15 +73,17 @@ def test_backends_equal_reference_backend(photo_tree, backend, output):
             batch_size=N,
             M=M,
             image_size=36,
-            seed=5,
-            backend=b,
             device=device,
             policies=_policies(2),
             output=output,
+            augment=Augment(backend=b),
+            pipeline=Pipeline(seed=5),
         )
         for b in (backend, "numpy")
     ]
-    for batch, ref_batch in zip(*loaders):
+    pairs = list(zip(*loaders))
+    assert len(pairs) == len(loaders[0]) == 20 // N
+    for batch, ref_batch in pairs:
         assert torch.equal(batch.labels, ref_batch.labels)
         assert batch.params == ref_batch.params
         assert batch.images.dtype == ref_batch.images.dtype and batch.images.is_contiguous()
@@ -89,11 +93,15 @@ def test_backends_equal_reference_backend(photo_tree, backend, output):
 def test_backend_choice():
     with pytest.raises(ValueError, match="backend must be one of"):
         PolicyDALILoader.from_arrays(
-            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="opencv"
+            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, augment=Augment(backend="opencv")
         )
     with pytest.raises(ValueError, match="runs on a CUDA GPU"):
         PolicyDALILoader.from_arrays(
-            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, backend="cupy", device="cpu"
+            np.zeros((8, 4, 4), np.uint8),
+            np.zeros(8, np.int64),
+            batch_size=2,
+            augment=Augment(backend="cupy"),
+            device="cpu",
         )
     loader = PolicyDALILoader.from_arrays(
         np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu"
@@ -111,7 +119,14 @@ def test_policy_stage_sees_the_baseline_crops(fmnist):
     """With baseline 'none' the copies are the dataset images and the output is the reference's."""
     images, labels = fmnist
     loader = PolicyDALILoader.from_arrays(
-        images, labels, batch_size=16, M=2, baseline="none", shuffle=False, output="uint8", policies=AWSDistribution()
+        images,
+        labels,
+        batch_size=16,
+        M=2,
+        output="uint8",
+        policies=AWSDistribution(),
+        augment=Augment(baseline="none"),
+        pipeline=Pipeline(shuffle=False),
     )
     batch = next(iter(loader))
     originals = np.concatenate([images[batch.indices]] * 2)
@@ -125,12 +140,17 @@ def test_two_shards_cover_the_dataset_without_overlap(photo_tree, fmnist, source
     for shard in range(2):
         if source == "files":
             loader = PolicyDALILoader(
-                photo_tree, batch_size=3, M=1, image_size=16, shard_id=shard, num_shards=2, drop_last=False
+                photo_tree,
+                batch_size=3,
+                M=1,
+                image_size=16,
+                sharding=Sharding(shard, 2),
+                pipeline=Pipeline(drop_last=False),
             )
             total = 20
         else:
             loader = PolicyDALILoader.from_arrays(
-                *fmnist, batch_size=16, M=1, shard_id=shard, num_shards=2, drop_last=False
+                *fmnist, batch_size=16, M=1, sharding=Sharding(shard, 2), pipeline=Pipeline(drop_last=False)
             )
             total = 200
         indices = np.concatenate([batch.indices for batch in loader])
@@ -155,8 +175,12 @@ def test_epochs_reshuffle_and_reset(fmnist):
 def test_resume_continues_the_same_batches(photo_tree, fmnist, source):
     def make():
         if source == "files":
-            return PolicyDALILoader(photo_tree, batch_size=N, M=2, image_size=24, seed=3, policies=_policies(4, 2))
-        return PolicyDALILoader.from_arrays(*fmnist, batch_size=16, M=2, seed=3, policies=AWSDistribution())
+            return PolicyDALILoader(
+                photo_tree, batch_size=N, M=2, image_size=24, policies=_policies(4, 2), pipeline=Pipeline(seed=3)
+            )
+        return PolicyDALILoader.from_arrays(
+            *fmnist, batch_size=16, M=2, policies=AWSDistribution(), pipeline=Pipeline(seed=3)
+        )
 
     reference_run = make()
     batches = [b for _ in range(2) for b in reference_run]
@@ -169,6 +193,7 @@ def test_resume_continues_the_same_batches(photo_tree, fmnist, source):
     resumed.set_policies(None)  # overwritten by the state
     resumed.load_state_dict(state)
     rest = [b for _ in range(2) for b in resumed][: len(batches) - (len(interrupted) - 2)]
+    assert len(rest) == len(batches) - (len(interrupted) - 2) > 0
     for expected, got in zip(batches[len(interrupted) - 2 :], rest):
         assert (got.epoch, got.step) == (expected.epoch, expected.step)
         assert np.array_equal(got.indices, expected.indices)
@@ -186,7 +211,7 @@ def test_from_arrays_validates_and_normalizes(fmnist):
         PolicyDALILoader.from_arrays(images, labels, batch_size=500)
     with pytest.raises(ValueError, match="policies for M=2"):
         PolicyDALILoader.from_arrays(images, labels, batch_size=4, M=2, policies=_policies(0, 3))
-    loader = PolicyDALILoader.from_arrays(images[..., 0], labels, batch_size=100, M=1, baseline="none")
+    loader = PolicyDALILoader.from_arrays(images[..., 0], labels, batch_size=100, M=1, augment=Augment(baseline="none"))
     batch = next(iter(loader))
     assert batch.images.shape == (100, 1, 28, 28)
     assert abs(batch.images.mean().item()) < 0.2 and abs(batch.images.std().item() - 1) < 0.2
@@ -195,13 +220,17 @@ def test_from_arrays_validates_and_normalizes(fmnist):
 def test_file_loader_rejects_array_baselines(photo_tree):
     for baseline in ("pad_crop", "none"):
         with pytest.raises(ValueError, match="in-memory arrays"):
-            PolicyDALILoader(photo_tree, batch_size=2, M=1, baseline=baseline)
+            PolicyDALILoader(photo_tree, batch_size=2, M=1, augment=Augment(baseline=baseline))
 
 
 def test_normalization_rejects_zero_std():
     with pytest.raises(ValueError, match="positive stds"):
         PolicyDALILoader.from_arrays(
-            np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu", mean=(0.5,), std=(0.0,)
+            np.zeros((8, 4, 4), np.uint8),
+            np.zeros(8, np.int64),
+            batch_size=2,
+            device="cpu",
+            output=Output(mean=(0.5,), std=(0.0,)),
         )
     loader = PolicyDALILoader.from_arrays(
         np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, device="cpu"

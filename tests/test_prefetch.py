@@ -11,7 +11,7 @@ from fastpolicy.data import fashion_mnist
 from fastpolicy.policies import autoaugment
 
 pytest.importorskip("nvidia.dali")
-from fastpolicy.loader import PolicyDALILoader
+from fastpolicy.loader import Augment, Pipeline, PolicyDALILoader
 
 M = 2
 
@@ -27,18 +27,16 @@ def _policies(seed: int) -> list[Policy]:
     return [Policy.random(rng) for _ in range(M)]
 
 
-def _loader(fmnist, prefetch: int, backend: str = "emulated", **kwargs) -> PolicyDALILoader:
+def _loader(fmnist, prefetch: int, backend: str = "emulated", output: str = "float") -> PolicyDALILoader:
     return PolicyDALILoader.from_arrays(
         *fmnist,
         batch_size=16,
         M=M,
-        seed=5,
         device="cpu",
-        backend=backend,
-        prefetch=prefetch,
         policies=_policies(0),
-        cutout=6,
-        **kwargs,
+        output=output,
+        augment=Augment(cutout=6, backend=backend),
+        pipeline=Pipeline(seed=5, prefetch=prefetch),
     )
 
 
@@ -56,8 +54,7 @@ def _run(loader: PolicyDALILoader) -> list:
         for step, batch in enumerate(loader):
             batches.append(batch)
             if step == 2:
-                if loader._pending is not None:
-                    loader._pending.result()  # the next batch is ready (with the old policies) ...
+                loader.prefetcher.wait()  # the next batch is ready (with the old policies) ...
                 loader.set_policies(_policies(10 + epoch))  # ... when they change
         loader.set_policies([autoaugment()] * M)
     loader.close()
@@ -81,6 +78,7 @@ def test_a_change_at_the_epoch_boundary_covers_the_whole_next_epoch(fmnist):
     first = list(loader)
     version = loader.set_policies([Policy([[("Invert", 0)]])] * M)
     second = list(loader)
+    assert len(first) == len(second) == 6
     assert {b.version for b in first} == {1} and {b.version for b in second} == {version}
     invert, cutout = OPS["Invert"].id, OPS["Cutout"].id
     for batch in second:
@@ -115,7 +113,9 @@ def test_resume_mid_epoch_with_a_batch_prepared_ahead(fmnist):
     interrupted.close()
     resumed = _loader(fmnist, 1, "native")
     resumed.load_state_dict(state)
-    for expected, got in zip(batches[2:], resumed):
+    rest = list(resumed)
+    assert len(batches) == 6 and len(rest) == 4
+    for expected, got in zip(batches[2:], rest):
         _same(expected, got)
     resumed.close()
 
@@ -133,6 +133,6 @@ def test_closing_mid_epoch_keeps_the_batch_prepared_ahead(fmnist):
     loader.close()
     rest = list(it)  # the iteration goes on (a new worker where needed)
     loader.close()
+    assert len(synchronous) == 6 and len(rest) + 1 == len(synchronous) and loader.epoch == 1
     for expected, got in zip(synchronous, [first, *rest]):
         _same(expected, got)
-    assert len(rest) + 1 == len(synchronous) and loader.epoch == 1

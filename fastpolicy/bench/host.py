@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from ..loader import PolicyDALILoader
+from ..loader import Pipeline, PolicyDALILoader
 from ..policies import resolve
 
 
@@ -39,9 +39,8 @@ def run_host(
         M=M,
         image_size=size,
         device=device,
-        num_threads=threads,
         policies=resolve(policy),
-        prefetch=0,
+        pipeline=Pipeline(num_threads=threads, prefetch=0),
     )
     iterator = _endless(loader)
     for _ in range(warmup):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..loader.loader import IMAGENET_MEAN, IMAGENET_STD
+from ..loader.settings import IMAGENET_MEAN, IMAGENET_STD
 from ..policies import STANDARD
 from ..policy import Policy
 from .timing import endless
@@ -49,7 +49,7 @@ def fastpolicy_loader(
 ):
     """``policy``: None, a standard policy of :data:`POLICIES` (on every copy) or ``"random"``
     (M random Adversarial-AutoAugment policies)."""
-    from ..loader import PolicyDALILoader
+    from ..loader import Augment, Pipeline, PolicyDALILoader
 
     rng = np.random.default_rng(seed)
     policies = (
@@ -63,10 +63,9 @@ def fastpolicy_loader(
         M=M,
         image_size=SIZE,
         device=device,
-        num_threads=threads,
-        backend=backend,
         policies=policies,
-        seed=seed,
+        augment=Augment(backend=backend),
+        pipeline=Pipeline(seed=seed, num_threads=threads),
     )
     return (batch.images for batch in endless(loader))
 

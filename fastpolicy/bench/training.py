@@ -31,7 +31,7 @@ def run_training(
     seed: int = 0,
 ) -> list[dict]:
     """Rows ``{"scenario": "training", "contender", "images_per_s", ...}`` plus the overhead in percent."""
-    from ..loader import PolicyDALILoader
+    from ..loader import Pipeline, PolicyDALILoader
 
     torch.manual_seed(seed)
     device = torch.device("cuda")
@@ -44,9 +44,8 @@ def run_training(
         M=M,
         image_size=224,
         device="gpu",
-        num_threads=threads,
         policies=[Policy.random(rng) for _ in range(M)],
-        seed=seed,
+        pipeline=Pipeline(seed=seed, num_threads=threads),
     )
 
     def step(images, labels):

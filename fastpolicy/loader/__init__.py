@@ -1,5 +1,8 @@
-"""The enlarged-batch loader: :class:`PolicyDALILoader` (see :mod:`.loader`)."""
+"""The enlarged-batch loader: :class:`PolicyDALILoader` (see :mod:`.loader`) and its grouped
+settings (:mod:`.settings`)."""
 
-from .loader import Batch, PolicyDALILoader
+from .batch import Batch
+from .loader import PolicyDALILoader
+from .settings import Augment, FileChecks, Output, Pipeline, Sharding
 
-__all__ = ["Batch", "PolicyDALILoader"]
+__all__ = ["Augment", "Batch", "FileChecks", "Output", "Pipeline", "PolicyDALILoader", "Sharding"]

@@ -1,17 +1,25 @@
-"""The source pipeline: read, decode once, and make M copies with their own baseline augmentation.
+"""The source: read, decode once, and make M copies with their own baseline augmentation.
 
-Outputs per iteration: the copies, N samples of uint8 [M, H, W, C] (copy m of every
-image, all of one size, stacked by DALI's threads: one dense [N, M, H, W, C] buffer,
-image-major), the N labels and the N dataset indices. Readers and random ops are DALI's,
-so DALI checkpoints restore the position and the random state.
+Outputs per iteration (:meth:`Source.run`): the copies, N samples of uint8 [M, H, W, C]
+(copy m of every image, all of one size, stacked by DALI's threads: one dense
+[N, M, H, W, C] buffer, image-major), and the N dataset indices as numbers (labels are
+the dataset's to look up). Readers and random ops are DALI's, so DALI checkpoints restore
+the position and the random state.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.pipeline import Pipeline as DALIPipeline
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+    from .settings import Pipeline, Sharding
 
 BASELINES = ("imagenet", "center", "pad_crop", "none")
 """Baseline augmentations, one per copy before the policy:
@@ -51,7 +59,7 @@ def baseline(images, kind: str, size: int):
 
 
 class ArraySource:
-    """Batches of in-memory images for ``external_source``, epoch by epoch.
+    """Batches of in-memory images and their indices for ``external_source``, epoch by epoch.
 
     Batch ``b`` of epoch ``e`` holds this shard's part of a permutation of all indices
     (seeded by ``(seed, e)``); the shard's last batch is padded with its first indices
@@ -62,7 +70,6 @@ class ArraySource:
     def __init__(
         self,
         images: np.ndarray,
-        labels: np.ndarray,
         batch_size: int,
         shard_id: int,
         num_shards: int,
@@ -70,7 +77,7 @@ class ArraySource:
         seed: int,
         position: int = 0,
     ):
-        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.images, self.batch_size = images, batch_size
         self.shard = slice(len(images) * shard_id // num_shards, len(images) * (shard_id + 1) // num_shards)
         self.shard_size = self.shard.stop - self.shard.start
         self.batches = -(-self.shard_size // batch_size)
@@ -92,25 +99,26 @@ class ArraySource:
     def __next__(self):
         index = self.indices(self.position)
         self.position += 1
-        return list(self.images[index]), self.labels[index].astype(np.int32), index.astype(np.int64)
+        return list(self.images[index]), index.astype(np.int64)
 
 
 def source_pipeline(*, reader: dict | None, arrays: ArraySource | None, copies: int, kind: str, size: int, device: str):
-    """DALI graph of the source stage (call through ``pipeline_def``)."""
+    """DALI graph of the source stage (call through ``pipeline_def``): the stacked copies and
+    the dataset indices. Files: the reader gets no labels, so its label output is each
+    file's index in ``files``."""
     if reader is not None:
-        encoded, labels = fn.readers.file(name="reader", pad_last_batch=True, **reader)
+        encoded, indices = fn.readers.file(name="reader", pad_last_batch=True, **reader)
         images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
-        indices = fn.get_property(encoded, key="source_info")
     else:
-        images, labels, indices = fn.external_source(source=arrays, num_outputs=3, batch=True, layout=["HWC", "", ""])
+        images, indices = fn.external_source(source=arrays, num_outputs=2, batch=True, layout=["HWC", ""])
         if device == "gpu":
             images = images.gpu()
-    return fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M"), labels, indices
+    return fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M"), indices
 
 
 def build_source(
     *, batch_size: int, num_threads: int, device: str, device_id: int | None, seed: int, checkpoint=None, **graph
-) -> object:
+) -> DALIPipeline:
     """Build the source pipeline (prefetching, checkpointable); ``graph`` goes to :func:`source_pipeline`."""
     with warnings.catch_warnings():
         # The array source's position is restored by the loader, not by DALI's checkpoint.
@@ -128,3 +136,94 @@ def build_source(
         )
         pipe.build()
     return pipe
+
+
+class Source:
+    """The source of one loader: the DALI pipeline over ``dataset`` (built once; rebuilt only
+    to resume), batch after batch.
+
+    Args:
+        dataset: a :class:`~fastpolicy.loader.dataset.FileDataset` (read with DALI's file
+            reader) or :class:`~fastpolicy.loader.dataset.ArrayDataset` (``external_source``).
+        batch_size: N per run; the shard's last batch is padded (the loader trims it).
+        copies: M, the copies of every image.
+        baseline: the copies' augmentation (:data:`BASELINES`); size: S, their side for files.
+        device: ``"gpu"`` (decoding and copies on the GPU) or ``"cpu"``.
+        sharding, pipeline: the loader's :class:`~fastpolicy.loader.settings.Sharding` and
+            :class:`~fastpolicy.loader.settings.Pipeline` (seed, shuffle, threads).
+        checkpoint: a DALI checkpoint to start from (:meth:`checkpoint`); position: batches
+            already handed out over all epochs (restores the array source's position).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        copies: int,
+        baseline: str,
+        size: int,
+        device: str,
+        sharding: Sharding,
+        pipeline: Pipeline,
+        *,
+        checkpoint: bytes | None = None,
+        position: int = 0,
+    ):
+        from .dataset import FileDataset
+
+        self.dataset, self.device, self.workers = dataset, device, max(2, pipeline.num_threads)
+        shard = {"shard_id": sharding.shard_id, "num_shards": sharding.num_shards}
+        reader, arrays = None, None
+        if isinstance(dataset, FileDataset):
+            files = dataset.images.files
+            reader = dict(files=files, shuffle_after_epoch=pipeline.shuffle, seed=pipeline.seed, **shard)
+            reader["stick_to_shard"] = False
+        else:
+            arrays = ArraySource(
+                dataset.images, batch_size, **shard, shuffle=pipeline.shuffle, seed=pipeline.seed, position=position
+            )
+        self.pipe = build_source(
+            reader=reader,
+            arrays=arrays,
+            copies=copies,
+            kind=baseline,
+            size=size,
+            batch_size=batch_size,
+            num_threads=pipeline.num_threads,
+            device=device,
+            device_id=torch.cuda.current_device() if device == "gpu" else None,
+            seed=pipeline.seed * 1009 + sharding.shard_id + 1,
+            checkpoint=checkpoint,
+        )
+
+    def run(self) -> tuple[torch.Tensor, np.ndarray]:
+        """The next batch: the copies, uint8 [N, M, H, W, C] (image-major), and int64[N] dataset
+        indices. On the CPU the copies are DALI's own output buffer (valid until the next run,
+        and used only before it); on a GPU one device copy of it, on the current stream (DALI
+        may reuse its buffer while the stage still reads). A failed read of files is
+        explained by naming the bad files (:meth:`~.dataset.FileDataset.explain`)."""
+        copies, indices = self._run()
+        dense = copies.as_tensor()
+        if self.device == "cpu":
+            array: np.ndarray | torch.Tensor = np.asarray(dense)
+        else:
+            from nvidia.dali.plugin.pytorch import feed_ndarray
+
+            array = torch.empty(list(dense.shape()), dtype=torch.uint8, device="cuda")
+            feed_ndarray(dense, array, cuda_stream=torch.cuda.current_stream())
+        return torch.as_tensor(array), np.array(indices.as_tensor()).reshape(-1).astype(np.int64)
+
+    def skip(self) -> None:
+        """Run once and drop the batch (the rest of an epoch that ends early)."""
+        self._run()
+
+    def _run(self):
+        try:
+            return self.pipe.run()
+        except RuntimeError as error:
+            self.dataset.explain(error, self.workers)
+            raise
+
+    def checkpoint(self) -> bytes:
+        """DALI's checkpoint: the reader's position and every random op's state."""
+        return self.pipe.checkpoint()

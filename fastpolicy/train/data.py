@@ -16,7 +16,7 @@ import numpy as np
 from ..data import cifar, fashion_mnist
 from ..data.files import ImageList, scan_folder
 from ..data.stats import channel_stats
-from ..loader import PolicyDALILoader
+from ..loader import Augment, FileChecks, Output, Pipeline, PolicyDALILoader, Sharding
 
 
 def _layout(device: str) -> str:
@@ -41,20 +41,17 @@ def _array_loaders(
     ``augment``: the train loader's ``fill``/``magnitude_scale``."""
     images, labels = train
     mean, std = channel_stats(images)
-    norm = {"mean": mean, "std": std}
-    sharding = {"shard_id": shard[0], "num_shards": shard[1], "layout": _layout(device)}
+    output, sharding = Output("float", _layout(device), mean, std), Sharding(*shard)
     train_loader = PolicyDALILoader.from_arrays(
         images,
         labels,
         batch_size=batch,
         M=M,
         device=device,
-        seed=seed,
-        num_threads=num_threads,
-        backend=backend,
-        **sharding,
-        **norm,
-        **(augment or {}),
+        output=output,
+        sharding=sharding,
+        augment=Augment(backend=backend, **(augment or {})),
+        pipeline=Pipeline(seed=seed, num_threads=num_threads),
     )
     val_loader = PolicyDALILoader.from_arrays(
         val[0],
@@ -62,13 +59,10 @@ def _array_loaders(
         batch_size=min(batch * M, max(1, len(val[0]) // shard[1])),
         M=1,
         device=device,
-        seed=seed,
-        baseline="none",
-        shuffle=False,
-        drop_last=False,
-        num_threads=num_threads,
-        **sharding,
-        **norm,
+        output=output,
+        sharding=sharding,
+        augment=Augment(baseline="none"),
+        pipeline=Pipeline(seed=seed, shuffle=False, drop_last=False, num_threads=num_threads),
     )
     return train_loader, val_loader, int(labels.max()) + 1, images.shape[-1]
 
@@ -89,18 +83,18 @@ def _file_loaders(
 ):
     """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped.
     ``checks``: ``verify``, ``on_bad``, ``max_pixels`` for both (see :func:`~fastpolicy.data.files.check_files`)."""
-    sharding = {"shard_id": shard[0], "num_shards": shard[1], "layout": _layout(device), **(checks or {})}
+    layout, sharding, file_checks = _layout(device), Sharding(*shard), FileChecks(**(checks or {}))
     train_loader = PolicyDALILoader(
         train,
         batch_size=batch,
         M=M,
         image_size=image_size,
         device=device,
-        seed=seed,
-        num_threads=num_threads,
-        backend=backend,
-        **sharding,
-        **(augment or {}),
+        augment=Augment(backend=backend, **(augment or {})),
+        pipeline=Pipeline(seed=seed, num_threads=num_threads),
+        layout=layout,
+        sharding=sharding,
+        checks=file_checks,
     )
     val_loader = PolicyDALILoader(
         val,
@@ -108,12 +102,11 @@ def _file_loaders(
         M=1,
         image_size=image_size,
         device=device,
-        seed=seed,
-        baseline="center",
-        shuffle=False,
-        drop_last=False,
-        num_threads=num_threads,
-        **sharding,
+        augment=Augment(baseline="center"),
+        pipeline=Pipeline(seed=seed, shuffle=False, drop_last=False, num_threads=num_threads),
+        layout=layout,
+        sharding=sharding,
+        checks=file_checks,
     )
     train_files, val_files = train_loader.images_list, val_loader.images_list
     assert train_files is not None and val_files is not None  # loaders over files

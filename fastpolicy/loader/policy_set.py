@@ -1,0 +1,172 @@
+"""The policies of a loader's M copies, their version, and how a batch's parameters are drawn.
+
+A :class:`PolicySet` holds one sampler per copy (or none: baseline only) and a version
+bumped by every :meth:`~PolicySet.set`. Its slots are the policies' ``slots`` op slots
+followed by the *final slots* it declares (:class:`FinalSlot`: the loader's Cutout), all
+drawn in :meth:`~PolicySet.sample` from one generator seeded by ``(seed, shard, epoch,
+step)``: the policy slots first (one vectorized :func:`~fastpolicy.sampling.sample_policies`
+pass, then the magnitude scale), then each final slot in order. A batch's parameters
+therefore depend only on its position and the policies.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..params import NO_OP, PolicyParams
+from ..registry import OPS
+from ..sampling import sample_policies, share_equal
+
+FIELDS = ("op", "bin", "sign", "value", "center", "partner")
+"""The per-slot fields of :class:`~fastpolicy.params.PolicyParams` (``policy`` is per row)."""
+
+
+def is_sampler(obj) -> bool:
+    """True for a policy model the loader samples from (``space``, ``n_ops``, ``choose``)."""
+    return all(hasattr(obj, name) for name in ("space", "n_ops", "choose"))
+
+
+@dataclass(frozen=True)
+class FinalSlot:
+    """Registry op ``op`` at ``value`` on every row, in a slot of its own after the policy's
+    slots, centred at a point drawn uniformly per row (``center``, fractions in [0, 1)).
+
+    The loader's ``cutout`` of S px on an H×W crop is ``FinalSlot("Cutout", S / min(H, W))``.
+    """
+
+    op: str
+    value: float
+
+    def __post_init__(self):
+        if self.op not in OPS:
+            raise ValueError(f"unknown op {self.op!r} for a final slot")
+
+    def sample(self, rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The slot's fields for ``rows`` rows, [rows, 1] each (``center`` [rows, 1, 2], one
+        ``rng.random`` draw)."""
+        return {
+            "op": np.full((rows, 1), OPS[self.op].id),
+            "bin": np.full((rows, 1), -1),
+            "sign": np.ones((rows, 1)),
+            "value": np.full((rows, 1), self.value),
+            "center": rng.random((rows, 1, 2)),
+            "partner": np.zeros((rows, 1), np.int64),
+        }
+
+
+def _no_policy(rows: int, slots: int) -> dict[str, np.ndarray]:
+    """The fields of ``slots`` skipped slots (op -1) for ``rows`` rows."""
+    return {
+        "op": np.full((rows, slots), NO_OP),
+        "bin": np.full((rows, slots), -1),
+        "sign": np.ones((rows, slots)),
+        "value": np.zeros((rows, slots)),
+        "center": np.zeros((rows, slots, 2)),
+        "partner": np.zeros((rows, slots), dtype=np.int64),
+    }
+
+
+class PolicySet:
+    """The M copies' policies and their version; the parameters of every batch.
+
+    Args:
+        M: copies, one policy each.
+        slots: op slots the policies may fill.
+        seed, shard_id: with the batch's epoch and step, seed its generator.
+        magnitude_scale: in (0, 1]; the policies' sampled values are scaled by
+            :meth:`~fastpolicy.params.PolicyParams.scaled` (final slots are not).
+        final: slots applied after the policy's on every row, with or without policies.
+    """
+
+    def __init__(self, M: int, slots: int, seed: int, shard_id: int, magnitude_scale: float = 1.0, final: tuple = ()):
+        self.M, self.policy_slots, self.seed, self.shard_id = M, slots, seed, shard_id
+        self.magnitude_scale, self.final = float(magnitude_scale), tuple(final)
+        self._current: tuple = (None, 0)  # (samplers, version), swapped whole (read by the prefetch thread)
+
+    @property
+    def slots(self) -> int:
+        """Op slots per row of the sampled parameters: the policy's and the final ones."""
+        return self.policy_slots + len(self.final)
+
+    @property
+    def version(self) -> int:
+        """The current version (bumped by every :meth:`set`)."""
+        return self._current[1]
+
+    @property
+    def policies(self) -> list | None:
+        """The sampler per copy (list of M) or None."""
+        return self._current[0]
+
+    def set(self, policies) -> int:
+        """Use ``policies`` from now on; returns the new version.
+
+        ``policies``: a list of M samplers (copy m uses sampler m), one sampler for all
+        copies, a standard policy's name or a policy file's path (see
+        :func:`fastpolicy.policies.resolve`), or None (no policy). Equal samplers are shared
+        (:func:`~fastpolicy.sampling.share_equal`), so they are drawn together.
+        """
+        if isinstance(policies, (str, os.PathLike)):
+            from ..policies import resolve
+
+            policies = resolve(os.fspath(policies))
+            if not is_sampler(policies):
+                raise ValueError(
+                    "a policy schedule holds one set of policies per epoch: pass "
+                    "schedule[epoch] to set_policies at each epoch's start"
+                )
+        if policies is None:
+            samplers = None
+        elif is_sampler(policies):
+            samplers = [policies] * self.M
+        else:
+            samplers = list(policies)
+            if len(samplers) != self.M:
+                raise ValueError(f"got {len(samplers)} policies for M={self.M} copies")
+            for i, p in enumerate(samplers):
+                if not is_sampler(p):
+                    raise TypeError(
+                        f"policies[{i}] is a {type(p).__name__}, not a Policy, AWSDistribution or standard policy"
+                    )
+        if samplers is not None:
+            k = max(s.n_ops for s in samplers)
+            if k > self.policy_slots:
+                raise ValueError(
+                    f"policies apply {k} ops per sample; the loader was built with slots={self.policy_slots}"
+                )
+        self._current = (None if samplers is None else share_equal(samplers), self.version + 1)
+        return self.version
+
+    def sample(self, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
+        """The parameters of batch ``step`` of ``epoch`` with ``n`` distinct images (M·n rows,
+        policy-major, :attr:`slots` slots; None when there are neither policies nor final
+        slots) under the current policies, and their version."""
+        samplers, version = self._current
+        if samplers is None and not self.final:
+            return None, version
+        rng = np.random.default_rng([self.seed, self.shard_id, 1, epoch, step])
+        rows = self.M * n
+        if samplers is None:
+            policy_rows, fields = np.repeat(np.arange(self.M), n), _no_policy(rows, self.policy_slots)
+        else:
+            params = sample_policies(samplers, n, rng, version=version, slots=self.policy_slots)
+            params = params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
+            policy_rows, fields = params.policy, {name: getattr(params, name) for name in FIELDS}
+        columns = [fields] + [slot.sample(rows, rng) for slot in self.final]
+        joined = {name: np.concatenate([c[name] for c in columns], axis=1) for name in FIELDS}
+        return PolicyParams(**joined, policy=policy_rows, version=version), version
+
+    def state(self) -> tuple[list[dict] | None, int]:
+        """``(policies as dicts or None, version)``, what :meth:`restore` takes."""
+        samplers, version = self._current
+        return (None if samplers is None else [p.to_dict() for p in samplers]), version
+
+    def restore(self, policies: list[dict] | None, version: int) -> None:
+        """Take the policies and version of :meth:`state`."""
+        from ..policies import sampler_from_dict
+
+        samplers = None if policies is None else share_equal(sampler_from_dict(p) for p in policies)
+        self._current = (samplers, version)

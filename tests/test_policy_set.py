@@ -1,0 +1,104 @@
+"""The policy set: versions, validation, and parameters drawn exactly as the loader always drew
+them (policy slots, magnitude scale, then the Cutout slot from the same generator)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastpolicy import OPS, AWSDistribution, Policy
+from fastpolicy.loader.policy_set import FinalSlot, PolicySet
+from fastpolicy.params import NO_OP, PolicyParams
+from fastpolicy.sampling import sample_policies, share_equal
+
+M, SEED, SHARD = 3, 7, 1
+
+
+def _policies(seed: int, count: int = M) -> list[Policy]:
+    rng = np.random.default_rng(seed)
+    return [Policy.random(rng) for _ in range(count)]
+
+
+def _by_hand(samplers, n: int, epoch: int, step: int, scale: float, cutout: float | None, version: int):
+    """The parameters as the loader drew them before the policy set: sample_policies, scaled,
+    then one more slot of Cutout whose centres are the generator's next draw."""
+    rng = np.random.default_rng([SEED, SHARD, 1, epoch, step])
+    rows = M * n
+    if samplers is None:
+        if cutout is None:
+            return None
+        arrays = {
+            "op": np.full((rows, 2), NO_OP),
+            "bin": np.full((rows, 2), -1),
+            "sign": np.ones((rows, 2)),
+            "value": np.zeros((rows, 2)),
+            "center": np.zeros((rows, 2, 2)),
+            "partner": np.zeros((rows, 2), np.int64),
+            "policy": np.repeat(np.arange(M), n),
+        }
+    else:
+        params = sample_policies(share_equal(samplers), n, rng, version=version, slots=2)
+        params = params if scale == 1 else params.scaled(scale)
+        if cutout is None:
+            return params
+        arrays = params.arrays()
+    extra = {"op": OPS["Cutout"].id, "bin": -1, "sign": 1, "value": cutout, "partner": 0}
+    for name, value in extra.items():
+        arrays[name] = np.concatenate([arrays[name], np.full((rows, 1), value, arrays[name].dtype)], axis=1)
+    arrays["center"] = np.concatenate([arrays["center"], rng.random((rows, 1, 2))], axis=1)
+    return PolicyParams(**arrays, version=version)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+@pytest.mark.parametrize("cutout", [None, 0.25])
+@pytest.mark.parametrize("kind", ["policies", "aws", "none"])
+def test_sampling_equals_the_loaders_former_draws(kind, cutout, scale):
+    final = () if cutout is None else (FinalSlot("Cutout", cutout),)
+    policy_set = PolicySet(M, 2, SEED, SHARD, scale, final)
+    samplers = {"policies": _policies(0), "aws": [AWSDistribution()] * M, "none": None}[kind]
+    version = policy_set.set(samplers)
+    assert policy_set.slots == 2 + len(final)
+    for epoch, step, n in [(0, 0, 8), (0, 5, 3), (2, 1, 8)]:
+        got, got_version = policy_set.sample(n, epoch, step)
+        expected = _by_hand(samplers, n, epoch, step, scale, cutout, version)
+        assert got_version == version
+        if expected is None:
+            assert got is None
+            continue
+        assert got == expected and got.k == policy_set.slots and got.n == M * n
+        if cutout is not None:
+            assert set(got.op[:, -1]) == {OPS["Cutout"].id} and set(got.value[:, -1]) == {cutout}
+
+
+def test_same_position_same_parameters_other_position_other_parameters():
+    policy_set = PolicySet(M, 2, SEED, SHARD, final=(FinalSlot("Cutout", 0.5),))
+    policy_set.set(_policies(1))
+    first, again, other = policy_set.sample(4, 1, 2)[0], policy_set.sample(4, 1, 2)[0], policy_set.sample(4, 1, 3)[0]
+    assert first == again and not np.array_equal(first.center, other.center)
+
+
+def test_versions_and_validation():
+    policy_set = PolicySet(2, 1, 0, 0)
+    assert policy_set.version == 0 and policy_set.policies is None
+    invert = Policy([[("Invert", 0)]])
+    assert policy_set.set(invert) == 1 and policy_set.policies == [invert, invert]
+    with pytest.raises(ValueError, match="got 3 policies for M=2"):
+        policy_set.set([invert] * 3)
+    with pytest.raises(TypeError, match=r"policies\[1\] is a str"):
+        policy_set.set([invert, "x"])
+    with pytest.raises(ValueError, match="policies apply 2 ops per sample; the loader was built with slots=1"):
+        policy_set.set(AWSDistribution())
+    assert policy_set.version == 1  # refused sets change nothing
+    with pytest.raises(ValueError, match="unknown op"):
+        FinalSlot("Blur", 0.5)
+
+
+def test_state_round_trip():
+    policy_set = PolicySet(M, 2, SEED, SHARD)
+    policy_set.set(_policies(2))
+    policies, version = policy_set.state()
+    restored = PolicySet(M, 2, SEED, SHARD)
+    restored.restore(policies, version)
+    assert restored.version == version and restored.sample(4, 0, 0)[0] == policy_set.sample(4, 0, 0)[0]
+    restored.restore(None, 9)
+    assert restored.policies is None and restored.sample(4, 0, 0) == (None, 9)
