@@ -121,11 +121,11 @@ def describe(folder: str) -> list[str]:
             )
         policy = os.path.join(folder, "policy.json")
         if os.path.exists(policy):
-            from .distribution import AWSDistribution
+            from .distribution import AWSDistribution, pair_label
 
             try:
                 top = AWSDistribution.load(policy).top_pairs(5)
-                lines.append("top pairs " + "; ".join(f"{a}+{b} ({p:.3g})" for a, b, p in top))
+                lines.append("top pairs " + "; ".join(f"{pair_label(a, b)} ({p:.3g})" for a, b, p in top))
             except (ValueError, OSError) as error:
                 lines.append(f"top pairs unreadable policy.json: {error}")
     else:
