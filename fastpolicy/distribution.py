@@ -29,6 +29,13 @@ FORMAT = "fastpolicy.aws_distribution"
 PARAMETERIZATIONS = ("factorized", "joint")
 
 
+def pair_label(first: str, second: str) -> str:
+    """How an AWS op pair is written (plots, the metrics log, ``fastpolicy show``): the two
+    element names (:attr:`~fastpolicy.spaces.Element.name`) joined by ``+``, e.g.
+    ``"ShearX@3+Invert"``."""
+    return f"{first}+{second}"
+
+
 def log_normalized_sigmoid(theta):
     """``log(sigmoid(θ) / Σ sigmoid(θ))`` along the last axis, computed stably as log-sigmoid
     minus its log-sum-exp: finite for every finite θ (θ = −1000 included, where ``sigmoid``

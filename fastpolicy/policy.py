@@ -17,7 +17,7 @@ from . import jsonio
 from .jsonio import PolicyFormatError
 from .params import NO_OP, PolicyParams
 from .registry import OPS, get_op
-from .sampling import complete
+from .sampling import SubPolicyTables, complete
 from .spaces import SearchSpace, get_space
 
 FORMAT = "fastpolicy.policy"
@@ -80,19 +80,22 @@ class Policy(jsonio.JsonFile):
         if not parsed:
             raise ValueError("a policy needs at least one sub-policy")
         self.sub_policies: tuple[tuple[OpChoice, ...], ...] = tuple(parsed)
-        self._tables = self._build_tables()
+        self.sub_policy_tables: SubPolicyTables = self._build_tables()
+        """The sub-policies as arrays (read-only); how :func:`~fastpolicy.sampling.sample_policies`
+        stacks this policy with others of its shape."""
 
     @property
     def n_ops(self) -> int:
         """Op slots K of the longest sub-policy (the K of sampled parameters)."""
-        return self._tables[0].shape[1]
+        return self.sub_policy_tables.n_ops
 
     def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """int64[S, K] op ids, int64[S, K] bins, float64[S, K] probabilities (short
-        sub-policies are padded with op -1, probability 0). Copies; built once per policy."""
-        return tuple(t.copy() for t in self._tables)
+        sub-policies are padded with op -1, probability 0). Writable copies."""
+        t = self.sub_policy_tables
+        return t.op.copy(), t.bin.copy(), t.prob.copy()
 
-    def _build_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _build_tables(self) -> SubPolicyTables:
         s, k = len(self.sub_policies), max(len(sub) for sub in self.sub_policies)
         ops = np.full((s, k), NO_OP, dtype=np.int64)
         bins = np.zeros((s, k), dtype=np.int64)
@@ -100,15 +103,14 @@ class Policy(jsonio.JsonFile):
         for i, sub in enumerate(self.sub_policies):
             for j, choice in enumerate(sub):
                 ops[i, j], bins[i, j], probs[i, j] = OPS[choice.op].id, choice.bin, choice.prob
-        return ops, bins, probs
+        for table in (ops, bins, probs):
+            table.flags.writeable = False
+        return SubPolicyTables(ops, bins, probs)
 
     def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """int64[n, K] op ids and bins: a uniformly chosen sub-policy per sample, each op kept
         with its probability (skipped: op -1). The sampler interface of :mod:`fastpolicy.sampling`."""
-        ops, bins, probs = self._tables
-        chosen = rng.integers(0, len(self.sub_policies), size=n)
-        keep = rng.random((n, self.n_ops)) < probs[chosen]
-        return np.where(keep, ops[chosen], NO_OP), bins[chosen]
+        return self.sub_policy_tables.choose(n, rng)
 
     def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
         """Per-sample parameters for ``n`` images (:meth:`choose`, then signs, Cutout

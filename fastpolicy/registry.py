@@ -2,7 +2,9 @@
 
 Search spaces, policies, backends, docs and tests all iterate over :data:`OPS`.
 An op's *value* is its parameter in physical units (see :mod:`fastpolicy.magnitude`);
-each search space that contains the op gives its own bin→value :class:`Magnitude`.
+each search space that contains the op gives its own bin→value :class:`Magnitude`
+(:meth:`fastpolicy.spaces.SearchSpace.value` turns a bin into a value). The search spaces
+are derived from this module, which imports none of them.
 Backends (``"dali"``, ``"cupy"``) attach implementations by op name with
 :func:`register_backend`; the NumPy ``reference`` is the specification.
 """
@@ -74,13 +76,6 @@ class OpSpec:
         if space not in self.magnitudes:
             raise KeyError(f"op {self.name!r} is not in search space {space!r}")
         return self.magnitudes[space]
-
-    def value(self, space: str, bin: int, sign: int = 1) -> float:
-        """The op's value at ``bin`` (and ``sign``) in ``space``; 0.0 for ops without magnitude."""
-        from .spaces import get_space  # spaces are derived from this module
-
-        magnitude = self.magnitude(space)
-        return 0.0 if magnitude is None else magnitude.value(bin, sign, get_space(space).n_bins)
 
     @property
     def integer(self) -> bool:

@@ -8,10 +8,16 @@ per sample (op -1: slot skipped). :func:`complete` draws everything else a backe
 (signs, Cutout centres, SamplePairing partners) and turns bins into values with the
 space's magnitude mappings. :func:`sample_policies` is the one sampler of a loader batch:
 M policies × n images in one vectorized pass.
+
+A sampler made of sub-policies (a :class:`~fastpolicy.policy.Policy`) keeps them as
+:class:`SubPolicyTables` in its ``sub_policy_tables`` attribute; :func:`sample_policies` stacks
+the tables of samplers of one shape and space and draws them together. This module knows
+samplers only by that interface and imports none of them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -19,6 +25,42 @@ import numpy as np
 from .params import NO_OP, PolicyParams
 from .registry import OP_NAMES, OPS
 from .spaces import SearchSpace
+
+
+@dataclass(frozen=True, eq=False)
+class SubPolicyTables:
+    """S sub-policies of at most K ops as arrays (short ones padded with op -1, probability 0).
+
+    Attributes:
+        op: int64[S, K] registry op ids (-1: no op in that slot).
+        bin: int64[S, K] magnitude bins.
+        prob: float64[S, K] probability that each op is applied.
+    """
+
+    op: np.ndarray
+    bin: np.ndarray
+    prob: np.ndarray
+
+    @property
+    def n_ops(self) -> int:
+        """K, op slots of the longest sub-policy."""
+        return self.op.shape[1]
+
+    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """int64[n, K] op ids and bins: a uniformly chosen sub-policy per sample, each op kept
+        with its probability (skipped: op -1)."""
+        op, bin_ = choose_stacked([self], n, rng)
+        return op[0], bin_[0]
+
+
+def choose_stacked(tables: list[SubPolicyTables], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`SubPolicyTables.choose` for G tables of one shape [S, K] in one pass: int64[G, n, K]
+    op ids and bins (draws: the sub-policy per sample, then whether each slot is kept)."""
+    op, bin_, prob = (np.stack(t) for t in zip(*((t.op, t.bin, t.prob) for t in tables)))
+    chosen = rng.integers(0, op.shape[1], size=(len(tables), n))
+    rows = np.arange(len(tables))[:, None]
+    keep = rng.random((len(tables), n, op.shape[2])) < prob[rows, chosen]
+    return np.where(keep, op[rows, chosen], NO_OP), bin_[rows, chosen]
 
 
 @cache
@@ -103,12 +145,10 @@ def sample_policies(
     partners stay within each block (the block holds the batch's ``n`` distinct images).
 
     Samplers that are the same object (one AWS distribution for all copies) draw their
-    M·n samples in one call; :class:`~fastpolicy.policy.Policy` objects of one shape and
-    space are stacked and drawn together (Adversarial AutoAugment's M policies). ``slots``
+    M·n samples in one call; samplers with :class:`SubPolicyTables` (``Policy`` objects) of
+    one shape and space are stacked and drawn together (Adversarial AutoAugment's M policies). ``slots``
     pads every row to that many op slots (default: the largest ``n_ops``).
     """
-    from .policy import Policy
-
     samplers = list(samplers)
     if not samplers:
         raise ValueError("sample_policies needs at least one policy")
@@ -122,20 +162,16 @@ def sample_policies(
     bin_ = np.zeros((m_count, n, k), np.int64)
     groups: dict = {}
     for m, sampler in enumerate(samplers):
-        if isinstance(sampler, Policy):
-            ops, _, _ = sampler._tables
-            key = ("policy", sampler.space.name, ops.shape)
+        tables = getattr(sampler, "sub_policy_tables", None)
+        if isinstance(tables, SubPolicyTables):
+            key = ("tables", sampler.space.name, tables.op.shape)
         else:
             key = ("object", str(id(sampler)), ())
         groups.setdefault(key, []).append(m)
     for key, members in groups.items():
         first = samplers[members[0]]
-        if key[0] == "policy":
-            ops, bins, probs = (np.stack(t) for t in zip(*(samplers[m]._tables for m in members)))
-            chosen = rng.integers(0, ops.shape[1], size=(len(members), n))
-            rows = np.arange(len(members))[:, None]
-            keep = rng.random((len(members), n, ops.shape[2])) < probs[rows, chosen]
-            g_op, g_bin = np.where(keep, ops[rows, chosen], NO_OP), bins[rows, chosen]
+        if key[0] == "tables":
+            g_op, g_bin = choose_stacked([samplers[m].sub_policy_tables for m in members], n, rng)
         else:
             g_op, g_bin = first.choose(n * len(members), rng)
             g_op, g_bin = g_op.reshape(len(members), n, -1), g_bin.reshape(len(members), n, -1)

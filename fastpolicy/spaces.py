@@ -65,6 +65,12 @@ class SearchSpace:
             raise KeyError(f"op {op!r} is not in the {self.name} search space; its ops: {', '.join(self.ops)}")
         return OPS[op].magnitude(self.name)
 
+    def value(self, op: str, bin: int, sign: int = 1) -> float:
+        """``op``'s value (its parameter in physical units) at magnitude ``bin`` and ``sign``
+        (±1, used by signed magnitudes) in this space; 0.0 for ops without a magnitude."""
+        magnitude = self.magnitude(op)
+        return 0.0 if magnitude is None else magnitude.value(bin, sign, self.n_bins)
+
     def check_bin(self, op: str, bin: int) -> None:
         """Raise ValueError unless ``bin`` is a valid magnitude bin for ``op`` here."""
         self.magnitude(op)

@@ -32,7 +32,7 @@ def _geometric_params(seed: int) -> PolicyParams:
 @pytest.mark.parametrize("name", GEOMETRIC)
 def test_reference_fill_equals_pil_fillcolor(name, fill):
     image = photos()["astronaut"][:57, :91]
-    value = OPS[name].value("adversarial", 9, -1)
+    value = spaces.adversarial().value(name, 9, -1)
     matrix = OPS[name].reference.matrix(value, *image.shape[:2])
     if name == "Rotate":
         want = Image.fromarray(image).rotate(value, resample=Image.NEAREST, fillcolor=(fill,) * 3)

@@ -21,7 +21,6 @@ from fastpolicy.policies import (
     sampler_from_dict,
     trivialaugment_wide,
 )
-from fastpolicy.registry import get_op
 from fastpolicy.sampling import sample_policies
 from fastpolicy.spaces import get_space
 
@@ -68,7 +67,7 @@ def test_standard_spaces_hold_torchvisions_ops_and_magnitudes(space):
         assert magnitude.signed == signed
         for b in range(ours.n_bins):
             expected = float(magnitudes[b])
-            value = get_op(op).value(space, b, 1)
+            value = ours.value(op, b, 1)
             if op.startswith("Translate"):
                 expected /= width  # pixels → a fraction of the side
             elif op == "Solarize":
@@ -98,7 +97,7 @@ def test_standard_ops_give_torchvisions_pil_pixels(space):
         magnitude = ours_space.magnitude(op)
         for b in sorted({1, ours_space.n_bins // 2, ours_space.n_bins - 1}):
             for sign in (1, -1) if magnitude is not None and magnitude.signed else (1,):
-                value = get_op(op).value(space, b, sign)
+                value = ours_space.value(op, b, sign)
                 theirs = value  # shear, degrees, bits
                 if op.startswith("Translate"):
                     side = width if op.endswith("X") else height

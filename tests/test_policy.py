@@ -63,6 +63,26 @@ def test_sample_policies_is_policy_major_with_partners_in_block():
     assert np.array_equal(blocks, np.repeat(np.arange(3), 8)[:, None].repeat(2, 1))
 
 
+def test_stacked_policies_draw_as_each_would_alone():
+    # sample_policies stacks Policy objects of one shape through their sub_policy_tables; the
+    # stacked draw must give each policy its own sub-policies (not the first policy's).
+    first, second = Policy([[("Invert", 0), ("Equalize", 0)]]), Policy([[("Rotate", 4, 0.0), ("ShearX", 9)]])
+    params = sample_policies([first, second], 64, np.random.default_rng(6))
+    assert np.all(params.op[:64] == [OPS["Invert"].id, OPS["Equalize"].id])
+    assert np.all(params.op[64:, 0] == -1) and np.all(params.op[64:, 1] == OPS["ShearX"].id)
+    ops, bins = second.choose(5, np.random.default_rng(7))
+    assert ops.shape == bins.shape == (5, 2) and np.all(bins[:, 1] == 9)
+
+
+def test_policy_tables_are_read_only_and_copies_writable():
+    policy = _policy()
+    with pytest.raises(ValueError, match="read-only"):
+        policy.sub_policy_tables.op[0, 0] = 3
+    ops, _, _ = policy.tables()
+    ops[0, 0] = 3
+    assert policy.sub_policy_tables.op[0, 0] == OPS["ShearX"].id
+
+
 def test_numpy_integer_bins_are_accepted():
     policy = Policy([[("Rotate", np.int64(4)), ("Invert", np.int32(0))]])
     assert policy.sub_policies[0][0].bin == 4 and type(policy.sub_policies[0][0].bin) is int

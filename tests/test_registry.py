@@ -122,6 +122,16 @@ def test_signs_only_where_the_op_has_one():
     assert adversarial().magnitude("ShearX").value(5, -1) == -adversarial().magnitude("ShearX").value(5, 1)
 
 
+def test_space_value_uses_the_space_bins():
+    # A 31-bin space reaches the end of its range at bin 30, a 10-bin one at bin 9.
+    assert get_space("randaugment").value("Rotate", 30) == pytest.approx(30.0)
+    assert get_space("randaugment").value("Rotate", 15, -1) == pytest.approx(-15.0)
+    assert adversarial().value("Rotate", 9, -1) == pytest.approx(-30.0)
+    assert aws().value("Invert", 5) == 0.0
+    with pytest.raises(KeyError, match="not in the aws search space"):
+        aws().value("Cutout", 3)
+
+
 def test_bins_out_of_range_are_rejected():
     with pytest.raises(ValueError, match="out of range"):
         adversarial().magnitude("Rotate").value(10)

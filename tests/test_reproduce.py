@@ -161,7 +161,12 @@ def test_imagenet_dry_run_on_cpu(tmp_path):
     assert row["epoch"] == 0 and np.isfinite(row["train_loss"]) and len(row["reward"]) == 2
     assert summary["preset"]["model"] == "resnet50" and summary["preset"]["image_size"] == 224
     assert (tmp_path / "tree" / "train").is_dir() and (tmp_path / "tree" / "val").is_dir()
-    from fastpolicy.reproduce.dry_run import dry_run
+    from fastpolicy.reproduce.dry_run import EXPLODING, dry_run, judge
+
+    # The run ends with a verdict read from its logs; it agrees with the summary's losses.
+    result = judge(str(tmp_path / "adversarial"), 4)
+    sane = all(np.isfinite(row[k]) and row[k] < EXPLODING * np.log(4) for k in ("train_loss", "val_loss"))
+    assert result.ok == sane and ("loss" in result.reason)
 
     with pytest.raises(ValueError, match="search must be"):
         dry_run("imagenet_resnet50", "other", str(tmp_path))

@@ -65,25 +65,32 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+FASTPOLICY_COLOR, OTHER_COLOR = "tab:orange", "tab:blue"
+"""Bar colours of the chart: fastpolicy's rows, every other contender's."""
+
+
 def bar_chart(rows: list[dict], path: str, title: str) -> str:
-    """Horizontal bars of images/s (log scale) per group, fastpolicy's bars highlighted."""
+    """Horizontal bars of images/s (log scale) per group, fastpolicy's bars highlighted (see the legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     labels, values, colors = [], [], []
     for row in rows:
         case = f"{row['scenario']}/{row.get('case') or ''}" + (f" M={row['M']}" if row.get("M") else "")
         labels.append(f"{case}: {row['contender']}")
         values.append(row["images_per_s"])
-        colors.append("tab:orange" if row["contender"].startswith("fastpolicy") else "tab:blue")
-    fig, axis = plt.subplots(figsize=(11, 0.28 * len(rows) + 1.5), layout="constrained")
+        colors.append(FASTPOLICY_COLOR if row["contender"].startswith("fastpolicy") else OTHER_COLOR)
+    fig, axis = plt.subplots(figsize=(11, 0.28 * len(rows) + 1.8), layout="constrained")
     axis.barh(labels[::-1], values[::-1], color=colors[::-1])
     axis.set_xscale("log")
     axis.set_xlabel("images/s (log scale)")
     axis.tick_params(axis="y", labelsize=7)
     axis.set_title(title)
+    handles = [Patch(color=FASTPOLICY_COLOR, label="fastpolicy"), Patch(color=OTHER_COLOR, label="other contender")]
+    fig.legend(handles=handles, loc="outside upper right", ncols=2, fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

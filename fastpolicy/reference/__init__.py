@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import registry as _registry
+from ..spaces import get_space
 from .geometry import FILL, check_fill
 
 
@@ -65,7 +66,7 @@ def apply_op(
     spec = _registry.get_op(name)
     if sign not in (-1, 1):
         raise ValueError(f"sign must be -1 or +1, got {sign!r}")
-    value = spec.value(space, magnitude_bin, sign)
+    value = get_space(space).value(name, magnitude_bin, sign)
     center = None
     if spec.needs == "center":
         center = (rng if rng is not None else np.random.default_rng()).random(2)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import atomic
+from ..distribution import pair_label
+from ..params import NO_OP
+from ..registry import OP_NAMES
 
 
 def _pyplot():
@@ -15,6 +18,13 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _integer_ticks(axis) -> None:
+    """Whole-number ticks on ``axis``'s x axis (epochs, loops): never 0.5 of an epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def schedule_distributions(schedule) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -57,32 +67,65 @@ def plot_schedule(schedule, path: str) -> str:
     bottom.set_ylabel("magnitude bin")
     bottom.set_xlabel("epoch")
     bottom.set_title("Magnitude distribution per epoch")
-    fig.colorbar(image, ax=bottom, label="fraction", location="left", pad=0.08)
+    _integer_ticks(bottom)
+    # Right beside the heat map, where the legend stands beside the bars above.
+    fig.colorbar(image, cax=bottom.inset_axes((1.01, 0.0, 0.02, 1.0)), label="fraction of bins")
     atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
 
-def plot_samples(images, mean, std, path: str, M: int, per_policy: int = 8) -> str:
+def sample_caption(params, row: int) -> str:
+    """The ops applied to row ``row`` of :class:`~fastpolicy.params.PolicyParams`, one per line,
+    in order, each as ``op@bin`` (``op`` alone without a magnitude); ``"no op"`` if none."""
+    ops = [
+        OP_NAMES[op] if b < 0 else f"{OP_NAMES[op]}@{b}"
+        for op, b in zip(params.op[row].tolist(), params.bin[row].tolist())
+        if op != NO_OP
+    ]
+    return "\n".join(ops) or "no op"
+
+
+def plot_samples(
+    images, mean, std, path: str, M: int, per_policy: int = 8, *, epoch: int | None = None, params=None
+) -> str:
     """Grid of augmented samples: one row per policy (copy m), ``per_policy`` images each.
 
-    ``images``: float [M·N, C, H, W] normalized as the loader outputs; ``mean``/``std``
-    per channel in [0, 1] units undo the normalization.
+    Args:
+        images: float [M·N, C, H, W] normalized as the loader outputs, policy-major (rows
+            ``m·N … (m+1)·N − 1`` are copy m).
+        mean, std: per channel, in [0, 1] units; they undo the normalization.
+        path: the PNG to write.
+        M: copies (rows of the grid).
+        per_policy: images shown per row (at most N).
+        epoch: the epoch the batch is from, named in each row's title (None: not named).
+        params: the batch's :class:`~fastpolicy.params.PolicyParams` (``params.n == M·N``);
+            each image is captioned with its ops (None: no captions).
     """
     plt = _pyplot()
     images = np.asarray(images, dtype=np.float32)
     n = len(images) // M
+    if params is not None and params.n != len(images):
+        raise ValueError(f"params has {params.n} rows for {len(images)} images")
     per_policy = min(per_policy, n)
     mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
     pixels = np.clip(images * std + mean, 0, 1)
-    fig, axes = plt.subplots(M, per_policy, figsize=(per_policy * 1.2, M * 1.2), squeeze=False)
+    caption_lines = 0 if params is None else max(1, params.k)
+    cell_height = 1.3 + 0.12 * caption_lines
+    fig, axes = plt.subplots(M, per_policy, figsize=(per_policy * 1.3, M * cell_height + 0.3), squeeze=False)
     for m in range(M):
         for j in range(per_policy):
             picture = pixels[m * n + j].transpose(1, 2, 0)
             axes[m, j].imshow(picture[..., 0] if picture.shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=1)
-            axes[m, j].axis("off")
-        axes[m, 0].set_title(f"policy {m}", fontsize=7, loc="left")
+            axes[m, j].set_xticks([])
+            axes[m, j].set_yticks([])
+            for spine in axes[m, j].spines.values():
+                spine.set_visible(False)
+            if params is not None:
+                axes[m, j].set_xlabel(sample_caption(params, m * n + j), fontsize=6, linespacing=1.1)
+        title = f"policy {m}" + ("" if epoch is None else f" · epoch {epoch}")
+        axes[m, 0].set_title(title, fontsize=8, loc="left")
     fig.tight_layout()
     atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
@@ -94,10 +137,15 @@ def plot_pair_heatmap(distribution, path: str) -> str:
     plt = _pyplot()
     names = [el.name for el in distribution.space.elements]
     joint = distribution.joint()
-    fig, axis = plt.subplots(figsize=(11, 10), layout="constrained")
+    fig, axis = plt.subplots(figsize=(14, 13), layout="constrained")
     image = axis.imshow(joint, cmap="magma", interpolation="nearest")
-    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-    axis.set_yticks(range(len(names)), names, fontsize=6)
+    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=9)
+    axis.set_yticks(range(len(names)), names, fontsize=9)
+    ops = [el.op for el in distribution.space.elements]
+    for i in range(1, len(ops)):  # thin lines between ops, so an op's bins read as one block
+        if ops[i] != ops[i - 1]:
+            axis.axhline(i - 0.5, color="white", linewidth=0.6)
+            axis.axvline(i - 0.5, color="white", linewidth=0.6)
     axis.set_xlabel("second element e2")
     axis.set_ylabel("first element e1")
     axis.set_title(f"p(e1, e2); uniform = {1 / joint.size:.2e}")
@@ -108,11 +156,12 @@ def plot_pair_heatmap(distribution, path: str) -> str:
 
 
 def plot_top_pairs(distribution, path: str, k: int = 20) -> str:
-    """Horizontal bars of the ``k`` most probable pairs, with the uniform probability marked."""
+    """Horizontal bars of the ``k`` most probable pairs (labelled by :func:`~fastpolicy.distribution.pair_label`,
+    as the metrics log writes them), with the uniform probability marked."""
     plt = _pyplot()
     top = distribution.top_pairs(k)
     fig, axis = plt.subplots(figsize=(8, 0.3 * k + 1.2), layout="constrained")
-    labels = [f"{a} → {b}" for a, b, _ in top][::-1]
+    labels = [pair_label(a, b) for a, b, _ in top][::-1]
     axis.barh(labels, [p for _, _, p in top][::-1], color="tab:blue")
     axis.axvline(1 / distribution.n_elements**2, color="grey", linestyle="--", label="uniform")
     axis.set_xlabel("probability")
@@ -142,6 +191,7 @@ def plot_search_progress(history: list[dict], pair_probabilities: dict[str, list
         bottom.plot(loops, values, label=label)
     bottom.set_ylabel("probability")
     bottom.set_xlabel("loop")
+    _integer_ticks(bottom)
     bottom.legend(fontsize=7, loc="upper left")
     top.set_title("AWS stage 2")
     atomic.save_figure(fig, path, dpi=100)

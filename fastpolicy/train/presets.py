@@ -39,119 +39,92 @@ class Preset:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _variant(base: Preset, name: str, doc: str, **changes) -> Preset:
+    """``base`` renamed, re-documented and with ``changes`` (None values included, unlike
+    :meth:`Preset.with_`): how every preset but a base one is written."""
+    return replace(base, name=name, doc=doc, **changes)
+
+
+_FASHION_MNIST = Preset(
+    "fashion_mnist",
+    "small_cnn",
+    "fashion_mnist",
+    batch=64,
+    M=8,
+    lr=0.05,
+    weight_decay=5e-4,
+    epochs=3,
+    image_size=28,
+    train_subset=4096,
+    val_subset=2000,
+    doc="the embedded default: a short search on a Fashion-MNIST subset, minutes on a CPU",
+)
+_FASHION_MNIST_LONG = _variant(
+    _FASHION_MNIST,
+    "fashion_mnist_long",
+    "the Table 4 study's regime: 1 024 training images for 80 epochs (cosine), where the "
+    "baseline overfits; all 10 000 test images",
+    epochs=80,
+    train_subset=1024,
+    val_subset=None,
+)
+_CIFAR10_WRN = Preset(
+    "cifar10_wrn28_10",
+    "wrn_28_10",
+    "cifar10",
+    batch=128,
+    M=8,
+    lr=0.1,
+    weight_decay=5e-4,
+    epochs=200,
+    schedule="step",
+    milestones=(60, 120, 160),
+    image_size=32,
+    cutout=16,
+    doc="Adversarial AutoAugment, Table 7: CIFAR-10 WRN-28-10, batch 128·8, lr 0.1, wd 5e-4, 200 epochs; "
+    "Cutout 16×16 after the policy (AutoAugment's CIFAR pipeline)",
+)
+_IMAGENET_RESNET50 = Preset(
+    "imagenet_resnet50",
+    "resnet50",
+    "imagenet",
+    batch=2048,
+    M=8,
+    lr=0.8,
+    weight_decay=1e-4,
+    epochs=120,
+    image_size=224,
+    doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50, batch 2048·8, lr 0.8, wd 1e-4, 120 epochs, cosine",
+)
+
 PRESETS = {
     p.name: p
     for p in (
-        Preset(
-            "fashion_mnist",
-            "small_cnn",
-            "fashion_mnist",
-            batch=64,
-            M=8,
-            lr=0.05,
-            weight_decay=5e-4,
-            epochs=3,
-            image_size=28,
-            train_subset=4096,
-            val_subset=2000,
-            doc="the embedded default: a short search on a Fashion-MNIST subset, minutes on a CPU",
-        ),
-        Preset(
-            "fashion_mnist_long",
-            "small_cnn",
-            "fashion_mnist",
-            batch=64,
-            M=8,
-            lr=0.05,
-            weight_decay=5e-4,
-            epochs=80,
-            image_size=28,
-            train_subset=1024,
-            doc="the Table 4 study's regime: 1 024 training images for 80 epochs (cosine), where the "
-            "baseline overfits; all 10 000 test images",
-        ),
-        Preset(
+        _FASHION_MNIST,
+        _FASHION_MNIST_LONG,
+        _variant(
+            _FASHION_MNIST_LONG,
             "fashion_mnist_long_step",
-            "small_cnn",
-            "fashion_mnist",
-            batch=64,
-            M=8,
-            lr=0.05,
-            weight_decay=5e-4,
-            epochs=80,
+            "fashion_mnist_long with Table 4's baseline schedule: × 0.2 at 30, 60 and 80 % of training",
             schedule="step",
             milestones=(24, 48, 64),
-            image_size=28,
-            train_subset=1024,
-            doc="fashion_mnist_long with Table 4's baseline schedule: × 0.2 at 30, 60 and 80 % of training",
         ),
-        Preset(
-            "cifar10_wrn28_10",
-            "wrn_28_10",
-            "cifar10",
-            batch=128,
-            M=8,
-            lr=0.1,
-            weight_decay=5e-4,
-            epochs=200,
-            schedule="step",
-            milestones=(60, 120, 160),
-            image_size=32,
-            cutout=16,
-            doc="Adversarial AutoAugment, Table 7: CIFAR-10 WRN-28-10, batch 128·8, lr 0.1, wd 5e-4, 200 epochs; "
-            "Cutout 16×16 after the policy (AutoAugment's CIFAR pipeline)",
-        ),
-        Preset(
+        _CIFAR10_WRN,
+        _variant(
+            _CIFAR10_WRN,
             "cifar10_resnet18",
-            "resnet18_cifar",
-            "cifar10",
-            batch=128,
-            M=8,
-            lr=0.1,
-            weight_decay=5e-4,
-            epochs=200,
-            schedule="step",
-            milestones=(60, 120, 160),
-            image_size=32,
-            cutout=16,
-            doc="CIFAR ResNet-18 with the WRN recipe (Cutout 16×16 after the policy)",
+            "CIFAR ResNet-18 with the WRN recipe (Cutout 16×16 after the policy)",
+            model="resnet18_cifar",
         ),
-        Preset(
-            "imagenet_resnet50",
-            "resnet50",
-            "imagenet",
-            batch=2048,
-            M=8,
-            lr=0.8,
-            weight_decay=1e-4,
-            epochs=120,
-            image_size=224,
-            doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50, batch 2048·8, lr 0.8, "
-            "wd 1e-4, 120 epochs, cosine",
-        ),
-        Preset(
-            "imagenet_resnet50d",
-            "resnet50d",
-            "imagenet",
-            batch=2048,
-            M=8,
-            lr=0.8,
-            weight_decay=1e-4,
-            epochs=120,
-            image_size=224,
-            doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-50-D with the ResNet-50 recipe",
-        ),
-        Preset(
-            "imagenet_resnet200",
-            "resnet200",
-            "imagenet",
-            batch=2048,
-            M=8,
-            lr=0.8,
-            weight_decay=1e-4,
-            epochs=120,
-            image_size=224,
-            doc="Adversarial AutoAugment, Table 7: ImageNet ResNet-200 with the ResNet-50 recipe",
+        _IMAGENET_RESNET50,
+        *(
+            _variant(
+                _IMAGENET_RESNET50,
+                f"imagenet_{model}",
+                f"Adversarial AutoAugment, Table 7: ImageNet {label} with the ResNet-50 recipe",
+                model=model,
+            )
+            for model, label in (("resnet50d", "ResNet-50-D"), ("resnet200", "ResNet-200"))
         ),
     )
 }
@@ -159,6 +132,7 @@ PRESETS = {
 
 
 def get_preset(name: str) -> Preset:
+    """The preset called ``name``; ValueError names it and lists the known ones otherwise."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
@@ -186,13 +160,13 @@ class AWSStages:
     agent_lr: float = 0.1
 
 
+_AWS_BY_DATASET = {
+    "cifar10": AWSStages(200, 500, 10, 0.1, 5000),
+    "imagenet": AWSStages(150, 500, 5, 0.1, 50000, agent_lr=0.2),
+}
 AWS_STAGES = {
     "fashion_mnist": AWSStages(stage1_epochs=4, loops=12, finetune_epochs=1, finetune_lr_scale=0.1, val_count=1024),
-    "cifar10_wrn28_10": AWSStages(200, 500, 10, 0.1, 5000),
-    "cifar10_resnet18": AWSStages(200, 500, 10, 0.1, 5000),
-    "imagenet_resnet50": AWSStages(150, 500, 5, 0.1, 50000, agent_lr=0.2),
-    "imagenet_resnet50d": AWSStages(150, 500, 5, 0.1, 50000, agent_lr=0.2),
-    "imagenet_resnet200": AWSStages(150, 500, 5, 0.1, 50000, agent_lr=0.2),
+    **{p.name: _AWS_BY_DATASET[p.dataset] for p in PRESETS.values() if p.dataset in _AWS_BY_DATASET},
 }
 """Preset name → :class:`AWSStages` (the paper's 200/150 shared epochs, 500 loops, 10/5
 fine-tuning epochs, policy learning rate 0.1 on CIFAR and 0.2 on ImageNet as in the official
