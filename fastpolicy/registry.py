@@ -5,7 +5,7 @@ An op's *value* is its parameter in physical units (see :mod:`fastpolicy.magnitu
 each search space that contains the op gives its own bin→value :class:`Magnitude`
 (:meth:`fastpolicy.spaces.SearchSpace.value` turns a bin into a value). The search spaces
 are derived from this module, which imports none of them.
-Backends (``"dali"``, ``"cupy"``) attach implementations by op name with
+Implementations (``"dali"``, ``"kernels"``: :data:`IMPLEMENTATIONS`) attach by op name with
 :func:`register_backend`; the NumPy ``reference`` is the specification.
 """
 
