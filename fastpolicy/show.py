@@ -13,6 +13,7 @@ import json
 import os
 
 from .errors import UserError
+from .train.rundir import kind_of
 
 _DESCRIBED = (
     "run.json",
@@ -49,7 +50,7 @@ def _rows(path: str) -> list[dict]:
 def _kind(folder: str, marker: dict) -> str:
     kind = marker.get("fastpolicy_run")
     if isinstance(kind, str):
-        return kind
+        return kind_of(kind)  # "adversarial-<mode>" in runs written before the kind was one word
     if any(os.path.exists(os.path.join(folder, f)) for f in ("shared.pt", "stage1.pt", "stage1.csv")):
         return "aws"
     return "adversarial" if os.path.exists(os.path.join(folder, "schedule.json")) else "train"
@@ -154,7 +155,7 @@ def describe(folder: str) -> list[str]:
                 reverse=True,
             )
             schedule = _json(os.path.join(folder, "schedule.json")).get("epochs") or []
-            if rewards and schedule and kind.startswith("adversarial"):
+            if rewards and schedule and kind == "adversarial":
                 policies = schedule[-1].get("policies", [])
                 best = int(rewards[0][1])
                 if best < len(policies):

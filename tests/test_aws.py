@@ -121,9 +121,10 @@ def test_split_is_seeded_disjoint_and_sized():
 
 pytest.importorskip("nvidia.dali")
 
+from fastpolicy.policies import load_policy_file  # noqa: E402
 from fastpolicy.train.aws import AWSConfig, AWSSearch  # noqa: E402
 from fastpolicy.train.checkpoint import CheckpointError  # noqa: E402
-from fastpolicy.train.final import FinalTraining, TrainConfig, load_policy_file  # noqa: E402
+from fastpolicy.train.final import FinalTraining, TrainConfig  # noqa: E402
 from fastpolicy.train.rundir import RunFolderError  # noqa: E402
 
 
