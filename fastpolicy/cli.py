@@ -72,7 +72,7 @@ def _run(args) -> int:
     config = _options(args, args.config_class, out=_out(args, args.kind_class.KIND), preset=preset)
     run = args.kind_class(config, resume=args.resume, overwrite=args.overwrite)
     if distributed.is_main():
-        write_config(config.out, run.resolved_config, args.command_line)
+        write_config(config.out, config.resolved_config(), args.command_line)
     run.run()
     log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
     if args.kind_class.KIND == "aws":

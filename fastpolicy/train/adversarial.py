@@ -92,7 +92,6 @@ class AdversarialSearch(EpochTrainer):
             run, preset, {"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout}
         )
         super().__init__(run, preset, loaders)
-        self.resolved_config = config.resolved(preset)
         self.controller = ctl.PolicyController().to(self.device)
         self.controller_start = copy.deepcopy(self.controller)  # for the KL from the start
         self.controller_optimizer = ctl.make_optimizer(self.controller, config.controller_lr)

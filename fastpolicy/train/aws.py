@@ -281,7 +281,6 @@ class AWSSearch:
         self.history: list[dict] = []
         self.thetas = [self._theta()]  # θ before each loop's update, then after the last
         self.log = run.run_log("metrics")
-        self.resolved_config = config.resolved_config()
         if not resume and distributed.is_main():
             jsonio.write_json(self.path("split.json"), self.split)
         if resume and os.path.exists(self.path(self.CHECKPOINT)):

@@ -12,6 +12,7 @@ uses the dataset's own held-out split (Fashion-MNIST's test images, or ``val/``)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ..config import positive_int, setting
@@ -19,7 +20,7 @@ from ..log import get as get_logger
 from ..policies import resolve
 from ..schedule import PolicySchedule
 from . import distributed
-from .presets import get_preset
+from .presets import Preset, get_preset
 from .runner import Run
 from .trainer import EpochTrainer, RunConfig, log_lr_scaling, run_loaders
 
@@ -44,6 +45,18 @@ class TrainConfig(RunConfig):
         shown="standard augmentation only",
     )
 
+    def resolved_policy(self):
+        """The sampler or schedule :attr:`policy` names (:func:`fastpolicy.policies.resolve`), or None."""
+        return None if self.policy is None else resolve(self.policy)
+
+    def resolved_preset(self, policy=dataclasses.MISSING) -> Preset:
+        """The preset with this run's overrides; ``M``: 1, or the schedule's policies per epoch,
+        unless given (``policy``: :meth:`resolved_policy`, read again if not passed)."""
+        if policy is dataclasses.MISSING:
+            policy = self.resolved_policy()
+        default_m = len(policy[0]) if isinstance(policy, PolicySchedule) and len(policy) else 1
+        return self.base_preset().with_(M=self.M or default_m)
+
 
 class FinalTraining(EpochTrainer):
     """``FinalTraining(config).run()``; ``resume=True`` continues ``<out>/checkpoint.pt``;
@@ -52,14 +65,12 @@ class FinalTraining(EpochTrainer):
     KIND = "train"
 
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False):
-        self.policy = None if config.policy is None else resolve(config.policy)
-        default_m = len(self.policy[0]) if isinstance(self.policy, PolicySchedule) and len(self.policy) else 1
-        preset = config.base_preset().with_(M=config.M or default_m)
+        self.policy = config.resolved_policy()
+        preset = config.resolved_preset(self.policy)
         run = Run(config, self.KIND, resume=resume, overwrite=overwrite)
         log_lr_scaling(get_preset(config.preset), preset)
         loaders = run_loaders(run, preset, {"cutout": preset.cutout})
         super().__init__(run, preset, loaders)
-        self.resolved_config = config.resolved(preset)
         self.restore_or_start()
 
     def start_epoch(self) -> dict:

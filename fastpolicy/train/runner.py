@@ -179,10 +179,29 @@ class Run:
         (but :attr:`resume_ignored`) and on the same ``data``; :class:`CheckpointError` otherwise."""
         path = self.path(name)
         state = checkpoint.load(path)
-        check_same_settings(state["config"], self.saved_settings(), path, ignored=self.resume_ignored)
+        try:
+            check_same_settings(state["config"], self.saved_settings(), path, ignored=self.resume_ignored)
+        except CheckpointError:
+            # the same settings may be spelled out: a run started with its preset's defaults and
+            # resumed with its own config.yaml (resolved values) is the same run
+            saved, current = self._resolved(state["config"]), self._resolved(self.saved_settings())
+            if saved is None or current is None:
+                raise
+            check_same_settings(saved, current, path, ignored=self.resume_ignored)
         check_same_data(state.get("data"), data, path)
         log.debug(f"fastpolicy: read checkpoint {path}")
         return state
+
+    def _resolved(self, settings: dict) -> dict | None:
+        """``settings`` (a config as a dict) with the preset's values filled in (the config's
+        ``resolved_config()``), or None where they cannot be resolved."""
+        kind = type(self.config)
+        names = {field.name for field in dataclasses.fields(kind)}
+        try:
+            values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in names}
+            return dataclasses.asdict(kind(**values).resolved_config())
+        except (AttributeError, TypeError, ValueError, OSError):
+            return None
 
     def restore_loader(self, state: dict, name: str, loader) -> None:
         """This rank's ``loader`` position and RNG states from a :meth:`save` checkpoint."""

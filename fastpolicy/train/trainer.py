@@ -144,8 +144,13 @@ class RunConfig(CommonConfig):
             val_subset=self.val_subset,
         )
 
-    def resolved(self, preset: Preset):
+    def resolved_preset(self) -> Preset:
+        """The preset this run trains with (:meth:`base_preset`; a run kind may change it)."""
+        return self.base_preset()
+
+    def resolved_config(self):
         """This config with the preset's values filled in (what ``config.yaml`` records; the same run)."""
+        preset = self.resolved_preset()
         return dataclasses.replace(
             self,
             model=preset.model,
