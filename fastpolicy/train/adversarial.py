@@ -202,14 +202,20 @@ class AdversarialSearch(EpochTrainer):
     def run(self, on_epoch_end=None) -> dict:
         """Train to the preset's last epoch; writes the artefacts; returns the last row.
         ``on_epoch_end(search, row)`` is called after each epoch's checkpoint."""
-        if distributed.is_main():
-            log.info(
-                f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}, "
-                f"{distributed.world_size()} process(es)) → {self.config.out}"
-            )
+        M, window = self.preset.M, self.config.controller_window
+        what = {
+            "baseline": "standard augmentation only, one copy per image",
+            "fixed": f"{M} copies per image, standard augmentation only",
+            "random": f"{M} random policies per epoch",
+            "adversarial": f"{M} policies from the controller per "
+            + ("epoch" if window is None else f"{window} batch(es)"),
+        }[self.config.mode]
+        self.runner.info(
+            f"fastpolicy: adversarial search, mode {self.config.mode}: {what}; preset {self.preset.name}, "
+            f"{self.preset.epochs} epoch(s), {distributed.world_size()} process(es) → {self.config.out}"
+        )
         row = super().run(on_epoch_end)
-        if distributed.is_main():
-            log.info(f"fastpolicy: wrote {self.config.out}")
+        self.runner.info(f"fastpolicy: wrote {self.config.out}")
         return row
 
     # -- artefacts and checkpoints -------------------------------------------------------

@@ -202,6 +202,9 @@ class FineTuning(EpochTrainer):
     def epoch_name(self) -> str:
         return f"loop {self.loop} fine-tune {self.epoch}"
 
+    def describe(self, row: dict) -> str:
+        return f"loop {self.loop} fine-tuning " + super().describe(row)
+
     def on_batch(self, batch) -> None:
         if batch.version != self.version:
             raise RuntimeError(f"batch augmented with policy version {batch.version}, expected {self.version}")
@@ -313,7 +316,7 @@ class AWSSearch:
             else ""
         )
         self.runner.info(
-            f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs{schedule} with {augment}, "
+            f"fastpolicy: AWS stage 1: {self.preset.epochs} epoch(s){schedule} with {augment}, "
             f"{distributed.world_size()} process(es) → {self.config.out}"
         )
         self.stage1.run()
