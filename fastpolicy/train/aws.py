@@ -65,7 +65,6 @@ class AWSConfig(CommonConfig):
         None,
         "training images held out for the reward",
         flag="--val",
-        aliases=("--val-count",),
         type=positive_int,
         metavar="VAL",
         shown="the preset's stages'",
@@ -92,7 +91,6 @@ class AWSConfig(CommonConfig):
         "factorized",
         "p(e1)·p(e2|e1), the official code's, or one normalized sigmoid over all 36² pairs, the paper's text",
         flag="--aws-parameterization",
-        aliases=("--parameterization",),
         choices=PARAMETERIZATIONS,
     )
     stage1_augment: str = setting(

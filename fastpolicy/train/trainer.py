@@ -85,16 +85,13 @@ class CommonConfig:
         None,
         "train on at most this many images (Fashion-MNIST, CIFAR)",
         flag="--subset",
-        aliases=("--train-subset",),
         type=positive_int,
         metavar="SUBSET",
         shown="the preset's",
     )
     device: str | None = setting(None, "where to train", choices=("cpu", "gpu"), shown="the GPU if there is one")
     seed: int = setting(0, "seeds the model, the loaders and the policies' sampling", type=nonnegative_int)
-    num_threads: int = setting(
-        2, "DALI CPU threads", flag="--threads", aliases=("--num-threads",), type=positive_int, metavar="THREADS"
-    )
+    num_threads: int = setting(2, "DALI CPU threads", flag="--threads", type=positive_int, metavar="THREADS")
     progress: bool = setting(
         True,
         "no progress bars (they are shown only on a terminal, and not with -q)",
