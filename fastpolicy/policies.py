@@ -326,5 +326,7 @@ def resolve(policy):
     if name in STANDARD:
         return STANDARD[name](argument) if argument else STANDARD[name]()
     if not os.path.exists(policy):
+        if os.sep in policy or policy.endswith(".json"):  # meant as a file
+            raise FileNotFoundError(f"{policy}: no such file")
         raise FileNotFoundError(f"{policy!r} is neither a standard policy ({', '.join(STANDARD)}) nor a policy file")
     return load_policy_file(policy)
