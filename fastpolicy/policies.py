@@ -39,12 +39,16 @@ from typing import Any
 import numpy as np
 
 from . import jsonio
+from .distribution import FORMAT as AWS_FORMAT
 from .distribution import AWSDistribution
 from .jsonio import PolicyFormatError
 from .params import NO_OP, PolicyParams
+from .policy import FORMAT as POLICY_FORMAT
 from .policy import Policy
 from .registry import OPS
 from .sampling import complete
+from .schedule import FORMAT as SCHEDULE_FORMAT
+from .schedule import PolicySchedule
 from .spaces import SearchSpace, get_space
 
 AUTOAUGMENT_TABLES = {
@@ -261,37 +265,59 @@ STANDARD: dict[str, Any] = {
 }
 """Standard policies by name (what ``--policy`` and :func:`resolve` accept)."""
 
+POLICY_FILES: dict[str, Any] = {
+    POLICY_FORMAT: Policy,
+    AWS_FORMAT: AWSDistribution,
+    FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide},
+    SCHEDULE_FORMAT: PolicySchedule,
+}
+"""JSON ``format`` → the class a policy file loads as (standard policies: by their ``kind``)."""
+
+
+def _policy_class(data, source: str):
+    """The class a policy JSON object loads as, by its ``format`` (and a standard policy's
+    ``kind``); PolicyFormatError naming ``source`` otherwise."""
+    if not isinstance(data, dict):
+        raise PolicyFormatError(f"{source}: a policy must be a JSON object, got {type(data).__name__}")
+    fmt = data.get("format")
+    kind: Any = POLICY_FILES.get(fmt) if isinstance(fmt, str) else None
+    if isinstance(kind, dict):
+        kind = kind.get(str(data.get("kind")))
+        if kind is None:
+            raise PolicyFormatError(f"{source}: unknown standard policy kind {data.get('kind')!r}")
+    if kind is None:
+        raise PolicyFormatError(f"{source}: 'format' is {fmt!r}; a policy file is one of {', '.join(POLICY_FILES)}")
+    return kind
+
 
 def sampler_from_dict(data: dict, source: str = "<dict>"):
     """The sampler a ``to_dict()`` came from, by its ``format``: a Policy, an
-    AWSDistribution or a standard policy."""
-    if not isinstance(data, dict):
-        raise PolicyFormatError(f"{source}: a policy must be a JSON object, got {type(data).__name__}")
-    kinds: dict[str, Any] = {
-        "fastpolicy.policy": Policy,
-        "fastpolicy.aws_distribution": AWSDistribution,
-        FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide},
-    }
-    kind = kinds.get(str(data.get("format")))
-    if isinstance(kind, dict):
-        kind = kind.get(str(data.get("kind")))
-    if kind is None:
-        raise PolicyFormatError(
-            f"{source}: not a policy file (format {data.get('format')!r}, expected one of {sorted(kinds)})"
-        )
+    AWSDistribution or a standard policy (a schedule is not a sampler: refused)."""
+    kind = _policy_class(data, source)
+    if kind is PolicySchedule:
+        raise PolicyFormatError(f"{source}: a policy schedule, not a single policy")
     return jsonio.checked_from_dict(kind.from_dict, data, source)
 
 
-def resolve(policy):
-    """A sampler, or a :class:`~fastpolicy.schedule.PolicySchedule`, from what a user
-    passes: an object with ``choose`` (returned as is), a schedule, a standard policy name
-    (``"autoaugment"``, ``"autoaugment:cifar10"``, ``"randaugment"``,
-    ``"trivialaugment_wide"``), or the path of a policy, AWS distribution, standard policy or
-    schedule JSON file."""
-    from .schedule import PolicySchedule
+def load_policy_file(path: str):
+    """The :class:`~fastpolicy.policy.Policy`, :class:`~fastpolicy.distribution.AWSDistribution`,
+    standard policy or :class:`~fastpolicy.schedule.PolicySchedule` in JSON file ``path``
+    (chosen by its ``format`` field); PolicyFormatError names the file otherwise."""
+    data = jsonio.read_json(path)
+    return jsonio.checked_from_dict(_policy_class(data, str(path)).from_dict, data, str(path))
 
+
+def resolve(policy):
+    """The one policy resolver (``fastpolicy train --policy``, the loader's ``policies=``,
+    :class:`~fastpolicy.transforms.PolicyAugment`, the bench): a sampler, or a
+    :class:`~fastpolicy.schedule.PolicySchedule`, from what a user passes — an object with
+    ``choose`` or a schedule (returned as is), a standard policy name (``"autoaugment"``,
+    ``"autoaugment:cifar10"``, ``"randaugment"``, ``"trivialaugment_wide"``), or the path of a
+    policy file (:func:`load_policy_file`)."""
     if hasattr(policy, "choose") or isinstance(policy, PolicySchedule):
         return policy
+    if isinstance(policy, os.PathLike):
+        policy = os.fspath(policy)
     if not isinstance(policy, str):
         raise TypeError(
             f"expected a policy, a schedule, a standard policy name or a JSON path; got {type(policy).__name__}"
@@ -300,8 +326,7 @@ def resolve(policy):
     if name in STANDARD:
         return STANDARD[name](argument) if argument else STANDARD[name]()
     if not os.path.exists(policy):
+        if os.sep in policy or policy.endswith(".json"):  # meant as a file
+            raise FileNotFoundError(f"{policy}: no such file")
         raise FileNotFoundError(f"{policy!r} is neither a standard policy ({', '.join(STANDARD)}) nor a policy file")
-    data = jsonio.read_json(policy)
-    if data.get("format") == "fastpolicy.schedule":
-        return jsonio.checked_from_dict(PolicySchedule.from_dict, data, policy)
-    return sampler_from_dict(data, policy)
+    return load_policy_file(policy)

@@ -20,6 +20,7 @@ import stat
 import sys
 
 from .errors import UserError
+from .train.rundir import kind_of
 
 MAX_BYTES = 64 * 2**20
 """The largest run file ``show`` reads (logs and summaries of long runs are a few MiB)."""
@@ -120,7 +121,7 @@ def _policy_text(policy) -> str | None:
 def _kind(folder: str, marker: dict) -> str:
     kind = marker.get("fastpolicy_run")
     if isinstance(kind, str):
-        return kind
+        return kind_of(kind)  # "adversarial-<mode>" in runs written before the kind was one word
     if any(os.path.exists(os.path.join(folder, f)) for f in ("shared.pt", "stage1.pt", "stage1.csv")):
         return "aws"
     return "adversarial" if os.path.exists(os.path.join(folder, "schedule.json")) else "train"
@@ -236,7 +237,7 @@ def describe(folder: str) -> list[str]:
             rewards.sort(reverse=True)
             schedule_data, _ = _json(os.path.join(folder, "schedule.json"), problems)
             schedule = _typed(schedule_data, "epochs", list, "schedule.json", problems)
-            if rewards and schedule and kind.startswith("adversarial"):
+            if rewards and schedule and kind == "adversarial":
                 last_epoch = schedule[-1] if isinstance(schedule[-1], dict) else {}
                 policies = _typed(last_epoch, "policies", list, "schedule.json", problems)
                 best = rewards[0][1]

@@ -111,6 +111,7 @@ def test_ablation_modes(tmp_path, mode):
     assert len(search.schedule) == (1 if mode == "random" else 0)
 
 
+@pytest.mark.slow
 def test_cli_runs_the_default_search(tmp_path):
     from fastpolicy.cli import main
 
@@ -154,6 +155,33 @@ def test_controller_window_updates_within_the_epoch_and_credits_the_right_polici
     assert len(search.schedule) == 2 * windows and len(seen) == 2 * windows
     assert len({version for version, _ in seen}) == 2 * windows  # every window its own policies
     assert all(np.isfinite(r["controller_kl_from_start"]) and 0 <= r["controller_mean_bin"] <= 9 for r in rows)
+
+
+def test_a_new_batch_scales_the_presets_learning_rate(caplog):
+    """Linear scaling: lr × batch / preset batch when --batch overrides the preset's; unchanged otherwise."""
+    import logging
+
+    from fastpolicy.train.aws import AWSConfig
+    from fastpolicy.train.final import TrainConfig
+    from fastpolicy.train.trainer import log_lr_scaling
+
+    preset = get_preset("imagenet_resnet50")
+    assert AdversarialConfig(out="x", preset="imagenet_resnet50").resolved_preset().lr == preset.lr == 0.8
+    assert AdversarialConfig(out="x", preset="imagenet_resnet50", batch=2048).resolved_preset().lr == 0.8
+    scaled = AdversarialConfig(out="x", preset="imagenet_resnet50", batch=4).resolved_preset()
+    assert (scaled.batch, scaled.lr) == (4, pytest.approx(0.8 * 4 / 2048))
+    assert TrainConfig(out="x", batch=32).resolved_preset().lr == pytest.approx(0.05 / 2)
+    aws_preset, _, finetune_lr = AWSConfig(out="x", batch=32).resolved()
+    assert aws_preset.lr == pytest.approx(0.025) and finetune_lr == pytest.approx(0.0025)
+    assert AWSConfig(out="x").resolved()[2] == pytest.approx(0.05 * 0.1)
+    logger = logging.getLogger("fastpolicy")  # the CLI's setup stops it propagating to caplog's root handler
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="fastpolicy"):
+            log_lr_scaling(preset, scaled)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "learning rate 0.8 × 4/2048" in caplog.text and "linear scaling" in caplog.text
 
 
 def test_controller_kl_from_start():

@@ -121,9 +121,10 @@ def test_split_is_seeded_disjoint_and_sized():
 
 pytest.importorskip("nvidia.dali")
 
+from fastpolicy.policies import load_policy_file  # noqa: E402
 from fastpolicy.train.aws import AWSConfig, AWSSearch  # noqa: E402
 from fastpolicy.train.checkpoint import CheckpointError  # noqa: E402
-from fastpolicy.train.final import FinalTraining, TrainConfig, load_policy_file  # noqa: E402
+from fastpolicy.train.final import FinalTraining, TrainConfig  # noqa: E402
 from fastpolicy.train.rundir import RunFolderError  # noqa: E402
 
 
@@ -132,6 +133,7 @@ def _config(out, **changes) -> AWSConfig:
     return AWSConfig(**(settings | changes))
 
 
+@pytest.mark.slow
 def test_search_writes_every_artefact_and_never_uses_the_test_split(tmp_path):
     distribution = AWSSearch(_config(tmp_path)).run()
     for name in (
@@ -201,6 +203,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["stage1", "stage2"])
 def test_resume_continues_the_same_search(tmp_path, where):
     whole = AWSSearch(_config(tmp_path / "whole", stage1_epochs=2, loops=3))
@@ -227,6 +230,7 @@ def test_resume_continues_the_same_search(tmp_path, where):
         assert (tmp_path / "whole" / name).read_text().count("\n") == (tmp_path / "cut" / name).read_text().count("\n")
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_settings_and_allows_more_loops(tmp_path):
     AWSSearch(_config(tmp_path, loops=1)).run()
     with pytest.raises(CheckpointError, match=r"other settings \(seed: 0 → 5\)"):
@@ -275,6 +279,45 @@ def test_final_training_with_each_kind_of_policy_file(tmp_path):
         load_policy_file(str(tmp_path / "bad.json"))
 
 
+def test_train_with_a_standard_policy_by_name(tmp_path):
+    """``fastpolicy train --policy autoaugment``: the one resolver (names and files) serves the training."""
+    from fastpolicy.cli import main
+    from fastpolicy.policies import RandAugment, autoaugment
+
+    tiny = ["--epochs", "1", "--subset", "64", "--val-subset", "32", "--batch", "32", "--no-progress"]
+    assert main(["-q", "train", "--policy", "autoaugment", "--out", str(tmp_path / "aa"), *tiny]) == 0
+    summary = json.loads((tmp_path / "aa" / "summary.json").read_text())
+    assert summary["config"]["policy"] == "autoaugment" and summary["preset"]["M"] == 1
+    run = FinalTraining(
+        TrainConfig(
+            out=str(tmp_path / "ra"),
+            policy="randaugment",
+            epochs=1,
+            train_subset=64,
+            val_subset=32,
+            batch=32,
+            progress=False,
+        )
+    )
+    assert run.policy == RandAugment()
+    run.run()
+    assert run.train_loader.policies is not None
+    cifar = FinalTraining(
+        TrainConfig(
+            out=str(tmp_path / "cifar"),
+            policy="autoaugment:cifar10",
+            epochs=1,
+            train_subset=64,
+            val_subset=32,
+            batch=32,
+            progress=False,
+        )
+    )
+    assert cifar.policy == autoaugment("cifar10")
+    assert main(["-q", "train", "--policy", "autoaugmnet", "--out", str(tmp_path / "typo"), *tiny]) == 2
+
+
+@pytest.mark.slow
 def test_cli_search_aws_then_train_with_its_policy(tmp_path):
     from fastpolicy.cli import main
 
@@ -336,13 +379,24 @@ def test_policy_learning_rate_follows_the_official_code(tmp_path):
     assert search.agent_optimizer.param_groups[0]["lr"] == 0.2
 
 
-def test_tail_fine_tuning_continues_the_stage1_schedule(tmp_path):
+def test_tail_fine_tuning_continues_the_stage1_schedule(tmp_path, caplog):
     """``finetune_schedule="tail"``: stage 1 trains the first epochs of one cosine schedule and
-    every fine-tuning its last ones; ``stage1_augment="none"`` trains the shared weights without policy."""
+    every fine-tuning its last ones; ``stage1_augment="none"`` trains the shared weights without
+    policy, and the log says so."""
+    import logging
+
     search = AWSSearch(_config(tmp_path, loops=1, finetune_schedule="tail", stage1_augment="none"))
     steps = len(search.train_loader)
     total = (search.stages.stage1_epochs + search.stages.finetune_epochs) * steps
-    search.run_stage1()
+    logger = logging.getLogger("fastpolicy")  # the CLI's setup stops it propagating to caplog's root handler
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="fastpolicy"):
+            search.run_stage1()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "with standard augmentation only (no policy)" in caplog.text and "uniform" not in caplog.text
+    assert f"the first {search.stages.stage1_epochs} of a" in caplog.text
     assert search.stage1.train_loader.policies is None  # no policy in stage 1
     lr = search.preset.lr
     assert search.optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.5 * (1 + np.cos(np.pi * steps / total)))
@@ -381,6 +435,7 @@ def test_joint_parameterization_is_one_normalized_sigmoid_over_pairs():
         AWSDistribution(np.ones(E), theta, "joint")
 
 
+@pytest.mark.slow
 def test_aws_search_with_the_joint_parameterization(tmp_path):
     search = AWSSearch(_config(tmp_path, loops=2, parameterization="joint"))
     search.run()

@@ -17,7 +17,7 @@ from fastpolicy import AWSDistribution, Policy
 from fastpolicy.cli import main
 from fastpolicy.data.files import BadImageError, check_files, header_problem, scan_folder
 from fastpolicy.jsonio import PolicyFormatError, read_json
-from fastpolicy.train.final import load_policy_file
+from fastpolicy.policies import load_policy_file
 
 
 def one_line_error(capsys, argv, *expected):

@@ -97,6 +97,7 @@ def _ddp_rank(rank, out):
     )
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_over_the_global_batch(tmp_path):
     _spawn(_ddp_rank, 2, str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -181,6 +182,7 @@ def two_process_runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_adversarial_ranks_hold_identical_policies_every_epoch(two_process_runs):
     ranks = [torch.load(two_process_runs / f"adversarial_rank{r}.pt", weights_only=False) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 2
@@ -195,6 +197,7 @@ def test_adversarial_ranks_hold_identical_policies_every_epoch(two_process_runs)
     assert len(rows) == 3  # rank 0 alone writes: one header, one row per epoch
 
 
+@pytest.mark.slow
 def test_aws_ranks_hold_identical_agents_every_loop(two_process_runs):
     ranks = [torch.load(two_process_runs / f"aws_rank{r}.pt", weights_only=False) for r in range(2)]
     assert len(ranks[0]) == len(ranks[1]) == 2
@@ -204,6 +207,7 @@ def test_aws_ranks_hold_identical_agents_every_loop(two_process_runs):
     assert any(p.abs().sum() > 0 for p in ranks[0][-1]["policy"])  # one PPO update from both candidates
 
 
+@pytest.mark.slow
 def test_resume_needs_the_same_world_size(two_process_runs):
     from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
 
@@ -221,6 +225,7 @@ def test_resume_needs_the_same_world_size(two_process_runs):
         AdversarialSearch(config, resume=True)
 
 
+@pytest.mark.slow
 def test_torchrun_command_line(tmp_path):
     pytest.importorskip("nvidia.dali")
     command = [

@@ -97,6 +97,7 @@ def test_bootstrap_interval_and_paired_analysis():
     assert not table4.analyse(rows)["gate"]["passed"] and "NOT in the regime" in table4.analyse(rows)["gate"]["reading"]
 
 
+@pytest.mark.slow
 def test_table4_smoke_study(tmp_path):
     runs, results = str(tmp_path / "runs"), str(tmp_path / "results")
     _cli("reproduce", "table4", "--budget", "smoke", "--out", runs, "--results", results)
@@ -118,6 +119,7 @@ def test_table4_smoke_study(tmp_path):
     assert [r["test_error_percent"] for r in again["runs"]] == [r["test_error_percent"] for r in record["runs"]]
 
 
+@pytest.mark.slow
 def test_proxy_smoke_study(tmp_path):
     _cli(
         "reproduce",
@@ -139,6 +141,7 @@ def test_proxy_smoke_study(tmp_path):
         assert (tmp_path / "results" / f"proxy_smoke.{suffix}").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_imagenet_dry_run_on_cpu(tmp_path):
     _cli(
         "reproduce",

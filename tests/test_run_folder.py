@@ -84,6 +84,7 @@ def test_csv_log_keeps_one_header_and_every_column(tmp_path):
 pytest.importorskip("nvidia.dali")
 
 
+@pytest.mark.slow
 def test_rerun_into_a_finished_folder_is_refused_from_the_cli(tmp_path):
     out = str(tmp_path / "run")
     cli("search", "adversarial", "--out", out, "--epochs", "1", *SMALL)
@@ -129,6 +130,7 @@ def _weights(out: str) -> dict:
     return checkpoint.load(os.path.join(out, "checkpoint.pt"))["model"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     args = ["search", "adversarial", "--epochs", "3", "--subset", "512", "--batch", "32", "--M", "2", "--no-progress"]
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")

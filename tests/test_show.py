@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -18,6 +19,7 @@ def _show(capsys, folder) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_show_describes_every_kind_of_run(tmp_path, capsys):
     from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
     from fastpolicy.train.aws import AWSConfig, AWSSearch
@@ -25,7 +27,7 @@ def test_show_describes_every_kind_of_run(tmp_path, capsys):
 
     AdversarialSearch(AdversarialConfig(out=str(tmp_path / "adv"), epochs=1, M=2, val_subset=64, **SMALL)).run()
     out = _show(capsys, tmp_path / "adv")
-    assert "kind      adversarial-adversarial" in out and "status    finished" in out
+    assert "kind      adversarial (started" in out and "status    finished" in out
     assert "progress  1 epoch(s) of 1" in out and "controller KL from its start" in out and "hardest" in out
     assert "op_distribution.png" in out and "schedule.json" in out
 
@@ -44,6 +46,22 @@ def test_show_describes_every_kind_of_run(tmp_path, capsys):
 
     os.remove(tmp_path / "train" / "summary.json")  # as a run stopped before its end looks
     assert "not finished (resume with --resume" in _show(capsys, tmp_path / "train")
+
+
+def test_runs_recorded_with_the_old_two_word_kind_are_shown_and_resumed(tmp_path, capsys):
+    """Before the kind was one word, run.json said ``adversarial-<mode>``."""
+    from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
+
+    config = AdversarialConfig(out=str(tmp_path / "old"), mode="random", epochs=1, M=2, val_subset=64, **SMALL)
+    AdversarialSearch(config).run()
+    marker = tmp_path / "old" / "run.json"
+    recorded = json.loads(marker.read_text())
+    assert recorded["fastpolicy_run"] == "adversarial"
+    marker.write_text(json.dumps(recorded | {"fastpolicy_run": "adversarial-random"}))
+    out = _show(capsys, tmp_path / "old")
+    assert "kind      adversarial (started" in out and "mode=random" in out
+    row = AdversarialSearch(config, resume=True).run()  # finished: resumes to its end at once
+    assert row["epoch"] == 0
 
 
 def test_show_names_a_folder_that_is_not_a_run(tmp_path, capsys):

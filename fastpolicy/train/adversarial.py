@@ -19,14 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..config import fraction, level, positive_int, setting
 from ..log import get as get_logger
 from ..policy import Policy
 from ..reference.geometry import FILL
 from ..schedule import PolicySchedule
 from ..search import controller as ctl
 from . import distributed, plots
-from .presets import Preset
-from .trainer import EpochTrainer, RunConfig, run_loaders, start_run
+from .presets import Preset, get_preset
+from .runner import Run
+from .trainer import EpochTrainer, RunConfig, log_lr_scaling, run_loaders
 
 log = get_logger(__name__)
 
@@ -35,28 +37,36 @@ MODES = ("baseline", "fixed", "random", "adversarial")
 
 @dataclass
 class AdversarialConfig(RunConfig):
-    """Everything a run depends on (saved with every checkpoint): :class:`~.trainer.RunConfig`'s
-    fields (``out``, ``preset``, ``data``, overrides, ``device``, ``seed`` …) and
+    """Everything an adversarial search depends on (saved with every checkpoint):
+    :class:`~.trainer.RunConfig`'s fields (``out``, ``preset``, ``data``, overrides, ``device``,
+    ``seed`` …) and the controller's and the loader's settings below (each a flag).
 
-    Attributes:
-        mode: one of :data:`MODES`.
-        entropy_weight, controller_lr: the controller's (1e-5, 3.5e-4).
-        controller_window: batches per controller update (None: one epoch, the paper's).
-            Each window's M policies are sampled at its start, rewarded with their mean
-            per-batch losses over the window, and replaced after one REINFORCE step; an
-            epoch's last window may be shorter. ``schedule.json`` then holds one entry per
-            window, not per epoch.
-        fill, magnitude_scale: the loader's geometric fill level (0..255; 128 is
-            AutoAugment's) and magnitude range (1: full; < 1 moderate, see
-            :class:`~fastpolicy.loader.PolicyDALILoader`).
+    ``controller_window``: each window's M policies are sampled at its start, rewarded with their
+    mean per-batch losses over the window, and replaced after one REINFORCE step; an epoch's last
+    window may be shorter. ``schedule.json`` then holds one entry per window, not per epoch.
     """
 
-    mode: str = "adversarial"
-    entropy_weight: float = 1e-5
-    controller_lr: float = 3.5e-4
-    controller_window: int | None = None
-    fill: int = FILL
-    magnitude_scale: float = 1.0
+    mode: str = setting(
+        "adversarial",
+        "the paper's Table 4 arms: baseline (M = 1, no policy), fixed, random or adversarial policies",
+        choices=MODES,
+    )
+    entropy_weight: float = setting(1e-5, "the controller's entropy bonus weight")
+    controller_lr: float = setting(3.5e-4, "the controller's Adam learning rate")
+    controller_window: int | None = setting(
+        None, "batches per controller update", type=positive_int, shown="one epoch, the paper's"
+    )
+    fill: int = setting(
+        FILL,
+        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
+        type=level,
+    )
+    magnitude_scale: float = setting(
+        1.0,
+        "narrow every op's magnitude range towards its identity by this factor in (0, 1] "
+        "(1: the full AutoAugment range)",
+        type=fraction,
+    )
 
     def resolved_preset(self) -> Preset:
         if self.mode not in MODES:
@@ -72,16 +82,16 @@ class AdversarialSearch(EpochTrainer):
     ``<out>/checkpoint.pt`` on the same trajectory (same world: same device type and data);
     ``overwrite=True`` replaces a finished or abandoned run in ``out`` (see :mod:`.rundir`)."""
 
+    KIND = "adversarial"
+
     def __init__(self, config: AdversarialConfig, resume: bool = False, overwrite: bool = False):
         preset = config.resolved_preset()
-        device, options = start_run(config, f"adversarial-{config.mode}", preset, resume, overwrite)
+        run = Run(config, self.KIND, resume=resume, overwrite=overwrite)
+        log_lr_scaling(get_preset(config.preset), preset)
         loaders = run_loaders(
-            config,
-            preset,
-            options,
-            {"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout},
+            run, preset, {"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout}
         )
-        super().__init__(config, preset, loaders, device, resume)
+        super().__init__(run, preset, loaders)
         self.controller = ctl.PolicyController().to(self.device)
         self.controller_start = copy.deepcopy(self.controller)  # for the KL from the start
         self.controller_optimizer = ctl.make_optimizer(self.controller, config.controller_lr)
@@ -192,14 +202,20 @@ class AdversarialSearch(EpochTrainer):
     def run(self, on_epoch_end=None) -> dict:
         """Train to the preset's last epoch; writes the artefacts; returns the last row.
         ``on_epoch_end(search, row)`` is called after each epoch's checkpoint."""
-        if distributed.is_main():
-            log.info(
-                f"fastpolicy: adversarial search ({self.config.mode}, preset {self.preset.name}, "
-                f"{distributed.world_size()} process(es)) → {self.config.out}"
-            )
+        M, window = self.preset.M, self.config.controller_window
+        what = {
+            "baseline": "standard augmentation only, one copy per image",
+            "fixed": f"{M} copies per image, standard augmentation only",
+            "random": f"{M} random policies per epoch",
+            "adversarial": f"{M} policies from the controller per "
+            + ("epoch" if window is None else f"{window} batch(es)"),
+        }[self.config.mode]
+        self.runner.info(
+            f"fastpolicy: adversarial search, mode {self.config.mode}: {what}; preset {self.preset.name}, "
+            f"{self.preset.epochs} epoch(s), {distributed.world_size()} process(es) → {self.config.out}"
+        )
         row = super().run(on_epoch_end)
-        if distributed.is_main():
-            log.info(f"fastpolicy: wrote {self.config.out}")
+        self.runner.info(f"fastpolicy: wrote {self.config.out}")
         return row
 
     # -- artefacts and checkpoints -------------------------------------------------------

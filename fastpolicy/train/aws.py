@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -28,90 +29,96 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import atomic, jsonio
+from ..config import positive_float, positive_int, setting
 from ..distribution import AWSDistribution
 from ..log import get as get_logger
 from ..search import aws_agent
-from . import checkpoint, distributed, loop, plots
+from . import distributed, loop, plots
 from .checkpoint import CheckpointError
 from .data import build_search_loaders
-from .logs import RunLog
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .trainer import RESUME_IGNORED, CommonConfig, EpochTrainer, check_same_data, check_same_settings, start_run
+from .runner import RESUME_IGNORED, Run
+from .trainer import CommonConfig, EpochTrainer, log_lr_scaling, scaled_lr
 
 log = get_logger(__name__)
 
 REWARDS = ("last", "best2")
 FINETUNE_SCHEDULES = ("constant", "tail")
 STAGE1_AUGMENTS = ("uniform", "none")
+PARAMETERIZATIONS = ("factorized", "joint")
 
 
 @dataclass
 class AWSConfig(CommonConfig):
-    """Everything an AWS search depends on (saved with every checkpoint).
+    """Everything an AWS search depends on (saved with every checkpoint): :class:`~.trainer.CommonConfig`'s
+    fields (``train_subset``: train on at most this many of the images not held out) and the
+    search's settings below, each a flag. The budget's defaults come from the preset's
+    :data:`~.presets.AWS_STAGES`.
 
-    Attributes:
-        out: output folder.
-        preset: a :class:`~.presets.Preset` name with :data:`~.presets.AWS_STAGES` defaults.
-        data: None (Fashion-MNIST's train split) or a folder whose ``train/`` is split.
-        model, batch, train_subset: override the preset (``train_subset``: train on at
-            most this many of the images not held out).
-        val_count: images held out for the reward (default from the preset's stages).
-        stage1_epochs, loops, finetune_epochs: the budget (defaults from the stages).
-        finetune_lr: stage 2's constant learning rate (default lr × finetune_lr_scale).
-        reward: ``"last"`` or ``"best2"`` (mean of the two best per-epoch evaluations).
-        finetune_schedule: ``"constant"`` (fine-tune at the constant ``finetune_lr``) or
-            ``"tail"``: stage 1 trains the first ``stage1_epochs`` of a
-            ``stage1_epochs + finetune_epochs``-epoch schedule (the preset's) and every
-            fine-tuning runs its last ``finetune_epochs``, so a candidate is judged where
-            augmentation matters most, at the end of training.
-        parameterization: ``"factorized"`` p1(e1)·p2(e2|e1) (the official code's, default) or
-            ``"joint"`` (one normalized sigmoid over all pairs, the paper's text).
-        stage1_augment: ``"uniform"`` (AWS: the uniform pair distribution) or ``"none"``
-            (standard augmentation only; the paper's Table 5 ablation).
-        clip, ppo_steps, max_kl: PPO's ratio clip, inner steps, KL early stop (nats).
-        baseline_weight, agent_lr, agent_betas: EMA weight 0.9; Adam with betas (0.5, 0.999) and
-            the stages' learning rate (0.1 on CIFAR and Fashion-MNIST, 0.2 on ImageNet) unless
-            ``agent_lr`` is given.
-        out, preset, data, model, batch, train_subset, device, seed, num_threads, progress, verify,
-        on_bad, max_pixels: :class:`~.trainer.CommonConfig`'s.
+    ``finetune_schedule``: ``"constant"`` fine-tunes at the constant ``finetune_lr``; ``"tail"``:
+    stage 1 trains the first ``stage1_epochs`` of a ``stage1_epochs + finetune_epochs``-epoch
+    schedule (the preset's) and every fine-tuning runs its last ``finetune_epochs``, so a
+    candidate is judged where augmentation matters most, at the end of training.
     """
 
-    val_count: int | None = None
-    stage1_epochs: int | None = None
-    loops: int | None = None
-    finetune_epochs: int | None = None
-    finetune_lr: float | None = None
-    reward: str = "last"
-    finetune_schedule: str = dataclasses.field(
-        default="constant",
-        metadata={
-            "choices": FINETUNE_SCHEDULES,
-            "help": "constant: fine-tune at finetune_lr; tail: stage 1 is the head of "
-            "one schedule and each fine-tuning its tail",
-        },
+    val_count: int | None = setting(
+        None,
+        "training images held out for the reward",
+        flag="--val",
+        type=positive_int,
+        metavar="VAL",
+        shown="the preset's stages'",
     )
-    parameterization: str = "factorized"
-    stage1_augment: str = dataclasses.field(
-        default="uniform",
-        metadata={"choices": STAGE1_AUGMENTS, "help": "stage 1's augmentation: the uniform pair distribution, or none"},
+    stage1_epochs: int | None = setting(
+        None, "shared-weight epochs (stage 1)", type=positive_int, shown="the preset's stages'"
     )
-    clip: float = dataclasses.field(default=0.2, metadata={"help": "PPO's ratio clip"})
-    ppo_steps: int = dataclasses.field(default=5, metadata={"help": "PPO's inner steps per loop"})
-    max_kl: float = dataclasses.field(default=0.02, metadata={"help": "PPO's KL early stop (nats)"})
-    baseline_weight: float = dataclasses.field(default=0.9, metadata={"help": "the reward baseline's EMA weight"})
-    agent_lr: float | None = None
-    agent_betas: tuple[float, float] = dataclasses.field(default=(0.5, 0.999), metadata={"help": "Adam's betas"})
-    top_k: int = dataclasses.field(default=5, metadata={"help": "top pairs reported per loop"})
+    loops: int | None = setting(None, "stage-2 loops T_max", type=positive_int, shown="the preset's stages'")
+    finetune_epochs: int | None = setting(
+        None, "fine-tuning epochs per loop", type=positive_int, shown="the preset's stages'"
+    )
+    finetune_lr: float | None = setting(
+        None, "stage 2's constant learning rate", type=positive_float, shown="the preset's lr × its stages' scale"
+    )
+    reward: str = setting(
+        "last", "the last evaluation, or the mean of the best two (the reference code's)", choices=REWARDS
+    )
+    finetune_schedule: str = setting(
+        "constant",
+        "constant: fine-tune at --finetune-lr; tail: stage 1 is the head of one schedule and each fine-tuning its tail",
+        choices=FINETUNE_SCHEDULES,
+    )
+    parameterization: str = setting(
+        "factorized",
+        "p(e1)·p(e2|e1), the official code's, or one normalized sigmoid over all 36² pairs, the paper's text",
+        flag="--aws-parameterization",
+        choices=PARAMETERIZATIONS,
+    )
+    stage1_augment: str = setting(
+        "uniform", "stage 1's augmentation: the uniform pair distribution, or none", choices=STAGE1_AUGMENTS
+    )
+    clip: float = setting(0.2, "PPO's ratio clip")
+    ppo_steps: int = setting(5, "PPO's inner steps per loop")
+    max_kl: float = setting(0.02, "PPO's KL early stop (nats)")
+    baseline_weight: float = setting(0.9, "the reward baseline's EMA weight")
+    agent_lr: float | None = setting(
+        None,
+        "the policy's Adam learning rate",
+        type=positive_float,
+        shown="the preset's stages': 0.1, or 0.2 on ImageNet",
+    )
+    agent_betas: tuple[float, float] = setting((0.5, 0.999), "the policy's Adam betas")
+    top_k: int = setting(5, "top pairs reported per loop")
 
     def resolved(self) -> tuple[Preset, AWSStages, float]:
-        """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied."""
+        """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied (a new
+        ``batch`` scales the preset's learning rate, and with it the fine-tuning's: :func:`~.trainer.scaled_lr`)."""
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if self.finetune_schedule not in FINETUNE_SCHEDULES:
             raise ValueError(f"finetune_schedule must be one of {FINETUNE_SCHEDULES}, got {self.finetune_schedule!r}")
         if self.stage1_augment not in STAGE1_AUGMENTS:
             raise ValueError(f"stage1_augment must be one of {STAGE1_AUGMENTS}, got {self.stage1_augment!r}")
-        base = get_preset(self.preset)
+        base = scaled_lr(get_preset(self.preset), self.batch)
         if self.preset not in AWS_STAGES:
             raise ValueError(f"preset {self.preset!r} has no AWS budget; known: {', '.join(AWS_STAGES)}")
         stages = dataclasses.replace(
@@ -130,30 +137,82 @@ class AWSConfig(CommonConfig):
         for name in ("stage1_epochs", "loops", "finetune_epochs", "val_count"):
             if getattr(stages, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(stages, name)}")
-        preset = base.with_(
-            model=self.model, batch=self.batch, train_subset=self.train_subset, epochs=stages.stage1_epochs
-        ).with_(M=1, val_subset=None)
+        preset = base.with_(model=self.model, train_subset=self.train_subset, epochs=stages.stage1_epochs).with_(
+            M=1, val_subset=None
+        )
         finetune_lr = self.finetune_lr if self.finetune_lr is not None else base.lr * stages.finetune_lr_scale
         if not finetune_lr > 0:
             raise ValueError(f"finetune_lr must be positive, got {finetune_lr}")
         return preset, stages, finetune_lr
 
+    def resolved_config(self) -> AWSConfig:
+        """This config with the preset's and its stages' values filled in (what ``config.yaml``
+        records; the same run)."""
+        preset, stages, finetune_lr = self.resolved()
+        return dataclasses.replace(
+            self,
+            model=preset.model,
+            batch=preset.batch,
+            train_subset=preset.train_subset,
+            val_count=stages.val_count,
+            stage1_epochs=stages.stage1_epochs,
+            loops=stages.loops,
+            finetune_epochs=stages.finetune_epochs,
+            finetune_lr=finetune_lr,
+            agent_lr=self.agent_lr if self.agent_lr is not None else stages.agent_lr,
+        )
+
 
 class SharedWeightsTraining(EpochTrainer):
-    """Stage 1: the common epoch loop with the uniform pair distribution (``stage1.pt``,
-    ``stage1.csv``). A longer ``loops`` may be asked for on resume."""
+    """Stage 1: the common epoch loop with the uniform pair distribution, or standard
+    augmentation only (``stage1_augment``); checkpoint ``stage1.pt``, log ``stage1.csv``."""
 
     def start_epoch(self) -> dict:
         if self.train_loader.policies is None and self.config.stage1_augment == "uniform":
             self.train_loader.set_policies(AWSDistribution())
         return {}
 
-    def restore(self, state: dict) -> None:
-        check_same_settings(
-            state["config"], dataclasses.asdict(self.config), self.checkpoint_path, ignored=AWSSearch.RESUME_IGNORED
+
+class FineTuning(EpochTrainer):
+    """Stage 2's fine-tuning of the shared weights with one candidate distribution: the common
+    epoch loop on this process alone (every rank fine-tunes its own candidate, no collectives),
+    without a checkpoint or a log file of its own (each loop's row and checkpoint hold its
+    result). :meth:`start` sets it up for a loop; :attr:`counts` then holds the element pairs
+    its training images drew (int64 [E·E])."""
+
+    epoch_log_level = logging.DEBUG
+
+    def __init__(self, run: Run, preset: Preset, loaders, target: tuple):
+        super().__init__(
+            run, preset, loaders, resume=False, checkpoint_name=None, log_name=None, target=target, sync=False
         )
-        state = state | {"config": dataclasses.asdict(self.config)}
-        super().restore(state)
+        self.loop, self.version = 0, -1
+        self.distribution: AWSDistribution | None = None
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def start(self, loop_index: int, distribution: AWSDistribution, version: int, scheduler) -> None:
+        """A fresh fine-tuning in loop ``loop_index``: the loader's ``distribution`` (policy
+        ``version``), the learning-rate ``scheduler`` over the shared optimizer."""
+        self.loop, self.distribution, self.version, self.scheduler = loop_index, distribution, version, scheduler
+        self.counts = np.zeros(distribution.n_elements**2, dtype=np.int64)
+        self.epoch, self.history = 0, []
+
+    def epoch_name(self) -> str:
+        return f"loop {self.loop} fine-tune {self.epoch}"
+
+    def describe(self, row: dict) -> str:
+        return f"loop {self.loop} fine-tuning " + super().describe(row)
+
+    def on_batch(self, batch) -> None:
+        if batch.version != self.version:
+            raise RuntimeError(f"batch augmented with policy version {batch.version}, expected {self.version}")
+        assert self.distribution is not None, "FineTuning.start sets the distribution first"
+        e = self.distribution.n_elements
+        pairs = self.distribution.pairs_of(batch.params)
+        self.counts[:] += np.bincount(pairs[:, 0] * e + pairs[:, 1], minlength=self.counts.size)
+
+    def write_artefacts(self) -> None:
+        """None: the search writes them."""
 
 
 class AWSSearch:
@@ -161,25 +220,31 @@ class AWSSearch:
     ``config.out`` (stage 1 from its last epoch, stage 2 from its last loop; stage 1 is skipped
     only then, when its ``shared.pt`` is there); ``overwrite=True`` replaces a run in ``out``."""
 
+    KIND = "aws"
     SHARED, CHECKPOINT, POLICY = "shared.pt", "checkpoint.pt", "policy.json"
     RESUME_IGNORED = (*RESUME_IGNORED, "loops")
 
     def __init__(self, config: AWSConfig, resume: bool = False, overwrite: bool = False):
         self.config = config
         self.preset, self.stages, self.finetune_lr = config.resolved()
-        self.device, options = start_run(config, "aws", self.preset, resume, overwrite)
+        self.runner = run = Run(
+            config, self.KIND, resume=resume, overwrite=overwrite, resume_ignored=self.RESUME_IGNORED
+        )
+        log_lr_scaling(get_preset(config.preset), self.preset)
+        self.device = run.device
+        options = run.loader_options(self.preset)
         self._resume = resume
         *loaders, self.split = self._search_loaders(options, shard=options["shard"])
+        run.describe_loaders("AWS stage 1", loaders[0], loaders[1])
         self._shared: dict | None = None
         resume_stage1 = resume and not os.path.exists(self.path(self.SHARED))
         if resume and not (os.path.exists(self.path(self.SHARED)) or os.path.exists(self.path("stage1.pt"))):
             raise CheckpointError(f"no checkpoint to resume from in {config.out} (no {self.SHARED} or stage1.pt)")
         tail = config.finetune_schedule == "tail"
         self.stage1 = SharedWeightsTraining(
-            config,
+            run,
             self.preset,
             loaders,
-            self.device,
             resume=resume_stage1,
             checkpoint_name="stage1.pt",
             log_name="stage1",
@@ -198,8 +263,15 @@ class AWSSearch:
             self.train_loader, self.val_loader, *_ = self._search_loaders(
                 options, loader_seed=config.seed + 1000 * distributed.rank()
             )
+            run.describe_loaders("AWS stage 2", self.train_loader, self.val_loader)
             self.finetune_lr *= options["batch"] / self.preset.batch
             self.tail_lr *= options["batch"] / self.preset.batch
+        self.tuning = FineTuning(
+            run,
+            self.preset.with_(epochs=self.stages.finetune_epochs),
+            (self.train_loader, self.val_loader, self.stage1.num_classes, self.stage1.channels),
+            (self.model, self.optimizer),
+        )
         self.policy = aws_agent.PairPolicy(parameterization=config.parameterization)
         self.agent_lr = config.agent_lr if config.agent_lr is not None else self.stages.agent_lr
         if not self.agent_lr > 0:
@@ -209,16 +281,16 @@ class AWSSearch:
         self.loop = 0
         self.history: list[dict] = []
         self.thetas = [self._theta()]  # θ before each loop's update, then after the last
-        self.log = RunLog(config.out, "metrics", enabled=distributed.is_main())
+        self.log = run.run_log("metrics")
         if not resume and distributed.is_main():
             jsonio.write_json(self.path("split.json"), self.split)
         if resume and os.path.exists(self.path(self.CHECKPOINT)):
-            self._restore(checkpoint.load(self.path(self.CHECKPOINT)))
+            self._restore(run.load(self.CHECKPOINT, self.stage1.data))
         else:
             self.log.truncate(0)
 
     def path(self, name: str) -> str:
-        return os.path.join(self.config.out, name)
+        return self.runner.path(name)
 
     def _theta(self) -> np.ndarray:
         return np.concatenate([self.policy.theta1.detach().numpy(), self.policy.theta2.detach().numpy().ravel()])
@@ -230,23 +302,31 @@ class AWSSearch:
         distributed.barrier()
         if self._resume and os.path.exists(self.path(self.SHARED)):
             return
-        if distributed.is_main():
-            log.info(
-                f"fastpolicy: AWS stage 1: {self.preset.epochs} epochs with the uniform policy, "
-                f"{distributed.world_size()} process(es) → {self.config.out}"
-            )
+        augment = (
+            "the uniform pair distribution"
+            if self.config.stage1_augment == "uniform"
+            else "standard augmentation only (no policy)"
+        )
+        schedule = (
+            f" (the first {self.stages.stage1_epochs} of a {self.stages.stage1_epochs + self.stages.finetune_epochs}"
+            "-epoch schedule)"
+            if self.config.finetune_schedule == "tail"
+            else ""
+        )
+        self.runner.info(
+            f"fastpolicy: AWS stage 1: {self.preset.epochs} epoch(s){schedule} with {augment}, "
+            f"{distributed.world_size()} process(es) → {self.config.out}"
+        )
         self.stage1.run()
-        if distributed.is_main():
-            checkpoint.save(
-                self.path(self.SHARED),
-                {
-                    "config": dataclasses.asdict(self.config),
-                    "model": self.model.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "history": self.stage1.history,
-                    "data": self.stage1.data,
-                },
-            )
+        self.runner.save_main(
+            self.SHARED,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "history": self.stage1.history,
+            },
+            self.stage1.data,
+        )
         distributed.barrier()
 
     def _search_loaders(self, options: dict, **sharding):
@@ -270,12 +350,7 @@ class AWSSearch:
     def shared_state(self) -> dict:
         """The saved shared weights and optimizer state (read once, checked against this config)."""
         if self._shared is None:
-            state = checkpoint.load(self.path(self.SHARED))
-            check_same_settings(
-                state["config"], dataclasses.asdict(self.config), self.path(self.SHARED), ignored=self.RESUME_IGNORED
-            )
-            check_same_data(state.get("data"), self.stage1.data, self.path(self.SHARED))
-            self._shared = state
+            self._shared = self.runner.load(self.SHARED, self.stage1.data)
         return self._shared
 
     def reload_shared(self) -> None:
@@ -311,35 +386,11 @@ class AWSSearch:
         """
         version = self.train_loader.set_policies(distribution)
         self.reload_shared()
-        scheduler = self.finetune_scheduler()
-        counts = np.zeros(distribution.n_elements**2, dtype=np.int64)
-
-        def count(batch):
-            if batch.version != version:
-                raise RuntimeError(f"batch augmented with policy version {batch.version}, expected {version}")
-            pairs = distribution.pairs_of(batch.params)
-            counts[:] += np.bincount(pairs[:, 0] * distribution.n_elements + pairs[:, 1], minlength=counts.size)
-
-        accuracies, train_loss = [], float("nan")
-        for epoch in range(self.stages.finetune_epochs):
-            train = loop.train_epoch(
-                self.model,
-                self.train_loader,
-                self.optimizer,
-                scheduler,
-                1,
-                self.device,
-                desc=f"loop {self.loop} fine-tune {epoch}",
-                progress=self.config.progress,
-                on_batch=count,
-                sync=False,
-            )
-            train_loss = train["loss"]
-            accuracies.append(
-                loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress, sync=False)[
-                    "accuracy"
-                ]
-            )
+        self.tuning.start(self.loop, distribution, version, self.finetune_scheduler())
+        self.tuning.run()
+        accuracies = [row["val_accuracy"] for row in self.tuning.history]
+        train_loss = self.tuning.history[-1]["train_loss"] if self.tuning.history else float("nan")
+        counts = self.tuning.counts
         reward = accuracies[-1] if self.config.reward == "last" else float(np.mean(sorted(accuracies)[-2:]))
         return {
             "reward": reward,
@@ -406,11 +457,18 @@ class AWSSearch:
         """Stage 1 (unless done), then stage 2 to ``loops``; writes the artefacts; returns θ*.
         ``on_loop_end(search, row)`` is called after each loop's checkpoint."""
         self.run_stage1()
-        if distributed.is_main():
-            log.info(
-                f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
-                f"epoch(s) at lr {self.finetune_lr:g}, {distributed.world_size()} candidate(s) per loop"
-            )
+        rate = (
+            f"at the constant lr {self.finetune_lr:g}"
+            if self.config.finetune_schedule == "constant"
+            else f"on the last {self.stages.finetune_epochs} epoch(s) of the schedule (base lr {self.tail_lr:g})"
+        )
+        done = f", from loop {self.loop}" if self.loop else ""
+        self.runner.info(
+            f"fastpolicy: AWS stage 2: {self.stages.loops} loops × {self.stages.finetune_epochs} fine-tuning "
+            f"epoch(s) {rate}, {distributed.world_size()} candidate(s) per loop, reward: "
+            f"{'the last evaluation' if self.config.reward == 'last' else 'the mean of the best two evaluations'}"
+            f"{done}"
+        )
         while self.loop < self.stages.loops:
             row = self.run_loop()
             if distributed.is_main():
@@ -466,35 +524,30 @@ class AWSSearch:
         atomic.write_json(self.path("summary.json"), summary)
 
     def _save(self) -> None:
-        checkpoint.save_distributed(
-            self.path(self.CHECKPOINT),
+        self.runner.save(
+            self.CHECKPOINT,
             {
-                "config": dataclasses.asdict(self.config),
                 "loop": self.loop,
                 "history": self.history,
                 "policy": self.policy.state_dict(),
                 "agent_optimizer": self.agent_optimizer.state_dict(),
                 "baseline": self.baseline.state_dict(),
                 "thetas": self.thetas,
-                "data": self.stage1.data,
             },
+            self.stage1.data,
             self.train_loader,
         )
 
     def _restore(self, state: dict) -> None:
-        check_same_settings(
-            state["config"], dataclasses.asdict(self.config), self.path(self.CHECKPOINT), ignored=self.RESUME_IGNORED
-        )
-        check_same_data(state.get("data"), self.stage1.data, self.path(self.CHECKPOINT))
         self.loop, self.history = state["loop"], state["history"]
         self.thetas = [np.asarray(theta, dtype=np.float64) for theta in state["thetas"]]  # tensors in the file
         self.policy.load_state_dict(state["policy"])
         self.agent_optimizer.load_state_dict(state["agent_optimizer"])
         self.baseline.load_state_dict(state["baseline"])
-        checkpoint.restore_distributed(state, self.path(self.CHECKPOINT), self.train_loader)
+        self.runner.restore_loader(state, self.CHECKPOINT, self.train_loader)
         self.log.truncate(self.loop)
         if distributed.is_main():
             log.info(f"fastpolicy: resumed {self.config.out} after loop {self.loop - 1}")
 
 
-__all__ = ["REWARDS", "AWSConfig", "AWSSearch", "SharedWeightsTraining"]
+__all__ = ["REWARDS", "AWSConfig", "AWSSearch", "FineTuning", "SharedWeightsTraining"]

@@ -1,6 +1,8 @@
 """Training from scratch with a found policy — the last step of both papers (``fastpolicy train``).
 
-The policy file may be an AWS distribution θ* (``policy.json`` of ``fastpolicy search aws``),
+The policy may be a standard policy by name (``autoaugment``, ``autoaugment:cifar10``,
+``randaugment``, ``trivialaugment_wide``) or a policy file (:func:`fastpolicy.policies.resolve`):
+an AWS distribution θ* (``policy.json`` of ``fastpolicy search aws``),
 a single :class:`~fastpolicy.policy.Policy`, or an Adversarial AutoAugment
 :class:`~fastpolicy.schedule.PolicySchedule` (``schedule.json``: epoch e replays that epoch's
 policies; epochs past its end keep the last). ``M > 1`` trains on the enlarged batch (AWS's
@@ -10,63 +12,65 @@ uses the dataset's own held-out split (Fashion-MNIST's test images, or ``val/``)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from .. import jsonio
-from ..distribution import FORMAT as AWS_FORMAT
-from ..distribution import AWSDistribution
+from ..config import positive_int, setting
 from ..log import get as get_logger
-from ..policy import FORMAT as POLICY_FORMAT
-from ..policy import Policy
-from ..schedule import FORMAT as SCHEDULE_FORMAT
+from ..policies import resolve
 from ..schedule import PolicySchedule
 from . import distributed
-from .trainer import EpochTrainer, RunConfig, run_loaders, start_run
+from .presets import Preset, get_preset
+from .runner import Run
+from .trainer import EpochTrainer, RunConfig, log_lr_scaling, run_loaders
 
 log = get_logger(__name__)
-
-POLICY_FILES = {AWS_FORMAT: AWSDistribution, POLICY_FORMAT: Policy, SCHEDULE_FORMAT: PolicySchedule}
-"""JSON ``format`` → the class a policy file loads as."""
-
-
-def load_policy_file(path: str):
-    """An :class:`AWSDistribution`, :class:`Policy` or :class:`PolicySchedule` from ``path``
-    (chosen by its ``format`` field); PolicyFormatError names the file otherwise."""
-    data = jsonio.read_json(path)
-    fmt = data.get("format")
-    kind: Any = POLICY_FILES.get(fmt) if isinstance(fmt, str) else None
-    if kind is None:
-        raise jsonio.PolicyFormatError(
-            f"{path}: 'format' is {fmt!r}; a policy file is one of {', '.join(POLICY_FILES)}"
-        )
-    return jsonio.checked_from_dict(kind.from_dict, data, str(path))
 
 
 @dataclass
 class TrainConfig(RunConfig):
     """A final training run (saved with every checkpoint): :class:`~.trainer.RunConfig`'s fields and
+    the policy (see the module docstring). ``M`` defaults to 1, or to the schedule's policies per epoch."""
 
-    Attributes:
-        policy: a policy file (see the module docstring), or None (standard augmentation only).
+    M: int | None = setting(
+        None,
+        "enlarged batch: copies per image",
+        type=positive_int,
+        shown="1, or the schedule's policies per epoch",
+    )
+    policy: str | None = setting(
+        None,
+        "a policy file (AWS policy.json, a Policy, an adversarial schedule.json) or a standard policy "
+        "(autoaugment, autoaugment:cifar10, randaugment, trivialaugment_wide)",
+        shown="standard augmentation only",
+    )
 
-    ``M`` defaults to 1, or to the schedule's policies per epoch.
-    """
+    def resolved_policy(self):
+        """The sampler or schedule :attr:`policy` names (:func:`fastpolicy.policies.resolve`), or None."""
+        return None if self.policy is None else resolve(self.policy)
 
-    policy: str | None = None
+    def resolved_preset(self, policy=dataclasses.MISSING) -> Preset:
+        """The preset with this run's overrides; ``M``: 1, or the schedule's policies per epoch,
+        unless given (``policy``: :meth:`resolved_policy`, read again if not passed)."""
+        if policy is dataclasses.MISSING:
+            policy = self.resolved_policy()
+        default_m = len(policy[0]) if isinstance(policy, PolicySchedule) and len(policy) else 1
+        return self.base_preset().with_(M=self.M or default_m)
 
 
 class FinalTraining(EpochTrainer):
     """``FinalTraining(config).run()``; ``resume=True`` continues ``<out>/checkpoint.pt``;
     ``overwrite=True`` replaces a run in ``out`` (see :mod:`.rundir`)."""
 
+    KIND = "train"
+
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False):
-        self.policy = None if config.policy is None else load_policy_file(config.policy)
-        default_m = len(self.policy[0]) if isinstance(self.policy, PolicySchedule) and len(self.policy) else 1
-        preset = config.base_preset().with_(M=config.M or default_m)
-        device, options = start_run(config, "train", preset, resume, overwrite)
-        loaders = run_loaders(config, preset, options, {"cutout": preset.cutout})
-        super().__init__(config, preset, loaders, device, resume)
+        self.policy = config.resolved_policy()
+        preset = config.resolved_preset(self.policy)
+        run = Run(config, self.KIND, resume=resume, overwrite=overwrite)
+        log_lr_scaling(get_preset(config.preset), preset)
+        loaders = run_loaders(run, preset, {"cutout": preset.cutout})
+        super().__init__(run, preset, loaders)
         self.restore_or_start()
 
     def start_epoch(self) -> dict:
@@ -78,18 +82,21 @@ class FinalTraining(EpochTrainer):
         return {}
 
     def run(self, on_epoch_end=None) -> dict:
-        kind = "standard augmentation" if self.policy is None else type(self.policy).__name__
-        if distributed.is_main():
-            log.info(
-                f"fastpolicy: training {self.preset.model} from scratch with {kind} (M={self.preset.M}, "
-                f"{self.preset.epochs} epochs, {distributed.world_size()} process(es)) → {self.config.out}"
-            )
+        if self.policy is None:
+            what = "standard augmentation only"
+        elif isinstance(self.config.policy, str) and not self.config.policy.endswith(".json"):
+            what = f"the standard policy {self.config.policy} ({type(self.policy).__name__})"
+        else:
+            what = f"the {type(self.policy).__name__} in {self.config.policy}"
+        self.runner.info(
+            f"fastpolicy: training {self.preset.model} from scratch with {what} (M={self.preset.M}, "
+            f"{self.preset.epochs} epochs, {distributed.world_size()} process(es)) → {self.config.out}"
+        )
         row = super().run(on_epoch_end)
-        if distributed.is_main():
-            log.info(
-                f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
-                f"(error {100 * (1 - row['val_accuracy']):.2f}%); wrote {self.config.out}"
-            )
+        self.runner.info(
+            f"fastpolicy: final held-out accuracy {row['val_accuracy']:.4f} "
+            f"(error {100 * (1 - row['val_accuracy']):.2f}%); wrote {self.config.out}"
+        )
         return row
 
     def summary(self) -> dict:
@@ -102,4 +109,4 @@ class FinalTraining(EpochTrainer):
         return summary
 
 
-__all__ = ["POLICY_FILES", "FinalTraining", "TrainConfig", "load_policy_file"]
+__all__ = ["FinalTraining", "TrainConfig"]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..log import bars_disabled
 from . import distributed
 from .presets import Preset
 
@@ -145,7 +146,9 @@ def train_epoch(
     fused = all(group.get("fused") for group in optimizer.param_groups)
     last = None
     steps = _steps(loader, sync)
-    for step, batch in zip(range(steps), tqdm(loader, desc=desc, leave=False, disable=not progress, total=steps)):
+    for step, batch in zip(
+        range(steps), tqdm(loader, desc=desc, leave=False, disable=bars_disabled(progress), total=steps)
+    ):
         if on_batch is not None:
             on_batch(batch)
         images, labels, policy_ids = (t.to(device, non_blocking=True) for t in batch)
@@ -222,7 +225,7 @@ def evaluate(model, loader, device: torch.device, progress: bool = True, sync: b
     ``sync`` under ``torchrun``, over all ranks' shards (else this process's loader alone)."""
     model.eval()
     total = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-    for batch in tqdm(loader, desc="eval", leave=False, disable=not progress):
+    for batch in tqdm(loader, desc="eval", leave=False, disable=bars_disabled(progress)):
         images, labels = batch[0].to(device), batch[1].to(device)
         if device.type == "cuda" and not images.is_contiguous(memory_format=torch.channels_last):
             images = images.contiguous(memory_format=torch.channels_last)

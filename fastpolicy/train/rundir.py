@@ -21,8 +21,18 @@ import shutil
 from ..atomic import write_json
 from ..errors import UserError
 
+KINDS = ("adversarial", "aws", "train")
+"""The kinds of run: the name of its default folder (``runs/<kind>-<time>``) and ``run.json``'s
+``fastpolicy_run`` (what ``fastpolicy show`` prints)."""
+
 MARKER = "run.json"
 """The file that marks a folder as a fastpolicy run (what it is, when it started)."""
+
+
+def kind_of(recorded: str) -> str:
+    """The run kind of a ``run.json``'s ``fastpolicy_run``: runs before the kind was one word
+    recorded ``adversarial-<mode>`` (``adversarial-baseline`` …), read as ``adversarial``."""
+    return "adversarial" if recorded.startswith("adversarial-") else recorded
 
 
 class RunFolderError(UserError, ValueError):
@@ -97,4 +107,4 @@ def continue_or_restart(out: str, checkpoint_name: str = "checkpoint.pt") -> dic
     return {"resume": resume, "overwrite": not resume}
 
 
-__all__ = ["MARKER", "RunFolderError", "check", "continue_or_restart", "new_run_folder", "prepare"]
+__all__ = ["KINDS", "MARKER", "RunFolderError", "check", "continue_or_restart", "kind_of", "new_run_folder", "prepare"]

@@ -1,17 +1,18 @@
-"""The epoch loop every run shares: target network, optimizer, LR schedule, logs, checkpoints, resume.
+"""The epoch loop every run shares (:class:`EpochTrainer`), and the settings every run has.
 
 :class:`EpochTrainer` trains a model epoch by epoch on a :class:`~fastpolicy.loader.PolicyDALILoader`
 (M·N rows per step), evaluates it, logs a row per epoch, and writes an atomic checkpoint
-after every epoch from which ``resume=True`` continues on the same trajectory. Subclasses
-choose the policies of each epoch (:meth:`EpochTrainer.start_epoch`) and act on its
-result (:meth:`EpochTrainer.finish_epoch`): the Adversarial AutoAugment search, AWS's
-stage 1, and the final training with a fixed policy.
+after every epoch from which a resumed run continues on the same trajectory. Its folder,
+device, checkpoint files and logs belong to a :class:`~.runner.Run`. Subclasses choose the
+policies of each epoch (:meth:`EpochTrainer.start_epoch`) and act on its result
+(:meth:`EpochTrainer.finish_epoch`): the Adversarial AutoAugment search, AWS's stage 1 and
+its fine-tuning (stage 2), and the final training with a fixed policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import logging
 import time
 from dataclasses import dataclass
 
@@ -19,105 +20,150 @@ import numpy as np
 import torch
 
 from .. import atomic
+from ..config import nonnegative_int, positive_int, setting
 from ..data.files import DEFAULT_MAX_PIXELS
-from ..device import device_name, torch_device
 from ..log import get as get_logger
-from . import checkpoint, distributed, loop, plots, rundir
-from .checkpoint import CheckpointError
+from . import distributed, loop, plots
 from .data import build_loaders
-from .logs import RunLog
-from .models import build_model
-from .presets import Preset, get_preset
+from .models import MODELS, build_model
+from .presets import PRESETS, Preset, get_preset
+from .runner import Run
 
 log = get_logger(__name__)
 
-RESUME_IGNORED = ("out", "progress", "num_threads", "verify", "max_pixels", "on_bad")
-"""Config fields a resumed run may change (what the file checks drop shows in the data
-fingerprint, which must not change). ``epochs`` is not one of them: the learning-rate
-schedule spans the run's epochs, so another value would change the epochs already
-trained; a resumed run with another ``epochs`` is refused (start a new run instead)."""
+
+def scaled_lr(preset: Preset, batch: int | None) -> Preset:
+    """``preset`` with ``batch`` (None: its own) and, when that differs from the preset's, the
+    learning rate scaled linearly with it (lr × batch / preset batch; Goyal et al., 2017)."""
+    if batch is None or batch == preset.batch:
+        return preset
+    return preset.with_(batch=batch, lr=preset.lr * batch / preset.batch)
+
+
+def log_lr_scaling(base: Preset, used: Preset) -> None:
+    """An info line when :func:`scaled_lr` changed the preset's learning rate (rank 0)."""
+    if used.lr != base.lr and distributed.is_main():
+        log.info(
+            f"fastpolicy: --batch {used.batch} instead of the preset's {base.batch}: learning rate "
+            f"{base.lr:g} × {used.batch}/{base.batch} = {used.lr:g} (linear scaling)"
+        )
 
 
 @dataclass
 class CommonConfig:
     """Settings every run has, declared once (each run's config adds its own; all saved with
-    each checkpoint and in ``config.yaml``).
+    each checkpoint and, resolved, in ``config.yaml``). Each field is a flag; its metadata
+    holds the flag's name, help and choices (:func:`fastpolicy.config.setting`)."""
 
-    Attributes:
-        out: output folder (checkpoint, CSV, TensorBoard, plots).
-        preset: a :class:`~.presets.Preset` name (its model, batch, M, lr, epochs …).
-        data: None (Fashion-MNIST), a CIFAR-10/100 folder in its Python format
-            (``cifar-10-batches-py/``, ``cifar-100-python/``), or a folder with ``train/`` and ``val/``.
-        model, batch, train_subset: override the preset.
-        device: ``"cpu"``, ``"gpu"`` or None (GPU if available).
-        seed: seeds the model, the loaders and the policies' sampling.
-        num_threads: DALI threads; progress: tqdm bars.
-        verify, on_bad, max_pixels: file checks of image folders (see
-            :func:`~fastpolicy.data.files.check_files`).
-    """
-
-    out: str
-    preset: str = "fashion_mnist"
-    data: str | None = None
-    model: str | None = None
-    batch: int | None = None
-    train_subset: int | None = None
-    device: str | None = None
-    seed: int = 0
-    num_threads: int = 2
-    progress: bool = True
-    verify: str = "header"
-    on_bad: str = "raise"
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    out: str = setting(
+        help="output folder (checkpoint, CSV, TensorBoard, plots); a folder that holds a run is refused "
+        "without --resume or --overwrite",
+        shown="a new runs/<kind>-<date>-<time>-<6 hex>",
+    )
+    preset: str = setting(
+        "fashion_mnist",
+        "training recipe: model, batch, M, learning rate, epochs …",
+        choices=sorted(PRESETS),
+        shown="fashion_mnist, or imagenet_resnet50 with --data",
+        flag_default=None,
+    )
+    data: str | None = setting(
+        None,
+        "folder with ImageNet-layout train/ and val/, or CIFAR-10/100 in its Python format "
+        "(cifar-10-batches-py/, cifar-100-python/)",
+        shown="Fashion-MNIST from /usr/share/datasets/fashion-mnist",
+    )
+    model: str | None = setting(None, "override the preset's model", choices=sorted(MODELS), shown="the preset's")
+    batch: int | None = setting(
+        None,
+        "N, distinct images per step over all processes; the preset's learning rate scales with it "
+        "(lr × batch / preset batch)",
+        type=positive_int,
+        shown="the preset's",
+    )
+    train_subset: int | None = setting(
+        None,
+        "train on at most this many images (Fashion-MNIST, CIFAR)",
+        flag="--subset",
+        type=positive_int,
+        metavar="SUBSET",
+        shown="the preset's",
+    )
+    device: str | None = setting(None, "where to train", choices=("cpu", "gpu"), shown="the GPU if there is one")
+    seed: int = setting(0, "seeds the model, the loaders and the policies' sampling", type=nonnegative_int)
+    num_threads: int = setting(2, "DALI CPU threads", flag="--threads", type=positive_int, metavar="THREADS")
+    progress: bool = setting(
+        True,
+        "no progress bars (they are shown only on a terminal, and not with -q)",
+        flag="--no-progress",
+        switch=False,
+    )
+    verify: str = setting(
+        "header",
+        "image checks before training (--data folders): header (signature, truncation, dimensions), "
+        "decode (full decode) or none",
+        choices=("header", "decode", "none"),
+    )
+    on_bad: str = setting(
+        "raise",
+        "a bad image file stops the run naming it (raise) or is dropped and counted (skip)",
+        choices=("raise", "skip"),
+    )
+    max_pixels: int | None = setting(
+        DEFAULT_MAX_PIXELS, "refuse images with more pixels (PIL's MAX_IMAGE_PIXELS)", type=positive_int
+    )
 
 
 @dataclass
 class RunConfig(CommonConfig):
     """:class:`CommonConfig` and what an epoch-trained run (the adversarial search, final
-    training) adds.
+    training) adds."""
 
-    Attributes:
-        epochs, M, val_subset: override the preset.
-        balanced_subset: with ``train_subset``, train on a class-balanced subset drawn with
-            ``seed`` rather than the first images (Fashion-MNIST).
-    """
-
-    epochs: int | None = None
-    M: int | None = None
-    val_subset: int | None = None
-    balanced_subset: bool = False
+    epochs: int | None = setting(None, "epochs to train", type=positive_int, shown="the preset's")
+    M: int | None = setting(None, "copies (policies) per image", type=positive_int, shown="the preset's")
+    val_subset: int | None = setting(
+        None,
+        "evaluate on at most this many held-out images (Fashion-MNIST, CIFAR)",
+        type=positive_int,
+        shown="the preset's",
+    )
+    balanced_subset: bool = setting(
+        False, "with --subset, train on a class-balanced subset drawn with --seed rather than the first images"
+    )
 
     def base_preset(self) -> Preset:
-        """The preset with this run's overrides."""
-        return get_preset(self.preset).with_(
+        """The preset with this run's overrides (a new ``batch`` scales the learning rate: :func:`scaled_lr`)."""
+        return scaled_lr(get_preset(self.preset), self.batch).with_(
             model=self.model,
             epochs=self.epochs,
             M=self.M,
-            batch=self.batch,
             train_subset=self.train_subset,
             val_subset=self.val_subset,
         )
 
+    def resolved_preset(self) -> Preset:
+        """The preset this run trains with (:meth:`base_preset`; a run kind may change it)."""
+        return self.base_preset()
 
-def file_checks(config) -> dict:
-    """The loader's file-check options (``verify``, ``on_bad``, ``max_pixels``) of a run config."""
-    return {"verify": config.verify, "on_bad": config.on_bad, "max_pixels": config.max_pixels}
+    def resolved_config(self):
+        """This config with the preset's values filled in (what ``config.yaml`` records; the same run)."""
+        preset = self.resolved_preset()
+        return dataclasses.replace(
+            self,
+            model=preset.model,
+            batch=preset.batch,
+            epochs=preset.epochs,
+            M=preset.M,
+            train_subset=preset.train_subset,
+            val_subset=preset.val_subset,
+        )
 
 
-def start_run(config, kind: str, preset: Preset, resume: bool, overwrite: bool) -> tuple[torch.device, dict]:
-    """The set-up every run shares: join the process group (under ``torchrun``), own the run
-    folder (:func:`open_run_folder`), resolve the device. Returns ``(device, loader
-    options)``: :func:`loader_options` plus the loader's ``device`` name and file ``checks``."""
-    distributed.init_from_env(config.device)
-    open_run_folder(config.out, kind, resume, overwrite, dataclasses.asdict(config))
-    device = torch_device(config.device)
-    return device, loader_options(preset) | {"device": device_name(device), "checks": file_checks(config)}
-
-
-def run_loaders(config, preset: Preset, options: dict, augment: dict):
+def run_loaders(run: Run, preset: Preset, augment: dict):
     """The train and validation loaders of a run over ``config.data`` (:func:`~.data.build_loaders`
     with the preset's M, size and subsets, this rank's batch and shard)."""
-    return build_loaders(
+    config, options = run.config, run.loader_options(preset)
+    loaders = build_loaders(
         config.data,
         options["batch"],
         preset.M,
@@ -132,132 +178,92 @@ def run_loaders(config, preset: Preset, options: dict, augment: dict):
         subset_seed=config.seed if config.balanced_subset else None,
         augment=augment,
     )
-
-
-def loader_options(preset: Preset) -> dict:
-    """This process's loader arguments under ``torchrun``: the per-rank batch (the preset's N is
-    global) and the shard ``(rank, world_size)``."""
-    return {"batch": distributed.per_rank_batch(preset.batch), "shard": (distributed.rank(), distributed.world_size())}
-
-
-def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IGNORED) -> None:
-    """Raise :class:`CheckpointError` naming every setting (checkpoint's value → this run's)
-    that differs between a checkpoint's config and this run's."""
-    saved = {k: v for k, v in saved.items() if k not in ignored}
-    current = {k: v for k, v in current.items() if k not in ignored}
-
-    # tuples come back from a checkpoint as they went in, lists as lists: compare as lists
-    def norm(value):
-        return list(value) if isinstance(value, tuple) else value
-
-    changed = sorted(k for k in set(saved) | set(current) if norm(saved.get(k)) != norm(current.get(k)))
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
-        why = (
-            " (the learning-rate schedule spans the run's epochs; start a new run for another length)"
-            if "epochs" in changed
-            else ""
-        )
-        raise CheckpointError(f"{path} was written with other settings ({detail}){why}; resume with the same options")
-
-
-def check_same_data(saved: dict | None, current: dict, path: str) -> None:
-    """Raise :class:`CheckpointError` if a checkpoint's data fingerprints (``{"train": …,
-    "val": …}`` of :meth:`~fastpolicy.loader.PolicyDALILoader.fingerprint`) differ from this run's."""
-    if saved is None:
-        raise CheckpointError(
-            f"{path} records no data fingerprint (written by an older fastpolicy); "
-            "it cannot be checked against this run's data — start a new run"
-        )
-    for part in sorted(set(saved) | set(current)):
-        old, new = saved.get(part), current.get(part)
-        if old != new:
-
-            def describe(f):
-                return (
-                    "nothing"
-                    if f is None
-                    else f"{f['images']} {'files' if f['kind'] == 'files' else 'array images'} (sha256 {f['sha256']})"
-                )
-
-            raise CheckpointError(
-                f"{path}: the {part} data differ from the checkpoint's: {describe(old)} then, "
-                f"{describe(new)} now; resume with the same --data and --subset"
-            )
-
-
-def open_run_folder(out: str, kind: str, resume: bool, overwrite: bool, settings: dict | None = None) -> None:
-    """Every rank checks ``out`` (:func:`.rundir.check`: refused unless new, empty, resumed or
-    overwritten); rank 0 prepares it (:func:`.rundir.prepare`); all return once it is ready."""
-    rundir.check(out, resume, overwrite)
-    distributed.barrier()  # every rank has looked before rank 0 changes anything
-    if distributed.is_main():
-        rundir.prepare(out, kind, resume, overwrite, settings)
-    distributed.barrier()
+    run.describe_loaders(run.kind, loaders[0], loaders[1])
+    return loaders
 
 
 class EpochTrainer:
-    """One training run of ``preset`` on ``loaders``.
+    """The epoch loop: train on ``loaders`` epoch by epoch, evaluate, log a row, checkpoint.
 
     Args:
-        config: a dataclass with at least ``out``, ``device``, ``seed``, ``progress``
-            (saved with every checkpoint; a resumed run must match it).
+        run: the :class:`~.runner.Run` (folder, device, checkpoints, logs) this trains in.
         preset: the resolved :class:`~.presets.Preset` (model, batch, M, lr, epochs …).
-        loaders: ``(train, val, num_classes, channels)`` from :mod:`.data`, built for
-            :attr:`device` (use :func:`fastpolicy.device.torch_device` first) and, under ``torchrun``, for
-            this rank (:func:`loader_options`).
-        device: torch device the model lives on.
-        resume: continue from ``<out>/<checkpoint_name>``.
-        checkpoint_name, log_name: file names inside ``config.out``.
+        loaders: ``(train, val, num_classes, channels)`` from :mod:`.data`, built for the run's
+            device and, under ``torchrun``, this rank (:meth:`.runner.Run.loader_options`).
+        resume: continue from ``<out>/<checkpoint_name>`` (default: whether the run resumes).
+        checkpoint_name: file name of the checkpoint written after every epoch (None: none).
+        log_name: the CSV log's name, ``<out>/<log_name>.csv`` (None: no log file).
         schedule_epochs: the learning-rate schedule's length in epochs (default the preset's
             ``epochs``; longer: this run trains the schedule's first ``epochs`` only).
+        target: ``(model, optimizer)`` to go on training (AWS's fine-tuning of the shared
+            weights) instead of a new model; its scheduler is then set by the caller.
+        sync: under ``torchrun``, train one model over every rank's shard (DDP); False: this
+            process trains alone, no collectives (AWS's stage 2: one candidate per rank).
     """
+
+    epoch_log_level = logging.INFO
+    """The level of the line logged after every epoch."""
 
     def __init__(
         self,
-        config,
+        run: Run,
         preset: Preset,
         loaders,
-        device: torch.device,
-        resume: bool = False,
-        checkpoint_name: str = "checkpoint.pt",
-        log_name: str = "metrics",
+        *,
+        resume: bool | None = None,
+        checkpoint_name: str | None = "checkpoint.pt",
+        log_name: str | None = "metrics",
         schedule_epochs: int | None = None,
+        target: tuple | None = None,
+        sync: bool = True,
     ):
-        self.config, self.preset, self.device = config, preset, device
-        self.checkpoint_path = os.path.join(config.out, checkpoint_name)
-        os.makedirs(config.out, exist_ok=True)
-        torch.manual_seed(config.seed)
+        self.runner, self.config, self.preset, self.device = run, run.config, preset, run.device
+        self.checkpoint_name, self.sync = checkpoint_name, sync
         self.train_loader, self.val_loader, self.num_classes, self.channels = loaders
-        self.model = build_model(preset.model, self.num_classes, self.channels).to(device)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.train_model = self.model  # what trains: the model, or DDP around it under torchrun
-        if distributed.is_distributed():
-            self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[device.index] if device.type == "cuda" else None
+        if target is None:
+            torch.manual_seed(self.config.seed)
+            self.model = build_model(preset.model, self.num_classes, self.channels).to(self.device)
+            if self.device.type == "cuda":
+                self.model = self.model.to(memory_format=torch.channels_last)
+            self.optimizer = loop.make_optimizer(self.model, preset)
+            self.scheduler = loop.make_scheduler(
+                self.optimizer, preset.with_(epochs=schedule_epochs), len(self.train_loader)
             )
-        self.optimizer = loop.make_optimizer(self.model, preset)
-        self.scheduler = loop.make_scheduler(
-            self.optimizer, preset.with_(epochs=schedule_epochs), len(self.train_loader)
-        )
+        else:
+            self.model, self.optimizer = target
+        self.train_model = self.model  # what trains: the model, or DDP around it under torchrun
+        if sync and distributed.is_distributed():
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.history: list[dict] = []
         self.epoch = 0
         self.skipped = 0
         self._last_images = None  # the last training batch of this process, for the sample grid
-        self.log = RunLog(config.out, log_name, enabled=distributed.is_main())
-        self._resume = resume
-        self.data = {"train": self.train_loader.fingerprint(), "val": self.val_loader.fingerprint()}
+        self.log = None if log_name is None else run.run_log(log_name)
+        self._resume = run.resume if resume is None else resume
+        self._data: dict | None = None
+
+    @property
+    def data(self) -> dict:
+        """The loaders' data fingerprints ``{"train": …, "val": …}`` (checked on resume)."""
+        if self._data is None:
+            self._data = {"train": self.train_loader.fingerprint(), "val": self.val_loader.fingerprint()}
+        return self._data
 
     def path(self, name: str) -> str:
-        return os.path.join(self.config.out, name)
+        return self.runner.path(name)
+
+    @property
+    def checkpoint_path(self) -> str:
+        return self.path(self.checkpoint_name or "")
 
     def restore_or_start(self) -> None:
         """Load the checkpoint if resuming, else start the log afresh (subclasses call this
         last in ``__init__``, once their own state exists)."""
-        if self._resume:
-            self.restore(checkpoint.load(self.checkpoint_path))
-        else:
+        if self._resume and self.checkpoint_name is not None:
+            self.restore(self.runner.load(self.checkpoint_name, self.data))
+        elif self.log is not None:
             self.log.truncate(0)
 
     # -- hooks ----------------------------------------------------------------------------
@@ -269,7 +275,11 @@ class EpochTrainer:
 
     def finish_epoch(self, context: dict, train: dict, row: dict) -> None:
         """Act on the epoch's training result (``train`` from :func:`.loop.train_epoch`);
-        may add entries to the logged ``row``."""
+        may add entries to the logged ``row``. Called before the evaluation."""
+
+    def on_batch(self, batch) -> None:
+        """Called with every batch the loader yields, before its step (see :func:`.loop.train_epoch`).
+        Default: nothing."""
 
     def on_step(self, batch, policy_means: torch.Tensor) -> None:
         """Called after every training step with its batch and per-policy mean losses
@@ -282,9 +292,15 @@ class EpochTrainer:
     def load_extra_state(self, state: dict) -> None:
         """Inverse of :meth:`extra_state`."""
 
+    def epoch_name(self) -> str:
+        """How the coming epoch is named in warnings and progress bars."""
+        return f"epoch {self.epoch}"
+
     # -- one epoch ----------------------------------------------------------------------
 
     def run_epoch(self) -> dict:
+        """Train one epoch (:func:`.loop.train_epoch`), act on it (:meth:`finish_epoch`), evaluate
+        (:func:`.loop.evaluate`), log its row and write the checkpoint; returns the row."""
         start = time.time()
         context = self.start_epoch()
         train = loop.train_epoch(
@@ -294,8 +310,10 @@ class EpochTrainer:
             self.scheduler,
             self.preset.M,
             self.device,
-            desc=f"epoch {self.epoch}",
+            desc=self.epoch_name(),
             progress=self.config.progress,
+            on_batch=self.on_batch,
+            sync=self.sync,
             on_step=self.on_step,
         )
         self.skipped += train["skipped"]
@@ -307,15 +325,17 @@ class EpochTrainer:
             "skipped_steps": train["skipped"],
         }
         self.finish_epoch(context, train, row)
-        val = loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress)
+        val = loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress, sync=self.sync)
         row |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": time.time() - start}
         if "reward" in row:  # lists go last, so the CSV's scalar columns come first
             row["reward"] = row.pop("reward")
-        self.log.log(self.epoch, row)
+        if self.log is not None:
+            self.log.log(self.epoch, row)
         self.history.append(row)
         self._last_images = train["last_images"]
         self.epoch += 1
-        self.save()
+        if self.checkpoint_name is not None:
+            self.save()
         return row
 
     def describe(self, row: dict) -> str:
@@ -328,11 +348,12 @@ class EpochTrainer:
         while self.epoch < self.preset.epochs:
             row = self.run_epoch()
             if distributed.is_main():
-                log.info(self.describe(row))
+                log.log(self.epoch_log_level, self.describe(row))
             if on_epoch_end is not None:
                 on_epoch_end(self, row)
         self.write_artefacts()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
         return row
 
     # -- artefacts and checkpoints -------------------------------------------------------
@@ -356,46 +377,35 @@ class EpochTrainer:
         atomic.write_json(self.path("summary.json"), self.summary())
 
     def save(self) -> None:
-        """Rank 0 writes the checkpoint, with every rank's loader position and RNG states."""
-        checkpoint.save_distributed(
-            self.checkpoint_path,
+        """The checkpoint (:meth:`.runner.Run.save`), with every rank's loader position and RNG states."""
+        assert self.checkpoint_name is not None
+        self.runner.save(
+            self.checkpoint_name,
             {
-                "config": dataclasses.asdict(self.config),
                 "epoch": self.epoch,
                 "history": self.history,
                 "skipped": self.skipped,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "data": self.data,
             }
             | self.extra_state(),
+            self.data,
             self.train_loader,
         )
 
     def restore(self, state: dict) -> None:
-        check_same_settings(state["config"], dataclasses.asdict(self.config), self.checkpoint_path)
-        check_same_data(state.get("data"), self.data, self.checkpoint_path)
+        """Continue from a checkpoint already checked by :meth:`.runner.Run.load`."""
+        assert self.checkpoint_name is not None
         self.epoch, self.history, self.skipped = state["epoch"], state["history"], state["skipped"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.load_extra_state(state)
-        checkpoint.restore_distributed(state, self.checkpoint_path, self.train_loader)
-        self.log.truncate(self.epoch)
-        if distributed.is_main():
-            log.info(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
+        self.runner.restore_loader(state, self.checkpoint_name, self.train_loader)
+        if self.log is not None:
+            self.log.truncate(self.epoch)
+        self.runner.info(f"fastpolicy: resumed {self.config.out} after epoch {self.epoch - 1}")
 
 
-__all__ = [
-    "CommonConfig",
-    "EpochTrainer",
-    "RunConfig",
-    "check_same_data",
-    "check_same_settings",
-    "file_checks",
-    "loader_options",
-    "open_run_folder",
-    "run_loaders",
-    "start_run",
-]
+__all__ = ["CommonConfig", "EpochTrainer", "RunConfig", "log_lr_scaling", "run_loaders", "scaled_lr"]

@@ -1,0 +1,57 @@
+"""The settings of ``fastpolicy reproduce table4|proxy|dry-run``, one dataclass each; every field is
+a flag (:func:`fastpolicy.config.add_field_flags`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import positive_int, setting
+from ..train.presets import PRESETS
+
+
+@dataclass
+class StudyOptions:
+    """A small-scale reproduction (``table4``, ``proxy``)."""
+
+    budget: str = setting(
+        "full",
+        "full: the committed study (tens of minutes on a 2-core CPU); smoke: seconds",
+        choices=("full", "smoke"),
+    )
+    out: str | None = setting(None, "the study's run folders", shown="runs/reproduce/<study>")
+    results: str | None = setting(None, "where the JSON, table and plot go", shown="--out")
+    num_threads: int = setting(2, "DALI CPU threads", flag="--threads", type=positive_int, metavar="THREADS")
+    progress: bool = setting(
+        True,
+        "no progress bars (they are shown only on a terminal, and not with -q)",
+        flag="--no-progress",
+        switch=False,
+    )
+
+
+@dataclass
+class Table4Options(StudyOptions):
+    """Adversarial AutoAugment's Table 4 arms, paired seeds."""
+
+    seeds: int | None = setting(None, "seeds per arm", type=positive_int, shown="the budget's")
+
+
+@dataclass
+class DryRunOptions:
+    """A preset's whole pipeline on a generated ImageNet-layout tree, a few steps."""
+
+    preset: str = setting("imagenet_resnet50", "the recipe to check", choices=sorted(PRESETS))
+    search: str = setting("adversarial", "the run to try", choices=("adversarial", "aws", "train"))
+    out: str | None = setting(None, "where the tree and the run go", shown="runs/reproduce/dry-run-<preset>")
+    batch: int = setting(4, "global N for the tiny tree (the preset's learning rate scales with it)", type=positive_int)
+    M: int | None = setting(None, "copies (policies) per image", type=positive_int, shown="the preset's")
+    device: str | None = setting(None, "where to train", choices=("cpu", "gpu"), shown="the GPU if there is one")
+    progress: bool = setting(
+        True,
+        "no progress bars (they are shown only on a terminal, and not with -q)",
+        flag="--no-progress",
+        switch=False,
+    )
+
+
+__all__ = ["DryRunOptions", "StudyOptions", "Table4Options"]
