@@ -102,7 +102,7 @@ def _reproduce(args) -> int:
     else:
         from .reproduce.dry_run import dry_run
 
-        dry_run(
+        result = dry_run(
             options.preset,
             options.search,
             out,
@@ -111,13 +111,15 @@ def _reproduce(args) -> int:
             device=options.device,
             progress=options.progress,
         )
+        if str(result.get("verdict", "")).startswith("diverged"):
+            return 1  # the dry run's check failed (its verdict is the last log line)
     return 0
 
 
 def _show(args) -> int:
-    from .show import describe
+    from .show import describe, write
 
-    print("\n".join(describe(args.folder)))  # the command's output, not a log
+    write(describe(args.folder))  # the command's output, not a log
     return 0
 
 

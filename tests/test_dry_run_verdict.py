@@ -64,3 +64,13 @@ def test_judge_reads_stage1_then_loops_from_the_csv_logs(tmp_path, caplog):
         result = judge(str(tmp_path), 4)
     assert str(result) == "diverged: train_loss is inf at loop 0 (non-finite)"
     assert "fastpolicy: dry run verdict: diverged: train_loss is inf at loop 0" in caplog.text
+
+
+@pytest.mark.parametrize(("verdict", "status"), [("OK: 2 logged losses", 0), ("diverged: train_loss is nan", 1)])
+def test_the_dry_run_command_exits_1_on_a_diverged_verdict(monkeypatch, tmp_path, verdict, status):
+    from fastpolicy import cli
+    from fastpolicy.reproduce import dry_run
+
+    monkeypatch.setattr(dry_run, "dry_run", lambda *args, **kwargs: {"verdict": verdict})
+    argv = ["reproduce", "dry-run", "--preset", "imagenet_resnet50", "--device", "cpu", "--out", str(tmp_path)]
+    assert cli.main(argv) == status

@@ -166,10 +166,11 @@ def test_imagenet_dry_run_on_cpu(tmp_path):
     assert (tmp_path / "tree" / "train").is_dir() and (tmp_path / "tree" / "val").is_dir()
     from fastpolicy.reproduce.dry_run import EXPLODING, dry_run, judge
 
-    # The run ends with a verdict read from its logs; it agrees with the summary's losses.
+    # The run ends with a verdict read from its logs; it agrees with the summary's losses. With
+    # the preset's lr scaled to batch 2 (linear rule) the run is sane, so the command exited 0.
     result = judge(str(tmp_path / "adversarial"), 4)
-    sane = all(np.isfinite(row[k]) and row[k] < EXPLODING * np.log(4) for k in ("train_loss", "val_loss"))
-    assert result.ok == sane and ("loss" in result.reason)
+    assert all(np.isfinite(row[k]) and row[k] < EXPLODING * np.log(4) for k in ("train_loss", "val_loss"))
+    assert result.ok and "loss" in result.reason
 
     with pytest.raises(ValueError, match="search must be"):
         dry_run("imagenet_resnet50", "other", str(tmp_path))

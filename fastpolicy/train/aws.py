@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import atomic, jsonio
 from ..config import positive_float, positive_int, setting
-from ..distribution import AWSDistribution
+from ..distribution import AWSDistribution, pair_label
 from ..log import get as get_logger
 from ..search import aws_agent
 from . import distributed, loop, plots
@@ -441,7 +441,7 @@ class AWSSearch:
         updated = self.policy.distribution()
         row |= {"baseline": self.baseline.value, "entropy": updated.entropy(), "seconds": time.time() - start}
         for i, (first, second, probability) in enumerate(updated.top_pairs(self.config.top_k), 1):
-            row |= {f"top{i}_pair": f"{first}+{second}", f"top{i}_prob": probability}
+            row |= {f"top{i}_pair": pair_label(first, second), f"top{i}_prob": probability}
         if len(results) > 1:
             row["rank_rewards"] = rewards.tolist()
         self.log.log(self.loop, row)
@@ -498,7 +498,8 @@ class AWSSearch:
         if self.history:
             names = [el.name for el in distribution.space.elements]
             top = [
-                (names.index(a), names.index(b), f"{a}+{b}") for a, b, _ in distribution.top_pairs(self.config.top_k)
+                (names.index(a), names.index(b), pair_label(a, b))
+                for a, b, _ in distribution.top_pairs(self.config.top_k)
             ]
             joints = [
                 AWSDistribution(t[:e], t[e:].reshape(e, e), distribution.parameterization).joint()

@@ -121,7 +121,8 @@ def train_epoch(
     """One pass over ``loader``; returns ``loss``/``accuracy`` (means over the epoch's samples),
     ``policy_loss`` (float [M] list: each policy's per-batch mean loss averaged over the
     epoch's batches — the reward of Adversarial AutoAugment), ``skipped`` (non-finite steps)
-    and ``last_images`` (the last batch, for sample grids). ``on_batch(batch)`` is called
+    ``last_images`` and ``last_params`` (the last batch and the :class:`~fastpolicy.params.PolicyParams`
+    that augmented it, None without a policy; for sample grids). ``on_batch(batch)`` is called
     with every batch the loader yields (skipped ones too), before its step;
     ``on_step(batch, policy_means)`` after every step, with that batch's per-policy mean
     losses (float [M] tensor on ``device``, global under ``torchrun``; NaN where the step was
@@ -216,6 +217,7 @@ def train_epoch(
         "policy_loss": (policy_sum / batches.clamp(min=1)).tolist(),
         "skipped": skipped,
         "last_images": None if last is None else last[0].detach().cpu(),
+        "last_params": getattr(last, "params", None),
     }
 
 

@@ -240,6 +240,7 @@ class EpochTrainer:
         self.epoch = 0
         self.skipped = 0
         self._last_images = None  # the last training batch of this process, for the sample grid
+        self._last_params, self._last_epoch = None, 0  # what augmented it, and its epoch
         self.log = None if log_name is None else run.run_log(log_name)
         self._resume = run.resume if resume is None else resume
         self._data: dict | None = None
@@ -332,7 +333,8 @@ class EpochTrainer:
         if self.log is not None:
             self.log.log(self.epoch, row)
         self.history.append(row)
-        self._last_images = train["last_images"]
+        self._last_images, self._last_params = train["last_images"], train["last_params"]
+        self._last_epoch = self.epoch
         self.epoch += 1
         if self.checkpoint_name is not None:
             self.save()
@@ -373,7 +375,15 @@ class EpochTrainer:
         if self._last_images is not None:
             spec = self.train_loader.output_spec
             mean, std = np.array(spec.mean or (0.0,)), np.array(spec.std or (1 / 255,))
-            plots.plot_samples(self._last_images, mean, std, self.path("samples.png"), self.preset.M)
+            plots.plot_samples(
+                self._last_images,
+                mean,
+                std,
+                self.path("samples.png"),
+                self.preset.M,
+                epoch=self._last_epoch,
+                params=self._last_params,
+            )
         atomic.write_json(self.path("summary.json"), self.summary())
 
     def save(self) -> None:
