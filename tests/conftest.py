@@ -1,4 +1,5 @@
-"""Shared fixtures: real photos (scikit-image, scikit-learn) and the GPU marker's skip."""
+"""Shared fixtures: real photos (scikit-image, scikit-learn), the GPU marker's skip, and a clean
+``fastpolicy`` logger for every test."""
 
 from __future__ import annotations
 
@@ -6,6 +7,25 @@ import functools
 
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fastpolicy_logger():
+    """Each test starts with the library's logger as Python leaves it (level unset, propagating,
+    no CLI handler, progress bars allowed); a test that ran the CLI (``log.setup``) must not
+    change what the next one captures."""
+    import logging
+
+    from fastpolicy import log
+
+    logger = logging.getLogger(log.LOGGER)
+    saved = (logger.level, logger.propagate, list(logger.handlers), dict(log._bars))
+    yield
+    logger.setLevel(saved[0])
+    logger.propagate = saved[1]
+    logger.handlers[:] = saved[2]
+    log._bars.clear()
+    log._bars.update(saved[3])
 
 
 @functools.cache
@@ -68,3 +88,19 @@ def photo_tree(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("tree"))
     make_photo_tree(root, classes=5, per_class=4, size=(160, 120))
     return root
+
+
+def one_line_error(capsys, argv, *expected):
+    """Run ``fastpolicy argv`` in this process; it must exit 2 with one stderr line containing ``expected``."""
+    from fastpolicy.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err

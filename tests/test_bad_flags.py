@@ -1,0 +1,47 @@
+"""Bad flags and paths on the command line: one line naming them, exit status 2; ``--debug``
+shows the traceback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import one_line_error
+
+from fastpolicy.cli import main
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["search", "adversarial", "--subset", "-100"], "--subset: -100 is not positive"),
+        (["search", "adversarial", "--epochs", "-1"], "--epochs: -1 is not positive"),
+        (["search", "adversarial", "--threads", "0"], "--threads: 0 is not positive"),
+        (["search", "adversarial", "--batch", "0"], "--batch: 0 is not positive"),
+        (["search", "adversarial", "--M", "two"], "--M: 'two' is not an integer"),
+        (["search", "aws", "--loops", "0"], "--loops: 0 is not positive"),
+        (["search", "aws", "--finetune-lr", "nan"], "--finetune-lr: nan is not"),
+        (["train", "--seed", "-1"], "--seed: -1 is not ≥ 0"),
+        (["train", "--max-pixels", "0"], "--max-pixels: 0 is not positive"),
+        (["reproduce", "dry-run", "--batch", "-2"], "--batch: -2 is not positive"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
+def test_bad_numbers_are_refused_in_one_line(capsys, argv, flag):
+    one_line_error(capsys, argv, flag)
+
+
+def test_missing_paths_and_bad_policy_files_are_named(capsys, tmp_path):
+    out = str(tmp_path / "run")
+    one_line_error(capsys, ["train", "--data", str(tmp_path / "nowhere"), "--out", out], "nowhere", "no such folder")
+    bad = tmp_path / "policy.json"
+    bad.write_text('{"format": []}')
+    one_line_error(capsys, ["train", "--policy", str(bad), "--out", out], "policy.json", "'format' is []")
+    one_line_error(capsys, ["search", "adversarial", "--resume", "--out", out], "no run to continue", out)
+    assert not os.path.exists(out)  # nothing was created by a refused run
+
+
+def test_debug_shows_the_traceback(capsys, tmp_path):
+    assert main(["--debug", "train", "--policy", str(tmp_path / "none.json"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().endswith("no such file")
