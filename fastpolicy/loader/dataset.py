@@ -16,8 +16,7 @@ import numpy as np
 from ..data.files import BadImageError, ImageList, check_files, describe_scan, read_file_list, scan_folder
 from ..data.stats import channel_stats
 from ..log import get as get_logger
-from .settings import FileChecks
-from .source import BASELINES
+from .settings import BASELINES, FileChecks
 
 log = get_logger(__name__)
 

@@ -22,7 +22,6 @@ from ..backends.stage import OutputSpec
 from ..data.files import DEFAULT_MAX_PIXELS, VERIFY
 from ..reference.geometry import FILL, check_fill
 from .policy_set import FinalSlot
-from .source import BASELINES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -42,6 +41,17 @@ MAX_SLOTS = 16
 
 MAX_SEED = 2**53
 """Largest seed (the source's DALI seed, ``seed·1009 + shard + 1``, stays within int64)."""
+
+
+BASELINES = ("imagenet", "center", "pad_crop", "none")
+"""Baseline augmentations, one per copy before the policy:
+
+* ``imagenet``: random-resized-crop to S×S (scale 0.08–1, ratio 3/4–4/3) and a random
+  horizontal flip;
+* ``center``: resize the shorter side to S·256/224 and take the central S×S (validation);
+* ``pad_crop``: pad 4 px (zeros), random crop back to the input size, random flip (CIFAR);
+* ``none``: images as they are (they must share one size).
+"""
 
 
 def check_count(value, what: str, low: int = 1, high: int | None = None) -> int:
@@ -109,7 +119,7 @@ class Augment:
     """What happens to every copy.
 
     Attributes:
-        baseline: see :data:`~fastpolicy.loader.source.BASELINES`; None: ``"imagenet"`` for
+        baseline: see :data:`BASELINES`; None: ``"imagenet"`` for
             files, ``"pad_crop"`` for arrays.
         slots: op slots per sample the policies fill (2 for AutoAugment sub-policies), at
             most :data:`MAX_SLOTS`.

@@ -17,19 +17,11 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline as DALIPipeline
 
+from .settings import BASELINES
+
 if TYPE_CHECKING:
     from .dataset import Dataset
     from .settings import Pipeline, Sharding
-
-BASELINES = ("imagenet", "center", "pad_crop", "none")
-"""Baseline augmentations, one per copy before the policy:
-
-* ``imagenet``: random-resized-crop to S×S (scale 0.08–1, ratio 3/4–4/3) and a random
-  horizontal flip;
-* ``center``: resize the shorter side to S·256/224 and take the central S×S (validation);
-* ``pad_crop``: pad 4 px (zeros), random crop back to the input size, random flip (CIFAR);
-* ``none``: images as they are (they must share one size).
-"""
 
 
 def baseline(images, kind: str, size: int):
