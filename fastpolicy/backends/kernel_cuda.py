@@ -17,8 +17,8 @@ import torch
 from ..params import PolicyParams
 from ..reference.geometry import FILL, check_fill
 from .kernel_ops import OUTPUT_TYPES
-from .kernel_stage import KernelPolicyStage, kernel_rows, stage_arguments
-from .protocol import DTYPES, PolicyStage
+from .kernel_stage import KernelPolicyStage, stage_arguments
+from .protocol import DTYPES, PolicyStage, checked_samples
 from .registration import importable, register_stage
 
 _DEVICE_STAGES: dict[int, CudaKernelStage] = {}
@@ -82,13 +82,13 @@ def apply_torch(
     mean=None,
     inv_std=None,
     fill: int = FILL,
-    in_rows=None,
 ):
     """Apply ``params`` to a CUDA torch batch with the CuPy stage, zero-copy.
 
     Args:
-        images: torch uint8 [N, H, W, C] on a CUDA device (not modified).
-        params, output, layout, mean, inv_std, fill, in_rows: as
+        images: torch uint8 [N, H, W, C], or the loader's copies [N, M, H, W, C] (read in
+            place), on a CUDA device (not modified).
+        params, output, layout, mean, inv_std, fill: as
             :meth:`~.kernel_stage.KernelPolicyStage.apply`.
 
     Returns:
@@ -103,8 +103,8 @@ def apply_torch(
         raise ValueError("apply_torch needs a CUDA tensor; on the CPU use KernelPolicyStage.native() or .emulated()")
     if output not in OUTPUT_TYPES:
         raise ValueError(f"output must be one of {tuple(OUTPUT_TYPES)}, got {output!r}")
-    rows, height, width, channels = images.shape
-    n = rows if in_rows is None else len(in_rows)
+    n = int(images.shape[0]) * (int(images.shape[1]) if images.ndim == 5 else 1)
+    height, width, channels = images.shape[-3:]
     layout = layout or ("nhwc" if output == "uint8" else "nchw")
     shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
     out = torch.empty(shape, dtype=DTYPES[output], device=images.device)
@@ -120,7 +120,6 @@ def apply_torch(
             mean=mean,
             inv_std=inv_std,
             fill=fill,
-            in_rows=in_rows,
         )
     return out
 
@@ -144,11 +143,11 @@ class CudaStage(PolicyStage):
         return sum(stage.host_seconds for stage in list(_DEVICE_STAGES.values()))
 
     def apply(self, images, params, out):
-        images, in_rows, _ = kernel_rows(images, params)
+        checked_samples(images, params)
         if not images.is_cuda:
             raise ValueError(f"the 'cupy' stage computes on a CUDA GPU; got images on {images.device}")
         layout, norm = stage_arguments(out, images.shape[3])
-        result = apply_torch(images, params, output=out.dtype, layout=layout, fill=self.fill, in_rows=in_rows, **norm)
+        result = apply_torch(images, params, output=out.dtype, layout=layout, fill=self.fill, **norm)
         return result.permute(0, 3, 1, 2) if layout == "nhwc" else result
 
 

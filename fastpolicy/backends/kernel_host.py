@@ -19,8 +19,8 @@ import torch
 
 from ..reference.geometry import FILL, check_fill
 from .kernel_build import KernelCompileError, emulated_module, host_compiler, native_module
-from .kernel_stage import KernelPolicyStage, kernel_rows, stage_arguments
-from .protocol import PolicyStage
+from .kernel_stage import KernelPolicyStage, stage_arguments
+from .protocol import PolicyStage, checked_samples
 from .registration import register_stage
 
 
@@ -80,10 +80,10 @@ class HostKernelStage(PolicyStage):
         return self._stage.host_seconds
 
     def apply(self, images, params, out):
-        images, in_rows, n = kernel_rows(images, params)
+        n = checked_samples(images, params)
         if images.is_cuda:
             raise ValueError(f"the {self.name!r} stage computes on the CPU; got images on {images.device}")
-        _, height, width, channels = images.shape
+        height, width, channels = images.shape[-3:]
         layout, norm = stage_arguments(out, channels)
         shape = (n, height, width, channels) if layout == "nhwc" else (n, channels, height, width)
         result = self._buffers.empty(shape, out.torch_dtype)
@@ -95,7 +95,6 @@ class HostKernelStage(PolicyStage):
             output=out.dtype,
             layout=layout,
             fill=self.fill,
-            in_rows=in_rows,
             **norm,
         )
         return result.permute(0, 3, 1, 2) if layout == "nhwc" else result

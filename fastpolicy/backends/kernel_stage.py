@@ -27,7 +27,7 @@ from ..reference.geometry import FILL, check_fill
 from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
 from .kernel_pack import KERNEL_SLOTS
 from .pack import pack
-from .protocol import DTYPES, OutputSpec, check_rows, copy_rows
+from .protocol import DTYPES, OutputSpec, copy_rows
 
 _BLOCK = 256
 _MAX_GRID_Y = 65535
@@ -87,13 +87,15 @@ class KernelPolicyStage:
         inv_std=None,
         workspace=None,
         fill: int = FILL,
-        in_rows=None,
     ):
         """Apply ``params`` to ``images``.
 
         Args:
-            images: uint8 [N, H, W, C] (C = 1 or 3), C-contiguous, on this stage's array
-                module; not modified. SamplePairing reads partners from it.
+            images: uint8 [N, H, W, C] (C = 1 or 3), or the loader's copies [N, M, H, W, C]
+                read in place (sample m·N + n is copy m of image n: :func:`~.protocol.copy_rows`,
+                whose row table is the only one, handed to the kernels by the packer),
+                C-contiguous, on this stage's array module; not modified. SamplePairing
+                reads partners from it.
             params: N samples' op slots, or None (no op: copy / normalize only).
             out: where to write, or None to allocate: C-contiguous [N, H, W, C] (layout
                 ``"nhwc"``) or [N, C, H, W] (``"nchw"``) of the output type.
@@ -102,19 +104,17 @@ class KernelPolicyStage:
                 nearest even (bfloat16 arrays are uint16 bit patterns: NumPy has no bfloat16).
             layout: ``"nhwc"`` (torch's channels-last memory layout) or ``"nchw"``; None:
                 NHWC for uint8, NCHW for the float types.
-            mean, inv_std: float32 [C] in pixel units (see :func:`normalization`); float
+            mean, inv_std: float32 [C] in pixel units (see :func:`~.protocol.normalization`); float
                 outputs only.
             workspace: up to two uint8 [N, H, W, C] buffers for intermediate slots
                 (allocated if not given).
             fill: the geometric ops' fill level, 0..255 (AutoAugment's grey 128 by default).
-            in_rows: int[N], the row of ``images`` holding sample n (a permutation of
-                0 … N−1; default the identity): the output is in sample order whatever the
-                input's (the loader's source yields image-major copies).
 
         Returns:
             ``out``.
         """
         xp = self.xp
+        images, in_rows = copy_rows(images)
         n, height, width, channels = self._check(images, params, in_rows)
         fill = check_fill(fill)
         if output not in OUTPUT_TYPES:
@@ -295,12 +295,3 @@ def stage_arguments(out: OutputSpec, channels: int) -> tuple[str, dict]:
     if out.normalized:
         norm["mean"], norm["inv_std"] = out.pixel_normalization(channels)
     return ("nhwc" if out.layout == "channels_last" else "nchw"), norm
-
-
-def kernel_rows(images: torch.Tensor, params: PolicyParams | None) -> tuple[torch.Tensor, np.ndarray | None, int]:
-    """The rows of ``images`` the kernels read in place (:func:`~.protocol.copy_rows`), the
-    row of each sample (None: in order) and the number of samples; checked."""
-    rows, in_rows = copy_rows(images)
-    samples = len(in_rows) if in_rows is not None else (int(rows.shape[0]) if rows.dim() else 0)
-    check_rows(rows, params, samples)
-    return rows, in_rows, samples

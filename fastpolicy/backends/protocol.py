@@ -114,11 +114,12 @@ class PolicyStage:
         raise NotImplementedError
 
 
-def copy_rows(images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+def copy_rows(images):
     """The one place the copies' row order is translated: a [N, M, H, W, C] batch as its
     [N·M, H, W, C] rows and int32[M·N], the row holding sample m·N + n (``n·M + m``); a
-    [B, H, W, C] batch as it is, with None (sample b is row b)."""
-    if images.dim() != 5:
+    [B, H, W, C] batch as it is, with None (sample b is row b). Any array with ``ndim``,
+    ``shape`` and ``reshape`` (torch, NumPy, CuPy); the rows are a view."""
+    if images.ndim != 5:
         return images, None
     n, m = int(images.shape[0]), int(images.shape[1])
     rows = (np.arange(n, dtype=np.int32)[None, :] * m + np.arange(m, dtype=np.int32)[:, None]).reshape(-1)
@@ -137,11 +138,19 @@ def check_rows(images: torch.Tensor, params: PolicyParams | None, samples: int) 
         raise ValueError(f"params describe {params.n} samples but the batch has {samples}")
 
 
+def checked_samples(images: torch.Tensor, params: PolicyParams | None) -> int:
+    """The number of samples of ``images`` (4-D rows or 5-D copies), checked by :func:`check_rows`."""
+    rows, in_rows = copy_rows(images)
+    samples = int(rows.shape[0]) if in_rows is None else len(in_rows)
+    check_rows(rows, params, samples)
+    return samples
+
+
 def gather_samples(images: torch.Tensor, params: PolicyParams | None) -> torch.Tensor:
     """``images`` as uint8 [B, H, W, C] in sample order (copies gathered by :func:`copy_rows`),
     checked by :func:`check_rows`: the input of the stages that do not read copies in place."""
+    checked_samples(images, params)
     rows, in_rows = copy_rows(images)
-    check_rows(rows, params, rows.shape[0] if in_rows is None else len(in_rows))
     if in_rows is not None:
         rows = rows[torch.as_tensor(np.asarray(in_rows, np.int64), device=rows.device)]
     return rows
