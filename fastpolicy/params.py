@@ -54,6 +54,27 @@ class PolicyParams:
         "policy": np.int32,
     }
 
+    SLOT_FIELDS: ClassVar[tuple[str, ...]] = ("op", "bin", "sign", "value", "center", "partner")
+    """The per-slot fields ([N, K] each; ``center`` [N, K, 2])."""
+
+    _SKIP: ClassVar[dict[str, float]] = {"op": NO_OP, "bin": -1, "sign": 1, "value": 0.0, "center": 0.0, "partner": 0}
+    """Each slot field's value in a skipped slot (op -1)."""
+
+    @classmethod
+    def skipped_fields(cls, n: int, k: int) -> dict[str, np.ndarray]:
+        """The :attr:`SLOT_FIELDS` of ``k`` skipped slots (op -1) for ``n`` samples."""
+        return {
+            name: np.full((n, k, 2) if name == "center" else (n, k), fill, cls._DTYPES[name])
+            for name, fill in cls._SKIP.items()
+        }
+
+    @classmethod
+    def skipped(cls, n: int, k: int = 1, policy=None, version: int = 0) -> PolicyParams:
+        """``n`` samples whose ``k`` slots are all skipped: a stage only copies (and converts)
+        them. ``policy``: int[n] (default 0 for every sample)."""
+        policy = np.zeros(n) if policy is None else policy
+        return cls(**cls.skipped_fields(n, k), policy=policy, version=version)
+
     def __post_init__(self):
         for name, dtype in self._DTYPES.items():
             object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=dtype))
@@ -103,15 +124,9 @@ class PolicyParams:
         """The same parameters with ``k`` op slots (≥ ``self.k``): extra slots are skipped (op -1)."""
         if k < self.k:
             raise ValueError(f"cannot pad {self.k} op slots down to {k}")
-        extra = k - self.k
-        fills = {"op": NO_OP, "bin": -1, "sign": 1, "value": 0.0, "center": 0.0}
-        padded = {
-            name: np.concatenate(
-                [getattr(self, name), np.full((self.n, extra, *getattr(self, name).shape[2:]), fill)], axis=1
-            )
-            for name, fill in fills.items()
-        }
-        padded["partner"] = np.concatenate([self.partner, self.partner[:, :1].repeat(extra, 1)], axis=1)
+        skipped = self.skipped_fields(self.n, k - self.k)
+        skipped["partner"] = self.partner[:, :1].repeat(k - self.k, 1)  # a valid index even for N = 1
+        padded = {name: np.concatenate([getattr(self, name), skipped[name]], axis=1) for name in self.SLOT_FIELDS}
         return PolicyParams(**padded, policy=self.policy, version=self.version)
 
     def scaled(self, scale: float) -> PolicyParams:

@@ -1,7 +1,7 @@
 """The ``"dali"`` backend: a DALI pipeline, built once, that applies per-sample parameters it is fed.
 
 :class:`DaliPolicyStage` ``.apply(images, params)`` feeds uint8 NHWC images and the
-per-slot arrays of :func:`.pack.pack` (:data:`~.pack.DALI_SLOTS`) through
+per-slot arrays of :func:`.pack.pack` (:data:`DALI_SLOTS`) through
 ``external_source`` and runs one iteration: for every slot, DALI's ``auto_aug``
 ``select`` splits the batch by op id (conditional execution) and each part goes through
 its op's registered DALI implementation (:mod:`.dali_ops`). New parameters every call, no

@@ -136,7 +136,7 @@ class KernelPolicyStage:
             raise ValueError(f"out must be C-contiguous {output} {shape}, got {out.dtype} {tuple(out.shape)}")
         last_mode = OUTPUT_TYPES[output] | (PLANAR if layout == "nchw" else 0)
         if params is None or not any(np.any(params.op[:, k] != NO_OP) for k in range(params.k)):
-            params = _copy_params(n)
+            params = PolicyParams.skipped(n)
         started = time.perf_counter()
         packed = pack(params, height, width, KERNEL_SLOTS, allocate=self.allocate, in_rows=in_rows)
         device_buffer = self.upload(packed.buffer)
@@ -272,19 +272,6 @@ class KernelPolicyStage:
                 orig_row,
             ),
         )
-
-
-def _copy_params(n: int) -> PolicyParams:
-    """One slot every sample skips: the stage then only copies (and normalizes)."""
-    return PolicyParams(
-        op=np.full((n, 1), NO_OP),
-        bin=np.full((n, 1), -1),
-        sign=np.ones((n, 1)),
-        value=np.zeros((n, 1)),
-        center=np.zeros((n, 1, 2)),
-        partner=np.zeros((n, 1)),
-        policy=np.zeros(n),
-    )
 
 
 def stage_arguments(out: OutputSpec, channels: int) -> tuple[str, dict]:

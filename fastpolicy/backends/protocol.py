@@ -94,9 +94,12 @@ class PolicyStage:
         name: the backend's registered name.
         host_seconds: seconds spent on the host preparing the stage's arguments (packing,
             upload calls), summed over calls; the stage's own compute is the rest of its time.
+        builds: pipelines or programs the stage built (a DALI stage builds one pipeline once;
+            new parameters never rebuild it); 0 for stages that build nothing.
     """
 
     name = ""
+    builds = 0
 
     @property
     def host_seconds(self) -> float:

@@ -17,10 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from ..device import DEVICES
 from .protocol import PolicyStage
-
-DEVICES = ("cpu", "gpu")
-"""Where a stage computes: the host, or a CUDA GPU."""
 
 _MODULES = ("kernel_cuda", "kernel_host", "dali_stage", "reference_stage")
 """The implementation modules (each registers its backends when imported)."""

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..params import NO_OP, PolicyParams
+from ..params import PolicyParams
 from ..registry import OPS
 from ..sampling import sample_policies, share_equal
 
-FIELDS = ("op", "bin", "sign", "value", "center", "partner")
 """The per-slot fields of :class:`~fastpolicy.params.PolicyParams` (``policy`` is per row)."""
 
 
@@ -55,18 +54,6 @@ class FinalSlot:
             "center": rng.random((rows, 1, 2)),
             "partner": np.zeros((rows, 1), np.int64),
         }
-
-
-def _no_policy(rows: int, slots: int) -> dict[str, np.ndarray]:
-    """The fields of ``slots`` skipped slots (op -1) for ``rows`` rows."""
-    return {
-        "op": np.full((rows, slots), NO_OP),
-        "bin": np.full((rows, slots), -1),
-        "sign": np.ones((rows, slots)),
-        "value": np.zeros((rows, slots)),
-        "center": np.zeros((rows, slots, 2)),
-        "partner": np.zeros((rows, slots), dtype=np.int64),
-    }
 
 
 class PolicySet:
@@ -150,13 +137,13 @@ class PolicySet:
         rng = np.random.default_rng([self.seed, self.shard_id, 1, epoch, step])
         rows = self.M * n
         if samplers is None:
-            policy_rows, fields = np.repeat(np.arange(self.M), n), _no_policy(rows, self.policy_slots)
+            policy_rows, fields = np.repeat(np.arange(self.M), n), PolicyParams.skipped_fields(rows, self.policy_slots)
         else:
             params = sample_policies(samplers, n, rng, version=version, slots=self.policy_slots)
             params = params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
-            policy_rows, fields = params.policy, {name: getattr(params, name) for name in FIELDS}
+            policy_rows, fields = params.policy, {name: getattr(params, name) for name in PolicyParams.SLOT_FIELDS}
         columns = [fields] + [slot.sample(rows, rng) for slot in self.final]
-        joined = {name: np.concatenate([c[name] for c in columns], axis=1) for name in FIELDS}
+        joined = {name: np.concatenate([c[name] for c in columns], axis=1) for name in PolicyParams.SLOT_FIELDS}
         return PolicyParams(**joined, policy=policy_rows, version=version), version
 
     def state(self) -> tuple[list[dict] | None, int]:
