@@ -205,14 +205,13 @@ class PolicyDALILoader:
         """Batch ``step``'s source copies, augmented (ahead: with the source's checkpoint before)."""
         checkpoint = self._source.checkpoint() if ahead else None
         with self.timings.timed("source"):
-            source, indices = self._source.run()
+            source, indices, labels = self._source.run()
         with self.timings.timed("assemble"):
             n = min(self.batch_size, self.shard_size - step * self.batch_size)
-            indices = indices[:n]
-            labels = torch.as_tensor(self.dataset.labels(indices))
+            indices, label_tensor = indices[:n], torch.as_tensor(labels[:n])
         images, params, version = self._augment(source, n, epoch, step)
-        labels = labels.to(source.device, non_blocking=True)
-        return Prepared(source, images, labels, indices, n, params, version, checkpoint=checkpoint)
+        label_tensor = label_tensor.to(source.device, non_blocking=True)
+        return Prepared(source, images, label_tensor, indices, n, params, version, checkpoint=checkpoint)
 
     def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int):
         """Sample batch (epoch, step)'s parameters under the current policies and apply them."""
