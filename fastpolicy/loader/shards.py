@@ -117,14 +117,17 @@ class ShardDataset:
         return int(self.starts[-1])
 
     def reader(self) -> tuple[str, dict]:
-        """DALI's reader and its arguments (without sharding, order and seed)."""
+        """DALI's reader and its arguments (without sharding, order and seed); shards left
+        without samples are not given to it."""
+        kept = [n for n, samples in enumerate(self.samples) if samples]
+        shards, indexes = [self.shards[n] for n in kept], [self.index_files[n] for n in kept]
         if self.format == "webdataset":
             return "webdataset", dict(
-                paths=self.shards, index_paths=self.index_files, ext=["img", "cls"], missing_component_behavior="error"
+                paths=shards, index_paths=indexes, ext=["img", "cls"], missing_component_behavior="error"
             )
         return "tfrecord", dict(
-            path=self.shards,
-            index_path=self.index_files,
+            path=shards,
+            index_path=indexes,
             image_feature=self.keys.image_feature,
             label_feature=self.keys.label_feature,
         )
