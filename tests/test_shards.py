@@ -7,8 +7,10 @@ import io
 import os
 import shutil
 import signal
+import subprocess
 import tarfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,19 +185,24 @@ def test_the_keys_and_features_are_configurable(photo_tree, tmp_path):
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(photo_tree) for f in fs)
     with tarfile.open(tmp_path / "a.tar", "w") as tar:
         for i, path in enumerate(files):
-            add(tar, f"{i:04d}.image.jpeg", open(path, "rb").read())
+            add(tar, f"{i:04d}.image.jpeg", Path(path).read_bytes())
             add(tar, f"{i:04d}.target", str(folder[i][0]).encode())
     writer = TFRecordWriter(str(tmp_path / "a.tfrecord"))
     for i, path in enumerate(files):
-        writer.write({"jpeg": (open(path, "rb").read(), "byte"), "y": (folder[i][0], "int")})
+        writer.write({"jpeg": (Path(path).read_bytes(), "byte"), "y": (folder[i][0], "int")})
     writer.close()
-    os.system(f"tfrecord2idx {tmp_path / 'a.tfrecord'} {tmp_path / 'a.idx'} > /dev/null")
+    tfrecord2idx(tmp_path / "a.tfrecord", tmp_path / "a.idx")
     wds = ShardDataset.open(str(tmp_path / "a.tar"), ShardKeys(image=("image.jpeg",), label="target"))
     assert_same(read_all(wds), folder)
     tfr = ShardDataset.open(str(tmp_path / "a.tfrecord"), ShardKeys(image_feature="jpeg", label_feature="y"))
     assert_same(read_all(tfr), folder)
     with pytest.raises(BadShardError, match=r"a.tar: sample 0000: missing key jpg/jpeg/png \(has image.jpeg, target\)"):
         ShardDataset.open(str(tmp_path / "a.tar"))
+
+
+def tfrecord2idx(shard, index) -> None:
+    """Index ``shard`` with DALI's own ``tfrecord2idx`` (installed with DALI)."""
+    subprocess.run(["tfrecord2idx", str(shard), str(index)], check=True, capture_output=True)
 
 
 # -- bad shards ------------------------------------------------------------------------------
@@ -211,7 +218,7 @@ def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def jpeg(photo_tree) -> bytes:
     first = sorted(os.listdir(photo_tree))[0]
     path = os.path.join(photo_tree, first, sorted(os.listdir(os.path.join(photo_tree, first)))[0])
-    return open(path, "rb").read()
+    return Path(path).read_bytes()
 
 
 def bad_tar(tmp_path, jpeg: bytes, bad: tuple[str, bytes] | None, name: str = "bad.tar") -> list[str]:
@@ -293,17 +300,15 @@ def test_bad_tfrecord_examples_are_named_at_run_time_or_skipped_when_decoded_fir
     from tfrecord.writer import TFRecordWriter
 
     writer = TFRecordWriter(str(tmp_path / "a.tfrecord"))
-    for i, example in enumerate(
-        [
-            {"image/encoded": (jpeg, "byte"), "image/class/label": (1, "int")},
-            {"image/encoded": (jpeg, "byte"), "image/class/label": (-2, "int")},  # label out of range
-            {"image/encoded": (b"not an image", "byte"), "image/class/label": (1, "int")},
-            {"image/encoded": (jpeg, "byte")},  # missing key
-        ]
-    ):
+    for example in [
+        {"image/encoded": (jpeg, "byte"), "image/class/label": (1, "int")},
+        {"image/encoded": (jpeg, "byte"), "image/class/label": (-2, "int")},  # label out of range
+        {"image/encoded": (b"not an image", "byte"), "image/class/label": (1, "int")},
+        {"image/encoded": (jpeg, "byte")},  # missing key
+    ]:
         writer.write(example)
     writer.close()
-    os.system(f"tfrecord2idx {tmp_path / 'a.tfrecord'} {tmp_path / 'a.idx'} > /dev/null")
+    tfrecord2idx(tmp_path / "a.tfrecord", tmp_path / "a.idx")
     with pytest.raises(BadShardError) as raised:
         ShardDataset.open(str(tmp_path / "a.tfrecord"), checks=FileChecks(verify="decode"))
     message = str(raised.value)
