@@ -40,8 +40,10 @@ def deadline(seconds: int = 60):
         signal.signal(signal.SIGALRM, previous)
 
 
-def read_all(data, sharding: Sharding | None = None, batch_size: int = 3, **kw) -> dict[int, tuple[int, np.ndarray]]:
-    """``{dataset index: (label, uint8 [3, 32, 32] image)}`` of one epoch, in order, no policy."""
+def read_all(
+    data, sharding: Sharding | None = None, batch_size: int = 3, shuffle: bool = False, **kw
+) -> dict[int, tuple[int, np.ndarray]]:
+    """``{dataset index: (label, uint8 [3, 32, 32] image)}`` of one epoch, no policy."""
     with deadline():
         loader = PolicyDALILoader(
             data,
@@ -52,7 +54,7 @@ def read_all(data, sharding: Sharding | None = None, batch_size: int = 3, **kw) 
             output="uint8",
             sharding=sharding,
             augment=Augment(baseline="center"),
-            pipeline=Pipeline(shuffle=False, drop_last=False),
+            pipeline=Pipeline(seed=5, shuffle=shuffle, drop_last=False),
             **kw,
         )
         seen: dict[int, tuple[int, np.ndarray]] = {}
@@ -130,6 +132,9 @@ def test_two_ranks_see_disjoint_samples_covering_the_epoch(converted, format):
     assert [len(r) for r in ranks] == [10, 10]
     thirds = [read_all(converted[format], sharding=Sharding(rank, 3), batch_size=4) for rank in range(3)]
     assert sorted(i for r in thirds for i in r) == list(range(20))  # 6 + 7 + 7: shards differ by at most one
+    shuffled = [read_all(converted[format], Sharding(rank, 3), batch_size=4, shuffle=True) for rank in range(3)]
+    assert sorted(i for r in shuffled for i in r) == list(range(20))
+    assert [list(r) for r in shuffled] != [list(r) for r in thirds]  # another order, the same cover
 
 
 @pytest.mark.parametrize("format", FORMATS)

@@ -44,7 +44,8 @@ class PolicyDALILoader:
 
     Args:
         data: an ImageNet-layout folder (``root/<class>/<image>``), a file list (``path label``
-            lines), an :class:`~fastpolicy.data.files.ImageList` or a dataset (:mod:`.dataset`;
+            lines), an :class:`~fastpolicy.data.files.ImageList`, webdataset or TFRecord shards (a
+            brace pattern, a folder or a list; :mod:`.shards`) or a dataset (:mod:`.dataset`;
             in-memory arrays: :meth:`from_arrays`).
         batch_size: N, distinct images per batch; a batch holds M·N rows.
         M: copies of every image (one policy each).
@@ -226,7 +227,7 @@ class PolicyDALILoader:
 
     def fingerprint(self) -> dict:
         """What this loader reads, to tell a resumed run it has the same data (not sharding nor
-        augmentation): ``{"kind": "files" | "arrays", "images": count, "sha256": 16 hex}``."""
+        augmentation): ``{"kind": "files" | "arrays" | "webdataset" | "tfrecord", "images", "sha256"}``."""
         return self.dataset.fingerprint()
 
     def state_dict(self) -> dict:
