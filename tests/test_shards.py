@@ -158,6 +158,13 @@ def test_a_shard_loader_resumes_at_the_same_batch(converted, format):
     assert np.array_equal(again.images.numpy(), expected.images.numpy())
 
 
+def test_the_class_count_comes_from_the_keys_or_the_labels_read(converted):
+    assert ShardDataset.open(converted["webdataset"]).class_count() == 5
+    assert ShardDataset.open(converted["tfrecord"]).class_count() is None  # labels not read at open
+    assert ShardDataset.open(converted["tfrecord"], checks=FileChecks(verify="decode")).class_count() == 5
+    assert ShardDataset.open(converted["tfrecord"], ShardKeys(classes=7)).class_count() == 7
+
+
 def test_the_fingerprint_covers_the_shard_list_names_sizes_and_indexes(converted, tmp_path):
     for format in FORMATS:
         assert ShardDataset.open(converted[format]).fingerprint() == ShardDataset.open(converted[format]).fingerprint()

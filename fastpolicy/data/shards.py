@@ -146,11 +146,13 @@ def _refuse(paths: list[str]):
 
 @dataclass
 class Sample:
-    """One sample of a shard: its key, the image's byte offset and size, the label's (if any)."""
+    """One sample of a shard: its key, the image's byte offset and size, the label's (if any)
+    and the label's value where the scan read it (webdataset; TFRecord with ``"decode"``)."""
 
     key: str
     image: tuple[str, int, int]  # (member name or "", offset, size) of the image bytes
     label: tuple[int, int] | None = None  # (offset, size) of the label bytes (webdataset)
+    value: int | None = None
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -209,7 +211,7 @@ def scan_tar(path: str, keys: ShardKeys, verify: str) -> tuple[list[Sample], lis
                 wanted = "/".join(keys.image) if image is None else keys.label
                 bad.append((key, f"missing key {wanted} (has {', '.join(sorted(parts)) or 'nothing'})"))
                 continue
-            reason = _label_reason(_read(handle, label.offset_data, label.size), keys)
+            value, reason = _label(_read(handle, label.offset_data, label.size), keys)
             if reason is None and verify != "none" and image.size == 0:
                 reason = "empty image"
             if reason is None and verify == "decode":
@@ -217,16 +219,19 @@ def scan_tar(path: str, keys: ShardKeys, verify: str) -> tuple[list[Sample], lis
             if reason is not None:
                 bad.append((key, reason))
                 continue
-            samples.append(Sample(key, (image.name, image.offset_data, image.size), (label.offset_data, label.size)))
+            place = (image.name, image.offset_data, image.size)
+            samples.append(Sample(key, place, (label.offset_data, label.size), value))
     return samples, bad
 
 
-def _label_reason(text: bytes, keys: ShardKeys) -> str | None:
+def _label(text: bytes, keys: ShardKeys) -> tuple[int | None, str | None]:
+    """``(label, None)`` of a webdataset label member, or ``(None, why it is bad)``."""
     try:
         label = int(text.strip())
     except ValueError:
-        return f"label {text[:20]!r} is not an integer"
-    return keys.check_label(label)
+        return None, f"label {text[:20]!r} is not an integer"
+    reason = keys.check_label(label)
+    return (None, reason) if reason else (label, None)
 
 
 def index_path(shard: str, keys: ShardKeys) -> str:
@@ -264,30 +269,34 @@ def scan_tfrecord(path: str, index: str, keys: ShardKeys, verify: str) -> tuple[
                 header = _read(handle, offset, 8)
                 if len(header) < 8 or struct.unpack("<Q", header)[0] + 16 != length:
                     reason = f"index {index} disagrees with the record at byte {offset}"
+            value = None
             if reason is None and verify == "decode":
-                reason = _example_reason(_read(handle, offset + 12, length - 16), keys)
+                value, reason = _example(_read(handle, offset + 12, length - 16), keys)
             if reason is not None:
                 bad.append((key, reason))
             else:
-                samples.append(Sample(key, ("", offset, length)))
+                samples.append(Sample(key, ("", offset, length), value=value))
     return samples, bad
 
 
-def _example_reason(record: bytes, keys: ShardKeys) -> str | None:
+def _example(record: bytes, keys: ShardKeys) -> tuple[int | None, str | None]:
+    """``(label, None)`` of a good Example record (decoded image, label in range), or
+    ``(None, why it is bad)``."""
     from tfrecord import example_pb2
 
     try:
         features = example_pb2.Example.FromString(record).features.feature
     except Exception as error:  # protobuf's DecodeError and friends
-        return f"not a tf.train.Example ({error})"
+        return None, f"not a tf.train.Example ({error})"
     for name in (keys.image_feature, keys.label_feature):
         if name not in features:
-            return f"missing key {name} (has {', '.join(sorted(features)) or 'nothing'})"
+            return None, f"missing key {name} (has {', '.join(sorted(features)) or 'nothing'})"
     labels = features[keys.label_feature].int64_list.value
     if len(labels) != 1:
-        return f"{keys.label_feature} holds {len(labels)} int64 values, not one"
+        return None, f"{keys.label_feature} holds {len(labels)} int64 values, not one"
     images = features[keys.image_feature].bytes_list.value
-    return keys.check_label(labels[0]) or (_decode_check(images[0]) if images else "empty image")
+    reason = keys.check_label(labels[0]) or (_decode_check(images[0]) if images else "empty image")
+    return (None, reason) if reason else (int(labels[0]), None)
 
 
 def write_shards(root: str, out: str, format: str, shard_size: int, progress: bool = True) -> list[str]:

@@ -154,6 +154,14 @@ class ShardDataset:
                 raise BadShardError([(path, self.samples[shard][local].key, reason)])
         return indices, labels
 
+    def class_count(self) -> int | None:
+        """Classes: ``ShardKeys.classes``, else the largest label + 1 where the scan read every
+        label (webdataset; TFRecord opened with ``verify="decode"``), else None."""
+        if self.keys.classes is not None:
+            return self.keys.classes
+        values = [s.value for samples in self.samples for s in samples]
+        return None if any(v is None for v in values) else max(v for v in values if v is not None) + 1
+
     def fingerprint(self) -> dict:
         """``{"kind": "webdataset" | "tfrecord", "images": count, "sha256": 16 hex}`` over the
         shards' names and sizes, the TFRecord index files and every kept sample's key, offset
