@@ -96,36 +96,44 @@ class ArraySource:
         return list(self.images[index]), index.astype(np.int64)
 
 
+def shard_reader(name: str, args: dict):
+    """``(encoded images, labels)`` DataNodes of DALI's ``"webdataset"`` reader (labels: the
+    label member's bytes) or ``"tfrecord"`` reader (labels: int64 [1], −1 when missing);
+    ``args`` from :meth:`~.shards.ShardDataset.reader` with the sharding and order."""
+    if name == "webdataset":
+        return fn.readers.webdataset(name="reader", pad_last_batch=True, **args)
+    args = dict(args)
+    features = {
+        args.pop("image_feature"): tfrec.FixedLenFeature([], tfrec.string, ""),
+        args.pop("label_feature"): tfrec.FixedLenFeature([1], tfrec.int64, -1),
+    }
+    read = fn.readers.tfrecord(name="reader", pad_last_batch=True, features=features, **args)
+    return tuple(read[key] for key in features)  # type: ignore[index]
+
+
 def source_pipeline(
     *, reader: tuple[str, dict] | None, arrays: ArraySource | None, copies: int, kind: str, size: int, device: str
 ):
-    """DALI graph of the source stage (call through ``pipeline_def``): the stacked copies, the
-    dataset indices and (shards only) each sample's label and ``source_info``. ``reader``:
-    ``("file", args)`` (the reader gets no labels, so its label output is each file's index
-    in ``files``), ``("webdataset", args)`` or ``("tfrecord", args)``; None: ``arrays``."""
-    shard_outputs: tuple = ()
+    """DALI graph of the source stage (call through ``pipeline_def``): the stacked copies,
+    then the dataset indices (files, arrays) or each sample's label and ``source_info``
+    (shards). ``reader``: ``("file", args)`` (the reader gets no labels, so its label output
+    is each file's index in ``files``), ``("webdataset", args)`` or ``("tfrecord", args)``;
+    None: ``arrays``."""
     if reader is None:
         images, indices = fn.external_source(source=arrays, num_outputs=2, batch=True, layout=["HWC", ""])
+        outputs: tuple = (indices,)
         if device == "gpu":
             images = images.gpu()
     else:
         name, args = reader
         if name == "file":
             encoded, indices = fn.readers.file(name="reader", pad_last_batch=True, **args)
-        elif name == "webdataset":
-            encoded, label = fn.readers.webdataset(name="reader", pad_last_batch=True, **args)  # type: ignore[misc]
-            indices, shard_outputs = label, (label, fn.get_property(encoded, key="source_info"))
+            outputs = (indices,)
         else:
-            features = {
-                args.pop("image_feature"): tfrec.FixedLenFeature([], tfrec.string, ""),
-                args.pop("label_feature"): tfrec.FixedLenFeature([1], tfrec.int64, -1),
-            }
-            read = fn.readers.tfrecord(name="reader", pad_last_batch=True, features=features, **args)
-            encoded, label = (read[key] for key in features)  # type: ignore[index]
-            indices, shard_outputs = label, (label, fn.get_property(encoded, key="source_info"))
+            encoded, labels = shard_reader(name, args)
+            outputs = (labels, fn.get_property(encoded, key="source_info"))
         images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
-    copies_ = fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M")
-    return (copies_, *shard_outputs) if shard_outputs else (copies_, indices)
+    return (fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M"), *outputs)
 
 
 def build_source(
