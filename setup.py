@@ -20,6 +20,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=10",  # file checks (verify="decode"); torchvision needs it anyway
         "pyyaml>=6",  # --config files and each run's config.yaml
+        "tfrecord>=1.14",  # TFRecord shards: the converter's writer and Example parser (with crc32c)
     ],
     entry_points={"console_scripts": ["fastpolicy=fastpolicy.cli:main"]},
     extras_require={

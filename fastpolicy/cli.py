@@ -220,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = _command(commands, "show", "what a run is, how far it got, what it found, where its files are", _show)
     show.add_argument("folder", help="the run's folder (its --out)")
+    from .data.shards import add_shards_flags, shards_command
+
+    add_shards_flags(
+        _command(commands, "shards", "convert an image folder to webdataset or TFRecord shards", shards_command)
+    )
     bench = commands.add_parser(
         "bench", add_help=False, help="throughput beside its peers (fastpolicy bench --help for its options)"
     )

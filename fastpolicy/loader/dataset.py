@@ -14,9 +14,11 @@ import os
 import numpy as np
 
 from ..data.files import BadImageError, ImageList, check_files, describe_scan, read_file_list, scan_folder
+from ..data.shards import ShardKeys, list_shards
 from ..data.stats import channel_stats
 from ..log import get as get_logger
 from .settings import BASELINES, FileChecks
+from .shards import ShardDataset
 
 log = get_logger(__name__)
 
@@ -160,12 +162,17 @@ class ArrayDataset:
         """Nothing to find: arrays have no files."""
 
 
-Dataset = FileDataset | ArrayDataset
+Dataset = FileDataset | ArrayDataset | ShardDataset
 
 
 def open_dataset(data, checks: FileChecks, workers: int) -> Dataset:
-    """``data`` as a dataset: a :class:`FileDataset` or :class:`ArrayDataset` as it is, else
-    files (a folder, a file list or an :class:`ImageList`; see :meth:`FileDataset.open`)."""
-    if isinstance(data, (FileDataset, ArrayDataset)):
+    """``data`` as a dataset: a :class:`FileDataset`, :class:`ArrayDataset` or
+    :class:`~.shards.ShardDataset` as it is; shards (a brace pattern, a folder of ``.tar`` or
+    ``.tfrecord`` files, a list of them; default keys) as a ShardDataset; else files (a
+    folder, a file list or an :class:`ImageList`; see :meth:`FileDataset.open`)."""
+    if isinstance(data, (FileDataset, ArrayDataset, ShardDataset)):
         return data
+    found = None if isinstance(data, ImageList) else list_shards(data)
+    if found is not None:
+        return ShardDataset(*found, ShardKeys(), checks)
     return FileDataset.open(data, checks, workers)

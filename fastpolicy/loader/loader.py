@@ -44,7 +44,8 @@ class PolicyDALILoader:
 
     Args:
         data: an ImageNet-layout folder (``root/<class>/<image>``), a file list (``path label``
-            lines), an :class:`~fastpolicy.data.files.ImageList` or a dataset (:mod:`.dataset`;
+            lines), an :class:`~fastpolicy.data.files.ImageList`, webdataset or TFRecord shards (a
+            brace pattern, a folder or a list; :mod:`.shards`) or a dataset (:mod:`.dataset`;
             in-memory arrays: :meth:`from_arrays`).
         batch_size: N, distinct images per batch; a batch holds M·N rows.
         M: copies of every image (one policy each).
@@ -205,14 +206,13 @@ class PolicyDALILoader:
         """Batch ``step``'s source copies, augmented (ahead: with the source's checkpoint before)."""
         checkpoint = self._source.checkpoint() if ahead else None
         with self.timings.timed("source"):
-            source, indices = self._source.run()
+            source, indices, labels = self._source.run()
         with self.timings.timed("assemble"):
             n = min(self.batch_size, self.shard_size - step * self.batch_size)
-            indices = indices[:n]
-            labels = torch.as_tensor(self.dataset.labels(indices))
+            indices, label_tensor = indices[:n], torch.as_tensor(labels[:n])
         images, params, version = self._augment(source, n, epoch, step)
-        labels = labels.to(source.device, non_blocking=True)
-        return Prepared(source, images, labels, indices, n, params, version, checkpoint=checkpoint)
+        label_tensor = label_tensor.to(source.device, non_blocking=True)
+        return Prepared(source, images, label_tensor, indices, n, params, version, checkpoint=checkpoint)
 
     def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int):
         """Sample batch (epoch, step)'s parameters under the current policies and apply them."""
@@ -227,7 +227,7 @@ class PolicyDALILoader:
 
     def fingerprint(self) -> dict:
         """What this loader reads, to tell a resumed run it has the same data (not sharding nor
-        augmentation): ``{"kind": "files" | "arrays", "images": count, "sha256": 16 hex}``."""
+        augmentation): ``{"kind": "files" | "arrays" | "webdataset" | "tfrecord", "images", "sha256"}``."""
         return self.dataset.fingerprint()
 
     def state_dict(self) -> dict:

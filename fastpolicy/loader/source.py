@@ -13,11 +13,13 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
+import nvidia.dali.tfrecord as tfrec
 import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline as DALIPipeline
 
 from .settings import BASELINES
+from .shards import ShardDataset
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -94,18 +96,44 @@ class ArraySource:
         return list(self.images[index]), index.astype(np.int64)
 
 
-def source_pipeline(*, reader: dict | None, arrays: ArraySource | None, copies: int, kind: str, size: int, device: str):
-    """DALI graph of the source stage (call through ``pipeline_def``): the stacked copies and
-    the dataset indices. Files: the reader gets no labels, so its label output is each
-    file's index in ``files``."""
-    if reader is not None:
-        encoded, indices = fn.readers.file(name="reader", pad_last_batch=True, **reader)
-        images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
-    else:
+def shard_reader(name: str, args: dict):
+    """``(encoded images, labels)`` DataNodes of DALI's ``"webdataset"`` reader (labels: the
+    label member's bytes) or ``"tfrecord"`` reader (labels: int64 [1], −1 when missing);
+    ``args`` from :meth:`~.shards.ShardDataset.reader` with the sharding and order."""
+    if name == "webdataset":
+        return fn.readers.webdataset(name="reader", pad_last_batch=True, **args)
+    args = dict(args)
+    features = {
+        args.pop("image_feature"): tfrec.FixedLenFeature([], tfrec.string, ""),
+        args.pop("label_feature"): tfrec.FixedLenFeature([1], tfrec.int64, -1),
+    }
+    read = fn.readers.tfrecord(name="reader", pad_last_batch=True, features=features, **args)
+    return tuple(read[key] for key in features)  # type: ignore[index]
+
+
+def source_pipeline(
+    *, reader: tuple[str, dict] | None, arrays: ArraySource | None, copies: int, kind: str, size: int, device: str
+):
+    """DALI graph of the source stage (call through ``pipeline_def``): the stacked copies,
+    then the dataset indices (files, arrays) or each sample's label and ``source_info``
+    (shards). ``reader``: ``("file", args)`` (the reader gets no labels, so its label output
+    is each file's index in ``files``), ``("webdataset", args)`` or ``("tfrecord", args)``;
+    None: ``arrays``."""
+    if reader is None:
         images, indices = fn.external_source(source=arrays, num_outputs=2, batch=True, layout=["HWC", ""])
+        outputs: tuple = (indices,)
         if device == "gpu":
             images = images.gpu()
-    return fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M"), indices
+    else:
+        name, args = reader
+        if name == "file":
+            encoded, indices = fn.readers.file(name="reader", pad_last_batch=True, **args)
+            outputs = (indices,)
+        else:
+            encoded, labels = shard_reader(name, args)
+            outputs = (labels, fn.get_property(encoded, key="source_info"))
+        images = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
+    return (fn.stack(*[baseline(images, kind, size) for _ in range(copies)], axis_name="M"), *outputs)
 
 
 def build_source(
@@ -136,7 +164,8 @@ class Source:
 
     Args:
         dataset: a :class:`~fastpolicy.loader.dataset.FileDataset` (read with DALI's file
-            reader) or :class:`~fastpolicy.loader.dataset.ArrayDataset` (``external_source``).
+            reader), a :class:`~fastpolicy.loader.shards.ShardDataset` (its webdataset or
+            TFRecord reader) or an :class:`~fastpolicy.loader.dataset.ArrayDataset` (``external_source``).
         batch_size: N per run; the shard's last batch is padded (the loader trims it).
         copies: M, the copies of every image.
         baseline: the copies' augmentation (:data:`BASELINES`); size: S, their side for files.
@@ -166,10 +195,12 @@ class Source:
         self.dataset, self.device, self.workers = dataset, device, max(2, pipeline.num_threads)
         shard = {"shard_id": sharding.shard_id, "num_shards": sharding.num_shards}
         reader, arrays = None, None
+        order = dict(shuffle_after_epoch=pipeline.shuffle, seed=pipeline.seed, stick_to_shard=False, **shard)
         if isinstance(dataset, FileDataset):
-            files = dataset.images.files
-            reader = dict(files=files, shuffle_after_epoch=pipeline.shuffle, seed=pipeline.seed, **shard)
-            reader["stick_to_shard"] = False
+            reader = ("file", dict(files=dataset.images.files, **order))
+        elif isinstance(dataset, ShardDataset):
+            name, args = dataset.reader()
+            reader = (name, args | order)
         else:
             arrays = ArraySource(
                 dataset.images, batch_size, **shard, shuffle=pipeline.shuffle, seed=pipeline.seed, position=position
@@ -188,13 +219,13 @@ class Source:
             checkpoint=checkpoint,
         )
 
-    def run(self) -> tuple[torch.Tensor, np.ndarray]:
-        """The next batch: the copies, uint8 [N, M, H, W, C] (image-major), and int64[N] dataset
-        indices. On the CPU the copies are DALI's own output buffer (valid until the next run,
-        and used only before it); on a GPU one device copy of it, on the current stream (DALI
-        may reuse its buffer while the stage still reads). A failed read of files is
-        explained by naming the bad files (:meth:`~.dataset.FileDataset.explain`)."""
-        copies, indices = self._run()
+    def run(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """The next batch: the copies, uint8 [N, M, H, W, C] (image-major), int64[N] dataset
+        indices and int64[N] labels. On the CPU the copies are DALI's own output buffer (valid
+        until the next run, and used only before it); on a GPU one device copy of it, on the
+        current stream (DALI may reuse its buffer while the stage still reads). A failed read
+        is explained by naming the bad files or shard samples (``dataset.explain``)."""
+        copies, *rest = self._run()
         dense = copies.as_tensor()
         if self.device == "cpu":
             array: np.ndarray | torch.Tensor = np.asarray(dense)
@@ -203,7 +234,14 @@ class Source:
 
             array = torch.empty(list(dense.shape()), dtype=torch.uint8, device="cuda")
             feed_ndarray(dense, array, cuda_stream=torch.cuda.current_stream())
-        return torch.as_tensor(array), np.array(indices.as_tensor()).reshape(-1).astype(np.int64)
+        if isinstance(self.dataset, ShardDataset):  # labels and source_info from the reader
+            raw, infos = rest
+            texts = [bytes(np.asarray(infos[i])).decode("utf-8", "surrogateescape") for i in range(len(infos))]
+            indices, labels = self.dataset.resolve(texts, [np.asarray(raw[i]) for i in range(len(raw))])
+        else:
+            indices = np.array(rest[0].as_tensor()).reshape(-1).astype(np.int64)
+            labels = self.dataset.labels(indices)
+        return torch.as_tensor(array), indices, labels
 
     def skip(self) -> None:
         """Run once and drop the batch (the rest of an epoch that ends early)."""

@@ -1,0 +1,383 @@
+"""Sharded datasets: webdataset tar shards and TFRecord files, listed, checked and written.
+
+* **webdataset**: POSIX tar files; a sample is the members sharing a key (the member name
+  up to the first dot of its base name), e.g. ``n01440764_10026.jpg`` and
+  ``n01440764_10026.cls`` (the label as decimal text).
+* **TFRecord**: records of ``tf.train.Example`` protobufs (features ``image/encoded``, the
+  encoded image, and ``image/class/label``, an int64, by default), each with an index file
+  in DALI's ``tfrecord2idx`` format (one ``offset size`` line per record, in bytes).
+
+:func:`list_shards` turns a brace pattern, a folder or a list into shard paths;
+:func:`scan_tar` and :func:`scan_tfrecord` list a shard's samples cheaply (tar headers;
+the index and each record's 8-byte length), and with ``verify="decode"`` also decode every
+image and parse every label. :func:`write_shards` converts a folder (the converter behind
+``fastpolicy shards``).
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import re
+import struct
+import tarfile
+from dataclasses import dataclass
+
+from ..errors import UserError
+from .files import IMAGE_EXTENSIONS, scan_folder
+
+FORMATS = ("webdataset", "tfrecord")
+"""Shard formats: DALI's ``fn.readers.webdataset`` and ``fn.readers.tfrecord``."""
+
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
+"""File name endings taken as TFRecord shards in a folder (besides ``*-of-*`` names)."""
+
+
+class BadShardError(UserError, ValueError):
+    """Raised for samples of a shard that cannot be read; ``bad`` lists ``(shard, key, reason)``."""
+
+    def __init__(self, bad: list[tuple[str, str, str]], hint: str = ""):
+        self.bad = list(bad)
+        hint = f" ({hint})" if hint else ""
+        lines = [f"{shard}: sample {key}: {reason}" for shard, key, reason in self.bad[:20]]
+        more = [f"… and {len(self.bad) - 20} more"] if len(self.bad) > 20 else []
+        if len(self.bad) == 1:
+            super().__init__(f"bad shard sample {lines[0]}{hint}")
+        else:
+            super().__init__(f"{len(self.bad)} bad shard samples{hint}:\n  " + "\n  ".join(lines + more))
+
+
+@dataclass(frozen=True)
+class ShardKeys:
+    """Where a sample's image and label are.
+
+    Attributes:
+        image: webdataset image extensions, the first present is read (``jpg``, ``jpeg``, ``png``).
+        label: webdataset label extension (decimal text, e.g. ``cls``).
+        image_feature, label_feature: TFRecord feature names (bytes, int64).
+        index_dir: folder of the TFRecord index files (``<shard name>.idx``); None: beside
+            each shard (``<shard>.idx``, or the shard's name without its suffix + ``.idx``).
+        classes: labels must lie in [0, classes); None: any label ≥ 0.
+    """
+
+    image: tuple[str, ...] = ("jpg", "jpeg", "png")
+    label: str = "cls"
+    image_feature: str = "image/encoded"
+    label_feature: str = "image/class/label"
+    index_dir: str | None = None
+    classes: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.image, str):
+            object.__setattr__(self, "image", (self.image,))
+        if not self.image or not all(isinstance(e, str) and e for e in self.image):
+            raise ValueError(f"image extensions must be non-empty strings, got {self.image!r}")
+        if self.label in self.image:
+            raise ValueError(f"label extension {self.label!r} is also an image extension")
+        if self.classes is not None and (isinstance(self.classes, bool) or not isinstance(self.classes, int)):
+            raise ValueError(f"classes must be an integer or None, got {self.classes!r}")
+
+    def check_label(self, label: int) -> str | None:
+        """Why ``label`` is out of range, or None."""
+        if label < 0 or (self.classes is not None and label >= self.classes):
+            limit = "≥ 0" if self.classes is None else f"in [0, {self.classes})"
+            return f"label {label} out of range (must be {limit})"
+        return None
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    """``train-{000..002}.tar`` → the three names (zero padding kept); one range per brace."""
+    match = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
+    if match is None:
+        return [pattern]
+    first, last = match.group(1), match.group(2)
+    if int(last) < int(first):
+        raise ValueError(f"{pattern}: range {{{first}..{last}}} goes down")
+    width = len(first) if first.startswith("0") else 0
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [name for i in range(int(first), int(last) + 1) for name in _expand_braces(f"{head}{i:0{width}d}{tail}")]
+
+
+def shard_format(path: str) -> str | None:
+    """``"webdataset"``, ``"tfrecord"`` or None (not a shard) by ``path``'s name."""
+    name = os.path.basename(path).lower()
+    if name.endswith(".tar"):
+        return "webdataset"
+    if name.endswith(TFRECORD_SUFFIXES) or re.search(r"-\d+-of-\d+$", name):
+        return "tfrecord"
+    return None
+
+
+def list_shards(data) -> tuple[str, list[str]] | None:
+    """``(format, shard paths)`` of ``data`` (a brace pattern or glob, a folder holding
+    shards, a shard, or a list of shards), or None when ``data`` is no sharded dataset.
+    ValueError for mixed formats; FileNotFoundError names a missing shard."""
+    if isinstance(data, (list, tuple)):
+        paths = [os.fspath(p) for p in data]
+    elif isinstance(data, (str, os.PathLike)):
+        data = os.fspath(data)
+        if os.path.isdir(data):
+            names = sorted(os.listdir(data))
+            paths = [os.path.join(data, n) for n in names if shard_format(n) and os.path.isfile(os.path.join(data, n))]
+            if not paths or any(os.path.isdir(os.path.join(data, n)) for n in names):
+                return None  # an image folder (class folders), not shards
+        elif "{" in data or any(c in data for c in "*?["):
+            paths = [p for name in _expand_braces(data) for p in (sorted(glob.glob(name)) or [name])]
+        else:
+            paths = [data]
+    else:
+        return None
+    formats = {shard_format(p) for p in paths}
+    if not paths or None in formats:
+        return None if not isinstance(data, (list, tuple)) else _refuse(paths)
+    if len(formats) > 1:
+        raise ValueError(f"shards mix webdataset and TFRecord files: {paths[:4]}")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"shard {path}: no such file")
+    return str(formats.pop()), [os.path.abspath(p) for p in paths]
+
+
+def _refuse(paths: list[str]):
+    others = [p for p in paths if shard_format(p) is None]
+    raise ValueError(f"not a shard (.tar or .tfrecord): {others[0] if others else 'an empty list'}")
+
+
+@dataclass
+class Sample:
+    """One sample of a shard: its key, the image's byte offset and size, the label's (if any)
+    and the label's value where the scan read it (webdataset; TFRecord with ``"decode"``)."""
+
+    key: str
+    image: tuple[str, int, int]  # (member name or "", offset, size) of the image bytes
+    label: tuple[int, int] | None = None  # (offset, size) of the label bytes (webdataset)
+    value: int | None = None
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """A tar member name as webdataset's ``(key, extension)``: the extension is the text
+    after the first dot of the base name."""
+    folder, base = os.path.split(name)
+    stem, _, ext = base.partition(".")
+    return os.path.join(folder, stem), ext
+
+
+def _read(handle, offset: int, size: int) -> bytes:
+    handle.seek(offset)
+    return handle.read(size)
+
+
+def _decode_check(payload: bytes) -> str | None:
+    """Why ``payload`` is no decodable image, or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            image.load()
+    except Exception as error:  # PIL raises many kinds; all mean "not an image"
+        return f"not a decodable image ({type(error).__name__}: {error})"
+    return None
+
+
+def scan_tar(path: str, keys: ShardKeys, verify: str) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """``(samples, bad)`` of webdataset shard ``path``: samples in tar order, each with an
+    image and a label (``bad``: ``(key, reason)`` of the others). Reads the tar headers and
+    the label members; ``verify="decode"`` also decodes every image. A truncated tar keeps
+    the samples before the cut and names the one it cut."""
+    members: dict[str, dict[str, tarfile.TarInfo]] = {}
+    bad: list[tuple[str, str]] = []
+    size = os.path.getsize(path)
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isfile() or os.path.basename(member.name).startswith("."):
+                    continue
+                key, ext = split_name(member.name)
+                end = member.offset_data + member.size
+                if end > size:
+                    bad.append((key, f"truncated: member {member.name} ends at byte {end}, the file has {size}"))
+                    continue
+                members.setdefault(key, {})[ext] = member
+    except tarfile.TarError as error:
+        last = next(reversed(members), "(first)") if members else "(first)"
+        bad.append((f"after {last}", f"unreadable tar ({error})"))
+    samples = []
+    with open(path, "rb") as handle:
+        for key, parts in members.items():
+            image = next((parts[e] for e in keys.image if e in parts), None)
+            label = parts.get(keys.label)
+            if image is None or label is None:
+                wanted = "/".join(keys.image) if image is None else keys.label
+                bad.append((key, f"missing key {wanted} (has {', '.join(sorted(parts)) or 'nothing'})"))
+                continue
+            value, reason = _label(_read(handle, label.offset_data, label.size), keys)
+            if reason is None and verify != "none" and image.size == 0:
+                reason = "empty image"
+            if reason is None and verify == "decode":
+                reason = _decode_check(_read(handle, image.offset_data, image.size))
+            if reason is not None:
+                bad.append((key, reason))
+                continue
+            place = (image.name, image.offset_data, image.size)
+            samples.append(Sample(key, place, (label.offset_data, label.size), value))
+    return samples, bad
+
+
+def _label(text: bytes, keys: ShardKeys) -> tuple[int | None, str | None]:
+    """``(label, None)`` of a webdataset label member, or ``(None, why it is bad)``."""
+    try:
+        label = int(text.strip())
+    except ValueError:
+        return None, f"label {text[:20]!r} is not an integer"
+    reason = keys.check_label(label)
+    return (None, reason) if reason else (label, None)
+
+
+def index_path(shard: str, keys: ShardKeys) -> str:
+    """The TFRecord index file of ``shard``; FileNotFoundError (naming ``tfrecord2idx``) if none."""
+    folder = keys.index_dir or os.path.dirname(shard)
+    name = os.path.basename(shard)
+    candidates = [os.path.join(folder, name + ".idx"), os.path.join(folder, os.path.splitext(name)[0] + ".idx")]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"TFRecord shard {shard} has no index file (looked for {candidates[0]}); make one with "
+        f"DALI's tfrecord2idx: tfrecord2idx {shard} {candidates[0]}"
+    )
+
+
+def scan_tfrecord(path: str, index: str, keys: ShardKeys, verify: str) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """``(samples, bad)`` of TFRecord shard ``path`` with index file ``index``: one sample
+    per index line (key ``record <i>``), checked against the file: each record's 8-byte
+    length (not ``"none"``), and with ``"decode"`` its Example's image and label."""
+    samples, bad = [], []
+    size = os.path.getsize(path)
+    with open(index) as lines, open(path, "rb") as handle:
+        for i, line in enumerate(lines):
+            key = f"record {i}"
+            try:
+                offset, length = (int(v) for v in line.split()[:2])
+            except ValueError:
+                bad.append((key, f"index {index} line {i + 1} is not 'offset size': {line.strip()!r}"))
+                continue
+            reason = None
+            if offset + length > size:
+                reason = f"truncated: ends at byte {offset + length}, the file has {size}"
+            elif verify != "none":
+                header = _read(handle, offset, 8)
+                if len(header) < 8 or struct.unpack("<Q", header)[0] + 16 != length:
+                    reason = f"index {index} disagrees with the record at byte {offset}"
+            value = None
+            if reason is None and verify == "decode":
+                value, reason = _example(_read(handle, offset + 12, length - 16), keys)
+            if reason is not None:
+                bad.append((key, reason))
+            else:
+                samples.append(Sample(key, ("", offset, length), value=value))
+    return samples, bad
+
+
+def _example(record: bytes, keys: ShardKeys) -> tuple[int | None, str | None]:
+    """``(label, None)`` of a good Example record (decoded image, label in range), or
+    ``(None, why it is bad)``."""
+    from tfrecord import example_pb2
+
+    try:
+        features = example_pb2.Example.FromString(record).features.feature
+    except Exception as error:  # protobuf's DecodeError and friends
+        return None, f"not a tf.train.Example ({error})"
+    for name in (keys.image_feature, keys.label_feature):
+        if name not in features:
+            return None, f"missing key {name} (has {', '.join(sorted(features)) or 'nothing'})"
+    labels = features[keys.label_feature].int64_list.value
+    if len(labels) != 1:
+        return None, f"{keys.label_feature} holds {len(labels)} int64 values, not one"
+    images = features[keys.image_feature].bytes_list.value
+    reason = keys.check_label(labels[0]) or (_decode_check(images[0]) if images else "empty image")
+    return (None, reason) if reason else (int(labels[0]), None)
+
+
+def write_shards(root: str, out: str, format: str, shard_size: int, progress: bool = True) -> list[str]:
+    """Convert image folder ``root`` (``root/<class>/<image>``) to shards of ``shard_size``
+    samples in ``out`` (``shard-000000.tar`` … or ``shard-000000.tfrecord`` with
+    ``shard-000000.idx``); label = the class's index in sorted class order, as for folders.
+    Returns the shard paths. Images are stored as they are (not re-encoded)."""
+    from tqdm import tqdm
+
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be an integer ≥ 1, got {shard_size!r}")
+    images = scan_folder(root, on_bad="raise")
+    os.makedirs(out, exist_ok=True)
+    paths: list[str] = []
+    writer = _TarShard if format == "webdataset" else _TFRecordShard
+    shard = None
+    bar = tqdm(total=len(images), unit="image", desc=f"{format} shards", disable=not progress)
+    for i, (path, label) in enumerate(zip(images.files, images.labels.tolist())):
+        if i % shard_size == 0:
+            if shard is not None:
+                shard.close()
+            shard = writer(os.path.join(out, f"shard-{len(paths):06d}"))
+            paths.append(shard.path)
+        with open(path, "rb") as handle:
+            payload = handle.read()
+        ext = os.path.splitext(path)[1].lower().lstrip(".")
+        ext = "jpg" if ext == "jpeg" else ext
+        assert shard is not None
+        shard.add(f"{i:09d}", payload, ext if f".{ext}" in IMAGE_EXTENSIONS else "jpg", int(label))
+        bar.update()
+    if shard is not None:
+        shard.close()
+    bar.close()
+    return paths
+
+
+class _TarShard:
+    def __init__(self, stem: str):
+        self.path = stem + ".tar"
+        self.tar = tarfile.open(self.path, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115 (see close)
+
+    def add(self, key: str, image: bytes, ext: str, label: int) -> None:
+        for name, data in ((f"{key}.{ext}", image), (f"{key}.cls", str(label).encode())):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            self.tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+class _TFRecordShard:
+    def __init__(self, stem: str):
+        from tfrecord.writer import TFRecordWriter
+
+        self.path, self.index = stem + ".tfrecord", open(stem + ".idx", "w")  # noqa: SIM115 (see close)
+        self.writer = TFRecordWriter(self.path)
+
+    def add(self, key: str, image: bytes, ext: str, label: int) -> None:
+        offset = self.writer.file.tell()
+        self.writer.write({"image/encoded": (image, "byte"), "image/class/label": (label, "int")})
+        self.index.write(f"{offset} {self.writer.file.tell() - offset}\n")
+
+    def close(self) -> None:
+        self.writer.close()
+        self.index.close()
+
+
+def add_shards_flags(parser) -> None:
+    """The arguments of ``fastpolicy shards DIR OUT --format F --shard-size N``."""
+    parser.add_argument("folder", help="an ImageNet-layout image folder (root/<class>/<image>)")
+    parser.add_argument("out", help="the folder the shards are written to (made if missing)")
+    parser.add_argument("--format", choices=FORMATS, default="webdataset", help="shard format (default webdataset)")
+    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+
+
+def shards_command(args) -> int:
+    """Run ``fastpolicy shards``: convert, then print the shards written (a progress bar
+    unless ``-q``)."""
+    paths = write_shards(args.folder, args.out, args.format, args.shard_size, progress=args.verbosity >= 0)
+    print(f"{len(paths)} {args.format} shards in {args.out}")
+    return 0

@@ -1,0 +1,187 @@
+"""Sharded datasets for the loader: webdataset tars and TFRecord files, read by DALI's readers.
+
+A :class:`ShardDataset` lists its shards' samples when opened (tar headers and label
+members; TFRecord index files), refuses or skips bad ones (``FileChecks.on_bad``), and
+hands DALI index files of the good samples only (webdataset: DALI's ``v1.2`` format;
+TFRecord: ``tfrecord2idx``'s), so the reader never meets a sample it was told to skip.
+Dataset index ``i`` is the ``i``-th good sample in shard order. DALI reports each sample's
+``source_info`` (shard path and byte offset), which :meth:`ShardDataset.resolve` maps back
+to its index; labels come from the shards themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import weakref
+
+import numpy as np
+
+from ..data.shards import BadShardError, Sample, ShardKeys, index_path, list_shards, scan_tar, scan_tfrecord
+from ..log import get as get_logger
+from .settings import FileChecks
+
+log = get_logger(__name__)
+
+
+class ShardDataset:
+    """Samples of webdataset or TFRecord shards.
+
+    Attributes:
+        format: ``"webdataset"`` or ``"tfrecord"``; shards: their absolute paths.
+        samples: per shard, its good :class:`~fastpolicy.data.shards.Sample` s.
+        index_files: per shard, the index file DALI reads (ours for webdataset and for
+            TFRecord shards with skipped samples, else the shard's own).
+        shape: None (crops of ``image_size``); channels: 3 (decoded as RGB).
+    """
+
+    kind = "shards"
+    shape = None
+    channels = 3
+    default_baseline = "imagenet"
+    baselines = ("imagenet", "center")
+
+    def __init__(self, format: str, shards: list[str], keys: ShardKeys, checks: FileChecks):
+        self.format, self.shards, self.keys = format, shards, keys
+        self.samples: list[list[Sample]] = []
+        self.index_files: list[str] = []
+        self.skipped: list[tuple[str, str, str]] = []
+        self._folder = tempfile.mkdtemp(prefix="fastpolicy-shards-")
+        weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self._digest = hashlib.sha256()
+        for number, shard in enumerate(shards):
+            self._open_shard(number, shard, checks.verify)
+        if self.skipped and checks.on_bad == "raise":
+            raise BadShardError(self.skipped, hint="pass on_bad='skip' to leave them out")
+        if self.skipped:
+            log.warning(
+                f"fastpolicy: left out {len(self.skipped)} bad shard samples, e.g. {BadShardError(self.skipped[:1])}"
+            )
+        counts = [len(s) for s in self.samples]
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._offsets = [{s.image[1]: i for i, s in enumerate(samples)} for samples in self.samples]
+        self._shard_of = {path: n for n, path in enumerate(shards)}
+        if self.starts[-1] == 0:
+            raise BadShardError([(shards[0] if len(shards) == 1 else f"{len(shards)} shards", "-", "no samples")])
+
+    @classmethod
+    def open(cls, data, keys: ShardKeys | None = None, checks: FileChecks | None = None) -> ShardDataset:
+        """``data``: a brace pattern (``train-{000000..001023}.tar``), a glob, a folder of
+        shards or a list of them (:func:`~fastpolicy.data.shards.list_shards`)."""
+        found = list_shards(data)
+        if found is None:
+            raise ValueError(f"{data!r} names no webdataset (.tar) or TFRecord (.tfrecord) shards")
+        return cls(*found, keys or ShardKeys(), checks or FileChecks())
+
+    def _open_shard(self, number: int, shard: str, verify: str) -> None:
+        if self.format == "webdataset":
+            samples, bad = scan_tar(shard, self.keys, verify)
+            index = os.path.join(self._folder, f"{number:06d}.idx")
+            with open(index, "w") as out:
+                out.write(f"v1.2 {len(samples)}\n")
+                for s in samples:
+                    _, offset, size = s.image
+                    label_offset, label_size = s.label or (0, 0)
+                    token = "".join(c if c.isalnum() or c in "._-" else "_" for c in s.key)  # no ':' or space
+                    out.write(f"img {offset} {size} {token} cls {label_offset} {label_size} {token}\n")
+            self._digest.update(f"{os.path.basename(shard)}\t{os.path.getsize(shard)}\n".encode())
+        else:
+            original = index_path(shard, self.keys)
+            samples, bad = scan_tfrecord(shard, original, self.keys, verify)
+            index = original
+            if bad:
+                index = os.path.join(self._folder, f"{number:06d}.idx")
+                with open(index, "w") as out:
+                    out.writelines(f"{s.image[1]} {s.image[2]}\n" for s in samples)
+            with open(original, "rb") as handle:
+                self._digest.update(f"{os.path.basename(shard)}\t{os.path.getsize(shard)}\n".encode() + handle.read())
+        for s in samples:
+            self._digest.update(f"{s.key}\t{s.image[1]}\t{s.image[2]}\n".encode())
+        if not samples and not bad:
+            bad = [("-", "empty shard: no samples")]
+        self.skipped += [(shard, key, reason) for key, reason in bad]
+        self.samples.append(samples)
+        self.index_files.append(index)
+
+    @classmethod
+    def baseline(cls, baseline: str | None) -> str:
+        """``baseline``, or the default (None); ValueError for one that needs arrays of one size."""
+        baseline = baseline or cls.default_baseline
+        if baseline not in cls.baselines:
+            raise ValueError(f"baseline={baseline!r} is for in-memory arrays; shards use 'imagenet' or 'center'")
+        return baseline
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def reader(self) -> tuple[str, dict]:
+        """DALI's reader and its arguments (without sharding, order and seed); shards left
+        without samples are not given to it."""
+        kept = [n for n, samples in enumerate(self.samples) if samples]
+        shards, indexes = [self.shards[n] for n in kept], [self.index_files[n] for n in kept]
+        if self.format == "webdataset":
+            return "webdataset", dict(
+                paths=shards, index_paths=indexes, ext=["img", "cls"], missing_component_behavior="error"
+            )
+        return "tfrecord", dict(
+            path=shards,
+            index_path=indexes,
+            image_feature=self.keys.image_feature,
+            label_feature=self.keys.label_feature,
+        )
+
+    def resolve(self, infos: list[str], raw_labels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, labels)``, int64[n] each, of the samples DALI read: ``infos`` are their
+        ``source_info`` strings, ``raw_labels`` their label outputs (decimal text bytes or an
+        int64). BadShardError names the shard and sample of a label out of range."""
+        indices, labels = np.empty(len(infos), np.int64), np.empty(len(infos), np.int64)
+        for i, (info, raw) in enumerate(zip(infos, raw_labels)):
+            if self.format == "webdataset":
+                path, offset = info.rsplit(":", 2)[:2]
+            else:
+                path, offset = info.rsplit(" at index ", 1)
+            shard = self._shard_of[path]
+            local = self._offsets[shard][int(offset)]
+            indices[i] = self.starts[shard] + local
+            try:
+                labels[i] = int(bytes(raw).strip()) if self.format == "webdataset" else int(raw.reshape(-1)[0])
+                reason = self.keys.check_label(int(labels[i]))
+            except ValueError:
+                reason = f"label {bytes(raw)[:20]!r} is not an integer"
+            if reason is not None:
+                raise BadShardError([(path, self.samples[shard][local].key, reason)])
+        return indices, labels
+
+    def class_count(self) -> int | None:
+        """Classes: ``ShardKeys.classes``, else the largest label + 1 where the scan read every
+        label (webdataset; TFRecord opened with ``verify="decode"``), else None."""
+        if self.keys.classes is not None:
+            return self.keys.classes
+        values = [s.value for samples in self.samples for s in samples]
+        return None if any(v is None for v in values) else max(v for v in values if v is not None) + 1
+
+    def fingerprint(self) -> dict:
+        """``{"kind": "webdataset" | "tfrecord", "images": count, "sha256": 16 hex}`` over the
+        shards' names and sizes, the TFRecord index files and every kept sample's key, offset
+        and size (nothing is hashed of the images themselves)."""
+        return {"kind": self.format, "images": len(self), "sha256": self._digest.hexdigest()[:16]}
+
+    def explain(self, error: Exception, workers: int) -> None:
+        """Raise :class:`BadShardError` naming the samples behind a failed DALI read (every
+        shard is rescanned with ``verify="decode"``); returns if all decode."""
+        message = str(error).splitlines()
+        log.warning(
+            f"fastpolicy: DALI failed to read a batch ({message[-1] if message else error}); "
+            f"decoding all {len(self)} samples of {len(self.shards)} shards to find the bad ones …"
+        )
+        bad = []
+        for shard in self.shards:
+            if self.format == "webdataset":
+                found = scan_tar(shard, self.keys, "decode")[1]
+            else:
+                found = scan_tfrecord(shard, index_path(shard, self.keys), self.keys, "decode")[1]
+            bad += [(shard, key, reason) for key, reason in found]
+        if bad:
+            raise BadShardError(bad, hint="pass on_bad='skip' with verify='decode' to leave them out") from error
