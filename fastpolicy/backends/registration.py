@@ -22,7 +22,7 @@ from .protocol import PolicyStage
 DEVICES = ("cpu", "gpu")
 """Where a stage computes: the host, or a CUDA GPU."""
 
-_MODULES = ("kernel_cuda", "kernel_host", "dali_stage", "reference_stage")
+_MODULES = ("kernel_cuda", "kernel_host", "dali_stage", "pil_stage", "reference_stage")
 """The implementation modules (each registers its backends when imported)."""
 
 
