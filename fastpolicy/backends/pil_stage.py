@@ -127,7 +127,7 @@ class PilStage(PolicyStage):
             return finish(images, out)
         device, pixels = images.device, images.cpu().numpy()
         mode = "L" if pixels.shape[3] == 1 else "RGB"
-        originals = [PIL.Image.fromarray(p[..., 0] if mode == "L" else p, mode) for p in pixels]
+        originals = [PIL.Image.fromarray(p[..., 0] if mode == "L" else p) for p in pixels]
         result = np.empty_like(pixels)
         for i, img in enumerate(originals):
             ops = sample_ops(params, i)
@@ -138,11 +138,12 @@ class PilStage(PolicyStage):
 
 def sample_ops(params: PolicyParams, i: int) -> list[Op]:
     """Sample ``i``'s applied ops in slot order (skipped slots left out)."""
-    return [
-        (int(params.op[i, k]), float(params.value[i, k]), *map(float, params.center[i, k]), int(params.partner[i, k]))
-        for k in range(params.k)
-        if params.op[i, k] >= 0
-    ]
+    out: list[Op] = []
+    for k in range(params.k):
+        if params.op[i, k] >= 0:
+            cy, cx = (float(v) for v in params.center[i, k])
+            out.append((int(params.op[i, k]), float(params.value[i, k]), cy, cx, int(params.partner[i, k])))
+    return out
 
 
 register_stage(
