@@ -45,6 +45,7 @@ from .spaces import STANDARD_BINS
 _UINT8 = OutputSpec("uint8", "nchw")
 _PIL_MODES = ("L", "RGB")
 _PAIRING = OPS["SamplePairing"].id
+_ONE_TENSOR = (torch.Tensor, tv_tensors.Image, tv_tensors.Video)
 _STANDARD_FILL = 0
 """The fill of the standard policies when none is given: torchvision's (black)."""
 _SLOT_DRAWS = 6
@@ -228,8 +229,8 @@ class PolicyAugment(v2.Transform):
         self._use(list(self.schedule[min(epoch, len(self.schedule) - 1)]))
 
     def forward(self, *inputs):
-        if len(inputs) == 1 and isinstance(inputs[0], PIL.Image.Image):  # the common call, without pytrees
-            return self.transform(inputs[0], self.make_params(inputs))
+        if len(inputs) == 1 and (isinstance(inputs[0], PIL.Image.Image) or type(inputs[0]) in _ONE_TENSOR):
+            return self.transform(inputs[0], self.make_params(inputs))  # the common call, without pytrees
         return super().forward(*inputs)
 
     def check_inputs(self, flat_inputs) -> None:
@@ -317,7 +318,9 @@ class PolicyAugment(v2.Transform):
                 f"tensors must be uint8 or float (in [0, 1]) {what} with C = 1 or 3, "
                 f"got {inpt.dtype} {tuple(inpt.shape)}"
             )
-        images = inpt.as_subclass(torch.Tensor)
+        if not any(ops):
+            return inpt.clone()  # keeps a tv_tensor's type
+        images = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
         frames = images.shape[-4] if video else 1
         flat = images.reshape(-1, *images.shape[-3:]) if images.numel() else images.reshape(0, *images.shape[-3:])
         levels = v2.functional.to_dtype(flat, torch.uint8, scale=True) if flat.dtype.is_floating_point else flat
