@@ -296,6 +296,7 @@ class PolicyAugment(v2.Transform):
         if fill is None:
             return self.default_fill
         floating = isinstance(inpt, torch.Tensor) and inpt.dtype.is_floating_point
+        fill = fill if isinstance(fill, (list, tuple)) else [fill]
         levels = tuple(round(float(f) * 255) if floating else int(f) for f in fill)
         if any(not 0 <= level <= 255 for level in levels):
             raise ValueError(f"fill {fill!r} is outside the image's value range")

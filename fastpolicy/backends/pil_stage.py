@@ -106,7 +106,7 @@ class PilStage(PolicyStage):
         else:
             self.fill = tuple(check_fill(level, "each fill level") for level in fill)
         self.resample = resample
-        self._fill_for = {mode: pil_fill(self.fill, mode) for mode in ("L", "RGB")}
+        self._fill_for: dict[str, int | tuple[int, ...]] = {}
 
     def apply_ops(
         self, img: PIL.Image.Image, ops: Sequence[Op], partners: Sequence[PIL.Image.Image] | None = None
@@ -114,7 +114,9 @@ class PilStage(PolicyStage):
         """``img`` (mode L or RGB, not modified) with ``ops`` applied in order; SamplePairing
         blends with ``partners[partner]`` (None: with ``img`` as it came in). Returns ``img``
         itself when ``ops`` is empty."""
-        fill = self._fill_for[img.mode]
+        fill = self._fill_for.get(img.mode)
+        if fill is None:
+            fill = self._fill_for[img.mode] = pil_fill(self.fill, img.mode)
         out = img
         for op_id, value, cy, cx, partner in ops:
             other = img if partners is None else partners[partner]
