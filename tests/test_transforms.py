@@ -172,3 +172,25 @@ def test_a_cuda_batch_equals_the_per_image_reference():
     torch.manual_seed(5)
     out = transform(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().cuda())
     assert out.is_cuda and np.array_equal(out.permute(0, 2, 3, 1).cpu().numpy(), expected)
+
+
+def test_the_pil_stage_covers_the_registry_and_takes_a_fill_per_channel():
+    from fastpolicy.backends.pil_stage import PIL_OPS, PilStage
+
+    assert list(PIL_OPS) == list(OP_NAMES)
+    image = PIL.Image.fromarray(np.full((20, 24, 3), 200, np.uint8))
+    shifted = PilStage((1, 2, 3)).apply_ops(image, [(OP_NAMES.index("TranslateX"), 0.5, 0.0, 0.0, 0)])
+    assert np.asarray(shifted)[0, -1].tolist() == [1, 2, 3] and np.asarray(shifted)[0, 0].tolist() == [200] * 3
+    assert np.asarray(image).max() == 200  # not modified
+
+
+def test_video_frames_get_their_video_s_ops_as_the_reference_does():
+    frames = photo_batch(3, 24, 28)
+    video = tv_tensors.Video(torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous())
+    transform = PolicyAugment(Policy([[("Rotate", 9), ("Equalize", 0)], [("ShearY", 4), ("Solarize", 5)]]))
+    torch.manual_seed(2)
+    ops = transform.draw(1)[0]
+    torch.manual_seed(2)
+    out = transform(video)
+    expected = _reference(frames, [[(o, v, cy, cx, i) for o, v, cy, cx, _ in ops] for i in range(3)], 128)
+    assert isinstance(out, tv_tensors.Video) and np.array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
