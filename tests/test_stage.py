@@ -235,7 +235,7 @@ def test_the_backends_register_without_importing_dali_or_cupy():
         " stage_backend('cupy').available())\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split("\n")[0] == "['cupy', 'dali', 'emulated', 'native', 'numpy'] native False False"
+    assert result.stdout.split("\n")[0] == "['cupy', 'dali', 'emulated', 'native', 'numpy', 'pil'] native False False"
 
 
 def _unavailable(monkeypatch, *names: str) -> None:
