@@ -388,9 +388,10 @@ class PolicyAugment(v2.Transform):
         except RuntimeError as error:
             raise RuntimeError(f"PolicyAugment on CUDA tensors: {error}") from None
         key = (backend, fill)
-        if key not in self._stages:
-            self._stages[key] = make_stage(backend, "gpu", max_batch=n, height=1, width=1, fill=fill)
-        return self._stages[key]
+        built = self._stages.get(key)
+        if built is None or built[0] < n:  # built for batches of up to built[0] images
+            built = self._stages[key] = (n, make_stage(backend, "gpu", max_batch=n, height=1, width=1, fill=fill))
+        return built[1]
 
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
