@@ -49,7 +49,7 @@ from .registry import OPS
 from .sampling import complete
 from .schedule import FORMAT as SCHEDULE_FORMAT
 from .schedule import PolicySchedule
-from .spaces import SearchSpace, get_space
+from .spaces import Element, SearchSpace, get_space
 
 AUTOAUGMENT_TABLES = {
     "imagenet": (
@@ -193,46 +193,66 @@ class _UniformOps(jsonio.JsonFile):
             raise PolicyFormatError(f"{source}: {err}") from None
 
 
+def _space_with_bins(name: str, num_magnitude_bins) -> SearchSpace:
+    """Standard space ``name`` with its range spread over ``num_magnitude_bins`` bins (≥ 2), as
+    torchvision's ``num_magnitude_bins``: bin b is ``b / (num_magnitude_bins − 1)`` of the range."""
+    space = get_space(name)
+    if isinstance(num_magnitude_bins, bool) or not isinstance(num_magnitude_bins, int) or num_magnitude_bins < 2:
+        raise ValueError(f"num_magnitude_bins must be an integer ≥ 2, got {num_magnitude_bins!r}")
+    if num_magnitude_bins == space.n_bins:
+        return space
+    elements = tuple(Element(op, b) for op in space.ops for b in range(num_magnitude_bins))
+    return SearchSpace(name, space.ops, num_magnitude_bins, elements)
+
+
 class RandAugment(_UniformOps):
     """RandAugment: each sample applies ``num_ops`` ops, each drawn uniformly from the
-    ``"randaugment"`` space's 13 ops and Identity, all at bin ``magnitude`` of 31 (signed ops
-    with a random sign), as torchvision's ``RandAugment(num_ops, magnitude)``."""
+    ``"randaugment"`` space's 13 ops and Identity, all at bin ``magnitude`` of
+    ``num_magnitude_bins`` (signed ops with a random sign), as torchvision's
+    ``RandAugment(num_ops, magnitude, num_magnitude_bins)`` (``num_ops = 0``: nothing applied)."""
 
     kind = "randaugment"
 
-    def __init__(self, num_ops: int = 2, magnitude: int = 9):
-        super().__init__(get_space("randaugment"))
-        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
-            raise ValueError(f"num_ops must be a positive integer, got {num_ops!r}")
+    def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31):
+        super().__init__(_space_with_bins("randaugment", num_magnitude_bins))
+        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 0:
+            raise ValueError(f"num_ops must be a non-negative integer, got {num_ops!r}")
         if isinstance(magnitude, bool) or not isinstance(magnitude, int) or not 0 <= magnitude < self.space.n_bins:
             raise ValueError(f"magnitude must be a bin in [0, {self.space.n_bins}), got {magnitude!r}")
-        self.num_ops, self.magnitude = num_ops, magnitude
+        self.num_ops, self.magnitude, self.num_magnitude_bins = num_ops, magnitude, num_magnitude_bins
 
     @property
     def n_ops(self) -> int:
-        return self.num_ops
+        return max(self.num_ops, 1)
 
     def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """int64[n, num_ops] op ids (-1: Identity) and bins (``magnitude``, -1 without one)."""
+        """int64[n, num_ops] op ids (-1: Identity) and bins (``magnitude``, -1 without one);
+        ``num_ops = 0``: one skipped slot."""
+        if self.num_ops == 0:
+            return np.full((n, 1), NO_OP), np.full((n, 1), -1)
         op, has_magnitude = self._draw(n, self.num_ops, rng)
         return op, np.where(has_magnitude, self.magnitude, -1)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": 1, "kind": self.kind, "num_ops": self.num_ops, "magnitude": self.magnitude}
+        data = {"format": FORMAT, "version": 1, "kind": self.kind, "num_ops": self.num_ops, "magnitude": self.magnitude}
+        return data | ({"num_magnitude_bins": self.num_magnitude_bins} if self.num_magnitude_bins != 31 else {})
 
     def __repr__(self):
-        return f"RandAugment(num_ops={self.num_ops}, magnitude={self.magnitude})"
+        bins = f", num_magnitude_bins={self.num_magnitude_bins}" if self.num_magnitude_bins != 31 else ""
+        return f"RandAugment(num_ops={self.num_ops}, magnitude={self.magnitude}{bins})"
 
 
 class TrivialAugmentWide(_UniformOps):
     """TrivialAugmentWide: each sample applies one op drawn uniformly from the
-    ``"trivialaugment_wide"`` space's 13 ops and Identity, at a uniformly drawn bin of 31
-    (signed ops with a random sign), as torchvision's ``TrivialAugmentWide()``."""
+    ``"trivialaugment_wide"`` space's 13 ops and Identity, at a uniformly drawn bin of
+    ``num_magnitude_bins`` (signed ops with a random sign), as torchvision's
+    ``TrivialAugmentWide(num_magnitude_bins)``."""
 
     kind = "trivialaugment_wide"
 
-    def __init__(self):
-        super().__init__(get_space("trivialaugment_wide"))
+    def __init__(self, num_magnitude_bins: int = 31):
+        super().__init__(_space_with_bins("trivialaugment_wide", num_magnitude_bins))
+        self.num_magnitude_bins = num_magnitude_bins
 
     n_ops = 1
 
@@ -242,20 +262,22 @@ class TrivialAugmentWide(_UniformOps):
         return op, np.where(has_magnitude, rng.integers(0, self.space.n_bins, size=(n, 1)), -1)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": 1, "kind": self.kind}
+        data = {"format": FORMAT, "version": 1, "kind": self.kind}
+        return data | ({"num_magnitude_bins": self.num_magnitude_bins} if self.num_magnitude_bins != 31 else {})
 
     def __repr__(self):
-        return "TrivialAugmentWide()"
+        bins = f"num_magnitude_bins={self.num_magnitude_bins}" if self.num_magnitude_bins != 31 else ""
+        return f"TrivialAugmentWide({bins})"
 
 
-def randaugment(num_ops: int = 2, magnitude: int = 9) -> RandAugment:
+def randaugment(num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31) -> RandAugment:
     """:class:`RandAugment` with torchvision's defaults (2 ops at bin 9 of 31)."""
-    return RandAugment(num_ops, magnitude)
+    return RandAugment(num_ops, magnitude, num_magnitude_bins)
 
 
-def trivialaugment_wide() -> TrivialAugmentWide:
-    """:class:`TrivialAugmentWide`."""
-    return TrivialAugmentWide()
+def trivialaugment_wide(num_magnitude_bins: int = 31) -> TrivialAugmentWide:
+    """:class:`TrivialAugmentWide` (torchvision's default: 31 bins)."""
+    return TrivialAugmentWide(num_magnitude_bins)
 
 
 STANDARD: dict[str, Any] = {

@@ -7,34 +7,123 @@
                         PolicyAugment("runs/adversarial-…/schedule.json"),   # or "autoaugment", a Policy, …
                         v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
-Each image gets its own sub-policy (a batch ``[B, C, H, W]`` too), with the registry's
-PIL-faithful ops: PIL images and CPU tensors through the native CPU stage (the reference
-where no C++ compiler is), CUDA batches through the fused kernels. Randomness comes from torch's global
-generator, so ``torch.manual_seed`` makes a run reproducible and every ``DataLoader``
-worker draws its own stream.
+A drop-in for torchvision's ``AutoAugment``, ``RandAugment`` and ``TrivialAugmentWide``: it
+takes their arguments (``PolicyAugment(AutoAugmentPolicy.CIFAR10)``,
+``PolicyAugment("randaugment", num_ops=3, magnitude=5)``, ``interpolation``, ``fill``) and
+their inputs (PIL images, uint8 or float tensors ``[..., C, H, W]``, ``tv_tensors.Image`` and
+``tv_tensors.Video``). Each image gets its own sub-policy (each video one, across its frames).
+On the CPU the ops are PIL's own operations (the ``"pil"`` stage: a PIL image is never
+converted); CUDA batches go through the fused kernels. Both equal the registry's reference
+pixel for pixel. Randomness comes from torch's global generator, so ``torch.manual_seed``
+makes a run reproducible and every ``DataLoader`` worker draws its own stream.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2._utils import is_pure_tensor
+from torchvision.transforms.functional import pil_modes_mapping
+from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
+from torchvision.transforms.v2._utils import _get_fill, _setup_fill_arg, is_pure_tensor
+from torchvision.transforms.v2.functional._geometry import _check_interpolation
 
+from .backends.pil_stage import Op, PilStage, sample_ops
 from .backends.stage import OutputSpec, default_stage, make_stage
 from .params import PolicyParams
-from .policies import resolve
-from .reference.geometry import FILL, check_fill
-from .sampling import complete, sample_policies
+from .policies import RandAugment, TrivialAugmentWide, autoaugment, resolve
+from .reference.geometry import FILL
+from .registry import OP_NAMES, OPS
+from .sampling import complete, sample_policies, value_tables
 from .schedule import PolicySchedule
+from .spaces import STANDARD_BINS
 
 _UINT8 = OutputSpec("uint8", "nchw")
+_PIL_MODES = ("L", "RGB")
+_PAIRING = OPS["SamplePairing"].id
+_ONE_TENSOR = (torch.Tensor, tv_tensors.Image, tv_tensors.Video)
+_STANDARD_FILL = 0
+"""The fill of the standard policies when none is given: torchvision's (black)."""
+_SLOT_DRAWS = 6
+"""Uniforms per op slot: the op (or whether it is kept), its bin, its sign, the Cutout
+centre (y, x), the SamplePairing partner."""
+
+
+class _Plan:
+    """One sampler's draws from a vector of uniforms, without NumPy: the single-image path.
+
+    ``ops(u, base, i, n)`` turns the uniforms ``u[base:]`` (two, then :data:`_SLOT_DRAWS` per
+    slot) into image ``i``'s applied ops (:data:`~fastpolicy.backends.pil_stage.Op`) of a batch
+    of ``n``. Values come from the space's tables, moved by ``scale`` towards each op's identity.
+    """
+
+    def __init__(self, sampler, scale: float):
+        values, signed, has_magnitude = value_tables(sampler.space)
+
+        def entry(op_id: int, bin_: int) -> tuple[int, float, float]:
+            if op_id < 0:
+                return (-1, 0.0, 0.0)
+            spec = OPS[OP_NAMES[op_id]]
+            low, high = values[op_id, bin_] if has_magnitude[op_id] and bin_ >= 0 else (0.0, 0.0)
+            if not signed[op_id]:
+                low = high
+            if scale != 1 and has_magnitude[op_id]:
+                low, high = (spec.identity + scale * (v - spec.identity) for v in (low, high))
+                low, high = (float(round(v)) if spec.integer else v for v in (low, high))
+            return (op_id, float(low), float(high))
+
+        self.slots = sampler.n_ops
+        tables = getattr(sampler, "sub_policy_tables", None)
+        if tables is not None:  # a Policy: one of S sub-policies, each op kept with its probability
+            self.kind = "table"
+            self.table = [
+                [(float(p), *entry(int(o), int(b))) for o, b, p in zip(ops, bins, probs)]
+                for ops, bins, probs in zip(tables.op, tables.bin, tables.prob)
+            ]
+        elif isinstance(sampler, RandAugment):  # num_ops uniform choices, one bin
+            self.kind = "uniform"
+            choices = [-1] + [OPS[op].id for op in sampler.space.ops]
+            self.choices = [[entry(o, sampler.magnitude if o >= 0 else -1)] for o in choices]
+            self.slots = sampler.num_ops
+        else:  # TrivialAugmentWide: one uniform choice at a uniform bin
+            self.kind = "uniform"
+            choices = [-1] + [OPS[op].id for op in sampler.space.ops]
+            self.choices = [[entry(o, b) for b in range(sampler.space.n_bins)] for o in choices]
+
+    @staticmethod
+    def fits(sampler) -> bool:
+        """Whether ``sampler`` is one this plan draws (Policy, RandAugment, TrivialAugmentWide)."""
+        return hasattr(sampler, "sub_policy_tables") or type(sampler) in (RandAugment, TrivialAugmentWide)
+
+    def draws(self) -> int:
+        return 2 + _SLOT_DRAWS * self.slots
+
+    def ops(self, u: list[float], base: int, i: int, n: int) -> list[Op]:
+        out = []
+        if self.kind == "table":
+            sub = self.table[int(u[base] * len(self.table))]
+        for k in range(self.slots):
+            c, b, s, cy, cx, p = u[base + 2 + _SLOT_DRAWS * k : base + 2 + _SLOT_DRAWS * (k + 1)]
+            if self.kind == "table":
+                prob, op_id, low, high = sub[k]
+                if not c < prob:
+                    continue
+            else:
+                row = self.choices[int(c * len(self.choices))]
+                op_id, low, high = row[int(b * len(row))]
+            if op_id < 0:
+                continue
+            partner = (i + 1 + int(p * (n - 1))) % n if n > 1 else i
+            out.append((op_id, low if s < 0.5 else high, cy, cx, partner))
+        return out
 
 
 class PolicyAugment(v2.Transform):
-    """Apply a policy to images, a sub-policy per image.
+    """Apply a policy to images, a sub-policy per image (per video).
 
     Args:
         policy: a :class:`~fastpolicy.policy.Policy`, an
@@ -42,34 +131,93 @@ class PolicyAugment(v2.Transform):
             :class:`~fastpolicy.schedule.PolicySchedule` (each image picks one of the current
             epoch's policies uniformly; see :meth:`set_epoch`), a standard policy of
             :mod:`fastpolicy.policies` or its name (``"autoaugment"``,
-            ``"autoaugment:cifar10"``, ``"randaugment"``, ``"trivialaugment_wide"``), or the
-            path of any of their JSON files (what ``fastpolicy search`` writes).
-        fill: the 0..255 level geometric ops move in from outside the image.
+            ``"autoaugment:cifar10"``, ``"randaugment"``, ``"trivialaugment_wide"``), a
+            torchvision ``AutoAugmentPolicy`` (that AutoAugment policy), or the path of any of
+            their JSON files (what ``fastpolicy search`` writes).
+        interpolation: torchvision's: the geometric ops' resampling. ``"nearest"`` (the
+            default, AutoAugment's, the only one on CUDA) equals the reference; on the CPU
+            ``"bilinear"`` and ``"bicubic"`` are PIL's filters.
+        fill: torchvision's: what geometric ops move in from outside the image, in the
+            image's value range (0..255; 0..1 for float images): None (the default of the
+            policy's kind: 0 for the standard policies, torchvision's; 128 for learned
+            policies, AutoAugment's grey that the searches use), a number, one per channel,
+            or a dict from input type (``tv_tensors.Image``, ``PIL.Image.Image``,
+            ``torch.Tensor``, ``"others"``) to one of those.
+        num_ops, magnitude, num_magnitude_bins: torchvision's, for ``"randaugment"``
+            (all three) and ``"trivialaugment_wide"`` (``num_magnitude_bins``).
         magnitude_scale: values moved to ``identity + scale · (value − identity)`` (1: as
             sampled; see :meth:`~fastpolicy.params.PolicyParams.scaled`).
 
-    Input: a PIL image (mode ``L`` or ``RGB``), a uint8 tensor ``[C, H, W]`` or a batch
-    ``[B, C, H, W]`` (C = 1 or 3), or a :class:`torchvision.tv_tensors.Image`; the output
-    has the input's type, device, shape and memory layout. Other entries of a sample
+    Input: a PIL image (mode ``L`` or ``RGB``), a tensor ``[..., C, H, W]`` (C = 1 or 3, uint8,
+    or float in [0, 1]; any leading dims, each image its own sub-policy; an empty batch comes
+    back empty), a ``tv_tensors.Image``, or a ``tv_tensors.Video`` ``[..., T, C, H, W]`` (one
+    sub-policy per video, applied to each of its frames). The output has the input's type,
+    dtype, device, shape and memory layout; the input is not modified. uint8 and PIL inputs
+    equal the reference pixel for pixel. Float images are quantized to uint8 levels for the
+    ops (``v2.ToDtype(torch.uint8, scale=True)``) and come back as ``level / 255`` in their
+    dtype; an image none of whose ops applied comes back unchanged. Other entries of a sample
     (labels) pass through; bounding boxes and masks are refused, since geometric ops would
-    move the image but not them. A single image's SamplePairing partner is itself.
+    move the image but not them, and so is a second image. A single image's SamplePairing
+    partner is itself; a batch's is another image of it.
     """
 
-    _transformed_types = (is_pure_tensor, tv_tensors.Image, PIL.Image.Image)
+    _transformed_types = (is_pure_tensor, tv_tensors.Image, tv_tensors.Video, PIL.Image.Image)
 
-    def __init__(self, policy, *, fill: int = FILL, magnitude_scale: float = 1.0):
+    def __init__(
+        self,
+        policy,
+        *,
+        interpolation: str | InterpolationMode | int = InterpolationMode.NEAREST,
+        fill=None,
+        num_ops: int | None = None,
+        magnitude: int | None = None,
+        num_magnitude_bins: int | None = None,
+        magnitude_scale: float = 1.0,
+    ):
         super().__init__()
-        policy = resolve(policy)
-        fill = check_fill(fill)
+        policy = self._standard(policy, num_ops, magnitude, num_magnitude_bins)
         if not 0 < magnitude_scale <= 1:
             raise ValueError(f"magnitude_scale must be in (0, 1], got {magnitude_scale!r}")
         self.schedule = policy if isinstance(policy, PolicySchedule) else None
         if self.schedule is not None and len(self.schedule) == 0:
             raise ValueError("the policy schedule is empty")
-        self.fill, self.magnitude_scale = int(fill), float(magnitude_scale)
+        self.interpolation = _check_interpolation(interpolation)
+        if self.interpolation not in (InterpolationMode.NEAREST, InterpolationMode.BILINEAR, InterpolationMode.BICUBIC):
+            raise ValueError(f"interpolation must be nearest, bilinear or bicubic, got {interpolation!r}")
+        self.fill = fill
+        self._fill = _setup_fill_arg(dict(fill) if isinstance(fill, dict) else fill)
+        self.magnitude_scale = float(magnitude_scale)
         self.epoch = 0
-        self.samplers = list(self.schedule[0]) if self.schedule is not None else [policy]
+        self._use(list(self.schedule[0]) if self.schedule is not None else [policy])
         self._stages: dict = {}
+
+    @staticmethod
+    def _standard(policy, num_ops, magnitude, num_magnitude_bins):
+        """The sampler ``policy`` names, with torchvision's constructor arguments."""
+        if isinstance(policy, AutoAugmentPolicy):
+            policy = autoaugment(policy.value)
+        extra = {
+            k: v
+            for k, v in (("num_ops", num_ops), ("magnitude", magnitude), ("num_magnitude_bins", num_magnitude_bins))
+            if v is not None
+        }
+        if not extra:
+            return resolve(policy)
+        if policy == "randaugment":
+            return RandAugment(**extra)
+        if policy == "trivialaugment_wide" and set(extra) == {"num_magnitude_bins"}:
+            return TrivialAugmentWide(**extra)
+        raise ValueError(
+            f"{', '.join(extra)} apply to 'randaugment' (num_ops, magnitude, num_magnitude_bins) and "
+            f"'trivialaugment_wide' (num_magnitude_bins), not to {policy!r}"
+        )
+
+    def _use(self, samplers: list) -> None:
+        self.samplers = samplers
+        learned = any(getattr(s, "space", None) is None or s.space.name not in STANDARD_BINS for s in samplers)
+        self.default_fill = FILL if learned or self.schedule is not None else _STANDARD_FILL
+        fits = all(_Plan.fits(s) for s in samplers)
+        self._plans = [_Plan(s, self.magnitude_scale) for s in samplers] if fits else None
 
     def set_epoch(self, epoch: int) -> None:
         """Use the schedule's policies of ``epoch`` (epochs past its end: its last epoch's)."""
@@ -78,52 +226,52 @@ class PolicyAugment(v2.Transform):
         if epoch < 0:
             raise ValueError(f"epoch must be ≥ 0, got {epoch}")
         self.epoch = epoch
-        self.samplers = list(self.schedule[min(epoch, len(self.schedule) - 1)])
+        self._use(list(self.schedule[min(epoch, len(self.schedule) - 1)]))
+
+    def forward(self, *inputs):
+        if len(inputs) == 1 and (isinstance(inputs[0], PIL.Image.Image) or type(inputs[0]) in _ONE_TENSOR):
+            return self.transform(inputs[0], self.make_params(inputs))  # the common call, without pytrees
+        return super().forward(*inputs)
 
     def check_inputs(self, flat_inputs) -> None:
+        refused = (tv_tensors.BoundingBoxes, tv_tensors.Mask, getattr(tv_tensors, "KeyPoints", tv_tensors.Mask))
         for item in flat_inputs:
-            if isinstance(
-                item,
-                (
-                    tv_tensors.BoundingBoxes,
-                    tv_tensors.Mask,
-                    tv_tensors.KeyPoints if hasattr(tv_tensors, "KeyPoints") else tv_tensors.Mask,
-                ),
-            ):
+            if isinstance(item, refused):
                 raise TypeError(
                     f"PolicyAugment transforms images only; a {type(item).__name__} in the sample "
                     "would not follow its geometric ops"
                 )
 
     def make_params(self, flat_inputs) -> dict:
-        return {"seed": int(torch.randint(0, 2**62, (), dtype=torch.int64))}
+        """The ops of each image (each video) of the one image or video in ``flat_inputs``:
+        ``{"ops": [ops of unit 0, …]}``, a unit's ops a list of
+        :data:`~fastpolicy.backends.pil_stage.Op`."""
+        if len(flat_inputs) > 1:
+            raise TypeError(f"PolicyAugment transforms one image or video per sample, got {len(flat_inputs)}")
+        return {"ops": self.draw(len(_units(flat_inputs[0])) if flat_inputs else 0)}
 
-    def transform(self, inpt, params: dict):
-        rng = np.random.default_rng(params["seed"])
-        if isinstance(inpt, PIL.Image.Image):
-            if inpt.mode not in ("L", "RGB"):
-                raise ValueError(f"PIL images must be mode 'L' or 'RGB', got {inpt.mode!r}")
-            pixels = np.asarray(inpt)
-            batch = torch.from_numpy(pixels.reshape(1, *pixels.shape[:2], -1).copy())
-            result = self._apply(batch, rng)[0].permute(1, 2, 0).numpy()
-            return PIL.Image.fromarray(result[..., 0] if inpt.mode == "L" else result, mode=inpt.mode)
-        if inpt.dtype != torch.uint8 or inpt.dim() not in (3, 4) or inpt.shape[-3] not in (1, 3):
-            raise ValueError(
-                f"tensors must be uint8 [C, H, W] or [B, C, H, W] with C = 1 or 3, got {inpt.dtype} {tuple(inpt.shape)}"
-            )
-        single = inpt.dim() == 3
-        batch = inpt.unsqueeze(0) if single else inpt
-        channels_last = (
-            not single and batch.is_contiguous(memory_format=torch.channels_last) and not batch.is_contiguous()
-        )
-        out = self._apply(batch.permute(0, 2, 3, 1).contiguous(), rng)
-        out = out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()
-        out = out[0] if single else out
-        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.Image) else out
+    def draw(self, n: int) -> list[list[Op]]:
+        """The applied ops of ``n`` images, drawn from torch's global generator. A policy,
+        RandAugment or TrivialAugmentWide draws one row of uniforms per image, so a batch
+        draws what its images would draw one by one (SamplePairing aside: a batch pairs
+        within it); other samplers draw a seed for :meth:`sample`."""
+        if n == 0:
+            return []
+        if self._plans is None:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64)))
+            params = self.sample(n, rng)
+            return [sample_ops(params, i) for i in range(n)]
+        width = max(plan.draws() for plan in self._plans)
+        rows = torch.rand(n, width, dtype=torch.float64).tolist()
+        plans = self._plans
+        return [
+            plans[int(row[1] * len(plans)) if len(plans) > 1 else 0].ops(row, 0, i, n) for i, row in enumerate(rows)
+        ]
 
     def sample(self, n: int, rng: np.random.Generator) -> PolicyParams:
-        """Parameters for ``n`` images: a uniformly chosen current policy per image (one
-        sampler: all from it), then its own sub-policy."""
+        """Parameters for ``n`` images with NumPy's vectorized machinery (samplers without a
+        :class:`_Plan`): a uniformly chosen current policy per image (one sampler: all from
+        it), then its own sub-policy."""
         if len(self.samplers) == 1:
             params = sample_policies(self.samplers, n, rng)
         else:
@@ -141,22 +289,109 @@ class PolicyAugment(v2.Transform):
             params = complete(op, bins, spaces.pop(), rng, policy=which)
         return params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
 
-    def _apply(self, nhwc: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        n, _height, _width, _channels = nhwc.shape
-        return self._stage(nhwc.device, n).apply(nhwc, self.sample(n, rng), _UINT8)
+    def fill_levels(self, inpt) -> int | tuple[int, ...]:
+        """The 0..255 fill level (or one per channel) for ``inpt``'s type (torchvision's
+        ``fill`` lookup, then this policy's default)."""
+        fill = _get_fill(self._fill, type(inpt))
+        if fill is None:
+            return self.default_fill
+        floating = isinstance(inpt, torch.Tensor) and inpt.dtype.is_floating_point
+        fill = fill if isinstance(fill, (list, tuple)) else [fill]
+        levels = tuple(round(float(f) * 255) if floating else int(f) for f in fill)
+        if any(not 0 <= level <= 255 for level in levels):
+            raise ValueError(f"fill {fill!r} is outside the image's value range")
+        return levels[0] if len(levels) == 1 else levels
 
-    def _stage(self, device: torch.device, n: int):
-        """The preferred available backend on the images' device among those whose stage
-        takes any image size (images here come in every size): the fused kernels on a GPU;
-        on the CPU the native stage where a compiler is, else the reference."""
-        where = "gpu" if device.type == "cuda" else "cpu"
+    def transform(self, inpt, params: dict):
+        ops = params["ops"]
+        if isinstance(inpt, PIL.Image.Image):
+            if inpt.mode not in _PIL_MODES:
+                raise ValueError(f"PIL images must be mode 'L' or 'RGB', got {inpt.mode!r}")
+            return self._pil(self.fill_levels(inpt)).apply_ops(inpt, ops[0]) if ops[0] else inpt
+        video = isinstance(inpt, tv_tensors.Video)
+        if (
+            not (inpt.dtype == torch.uint8 or inpt.dtype.is_floating_point)
+            or inpt.dim() < (4 if video else 3)
+            or inpt.shape[-3] not in (1, 3)
+        ):
+            what = "[..., T, C, H, W]" if video else "[..., C, H, W]"
+            raise ValueError(
+                f"tensors must be uint8 or float (in [0, 1]) {what} with C = 1 or 3, "
+                f"got {inpt.dtype} {tuple(inpt.shape)}"
+            )
+        if not any(ops):
+            return inpt.clone()  # keeps a tv_tensor's type
+        images = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
+        frames = images.shape[-4] if video else 1
+        flat = images.reshape(-1, *images.shape[-3:]) if images.numel() else images.reshape(0, *images.shape[-3:])
+        levels = v2.functional.to_dtype(flat, torch.uint8, scale=True) if flat.dtype.is_floating_point else flat
+        per_image = [unit_ops for unit_ops in ops for _ in range(frames)]
+        if inpt.device.type == "cuda":
+            out = self._cuda(levels, per_image, self.fill_levels(inpt), video)
+        else:
+            out = self._cpu(levels, per_image, self.fill_levels(inpt), video)
+        if flat.dtype.is_floating_point:
+            applied = torch.tensor([bool(o) for o in per_image], dtype=torch.bool, device=flat.device)
+            out = torch.where(applied[:, None, None, None], out.to(flat.dtype) / 255, flat)
+        out = out.reshape(images.shape)
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) else out
+
+    def _cpu(self, images: torch.Tensor, ops: list[list[Op]], fill, video: bool) -> torch.Tensor:
+        """uint8 [N, C, H, W] with image i's ``ops`` applied through PIL (partners: the batch,
+        or each frame itself in a video)."""
+        stage = self._pil(fill)
+        out = torch.empty_like(images)
+        pairs = not video and any(op[0] == _PAIRING for image_ops in ops for op in image_ops)
+        pils = [_to_pil(image) for image in images] if pairs else []
+        for i, image_ops in enumerate(ops):
+            if not image_ops:
+                out[i] = images[i]
+                continue
+            pil = pils[i] if pils else _to_pil(images[i])
+            _write(stage.apply_ops(pil, image_ops, pils or None), out[i])
+        return out
+
+    def _cuda(self, images: torch.Tensor, ops: list[list[Op]], fill, video: bool) -> torch.Tensor:
+        """uint8 [N, C, H, W] on the GPU through the default CUDA stage (nearest, one fill level)."""
+        if self.interpolation != InterpolationMode.NEAREST:
+            raise ValueError(
+                f"on CUDA tensors the geometric ops are nearest; interpolation={self.interpolation.value!r}"
+            )
+        if not isinstance(fill, int):
+            if len(set(fill)) != 1:
+                raise ValueError(f"on CUDA tensors fill is one level for every channel, got {fill!r}")
+            fill = fill[0]
+        n, k = len(ops), max((len(o) for o in ops), default=0)
+        if n == 0 or k == 0:
+            return images.clone()
+        op, value = np.full((n, k), -1), np.zeros((n, k))
+        center, partner = np.zeros((n, k, 2)), np.tile(np.arange(n)[:, None], (1, k))
+        for i, image_ops in enumerate(ops):
+            for slot, (op_id, v, cy, cx, p) in enumerate(image_ops):
+                op[i, slot], value[i, slot], center[i, slot] = op_id, v, (cy, cx)
+                partner[i, slot] = i if video else p
+        params = PolicyParams(op, np.full((n, k), -1), np.ones((n, k)), value, center, partner, np.zeros(n))
+        nhwc = images.permute(0, 2, 3, 1).contiguous()
+        out = self._gpu_stage(n, fill).apply(nhwc, params, _UINT8)
+        return out.contiguous(memory_format=torch.channels_last) if _channels_last(images) else out
+
+    def _pil(self, fill) -> PilStage:
+        key = ("pil", fill, self.interpolation)
+        if key not in self._stages:
+            self._stages[key] = PilStage(fill, pil_modes_mapping[self.interpolation])
+        return self._stages[key]
+
+    def _gpu_stage(self, n: int, fill: int):
+        """The preferred available GPU backend whose stage takes any image size."""
         try:
-            backend = default_stage(where, any_size=True).name
+            backend = default_stage("gpu", any_size=True).name
         except RuntimeError as error:
-            raise RuntimeError(f"PolicyAugment on {device.type.upper()} tensors: {error}") from None
-        if backend not in self._stages:
-            self._stages[backend] = make_stage(backend, where, max_batch=n, height=1, width=1, fill=self.fill)
-        return self._stages[backend]
+            raise RuntimeError(f"PolicyAugment on CUDA tensors: {error}") from None
+        key = (backend, fill)
+        built = self._stages.get(key)
+        if built is None or built[0] < n:  # built for batches of up to built[0] images
+            built = self._stages[key] = (n, make_stage(backend, "gpu", max_batch=n, height=1, width=1, fill=fill))
+        return built[1]
 
     def __getstate__(self):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
@@ -173,9 +408,48 @@ class PolicyAugment(v2.Transform):
             if hasattr(sampler, "sub_policies")
             else repr(sampler)
         )
-        return f"{what}, fill={self.fill}" + (
+        fill = f"fill={self.fill!r}" if self.fill is not None else f"fill=None ({self.default_fill})"
+        return f"{what}, {fill}, interpolation={self.interpolation.value}" + (
             f", magnitude_scale={self.magnitude_scale}" if self.magnitude_scale != 1 else ""
         )
+
+
+def _units(inpt) -> range:
+    """The units that draw a sub-policy each: a PIL image 1; a tensor ``[..., C, H, W]`` its
+    images; a video ``[..., T, C, H, W]`` its videos."""
+    if isinstance(inpt, PIL.Image.Image):
+        return range(1)
+    lead = inpt.shape[: -4 if isinstance(inpt, tv_tensors.Video) else -3]
+    return range(math.prod(lead))
+
+
+def _channels_last(images: torch.Tensor) -> bool:
+    return images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+
+
+def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
+    """uint8 [C, H, W] (CPU) as a PIL image (mode L or RGB), without a transposing copy where
+    it is planar: its planes are merged by PIL."""
+    channels, height, width = image.shape
+    hwc = image.permute(1, 2, 0)
+    if hwc.is_contiguous():
+        pixels = hwc.numpy()
+        return PIL.Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+    planes = [
+        PIL.Image.frombuffer("L", (width, height), image[c].contiguous().numpy(), "raw", "L", 0, 1)
+        for c in range(channels)
+    ]
+    return planes[0] if channels == 1 else PIL.Image.merge("RGB", planes)
+
+
+def _write(img: PIL.Image.Image, out: torch.Tensor) -> None:
+    """Copy PIL image ``img`` into uint8 [C, H, W] ``out`` (either memory layout)."""
+    hwc = out.permute(1, 2, 0)
+    if hwc.is_contiguous() or img.mode == "L":
+        hwc.numpy()[...] = np.asarray(img).reshape(hwc.shape)
+        return
+    for c, band in enumerate(img.split()):
+        out[c].numpy()[...] = np.asarray(band)
 
 
 __all__ = ["PolicyAugment"]

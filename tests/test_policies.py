@@ -148,7 +148,7 @@ def test_standard_policies_round_trip_and_resolve(tmp_path):
     with pytest.raises(ValueError, match="magnitude"):
         RandAugment(magnitude=31)
     with pytest.raises(ValueError, match="num_ops"):
-        RandAugment(num_ops=0)
+        RandAugment(num_ops=-1)  # 0 is torchvision's "nothing applied"
     with pytest.raises(ValueError, match="unknown AutoAugment policy"):
         autoaugment("mnist")
 

@@ -30,7 +30,7 @@ from fastpolicy.sampling import complete, sample_policies
 
 N, HEIGHT, WIDTH = 16, 20, 24
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CPU_BACKENDS = ["numpy", "native", "emulated", "dali"]
+CPU_BACKENDS = ["numpy", "pil", "native", "emulated", "dali"]
 ALL_BACKENDS = [*CPU_BACKENDS, pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
@@ -186,14 +186,14 @@ def test_make_stage_refuses_cupy_on_the_cpu():
 
 def test_make_stage_of_an_unknown_name_names_the_choices():
     with pytest.raises(ValueError, match="backend must be one of") as error:
-        make_stage("pil", "cpu", max_batch=1, height=4, width=4)
-    for name in ("cupy", "native", "dali", "emulated", "numpy", "'pil'"):
+        make_stage("pillow", "cpu", max_batch=1, height=4, width=4)
+    for name in ("cupy", "native", "dali", "emulated", "numpy", "pil", "'pillow'"):
         assert name in str(error.value)
 
 
 def test_every_module_registers_its_backends_with_labels_and_devices():
     known = registration.stages()
-    assert set(known) == {"cupy", "native", "dali", "emulated", "numpy"}
+    assert set(known) == {"cupy", "native", "dali", "emulated", "numpy", "pil"}
     assert [s.priority for s in known.values()] == sorted((s.priority for s in known.values()), reverse=True)
     assert len({s.label for s in known.values()}) == len(known)
     assert stage_backend("cupy").devices == ("gpu",) and not stage_backend("dali").any_size
@@ -235,7 +235,7 @@ def test_the_backends_register_without_importing_dali_or_cupy():
         " stage_backend('cupy').available())\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split("\n")[0] == "['cupy', 'dali', 'emulated', 'native', 'numpy'] native False False"
+    assert result.stdout.split("\n")[0] == "['cupy', 'dali', 'emulated', 'native', 'numpy', 'pil'] native False False"
 
 
 def _unavailable(monkeypatch, *names: str) -> None:

@@ -18,27 +18,41 @@ from fastpolicy.registry import OP_NAMES
 from fastpolicy.transforms import PolicyAugment
 
 
-def _expected(transform: PolicyAugment, images_nhwc: np.ndarray, seed: int) -> np.ndarray:
-    """The reference on the parameters the transform draws from torch's generator at ``seed``."""
+def _reference(images_nhwc: np.ndarray, ops, fill) -> np.ndarray:
+    """The reference applying each image's drawn ops (partners: the batch as it came in)."""
+    out = images_nhwc.copy()
+    for i, image_ops in enumerate(ops):
+        for op_id, value, cy, cx, partner in image_ops:
+            out[i] = reference.apply_value(
+                OP_NAMES[op_id], out[i], value, center=(cy, cx), other=images_nhwc[partner], fill=fill
+            )
+    return out
+
+
+def _expected(transform: PolicyAugment, images_nhwc: np.ndarray, seed: int, fill=None):
+    """The reference on the ops the transform draws from torch's generator at ``seed``."""
     torch.manual_seed(seed)
-    rng = np.random.default_rng(transform.make_params([])["seed"])
-    params = transform.sample(len(images_nhwc), rng)
-    return reference.apply_batch(images_nhwc, params, fill=transform.fill), params
+    ops = transform.draw(len(images_nhwc))
+    return _reference(images_nhwc, ops, transform.default_fill if fill is None else fill), ops
 
 
-def test_pil_in_pil_out_equals_apply_op_for_the_chosen_ops():
+def test_pil_in_pil_out_equals_the_reference_for_the_chosen_ops():
     image = np.ascontiguousarray(photos()["chelsea"][:120, :160])
     transform = PolicyAugment(Policy([[("Rotate", 7), ("Posterize", 3)], [("Equalize", 0), ("ShearX", 9)]]))
     for seed in range(6):
-        expected, params = _expected(transform, image[None], seed)
+        expected, ops = _expected(transform, image[None], seed)
+        assert len(ops[0]) == 2
         torch.manual_seed(seed)
         out = transform(PIL.Image.fromarray(image))
         assert isinstance(out, PIL.Image.Image) and out.mode == "RGB" and out.size == (160, 120)
         assert np.array_equal(np.asarray(out), expected[0])
-        # and each op is the reference's apply_op at its bin and sign, in order
+        # and each op is the reference's apply_op at its bin (and sign) in the adversarial space
         step = image
-        for k in range(params.k):
-            step = reference.apply_op(OP_NAMES[params.op[0, k]], step, int(params.bin[0, k]), int(params.sign[0, k]))
+        for op_id, value, *_ in ops[0]:
+            name = OP_NAMES[op_id]
+            bin_ = 7 if name == "Rotate" else 3 if name == "Posterize" else 0 if name == "Equalize" else 9
+            sign = -1 if value < 0 else 1
+            step = reference.apply_op(name, step, bin_, sign)  # AutoAugment's grey fill, 128
         assert np.array_equal(np.asarray(out), step)
 
 
@@ -51,8 +65,8 @@ def test_grey_pil_and_single_tensors_keep_their_type_and_shape():
     assert transform(tensor).shape == (3, 40, 48) and transform(tensor).dtype == torch.uint8
     image = tv_tensors.Image(tensor)
     assert isinstance(transform(image), tv_tensors.Image)
-    with pytest.raises(ValueError, match="uint8"):
-        transform(tensor.float())
+    with pytest.raises(ValueError, match="uint8 or float"):
+        transform(tensor.to(torch.int32))
     with pytest.raises(ValueError, match="mode"):
         transform(grey.convert("RGBA"))
 
@@ -60,8 +74,8 @@ def test_grey_pil_and_single_tensors_keep_their_type_and_shape():
 def test_a_batch_gets_a_sub_policy_per_image_and_keeps_its_layout():
     images = photo_batch(12, 32, 40)
     transform = PolicyAugment(AWSDistribution())
-    expected, params = _expected(transform, images, 3)
-    assert len({tuple(row) for row in params.op.tolist()}) > 1  # not one sub-policy for the batch
+    expected, ops = _expected(transform, images, 3)
+    assert len({tuple(o[0] for o in row) for row in ops}) > 1  # not one sub-policy for the batch
     batch = torch.from_numpy(images).permute(0, 3, 1, 2)  # a channels-last view
     torch.manual_seed(3)
     out = transform(batch)
@@ -158,3 +172,25 @@ def test_a_cuda_batch_equals_the_per_image_reference():
     torch.manual_seed(5)
     out = transform(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().cuda())
     assert out.is_cuda and np.array_equal(out.permute(0, 2, 3, 1).cpu().numpy(), expected)
+
+
+def test_the_pil_stage_covers_the_registry_and_takes_a_fill_per_channel():
+    from fastpolicy.backends.pil_stage import PIL_OPS, PilStage
+
+    assert list(PIL_OPS) == list(OP_NAMES)
+    image = PIL.Image.fromarray(np.full((20, 24, 3), 200, np.uint8))
+    shifted = PilStage((1, 2, 3)).apply_ops(image, [(OP_NAMES.index("TranslateX"), 0.5, 0.0, 0.0, 0)])
+    assert np.asarray(shifted)[0, -1].tolist() == [1, 2, 3] and np.asarray(shifted)[0, 0].tolist() == [200] * 3
+    assert np.asarray(image).max() == 200  # not modified
+
+
+def test_video_frames_get_their_video_s_ops_as_the_reference_does():
+    frames = photo_batch(3, 24, 28)
+    video = tv_tensors.Video(torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous())
+    transform = PolicyAugment(Policy([[("Rotate", 9), ("Equalize", 0)], [("ShearY", 4), ("Solarize", 5)]]))
+    torch.manual_seed(2)
+    ops = transform.draw(1)[0]
+    torch.manual_seed(2)
+    out = transform(video)
+    expected = _reference(frames, [[(o, v, cy, cx, i) for o, v, cy, cx, _ in ops] for i in range(3)], 128)
+    assert isinstance(out, tv_tensors.Video) and np.array_equal(out.permute(0, 2, 3, 1).numpy(), expected)

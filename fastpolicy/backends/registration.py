@@ -20,7 +20,7 @@ from types import MappingProxyType
 from ..device import DEVICES
 from .protocol import PolicyStage
 
-_MODULES = ("kernel_cuda", "kernel_host", "dali_stage", "reference_stage")
+_MODULES = ("kernel_cuda", "kernel_host", "dali_stage", "pil_stage", "reference_stage")
 """The implementation modules (each registers its backends when imported)."""
 
 

@@ -1,0 +1,160 @@
+"""The ``"pil"`` backend: each sample's ops run as PIL's own operations, the calls of
+AutoAugment's original code (``ImageOps``, ``ImageEnhance``, ``Image.transform`` /
+``Image.rotate`` with NEAREST and a fill colour, ``Image.blend``).
+
+The NumPy reference (:mod:`fastpolicy.reference`) is the specification and equals PIL bit
+for bit on every registered op (the registry's tolerances are all exact), so this stage is
+exact by construction; it is what :class:`~fastpolicy.transforms.PolicyAugment` runs on the
+CPU, where a PIL image goes through it without any conversion. Any image size; CPU only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+from PIL import ImageEnhance, ImageOps
+
+from ..params import PolicyParams
+from ..reference.geometry import FILL, check_fill, shear_x, shear_y, translate_x, translate_y
+from ..reference.special import CUTOUT_FILL, cutout_box
+from ..registry import OP_NAMES
+from .protocol import PolicyStage, finish, gather_samples
+from .registration import register_stage
+
+Op = tuple[int, float, float, float, int]
+"""One applied op of one sample: (registry op id, value, Cutout centre y, centre x,
+SamplePairing partner index)."""
+
+Fill = int | tuple[int, ...]
+"""A fill level 0..255 for every channel, or one per channel."""
+
+
+def _affine(matrix_fn) -> Callable:
+    def op(img: PIL.Image.Image, value: float, fill, resample, **_) -> PIL.Image.Image:
+        width, height = img.size
+        matrix = matrix_fn(value, height, width)
+        return img.transform(img.size, PIL.Image.Transform.AFFINE, matrix, resample=resample, fillcolor=fill)
+
+    return op
+
+
+def _rotate(img, value, fill, resample, **_):
+    return img.rotate(value, resample=resample, fillcolor=fill)
+
+
+def _cutout(img, value, center, **_):
+    y0, x0, y1, x1 = cutout_box(value, center, img.size[1], img.size[0])
+    out = img.copy()
+    if y1 > y0 and x1 > x0:
+        out.paste(CUTOUT_FILL if img.mode == "L" else (CUTOUT_FILL,) * 3, (x0, y0, x1, y1))
+    return out
+
+
+PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
+    "ShearX": _affine(shear_x),
+    "ShearY": _affine(shear_y),
+    "TranslateX": _affine(translate_x),
+    "TranslateY": _affine(translate_y),
+    "Rotate": _rotate,
+    "AutoContrast": lambda img, value, **_: ImageOps.autocontrast(img),
+    "Invert": lambda img, value, **_: ImageOps.invert(img),
+    "Equalize": lambda img, value, **_: ImageOps.equalize(img),
+    "Solarize": lambda img, value, **_: ImageOps.solarize(img, value),
+    "Posterize": lambda img, value, **_: ImageOps.posterize(img, int(value)),
+    "Contrast": lambda img, value, **_: ImageEnhance.Contrast(img).enhance(value),
+    "Color": lambda img, value, **_: ImageEnhance.Color(img).enhance(value),
+    "Brightness": lambda img, value, **_: ImageEnhance.Brightness(img).enhance(value),
+    "Sharpness": lambda img, value, **_: ImageEnhance.Sharpness(img).enhance(value),
+    "Cutout": _cutout,
+    "SamplePairing": lambda img, value, other, **_: PIL.Image.blend(img, other, value),
+}
+"""Registry op name → ``op(img, value, *, center, other, fill, resample)`` → a new PIL image
+(``img`` is not modified). A test asserts it covers the registry exactly."""
+
+_BY_ID = tuple(PIL_OPS[name] for name in OP_NAMES)
+
+
+def pil_fill(fill: Fill, mode: str) -> int | tuple[int, ...]:
+    """``fill`` as PIL's ``fillcolor`` for an image of ``mode`` (``"L"`` or ``"RGB"``): an int
+    for L, a 3-tuple for RGB (one level repeated, or the per-channel levels)."""
+    levels = (fill,) if isinstance(fill, int) else tuple(fill)
+    channels = 1 if mode == "L" else 3
+    if len(levels) == 1:
+        levels = levels * channels
+    if len(levels) != channels:
+        raise ValueError(f"fill {fill!r} has {len(levels)} levels for a {channels}-channel image")
+    return levels[0] if channels == 1 else levels
+
+
+class PilStage(PolicyStage):
+    """PIL's operations per sample (see the module docstring).
+
+    Args:
+        fill: the geometric ops' fill, a level 0..255 or one per channel.
+        resample: the geometric ops' PIL resampling filter (``PIL.Image.NEAREST``, the
+            registry's ops; BILINEAR and BICUBIC are PIL's and have no reference).
+    """
+
+    name = "pil"
+
+    def __init__(self, fill: Fill = FILL, resample: int = PIL.Image.Resampling.NEAREST):
+        if isinstance(fill, (int, np.integer)):
+            self.fill: Fill = check_fill(fill)
+        else:
+            self.fill = tuple(check_fill(level, "each fill level") for level in fill)
+        self.resample = resample
+        self._fill_for: dict[str, int | tuple[int, ...]] = {}
+
+    def apply_ops(
+        self, img: PIL.Image.Image, ops: Sequence[Op], partners: Sequence[PIL.Image.Image] | None = None
+    ) -> PIL.Image.Image:
+        """``img`` (mode L or RGB, not modified) with ``ops`` applied in order; SamplePairing
+        blends with ``partners[partner]`` (None: with ``img`` as it came in). Returns ``img``
+        itself when ``ops`` is empty."""
+        fill = self._fill_for.get(img.mode)
+        if fill is None:
+            fill = self._fill_for[img.mode] = pil_fill(self.fill, img.mode)
+        out = img
+        for op_id, value, cy, cx, partner in ops:
+            other = img if partners is None else partners[partner]
+            out = _BY_ID[op_id](out, value, center=(cy, cx), other=other, fill=fill, resample=self.resample)
+        return out
+
+    def apply(self, images: torch.Tensor, params: PolicyParams | None, out):
+        images = gather_samples(images, params)
+        if params is None or images.shape[0] == 0:
+            return finish(images, out)
+        device, pixels = images.device, images.cpu().numpy()
+        mode = "L" if pixels.shape[3] == 1 else "RGB"
+        originals = [PIL.Image.fromarray(p[..., 0] if mode == "L" else p) for p in pixels]
+        result = np.empty_like(pixels)
+        for i, img in enumerate(originals):
+            ops = sample_ops(params, i)
+            augmented = np.asarray(self.apply_ops(img, ops, originals))
+            result[i] = augmented[..., None] if mode == "L" else augmented
+        return finish(torch.from_numpy(result).to(device), out)
+
+
+def sample_ops(params: PolicyParams, i: int) -> list[Op]:
+    """Sample ``i``'s applied ops in slot order (skipped slots left out)."""
+    out: list[Op] = []
+    for k in range(params.k):
+        if params.op[i, k] >= 0:
+            cy, cx = (float(v) for v in params.center[i, k])
+            out.append((int(params.op[i, k]), float(params.value[i, k]), cy, cx, int(params.partner[i, k])))
+    return out
+
+
+register_stage(
+    "pil",
+    devices=("cpu",),
+    available=lambda: True,
+    build=lambda device, *, fill, **_: PilStage(fill),
+    default_on=(),  # asked for by name (PolicyAugment on the CPU); a loader's batches keep their default
+    priority=15,
+    label="fastpolicy (PIL)",
+    any_size=True,
+)
