@@ -82,3 +82,17 @@ def test_loader_state_round_trip_and_checks():
         state.check(32, 4, (1, 4))
     with pytest.raises(ValueError, match=r"state is of shard \[1, 4\], this loader \[0, 4\]"):
         state.check(32, 8, (0, 4))
+
+
+@pytest.mark.parametrize("output", ["float", "float32", "float16", "bfloat16"])
+def test_from_arrays_normalizes_every_float_output_by_the_arrays_own_statistics(output):
+    from fastpolicy import PolicyDALILoader
+    from fastpolicy.data.stats import channel_stats
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 120, (16, 12, 12, 3), dtype=np.uint8)
+    loader = PolicyDALILoader.from_arrays(
+        images, np.zeros(16, np.int64), batch_size=4, M=1, device="cpu", output=output
+    )
+    mean, std = channel_stats(images)
+    assert loader.output_spec.mean == pytest.approx(mean) and loader.output_spec.std == pytest.approx(std)

@@ -124,11 +124,11 @@ class PolicyDALILoader:
         pipeline: Pipeline | None = None,
     ) -> PolicyDALILoader:
         """A loader over in-memory images: uint8 (N, H, W) or (N, H, W, C), C = 1 or 3; labels (N,).
-        Default baseline ``"pad_crop"`` (pad 4, random crop, flip); ``output="float"`` without mean
+        Default baseline ``"pad_crop"`` (pad 4, random crop, flip); a float output without mean
         and std is normalized by the arrays' own per-channel statistics. Else as the constructor."""
         dataset = ArrayDataset(images, labels)
         out = output_of(output, layout)
-        if out.dtype == "float" and out.mean is None:
+        if out.dtype != "uint8" and out.mean is None:
             out = Output(out.dtype, out.layout, *dataset.stats())
         make = functools.partial(cls, sharding=sharding, augment=augment, pipeline=pipeline)
         return make(dataset, batch_size, M, device=device, policies=policies, output=out)
@@ -144,7 +144,7 @@ class PolicyDALILoader:
             shape |= dict(channels=self.channels, slots=self.policy_set.slots)
             options = dict(fill=self.augment.fill, num_threads=self.pipeline.num_threads)
             self._stage = make_stage(self.backend, self.device, **shape, **options)
-            self.builds += getattr(self._stage, "builds", 0)
+            self.builds += self._stage.builds
         return self._stage
 
     def set_policies(self, policies) -> int:
