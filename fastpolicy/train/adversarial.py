@@ -27,7 +27,7 @@ from ..schedule import PolicySchedule
 from ..search import controller as ctl
 from . import distributed, plots
 from .presets import Preset, get_preset
-from .runner import Run
+from .runner import Run, refused_runs_leave_nothing
 from .trainer import EpochTrainer, RunConfig, log_lr_scaling, run_loaders
 
 log = get_logger(__name__)
@@ -84,6 +84,7 @@ class AdversarialSearch(EpochTrainer):
 
     KIND = "adversarial"
 
+    @refused_runs_leave_nothing
     def __init__(self, config: AdversarialConfig, resume: bool = False, overwrite: bool = False):
         preset = config.resolved_preset()
         run = Run(config, self.KIND, resume=resume, overwrite=overwrite)

@@ -37,7 +37,7 @@ from . import distributed, loop, plots
 from .checkpoint import CheckpointError
 from .data import build_search_loaders
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .runner import RESUME_IGNORED, Run
+from .runner import RESUME_IGNORED, Run, refused_runs_leave_nothing
 from .trainer import CommonConfig, EpochTrainer, log_lr_scaling, scaled_lr
 
 log = get_logger(__name__)
@@ -228,6 +228,7 @@ class AWSSearch:
     SHARED, CHECKPOINT, POLICY = "shared.pt", "checkpoint.pt", "policy.json"
     RESUME_IGNORED = (*RESUME_IGNORED, "loops")
 
+    @refused_runs_leave_nothing
     def __init__(self, config: AWSConfig, resume: bool = False, overwrite: bool = False):
         self.config = config
         self.preset, self.stages, self.finetune_lr = config.resolved()
