@@ -20,7 +20,7 @@ import stat
 import sys
 
 from .errors import UserError
-from .train.rundir import kind_of
+from .train.rundir import kind_of, resume_command
 
 MAX_BYTES = 64 * 2**20
 """The largest run file ``show`` reads (logs and summaries of long runs are a few MiB)."""
@@ -136,16 +136,9 @@ def _finished(folder: str, kind: str, summary: dict) -> bool:
     return isinstance(summary.get("epochs"), list)
 
 
-_COMMANDS = {
-    "adversarial": "fastpolicy search adversarial",
-    "aws": "fastpolicy search aws",
-    "train": "fastpolicy train",
-}
-
-
 def _resume_hint(kind: str, folder: str) -> str:
     """The command that continues the run (its settings come from its ``config.yaml``)."""
-    return f"{_COMMANDS.get(kind, 'fastpolicy ' + kind)} --out {folder} --resume"
+    return resume_command(kind, folder)
 
 
 def _float(row: dict, key: str) -> float | None:
@@ -178,7 +171,7 @@ def describe(folder: str) -> list[str]:
         status = (
             "finished"
             if _finished(folder, kind, summary)
-            else f"not finished (resume with {_resume_hint(kind, folder)})"
+            else f"not finished (resume with: {_resume_hint(kind, folder)})"
         )
     lines = [
         f"run       {os.path.abspath(folder)}",
