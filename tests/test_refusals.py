@@ -157,3 +157,30 @@ def test_a_full_disk_during_a_run_is_one_line(tmp_path, capsys, monkeypatch):
         ["train", "--epochs", "1", "--val-subset", "64", *TINY, "--out", str(tmp_path / "run")],
         "checkpoint.pt: no space left on the device",
     )
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (
+            dict(train_subset=16),
+            r"^the training subset holds 16 images, 16 — fewer than one batch of 32: raise --subset",
+        ),
+        (
+            dict(val_subset=1, shard=(0, 2)),
+            r"^the validation subset holds 1 image\(s\), none for process 0 of 2: raise",
+        ),
+    ],
+)
+def test_a_too_small_subset_names_the_subset(changes, expected):
+    from fastpolicy.train.data import build_loaders
+
+    settings = dict(train_subset=256, val_subset=64, shard=(0, 1)) | changes
+    with pytest.raises(ValueError, match=expected):
+        build_loaders(None, 32, 1, 28, "cpu", 0, **settings)
+
+
+def test_a_too_small_subset_from_the_command_line_is_one_line(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    one_line_error(capsys, ["train", "--subset", "16", "--batch", "32", "--out", out], "the training subset holds 16")
+    assert not os.path.exists(out)  # refused after the folder was made: nothing left
