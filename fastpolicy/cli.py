@@ -102,13 +102,16 @@ def _settings_files(args) -> bool:
 
 
 def _resume_hint(args) -> str:
-    """``; resume with …`` for a run whose folder holds a checkpoint, else nothing."""
+    """``; resume with …`` for a run whose folder holds a checkpoint (how to start it again if it
+    has none yet), else nothing."""
     from .train import rundir
 
     out = getattr(args, "out", None)
     kind = getattr(getattr(args, "kind_class", None), "KIND", None)
     if not (isinstance(out, str) and kind and os.path.isdir(out) and rundir.recorded_kind(out)):
         return ""
+    if not any(os.path.isfile(os.path.join(out, name)) for name in ("checkpoint.pt", "stage1.pt", "shared.pt")):
+        return f"; no checkpoint was written yet: start again with --out {out} --overwrite"
     return f"; resume with: {rundir.resume_command(kind, out)}"
 
 
@@ -272,27 +275,36 @@ def main(argv=None) -> int:
 
     A user error (:data:`USER_ERRORS`: a bad value, path, policy file, image or checkpoint, a
     refused run folder) prints ``fastpolicy: error: …`` naming the input and returns 2 (with
-    ``--debug`` the traceback too); argparse reports bad flags the same way.
+    ``--debug`` the traceback too); argparse reports bad flags the same way. Ctrl-C, at any
+    moment (imports included), prints ``fastpolicy: interrupted`` and how to resume; returns 130.
     """
+    parsed: list = []
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv), parsed)
+    except KeyboardInterrupt:
+        print(f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str], parsed: list) -> int:
+    """:func:`main`; ``parsed`` receives the parsed arguments (for the interruption's hint)."""
     from .train import distributed
 
-    argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    parsed.append(args)
     joined = False
     try:
         if _settings_files(args):
             args = parser.parse_args(argv)  # the files' settings as defaults, the flags over them
+            parsed.append(args)
         joined = distributed.init_from_env(getattr(args, "device", None))
         from .log import setup
 
         setup(args.verbosity, distributed.rank())
         return args.run(args)
-    except KeyboardInterrupt:
-        print(f"fastpolicy: interrupted{_resume_hint(args)}", file=sys.stderr)
-        return 130
     except USER_ERRORS as error:
         if args.debug:
             traceback.print_exc()

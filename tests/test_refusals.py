@@ -133,14 +133,21 @@ def test_resume_reads_the_runs_settings_and_refuses_only_what_differs(tmp_path, 
 def test_ctrl_c_is_one_line_with_the_resume_command(tmp_path, capsys, monkeypatch):
     from fastpolicy.train import loop
 
-    def interrupted(*_, **__):
-        raise KeyboardInterrupt
+    real, calls = loop.train_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # in the second epoch, after the first one's checkpoint
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "train_epoch", interrupted)
     out = str(tmp_path / "run")
-    assert main(["train", "--epochs", "1", "--val-subset", "64", *TINY, "--out", out]) == 130
+    assert main(["train", "--epochs", "2", "--val-subset", "64", *TINY, "--out", out]) == 130
     err = capsys.readouterr().err
     assert err == f"fastpolicy: interrupted; resume with: fastpolicy train --out {out} --resume\n"
+    assert main(["train", "--out", out, "--resume"]) == 0  # as printed
+    assert len(json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"]) == 2
 
 
 @pytest.mark.slow
