@@ -553,10 +553,13 @@ class AWSSearch:
         ``__init__``'s other restores: what the constructor drew is drawn again by then)."""
         state = self.shared_state()
         if "loader" not in state:
-            raise CheckpointError(
-                f"{self.path(self.SHARED)} records no loader position or RNG states (written by an older "
-                "fastpolicy); stage 2 resumed from it would differ from an uninterrupted search — start a new run"
-            )
+            if distributed.is_main():
+                log.warning(
+                    f"fastpolicy: {self.path(self.SHARED)} records no loader position or RNG states (written by "
+                    "an older fastpolicy): stage 2 starts from a fresh loader, so it will differ from an "
+                    "uninterrupted search; start a new run for that"
+                )
+            return
         self.runner.restore_loader(state, self.SHARED, self.stage1.train_loader)
         self.runner.info(f"fastpolicy: resumed {self.config.out} after stage 1")
 
