@@ -6,11 +6,15 @@ one, never half a file. Every artefact of a run goes through here.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from typing import IO, Any
+
+from .errors import DiskFullError
 
 
 def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
@@ -32,10 +36,30 @@ def atomic_write(path: str, write: Callable, mode: str = "wb") -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes it private)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if _out_of_space(error, folder):
+            raise DiskFullError(
+                f"{path}: no space left on the device of {folder} (or over quota); free some space and "
+                "resume — the previous version of the file is kept",
+            ) from error
         raise
+
+
+def _out_of_space(error: BaseException, folder: str) -> bool:
+    """Whether a failed write failed for want of space: ENOSPC/EDQUOT, or a serializer's write
+    error (torch reports one without its errno) while the device has less than 16 MiB free."""
+    if isinstance(error, DiskFullError):
+        return False
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    if isinstance(error, (RuntimeError, OSError)) and "writ" in str(error).lower():
+        try:
+            return shutil.disk_usage(folder).free < 16 * 2**20
+        except OSError:
+            return False
+    return False
 
 
 def write_text(path: str, text: str) -> None:

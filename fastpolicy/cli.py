@@ -69,7 +69,8 @@ def _run(args) -> int:
     if args.data is not None and not os.path.isdir(args.data):
         raise UserError(f"--data {args.data}: no such folder")
     preset = args.preset or ("fashion_mnist" if args.data is None else "imagenet_resnet50")
-    config = _options(args, args.config_class, out=_out(args, args.kind_class.KIND), preset=preset)
+    args.out = _out(args, args.kind_class.KIND)  # named by the interruption hint (main)
+    config = _options(args, args.config_class, out=args.out, preset=preset)
     run = args.kind_class(config, resume=args.resume, overwrite=args.overwrite)
     if distributed.is_main():
         write_config(config.out, config.resolved_config(), args.command_line)
@@ -78,6 +79,40 @@ def _run(args) -> int:
     if args.kind_class.KIND == "aws":
         log.info(f"fastpolicy: train with it: fastpolicy train --policy {os.path.join(config.out, 'policy.json')}")
     return 0
+
+
+def _settings_files(args) -> bool:
+    """Apply the settings files to the command's defaults: a resumed run's own ``config.yaml``
+    (after checking the folder holds a run of this kind), then ``--config``; True if any."""
+    from .config import CONFIG_NAME, apply_config_file
+
+    applied = False
+    if getattr(args, "resume", False) and getattr(args, "out", None) and hasattr(args, "kind_class"):
+        from .train import rundir
+
+        rundir.check(args.out, resume=True, overwrite=args.overwrite, kind=args.kind_class.KIND)
+        recorded = os.path.join(args.out, CONFIG_NAME)
+        if os.path.isfile(recorded):  # the run's own settings: --resume needs no flag repeated
+            apply_config_file(args.settings, recorded, flag="--resume: the run's")
+            applied = True
+    if getattr(args, "config", None):
+        apply_config_file(args.settings, args.config)
+        applied = True
+    return applied
+
+
+def _resume_hint(args) -> str:
+    """``; resume with …`` for a run whose folder holds a checkpoint (how to start it again if it
+    has none yet), else nothing."""
+    from .train import rundir
+
+    out = getattr(args, "out", None)
+    kind = getattr(getattr(args, "kind_class", None), "KIND", None)
+    if not (isinstance(out, str) and kind and os.path.isdir(out) and rundir.recorded_kind(out)):
+        return ""
+    if not any(os.path.isfile(os.path.join(out, name)) for name in ("checkpoint.pt", "stage1.pt", "shared.pt")):
+        return f"; no checkpoint was written yet: start again with --out {out} --overwrite"
+    return f"; resume with: {rundir.resume_command(kind, out)}"
 
 
 def _reproduce(args) -> int:
@@ -245,22 +280,31 @@ def main(argv=None) -> int:
 
     A user error (:data:`USER_ERRORS`: a bad value, path, policy file, image or checkpoint, a
     refused run folder) prints ``fastpolicy: error: …`` naming the input and returns 2 (with
-    ``--debug`` the traceback too); argparse reports bad flags the same way.
+    ``--debug`` the traceback too); argparse reports bad flags the same way. Ctrl-C, at any
+    moment (imports included), prints ``fastpolicy: interrupted`` and how to resume; returns 130.
     """
+    parsed: list = []
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv), parsed)
+    except KeyboardInterrupt:
+        print(f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str], parsed: list) -> int:
+    """:func:`main`; ``parsed`` receives the parsed arguments (for the interruption's hint)."""
     from .train import distributed
 
-    argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    parsed.append(args)
     joined = False
     try:
-        if getattr(args, "config", None):
-            from .config import apply_config_file
-
-            apply_config_file(args.settings, args.config)
-            args = parser.parse_args(argv)  # the file's settings as defaults, the flags over them
+        if _settings_files(args):
+            args = parser.parse_args(argv)  # the files' settings as defaults, the flags over them
+            parsed.append(args)
         joined = distributed.init_from_env(getattr(args, "device", None))
         from .log import setup
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import stat
 import types
 import typing
 from typing import Any
@@ -31,51 +33,119 @@ CONFIG_NAME = "config.yaml"
 """The resolved config in every run folder."""
 
 
-# -- checked flag types ---------------------------------------------------------------------
+# -- number domains and checked flag types -------------------------------------------------
 
 
-def _number(kind, minimum, text: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-    if not value >= minimum or value != value:
-        raise argparse.ArgumentTypeError(f"{text} is not {'positive' if minimum > 0 else f'≥ {minimum}'}")
-    return value
+def excerpt(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an error message never echoes a whole value:
+    a config file's aliases can expand one to megabytes)."""
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > limit:
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """Where a number setting's values lie: always finite, between ``low`` and ``high`` (each end
+    open or closed), an integer if ``integer``. Declared once on the field (:func:`setting`'s
+    ``domain``, or implied by its flag type: :func:`positive_float` …) and checked at the
+    command line, in config files and when the config dataclass is built (:func:`validate`)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        """``a finite number > 0``, ``an integer in 0..255``, ``a number in (0, 1]`` …"""
+        what = "an integer" if self.integer else "a finite number"
+        if math.isinf(self.low) and math.isinf(self.high):
+            return what
+        if math.isinf(self.high):
+            return f"{what} {'>' if self.low_open else '≥'} {self.low:g}"
+        if math.isinf(self.low):
+            return f"{what} {'<' if self.high_open else '≤'} {self.high:g}"
+        if self.integer:
+            return f"an integer in {self.low:g}..{self.high:g}"
+        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is outside the domain (None: it is inside)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"is not {self.describe()} ({excerpt(value)}, a {type(value).__name__})"
+        if self.integer and not float(value).is_integer():
+            return f"is not an integer ({excerpt(value)})"
+        if not math.isfinite(value):
+            return f"must be {self.describe()}, got {value}"
+        low_ok = value > self.low if self.low_open else value >= self.low
+        high_ok = value < self.high if self.high_open else value <= self.high
+        if not (low_ok and high_ok):
+            return f"must be {self.describe()}, got {value:g}"
+        return None
+
+    def parse(self, text):
+        """Flag type: ``text`` as a number in the domain (``argparse.ArgumentTypeError`` otherwise)."""
+        kind = int if self.integer else float
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{excerpt(text)} is not {self.describe()}") from None
+        if self.problem(value) is not None:
+            raise argparse.ArgumentTypeError(f"{text} is not {self._short()}")
+        return value
+
+    def _short(self) -> str:
+        if self.integer and math.isinf(self.high) and self.low in (0, 1):
+            return "positive" if self.low == 1 else "≥ 0"
+        return self.describe()
+
+
+FINITE = Domain()
+"""Any finite number: every float setting's domain unless it declares a narrower one."""
+POSITIVE = Domain(0, low_open=True)
+NONNEGATIVE = Domain(0)
+FRACTION = Domain(0, 1, low_open=True)
+UNIT = Domain(0, 1)
+"""[0, 1]: weights of an average, probabilities."""
+UNIT_OPEN = Domain(0, 1, high_open=True)
+"""[0, 1): Adam's betas, EMA weights that must forget."""
 
 
 def positive_int(text: str) -> int:
     """Flag type: an integer ≥ 1."""
-    return _number(int, 1, text)
+    return _DOMAINS[positive_int].parse(text)
 
 
 def nonnegative_int(text: str) -> int:
     """Flag type: an integer ≥ 0."""
-    return _number(int, 0, text)
+    return _DOMAINS[nonnegative_int].parse(text)
 
 
 def positive_float(text: str) -> float:
     """Flag type: a finite number > 0."""
-    value = _number(float, 0, text)
-    if value == 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive finite number")
-    return value
+    return POSITIVE.parse(text)
 
 
 def level(text: str) -> int:
     """Flag type: an integer level in 0..255."""
-    value = _number(int, 0, text)
-    if value > 255:
-        raise argparse.ArgumentTypeError(f"{text} is not a level in 0..255")
-    return value
+    return _DOMAINS[level].parse(text)
 
 
 def fraction(text: str) -> float:
     """Flag type: a number in (0, 1]."""
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
-    return value
+    return FRACTION.parse(text)
+
+
+_DOMAINS: dict[Any, Domain] = {
+    positive_int: Domain(1, integer=True),
+    nonnegative_int: Domain(0, integer=True),
+    positive_float: POSITIVE,
+    level: Domain(0, 255, integer=True),
+    fraction: FRACTION,
+}
+"""The domain each checked flag type implies."""
 
 
 def _boolean(text: str) -> bool:
@@ -84,7 +154,7 @@ def _boolean(text: str) -> bool:
         return True
     if lowered in ("false", "no", "0", "off"):
         return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    raise argparse.ArgumentTypeError(f"{excerpt(text)} is not true or false")
 
 
 def _optional(convert):
@@ -110,6 +180,7 @@ def setting(
     shown: str | None = None,
     switch: bool | None = None,
     flag_default: Any = dataclasses.MISSING,
+    domain: Domain | None = None,
 ) -> Any:
     """A dataclass field whose flag :func:`add_field_flags` generates.
 
@@ -127,6 +198,8 @@ def setting(
             ``--no-progress`` for ``progress``).
         flag_default: the flag's default where it differs from the field's (None: the
             command resolves it; ``shown`` says how).
+        domain: a number setting's :class:`Domain` (default: the one its ``type`` implies, else
+            :data:`FINITE` for a float); checked by the flag, a config file and :func:`validate`.
     """
     metadata = {
         "help": help,
@@ -138,8 +211,67 @@ def setting(
         "shown": shown,
         "switch": switch,
         "flag_default": flag_default,
+        "domain": domain,
     }
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def _number_kind(kind) -> type | None:
+    """int or float for a number field's type (or a tuple of them), else None."""
+    if typing.get_origin(kind) is tuple:
+        items = set(typing.get_args(kind))
+        return items.pop() if len(items) == 1 and items <= {int, float} else None
+    return kind if kind in (int, float) else None
+
+
+def field_domain(field: dataclasses.Field, kind) -> Domain | None:
+    """The :class:`Domain` of a config field (``kind`` its type without None), or None (not a number)."""
+    meta = field.metadata
+    if meta.get("domain") is not None:
+        return meta["domain"]
+    if meta.get("type") in _DOMAINS:
+        return _DOMAINS[meta["type"]]
+    number = _number_kind(kind)
+    return FINITE if number is float else Domain(integer=True) if number is int else None
+
+
+def validate(config) -> None:
+    """Check every field of a config dataclass against its declaration: a number within its
+    :class:`Domain` (finite, in range), a value among its ``choices``, a text (a path, a name)
+    where one is expected (an ``os.PathLike`` becomes its string). ValueError names the field.
+    Config dataclasses call it from ``__post_init__``, so the Python API, the command line and
+    config files are checked alike."""
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        kind, nullable = _unwrap(hints[field.name])
+        if value is None:
+            if nullable or field.default is None:
+                continue
+            raise ValueError(f"{field.name} must be set, got None")
+        if kind is str:
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+                setattr(config, field.name, value)
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"{field.name} must be one text value (a path or a name), got {excerpt(value)} "
+                    f"(a {type(value).__name__})"
+                )
+        domain = field_domain(field, kind)
+        if domain is not None:
+            items = value if typing.get_origin(kind) is tuple else (value,)
+            if typing.get_origin(kind) is tuple and (
+                not isinstance(value, (tuple, list)) or len(value) != len(typing.get_args(kind))
+            ):
+                raise ValueError(f"{field.name} must be {len(typing.get_args(kind))} numbers, got {excerpt(value)}")
+            for item in items:
+                problem = domain.problem(item)
+                if problem is not None:
+                    raise ValueError(f"{field.name} {problem}")
+        choices = field.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{field.name} must be one of {list(choices)}, got {excerpt(value)}")
 
 
 def _unwrap(hint) -> tuple[object, bool]:
@@ -182,12 +314,13 @@ def add_field_flags(parser: argparse.ArgumentParser, config_class, skip: tuple[s
             )
             continue
         text += f" (default: {meta.get('shown') or _shown(default)})"
+        domain = field_domain(field, kind)
         if typing.get_origin(kind) is tuple:
             items = typing.get_args(kind)
             parser.add_argument(
                 *names,
                 dest=field.name,
-                type=meta.get("type") or items[0],
+                type=meta.get("type") or (domain.parse if domain is not None else items[0]),
                 nargs=len(items),
                 default=default,
                 help=text,
@@ -195,7 +328,7 @@ def add_field_flags(parser: argparse.ArgumentParser, config_class, skip: tuple[s
             )
             continue
         converters: dict[object, Any] = {bool: _boolean, int: int, float: float}
-        convert = meta.get("type") or converters.get(kind, str)
+        convert = meta.get("type") or (domain.parse if domain is not None else converters.get(kind, str))
         parser.add_argument(
             *names,
             dest=field.name,
@@ -210,22 +343,86 @@ def add_field_flags(parser: argparse.ArgumentParser, config_class, skip: tuple[s
 # -- config files ---------------------------------------------------------------------------
 
 
-def read_config_file(path: str) -> dict:
-    """The mapping in YAML file ``path``; UserError naming the file otherwise."""
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file read (a run's ``config.yaml`` is about 1 KB)."""
+MAX_CONFIG_NODES = 10_000
+"""The most YAML nodes a config file may expand to, aliases expanded (a few hundred bytes of
+nested aliases expand to gigabytes: refused while composing, before any value is built)."""
+
+
+def _read_regular(path: str, flag: str) -> bytes:
+    """At most :data:`MAX_CONFIG_BYTES` of the regular file ``path`` (a FIFO or a device never blocks)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UserError(f"{flag} {path}: no such file") from None
+    except OSError as error:
+        raise UserError(f"{flag} {path}: cannot be read ({error.strerror})") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{flag} {path}: not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"{flag} {path}: {info.st_size} bytes; a config file may hold at most {MAX_CONFIG_BYTES}")
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UserError(f"{flag} {path}: larger than {MAX_CONFIG_BYTES} bytes, the most a config file may hold")
+    return data
+
+
+def _counting_loader():
+    """A safe YAML loader that counts the nodes the document expands to (each alias counted as
+    what it stands for) while composing it, and raises past :data:`MAX_CONFIG_NODES`."""
     import yaml
 
+    class Loader(yaml.SafeLoader):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self._sizes: dict[int, int] = {}
+            self._total = 0
+
+        def compose_node(self, parent, index):
+            alias = self.check_event(yaml.AliasEvent)
+            node = super().compose_node(parent, index)
+            if alias:
+                if id(node) not in self._sizes:
+                    raise yaml.YAMLError("a recursive alias (a value that contains itself)")
+                size = self._sizes[id(node)]
+            else:
+                size = 1
+                if isinstance(node, yaml.SequenceNode):
+                    size += sum(self._sizes[id(item)] for item in node.value)
+                elif isinstance(node, yaml.MappingNode):
+                    size += sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+                self._sizes[id(node)] = size
+            if alias:
+                self._total += size
+            if size > MAX_CONFIG_NODES or self._total > MAX_CONFIG_NODES:
+                raise yaml.YAMLError(
+                    f"it expands to more than {MAX_CONFIG_NODES} values (aliases expanded); a config file "
+                    "is a short mapping of settings"
+                )
+            return node
+
+    return Loader
+
+
+def read_config_file(path: str, flag: str = "--config") -> dict:
+    """The mapping in YAML file ``path`` (at most :data:`MAX_CONFIG_BYTES`, expanding to at most
+    :data:`MAX_CONFIG_NODES` values); UserError naming the file (as ``flag``) otherwise."""
+    import yaml
+
+    data = _read_regular(path, flag)
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise UserError(f"--config {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise UserError(f"--config {path}: not a readable YAML file ({' '.join(str(error).split())})") from None
-    if data is None:
+        loaded = yaml.load(data.decode("utf-8"), Loader=_counting_loader())
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise UserError(f"{flag} {path}: not a usable YAML config file ({excerpt(detail, 200)[1:-1]})") from None
+    if loaded is None:
         return {}
-    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
-        raise UserError(f"--config {path}: expected a mapping of setting names to values, got {type(data).__name__}")
-    return data
+    if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
+        raise UserError(f"{flag} {path}: expected a mapping of setting names to values, got {type(loaded).__name__}")
+    return loaded
 
 
 def setting_names(parser: argparse.ArgumentParser, internal=("help", "config", "resume", "overwrite")) -> dict:
@@ -246,21 +443,23 @@ def setting_names(parser: argparse.ArgumentParser, internal=("help", "config", "
     return names
 
 
-def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
+def apply_config_file(parser: argparse.ArgumentParser, path: str, flag: str = "--config") -> None:
     """Set ``parser``'s defaults from the config file ``path`` (flags then override them)."""
-    data = read_config_file(path)
+    data = read_config_file(path, flag)
     names = setting_names(parser)
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in names:
             fields = sorted({action.dest for action, _ in names.values()})
-            raise UserError(f"--config {path}: unknown setting {key!r}; this command's settings: {', '.join(fields)}")
+            raise UserError(
+                f"--config {path}: unknown setting {excerpt(key)}; this command's settings: {', '.join(fields)}"
+            )
         action, by_flag = names[key]
-        checked = _checked(action, value, f"--config {path}: {key}")
+        checked = _checked(action, value, f"{flag} {path}: {key}")
         if by_flag and isinstance(action, argparse._StoreFalseAction) and checked is not None:
             checked = not checked  # no-progress: true
         if action.dest in values and values[action.dest] != checked:
-            raise UserError(f"--config {path}: {key} sets {action.dest} again, to another value")
+            raise UserError(f"{flag} {path}: {key} sets {action.dest} again, to another value")
         values[action.dest] = checked
     parser.set_defaults(**values)
 
@@ -270,20 +469,28 @@ def _checked(action: argparse.Action, value, where: str):
         return None
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
-            raise UserError(f"{where}: expected true or false, got {value!r}")
+            raise UserError(f"{where}: expected true or false, got {excerpt(value)}")
         return value
     convert: Any = action.type or (lambda v: v)
+
+    def scalar(item):
+        if isinstance(item, (list, tuple, dict, set)):
+            raise UserError(f"{where}: expected one value, got a {type(item).__name__} ({excerpt(item)})")
+        if item is None or not isinstance(item, (str, int, float)):
+            raise UserError(f"{where}: expected one value, got {excerpt(item)}")
+        return convert(item if isinstance(item, str) else str(item))
+
     try:
         if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
             if not isinstance(value, (list, tuple)) or (isinstance(action.nargs, int) and len(value) != action.nargs):
-                raise UserError(f"{where}: expected a list of {action.nargs} values, got {value!r}")
-            value = [convert(str(v)) for v in value]
+                raise UserError(f"{where}: expected a list of {action.nargs} values, got {excerpt(value)}")
+            value = [scalar(v) for v in value]
         else:
-            value = convert(str(value) if not isinstance(value, str) else value)
+            value = scalar(value)
     except (argparse.ArgumentTypeError, ValueError, TypeError) as error:
         raise UserError(f"{where}: {error}") from None
     if action.choices is not None and value not in action.choices:
-        raise UserError(f"{where}: {value!r} is not one of {list(action.choices)}")
+        raise UserError(f"{where}: {excerpt(value)} is not one of {list(action.choices)}")
     return value
 
 
@@ -305,8 +512,19 @@ def write_config(folder: str, config, command: str) -> str:
 
 __all__ = [
     "CONFIG_NAME",
+    "FINITE",
+    "FRACTION",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_NODES",
+    "NONNEGATIVE",
+    "POSITIVE",
+    "UNIT",
+    "UNIT_OPEN",
+    "Domain",
     "add_field_flags",
     "apply_config_file",
+    "excerpt",
+    "field_domain",
     "fraction",
     "level",
     "nonnegative_int",
@@ -315,5 +533,6 @@ __all__ = [
     "read_config_file",
     "setting",
     "setting_names",
+    "validate",
     "write_config",
 ]

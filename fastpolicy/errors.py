@@ -12,4 +12,9 @@ class UserError(Exception):
     """A problem with the user's input; the message names the file, folder, flag or value."""
 
 
-__all__ = ["UserError"]
+class DiskFullError(UserError, OSError):
+    """A file could not be written because its device is full or over quota; the message names
+    the file and says so (what was written before stays: every write is atomic)."""
+
+
+__all__ = ["DiskFullError", "UserError"]

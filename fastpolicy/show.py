@@ -20,7 +20,7 @@ import stat
 import sys
 
 from .errors import UserError
-from .train.rundir import kind_of
+from .train.rundir import kind_of, resume_command
 
 MAX_BYTES = 64 * 2**20
 """The largest run file ``show`` reads (logs and summaries of long runs are a few MiB)."""
@@ -127,6 +127,20 @@ def _kind(folder: str, marker: dict) -> str:
     return "adversarial" if os.path.exists(os.path.join(folder, "schedule.json")) else "train"
 
 
+def _finished(folder: str, kind: str, summary: dict) -> bool:
+    """Whether the run completed, from what it wrote last: an AWS search's final ``summary.json``
+    (its ``loops``, written after ``policy.json``; stage 1 alone is not a finished search), any
+    other run's ``summary.json`` with its ``epochs``."""
+    if kind == "aws":
+        return isinstance(summary.get("loops"), list) and os.path.isfile(os.path.join(folder, "policy.json"))
+    return isinstance(summary.get("epochs"), list)
+
+
+def _resume_hint(kind: str, folder: str) -> str:
+    """The command that continues the run (its settings come from its ``config.yaml``)."""
+    return resume_command(kind, folder)
+
+
 def _float(row: dict, key: str) -> float | None:
     try:
         return float(row[key])
@@ -154,7 +168,11 @@ def describe(folder: str) -> list[str]:
     if summary_problem:
         status = f"unknown: summary.json is {summary_problem}, so whether the run finished cannot be told"
     else:
-        status = "finished" if summary else "not finished (resume with --resume --out " + folder + ")"
+        status = (
+            "finished"
+            if _finished(folder, kind, summary)
+            else f"not finished (resume with: {_resume_hint(kind, folder)})"
+        )
     lines = [
         f"run       {os.path.abspath(folder)}",
         f"kind      {kind}" + (f" (started {marker['started']})" if "started" in marker else ""),

@@ -162,7 +162,7 @@ def test_a_config_file_sets_flags_override_and_the_run_repeats(tmp_path, capsys)
         ("mode: sideways\n", "mode: 'sideways' is not one of"),
         ("progress: 3\n", "progress: expected true or false"),
         ("- a list\n", "expected a mapping"),
-        ("{unclosed\n", "not a readable YAML file"),
+        ("{unclosed\n", "not a usable YAML config file"),
     ],
 )
 def test_a_bad_config_file_is_refused_in_one_line_naming_file_and_key(tmp_path, capsys, text, expected):

@@ -45,7 +45,8 @@ def test_show_describes_every_kind_of_run(tmp_path, capsys):
     assert "kind      train" in out and "policy=" in out and "held-out accuracy" in out
 
     os.remove(tmp_path / "train" / "summary.json")  # as a run stopped before its end looks
-    assert "not finished (resume with --resume" in _show(capsys, tmp_path / "train")
+    hint = f"not finished (resume with: fastpolicy train --out {tmp_path / 'train'} --resume)"
+    assert hint in _show(capsys, tmp_path / "train")
 
 
 def test_runs_recorded_with_the_old_two_word_kind_are_shown_and_resumed(tmp_path, capsys):

@@ -39,6 +39,9 @@ _SIGNATURES = (
     (b"P6", "pnm"),
 )
 
+SKIP_HINT = "pass --on-bad skip (on_bad='skip' in Python)"
+"""How every bad-file error says to drop bad files instead: the flag first, then the keyword."""
+
 
 DEFAULT_MAX_PIXELS = 89_478_485
 """PIL's ``Image.MAX_IMAGE_PIXELS`` (about 1/4 GiB of 24-bit pixels): the default pixel limit."""
@@ -217,7 +220,7 @@ def check_files(
     if not bad:
         return images
     if on_bad == "raise":
-        raise BadImageError(bad, hint="pass on_bad='skip' to drop and count them instead")
+        raise BadImageError(bad, hint=f"{SKIP_HINT} to drop and count them instead")
     keep = [i for i, problem in enumerate(problems) if problem is None]
     if not keep:
         raise BadImageError(bad, hint="no readable image is left")
@@ -295,15 +298,14 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
         if not found:
             if on_bad != "skip":
                 raise ValueError(
-                    f"class folder {display_path(folder)!r} holds no image files "
-                    "(pass on_bad='skip' to keep going without it)"
+                    f"class folder {display_path(folder)!r} holds no image files ({SKIP_HINT} to keep going without it)"
                 )
             skipped.append((folder, "empty class folder"))
         files += found
         labels += [label] * len(found)
     names = [(path, reason) for path, reason in skipped if reason.startswith("file name")]
     if names and on_bad != "skip":
-        raise BadImageError(names, hint="rename them, or pass on_bad='skip' to drop them")
+        raise BadImageError(names, hint=f"rename them, or {SKIP_HINT} to drop them")
     if not files:
         raise ValueError(f"no image files under {display_path(root)!r}")
     return ImageList(files, np.array(labels), classes, skipped=skipped, ignored=ignored, duplicates=duplicates)

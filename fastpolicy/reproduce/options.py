@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import positive_int, setting
+from ..config import positive_int, setting, validate
 from ..train.presets import PRESETS
 
 
@@ -27,6 +27,9 @@ class StudyOptions:
         flag="--no-progress",
         switch=False,
     )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass
@@ -52,6 +55,9 @@ class DryRunOptions:
         flag="--no-progress",
         switch=False,
     )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 __all__ = ["DryRunOptions", "StudyOptions", "Table4Options"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import fraction, level, positive_int, setting
+from ..config import NONNEGATIVE, POSITIVE, fraction, level, positive_int, setting
 from ..log import get as get_logger
 from ..policy import Policy
 from ..reference.geometry import FILL
@@ -27,7 +27,7 @@ from ..schedule import PolicySchedule
 from ..search import controller as ctl
 from . import distributed, plots
 from .presets import Preset, get_preset
-from .runner import Run
+from .runner import Run, refused_runs_leave_nothing
 from .trainer import EpochTrainer, RunConfig, log_lr_scaling, run_loaders
 
 log = get_logger(__name__)
@@ -51,8 +51,8 @@ class AdversarialConfig(RunConfig):
         "the paper's Table 4 arms: baseline (M = 1, no policy), fixed, random or adversarial policies",
         choices=MODES,
     )
-    entropy_weight: float = setting(1e-5, "the controller's entropy bonus weight")
-    controller_lr: float = setting(3.5e-4, "the controller's Adam learning rate")
+    entropy_weight: float = setting(1e-5, "the controller's entropy bonus weight", domain=NONNEGATIVE)
+    controller_lr: float = setting(3.5e-4, "the controller's Adam learning rate", domain=POSITIVE)
     controller_window: int | None = setting(
         None, "batches per controller update", type=positive_int, shown="one epoch, the paper's"
     )
@@ -84,6 +84,7 @@ class AdversarialSearch(EpochTrainer):
 
     KIND = "adversarial"
 
+    @refused_runs_leave_nothing
     def __init__(self, config: AdversarialConfig, resume: bool = False, overwrite: bool = False):
         preset = config.resolved_preset()
         run = Run(config, self.KIND, resume=resume, overwrite=overwrite)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import atomic, jsonio
-from ..config import positive_float, positive_int, setting
+from ..config import POSITIVE, UNIT, UNIT_OPEN, positive_float, positive_int, setting
 from ..distribution import AWSDistribution, pair_label
 from ..log import get as get_logger
 from ..search import aws_agent
@@ -37,7 +37,7 @@ from . import distributed, loop, plots
 from .checkpoint import CheckpointError
 from .data import build_search_loaders
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
-from .runner import RESUME_IGNORED, Run
+from .runner import RESUME_IGNORED, Run, refused_runs_leave_nothing
 from .trainer import CommonConfig, EpochTrainer, log_lr_scaling, scaled_lr
 
 log = get_logger(__name__)
@@ -96,18 +96,18 @@ class AWSConfig(CommonConfig):
     stage1_augment: str = setting(
         "uniform", "stage 1's augmentation: the uniform pair distribution, or none", choices=STAGE1_AUGMENTS
     )
-    clip: float = setting(0.2, "PPO's ratio clip")
-    ppo_steps: int = setting(5, "PPO's inner steps per loop")
-    max_kl: float = setting(0.02, "PPO's KL early stop (nats)")
-    baseline_weight: float = setting(0.9, "the reward baseline's EMA weight")
+    clip: float = setting(0.2, "PPO's ratio clip", domain=POSITIVE)
+    ppo_steps: int = setting(5, "PPO's inner steps per loop", type=positive_int)
+    max_kl: float = setting(0.02, "PPO's KL early stop (nats)", domain=POSITIVE)
+    baseline_weight: float = setting(0.9, "the reward baseline's EMA weight", domain=UNIT)
     agent_lr: float | None = setting(
         None,
         "the policy's Adam learning rate",
         type=positive_float,
         shown="the preset's stages': 0.1, or 0.2 on ImageNet",
     )
-    agent_betas: tuple[float, float] = setting((0.5, 0.999), "the policy's Adam betas")
-    top_k: int = setting(5, "top pairs reported per loop")
+    agent_betas: tuple[float, float] = setting((0.5, 0.999), "the policy's Adam betas", domain=UNIT_OPEN)
+    top_k: int = setting(5, "top pairs reported per loop", type=positive_int)
 
     def resolved(self) -> tuple[Preset, AWSStages, float]:
         """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied (a new
@@ -172,6 +172,10 @@ class SharedWeightsTraining(EpochTrainer):
             self.train_loader.set_policies(AWSDistribution())
         return {}
 
+    def write_artefacts(self) -> None:
+        """``samples.png`` only: the search's ``summary.json`` (written at its end) says the run finished."""
+        self.write_samples()
+
 
 class FineTuning(EpochTrainer):
     """Stage 2's fine-tuning of the shared weights with one candidate distribution: the common
@@ -224,6 +228,7 @@ class AWSSearch:
     SHARED, CHECKPOINT, POLICY = "shared.pt", "checkpoint.pt", "policy.json"
     RESUME_IGNORED = (*RESUME_IGNORED, "loops")
 
+    @refused_runs_leave_nothing
     def __init__(self, config: AWSConfig, resume: bool = False, overwrite: bool = False):
         self.config = config
         self.preset, self.stages, self.finetune_lr = config.resolved()
@@ -288,6 +293,8 @@ class AWSSearch:
             self._restore(run.load(self.CHECKPOINT, self.stage1.data))
         else:
             self.log.truncate(0)
+            if resume and not resume_stage1:  # stopped between shared.pt and the first loop
+                self._restore_shared_position()
 
     def path(self, name: str) -> str:
         return self.runner.path(name)
@@ -318,7 +325,9 @@ class AWSSearch:
             f"{distributed.world_size()} process(es) → {self.config.out}"
         )
         self.stage1.run()
-        self.runner.save_main(
+        # with every rank's loader position and RNG states: stage 2 continues the stage-1 loader
+        # (one process) and the RNG streams, so a search resumed from shared.pt equals one not stopped
+        self.runner.save(
             self.SHARED,
             {
                 "model": self.model.state_dict(),
@@ -326,8 +335,8 @@ class AWSSearch:
                 "history": self.stage1.history,
             },
             self.stage1.data,
+            self.stage1.train_loader,
         )
-        distributed.barrier()
 
     def _search_loaders(self, options: dict, **sharding):
         """Loaders over the search split (:func:`~.data.build_search_loaders`): this rank's
@@ -510,7 +519,7 @@ class AWSSearch:
                 {label: [j[a, b] for j in joints] for a, b, label in top},
                 self.path("search_progress.png"),
             )
-        self.stage1.write_artefacts()  # samples.png (stage 1's last batch) and summary.json, overwritten below
+        self.stage1.write_samples()  # stage 1's last batch
         summary = {
             "config": dataclasses.asdict(self.config),
             "preset": dataclasses.asdict(self.preset),
@@ -538,6 +547,21 @@ class AWSSearch:
             self.stage1.data,
             self.train_loader,
         )
+
+    def _restore_shared_position(self) -> None:
+        """The stage-1 loader's position and the RNG states ``shared.pt`` recorded (last, as
+        ``__init__``'s other restores: what the constructor drew is drawn again by then)."""
+        state = self.shared_state()
+        if "loader" not in state:
+            if distributed.is_main():
+                log.warning(
+                    f"fastpolicy: {self.path(self.SHARED)} records no loader position or RNG states (written by "
+                    "an older fastpolicy): stage 2 starts from a fresh loader, so it will differ from an "
+                    "uninterrupted search; start a new run for that"
+                )
+            return
+        self.runner.restore_loader(state, self.SHARED, self.stage1.train_loader)
+        self.runner.info(f"fastpolicy: resumed {self.config.out} after stage 1")
 
     def _restore(self, state: dict) -> None:
         self.loop, self.history = state["loop"], state["history"]

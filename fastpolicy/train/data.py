@@ -40,8 +40,10 @@ def _array_loaders(
     """Loaders over in-memory uint8 arrays, normalized by the training images' own statistics;
     ``augment``: the train loader's ``fill``/``magnitude_scale``."""
     images, labels = train
+    sharding = Sharding(*shard)
+    _check_subset_sizes(len(images), len(val[0]), batch, sharding)
     mean, std = channel_stats(images)
-    output, sharding = Output("float", _layout(device), mean, std), Sharding(*shard)
+    output = Output("float", _layout(device), mean, std)
     train_loader = PolicyDALILoader.from_arrays(
         images,
         labels,
@@ -65,6 +67,23 @@ def _array_loaders(
         pipeline=Pipeline(seed=seed, shuffle=False, drop_last=False, num_threads=num_threads),
     )
     return train_loader, val_loader, int(labels.max()) + 1, images.shape[-1]
+
+
+def _check_subset_sizes(train: int, val: int, batch: int, sharding: Sharding) -> None:
+    """ValueError naming the subset setting when a split is too small for the loaders: the
+    training images of a process fewer than one batch, or a process without validation images."""
+    processes = f" per process ({sharding.num_shards} processes)" if sharding.num_shards > 1 else ""
+    if sharding.size(train) < batch:
+        raise ValueError(
+            f"the training subset holds {train} images, {sharding.size(train)}{processes} — fewer than one batch of "
+            f"{batch}{processes}: raise --subset (train_subset) or lower --batch"
+        )
+    if sharding.size(val) < 1:
+        raise ValueError(
+            f"the validation subset holds {val} image(s), none for process {sharding.shard_id} of "
+            f"{sharding.num_shards}: raise --val-subset (val_subset) or --val (val_count) to at least "
+            f"{sharding.num_shards}"
+        )
 
 
 def _file_loaders(

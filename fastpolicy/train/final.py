@@ -21,7 +21,7 @@ from ..policies import resolve
 from ..schedule import PolicySchedule
 from . import distributed
 from .presets import Preset, get_preset
-from .runner import Run
+from .runner import Run, refused_runs_leave_nothing
 from .trainer import EpochTrainer, RunConfig, log_lr_scaling, run_loaders
 
 log = get_logger(__name__)
@@ -55,6 +55,12 @@ class TrainConfig(RunConfig):
         if policy is dataclasses.MISSING:
             policy = self.resolved_policy()
         default_m = len(policy[0]) if isinstance(policy, PolicySchedule) and len(policy) else 1
+        if isinstance(policy, PolicySchedule) and self.M is not None and self.M % default_m:
+            raise ValueError(
+                f"M {self.M} with the schedule {self.policy}, whose epochs hold {default_m} policies each: "
+                f"copy m replays policy m mod {default_m}, so M must be a multiple of {default_m} "
+                f"(M {self.M} would {'drop' if default_m > self.M else 'favour'} some of them)"
+            )
         return self.base_preset().with_(M=self.M or default_m)
 
 
@@ -64,6 +70,7 @@ class FinalTraining(EpochTrainer):
 
     KIND = "train"
 
+    @refused_runs_leave_nothing
     def __init__(self, config: TrainConfig, resume: bool = False, overwrite: bool = False):
         self.policy = config.resolved_policy()
         preset = config.resolved_preset(self.policy)

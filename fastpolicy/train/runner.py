@@ -10,10 +10,11 @@ loop they all go through is :class:`~.trainer.EpochTrainer`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 
-from ..config import setting
+from ..config import excerpt, setting
 from ..device import device_name, torch_device
 from ..log import get as get_logger
 from . import checkpoint, distributed, rundir
@@ -49,7 +50,9 @@ def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IG
 
     changed = sorted(k for k in set(saved) | set(current) if norm(saved.get(k)) != norm(current.get(k)))
     if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
+        detail = ", ".join(f"{k}: {excerpt(saved.get(k))} → {excerpt(current.get(k))}" for k in changed[:6])
+        if len(changed) > 6:
+            detail += f" and {len(changed) - 6} more"
         why = (
             " (the learning-rate schedule spans the run's epochs; start a new run for another length)"
             if "epochs" in changed
@@ -86,7 +89,7 @@ def check_same_data(saved: dict | None, current: dict, path: str) -> None:
 def open_run_folder(out: str, kind: str, resume: bool, overwrite: bool, settings: dict | None = None) -> None:
     """Every rank checks ``out`` (:func:`.rundir.check`: refused unless new, empty, resumed or
     overwritten); rank 0 prepares it (:func:`.rundir.prepare`); all return once it is ready."""
-    rundir.check(out, resume, overwrite)
+    rundir.check(out, resume, overwrite, kind)
     distributed.barrier()  # every rank has looked before rank 0 changes anything
     if distributed.is_main():
         rundir.prepare(out, kind, resume, overwrite, settings)
@@ -113,7 +116,11 @@ class Run:
         self.config, self.kind, self.resume = config, kind, resume
         self.resume_ignored = RESUME_IGNORED if resume_ignored is None else tuple(resume_ignored)
         distributed.init_from_env(config.device)
+        before = rundir.snapshot(config.out)
         open_run_folder(config.out, kind, resume, overwrite, dataclasses.asdict(config))
+        self._before = before
+        if _starting:  # a run kind's constructor is under way: undone with it if it fails
+            _starting[-1].append(self)
         self.device = torch_device(config.device)
         self.device_name = device_name(self.device)
         log.debug(
@@ -124,6 +131,13 @@ class Run:
     @property
     def out(self) -> str:
         return self.config.out
+
+    def discard(self) -> None:
+        """Remove what this run made in its folder (the folder too, if it made it): called when the
+        run is refused while it starts, so re-running the command or resuming finds what was there."""
+        if distributed.is_main():
+            rundir.remove_new(self.config.out, self._before)
+            log.debug(f"fastpolicy: refused; removed what the run had made in {self.config.out}")
 
     def path(self, name: str) -> str:
         """``name`` inside the run folder."""
@@ -208,6 +222,32 @@ class Run:
         checkpoint.restore_distributed(state, self.path(name), loader)
 
 
+_starting: list[list[Run]] = []
+"""The runs made by each run-kind constructor under way (innermost last)."""
+
+
+def refused_runs_leave_nothing(init):
+    """Decorate a run kind's ``__init__``: if it raises after its :class:`Run` prepared the folder
+    (bad data, a checkpoint of another run, a bad setting found late), what the run made there is
+    removed (:meth:`Run.discard`): no ``run.json`` blocks the same command again, no empty
+    TensorBoard file is added by a refused ``--resume``."""
+
+    @functools.wraps(init)
+    def start(self, *args, **kwargs):
+        made: list[Run] = []
+        _starting.append(made)
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            for run in made:
+                run.discard()
+            raise
+        finally:
+            _starting.pop()
+
+    return start
+
+
 @dataclass
 class StartOptions:
     """How a run starts, beside its settings: from a config file, resumed, or replacing a run."""
@@ -235,4 +275,5 @@ __all__ = [
     "file_checks",
     "kind_of",
     "open_run_folder",
+    "refused_runs_leave_nothing",
 ]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import atomic
-from ..config import nonnegative_int, positive_int, setting
+from ..config import nonnegative_int, positive_int, setting, validate
 from ..data.files import DEFAULT_MAX_PIXELS
 from ..log import get as get_logger
 from . import distributed, loop, plots
@@ -112,6 +112,9 @@ class CommonConfig:
     max_pixels: int | None = setting(
         DEFAULT_MAX_PIXELS, "refuse images with more pixels (PIL's MAX_IMAGE_PIXELS)", type=positive_int
     )
+
+    def __post_init__(self) -> None:
+        validate(self)  # every field against its declaration: domains, choices, paths
 
 
 @dataclass
@@ -369,10 +372,16 @@ class EpochTrainer:
         }
 
     def write_artefacts(self) -> None:
-        """``samples.png`` (the last training batch) and ``summary.json`` (rank 0 only)."""
+        """``samples.png`` (the last training batch) and ``summary.json`` (rank 0 only); a run's
+        ``summary.json`` says it finished (``fastpolicy show``), so it is written last."""
         if not distributed.is_main():
             return
-        if self._last_images is not None:
+        self.write_samples()
+        atomic.write_json(self.path("summary.json"), self.summary())
+
+    def write_samples(self) -> None:
+        """``samples.png``: the last training batch this process trained on, if any (rank 0 only)."""
+        if distributed.is_main() and self._last_images is not None:
             spec = self.train_loader.output_spec
             mean, std = np.array(spec.mean or (0.0,)), np.array(spec.std or (1 / 255,))
             plots.plot_samples(
@@ -384,7 +393,6 @@ class EpochTrainer:
                 epoch=self._last_epoch,
                 params=self._last_params,
             )
-        atomic.write_json(self.path("summary.json"), self.summary())
 
     def save(self) -> None:
         """The checkpoint (:meth:`.runner.Run.save`), with every rank's loader position and RNG states."""
