@@ -295,8 +295,14 @@ def _main(argv: list[str], parsed: list) -> int:
     """:func:`main`; ``parsed`` receives the parsed arguments (for the interruption's hint)."""
     from .train import distributed
 
-    if argv[:1] == ["bench"]:
-        return _bench(argv[1:])
+    leading = 0  # -v/-q/--debug may come before the command, bench's too
+    while leading < len(argv) and argv[leading] in ("-v", "--verbose", "-q", "--quiet", "--debug"):
+        leading += 1
+    if argv[leading : leading + 1] == ["bench"]:
+        from .log import setup
+
+        setup(-1 if {"-q", "--quiet"} & set(argv[:leading]) else 1 if {"-v", "--verbose"} & set(argv[:leading]) else 0)
+        return _bench(argv[leading + 1 :])
     parser = build_parser()
     args = parser.parse_args(argv)
     parsed.append(args)

@@ -425,7 +425,9 @@ def read_config_file(path: str, flag: str = "--config") -> dict:
     return loaded
 
 
-def setting_names(parser: argparse.ArgumentParser, internal=("help", "config", "resume", "overwrite")) -> dict:
+def setting_names(
+    parser: argparse.ArgumentParser, internal=("help", "config", "resume", "overwrite", "debug", "verbosity")
+) -> dict:
     """Config-file key → ``(action, by_flag)`` of ``parser``: each flag's names without their
     dashes (``subset``, ``on-bad``, ``on_bad``) and each field name (``train_subset``);
     ``by_flag``: the key is a flag's name (a ``--no-…`` switch then means what the flag does)."""

@@ -45,3 +45,18 @@ def test_debug_shows_the_traceback(capsys, tmp_path):
     assert main(["--debug", "train", "--policy", str(tmp_path / "none.json"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().endswith("no such file")
+
+
+@pytest.mark.parametrize("flag", ["-v", "-q", "--debug"])
+def test_global_flags_before_bench_reach_it(capsys, flag):
+    with pytest.raises(SystemExit) as exited:
+        main([flag, "bench", "--help"])
+    assert exited.value.code == 0 and "usage: fastpolicy bench" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key", ["quiet", "verbose", "debug"])
+def test_a_config_file_cannot_set_command_line_only_switches(capsys, tmp_path, key):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"{key}: true\n")
+    one_line_error(capsys, ["search", "adversarial", "--config", str(config)], f"unknown setting '{key}'")
+    assert not (tmp_path / "runs").exists()
