@@ -27,6 +27,7 @@ import typing
 from typing import Any
 
 from . import atomic
+from .device import DEVICES
 from .errors import UserError
 
 CONFIG_NAME = "config.yaml"
@@ -423,6 +424,26 @@ def read_config_file(path: str, flag: str = "--config") -> dict:
     if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
         raise UserError(f"{flag} {path}: expected a mapping of setting names to values, got {type(loaded).__name__}")
     return loaded
+
+
+def threads_setting():
+    """The ``--threads`` setting every run and study has (DALI CPU threads): one declaration."""
+    return setting(2, "DALI CPU threads", flag="--threads", type=positive_int, metavar="THREADS")
+
+
+def progress_setting():
+    """The ``--no-progress`` setting every run and study has: one declaration."""
+    return setting(
+        True,
+        "no progress bars (they are shown only on a terminal, and not with -q)",
+        flag="--no-progress",
+        switch=False,
+    )
+
+
+def device_setting():
+    """The ``--device`` setting (``cpu``, ``gpu``, or None: the GPU if there is one)."""
+    return setting(None, "where to train", choices=DEVICES, shown="the GPU if there is one")
 
 
 def setting_names(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import positive_int, setting, validate
+from ..config import device_setting, positive_int, progress_setting, setting, threads_setting, validate
 from ..train.presets import PRESETS
 
 
@@ -20,13 +20,8 @@ class StudyOptions:
     )
     out: str | None = setting(None, "the study's run folders", shown="runs/reproduce/<study>")
     results: str | None = setting(None, "where the JSON, table and plot go", shown="--out")
-    num_threads: int = setting(2, "DALI CPU threads", flag="--threads", type=positive_int, metavar="THREADS")
-    progress: bool = setting(
-        True,
-        "no progress bars (they are shown only on a terminal, and not with -q)",
-        flag="--no-progress",
-        switch=False,
-    )
+    num_threads: int = threads_setting()
+    progress: bool = progress_setting()
 
     def __post_init__(self) -> None:
         validate(self)
@@ -48,13 +43,8 @@ class DryRunOptions:
     out: str | None = setting(None, "where the tree and the run go", shown="runs/reproduce/dry-run-<preset>")
     batch: int = setting(4, "global N for the tiny tree (the preset's learning rate scales with it)", type=positive_int)
     M: int | None = setting(None, "copies (policies) per image", type=positive_int, shown="the preset's")
-    device: str | None = setting(None, "where to train", choices=("cpu", "gpu"), shown="the GPU if there is one")
-    progress: bool = setting(
-        True,
-        "no progress bars (they are shown only on a terminal, and not with -q)",
-        flag="--no-progress",
-        switch=False,
-    )
+    device: str | None = device_setting()
+    progress: bool = progress_setting()
 
     def __post_init__(self) -> None:
         validate(self)

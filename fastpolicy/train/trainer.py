@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import atomic
-from ..config import nonnegative_int, positive_int, setting, validate
+from ..config import device_setting, nonnegative_int, positive_int, progress_setting, setting, threads_setting, validate
 from ..data.files import DEFAULT_MAX_PIXELS
 from ..log import get as get_logger
 from . import distributed, loop, plots
@@ -89,15 +89,10 @@ class CommonConfig:
         metavar="SUBSET",
         shown="the preset's",
     )
-    device: str | None = setting(None, "where to train", choices=("cpu", "gpu"), shown="the GPU if there is one")
+    device: str | None = device_setting()
     seed: int = setting(0, "seeds the model, the loaders and the policies' sampling", type=nonnegative_int)
-    num_threads: int = setting(2, "DALI CPU threads", flag="--threads", type=positive_int, metavar="THREADS")
-    progress: bool = setting(
-        True,
-        "no progress bars (they are shown only on a terminal, and not with -q)",
-        flag="--no-progress",
-        switch=False,
-    )
+    num_threads: int = threads_setting()
+    progress: bool = progress_setting()
     verify: str = setting(
         "header",
         "image checks before training (--data folders): header (signature, truncation, dimensions), "
