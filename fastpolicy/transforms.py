@@ -187,7 +187,10 @@ class PolicyAugment(v2.Transform):
         self.fill = fill
         self._fill = _setup_fill_arg(dict(fill) if isinstance(fill, dict) else fill)
         self.magnitude_scale = float(magnitude_scale)
-        self.epoch = 0
+        # The schedule's epoch lives in shared memory: DataLoader workers (persistent ones too)
+        # hold copies of this transform, and read the epoch set_epoch writes in the parent.
+        self._shared_epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._applied_epoch = 0
         self._use(list(self.schedule[0]) if self.schedule is not None else [policy])
         self._stages: dict = {}
 
@@ -219,14 +222,29 @@ class PolicyAugment(v2.Transform):
         fits = all(_Plan.fits(s) for s in samplers)
         self._plans = [_Plan(s, self.magnitude_scale) for s in samplers] if fits else None
 
+    @property
+    def epoch(self) -> int:
+        """The schedule's epoch in use (0 without a schedule)."""
+        return int(self._shared_epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Use the schedule's policies of ``epoch`` (epochs past its end: its last epoch's)."""
+        """Use the schedule's policies of ``epoch`` (epochs past its end: its last epoch's).
+
+        It reaches ``DataLoader`` workers too, persistent ones included: the epoch is kept in
+        shared memory, and every copy of the transform switches at its next call."""
         if self.schedule is None:
             raise ValueError("set_epoch needs a PolicySchedule; this transform applies one policy")
-        if epoch < 0:
-            raise ValueError(f"epoch must be ≥ 0, got {epoch}")
-        self.epoch = epoch
-        self._use(list(self.schedule[min(epoch, len(self.schedule) - 1)]))
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an integer ≥ 0, got {epoch!r}")
+        self._shared_epoch.fill_(epoch)
+        self._follow_epoch()
+
+    def _follow_epoch(self) -> None:
+        """Switch to the shared epoch's policies if another copy (or this one) changed it."""
+        epoch = int(self._shared_epoch)
+        if self.schedule is not None and epoch != self._applied_epoch:
+            self._use(list(self.schedule[min(epoch, len(self.schedule) - 1)]))
+            self._applied_epoch = epoch
 
     def forward(self, *inputs):
         if len(inputs) == 1 and (isinstance(inputs[0], PIL.Image.Image) or type(inputs[0]) in _ONE_TENSOR):
@@ -255,6 +273,7 @@ class PolicyAugment(v2.Transform):
         RandAugment or TrivialAugmentWide draws one row of uniforms per image, so a batch
         draws what its images would draw one by one (SamplePairing aside: a batch pairs
         within it); other samplers draw a seed for :meth:`sample`."""
+        self._follow_epoch()
         if n == 0:
             return []
         if self._plans is None:
@@ -272,6 +291,7 @@ class PolicyAugment(v2.Transform):
         """Parameters for ``n`` images with NumPy's vectorized machinery (samplers without a
         :class:`_Plan`): a uniformly chosen current policy per image (one sampler: all from
         it), then its own sub-policy."""
+        self._follow_epoch()
         if len(self.samplers) == 1:
             params = sample_policies(self.samplers, n, rng)
         else:

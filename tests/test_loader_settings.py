@@ -144,3 +144,11 @@ def test_readme_call_keeps_working(photo_tree):
     assert batch.images.shape == (8, 3, 24, 24) and batch.images.dtype == torch.bfloat16
     assert batch.images.is_contiguous(memory_format=torch.channels_last)
     assert loader.files is not None and len(loader.files) == 20
+
+
+@pytest.mark.parametrize("data", [None, 42, {"train": "x"}])
+def test_data_of_the_wrong_kind_is_named(data):
+    from fastpolicy import PolicyDALILoader
+
+    with pytest.raises(TypeError, match=f"data must be a dataset folder.*got {type(data).__name__}"):
+        PolicyDALILoader(data, batch_size=4, M=1, device="cpu")

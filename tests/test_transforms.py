@@ -194,3 +194,37 @@ def test_video_frames_get_their_video_s_ops_as_the_reference_does():
     out = transform(video)
     expected = _reference(frames, [[(o, v, cy, cx, i) for o, v, cy, cx, _ in ops] for i in range(3)], 128)
     assert isinstance(out, tv_tensors.Video) and np.array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
+
+
+class _SameImage(torch.utils.data.Dataset):
+    """Four copies of one photo, through ``transform``."""
+
+    def __init__(self, transform):
+        self.image, self.transform = torch.from_numpy(photo_batch(1, 32, 40)[0]).permute(2, 0, 1), transform
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index):
+        return self.transform(self.image)
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_set_epoch_reaches_persistent_dataloader_workers(context):
+    schedule = PolicySchedule([[Policy([[("Invert", 0)]])] * 2, [Policy([[("Equalize", 0)]])] * 2])
+    transform = PolicyAugment(schedule)
+    loader = torch.utils.data.DataLoader(
+        _SameImage(transform), batch_size=4, num_workers=2, persistent_workers=True, multiprocessing_context=context
+    )
+    image = _SameImage(transform).image.permute(1, 2, 0).numpy()
+    expected = {
+        epoch: torch.from_numpy(reference.apply_value(op, image, 0)).permute(2, 0, 1)
+        for epoch, op in ((0, "Invert"), (1, "Equalize"))
+    }
+    for epoch in (0, 1, 0):
+        transform.set_epoch(epoch)
+        (batch,) = list(loader)
+        assert batch.shape == (4, 3, 32, 40)
+        assert all(torch.equal(row, expected[epoch]) for row in batch), f"epoch {epoch}"
+    with pytest.raises(ValueError, match="epoch must be an integer"):
+        transform.set_epoch(1.5)

@@ -172,6 +172,12 @@ def open_dataset(data, checks: FileChecks, workers: int) -> Dataset:
     folder, a file list or an :class:`ImageList`; see :meth:`FileDataset.open`)."""
     if isinstance(data, (FileDataset, ArrayDataset, ShardDataset)):
         return data
+    if data is None or not isinstance(data, (str, os.PathLike, list, tuple, ImageList)):
+        raise TypeError(
+            f"data must be a dataset folder, a file list, shards (a pattern, a folder or a list of .tar or "
+            f".tfrecord files) or an ImageList, got {type(data).__name__}; in-memory arrays: "
+            "PolicyDALILoader.from_arrays"
+        )
     found = None if isinstance(data, ImageList) else list_shards(data)
     if found is not None:
         return ShardDataset(*found, ShardKeys(), checks)
