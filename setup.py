@@ -21,6 +21,7 @@ setup(
         "pillow>=10",  # file checks (verify="decode"); torchvision needs it anyway
         "pyyaml>=6",  # --config files and each run's config.yaml
         "tfrecord>=1.14",  # TFRecord shards: the converter's writer and Example parser (with crc32c)
+        "scipy>=1.15",  # the studies' statistics: t intervals, exact sign-flip tests, bootstrap (reproduce/stats.py)
     ],
     entry_points={"console_scripts": ["fastpolicy=fastpolicy.cli:main"]},
     extras_require={

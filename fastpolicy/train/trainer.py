@@ -128,6 +128,12 @@ class RunConfig(CommonConfig):
     balanced_subset: bool = setting(
         False, "with --subset, train on a class-balanced subset drawn with --seed rather than the first images"
     )
+    eval_every: int = setting(
+        1,
+        "evaluate on the held-out images every this many epochs and after the last "
+        "(the epochs between log val_loss/val_accuracy as NaN)",
+        type=positive_int,
+    )
 
     def base_preset(self) -> Preset:
         """The preset with this run's overrides (a new ``batch`` scales the learning rate: :func:`scaled_lr`)."""
@@ -221,8 +227,9 @@ class EpochTrainer:
         if target is None:
             torch.manual_seed(self.config.seed)
             self.model = build_model(preset.model, self.num_classes, self.channels).to(self.device)
-            if self.device.type == "cuda":
-                self.model = self.model.to(memory_format=torch.channels_last)
+            # channels-last weights on every device: cuDNN's fast path, and 1.7× faster convolutions
+            # with oneDNN on a CPU (the small CNN at 28², measured); the batches may stay NCHW
+            self.model = self.model.to(memory_format=torch.channels_last)
             self.optimizer = loop.make_optimizer(self.model, preset)
             self.scheduler = loop.make_scheduler(
                 self.optimizer, preset.with_(epochs=schedule_epochs), len(self.train_loader)
@@ -324,7 +331,10 @@ class EpochTrainer:
             "skipped_steps": train["skipped"],
         }
         self.finish_epoch(context, train, row)
-        val = loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress, sync=self.sync)
+        if self.evaluates(self.epoch):
+            val = loop.evaluate(self.model, self.val_loader, self.device, progress=self.config.progress, sync=self.sync)
+        else:
+            val = {"loss": float("nan"), "accuracy": float("nan")}
         row |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": time.time() - start}
         if "reward" in row:  # lists go last, so the CSV's scalar columns come first
             row["reward"] = row.pop("reward")
@@ -337,6 +347,11 @@ class EpochTrainer:
         if self.checkpoint_name is not None:
             self.save()
         return row
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether ``epoch`` ends with an evaluation: every ``eval_every``-th epoch and the last."""
+        every = getattr(self.config, "eval_every", 1)
+        return (epoch + 1) % every == 0 or epoch + 1 >= self.preset.epochs
 
     def describe(self, row: dict) -> str:
         return f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}  val accuracy {row['val_accuracy']:.4f}"
