@@ -3,7 +3,7 @@
   fastpolicy search adversarial   Adversarial AutoAugment (default: a short search on Fashion-MNIST)
   fastpolicy search aws           AWS, both stages (default: a short search on Fashion-MNIST)
   fastpolicy train --policy P     train from scratch with a found or a standard policy
-  fastpolicy reproduce table4|proxy|dry-run
+  fastpolicy reproduce adversarial|proxy|dry-run  (table4: adversarial's old name)
                                   small-scale reproductions, ImageNet dry runs
   fastpolicy bench                throughput beside DALI, torchvision and Kornia
   fastpolicy show RUN_DIR         a run's kind, settings, progress, findings and files
@@ -115,20 +115,26 @@ def _resume_hint(args) -> str:
     return f"; resume with: {rundir.resume_command(kind, out)}"
 
 
+STUDY_ALIASES = {"table4": "adversarial"}
+"""Old study names that still run (the study that replaced them)."""
+
+
 def _reproduce(args) -> int:
-    default_out = os.path.join("runs", "reproduce", args.study if args.study != "dry-run" else f"dry-run-{args.preset}")
+    study = STUDY_ALIASES.get(args.study, args.study)
+    default_out = os.path.join("runs", "reproduce", study if study != "dry-run" else f"dry-run-{args.preset}")
     options = _options(args, args.options_class)
     out = options.out or default_out
-    if args.study == "table4":
-        from .reproduce.table4 import run_table4
+    if study == "adversarial":
+        from .reproduce.adversarial import run_adversarial_study
 
-        run_table4(
+        run_adversarial_study(
             out,
             options.budget,
             options.results,
             seeds=options.seeds,
             progress=options.progress,
             threads=options.num_threads,
+            command=" ".join(["fastpolicy", *sys.argv[1:]]),
         )
     elif args.study == "proxy":
         from .reproduce.proxy import run_proxy
@@ -211,7 +217,7 @@ def _command(commands, name: str, help: str, run, *option_classes, **defaults) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reproduce.options import DryRunOptions, StudyOptions, Table4Options
+    from .reproduce.options import AdversarialStudyOptions, DryRunOptions, StudyOptions
     from .train.adversarial import AdversarialConfig, AdversarialSearch
     from .train.aws import AWSConfig, AWSSearch
     from .train.final import FinalTraining, TrainConfig
@@ -243,10 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     studies_tree = studies.add_subparsers(dest="study", required=True)
     for name, options, text in (
         (
-            "table4",
-            Table4Options,
-            "Adversarial AutoAugment's Table 4 arms on Fashion-MNIST where the baseline overfits",
+            "adversarial",
+            AdversarialStudyOptions,
+            "does the Adversarial AutoAugment controller learn, and beat TrivialAugment/RandAugment? "
+            "(gated, paired seeds, Fashion-MNIST)",
         ),
+        ("table4", AdversarialStudyOptions, "the old name of the adversarial study (an alias)"),
         ("proxy", StudyOptions, "AWS's proxy check: fine-tuned shared weights vs full training"),
         ("dry-run", DryRunOptions, "a preset's whole pipeline on a generated ImageNet-layout tree, a few steps"),
     ):

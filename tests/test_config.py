@@ -112,6 +112,7 @@ def _help(argv) -> str:
         ["search", "adversarial"],
         ["search", "aws"],
         ["train"],
+        ["reproduce", "adversarial"],
         ["reproduce", "table4"],
         ["reproduce", "proxy"],
         ["reproduce", "dry-run"],

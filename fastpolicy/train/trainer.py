@@ -20,9 +20,20 @@ import numpy as np
 import torch
 
 from .. import atomic
-from ..config import device_setting, nonnegative_int, positive_int, progress_setting, setting, threads_setting, validate
+from ..config import (
+    device_setting,
+    fraction,
+    level,
+    nonnegative_int,
+    positive_int,
+    progress_setting,
+    setting,
+    threads_setting,
+    validate,
+)
 from ..data.files import DEFAULT_MAX_PIXELS
 from ..log import get as get_logger
+from ..reference.geometry import FILL
 from . import distributed, loop, plots
 from .data import build_loaders
 from .models import MODELS, build_model
@@ -128,6 +139,18 @@ class RunConfig(CommonConfig):
     balanced_subset: bool = setting(
         False, "with --subset, train on a class-balanced subset drawn with --seed rather than the first images"
     )
+    fill: int = setting(
+        FILL,
+        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
+        type=level,
+    )
+    magnitude_scale: float = setting(
+        1.0,
+        "narrow every op's magnitude range towards its identity by this factor in (0, 1] "
+        "(1: the full AutoAugment range)",
+        type=fraction,
+    )
+
     eval_every: int = setting(
         1,
         "evaluate on the held-out images every this many epochs and after the last "
@@ -287,9 +310,12 @@ class EpochTrainer:
         """Called with every batch the loader yields, before its step (see :func:`.loop.train_epoch`).
         Default: nothing."""
 
-    def on_step(self, batch, policy_means: torch.Tensor) -> None:
-        """Called after every training step with its batch and per-policy mean losses
-        (see :func:`.loop.train_epoch`). Default: nothing."""
+    split_halves = False
+    """Whether :meth:`on_step` also gets the per-policy losses of each batch's two halves."""
+
+    def on_step(self, batch, policy_means: torch.Tensor, halves: torch.Tensor | None = None) -> None:
+        """Called after every training step with its batch and per-policy mean losses, and with
+        :attr:`split_halves` those of its halves (see :func:`.loop.train_epoch`). Default: nothing."""
 
     def extra_state(self) -> dict:
         """Subclass state saved in every checkpoint."""
@@ -321,6 +347,7 @@ class EpochTrainer:
             on_batch=self.on_batch,
             sync=self.sync,
             on_step=self.on_step,
+            split_halves=self.split_halves,
         )
         self.skipped += train["skipped"]
         row = {
