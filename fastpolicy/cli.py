@@ -74,6 +74,7 @@ def _run(args) -> int:
     run = args.kind_class(config, resume=args.resume, overwrite=args.overwrite)
     if distributed.is_main():
         write_config(config.out, config.resolved_config(), args.command_line)
+    _started()
     run.run()
     log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
     if args.kind_class.KIND == "aws":
@@ -292,11 +293,50 @@ def main(argv=None) -> int:
     moment (imports included), prints ``fastpolicy: interrupted`` and how to resume; returns 130.
     """
     parsed: list = []
+    _starting(parsed)
     try:
         return _main(sys.argv[1:] if argv is None else list(argv), parsed)
     except KeyboardInterrupt:
         print(f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}", file=sys.stderr)
         return 130
+    finally:
+        _started()
+
+
+_STARTING: dict = {"parsed": [], "active": False, "previous": None}
+"""The command's start (imports, parsing, a run's set-up): its parsed arguments, whether
+:func:`_interrupted_while_starting` is the SIGINT handler, and the handler it replaced."""
+
+
+def _interrupted_while_starting(signum, frame) -> None:
+    """SIGINT while the command starts: nothing is saved yet, and a KeyboardInterrupt raised inside
+    an import (torch swallows one in its NumPy import, leaving NumPy half-built) or inside a C++
+    callback (which aborts the process) would not end in one line. So: the line, exit 130, now."""
+    parsed = _STARTING["parsed"]
+    sys.stderr.write(f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def _starting(parsed: list) -> None:
+    """Install :func:`_interrupted_while_starting` (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _interrupted_while_starting)
+        _STARTING.update(parsed=parsed, active=True, previous=previous)
+
+
+def _started() -> None:
+    """The command's work begins (or it ended): Ctrl-C raises KeyboardInterrupt again, which the
+    command handles (a run saves nothing half-written; :func:`main` prints the resume hint)."""
+    import signal
+
+    if _STARTING["active"]:
+        _STARTING["active"] = False
+        previous = _STARTING["previous"]
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _main(argv: list[str], parsed: list) -> int:
@@ -310,6 +350,7 @@ def _main(argv: list[str], parsed: list) -> int:
         from .log import setup
 
         setup(-1 if {"-q", "--quiet"} & set(argv[:leading]) else 1 if {"-v", "--verbose"} & set(argv[:leading]) else 0)
+        _started()
         return _bench(argv[leading + 1 :])
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -323,6 +364,8 @@ def _main(argv: list[str], parsed: list) -> int:
         from .log import setup
 
         setup(args.verbosity, distributed.rank())
+        if args.run is not _run:
+            _started()  # a run ends its start once its folder and loaders are set up
         return args.run(args)
     except USER_ERRORS as error:
         if args.debug:
