@@ -29,8 +29,9 @@ def _rows(kl=(2.0,) * 5, gap=(0.1,) * 5, adversarial_error=16.0):
             if arm in ("frozen", "adversarial"):
                 row |= {
                     "controller_kl_from_start": kl[s] if arm == "adversarial" else 0.0,
-                    "kl_by_update": [0.0, kl[s]],
-                    "mean_bin_by_update": [4.5, 5.5],
+                    "probed_updates": [0, 1],
+                    "kl_by_probe": [0.0, kl[s]],
+                    "mean_bin_by_probe": [4.5, 5.5],
                     "split_half_r_by_update": [0.2, 0.4],
                 }
             rows.append(row)
@@ -102,8 +103,9 @@ def test_the_smoke_study_runs_every_arm_and_reuses_finished_runs(tmp_path):
     assert set(record) >= {"gate", "differences", "mechanism", "verdict", "date", "command", "versions", "settings"}
     frozen = [r for r in record["runs"] if r["arm"] == "frozen"]
     adversarial = [r for r in record["runs"] if r["arm"] == "adversarial"]
-    assert all(r["controller_kl_from_start"] == 0 and set(r["kl_by_update"]) == {0.0} for r in frozen)
-    assert all(r["controller_updates"] == 2 and len(r["kl_by_update"]) == 2 for r in adversarial)  # 2 epochs × 1 window
+    assert all(r["controller_kl_from_start"] == 0 and set(r["kl_by_probe"]) == {0.0} for r in frozen)
+    for r in adversarial:  # 2 epochs × 1 window, each update probed
+        assert r["controller_updates"] == 2 and r["probed_updates"] == [0, 1] and len(r["ops_by_probe"]) == 2
     for d in record["differences"].values():
         assert set(d) >= {"mean", "t_ci95", "sign_p", "per_seed", "result"}
     for suffix in ("json", "md", "png"):
