@@ -29,9 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import atomic, jsonio
-from ..config import POSITIVE, UNIT, UNIT_OPEN, positive_float, positive_int, setting
+from ..config import POSITIVE, UNIT, UNIT_OPEN, level, positive_float, positive_int, setting
 from ..distribution import AWSDistribution, pair_label
 from ..log import get as get_logger
+from ..reference.geometry import FILL
 from ..search import aws_agent
 from . import distributed, loop, plots
 from .checkpoint import CheckpointError
@@ -108,6 +109,17 @@ class AWSConfig(CommonConfig):
     )
     agent_betas: tuple[float, float] = setting((0.5, 0.999), "the policy's Adam betas", domain=UNIT_OPEN)
     top_k: int = setting(5, "top pairs reported per loop", type=positive_int)
+    fill: int = setting(
+        FILL,
+        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
+        type=level,
+    )
+    eval_every: int = setting(
+        1,
+        "stage 1 evaluates on the held-out images every this many epochs and after its last (the epochs "
+        "between log NaN); fine-tunings evaluate after their last epoch (every epoch with --reward best2)",
+        type=positive_int,
+    )
 
     def resolved(self) -> tuple[Preset, AWSStages, float]:
         """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied (a new
@@ -203,6 +215,10 @@ class FineTuning(EpochTrainer):
 
     def epoch_name(self) -> str:
         return f"loop {self.loop} fine-tune {self.epoch}"
+
+    def evaluates(self, epoch: int) -> bool:
+        """Every epoch for the ``"best2"`` reward (it needs them all), else as stage 1 (``eval_every``)."""
+        return self.config.reward == "best2" or super().evaluates(epoch)
 
     def describe(self, row: dict) -> str:
         return f"loop {self.loop} fine-tuning " + super().describe(row)
@@ -448,7 +464,13 @@ class AWSSearch:
         elif distributed.is_main():
             log.warning(f"fastpolicy: loop {self.loop}: no finite reward; the distribution is not updated")
         updated = self.policy.distribution()
-        row |= {"baseline": self.baseline.value, "entropy": updated.entropy(), "seconds": time.time() - start}
+        entropy = updated.entropy()
+        row |= {
+            "baseline": self.baseline.value,
+            "entropy": entropy,
+            "kl_from_uniform": float(np.log(updated.n_elements**2) - entropy),
+            "seconds": time.time() - start,
+        }
         for i, (first, second, probability) in enumerate(updated.top_pairs(self.config.top_k), 1):
             row |= {f"top{i}_pair": pair_label(first, second), f"top{i}_prob": probability}
         if len(results) > 1:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import positive_int, setting
+from ..config import level, positive_int, setting
 from ..log import get as get_logger
 from ..policies import resolve
+from ..reference.geometry import FILL
 from ..schedule import PolicySchedule
 from . import distributed
 from .presets import Preset, get_preset
@@ -44,6 +45,7 @@ class TrainConfig(RunConfig):
         "(autoaugment, autoaugment:cifar10, randaugment, trivialaugment_wide)",
         shown="standard augmentation only",
     )
+    fill: int = setting(FILL, "0..255 level the policy's geometric ops fill with (AutoAugment's grey 128)", type=level)
 
     def resolved_policy(self):
         """The sampler or schedule :attr:`policy` names (:func:`fastpolicy.policies.resolve`), or None."""
@@ -76,7 +78,7 @@ class FinalTraining(EpochTrainer):
         preset = config.resolved_preset(self.policy)
         run = Run(config, self.KIND, resume=resume, overwrite=overwrite)
         log_lr_scaling(get_preset(config.preset), preset)
-        loaders = run_loaders(run, preset, {"cutout": preset.cutout})
+        loaders = run_loaders(run, preset, {"cutout": preset.cutout, "fill": config.fill})
         super().__init__(run, preset, loaders)
         self.restore_or_start()
 
