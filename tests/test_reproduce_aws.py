@@ -101,6 +101,14 @@ def test_smoke_study_runs_end_to_end_and_resumes_after_an_interruption(tmp_path,
         aws.run_aws_study(runs, "smoke", results)
     finished = sorted(str(p) for p in (tmp_path / "runs").rglob("study.json"))
     assert len(finished) == 6 + 3  # 3 policies × 2 seeds from scratch; stage 1 uniform × 2, none × 1
+    # a stage 1 interrupted after some of its fine-tunings: its shared weights are resumed, and
+    # only the missing fine-tuning runs again
+    stage1 = tmp_path / "runs" / "stage1-uniform" / "seed0"
+    (stage1 / "study.json").unlink()
+    finished.remove(str(stage1 / "study.json"))
+    cache = json.loads((stage1 / "proxy.json").read_text())
+    del cache["geometric@3"]
+    (stage1 / "proxy.json").write_text(json.dumps(cache))
     stamps = {p: os.stat(p).st_mtime_ns for p in finished}
 
     monkeypatch.setattr(aws, "proxy_scores", real_scores)
@@ -114,13 +122,16 @@ def test_smoke_study_runs_end_to_end_and_resumes_after_an_interruption(tmp_path,
 
     monkeypatch.setattr(aws, "FinalTraining", Counting)
     record = aws.run_aws_study(runs, "smoke", results)
-    assert sorted(os.path.basename(os.path.dirname(os.path.dirname(p))) for p in trained) == [
+    assert sorted(os.path.basename(os.path.dirname(p)) for p in trained) == [
         aws.FOUND,
         aws.FOUND,
         aws.TRIVIAL,
         aws.TRIVIAL,
     ]  # only the units not finished before the interruption
     assert {p: os.stat(p).st_mtime_ns for p in finished} == stamps
+    redone = json.loads((stage1 / "study.json").read_text())["held_out_accuracy"]
+    assert set(redone) == {aws.UNIFORM, aws.IDENTITY, "geometric@3"}
+    assert {k: redone[k] for k in cache} == cache
 
     saved = json.loads((tmp_path / "results" / "aws_smoke.json").read_text())
     assert saved["gate"] == record["gate"] and set(saved["gate"]) >= {"rule", "passed", "identity_accuracy"}
