@@ -7,7 +7,8 @@
   constant small learning rate with the *current* distribution (every training image
   draws one element pair per step); evaluate on the held-out split; reward = top-1
   accuracy (``"last"`` evaluation, or ``"best2"``: the mean of the best two); update the
-  distribution with PPO and the EMA baseline (:mod:`fastpolicy.search.aws_agent`).
+  distribution with PPO and the EMA baseline (:mod:`fastpolicy.search.aws_agent`); each
+  loop logs the distribution's entropy and its KL from uniform (``kl_from_uniform``, nats).
   Each loop ends with a checkpoint (``checkpoint.pt``): a crash resumes at the next loop
   with the same agent, baseline, loader position and RNG states.
 * The result θ* is ``policy.json`` (an :class:`~fastpolicy.distribution.AWSDistribution`);
