@@ -3,7 +3,7 @@
   fastpolicy search adversarial   Adversarial AutoAugment (default: a short search on Fashion-MNIST)
   fastpolicy search aws           AWS, both stages (default: a short search on Fashion-MNIST)
   fastpolicy train --policy P     train from scratch with a found or a standard policy
-  fastpolicy reproduce adversarial|proxy|dry-run  (table4: adversarial's old name)
+  fastpolicy reproduce adversarial|aws|dry-run   (table4, proxy: their old names)
                                   small-scale reproductions, ImageNet dry runs
   fastpolicy bench                throughput beside DALI, torchvision and Kornia
   fastpolicy show RUN_DIR         a run's kind, settings, progress, findings and files
@@ -116,7 +116,7 @@ def _resume_hint(args) -> str:
     return f"; resume with: {rundir.resume_command(kind, out)}"
 
 
-STUDY_ALIASES = {"table4": "adversarial"}
+STUDY_ALIASES = {"table4": "adversarial", "proxy": "aws"}
 """Old study names that still run (the study that replaced them)."""
 
 
@@ -137,10 +137,17 @@ def _reproduce(args) -> int:
             threads=options.num_threads,
             command=" ".join(["fastpolicy", *sys.argv[1:]]),
         )
-    elif args.study == "proxy":
-        from .reproduce.proxy import run_proxy
+    elif study == "aws":
+        from .reproduce.aws import run_aws_study
 
-        run_proxy(out, options.budget, options.results, progress=options.progress, threads=options.num_threads)
+        run_aws_study(
+            out,
+            options.budget,
+            options.results,
+            seeds=options.seeds,
+            progress=options.progress,
+            threads=options.num_threads,
+        )
     else:
         from .reproduce.dry_run import dry_run
 
@@ -218,7 +225,7 @@ def _command(commands, name: str, help: str, run, *option_classes, **defaults) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reproduce.options import AdversarialStudyOptions, DryRunOptions, StudyOptions
+    from .reproduce.options import DryRunOptions, SeededStudyOptions
     from .train.adversarial import AdversarialConfig, AdversarialSearch
     from .train.aws import AWSConfig, AWSSearch
     from .train.final import FinalTraining, TrainConfig
@@ -251,12 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, options, text in (
         (
             "adversarial",
-            AdversarialStudyOptions,
+            SeededStudyOptions,
             "does the Adversarial AutoAugment controller learn, and beat TrivialAugment/RandAugment? "
             "(gated, paired seeds, Fashion-MNIST)",
         ),
-        ("table4", AdversarialStudyOptions, "the old name of the adversarial study (an alias)"),
-        ("proxy", StudyOptions, "AWS's proxy check: fine-tuned shared weights vs full training"),
+        ("table4", SeededStudyOptions, "the old name of the adversarial study (an alias)"),
+        (
+            "aws",
+            SeededStudyOptions,
+            "AWS where augmentation helps: does its proxy rank policies as full training does, and does "
+            "its PPO search beat TrivialAugment? (gated, paired seeds, Fashion-MNIST)",
+        ),
+        ("proxy", SeededStudyOptions, "the old name of the aws study (an alias)"),
         ("dry-run", DryRunOptions, "a preset's whole pipeline on a generated ImageNet-layout tree, a few steps"),
     ):
         cpu = {"device": "cpu"} if name != "dry-run" else {}  # the studies run on the CPU

@@ -114,6 +114,7 @@ def _help(argv) -> str:
         ["train"],
         ["reproduce", "adversarial"],
         ["reproduce", "table4"],
+        ["reproduce", "aws"],
         ["reproduce", "proxy"],
         ["reproduce", "dry-run"],
     ],

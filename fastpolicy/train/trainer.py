@@ -119,6 +119,12 @@ class CommonConfig:
         DEFAULT_MAX_PIXELS, "refuse images with more pixels (PIL's MAX_IMAGE_PIXELS)", type=positive_int
     )
 
+    fill: int = setting(
+        FILL,
+        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
+        type=level,
+    )
+
     def __post_init__(self) -> None:
         validate(self)  # every field against its declaration: domains, choices, paths
 
@@ -138,11 +144,6 @@ class RunConfig(CommonConfig):
     )
     balanced_subset: bool = setting(
         False, "with --subset, train on a class-balanced subset drawn with --seed rather than the first images"
-    )
-    fill: int = setting(
-        FILL,
-        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
-        type=level,
     )
     magnitude_scale: float = setting(
         1.0,
