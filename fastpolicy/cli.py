@@ -65,9 +65,10 @@ def _run(args) -> int:
     """A search or a training: its config from the flags, then ``Run(config).run()``."""
     from .config import write_config
     from .train import distributed
+    from .train.data import is_shards
 
-    if args.data is not None and not os.path.isdir(args.data):
-        raise UserError(f"--data {args.data}: no such folder")
+    if args.data is not None and not os.path.isdir(args.data) and not is_shards(args.data):
+        raise UserError(f"--data {args.data}: no such folder, and no .tar or .tfrecord shards")
     preset = args.preset or ("fashion_mnist" if args.data is None else "imagenet_resnet50")
     args.out = _out(args, args.kind_class.KIND)  # named by the interruption hint (main)
     config = _options(args, args.config_class, out=args.out, preset=preset)

@@ -34,7 +34,7 @@ from ..config import (
 from ..data.files import DEFAULT_MAX_PIXELS
 from ..log import get as get_logger
 from ..reference.geometry import FILL
-from . import distributed, loop, plots
+from . import distributed, loop, plots, samples_seen
 from .data import build_loaders
 from .models import MODELS, build_model
 from .presets import PRESETS, Preset, get_preset
@@ -80,8 +80,9 @@ class CommonConfig:
     )
     data: str | None = setting(
         None,
-        "folder with ImageNet-layout train/ and val/, or CIFAR-10/100 in its Python format "
-        "(cifar-10-batches-py/, cifar-100-python/)",
+        "folder with ImageNet-layout train/ and val/ (image folders or folders of .tar/.tfrecord shards), "
+        "CIFAR-10/100 in its Python format (cifar-10-batches-py/, cifar-100-python/), or webdataset/TFRecord "
+        "shards (a pattern such as 'train-{000000..001023}.tar', a glob, a folder of shards)",
         shown="Fashion-MNIST from /usr/share/datasets/fashion-mnist",
     )
     model: str | None = setting(None, "override the preset's model", choices=sorted(MODELS), shown="the preset's")
@@ -136,6 +137,12 @@ class RunConfig(CommonConfig):
 
     epochs: int | None = setting(None, "epochs to train", type=positive_int, shown="the preset's")
     M: int | None = setting(None, "copies (policies) per image", type=positive_int, shown="the preset's")
+    val_data: str | None = setting(
+        None,
+        "held-out data instead of --data's val/ (needed with --data shards): an image folder or shards "
+        "(e.g. 'val-{000000..000049}.tar')",
+        shown="--data's val/",
+    )
     val_subset: int | None = setting(
         None,
         "evaluate on at most this many held-out images (Fashion-MNIST, CIFAR)",
@@ -205,6 +212,7 @@ def run_loaders(run: Run, preset: Preset, augment: dict):
         checks=options["checks"],
         subset_seed=config.seed if config.balanced_subset else None,
         augment=augment,
+        val_data=config.val_data,
     )
     run.describe_loaders(run.kind, loaders[0], loaders[1])
     return loaders
@@ -311,6 +319,10 @@ class EpochTrainer:
         """Called with every batch the loader yields, before its step (see :func:`.loop.train_epoch`).
         Default: nothing."""
 
+    def _on_batch(self, batch) -> None:
+        samples_seen.record(self.epoch, batch)  # FASTPOLICY_SAMPLES_SEEN's debug record, if set
+        self.on_batch(batch)
+
     split_halves = False
     """Whether :meth:`on_step` also gets the per-policy losses of each batch's two halves."""
 
@@ -345,7 +357,7 @@ class EpochTrainer:
             self.device,
             desc=self.epoch_name(),
             progress=self.config.progress,
-            on_batch=self.on_batch,
+            on_batch=self._on_batch,
             sync=self.sync,
             on_step=self.on_step,
             split_halves=self.split_halves,
