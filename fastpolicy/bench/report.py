@@ -103,6 +103,10 @@ def describe_machine(record: dict) -> str:
     machine = record["machine"]
     gpu = machine.get("gpu")
     where = f"{machine['cpu']}, {machine['cores']} cores" + (f", {gpu['name']}" if gpu else ", no GPU")
+    load = machine.get("load_average")
+    if load:
+        busy = " — a loaded machine: read the ratios" if load[1] > machine["cores"] / 2 else ""
+        where += f" (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min at the end{busy})"
     settings = record["settings"]
     return (
         f"{where}; {record['date'][:10]}; `{record['command']}`; N = {settings['batch']}, "
