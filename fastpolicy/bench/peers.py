@@ -67,7 +67,16 @@ def fastpolicy_loader(
         augment=Augment(backend=backend),
         pipeline=Pipeline(seed=seed, num_threads=threads),
     )
-    return (batch.images for batch in endless(loader))
+    return _images(loader)
+
+
+def _images(loader):
+    """The loader's images, epoch after epoch; closing the generator stops its prefetch thread."""
+    try:
+        for batch in endless(loader):
+            yield batch.images
+    finally:
+        loader.close()
 
 
 def _dali_policy(images, policy: str):
