@@ -24,12 +24,12 @@ import torch
 
 from ..params import NO_OP, PolicyParams
 from ..reference.geometry import FILL, check_fill
-from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
+from .kernel_ops import BLOCK_THREADS, KERNELS, OUTPUT_TYPES, PLANAR
 from .kernel_pack import KERNEL_SLOTS
 from .pack import pack
 from .protocol import DTYPES, OutputSpec, copy_rows
 
-_BLOCK = 256
+_BLOCK = BLOCK_THREADS["fp_apply"]
 _MAX_GRID_Y = 65535
 _NUMPY_TYPES = {
     name: np.dtype(np.uint16) if dtype is torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
@@ -227,7 +227,7 @@ class KernelPolicyStage:
         luts = xp.empty((n, channels, 256), np.uint8) if n_luts else dev["code"]
         if n_luts:
             threads = n_luts * channels
-            per_block = 1 if self.block == 1 else 128
+            per_block = 1 if self.block == 1 else BLOCK_THREADS["fp_build_luts"]
             self._kernels["fp_build_luts"](
                 (-(-threads // per_block),),
                 (per_block,),
