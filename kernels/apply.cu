@@ -9,17 +9,40 @@ struct FpSlot {
     const fp_u8* orig;     // uint8 [N, H, W, C]: the stage's input (SamplePairing partners)
     int height, width, channels;
     int fill;              // 0..255: level of pixels a warp or shift moves in from outside
-    const float* value;    // float32 [N]: blend factor (Color, Sharpness, SamplePairing)
+    const int* entry;      // see FpField
+    const float* value;
     const fp_u8* luts;     // uint8 [N, C, 256]: tables of lut ops
-    const fp_i64* fixed;   // int64 [N, 6]: PIL's 16.16 fixed-point matrix of warps
-    const int* shift;      // int32 [N]: row of `rows`/`cols` holding a shift's tables
-    const int* rows;       // int32 [T, H]: source row of every output row of a shift (-1: fill)
-    const int* cols;       // int32 [T, W]: source column of every output column of a shift (-1: fill)
-    const int* box;        // int32 [N, 4]: Cutout box (y0, x0, y1, x1), half-open
-    const int* partner;    // int32 [N]: SamplePairing partner
-    const int* src_row;    // int32 [N]: the row of `src` sample n reads
-    const int* orig_row;   // int32 [N]: the row of `orig` holding sample n's stage input
+    const fp_i64* fixed;
+    const int* shift;
+    const int* rows;
+    const int* cols;
+    const int* box;
+    const int* partner;
+    const int* src_row;
+    const int* orig_row;
 };
+
+__device__ __forceinline__ FpSlot fp_slot(const fp_u8* packed, const fp_i64* header, const fp_u8* src,
+                                          const fp_u8* orig, const fp_u8* luts, int height, int width,
+                                          int channels, int fill) {
+    FpSlot s;
+    s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels; s.fill = fill;
+    s.entry = fp_field<int>(packed, header, FP_CODE);
+    s.value = fp_field<float>(packed, header, FP_E_VALUE);
+    s.luts = luts;
+    s.fixed = fp_field<fp_i64>(packed, header, FP_E_FIXED);
+    s.shift = fp_field<int>(packed, header, FP_E_SHIFT);
+    s.rows = fp_field<int>(packed, header, FP_SHIFT_ROWS);
+    s.cols = fp_field<int>(packed, header, FP_SHIFT_COLS);
+    s.box = fp_field<int>(packed, header, FP_BOX);
+    s.partner = fp_field<int>(packed, header, FP_PARTNER);
+    s.src_row = fp_field<int>(packed, header, FP_SRC_ROW);
+    s.orig_row = fp_field<int>(packed, header, FP_ORIG_ROW);
+    return s;
+}
+
+// Sample n's op value (float32).
+__device__ __forceinline__ float fp_value(const FpSlot& s, int n) { return s.value[s.entry[n]]; }
 
 __device__ __forceinline__ const fp_u8* fp_pixel(const FpSlot& s, const fp_u8* images, int n, int y, int x) {
     return images + (((fp_i64)n * s.height + y) * s.width + x) * s.channels;
@@ -46,7 +69,7 @@ __device__ __forceinline__ void fp_take(const FpSlot& s, int n, int row, int col
 
 // Shear and rotation: PIL's affine_fixed, ((a2 + y a1 + x a0) >> 16, (a5 + y a4 + x a3) >> 16).
 __device__ void apply_warp(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_i64* a = s.fixed + (fp_i64)n * 6;
+    const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
     const fp_i64 col = (a[2] + y * a[1] + x * a[0]) >> 16;
     const fp_i64 row = (a[5] + y * a[4] + x * a[3]) >> 16;
     if (col < 0 || col >= s.width || row < 0 || row >= s.height) { fp_take(s, n, -1, -1, out); return; }
@@ -55,7 +78,7 @@ __device__ void apply_warp(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 
 // Translation (PIL's float64 scale/translate engine): per-row and per-column source tables.
 __device__ void apply_shift(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_i64 t = s.shift[n];
+    const fp_i64 t = s.shift[s.entry[n]];
     fp_take(s, n, s.rows[t * s.height + y], s.cols[t * s.width + x], out);
 }
 
@@ -69,7 +92,7 @@ __device__ void apply_lut(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 __device__ void apply_color(const FpSlot& s, int n, int y, int x, fp_u8* out) {
     const fp_u8* in = fp_src(s, n, y, x);
     const int grey = s.channels == 3 ? fp_luminance(in[0], in[1], in[2]) : in[0];
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, in[c], s.value[n]);
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, in[c], fp_value(s, n));
 }
 
 // Sharpness: blend with PIL's SMOOTH 3x3 filter (float32, rows y+1, y, y-1; border kept).
@@ -91,7 +114,7 @@ __device__ void apply_sharpness(const FpSlot& s, int n, int y, int x, fp_u8* out
             total = __fadd_rn(total, row);
         }
         const int smooth = total <= 0.0f ? 0 : (total >= 255.0f ? 255 : (int)total);
-        out[c] = fp_blend(smooth, in[c], s.value[n]);
+        out[c] = fp_blend(smooth, in[c], fp_value(s, n));
     }
 }
 
@@ -108,7 +131,7 @@ __device__ void apply_cutout(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 __device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8* out) {
     const fp_u8* in = fp_src(s, n, y, x);
     const fp_u8* other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x);
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], s.value[n]);
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], fp_value(s, n));
 }
 
 // Output modes (`out_mode`): the low two bits pick the element type, bit 2 the layout.
@@ -180,29 +203,26 @@ static void fp_apply_sample(const FpSlot& s, int n, void* dst, int out_mode, con
 #endif
 
 // Grid: x over pixels (grid-stride), y over samples (grid-stride).
+// packed, header: the batch's packed buffer and this slot's header in it (FpField: per-sample
+//      entries, boxes, partners; the op table; the rows of src and orig each sample reads).
 // src, orig: uint8 [R, H, W, C], the slot's input and the stage's input; sample n reads
 //      src row src_row[n], and SamplePairing's partner p is orig row orig_row[p] (the
 //      stage's first slot reads its input in any row order: the loader's image-major copies).
-// code: int32 [N], the index of each sample's apply function in FP_APPLIES.
+// luts: uint8 [N, C, 256], the tables fp_build_luts wrote (unread where no sample has one).
 // dst: [N, H, W, C], or [N, C, H, W] with FP_OUT_PLANAR, of uint8 (the pixel as is) or of
 //      float32 / float16 / bfloat16 holding (v - mean[c]) * inv_std[c] computed in float32
 //      and rounded to nearest even (mean, inv_std: float32 [C] in pixel units, i.e.
 //      mean * 255 and 1 / (std * 255)).
-extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
+extern "C" __global__ void fp_apply(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
+                                    const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
                                     int out_mode, const float* __restrict__ mean, const float* __restrict__ inv_std,
-                                    int count, int height, int width, int channels, int fill,
-                                    const int* __restrict__ code, const float* __restrict__ value,
-                                    const fp_u8* __restrict__ luts, const fp_i64* __restrict__ fixed,
-                                    const int* __restrict__ shift, const int* __restrict__ rows, const int* __restrict__ cols,
-                                    const int* __restrict__ box, const int* __restrict__ partner,
-                                    const int* __restrict__ src_row, const int* __restrict__ orig_row) {
-    FpSlot s;
-    s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels; s.fill = fill;
-    s.value = value; s.luts = luts; s.fixed = fixed; s.shift = shift; s.rows = rows; s.cols = cols; s.box = box; s.partner = partner;
-    s.src_row = src_row; s.orig_row = orig_row;
+                                    const fp_u8* __restrict__ luts, int count, int height, int width, int channels,
+                                    int fill) {
+    const FpSlot s = fp_slot(packed, header, src, orig, luts, height, width, channels, fill);
+    const int* code = fp_field<int>(packed, header, FP_E_CODE);
 #ifdef FP_HOST_LOOPS
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
-        switch (code[n]) {
+        switch (code[s.entry[n]]) {
 #define FP_HOST_CASE(index, function) case index: fp_apply_sample<function>(s, n, dst, out_mode, mean, inv_std); break;
             FP_APPLIES(FP_HOST_CASE)
 #undef FP_HOST_CASE
@@ -212,7 +232,7 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* 
 #else
     const fp_i64 pixels = (fp_i64)height * width;
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
-        const int op = code[n];
+        const int op = code[s.entry[n]];
         for (fp_i64 p = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += (fp_i64)gridDim.x * blockDim.x) {
             const int y = (int)(p / width), x = (int)(p % width);
             fp_u8 px[3];
