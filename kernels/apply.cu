@@ -9,17 +9,40 @@ struct FpSlot {
     const fp_u8* orig;     // uint8 [N, H, W, C]: the stage's input (SamplePairing partners)
     int height, width, channels;
     int fill;              // 0..255: level of pixels a warp or shift moves in from outside
-    const float* value;    // float32 [N]: blend factor (Color, Sharpness, SamplePairing)
+    const int* entry;      // see FpField
+    const float* value;
     const fp_u8* luts;     // uint8 [N, C, 256]: tables of lut ops
-    const fp_i64* fixed;   // int64 [N, 6]: PIL's 16.16 fixed-point matrix of warps
-    const int* shift;      // int32 [N]: row of `rows`/`cols` holding a shift's tables
-    const int* rows;       // int32 [T, H]: source row of every output row of a shift (-1: fill)
-    const int* cols;       // int32 [T, W]: source column of every output column of a shift (-1: fill)
-    const int* box;        // int32 [N, 4]: Cutout box (y0, x0, y1, x1), half-open
-    const int* partner;    // int32 [N]: SamplePairing partner
-    const int* src_row;    // int32 [N]: the row of `src` sample n reads
-    const int* orig_row;   // int32 [N]: the row of `orig` holding sample n's stage input
+    const fp_i64* fixed;
+    const int* shift;
+    const int* rows;
+    const int* cols;
+    const int* box;
+    const int* partner;
+    const int* src_row;
+    const int* orig_row;
 };
+
+__device__ __forceinline__ FpSlot fp_slot(const fp_u8* packed, const fp_i64* header, const fp_u8* src,
+                                          const fp_u8* orig, const fp_u8* luts, int height, int width,
+                                          int channels, int fill) {
+    FpSlot s;
+    s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels; s.fill = fill;
+    s.entry = fp_field<int>(packed, header, FP_CODE);
+    s.value = fp_field<float>(packed, header, FP_E_VALUE);
+    s.luts = luts;
+    s.fixed = fp_field<fp_i64>(packed, header, FP_E_FIXED);
+    s.shift = fp_field<int>(packed, header, FP_E_SHIFT);
+    s.rows = fp_field<int>(packed, header, FP_SHIFT_ROWS);
+    s.cols = fp_field<int>(packed, header, FP_SHIFT_COLS);
+    s.box = fp_field<int>(packed, header, FP_BOX);
+    s.partner = fp_field<int>(packed, header, FP_PARTNER);
+    s.src_row = fp_field<int>(packed, header, FP_SRC_ROW);
+    s.orig_row = fp_field<int>(packed, header, FP_ORIG_ROW);
+    return s;
+}
+
+// Sample n's op value (float32).
+__device__ __forceinline__ float fp_value(const FpSlot& s, int n) { return s.value[s.entry[n]]; }
 
 __device__ __forceinline__ const fp_u8* fp_pixel(const FpSlot& s, const fp_u8* images, int n, int y, int x) {
     return images + (((fp_i64)n * s.height + y) * s.width + x) * s.channels;
@@ -46,7 +69,7 @@ __device__ __forceinline__ void fp_take(const FpSlot& s, int n, int row, int col
 
 // Shear and rotation: PIL's affine_fixed, ((a2 + y a1 + x a0) >> 16, (a5 + y a4 + x a3) >> 16).
 __device__ void apply_warp(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_i64* a = s.fixed + (fp_i64)n * 6;
+    const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
     const fp_i64 col = (a[2] + y * a[1] + x * a[0]) >> 16;
     const fp_i64 row = (a[5] + y * a[4] + x * a[3]) >> 16;
     if (col < 0 || col >= s.width || row < 0 || row >= s.height) { fp_take(s, n, -1, -1, out); return; }
@@ -55,7 +78,7 @@ __device__ void apply_warp(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 
 // Translation (PIL's float64 scale/translate engine): per-row and per-column source tables.
 __device__ void apply_shift(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_i64 t = s.shift[n];
+    const fp_i64 t = s.shift[s.entry[n]];
     fp_take(s, n, s.rows[t * s.height + y], s.cols[t * s.width + x], out);
 }
 
@@ -69,7 +92,7 @@ __device__ void apply_lut(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 __device__ void apply_color(const FpSlot& s, int n, int y, int x, fp_u8* out) {
     const fp_u8* in = fp_src(s, n, y, x);
     const int grey = s.channels == 3 ? fp_luminance(in[0], in[1], in[2]) : in[0];
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, in[c], s.value[n]);
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, in[c], fp_value(s, n));
 }
 
 // Sharpness: blend with PIL's SMOOTH 3x3 filter (float32, rows y+1, y, y-1; border kept).
@@ -91,7 +114,7 @@ __device__ void apply_sharpness(const FpSlot& s, int n, int y, int x, fp_u8* out
             total = __fadd_rn(total, row);
         }
         const int smooth = total <= 0.0f ? 0 : (total >= 255.0f ? 255 : (int)total);
-        out[c] = fp_blend(smooth, in[c], s.value[n]);
+        out[c] = fp_blend(smooth, in[c], fp_value(s, n));
     }
 }
 
@@ -108,7 +131,7 @@ __device__ void apply_cutout(const FpSlot& s, int n, int y, int x, fp_u8* out) {
 __device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8* out) {
     const fp_u8* in = fp_src(s, n, y, x);
     const fp_u8* other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x);
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], s.value[n]);
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], fp_value(s, n));
 }
 
 // Output modes (`out_mode`): the low two bits pick the element type, bit 2 the layout.
@@ -161,48 +184,179 @@ __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* m
 
 #ifdef FP_HOST_LOOPS
 // The native CPU stage's loop (kernels/host.hpp): one block, one thread per sample. The
-// sample's apply function is chosen once and inlined into a loop over its pixels, stored
-// a run of up to FP_HOST_RUN pixels at a time; the same apply functions as on a device.
+// sample's apply function is chosen once; a row is computed a run of up to FP_HOST_RUN
+// pixels at a time by fp_run, specialised per apply function and channel count C so the
+// compiler keeps pointers in registers and vectorizes what it can (copies, the warps'
+// incremental fixed-point coordinates, table lookups, normalization), the other apply
+// functions pixel by pixel; the arithmetic is the device's, so results are the same bits.
 #define FP_HOST_RUN 256
-template <void (*apply)(const FpSlot&, int, int, int, fp_u8*)>
-static void fp_apply_sample(const FpSlot& s, int n, void* dst, int out_mode, const float* mean,
-                            const float* inv_std) {
-    fp_u8 run[3 * FP_HOST_RUN];
+#define FP_SIMD _Pragma("omp simd")
+
+// Pixels [x0, x0 + count) of row y of sample n's slot output, C channels each, into `out`.
+template <void (*apply)(const FpSlot&, int, int, int, fp_u8*), int C>
+static inline void fp_run(const FpSlot& s, int n, int y, int x0, int count, fp_u8* __restrict__ out) {
+    if constexpr (apply == apply_copy || apply == apply_cutout) {
+        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
+        FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = in[i];
+        if constexpr (apply == apply_cutout) {
+            const int* b = s.box + (fp_i64)n * 4;
+            if (y >= b[0] && y < b[2]) {
+                const int lo = b[1] > x0 ? b[1] : x0, hi = b[3] < x0 + count ? b[3] : x0 + count;
+                for (int i = (lo - x0) * C; i < (hi - x0) * C; ++i) out[i] = FP_FILL;
+            }
+        }
+    } else if constexpr (apply == apply_lut) {
+        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
+        const fp_u8* __restrict__ table = s.luts + (fp_i64)n * C * 256;
+        if constexpr (C == 3) {
+            const fp_u8* __restrict__ t1 = table + 256;
+            const fp_u8* __restrict__ t2 = table + 512;
+            for (int i = 0; i < count; ++i) {
+                out[3 * i] = table[in[3 * i]];
+                out[3 * i + 1] = t1[in[3 * i + 1]];
+                out[3 * i + 2] = t2[in[3 * i + 2]];
+            }
+        } else {
+            for (int i = 0; i < count * C; ++i) out[i] = table[256 * (i % C) + in[i]];
+        }
+    } else if constexpr (apply == apply_warp) {
+        // PIL's affine_fixed; the coordinates of pixel x0 + i, grown by a0 and a3 per pixel,
+        // are the same integers as (a2 + y a1 + x a0) and (a5 + y a4 + x a3).
+        const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
+        fp_i64 cx = a[2] + y * a[1] + x0 * a[0], cy = a[5] + y * a[4] + x0 * a[3];
+        const fp_u8* __restrict__ image = fp_pixel(s, s.src, s.src_row[n], 0, 0);
+        for (int i = 0; i < count; ++i, cx += a[0], cy += a[3]) {
+            const fp_i64 col = cx >> 16, row = cy >> 16;
+            fp_u8* px = out + i * C;
+            if (col < 0 || col >= s.width || row < 0 || row >= s.height) {
+                for (int c = 0; c < C; ++c) px[c] = (fp_u8)s.fill;
+            } else {
+                const fp_u8* in = image + (row * s.width + col) * C;
+                for (int c = 0; c < C; ++c) px[c] = in[c];
+            }
+        }
+    } else if constexpr (apply == apply_shift) {
+        const fp_i64 t = s.shift[s.entry[n]];
+        const int row = s.rows[t * s.height + y];
+        const int* __restrict__ cols = s.cols + t * s.width + x0;
+        if (row < 0) {
+            FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = (fp_u8)s.fill;
+            return;
+        }
+        const fp_u8* __restrict__ line = fp_src(s, n, row, 0);
+        for (int i = 0; i < count; ++i) {
+            const int col = cols[i];
+            for (int c = 0; c < C; ++c) out[i * C + c] = col < 0 ? (fp_u8)s.fill : line[col * C + c];
+        }
+    } else if constexpr (apply == apply_color && C == 3) {
+        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
+        const float alpha = fp_value(s, n);
+        FP_SIMD for (int i = 0; i < count; ++i) {
+            const int r = in[3 * i], g = in[3 * i + 1], b = in[3 * i + 2];
+            const int grey = fp_luminance(r, g, b);
+            out[3 * i] = fp_blend(grey, r, alpha);
+            out[3 * i + 1] = fp_blend(grey, g, alpha);
+            out[3 * i + 2] = fp_blend(grey, b, alpha);
+        }
+    } else if constexpr (apply == apply_sample_pairing) {
+        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
+        const fp_u8* __restrict__ other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x0);
+        const float alpha = fp_value(s, n);
+        FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = fp_blend(in[i], other[i], alpha);
+    } else {
+        for (int i = 0; i < count; ++i) apply(s, n, y, x0 + i, out + i * C);
+    }
+}
+
+// Store a run (see fp_store) with C known: loops over contiguous elements the compiler vectorizes.
+template <int C>
+static inline void fp_store_run(void* dst, int out_mode, const float* mean, const float* inv_std, int n, fp_i64 p,
+                                int count, fp_i64 pixels, const fp_u8* __restrict__ px) {
+    const int type = out_mode & 3;
+    if (out_mode & FP_OUT_PLANAR) {
+        for (int c = 0; c < C; ++c) {
+            const fp_i64 at = ((fp_i64)n * C + c) * pixels + p;
+            if (type == FP_OUT_UINT8) {
+                fp_u8* __restrict__ o = (fp_u8*)dst + at;
+                FP_SIMD for (int i = 0; i < count; ++i) o[i] = px[i * C + c];
+                continue;
+            }
+            const float m = mean[c], scale = inv_std[c];
+            if (type == FP_OUT_FLOAT32) {
+                float* __restrict__ o = (float*)dst + at;
+                FP_SIMD for (int i = 0; i < count; ++i) o[i] = __fmul_rn(__fsub_rn((float)px[i * C + c], m), scale);
+            } else if (type == FP_OUT_FLOAT16) {
+                fp_u16* __restrict__ o = (fp_u16*)dst + at;
+                FP_SIMD for (int i = 0; i < count; ++i)
+                    o[i] = fp_half_bits(__fmul_rn(__fsub_rn((float)px[i * C + c], m), scale));
+            } else {
+                fp_u16* __restrict__ o = (fp_u16*)dst + at;
+                FP_SIMD for (int i = 0; i < count; ++i)
+                    o[i] = fp_bfloat16_bits(__fmul_rn(__fsub_rn((float)px[i * C + c], m), scale));
+            }
+        }
+        return;
+    }
+    const fp_i64 at = ((fp_i64)n * pixels + p) * C;
+    if (type == FP_OUT_UINT8) {
+        fp_u8* __restrict__ o = (fp_u8*)dst + at;
+        FP_SIMD for (int i = 0; i < count * C; ++i) o[i] = px[i];
+        return;
+    }
+    float m[C], scale[C];
+    for (int c = 0; c < C; ++c) m[c] = mean[c], scale[c] = inv_std[c];
+    for (int i = 0; i < count; ++i) {
+        for (int c = 0; c < C; ++c) {
+            const float v = __fmul_rn(__fsub_rn((float)px[i * C + c], m[c]), scale[c]);
+            if (type == FP_OUT_FLOAT32) ((float*)dst)[at + i * C + c] = v;
+            else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at + i * C + c] = fp_half_bits(v);
+            else ((fp_u16*)dst)[at + i * C + c] = fp_bfloat16_bits(v);
+        }
+    }
+}
+
+template <void (*apply)(const FpSlot&, int, int, int, fp_u8*), int C>
+static void fp_apply_rows(const FpSlot& s, int n, void* dst, int out_mode, const float* mean, const float* inv_std) {
+    alignas(64) fp_u8 run[C * FP_HOST_RUN];
     const fp_i64 pixels = (fp_i64)s.height * s.width;
     for (int y = 0; y < s.height; ++y) {
         for (int x0 = 0; x0 < s.width; x0 += FP_HOST_RUN) {
             const int count = s.width - x0 < FP_HOST_RUN ? s.width - x0 : FP_HOST_RUN;
-            for (int i = 0; i < count; ++i) apply(s, n, y, x0 + i, run + i * s.channels);
-            fp_store(dst, out_mode, mean, inv_std, n, (fp_i64)y * s.width + x0, count, pixels, s.channels, run);
+            fp_run<apply, C>(s, n, y, x0, count, run);
+            fp_store_run<C>(dst, out_mode, mean, inv_std, n, (fp_i64)y * s.width + x0, count, pixels, run);
         }
     }
+}
+
+template <void (*apply)(const FpSlot&, int, int, int, fp_u8*)>
+static void fp_apply_sample(const FpSlot& s, int n, void* dst, int out_mode, const float* mean,
+                            const float* inv_std) {
+    if (s.channels == 3) fp_apply_rows<apply, 3>(s, n, dst, out_mode, mean, inv_std);
+    else fp_apply_rows<apply, 1>(s, n, dst, out_mode, mean, inv_std);
 }
 #endif
 
 // Grid: x over pixels (grid-stride), y over samples (grid-stride).
+// packed, header: the batch's packed buffer and this slot's header in it (FpField: per-sample
+//      entries, boxes, partners; the op table; the rows of src and orig each sample reads).
 // src, orig: uint8 [R, H, W, C], the slot's input and the stage's input; sample n reads
 //      src row src_row[n], and SamplePairing's partner p is orig row orig_row[p] (the
 //      stage's first slot reads its input in any row order: the loader's image-major copies).
-// code: int32 [N], the index of each sample's apply function in FP_APPLIES.
+// luts: uint8 [N, C, 256], the tables fp_build_luts wrote (unread where no sample has one).
 // dst: [N, H, W, C], or [N, C, H, W] with FP_OUT_PLANAR, of uint8 (the pixel as is) or of
 //      float32 / float16 / bfloat16 holding (v - mean[c]) * inv_std[c] computed in float32
 //      and rounded to nearest even (mean, inv_std: float32 [C] in pixel units, i.e.
 //      mean * 255 and 1 / (std * 255)).
-extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
+extern "C" __global__ void fp_apply(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
+                                    const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
                                     int out_mode, const float* __restrict__ mean, const float* __restrict__ inv_std,
-                                    int count, int height, int width, int channels, int fill,
-                                    const int* __restrict__ code, const float* __restrict__ value,
-                                    const fp_u8* __restrict__ luts, const fp_i64* __restrict__ fixed,
-                                    const int* __restrict__ shift, const int* __restrict__ rows, const int* __restrict__ cols,
-                                    const int* __restrict__ box, const int* __restrict__ partner,
-                                    const int* __restrict__ src_row, const int* __restrict__ orig_row) {
-    FpSlot s;
-    s.src = src; s.orig = orig; s.height = height; s.width = width; s.channels = channels; s.fill = fill;
-    s.value = value; s.luts = luts; s.fixed = fixed; s.shift = shift; s.rows = rows; s.cols = cols; s.box = box; s.partner = partner;
-    s.src_row = src_row; s.orig_row = orig_row;
+                                    const fp_u8* __restrict__ luts, int count, int height, int width, int channels,
+                                    int fill) {
+    const FpSlot s = fp_slot(packed, header, src, orig, luts, height, width, channels, fill);
+    const int* code = fp_field<int>(packed, header, FP_E_CODE);
 #ifdef FP_HOST_LOOPS
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
-        switch (code[n]) {
+        switch (code[s.entry[n]]) {
 #define FP_HOST_CASE(index, function) case index: fp_apply_sample<function>(s, n, dst, out_mode, mean, inv_std); break;
             FP_APPLIES(FP_HOST_CASE)
 #undef FP_HOST_CASE
@@ -212,7 +366,7 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ src, const fp_u8* 
 #else
     const fp_i64 pixels = (fp_i64)height * width;
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
-        const int op = code[n];
+        const int op = code[s.entry[n]];
         for (fp_i64 p = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += (fp_i64)gridDim.x * blockDim.x) {
             const int y = (int)(p / width), x = (int)(p % width);
             fp_u8 px[3];

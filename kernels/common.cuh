@@ -15,6 +15,31 @@ typedef long long fp_i64;
 
 __device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
 
+// Byte offsets of a slot's fields in the packed batch buffer, in this order (the slot's
+// `header`, int64[16], written by fastpolicy/backends/kernel_pack.py: HEADER there).
+enum FpField {
+    FP_CODE,        // int32 [N]: each sample's entry in the op table (0: skipped)
+    FP_BOX,         // int32 [N, 4]: Cutout box (y0, x0, y1, x1), half-open
+    FP_PARTNER,     // int32 [N]: SamplePairing partner
+    FP_LUT_SAMPLES, // int32 [L]: samples that build a table, those with statistics first
+    FP_E_CODE,      // int32 [E]: per entry, the index of its apply function in FP_APPLIES
+    FP_E_LUT,       // int32 [E]: the table builder's index in FP_LUTS (-1: none)
+    FP_E_IVALUE,    // int32 [E]: the builder's integer parameter (Solarize: ceil(threshold); Posterize: bits)
+    FP_E_VALUE,     // float32 [E]: the op's value (blend factor of Color, Sharpness, SamplePairing)
+    FP_E_FIXED,     // int64 [E, 6]: PIL's 16.16 fixed-point matrix of a warp
+    FP_E_SHIFT,     // int32 [E]: row of shift_rows / shift_cols holding a translation's tables
+    FP_SHIFT_ROWS,  // int32 [T, H]: source row of every output row of a translation (-1: fill)
+    FP_SHIFT_COLS,  // int32 [T, W]: source column of every output column (-1: fill)
+    FP_SRC_ROW,     // int32 [N]: the row of `src` sample n reads
+    FP_ORIG_ROW,    // int32 [N]: the row of `orig` holding sample n's stage input
+    FP_FIELDS
+};
+
+template <typename T>
+__device__ __forceinline__ const T* fp_field(const fp_u8* packed, const fp_i64* header, int field) {
+    return (const T*)(packed + header[field]);
+}
+
 // PIL ImagingBlend: float32 first + alpha * (second - first), truncated toward zero, clipped.
 __device__ __forceinline__ fp_u8 fp_blend(int first, int second, float alpha) {
     const float t = __fadd_rn((float)first, __fmul_rn(alpha, (float)(second - first)));

@@ -68,24 +68,27 @@ __device__ void lut_equalize(fp_u8* table, const FpLutArgs& a) {
 }
 
 // One thread per (listed sample, channel).
-// samples: int32 [L], samples whose op is a lut op; lut_kind, value, ivalue, stat_row: per
-// sample [N] (stat_row: the sample's row in hist, or -1); hist: uint32 [S, 1024];
-// luts: uint8 [N, C, 256], rows of the listed samples written.
-extern "C" __global__ void fp_build_luts(const int* __restrict__ samples, int count, int channels,
-                                         const int* __restrict__ lut_kind, const float* __restrict__ value,
-                                         const int* __restrict__ ivalue, const int* __restrict__ stat_row,
-                                         const fp_u32* __restrict__ hist, fp_u8* __restrict__ luts) {
+// packed, header: the batch's packed buffer and the slot's header (FpField, apply.cu): the
+// listed samples (lut_samples; the first `stats` of them have histogram rows 0..stats-1) and
+// each one's entry in the op table (builder, value, integer parameter).
+// hist: uint32 [stats, 1024] (fp_histograms); luts: uint8 [N, C, 256], rows of the listed
+// samples written.
+extern "C" __global__ void fp_build_luts(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
+                                         int count, int stats, int channels, const fp_u32* __restrict__ hist,
+                                         fp_u8* __restrict__ luts) {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= count * channels) return;
-    const int n = samples[t / channels], c = t % channels;
-    const fp_u32* h = stat_row[n] >= 0 ? hist + (fp_i64)stat_row[n] * FP_HIST_STRIDE : nullptr;
+    const int i = t / channels, c = t % channels;
+    const int n = fp_field<int>(packed, header, FP_LUT_SAMPLES)[i];
+    const int e = fp_field<int>(packed, header, FP_CODE)[n];
+    const fp_u32* h = i < stats ? hist + (fp_i64)i * FP_HIST_STRIDE : nullptr;
     FpLutArgs args;
     args.hist = h ? h + 256 * c : nullptr;
     args.grey = h ? h + (channels == 3 ? 768 : 0) : nullptr;
-    args.value = value[n];
-    args.ivalue = ivalue[n];
+    args.value = fp_field<float>(packed, header, FP_E_VALUE)[e];
+    args.ivalue = fp_field<int>(packed, header, FP_E_IVALUE)[e];
     fp_u8* table = luts + ((fp_i64)n * channels + c) * 256;
-    switch (lut_kind[n]) {
+    switch (fp_field<int>(packed, header, FP_E_LUT)[e]) {
 #define FP_LUT_CASE(code, builder) case code: builder(table, args); break;
         FP_LUTS(FP_LUT_CASE)
 #undef FP_LUT_CASE

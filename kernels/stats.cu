@@ -3,13 +3,17 @@
 #pragma once
 #include "common.cuh"
 
-// images: uint8 [R, H, W, C] (C = 1 or 3), the slot's input; sample n is row rows[n].
-// samples: int32 [S], the samples whose op needs statistics; blockIdx.y = s < S.
-// hist: uint32 [S, 1024], zeroed by the caller; row s gets R, G, B, L at 0, 256, 512,
-//       768 (C = 3) or the grey histogram at 0 (C = 1).
-extern "C" __global__ void fp_histograms(const fp_u8* __restrict__ images, int height, int width, int channels,
-                                         const int* __restrict__ samples, const int* __restrict__ rows,
-                                         fp_u32* __restrict__ hist) {
+// packed, header: the batch's packed buffer and the slot's header (FpField, apply.cu): the
+//       samples whose op needs statistics are lut_samples[0 .. S), sample n is row src_row[n].
+// images: uint8 [R, H, W, C] (C = 1 or 3), the slot's input.
+// first: the listed sample of blockIdx.y = 0 (launches of at most 65535 rows of blocks).
+// hist: uint32 [S, 1024] from row `first` on, zeroed by the caller; row s gets R, G, B, L at
+//       0, 256, 512, 768 (C = 3) or the grey histogram at 0 (C = 1).
+extern "C" __global__ void fp_histograms(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
+                                         const fp_u8* __restrict__ images, int height, int width, int channels,
+                                         int first, fp_u32* __restrict__ hist) {
+    const int* samples = fp_field<int>(packed, header, FP_LUT_SAMPLES) + first;
+    const int* rows = fp_field<int>(packed, header, FP_SRC_ROW);
     __shared__ fp_u32 local[FP_HIST_STRIDE];
     for (int i = threadIdx.x; i < FP_HIST_STRIDE; i += blockDim.x) local[i] = 0;
     __syncthreads();

@@ -229,3 +229,18 @@ def test_apply_torch_on_a_side_stream_equals_emulator(output):
     assert out.device == tensor.device and out.is_contiguous()
     np.testing.assert_array_equal(out.cpu().numpy(), expected)
     assert torch.equal(tensor.cpu(), torch.from_numpy(images))
+
+
+def test_ptxas_table_names_every_kernel_with_its_figures():
+    from fastpolicy.backends.kernel_ops import KERNELS
+    from fastpolicy.backends.kernel_ptxas import markdown, ptxas_table, resident_warps
+
+    rows = ptxas_table("sm_90")
+    assert [r.kernel for r in rows] == list(KERNELS)
+    for r in rows:
+        assert 0 < r.registers <= 255 and 0 < r.resident_warps <= 64, r
+    assert all(f"`{name}`" in markdown(rows) for name in KERNELS)
+    # 56 registers: 1792 per warp, 65536 // 1792 = 36 warps of registers → 4 blocks of 8 warps = 32
+    assert resident_warps("sm_90", 56, 0, 256) == 32 and resident_warps("sm_90", 32, 0, 256) == 64
+    with pytest.raises(ValueError, match="sm_70"):
+        ptxas_table("sm_70")

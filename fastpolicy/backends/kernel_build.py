@@ -44,9 +44,11 @@ def _sources_digest(extra: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def nvrtc_compile(arch: str = "sm_80") -> tuple[bytes, str]:
+def nvrtc_compile(arch: str = "sm_80", extra_options: tuple[str, ...] = ()) -> tuple[bytes, str]:
     """Compile the kernels to PTX for ``arch`` with NVRTC; returns (ptx, log).
 
+    ``extra_options`` are added to :data:`~.kernel_ops.NVRTC_OPTIONS` (e.g.
+    ``("--ptxas-options=-v",)``: ptxas's per-kernel figures in the log, see :func:`ptxas_table`).
     Raises :class:`KernelCompileError` with NVRTC's log on failure.
     """
     from cuda.bindings import nvrtc
@@ -64,6 +66,7 @@ def nvrtc_compile(arch: str = "sm_80") -> tuple[bytes, str]:
         f"--gpu-architecture={arch}".encode(),
         f"--include-path={KERNEL_DIR}".encode(),
         *(o.encode() for o in NVRTC_OPTIONS),
+        *(o.encode() for o in extra_options),
     ]
     try:
         compiled = nvrtc.nvrtcCompileProgram(program, len(options), options)

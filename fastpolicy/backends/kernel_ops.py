@@ -38,6 +38,9 @@ wheels as ``fastpolicy/kernels/``."""
 KERNELS = ("fp_histograms", "fp_build_luts", "fp_apply")
 """``extern "C"`` kernels of ``kernels/policy.cu``, in launch order."""
 
+BLOCK_THREADS = {"fp_histograms": 256, "fp_build_luts": 128, "fp_apply": 256}
+"""Threads per block of each kernel's launch on a device (and in the emulated build)."""
+
 COPY = "apply_copy"
 """Apply function of skipped slots (code 0)."""
 
@@ -165,6 +168,7 @@ def per_sample(name: str, values: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "APPLY_FUNCTIONS",
+    "BLOCK_THREADS",
     "KERNELS",
     "KERNEL_DIR",
     "LUT_BUILDERS",

@@ -24,12 +24,11 @@ import torch
 
 from ..params import NO_OP, PolicyParams
 from ..reference.geometry import FILL, check_fill
-from .kernel_ops import KERNELS, OUTPUT_TYPES, PLANAR
-from .kernel_pack import KERNEL_SLOTS
-from .pack import pack
+from .kernel_ops import BLOCK_THREADS, KERNELS, OUTPUT_TYPES, PLANAR
+from .kernel_pack import HEADER_SIZE, pack_kernels
 from .protocol import DTYPES, OutputSpec, copy_rows
 
-_BLOCK = 256
+_BLOCK = BLOCK_THREADS["fp_apply"]
 _MAX_GRID_Y = 65535
 _NUMPY_TYPES = {
     name: np.dtype(np.uint16) if dtype is torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
@@ -138,20 +137,19 @@ class KernelPolicyStage:
         if params is None or not any(np.any(params.op[:, k] != NO_OP) for k in range(params.k)):
             params = PolicyParams.skipped(n)
         started = time.perf_counter()
-        packed = pack(params, height, width, KERNEL_SLOTS, allocate=self.allocate, in_rows=in_rows)
+        packed = pack_kernels(params, height, width, allocate=self.allocate, in_rows=in_rows)
         device_buffer = self.upload(packed.buffer)
-        rows = packed.batch_views(device_buffer)
         self.host_seconds += time.perf_counter() - started
-        slots = [slot for slot, active in zip(packed.views(device_buffer), packed.active) if active] or packed.views(
-            device_buffer
-        )[:1]
+        slots = [k for k in range(packed.k) if packed.active[k]] or [0]
         buffers = list(workspace or [])
         while len(buffers) < min(len(slots) - 1, 2):
             buffers.append(xp.empty((n, height, width, channels), np.uint8))
         current = images
-        for i, slot in enumerate(slots):
+        for i, k in enumerate(slots):
             last = i == len(slots) - 1
             target = out if last else buffers[i % 2]
+            header_offset = packed.layout[k]["header"][0]
+            header = device_buffer[header_offset : header_offset + 8 * HEADER_SIZE].view(np.int64)
             self._run_slot(
                 images,
                 current,
@@ -160,10 +158,10 @@ class KernelPolicyStage:
                 last_mode if last else 0,
                 mean,
                 inv_std,
-                slot,
+                device_buffer,
+                header,
+                packed.sizes[k],
                 fill,
-                rows["in_rows"] if i == 0 else rows["identity"],
-                rows["in_rows"],
             )
             current = target
         return out
@@ -206,70 +204,55 @@ class KernelPolicyStage:
         return n, height, width, channels
 
     def _run_slot(
-        self, images, src, dst, n: int, out_mode: int, mean, inv_std, dev: dict, fill: int, src_row, orig_row
+        self, images, src, dst, n: int, out_mode: int, mean, inv_std, packed, header, sizes: dict, fill: int
     ) -> None:
+        """Slot launches: histograms and tables where samples need them, then the apply.
+        ``packed``: the batch buffer where the kernels read it; ``header``: int64 view of the
+        slot's header in it; ``sizes``: the slot's ``stats`` and ``luts`` counts."""
         xp = self.xp
         _, height, width, channels = images.shape
         i32 = np.int32
         pixels = height * width
-        n_stats, n_luts = len(dev["stat_samples"]), len(dev["lut_samples"])
+        n_stats, n_luts = sizes["stats"], sizes["luts"]
         hist = None
         if n_stats:
             hist = xp.zeros((n_stats, 1024), np.uint32)
             blocks = 1 if self.block == 1 else max(1, min(-(-pixels // (self.block * 8)), 64))
             for start in range(0, n_stats, _MAX_GRID_Y):
-                chunk = dev["stat_samples"][start : start + _MAX_GRID_Y]
+                chunk = min(n_stats - start, _MAX_GRID_Y)
                 self._kernels["fp_histograms"](
-                    (blocks, len(chunk)),
+                    (blocks, chunk),
                     (self.block,),
-                    (src, i32(height), i32(width), i32(channels), chunk, src_row, hist[start : start + _MAX_GRID_Y]),
+                    (packed, header, src, i32(height), i32(width), i32(channels), i32(start), hist[start:]),
                 )
-        luts = xp.empty((n, channels, 256), np.uint8) if n_luts else dev["code"]
+        luts = xp.empty((n, channels, 256), np.uint8) if n_luts else packed
         if n_luts:
             threads = n_luts * channels
-            per_block = 1 if self.block == 1 else 128
+            per_block = 1 if self.block == 1 else BLOCK_THREADS["fp_build_luts"]
             self._kernels["fp_build_luts"](
                 (-(-threads // per_block),),
                 (per_block,),
-                (
-                    dev["lut_samples"],
-                    i32(n_luts),
-                    i32(channels),
-                    dev["lut_kind"],
-                    dev["value"],
-                    dev["ivalue"],
-                    dev["stat_row"],
-                    hist if hist is not None else dev["code"],
-                    luts,
-                ),
+                (packed, header, i32(n_luts), i32(n_stats), i32(channels), hist if hist is not None else packed, luts),
             )
         grid = (1 if self.block == 1 else max(1, min(-(-pixels // self.block), 1024)), min(n, _MAX_GRID_Y))
         self._kernels["fp_apply"](
             grid,
             (self.block,),
             (
+                packed,
+                header,
                 src,
                 images,
                 dst,
                 i32(out_mode),
-                dev["value"] if mean is None else mean,
-                dev["value"] if inv_std is None else inv_std,
+                packed if mean is None else mean,
+                packed if inv_std is None else inv_std,
+                luts,
                 i32(n),
                 i32(height),
                 i32(width),
                 i32(channels),
                 i32(fill),
-                dev["code"],
-                dev["value"],
-                luts,
-                dev["fixed"],
-                dev["shift"],
-                dev["rows"],
-                dev["cols"],
-                dev["box"],
-                dev["partner"],
-                src_row,
-                orig_row,
             ),
         )
 

@@ -34,7 +34,7 @@ from ..registry import OP_NAMES, OPS
 
 _SPECS = [OPS[name] for name in OP_NAMES]
 _AFFINE = np.array([False] + [spec.kind == "affine" for spec in _SPECS])
-_CUTOUT = [spec.id for spec in _SPECS if spec.needs == "center"]
+_CUTOUT = np.array([False] + [spec.needs == "center" for spec in _SPECS])
 _ALIGN = 16
 
 
@@ -48,13 +48,18 @@ class SlotFields:
         build: ``build(op, value, box, partner, height, width) -> {name: array}`` for one
             slot of N samples: op int64[N] (-1: skipped), value float64[N], box int32[N, 4]
             (Cutout's ``y0, x0, y1, x1``; zeros elsewhere), partner int32[N].
+            None where ``pack`` packs the whole batch.
         rows: whether the batch carries the row tables ``in_rows`` and ``identity``
             (int32[N]; a stage that reads the loader's copies in place).
+        pack: ``pack(params, height, width, allocate=, in_rows=) -> Packed``: a backend's own
+            packer of the whole batch, used by :func:`pack` instead of ``build``
+            (:func:`~.kernel_pack.pack_kernels`: tables kept across batches).
     """
 
     names: tuple[str, ...]
-    build: Callable[..., dict[str, np.ndarray]]
+    build: Callable[..., dict[str, np.ndarray]] | None
     rows: bool = False
+    pack: Callable[..., Packed] | None = None
 
 
 def affine_groups(op: np.ndarray, value: np.ndarray):
@@ -80,6 +85,8 @@ class Packed:
             int32[N] = 0 … N−1; else empty).
         active: per slot, whether any sample applies an op there.
         n, height, width: the batch the slots were packed for.
+        sizes: per slot, counts a backend's packer reports beside the buffer (e.g. how many
+            samples build a table); empty by default.
     """
 
     buffer: np.ndarray
@@ -89,6 +96,7 @@ class Packed:
     n: int
     height: int
     width: int
+    sizes: tuple[dict[str, int], ...] = ()
 
     @property
     def k(self) -> int:
@@ -138,12 +146,15 @@ def pack(
         raise TypeError(f"fields must be a backend's SlotFields, got {fields!r}")
     if in_rows is not None and not fields.rows:
         raise ValueError("in_rows needs slot fields with row tables (rows=True)")
+    if fields.pack is not None:
+        return fields.pack(params, height, width, allocate=allocate, in_rows=in_rows)
+    assert fields.build is not None  # a SlotFields without its own packer builds slot by slot
     slots = []
     for k in range(params.k):
         op = params.op[:, k].astype(np.int64)
         value = params.value[:, k]
         box = np.zeros((params.n, 4), np.int32)
-        cut = np.flatnonzero(np.isin(op, _CUTOUT))
+        cut = np.flatnonzero(_CUTOUT[op + 1])
         if len(cut):
             box[cut] = special.cutout_boxes(value[cut], params.center[cut, k], height, width)
         slots.append(fields.build(op, value, box, params.partner[:, k].astype(np.int32), height, width))
