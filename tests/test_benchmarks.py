@@ -138,10 +138,10 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path, monkeypatch):
     assert all(r["images_per_s"] > 0 for r in rows)
     assert (tmp_path / "bench_cpu.png").stat().st_size > 0
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{report.BEGIN}\nold\n{report.END}\ntail\n")
+    readme.write_text(f"# x\n{report.BEGIN}\nthe previous tables\n{report.END}\ntail\n")
     report.update_readme(str(readme), str(tmp_path))
     text = readme.read_text()
-    assert "old" not in text and "| geometric |" in text and "| AutoAugment ImageNet, PIL input |" in text
+    assert "the previous tables" not in text and "| geometric |" in text and "| AutoAugment ImageNet, PIL input |" in text
     assert text.endswith("tail\n")
 
 

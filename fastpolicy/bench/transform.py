@@ -18,7 +18,7 @@ import functools
 import torch
 
 from ..loader.settings import IMAGENET_MEAN, IMAGENET_STD
-from .peers import NAMES, SIZE, torchvision_policy
+from .peers import NAMES, SIZE, torchvision_policy, worker_context
 from .timing import Paced, interleaved_rates
 
 INPUTS = ("PIL", "tensor")
@@ -60,7 +60,14 @@ def folder_loader(root: str, N: int, inputs: str, policy: str, contender: str, w
     loader_kw = {} if inputs == "PIL" else {"loader": decode_tensor}
     dataset = torchvision.datasets.ImageFolder(root, transform=v2.Compose(steps), **loader_kw)
     sampler = torch.utils.data.RandomSampler(dataset, num_samples=batches * N)  # epochs back to back
-    data = torch.utils.data.DataLoader(dataset, batch_size=N, sampler=sampler, num_workers=workers, drop_last=True)
+    data = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=N,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        multiprocessing_context=worker_context(workers),
+    )
     iterator = iter(data)
     try:
         for images, _ in iterator:
