@@ -141,7 +141,9 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path, monkeypatch):
     readme.write_text(f"# x\n{report.BEGIN}\nthe previous tables\n{report.END}\ntail\n")
     report.update_readme(str(readme), str(tmp_path))
     text = readme.read_text()
-    assert "the previous tables" not in text and "| geometric |" in text and "| AutoAugment ImageNet, PIL input |" in text
+    assert (
+        "the previous tables" not in text and "| geometric |" in text and "| AutoAugment ImageNet, PIL input |" in text
+    )
     assert text.endswith("tail\n")
 
 
