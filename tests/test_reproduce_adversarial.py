@@ -104,8 +104,8 @@ def test_the_smoke_study_runs_every_arm_and_reuses_finished_runs(tmp_path):
     frozen = [r for r in record["runs"] if r["arm"] == "frozen"]
     adversarial = [r for r in record["runs"] if r["arm"] == "adversarial"]
     assert all(r["controller_kl_from_start"] == 0 and set(r["kl_by_probe"]) == {0.0} for r in frozen)
-    for r in adversarial:  # 2 epochs × 1 window, each update probed
-        assert r["controller_updates"] == 2 and r["probed_updates"] == [0, 1] and len(r["ops_by_probe"]) == 2
+    for r in adversarial:  # 2 epochs × 2 windows of 2 batches (128 images, batch 32), each update probed
+        assert r["controller_updates"] == 4 and r["probed_updates"] == [0, 1, 2, 3] and len(r["ops_by_probe"]) == 4
     for d in record["differences"].values():
         assert set(d) >= {"mean", "t_ci95", "sign_p", "per_seed", "result"}
     for suffix in ("json", "md", "png"):
