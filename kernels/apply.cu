@@ -183,157 +183,7 @@ __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* m
 }
 
 #ifdef FP_HOST_LOOPS
-// The native CPU stage's loop (kernels/host.hpp): one block, one thread per sample. The
-// sample's apply function is chosen once; a row is computed a run of up to FP_HOST_RUN
-// pixels at a time by fp_run, specialised per apply function and channel count C so the
-// compiler keeps pointers in registers and vectorizes what it can (copies, the warps'
-// incremental fixed-point coordinates, table lookups, normalization), the other apply
-// functions pixel by pixel; the arithmetic is the device's, so results are the same bits.
-#define FP_HOST_RUN 256
-#define FP_SIMD _Pragma("omp simd")
-
-// Pixels [x0, x0 + count) of row y of sample n's slot output, C channels each, into `out`.
-template <void (*apply)(const FpSlot&, int, int, int, fp_u8*), int C>
-static inline void fp_run(const FpSlot& s, int n, int y, int x0, int count, fp_u8* __restrict__ out) {
-    if constexpr (apply == apply_copy || apply == apply_cutout) {
-        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
-        FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = in[i];
-        if constexpr (apply == apply_cutout) {
-            const int* b = s.box + (fp_i64)n * 4;
-            if (y >= b[0] && y < b[2]) {
-                const int lo = b[1] > x0 ? b[1] : x0, hi = b[3] < x0 + count ? b[3] : x0 + count;
-                for (int i = (lo - x0) * C; i < (hi - x0) * C; ++i) out[i] = FP_FILL;
-            }
-        }
-    } else if constexpr (apply == apply_lut) {
-        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
-        const fp_u8* __restrict__ table = s.luts + (fp_i64)n * C * 256;
-        if constexpr (C == 3) {
-            const fp_u8* __restrict__ t1 = table + 256;
-            const fp_u8* __restrict__ t2 = table + 512;
-            for (int i = 0; i < count; ++i) {
-                out[3 * i] = table[in[3 * i]];
-                out[3 * i + 1] = t1[in[3 * i + 1]];
-                out[3 * i + 2] = t2[in[3 * i + 2]];
-            }
-        } else {
-            for (int i = 0; i < count * C; ++i) out[i] = table[256 * (i % C) + in[i]];
-        }
-    } else if constexpr (apply == apply_warp) {
-        // PIL's affine_fixed; the coordinates of pixel x0 + i, grown by a0 and a3 per pixel,
-        // are the same integers as (a2 + y a1 + x a0) and (a5 + y a4 + x a3).
-        const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
-        fp_i64 cx = a[2] + y * a[1] + x0 * a[0], cy = a[5] + y * a[4] + x0 * a[3];
-        const fp_u8* __restrict__ image = fp_pixel(s, s.src, s.src_row[n], 0, 0);
-        for (int i = 0; i < count; ++i, cx += a[0], cy += a[3]) {
-            const fp_i64 col = cx >> 16, row = cy >> 16;
-            fp_u8* px = out + i * C;
-            if (col < 0 || col >= s.width || row < 0 || row >= s.height) {
-                for (int c = 0; c < C; ++c) px[c] = (fp_u8)s.fill;
-            } else {
-                const fp_u8* in = image + (row * s.width + col) * C;
-                for (int c = 0; c < C; ++c) px[c] = in[c];
-            }
-        }
-    } else if constexpr (apply == apply_shift) {
-        const fp_i64 t = s.shift[s.entry[n]];
-        const int row = s.rows[t * s.height + y];
-        const int* __restrict__ cols = s.cols + t * s.width + x0;
-        if (row < 0) {
-            FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = (fp_u8)s.fill;
-            return;
-        }
-        const fp_u8* __restrict__ line = fp_src(s, n, row, 0);
-        for (int i = 0; i < count; ++i) {
-            const int col = cols[i];
-            for (int c = 0; c < C; ++c) out[i * C + c] = col < 0 ? (fp_u8)s.fill : line[col * C + c];
-        }
-    } else if constexpr (apply == apply_color && C == 3) {
-        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
-        const float alpha = fp_value(s, n);
-        FP_SIMD for (int i = 0; i < count; ++i) {
-            const int r = in[3 * i], g = in[3 * i + 1], b = in[3 * i + 2];
-            const int grey = fp_luminance(r, g, b);
-            out[3 * i] = fp_blend(grey, r, alpha);
-            out[3 * i + 1] = fp_blend(grey, g, alpha);
-            out[3 * i + 2] = fp_blend(grey, b, alpha);
-        }
-    } else if constexpr (apply == apply_sample_pairing) {
-        const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
-        const fp_u8* __restrict__ other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x0);
-        const float alpha = fp_value(s, n);
-        FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = fp_blend(in[i], other[i], alpha);
-    } else {
-        for (int i = 0; i < count; ++i) apply(s, n, y, x0 + i, out + i * C);
-    }
-}
-
-// Store a run (see fp_store) with C known: loops over contiguous elements the compiler vectorizes.
-template <int C>
-static inline void fp_store_run(void* dst, int out_mode, const float* mean, const float* inv_std, int n, fp_i64 p,
-                                int count, fp_i64 pixels, const fp_u8* __restrict__ px) {
-    const int type = out_mode & 3;
-    if (out_mode & FP_OUT_PLANAR) {
-        for (int c = 0; c < C; ++c) {
-            const fp_i64 at = ((fp_i64)n * C + c) * pixels + p;
-            if (type == FP_OUT_UINT8) {
-                fp_u8* __restrict__ o = (fp_u8*)dst + at;
-                FP_SIMD for (int i = 0; i < count; ++i) o[i] = px[i * C + c];
-                continue;
-            }
-            const float m = mean[c], scale = inv_std[c];
-            if (type == FP_OUT_FLOAT32) {
-                float* __restrict__ o = (float*)dst + at;
-                FP_SIMD for (int i = 0; i < count; ++i) o[i] = __fmul_rn(__fsub_rn((float)px[i * C + c], m), scale);
-            } else if (type == FP_OUT_FLOAT16) {
-                fp_u16* __restrict__ o = (fp_u16*)dst + at;
-                FP_SIMD for (int i = 0; i < count; ++i)
-                    o[i] = fp_half_bits(__fmul_rn(__fsub_rn((float)px[i * C + c], m), scale));
-            } else {
-                fp_u16* __restrict__ o = (fp_u16*)dst + at;
-                FP_SIMD for (int i = 0; i < count; ++i)
-                    o[i] = fp_bfloat16_bits(__fmul_rn(__fsub_rn((float)px[i * C + c], m), scale));
-            }
-        }
-        return;
-    }
-    const fp_i64 at = ((fp_i64)n * pixels + p) * C;
-    if (type == FP_OUT_UINT8) {
-        fp_u8* __restrict__ o = (fp_u8*)dst + at;
-        FP_SIMD for (int i = 0; i < count * C; ++i) o[i] = px[i];
-        return;
-    }
-    float m[C], scale[C];
-    for (int c = 0; c < C; ++c) m[c] = mean[c], scale[c] = inv_std[c];
-    for (int i = 0; i < count; ++i) {
-        for (int c = 0; c < C; ++c) {
-            const float v = __fmul_rn(__fsub_rn((float)px[i * C + c], m[c]), scale[c]);
-            if (type == FP_OUT_FLOAT32) ((float*)dst)[at + i * C + c] = v;
-            else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at + i * C + c] = fp_half_bits(v);
-            else ((fp_u16*)dst)[at + i * C + c] = fp_bfloat16_bits(v);
-        }
-    }
-}
-
-template <void (*apply)(const FpSlot&, int, int, int, fp_u8*), int C>
-static void fp_apply_rows(const FpSlot& s, int n, void* dst, int out_mode, const float* mean, const float* inv_std) {
-    alignas(64) fp_u8 run[C * FP_HOST_RUN];
-    const fp_i64 pixels = (fp_i64)s.height * s.width;
-    for (int y = 0; y < s.height; ++y) {
-        for (int x0 = 0; x0 < s.width; x0 += FP_HOST_RUN) {
-            const int count = s.width - x0 < FP_HOST_RUN ? s.width - x0 : FP_HOST_RUN;
-            fp_run<apply, C>(s, n, y, x0, count, run);
-            fp_store_run<C>(dst, out_mode, mean, inv_std, n, (fp_i64)y * s.width + x0, count, pixels, run);
-        }
-    }
-}
-
-template <void (*apply)(const FpSlot&, int, int, int, fp_u8*)>
-static void fp_apply_sample(const FpSlot& s, int n, void* dst, int out_mode, const float* mean,
-                            const float* inv_std) {
-    if (s.channels == 3) fp_apply_rows<apply, 3>(s, n, dst, out_mode, mean, inv_std);
-    else fp_apply_rows<apply, 1>(s, n, dst, out_mode, mean, inv_std);
-}
+#include "host_rows.hpp"
 #endif
 
 // Grid: x over pixels (grid-stride), y over samples (grid-stride).
@@ -357,10 +207,10 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ packed, const fp_i
 #ifdef FP_HOST_LOOPS
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
         switch (code[s.entry[n]]) {
-#define FP_HOST_CASE(index, function) case index: fp_apply_sample<function>(s, n, dst, out_mode, mean, inv_std); break;
+#define FP_HOST_CASE(index, function) case index: fp_rows_##function(s, n, dst, out_mode, mean, inv_std); break;
             FP_APPLIES(FP_HOST_CASE)
 #undef FP_HOST_CASE
-            default: fp_apply_sample<apply_copy>(s, n, dst, out_mode, mean, inv_std);
+            default: fp_rows_apply_copy(s, n, dst, out_mode, mean, inv_std);
         }
     }
 #else
