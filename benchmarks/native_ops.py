@@ -7,24 +7,36 @@ applies the same op image by image on one thread (``ImageOps``/``ImageEnhance``/
 ``Image.transform``, nearest). Reported: images/s of each, and the stage's bytes/s
 counting one read and one write of each image (the minimum). Median of ``--repeats``.
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/native_ops.py
+    OMP_NUM_THREADS=1 PYTHONPATH=. nice -n 10 python benchmarks/native_ops.py
+    OMP_NUM_THREADS=1 PYTHONPATH=. nice -n 10 python benchmarks/native_ops.py --before OTHER_TREE --rounds 2 \\
+        --json benchmarks/results/native_ops_cpu.json
+
+With ``--before``, the stage of another checkout (its ``fastpolicy`` on ``PYTHONPATH``) and
+this one's run alternately in subprocesses, ``--rounds`` times each, so that a change of the
+machine's load falls on both alike; per op the median over the rounds is kept.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from fastpolicy import OPS
-from fastpolicy.backends.kernel_stage import KernelPolicyStage
-from fastpolicy.data.photo_tree import photo_batch
-from fastpolicy.sampling import complete
-from fastpolicy.spaces import adversarial
+from fastpolicy.bench import record
+from fastpolicy.bench.timing import median_seconds
+
+
+def _affine(matrix):
+    return lambda im, v: im.transform(im.size, Image.AFFINE, matrix(v), Image.NEAREST, fillcolor=(128, 128, 128))
+
 
 _PIL = {
     "Invert": lambda im, v: ImageOps.invert(im),
@@ -37,19 +49,61 @@ _PIL = {
     "Color": lambda im, v: ImageEnhance.Color(im).enhance(v),
     "Sharpness": lambda im, v: ImageEnhance.Sharpness(im).enhance(v),
     "Rotate": lambda im, v: im.rotate(v, resample=Image.NEAREST, fillcolor=(128, 128, 128)),
-    "ShearX": lambda im, v: im.transform(im.size, Image.AFFINE, (1, v, 0, 0, 1, 0), Image.NEAREST, fillcolor=128),
-    "TranslateX": lambda im, v: im.transform(im.size, Image.AFFINE, (1, 0, v, 0, 1, 0), Image.NEAREST, fillcolor=128),
+    "ShearX": _affine(lambda v: (1, v, 0, 0, 1, 0)),
+    "ShearY": _affine(lambda v: (1, 0, 0, v, 1, 0)),
+    "TranslateX": _affine(lambda v: (1, 0, v, 0, 1, 0)),
+    "TranslateY": _affine(lambda v: (1, 0, 0, 0, 1, v)),
 }
 
 
-def _median(run, repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def measure(n: int, size: int, repeats: int) -> dict:
+    """Per op: native and PIL images/s, native GB/s (one read + one write per image) and the ratio."""
+    from fastpolicy import OPS
+    from fastpolicy.backends.kernel_stage import KernelPolicyStage
+    from fastpolicy.data.photo_tree import photo_batch
+    from fastpolicy.sampling import complete
+    from fastpolicy.spaces import adversarial
+
+    stage = KernelPolicyStage.native()
+    images = photo_batch(n, size, size)
+    pil_images = [Image.fromarray(image) for image in images[:8]]
+    rng = np.random.default_rng(0)
+    result = {}
+    for name, pil in _PIL.items():
+        op = np.full((n, 2), -1)
+        op[:, 0] = OPS[name].id
+        params = complete(op, np.full((n, 2), 9), adversarial(), rng)
+        out = np.empty_like(images)
+        seconds = median_seconds(lambda p=params, o=out: stage.apply(images, p, out=o), lambda: None, 1, repeats)
+        value = float(params.value[0, 0])
+        pil_seconds = median_seconds(lambda f=pil, v=value: [f(im, v) for im in pil_images], lambda: None, 1, repeats)
+        pil_seconds /= len(pil_images)
+        result[name] = {
+            "native_images_per_s": n / seconds,
+            "native_gb_per_s": 2 * images.nbytes / seconds / 1e9,
+            "pil_images_per_s": 1 / pil_seconds,
+            "native_over_pil": pil_seconds * n / seconds,
+        }
+    return result
+
+
+def _run_tree(tree: Path, args) -> dict:
+    """:func:`measure` in a subprocess importing ``fastpolicy`` from ``tree``."""
+    with tempfile.TemporaryDirectory() as work:
+        path = os.path.join(work, "ops.json")
+        command = [sys.executable, __file__, "--n", str(args.n), "--size", str(args.size)]
+        command += ["--repeats", str(args.repeats), "--raw", path]
+        subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
+        with open(path) as handle:
+            return json.load(handle)
+
+
+def _print(label: str, result: dict) -> None:
+    for name, r in result.items():
+        print(
+            f"{label}{name:13s} native {r['native_images_per_s']:8.0f} img/s {r['native_gb_per_s']:5.2f} GB/s   "
+            f"PIL {r['pil_images_per_s']:7.0f} img/s   ratio {r['native_over_pil']:.2f}"
+        )
 
 
 def main(argv=None) -> dict:
@@ -57,36 +111,51 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=32, help="images per batch")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", default=None)
+    parser.add_argument("--before", default=None, help="another checkout to compare with (interleaved)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --before: runs of each tree")
+    parser.add_argument("--json", default=None, help="write the result record here")
+    parser.add_argument("--raw", default=None, help=argparse.SUPPRESS)  # a subprocess's bare result
     args = parser.parse_args(argv)
-    stage = KernelPolicyStage.native()
-    images = photo_batch(args.n, args.size, args.size)
-    pil_images = [Image.fromarray(image) for image in images[:8]]
-    rng = np.random.default_rng(0)
-    result = {}
-    for name, pil in _PIL.items():
-        op = np.full((args.n, 2), -1)
-        op[:, 0] = OPS[name].id
-        params = complete(op, np.full((args.n, 2), 9), adversarial(), rng)
-        out = np.empty_like(images)
-        seconds = _median(lambda p=params, o=out: stage.apply(images, p, out=o), args.repeats)
-        value = float(params.value[0, 0])
-        pil_seconds = _median(lambda f=pil, v=value: [f(im, v) for im in pil_images], args.repeats) / len(pil_images)
-        result[name] = {
-            "native_images_per_s": args.n / seconds,
-            "native_gb_per_s": 2 * images.nbytes / seconds / 1e9,
-            "pil_images_per_s": 1 / pil_seconds,
-            "native_over_pil": pil_seconds * args.n / seconds,
+    if args.raw:
+        result = measure(args.n, args.size, args.repeats)
+        with open(args.raw, "w") as handle:
+            json.dump(result, handle)
+        return result
+    if args.before is None:
+        results = {"after": measure(args.n, args.size, args.repeats)}
+        _print("", results["after"])
+    else:
+        trees = {"before": Path(args.before).resolve(), "after": Path(__file__).resolve().parents[1]}
+        runs: dict[str, list[dict]] = {label: [] for label in trees}
+        for r in range(args.rounds):
+            for label in ["before", "after"] if r % 2 == 0 else ["after", "before"]:
+                runs[label].append(_run_tree(trees[label], args))
+        results = {
+            label: {
+                name: {key: statistics.median(run[name][key] for run in done) for key in done[0][name]}
+                for name in done[0]
+            }
+            for label, done in runs.items()
         }
-        r = result[name]
-        print(
-            f"{name:13s} native {r['native_images_per_s']:8.0f} img/s {r['native_gb_per_s']:5.2f} GB/s   "
-            f"PIL {r['pil_images_per_s']:7.0f} img/s   ratio {r['native_over_pil']:.2f}"
-        )
+        for label, result in results.items():
+            _print(f"{label:7s}", result)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+        settings = {
+            "n": args.n,
+            "size": args.size,
+            "repeats": args.repeats,
+            "bin": 9,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        }
+        if args.before:
+            settings["rounds"] = args.rounds
+        note = (
+            "per op: the native stage's images/s and GB/s (one read + one write of each uint8 224² RGB image), "
+            "PIL's images/s on one thread, and their ratio; 'before' and 'after' are two checkouts run "
+            "alternately, the median of the rounds per op"
+        )
+        record.write("native_ops", settings, results, args.json, note)
+    return results
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@
 #include <cstring>
 
 #define FP_HOST_RUN 256
+#define FP_HOST_TILE_ROWS 16  // a general warp's output tiles (uint8 NHWC outputs)
+#define FP_HOST_TILE_COLS 32
 #define FP_SIMD _Pragma("omp simd")
 
 // Store a run (see fp_store) with C known: loops over contiguous elements the compiler vectorizes.
@@ -89,7 +91,7 @@ static inline const fp_u8* fp_host_image(const FpSlot& s, int n) { return fp_pix
 // for C = 1 and 3 from the template fp_rows_<function>_c<C>.
 #define FP_HOST_ROWS_ARGS const FpSlot &s, int n, void *dst, int out_mode, const float *mean, const float *inv_std
 #define FP_HOST_ROWS(function)                                                                             \
-    static void fp_rows_##function(FP_HOST_ROWS_ARGS) {                                                    \
+    __attribute__((noinline)) static void fp_rows_##function(FP_HOST_ROWS_ARGS) {                        \
         if (s.channels == 3) fp_rows_##function##_c<3>(s, n, dst, out_mode, mean, inv_std);               \
         else fp_rows_##function##_c<1>(s, n, dst, out_mode, mean, inv_std);                                \
     }
@@ -148,6 +150,47 @@ static inline void fp_host_fill(fp_u8* out, int count, int channels, fp_u8 level
     if (count > 0) std::memset(out, level, (size_t)count * channels);
 }
 
+// `count` pixels of a warped row whose first pixel's fixed-point source coordinates are
+// (cx0, cy0) (see below); by value, so nothing is re-read after a uint8 store.
+template <int C>
+__attribute__((noinline)) static void fp_host_warp_row(const fp_u8* __restrict__ image, fp_i64 a0, fp_i64 cx0, fp_i64 a3, fp_i64 cy0,
+                                    fp_i64 height, fp_i64 width, fp_i64 last, fp_u8 fill, int count,
+                                    fp_u8* __restrict__ out) {
+    if (a0 == 65536 && a3 == 0) {
+        // one source row, consecutive columns c0 + i: a copy between fills
+        const fp_i64 row = cy0 >> 16, c0 = cx0 >> 16;
+        if (row < 0 || row >= height) return fp_host_fill(out, count, C, fill);
+        const fp_i64 lo = c0 < 0 ? (-c0 < count ? -c0 : count) : 0;
+        const fp_i64 hi = width - c0 < count ? (width - c0 > lo ? width - c0 : lo) : count;
+        fp_host_fill(out, (int)lo, C, fill);
+        if (hi > lo) std::memcpy(out + lo * C, image + (row * width + c0 + lo) * C, (size_t)(hi - lo) * C);
+        fp_host_fill(out + hi * C, (int)(count - hi), C, fill);
+        return;
+    }
+    // the in-range pixels are one span (both coordinates are monotone in x): fills, copies, fills
+    const unsigned long long w = (unsigned long long)width, h = (unsigned long long)height;
+    fp_i64 cx = cx0, cy = cy0;
+    int i = 0;
+    for (; i < count && ((unsigned long long)(cx >> 16) >= w || (unsigned long long)(cy >> 16) >= h);
+         ++i, cx += a0, cy += a3)
+        for (int c = 0; c < C; ++c) out[i * C + c] = fill;
+    for (; i < count && (unsigned long long)(cx >> 16) < w && (unsigned long long)(cy >> 16) < h;
+         ++i, cx += a0, cy += a3) {
+        const fp_i64 at = (cy >> 16) * width + (cx >> 16);
+        fp_u8* px = out + i * C;
+        if (C == 3 && at < last) {  // one 4-byte load where it stays inside the image
+            fp_u32 v;
+            std::memcpy(&v, image + at * C, 4);
+            px[0] = (fp_u8)v;
+            px[1] = (fp_u8)(v >> 8);
+            px[2] = (fp_u8)(v >> 16);
+        } else {
+            for (int c = 0; c < C; ++c) px[c] = image[at * C + c];
+        }
+    }
+    fp_host_fill(out + i * C, count - i, C, fill);
+}
+
 // Shear and rotation: PIL's affine_fixed, ((a2 + y a1 + x a0) >> 16, (a5 + y a4 + x a3) >> 16);
 // the coordinates of pixel x0 + i, grown by a0 and a3 per pixel, are the same integers.
 template <int C>
@@ -157,40 +200,28 @@ static void fp_rows_apply_warp_c(FP_HOST_ROWS_ARGS) {
     const fp_i64 a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5];
     const fp_i64 height = s.height, width = s.width, last = height * width - 1;
     const fp_u8 fill = (fp_u8)s.fill;
-    fp_host_rows<C>(s, n, dst, out_mode, mean, inv_std, [=](int y, int x0, int count, fp_u8* __restrict__ out) {
-        const fp_i64 cx0 = a2 + y * a1 + x0 * a0, cy0 = a5 + y * a4 + x0 * a3;
-        if (a0 == 65536 && a3 == 0) {
-            // one source row, consecutive columns c0 + i: a copy between fills
-            const fp_i64 row = cy0 >> 16, c0 = cx0 >> 16;
-            if (row < 0 || row >= height) return fp_host_fill(out, count, C, fill);
-            const fp_i64 lo = c0 < 0 ? (-c0 < count ? -c0 : count) : 0;
-            const fp_i64 hi = width - c0 < count ? (width - c0 > lo ? width - c0 : lo) : count;
-            fp_host_fill(out, (int)lo, C, fill);
-            if (hi > lo) std::memcpy(out + lo * C, image + (row * width + c0 + lo) * C, (size_t)(hi - lo) * C);
-            fp_host_fill(out + hi * C, (int)(count - hi), C, fill);
+    if (!(a0 == 65536 && a3 == 0)) {
+        // a warp reads across rows, a pattern the hardware prefetchers do not follow: ask for the
+        // whole source image first (streamed in order), so the reads below hit the cache
+        const fp_u8* end = image + height * width * C;
+        for (const fp_u8* p = image; p < end; p += 64) __builtin_prefetch(p, 0, 2);
+        if (out_mode == FP_OUT_UINT8 && a1 != 0 && a3 != 0) {
+            // a rotation, in tiles of FP_HOST_TILE_ROWS x FP_HOST_TILE_COLS output pixels: the source
+            // pixels a tile reads stay in the L1 cache (a rotated row touches a new line per pixel)
+            fp_u8* target = (fp_u8*)dst + (fp_i64)n * height * width * C;
+            for (fp_i64 ty = 0; ty < height; ty += FP_HOST_TILE_ROWS)
+                for (fp_i64 tx = 0; tx < width; tx += FP_HOST_TILE_COLS) {
+                    const int count = (int)(width - tx < FP_HOST_TILE_COLS ? width - tx : FP_HOST_TILE_COLS);
+                    for (fp_i64 y = ty; y < height && y < ty + FP_HOST_TILE_ROWS; ++y)
+                        fp_host_warp_row<C>(image, a0, a2 + y * a1 + tx * a0, a3, a5 + y * a4 + tx * a3, height,
+                                            width, last, fill, count, target + (y * width + tx) * C);
+                }
             return;
         }
-        const fp_u8* __restrict__ in = image;
-        fp_i64 cx = cx0, cy = cy0;
-        for (int i = 0; i < count; ++i, cx += a0, cy += a3) {
-            const fp_i64 col = cx >> 16, row = cy >> 16;
-            fp_u8* px = out + i * C;
-            if ((unsigned long long)col >= (unsigned long long)width ||
-                (unsigned long long)row >= (unsigned long long)height) {
-                for (int c = 0; c < C; ++c) px[c] = fill;
-                continue;
-            }
-            const fp_i64 at = row * width + col;
-            if (C == 3 && at < last) {  // one 4-byte load where it stays inside the image
-                fp_u32 v;
-                std::memcpy(&v, in + at * C, 4);
-                px[0] = (fp_u8)v;
-                px[1] = (fp_u8)(v >> 8);
-                px[2] = (fp_u8)(v >> 16);
-            } else {
-                for (int c = 0; c < C; ++c) px[c] = in[at * C + c];
-            }
-        }
+    }
+    fp_host_rows<C>(s, n, dst, out_mode, mean, inv_std, [=](int y, int x0, int count, fp_u8* __restrict__ out) {
+        fp_host_warp_row<C>(image, a0, a2 + y * a1 + x0 * a0, a3, a5 + y * a4 + x0 * a3, height, width, last, fill,
+                            count, out);
     });
 }
 FP_HOST_ROWS(apply_warp)
@@ -241,16 +272,22 @@ static void fp_rows_apply_color_c(FP_HOST_ROWS_ARGS) {
     const float alpha = fp_value(s, n);
     fp_host_rows<C>(s, n, dst, out_mode, mean, inv_std, [=](int y, int x0, int count, fp_u8* __restrict__ out) {
         const fp_u8* __restrict__ in = image + y * stride + (fp_i64)x0 * C;
+        const float value = alpha;
         if constexpr (C == 3) {
-            FP_SIMD for (int i = 0; i < count; ++i) {
-                const int r = in[3 * i], g = in[3 * i + 1], b = in[3 * i + 2];
-                const int grey = fp_luminance(r, g, b);
-                out[3 * i] = fp_blend(grey, r, alpha);
-                out[3 * i + 1] = fp_blend(grey, g, alpha);
-                out[3 * i + 2] = fp_blend(grey, b, alpha);
+            // each pixel's grey level three times, then one blend per value (a loop that vectorizes)
+            alignas(64) fp_u8 grey[3 * FP_HOST_RUN];
+            for (int start = 0; start < count; start += FP_HOST_RUN) {
+                const int pixels = count - start < FP_HOST_RUN ? count - start : FP_HOST_RUN;
+                const fp_u8* __restrict__ p = in + 3 * start;
+                for (int i = 0; i < pixels; ++i) {
+                    const fp_u8 g = (fp_u8)fp_luminance(p[3 * i], p[3 * i + 1], p[3 * i + 2]);
+                    grey[3 * i] = grey[3 * i + 1] = grey[3 * i + 2] = g;
+                }
+                fp_u8* __restrict__ o = out + 3 * start;
+                FP_SIMD for (int j = 0; j < 3 * pixels; ++j) o[j] = fp_blend(grey[j], p[j], value);
             }
         } else {
-            FP_SIMD for (int i = 0; i < count; ++i) out[i] = fp_blend(in[i], in[i], alpha);
+            FP_SIMD for (int i = 0; i < count; ++i) out[i] = fp_blend(in[i], in[i], value);
         }
     });
 }
@@ -273,7 +310,7 @@ static void fp_rows_apply_sharpness_c(FP_HOST_ROWS_ARGS) {
         const fp_u8* __restrict__ up = mid - stride;
         const fp_u8* __restrict__ down = mid + stride;
         fp_u8* __restrict__ o = out - (fp_i64)x0 * C;
-        const float side = (float)(1.0 / 13.0), centre = (float)(5.0 / 13.0);
+        const float side = (float)(1.0 / 13.0), centre = (float)(5.0 / 13.0), value = alpha;
         FP_SIMD for (int j = a * C; j < b * C; ++j) {
             float total = 0.5f;
             total = __fadd_rn(total, __fadd_rn(__fadd_rn(__fmul_rn((float)down[j - C], side),
@@ -285,8 +322,9 @@ static void fp_rows_apply_sharpness_c(FP_HOST_ROWS_ARGS) {
             total = __fadd_rn(total, __fadd_rn(__fadd_rn(__fmul_rn((float)up[j - C], side),
                                                           __fmul_rn((float)up[j], side)),
                                                __fmul_rn((float)up[j + C], side)));
-            const int smooth = total <= 0.0f ? 0 : (total >= 255.0f ? 255 : (int)total);
-            o[j] = fp_blend(smooth, mid[j], alpha);
+            // the weights sum to 1, so 0.5 <= total < 256 and the device's clamp to [0, 255]
+            // (total <= 0: 0, total >= 255: 255, else (int)total) is (int)total
+            o[j] = fp_blend((int)total, mid[j], value);
         }
     });
 }
@@ -302,7 +340,8 @@ static void fp_rows_apply_sample_pairing_c(FP_HOST_ROWS_ARGS) {
     fp_host_rows<C>(s, n, dst, out_mode, mean, inv_std, [=](int y, int x0, int count, fp_u8* __restrict__ out) {
         const fp_u8* __restrict__ in = image + y * stride + (fp_i64)x0 * C;
         const fp_u8* __restrict__ other = partner + y * stride + (fp_i64)x0 * C;
-        FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = fp_blend(in[i], other[i], alpha);
+        const float value = alpha;
+        FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = fp_blend(in[i], other[i], value);
     });
 }
 FP_HOST_ROWS(apply_sample_pairing)

@@ -9,11 +9,66 @@
 // first: the listed sample of blockIdx.y = 0 (launches of at most 65535 rows of blocks).
 // hist: uint32 [S, 1024] from row `first` on, zeroed by the caller; row s gets R, G, B, L at
 //       0, 256, 512, 768 (C = 3) or the grey histogram at 0 (C = 1).
+#ifdef FP_HOST_LOOPS
+// The native CPU stage's histograms (kernels/host.hpp: one block per sample, one thread):
+// plain increments into 4 interleaved copies (consecutive equal values would otherwise wait
+// on each other's store), summed at the end; only what the sample's table builder reads
+// (luts.cu: Contrast reads the grey histogram, AutoContrast and Equalize the channels'; an
+// unknown builder gets both).
+static inline int fp_host_builder_is(int lut, const char* name) {
+    switch (lut) {
+#define FP_HOST_NAME_CASE(code, builder) case code: return std::strcmp(#builder, name) == 0;
+        FP_LUTS(FP_HOST_NAME_CASE)
+#undef FP_HOST_NAME_CASE
+    }
+    return 0;
+}
+
+// Pixels [begin, end) of `image` (uint8 [pixels, C]) added to `out` (FP_HIST_STRIDE bins).
+static void fp_host_histogram(const fp_u8* __restrict__ image, fp_i64 begin, fp_i64 end, int channels, int lut,
+                              fp_u32* __restrict__ out) {
+    const bool grey = channels == 3 && !fp_host_builder_is(lut, "lut_autocontrast") &&
+                      !fp_host_builder_is(lut, "lut_equalize");
+    const bool colour = channels == 1 || !fp_host_builder_is(lut, "lut_contrast");
+    alignas(64) fp_u32 h[4][FP_HIST_STRIDE];
+    std::memset(h, 0, sizeof h);
+    const fp_i64 count = end - begin;
+    const fp_u8* __restrict__ px = image + begin * channels;
+    if (channels == 1) {
+        fp_i64 p = 0;
+        for (; p + 4 <= count; p += 4) ++h[0][px[p]], ++h[1][px[p + 1]], ++h[2][px[p + 2]], ++h[3][px[p + 3]];
+        for (; p < count; ++p) ++h[0][px[p]];
+    } else {
+        for (fp_i64 p = 0; p < count; ++p) {
+            const fp_u8* __restrict__ q = px + 3 * p;
+            fp_u32* __restrict__ k = h[p & 3];
+            if (colour) ++k[q[0]], ++k[256 + q[1]], ++k[512 + q[2]];
+            if (grey) ++k[768 + fp_luminance(q[0], q[1], q[2])];
+        }
+    }
+    for (int i = 0; i < FP_HIST_STRIDE; ++i) {
+        const fp_u32 total = h[0][i] + h[1][i] + h[2][i] + h[3][i];
+        if (total) atomicAdd(&out[i], total);
+    }
+}
+#endif
+
 extern "C" __global__ void fp_histograms(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
                                          const fp_u8* __restrict__ images, int height, int width, int channels,
                                          int first, fp_u32* __restrict__ hist) {
     const int* samples = fp_field<int>(packed, header, FP_LUT_SAMPLES) + first;
     const int* rows = fp_field<int>(packed, header, FP_SRC_ROW);
+#ifdef FP_HOST_LOOPS
+    {
+        const int n = samples[blockIdx.y];
+        const int lut = fp_field<int>(packed, header, FP_E_LUT)[fp_field<int>(packed, header, FP_CODE)[n]];
+        const fp_i64 pixels = (fp_i64)height * width;
+        fp_host_histogram(images + (fp_i64)rows[n] * pixels * channels, pixels * blockIdx.x / gridDim.x,
+                          pixels * (blockIdx.x + 1) / gridDim.x, channels, lut,
+                          hist + (fp_i64)blockIdx.y * FP_HIST_STRIDE);
+        return;
+    }
+#endif
     __shared__ fp_u32 local[FP_HIST_STRIDE];
     for (int i = threadIdx.x; i < FP_HIST_STRIDE; i += blockDim.x) local[i] = 0;
     __syncthreads();
