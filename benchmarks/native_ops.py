@@ -19,6 +19,7 @@ machine's load falls on both alike; per op the median over the rounds is kept.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -98,6 +99,17 @@ def _run_tree(tree: Path, args) -> dict:
             return json.load(handle)
 
 
+def _commit(tree: Path) -> str:
+    """The checkout's commit (short hash, ``+`` if it has uncommitted changes), or ``unknown``."""
+    try:
+        run = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=tree)
+        head = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
 def _print(label: str, result: dict) -> None:
     for name, r in result.items():
         print(
@@ -114,6 +126,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--before", default=None, help="another checkout to compare with (interleaved)")
     parser.add_argument("--rounds", type=int, default=2, help="with --before: runs of each tree")
     parser.add_argument("--json", default=None, help="write the result record here")
+    parser.add_argument("--note", default="", help="added to the record's note (e.g. the machine's state)")
     parser.add_argument("--raw", default=None, help=argparse.SUPPRESS)  # a subprocess's bare result
     args = parser.parse_args(argv)
     if args.raw:
@@ -149,11 +162,12 @@ def main(argv=None) -> dict:
         }
         if args.before:
             settings["rounds"] = args.rounds
+            settings["trees"] = {label: f"{tree} at {_commit(tree)}" for label, tree in trees.items()}
         note = (
             "per op: the native stage's images/s and GB/s (one read + one write of each uint8 224² RGB image), "
             "PIL's images/s on one thread, and their ratio; 'before' and 'after' are two checkouts run "
             "alternately, the median of the rounds per op"
-        )
+        ) + (f"; {args.note}" if args.note else "")
         record.write("native_ops", settings, results, args.json, note)
     return results
 
