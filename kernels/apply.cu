@@ -11,7 +11,8 @@ struct FpSlot {
     int fill;              // 0..255: level of pixels a warp or shift moves in from outside
     const int* entry;      // see FpField
     const float* value;
-    const fp_u8* luts;     // uint8 [N, C, 256]: tables of lut ops
+    const fp_u8* luts;     // uint8 [N, C, 256]: tables of lut ops (sample n's at n * lut_stride)
+    int lut_stride;        // C * 256; 0 where `luts` is one sample's tables (fused.cu)
     const fp_i64* fixed;
     const int* shift;
     const int* rows;
@@ -30,6 +31,7 @@ __device__ __forceinline__ FpSlot fp_slot(const fp_u8* packed, const fp_i64* hea
     s.entry = fp_field<int>(packed, header, FP_CODE);
     s.value = fp_field<float>(packed, header, FP_E_VALUE);
     s.luts = luts;
+    s.lut_stride = channels * 256;
     s.fixed = fp_field<fp_i64>(packed, header, FP_E_FIXED);
     s.shift = fp_field<int>(packed, header, FP_E_SHIFT);
     s.rows = fp_field<int>(packed, header, FP_SHIFT_ROWS);
@@ -53,85 +55,117 @@ __device__ __forceinline__ const fp_u8* fp_src(const FpSlot& s, int n, int y, in
     return fp_pixel(s, s.src, s.src_row[n], y, x);
 }
 
-__device__ void apply_copy(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_src(s, n, y, x);
-    for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+// The slot input in memory: sample n's pixel (y, x) of `src` (rows src_row).
+struct FpMemory {
+    __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
+        const fp_u8* in = fp_src(s, n, y, x);
+        for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+    }
+};
+
+// Every apply function reads its input through `in` (In::get(s, n, y, x, out): the C values
+// of the slot input's pixel (y, x), in range): FpMemory for a slot whose input is in
+// memory, FpFirst (fused.cu) for a second slot composed pixel by pixel with the first.
+template <class In>
+__device__ void apply_copy(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
+    in.get(s, n, y, x, out);
 }
 
-__device__ __forceinline__ void fp_take(const FpSlot& s, int n, int row, int col, fp_u8* out) {
+template <class In>
+__device__ __forceinline__ void fp_take(const FpSlot& s, const In& in, int n, int row, int col, fp_u8* out) {
     if (row < 0 || col < 0 || row >= s.height || col >= s.width) {
         for (int c = 0; c < s.channels; ++c) out[c] = (fp_u8)s.fill;
         return;
     }
-    const fp_u8* in = fp_src(s, n, row, col);
-    for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+    in.get(s, n, row, col, out);
 }
 
 // Shear and rotation: PIL's affine_fixed, ((a2 + y a1 + x a0) >> 16, (a5 + y a4 + x a3) >> 16).
-__device__ void apply_warp(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+template <class In>
+__device__ void apply_warp(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
     const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
     const fp_i64 col = (a[2] + y * a[1] + x * a[0]) >> 16;
     const fp_i64 row = (a[5] + y * a[4] + x * a[3]) >> 16;
-    if (col < 0 || col >= s.width || row < 0 || row >= s.height) { fp_take(s, n, -1, -1, out); return; }
-    fp_take(s, n, (int)row, (int)col, out);
+    if (col < 0 || col >= s.width || row < 0 || row >= s.height) { fp_take(s, in, n, -1, -1, out); return; }
+    fp_take(s, in, n, (int)row, (int)col, out);
 }
 
 // Translation (PIL's float64 scale/translate engine): per-row and per-column source tables.
-__device__ void apply_shift(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+template <class In>
+__device__ void apply_shift(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
     const fp_i64 t = s.shift[s.entry[n]];
-    fp_take(s, n, s.rows[t * s.height + y], s.cols[t * s.width + x], out);
+    fp_take(s, in, n, s.rows[t * s.height + y], s.cols[t * s.width + x], out);
 }
 
-__device__ void apply_lut(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_src(s, n, y, x);
-    const fp_u8* table = s.luts + (fp_i64)n * s.channels * 256;
-    for (int c = 0; c < s.channels; ++c) out[c] = table[256 * c + in[c]];
+template <class In>
+__device__ void apply_lut(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
+    fp_u8 v[3];
+    in.get(s, n, y, x, v);
+    const fp_u8* table = s.luts + (fp_i64)n * s.lut_stride;
+    for (int c = 0; c < s.channels; ++c) out[c] = table[256 * c + v[c]];
 }
 
 // Color: blend with the pixel's own grey (L) level.
-__device__ void apply_color(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_src(s, n, y, x);
-    const int grey = s.channels == 3 ? fp_luminance(in[0], in[1], in[2]) : in[0];
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, in[c], fp_value(s, n));
+template <class In>
+__device__ void apply_color(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
+    fp_u8 v[3];
+    in.get(s, n, y, x, v);
+    const int grey = s.channels == 3 ? fp_luminance(v[0], v[1], v[2]) : v[0];
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, v[c], fp_value(s, n));
 }
 
 // Sharpness: blend with PIL's SMOOTH 3x3 filter (float32, rows y+1, y, y-1; border kept).
-__device__ void apply_sharpness(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_src(s, n, y, x);
+template <class In>
+__device__ void apply_sharpness(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
     if (y == 0 || x == 0 || y >= s.height - 1 || x >= s.width - 1) {
-        for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+        in.get(s, n, y, x, out);
         return;
     }
+    fp_u8 p[3][3][3];  // [1 - dy][1 + dx][c]
+    for (int dy = 1; dy >= -1; --dy)
+        for (int dx = -1; dx <= 1; ++dx) in.get(s, n, y + dy, x + dx, p[1 - dy][1 + dx]);
     const float side = (float)(1.0 / 13.0), centre = (float)(5.0 / 13.0);
-    const fp_i64 stride = (fp_i64)s.width * s.channels;
     for (int c = 0; c < s.channels; ++c) {
         float total = 0.5f;
-        for (int dy = 1; dy >= -1; --dy) {
-            const fp_u8* p = in + dy * stride + c;
-            const float middle = dy == 0 ? centre : side;
-            const float row = __fadd_rn(__fadd_rn(__fmul_rn((float)p[-s.channels], side), __fmul_rn((float)p[0], middle)),
-                                        __fmul_rn((float)p[s.channels], side));
+        for (int r = 0; r < 3; ++r) {
+            const float middle = r == 1 ? centre : side;
+            const float row = __fadd_rn(__fadd_rn(__fmul_rn((float)p[r][0][c], side), __fmul_rn((float)p[r][1][c], middle)),
+                                        __fmul_rn((float)p[r][2][c], side));
             total = __fadd_rn(total, row);
         }
         const int smooth = total <= 0.0f ? 0 : (total >= 255.0f ? 255 : (int)total);
-        out[c] = fp_blend(smooth, in[c], fp_value(s, n));
+        out[c] = fp_blend(smooth, p[1][1][c], fp_value(s, n));
     }
 }
 
-__device__ void apply_cutout(const FpSlot& s, int n, int y, int x, fp_u8* out) {
+template <class In>
+__device__ void apply_cutout(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
     const int* b = s.box + (fp_i64)n * 4;
     if (y >= b[0] && x >= b[1] && y < b[2] && x < b[3]) {
         for (int c = 0; c < s.channels; ++c) out[c] = FP_FILL;
         return;
     }
-    apply_copy(s, n, y, x, out);
+    in.get(s, n, y, x, out);
 }
 
 // SamplePairing: blend with the partner's pixel as it entered the stage.
-__device__ void apply_sample_pairing(const FpSlot& s, int n, int y, int x, fp_u8* out) {
-    const fp_u8* in = fp_src(s, n, y, x);
+template <class In>
+__device__ void apply_sample_pairing(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
+    fp_u8 v[3];
+    in.get(s, n, y, x, v);
     const fp_u8* other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x);
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(in[c], other[c], fp_value(s, n));
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(v[c], other[c], fp_value(s, n));
+}
+
+// Sample n's output pixel (y, x) of a slot whose op is `code` (FP_APPLIES), input through `in`.
+template <class In>
+__device__ __forceinline__ void fp_dispatch(const FpSlot& s, const In& in, int code, int n, int y, int x, fp_u8* out) {
+    switch (code) {
+#define FP_DISPATCH_CASE(index, function) case index: function<In>(s, in, n, y, x, out); break;
+        FP_APPLIES(FP_DISPATCH_CASE)
+#undef FP_DISPATCH_CASE
+        default: apply_copy<In>(s, in, n, y, x, out);
+    }
 }
 
 // Output modes (`out_mode`): the low two bits pick the element type, bit 2 the layout.
@@ -193,21 +227,21 @@ __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* m
 #define FP_SIMD _Pragma("omp simd")
 
 // Pixels [x0, x0 + count) of row y of sample n's slot output, C channels each, into `out`.
-template <void (*apply)(const FpSlot&, int, int, int, fp_u8*), int C>
+template <void (*apply)(const FpSlot&, const FpMemory&, int, int, int, fp_u8*), int C>
 static inline void fp_run(const FpSlot& s, int n, int y, int x0, int count, fp_u8* __restrict__ out) {
-    if constexpr (apply == apply_copy || apply == apply_cutout) {
+    if constexpr (apply == apply_copy<FpMemory> || apply == apply_cutout<FpMemory>) {
         const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
         FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = in[i];
-        if constexpr (apply == apply_cutout) {
+        if constexpr (apply == apply_cutout<FpMemory>) {
             const int* b = s.box + (fp_i64)n * 4;
             if (y >= b[0] && y < b[2]) {
                 const int lo = b[1] > x0 ? b[1] : x0, hi = b[3] < x0 + count ? b[3] : x0 + count;
                 for (int i = (lo - x0) * C; i < (hi - x0) * C; ++i) out[i] = FP_FILL;
             }
         }
-    } else if constexpr (apply == apply_lut) {
+    } else if constexpr (apply == apply_lut<FpMemory>) {
         const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
-        const fp_u8* __restrict__ table = s.luts + (fp_i64)n * C * 256;
+        const fp_u8* __restrict__ table = s.luts + (fp_i64)n * s.lut_stride;
         if constexpr (C == 3) {
             const fp_u8* __restrict__ t1 = table + 256;
             const fp_u8* __restrict__ t2 = table + 512;
@@ -219,7 +253,7 @@ static inline void fp_run(const FpSlot& s, int n, int y, int x0, int count, fp_u
         } else {
             for (int i = 0; i < count * C; ++i) out[i] = table[256 * (i % C) + in[i]];
         }
-    } else if constexpr (apply == apply_warp) {
+    } else if constexpr (apply == apply_warp<FpMemory>) {
         // PIL's affine_fixed; the coordinates of pixel x0 + i, grown by a0 and a3 per pixel,
         // are the same integers as (a2 + y a1 + x a0) and (a5 + y a4 + x a3).
         const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
@@ -235,7 +269,7 @@ static inline void fp_run(const FpSlot& s, int n, int y, int x0, int count, fp_u
                 for (int c = 0; c < C; ++c) px[c] = in[c];
             }
         }
-    } else if constexpr (apply == apply_shift) {
+    } else if constexpr (apply == apply_shift<FpMemory>) {
         const fp_i64 t = s.shift[s.entry[n]];
         const int row = s.rows[t * s.height + y];
         const int* __restrict__ cols = s.cols + t * s.width + x0;
@@ -248,7 +282,7 @@ static inline void fp_run(const FpSlot& s, int n, int y, int x0, int count, fp_u
             const int col = cols[i];
             for (int c = 0; c < C; ++c) out[i * C + c] = col < 0 ? (fp_u8)s.fill : line[col * C + c];
         }
-    } else if constexpr (apply == apply_color && C == 3) {
+    } else if constexpr (apply == apply_color<FpMemory> && C == 3) {
         const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
         const float alpha = fp_value(s, n);
         FP_SIMD for (int i = 0; i < count; ++i) {
@@ -258,13 +292,13 @@ static inline void fp_run(const FpSlot& s, int n, int y, int x0, int count, fp_u
             out[3 * i + 1] = fp_blend(grey, g, alpha);
             out[3 * i + 2] = fp_blend(grey, b, alpha);
         }
-    } else if constexpr (apply == apply_sample_pairing) {
+    } else if constexpr (apply == apply_sample_pairing<FpMemory>) {
         const fp_u8* __restrict__ in = fp_src(s, n, y, x0);
         const fp_u8* __restrict__ other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x0);
         const float alpha = fp_value(s, n);
         FP_SIMD for (int i = 0; i < count * C; ++i) out[i] = fp_blend(in[i], other[i], alpha);
     } else {
-        for (int i = 0; i < count; ++i) apply(s, n, y, x0 + i, out + i * C);
+        for (int i = 0; i < count; ++i) apply(s, FpMemory(), n, y, x0 + i, out + i * C);
     }
 }
 
@@ -315,7 +349,7 @@ static inline void fp_store_run(void* dst, int out_mode, const float* mean, cons
     }
 }
 
-template <void (*apply)(const FpSlot&, int, int, int, fp_u8*), int C>
+template <void (*apply)(const FpSlot&, const FpMemory&, int, int, int, fp_u8*), int C>
 static void fp_apply_rows(const FpSlot& s, int n, void* dst, int out_mode, const float* mean, const float* inv_std) {
     alignas(64) fp_u8 run[C * FP_HOST_RUN];
     const fp_i64 pixels = (fp_i64)s.height * s.width;
@@ -328,7 +362,7 @@ static void fp_apply_rows(const FpSlot& s, int n, void* dst, int out_mode, const
     }
 }
 
-template <void (*apply)(const FpSlot&, int, int, int, fp_u8*)>
+template <void (*apply)(const FpSlot&, const FpMemory&, int, int, int, fp_u8*)>
 static void fp_apply_sample(const FpSlot& s, int n, void* dst, int out_mode, const float* mean,
                             const float* inv_std) {
     if (s.channels == 3) fp_apply_rows<apply, 3>(s, n, dst, out_mode, mean, inv_std);
@@ -357,10 +391,10 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ packed, const fp_i
 #ifdef FP_HOST_LOOPS
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
         switch (code[s.entry[n]]) {
-#define FP_HOST_CASE(index, function) case index: fp_apply_sample<function>(s, n, dst, out_mode, mean, inv_std); break;
+#define FP_HOST_CASE(index, function) case index: fp_apply_sample<function<FpMemory>>(s, n, dst, out_mode, mean, inv_std); break;
             FP_APPLIES(FP_HOST_CASE)
 #undef FP_HOST_CASE
-            default: fp_apply_sample<apply_copy>(s, n, dst, out_mode, mean, inv_std);
+            default: fp_apply_sample<apply_copy<FpMemory>>(s, n, dst, out_mode, mean, inv_std);
         }
     }
 #else
@@ -370,12 +404,7 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ packed, const fp_i
         for (fp_i64 p = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += (fp_i64)gridDim.x * blockDim.x) {
             const int y = (int)(p / width), x = (int)(p % width);
             fp_u8 px[3];
-            switch (op) {
-#define FP_APPLY_CASE(index, function) case index: function(s, n, y, x, px); break;
-                FP_APPLIES(FP_APPLY_CASE)
-#undef FP_APPLY_CASE
-                default: apply_copy(s, n, y, x, px);
-            }
+            fp_dispatch(s, FpMemory(), op, n, y, x, px);
             fp_store(dst, out_mode, mean, inv_std, n, p, 1, pixels, channels, px);
         }
     }

@@ -28,6 +28,7 @@ enum FpField {
     FP_E_VALUE,     // float32 [E]: the op's value (blend factor of Color, Sharpness, SamplePairing)
     FP_E_FIXED,     // int64 [E, 6]: PIL's 16.16 fixed-point matrix of a warp
     FP_E_SHIFT,     // int32 [E]: row of shift_rows / shift_cols holding a translation's tables
+    FP_E_STATS,     // int32 [E]: 1 where the entry's table is built from statistics of the slot input
     FP_SHIFT_ROWS,  // int32 [T, H]: source row of every output row of a translation (-1: fill)
     FP_SHIFT_COLS,  // int32 [T, W]: source column of every output column (-1: fill)
     FP_SRC_ROW,     // int32 [N]: the row of `src` sample n reads
