@@ -122,8 +122,8 @@ __device__ void apply_sharpness(const FpSlot& s, const In& in, int n, int y, int
         return;
     }
     fp_u8 p[3][3][3];  // [1 - dy][1 + dx][c]
-    for (int dy = 1; dy >= -1; --dy)
-        for (int dx = -1; dx <= 1; ++dx) in.get(s, n, y + dy, x + dx, p[1 - dy][1 + dx]);
+#pragma unroll 1
+    for (int k = 0; k < 9; ++k) in.get(s, n, y + 1 - k / 3, x - 1 + k % 3, p[k / 3][k % 3]);  // one copy of `in`
     const float side = (float)(1.0 / 13.0), centre = (float)(5.0 / 13.0);
     for (int c = 0; c < s.channels; ++c) {
         float total = 0.5f;

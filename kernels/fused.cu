@@ -26,6 +26,51 @@ struct FpFirst {
     }
 };
 
+// A pixel value as a slot input: the input of an op that reads only its own pixel (y, x).
+struct FpValue {
+    const fp_u8* v;
+    __device__ __forceinline__ void get(const FpSlot& s, int, int, int, fp_u8* out) const {
+        for (int c = 0; c < s.channels; ++c) out[c] = v[c];
+    }
+};
+
+// Whether an apply function reads its input elsewhere than at its own pixel (the gathers).
+template <void (*apply)(const FpSlot&, const FpValue&, int, int, int, fp_u8*)>
+__device__ constexpr bool fp_gathers() {
+    return apply == apply_warp<FpValue> || apply == apply_shift<FpValue> || apply == apply_sharpness<FpValue>;
+}
+
+__device__ __forceinline__ bool fp_gathers(int code) {
+    switch (code) {
+#define FP_GATHERS_CASE(index, function) case index: return fp_gathers<function<FpValue>>();
+        FP_APPLIES(FP_GATHERS_CASE)
+#undef FP_GATHERS_CASE
+        default: return false;
+    }
+}
+
+// Sample n's output pixel (y, x) of the second slot (op code2) over the first: a gather
+// evaluates the first op where it reads; any other op reads the first op's pixel (y, x),
+// computed once here (so the first op's code appears in few places of the kernel).
+__device__ __forceinline__ void fp_second(const FpSlot& two, const FpFirst& first, bool gathers, int code2, int n,
+                                          int y, int x, fp_u8* out) {
+    if (gathers) {
+        switch (code2) {
+#define FP_GATHER_CASE(index, function) \
+    case index: if constexpr (fp_gathers<function<FpValue>>()) function<FpFirst>(two, first, n, y, x, out); break;
+            FP_APPLIES(FP_GATHER_CASE)
+#undef FP_GATHER_CASE
+            default: break;
+        }
+        return;
+    }
+    fp_u8 v[3];
+    first.get(two, n, y, x, v);
+    FpValue value;
+    value.v = v;
+    fp_dispatch(two, value, code2, n, y, x, out);
+}
+
 // Sample n's pixel p of the slot input (`In`) into the block's sub-histograms.
 template <class In>
 __device__ void fp_block_histogram(const FpSlot& s, const In& in, int n, fp_u32 (*sub)[FP_HIST_STRIDE],
@@ -115,16 +160,18 @@ extern "C" __global__ void fp_policy(const fp_u8* __restrict__ packed, const fp_
         composed.first = &one;
         composed.code = code1;
         int code2 = 0;
+        bool gathers = false;
         if (paired) {
             code2 = fp_field<int>(packed, second, FP_E_CODE)[two.entry[n]];
             fp_block_tables(two, composed, packed, second, n, tables[1], sub, hist);
+            gathers = fp_gathers(code2);
         }
         // Pixel p = y * width + x: the 2-D index grows without a division per pixel.
         int y = threadIdx.x / width, x = threadIdx.x % width;
         const int step_y = blockDim.x / width, step_x = blockDim.x % width;
         for (fp_i64 p = threadIdx.x; p < pixels; p += blockDim.x) {
             fp_u8 px[3];
-            if (paired) fp_dispatch(two, composed, code2, n, y, x, px);
+            if (paired) fp_second(two, composed, gathers, code2, n, y, x, px);
             else fp_dispatch(one, FpMemory(), code1, n, y, x, px);
             fp_store(dst, out_mode, mean, inv_std, n, p, 1, pixels, channels, px);
             x += step_x;
