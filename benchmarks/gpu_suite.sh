@@ -41,7 +41,7 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 step gpu_tests 150 python -m pytest -m gpu -q -p no:cacheprovider
-step bench 180 python -m fastpolicy bench --device gpu --out "$out/bench_gpu.json"
+step bench 180 python -m fastpolicy bench --device gpu --scenarios decode policy stage host training --out "$out/bench_gpu.json"
 step policy_stage 90 python benchmarks/policy_stage.py --out "$out/policy_stage_gpu.json"
 step profile_step 60 python benchmarks/profile_step.py --device gpu --out "$out/profile_step_gpu.json"
 

@@ -12,25 +12,62 @@ Public surface:
   first use, so the package imports without it).
 """
 
-from . import reference, spaces
-from .distribution import AWSDistribution
-from .jsonio import PolicyFormatError
-from .magnitude import N_BINS, Magnitude
-from .params import NO_OP, PolicyParams
-from .policy import OpChoice, Policy
-from .registry import OP_NAMES, OPS, OpSpec, get_op, register_backend
-from .sampling import sample_policies
-from .schedule import PolicySchedule
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+_HOMES = {
+    "AWSDistribution": "distribution",
+    "PolicyFormatError": "jsonio",
+    "N_BINS": "magnitude",
+    "Magnitude": "magnitude",
+    "NO_OP": "params",
+    "PolicyParams": "params",
+    "OpChoice": "policy",
+    "Policy": "policy",
+    "OP_NAMES": "registry",
+    "OPS": "registry",
+    "OpSpec": "registry",
+    "get_op": "registry",
+    "register_backend": "registry",
+    "sample_policies": "sampling",
+    "PolicySchedule": "schedule",
+    "PolicyDALILoader": "loader",
+    "reference": None,
+    "spaces": None,
+}
+"""Public name → the submodule that defines it (None: the name is a submodule). Imported on first
+use (PEP 562), so ``import fastpolicy`` — and the command line's start, where Ctrl-C must be
+caught — does not import torch."""
 
-def __getattr__(name):
-    if name == "PolicyDALILoader":
-        from .loader import PolicyDALILoader
+if TYPE_CHECKING:
+    from . import reference, spaces
+    from .distribution import AWSDistribution
+    from .jsonio import PolicyFormatError
+    from .loader import PolicyDALILoader
+    from .magnitude import N_BINS, Magnitude
+    from .params import NO_OP, PolicyParams
+    from .policy import OpChoice, Policy
+    from .registry import OP_NAMES, OPS, OpSpec, get_op, register_backend
+    from .sampling import sample_policies
+    from .schedule import PolicySchedule
 
-        return PolicyDALILoader
-    raise AttributeError(f"module 'fastpolicy' has no attribute {name!r}")
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'fastpolicy' has no attribute {name!r}")
+    home = _HOMES[name]
+    module = importlib.import_module(f".{home or name}", __name__)
+    value = module if home is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
 
 
 __all__ = [

@@ -3,7 +3,7 @@
   fastpolicy search adversarial   Adversarial AutoAugment (default: a short search on Fashion-MNIST)
   fastpolicy search aws           AWS, both stages (default: a short search on Fashion-MNIST)
   fastpolicy train --policy P     train from scratch with a found or a standard policy
-  fastpolicy reproduce table4|proxy|dry-run
+  fastpolicy reproduce adversarial|aws|dry-run   (table4, proxy: their old names)
                                   small-scale reproductions, ImageNet dry runs
   fastpolicy bench                throughput beside DALI, torchvision and Kornia
   fastpolicy show RUN_DIR         a run's kind, settings, progress, findings and files
@@ -65,15 +65,17 @@ def _run(args) -> int:
     """A search or a training: its config from the flags, then ``Run(config).run()``."""
     from .config import write_config
     from .train import distributed
+    from .train.data import is_shards
 
-    if args.data is not None and not os.path.isdir(args.data):
-        raise UserError(f"--data {args.data}: no such folder")
+    if args.data is not None and not os.path.isdir(args.data) and not is_shards(args.data):
+        raise UserError(f"--data {args.data}: no such folder, and no .tar or .tfrecord shards")
     preset = args.preset or ("fashion_mnist" if args.data is None else "imagenet_resnet50")
     args.out = _out(args, args.kind_class.KIND)  # named by the interruption hint (main)
     config = _options(args, args.config_class, out=args.out, preset=preset)
     run = args.kind_class(config, resume=args.resume, overwrite=args.overwrite)
     if distributed.is_main():
         write_config(config.out, config.resolved_config(), args.command_line)
+    _started()
     run.run()
     log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
     if args.kind_class.KIND == "aws":
@@ -115,14 +117,31 @@ def _resume_hint(args) -> str:
     return f"; resume with: {rundir.resume_command(kind, out)}"
 
 
+STUDY_ALIASES = {"table4": "adversarial", "proxy": "aws"}
+"""Old study names that still run (the study that replaced them)."""
+
+
 def _reproduce(args) -> int:
-    default_out = os.path.join("runs", "reproduce", args.study if args.study != "dry-run" else f"dry-run-{args.preset}")
+    study = STUDY_ALIASES.get(args.study, args.study)
+    default_out = os.path.join("runs", "reproduce", study if study != "dry-run" else f"dry-run-{args.preset}")
     options = _options(args, args.options_class)
     out = options.out or default_out
-    if args.study == "table4":
-        from .reproduce.table4 import run_table4
+    if study == "adversarial":
+        from .reproduce.adversarial import run_adversarial_study
 
-        run_table4(
+        run_adversarial_study(
+            out,
+            options.budget,
+            options.results,
+            seeds=options.seeds,
+            progress=options.progress,
+            threads=options.num_threads,
+            command=" ".join(["fastpolicy", *sys.argv[1:]]),
+        )
+    elif study == "aws":
+        from .reproduce.aws import run_aws_study
+
+        run_aws_study(
             out,
             options.budget,
             options.results,
@@ -130,10 +149,6 @@ def _reproduce(args) -> int:
             progress=options.progress,
             threads=options.num_threads,
         )
-    elif args.study == "proxy":
-        from .reproduce.proxy import run_proxy
-
-        run_proxy(out, options.budget, options.results, progress=options.progress, threads=options.num_threads)
     else:
         from .reproduce.dry_run import dry_run
 
@@ -211,7 +226,7 @@ def _command(commands, name: str, help: str, run, *option_classes, **defaults) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reproduce.options import DryRunOptions, StudyOptions, Table4Options
+    from .reproduce.options import DryRunOptions, SeededStudyOptions
     from .train.adversarial import AdversarialConfig, AdversarialSearch
     from .train.aws import AWSConfig, AWSSearch
     from .train.final import FinalTraining, TrainConfig
@@ -243,11 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     studies_tree = studies.add_subparsers(dest="study", required=True)
     for name, options, text in (
         (
-            "table4",
-            Table4Options,
-            "Adversarial AutoAugment's Table 4 arms on Fashion-MNIST where the baseline overfits",
+            "adversarial",
+            SeededStudyOptions,
+            "does the Adversarial AutoAugment controller learn, and beat TrivialAugment/RandAugment? "
+            "(gated, paired seeds, Fashion-MNIST)",
         ),
-        ("proxy", StudyOptions, "AWS's proxy check: fine-tuned shared weights vs full training"),
+        ("table4", SeededStudyOptions, "the old name of the adversarial study (an alias)"),
+        (
+            "aws",
+            SeededStudyOptions,
+            "AWS where augmentation helps: does its proxy rank policies as full training does, and does "
+            "its PPO search beat TrivialAugment? (gated, paired seeds, Fashion-MNIST)",
+        ),
+        ("proxy", SeededStudyOptions, "the old name of the aws study (an alias)"),
         ("dry-run", DryRunOptions, "a preset's whole pipeline on a generated ImageNet-layout tree, a few steps"),
     ):
         cpu = {"device": "cpu"} if name != "dry-run" else {}  # the studies run on the CPU
@@ -284,11 +307,50 @@ def main(argv=None) -> int:
     moment (imports included), prints ``fastpolicy: interrupted`` and how to resume; returns 130.
     """
     parsed: list = []
+    _starting(parsed)
     try:
         return _main(sys.argv[1:] if argv is None else list(argv), parsed)
     except KeyboardInterrupt:
         print(f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}", file=sys.stderr)
         return 130
+    finally:
+        _started()
+
+
+_STARTING: dict = {"parsed": [], "active": False, "previous": None}
+"""The command's start (imports, parsing, a run's set-up): its parsed arguments, whether
+:func:`_interrupted_while_starting` is the SIGINT handler, and the handler it replaced."""
+
+
+def _interrupted_while_starting(signum, frame) -> None:
+    """SIGINT while the command starts: nothing is saved yet, and a KeyboardInterrupt raised inside
+    an import (torch swallows one in its NumPy import, leaving NumPy half-built) or inside a C++
+    callback (which aborts the process) would not end in one line. So: the line, exit 130, now."""
+    parsed = _STARTING["parsed"]
+    sys.stderr.write(f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def _starting(parsed: list) -> None:
+    """Install :func:`_interrupted_while_starting` (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _interrupted_while_starting)
+        _STARTING.update(parsed=parsed, active=True, previous=previous)
+
+
+def _started() -> None:
+    """The command's work begins (or it ended): Ctrl-C raises KeyboardInterrupt again, which the
+    command handles (a run saves nothing half-written; :func:`main` prints the resume hint)."""
+    import signal
+
+    if _STARTING["active"]:
+        _STARTING["active"] = False
+        previous = _STARTING["previous"]
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _main(argv: list[str], parsed: list) -> int:
@@ -302,6 +364,7 @@ def _main(argv: list[str], parsed: list) -> int:
         from .log import setup
 
         setup(-1 if {"-q", "--quiet"} & set(argv[:leading]) else 1 if {"-v", "--verbose"} & set(argv[:leading]) else 0)
+        _started()
         return _bench(argv[leading + 1 :])
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -315,6 +378,8 @@ def _main(argv: list[str], parsed: list) -> int:
         from .log import setup
 
         setup(args.verbosity, distributed.rank())
+        if args.run is not _run:
+            _started()  # a run ends its start once its folder and loaders are set up
         return args.run(args)
     except USER_ERRORS as error:
         if args.debug:

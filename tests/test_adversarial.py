@@ -143,9 +143,9 @@ def test_controller_window_updates_within_the_epoch_and_credits_the_right_polici
     seen = []
     real = search._update_controller
 
-    def spy(actions, rewards):
+    def spy(actions, rewards, halves=None):
         seen.append((search._window["version"], list(rewards)))
-        return real(actions, rewards)
+        return real(actions, rewards, halves)
 
     search._update_controller = spy
     rows = [search.run_epoch() for _ in range(2)]
@@ -155,6 +155,27 @@ def test_controller_window_updates_within_the_epoch_and_credits_the_right_polici
     assert len(search.schedule) == 2 * windows and len(seen) == 2 * windows
     assert len({version for version, _ in seen}) == 2 * windows  # every window its own policies
     assert all(np.isfinite(r["controller_kl_from_start"]) and 0 <= r["controller_mean_bin"] <= 9 for r in rows)
+    # every update is logged: its rewards as credited, their normalization, and the probe's distributions
+    log = search.update_log
+    assert [e["rewards"] for e in log] == [rewards for _, rewards in seen]
+    assert [e["epoch"] for e in log] == [0] * windows + [1] * windows
+    for entry in log:
+        assert np.mean(entry["normalized_rewards"]) == pytest.approx(0, abs=1e-4)  # float32
+        assert sum(entry["ops"]) == pytest.approx(1) and sum(entry["bins"]) == pytest.approx(1)
+        assert len(entry["ops"]) == search.controller.n_ops and np.isfinite(entry["kl_from_start"])
+    assert any(np.isfinite(e["split_half_r"]) for e in log)  # windows of ≥ 2 batches with distinct rewards
+
+
+def test_a_frozen_controller_takes_the_same_path_and_never_moves(tmp_path):
+    """controller_lr 0 (the studies' control arm): updates run and are logged, the parameters stay
+    those of the start, so its KL from the start is 0 and its policies keep the start's distribution."""
+    search = AdversarialSearch(_config(tmp_path, epochs=1, controller_window=2, controller_lr=0.0, probe_every=2))
+    start = [p.detach().clone() for p in search.controller.parameters()]
+    search.run_epoch()
+    assert len(search.update_log) >= 2
+    assert all(torch.equal(a, b) for a, b in zip(start, search.controller.parameters(), strict=True))
+    assert ["kl_from_start" in e for e in search.update_log] == [i % 2 == 0 for i in range(len(search.update_log))]
+    assert all(e["kl_from_start"] == 0 for e in search.update_log if "kl_from_start" in e)
 
 
 def test_a_new_batch_scales_the_presets_learning_rate(caplog):

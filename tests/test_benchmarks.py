@@ -35,11 +35,29 @@ def test_policy_stage_benchmark_smoke(tmp_path):
         assert row["kernels_images_per_s"] > 0 and row["ratio_kernels_over_dali"] > 0
 
 
-def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
+def _left_in(temp: Path) -> list[str]:
+    """What is left in ``temp``, besides torch's compile cache (``torchinductor_<user>``: made
+    once per user in the temporary directory by torch itself, and kept there on purpose)."""
+    return sorted(p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_"))
+
+
+def _temp_dir(tmp_path, monkeypatch) -> Path:
+    """An empty folder made this process's (and its children's) temporary directory."""
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path, monkeypatch):
     pytest.importorskip("nvidia.dali")
     from fastpolicy.bench import report
     from fastpolicy.cli import main
 
+    temp = _temp_dir(tmp_path, monkeypatch)
     out = tmp_path / "bench_cpu.json"
     assert (
         main(
@@ -59,7 +77,7 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
                 "--warmup",
                 "1",
                 "--repeats",
-                "1",
+                "2",
                 "--workers",
                 "1",
                 "--stage-n",
@@ -72,15 +90,30 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
         )
         == 0
     )
+    assert _left_in(temp) == []  # the generated tree and shards are gone
     result = json.loads(out.read_text())
     assert {"command", "date", "machine", "versions", "settings", "note"} <= set(result)
     rows = result["results"]
-    assert {r["scenario"] for r in rows} == {"decode", "policy", "stage", "host"}  # training needs a GPU
+    # training needs a GPU
+    assert {r["scenario"] for r in rows} == {"decode", "policy", "transform", "shards", "stage", "host"}
     for scenario, M in (("decode", 1), ("policy", 1), ("policy", 2)):
         group = [r for r in rows if r["scenario"] == scenario and r["M"] == M]
         assert group[0]["contender"].startswith("fastpolicy") and group[0]["ratio_to_fastpolicy"] == 1
         assert any(r["contender"].startswith("DALI") for r in group)
         assert any(r["contender"].startswith("torchvision") for r in group)
+    transform = [r for r in rows if r["scenario"] == "transform"]
+    assert [(r["case"], r["contender"].split()[0]) for r in transform] == [
+        (f"AutoAugment ImageNet, {kind} input", contender)
+        for kind in ("PIL", "tensor")
+        for contender in ("fastpolicy", "torchvision")
+    ]
+    assert all(r["ratio_to_fastpolicy"] == 1 for r in transform[::2])
+    shards = [(r["case"], r["M"], r["contender"]) for r in rows if r["scenario"] == "shards"]
+    assert shards == [
+        (case, M, f"fastpolicy, {kind}")
+        for case, M in (("decode only", 1), ("AutoAugment ImageNet", 2))
+        for kind in ("image folder", "webdataset shards", "TFRecord shards")
+    ]
     stage = {r["case"] for r in rows if r["scenario"] == "stage"}
     assert stage == {
         "geometric",
@@ -98,15 +131,64 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path):
         assert any(c.startswith("fastpolicy") for c in contenders) and any("torchvision" in c for c in contenders)
         assert any(c.startswith("DALI auto_aug") for c in contenders)
     host = [r for r in rows if r["scenario"] == "host"]
-    assert len(host) == 1 and host[0]["host_ms_per_batch"] > 0 and host[0]["M"] == 2
-    assert {"source", "stage_compute", "pack_and_upload", "assemble", "sample"} <= set(host[0]["parts_ms"])
+    assert len(host) == 1 and host[0]["host_ms_per_batch"] > 0 and host[0]["M"] == 2 and host[0]["busy_cores"] > 0
+    assert {"source", "source_alone", "stage_compute", "pack_and_upload", "assemble", "sample"} <= set(
+        host[0]["parts_ms"]
+    )
     assert all(r["images_per_s"] > 0 for r in rows)
     assert (tmp_path / "bench_cpu.png").stat().st_size > 0
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{report.BEGIN}\nold\n{report.END}\ntail\n")
+    readme.write_text(f"# x\n{report.BEGIN}\nthe previous tables\n{report.END}\ntail\n")
     report.update_readme(str(readme), str(tmp_path))
     text = readme.read_text()
-    assert "old" not in text and "| geometric |" in text and text.endswith("tail\n")
+    assert (
+        "the previous tables" not in text and "| geometric |" in text and "| AutoAugment ImageNet, PIL input |" in text
+    )
+    assert text.endswith("tail\n")
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_fastpolicy_bench_removes_its_files_after_ctrl_c_or_an_error(tmp_path, monkeypatch, stop):
+    pytest.importorskip("nvidia.dali")
+    from fastpolicy.bench import run
+
+    temp = _temp_dir(tmp_path, monkeypatch)
+    seen = []
+
+    def interrupted(root, *args):
+        seen.extend(Path(root).rglob("*.JPEG"))  # the tree was there while the scenario ran
+        raise stop("stopped mid-run")
+
+    monkeypatch.setattr(run, "run_transform", interrupted)
+    with pytest.raises(stop, match="stopped mid-run"):
+        run.main(["--device", "cpu", "--scenarios", "transform", "--images", "8", "--out", str(tmp_path / "x.json")])
+    assert len(seen) == 8 and all(str(path).startswith(str(temp)) for path in seen)
+    assert _left_in(temp) == []
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_interleaved_runs_rotate_and_close_every_iterator():
+    from fastpolicy.bench.timing import Paced, interleaved_rates
+
+    events = []
+
+    def contender(name: str):
+        events.append(("open", name))
+        try:
+            while True:
+                yield name
+        finally:
+            events.append(("close", name))
+
+    contenders = {name: Paced(functools.partial(contender, name), 1, 2) for name in "abc"}
+    rates = interleaved_rates(contenders, items_per_batch=4, repeats=3)
+    assert set(rates) == {"a", "b", "c"} and all(rate > 0 for rate in rates.values())
+    opened = [name for kind, name in events if kind == "open"]
+    assert opened == list("abcbcacab")
+    # each run's iterator is closed before the next contender's opens
+    assert events == [(kind, name) for name in opened for kind in ("open", "close")]
+    with pytest.raises(ValueError, match="repeats"):
+        interleaved_rates(contenders, 4, 0)
 
 
 def test_micro_benchmarks_run_once(tmp_path):

@@ -117,7 +117,7 @@ def test_cifar_preset_trains_with_cutout_after_the_policy(tmp_path):
             progress=False,
         )
     )
-    search.on_step = lambda batch, means: seen.append(batch.params)
+    search.on_step = lambda batch, means, halves=None: seen.append(batch.params)
     search.run_epoch()
     params = seen[0]
     assert params.k == 3 and np.all(params.op[:, 2] == cifar_cutout_id())  # the policy's two slots, then Cutout

@@ -191,3 +191,48 @@ def test_a_too_small_subset_from_the_command_line_is_one_line(tmp_path, capsys):
     out = str(tmp_path / "run")
     one_line_error(capsys, ["train", "--subset", "16", "--batch", "32", "--out", out], "the training subset holds 16")
     assert not os.path.exists(out)  # refused after the folder was made: nothing left
+
+
+def test_the_command_line_imports_nothing_heavy_before_its_handler():
+    """``import fastpolicy.cli`` (what the console script and ``python -m fastpolicy`` do before
+    ``main`` runs) imports neither torch nor numpy: Ctrl-C during those imports would escape ``main``."""
+    import subprocess
+    import sys
+
+    code = "import sys, fastpolicy.cli; print(sorted({'torch', 'numpy', 'nvidia.dali'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+def test_ctrl_c_while_the_command_line_starts_is_one_line(tmp_path, delay):
+    """A real SIGINT once ``main`` is entered — while torch, NumPy or DALI are being imported (an
+    interrupted import used to leave NumPy half-built, or abort in a C++ callback) or the run is
+    being set up: one line, status 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (  # "ready" once main is running (the console script enters it right after its import)
+        "import sys, fastpolicy.cli as cli\n"
+        "real = cli._main\n"
+        "def entered(*args):\n"
+        "    sys.stderr.write('ready\\n'); sys.stderr.flush()\n"
+        "    return real(*args)\n"
+        "cli._main = entered\n"
+        f"sys.exit(cli.main(['search', 'adversarial', '--out', {str(tmp_path / 'run')!r}]))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stderr is not None and process.stderr.readline() == "ready\n"
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("fastpolicy: interrupted"), stderr

@@ -82,7 +82,7 @@ def test_a_bad_number_is_refused_by_flag_and_by_config_file(tmp_path, capsys, co
 
 
 def test_a_negative_learning_rate_names_its_key(tmp_path):
-    with pytest.raises(ValueError, match=r"^controller_lr must be a finite number > 0, got -0.1$"):
+    with pytest.raises(ValueError, match=r"^controller_lr must be a finite number ≥ 0, got -0.1$"):  # 0 freezes it
         AdversarialConfig(out=str(tmp_path), controller_lr=-0.1)
     with pytest.raises(ValueError, match=r"^agent_lr must be a finite number > 0, got -1$"):
         AWSConfig(out=str(tmp_path), agent_lr=-1)

@@ -341,3 +341,137 @@ def test_the_shards_command_converts_with_a_progress_bar(photo_tree, tmp_path, c
     assert "3 tfrecord shards in" in captured.out and "20/20" in captured.err
     assert sorted(os.listdir(tmp_path / "out"))[:2] == ["shard-000000.idx", "shard-000000.tfrecord"]
     one_line_error(capsys, ["shards", photo_tree, str(tmp_path / "x"), "--shard-size", "0"], "shard_size must be")
+
+
+# -- shards as a run's --data ----------------------------------------------------------------
+
+
+def pattern(folder: str, format: str) -> str:
+    """The brace pattern of the 4 shards ``write_shards`` made in ``folder``."""
+    return os.path.join(folder, "shard-{000000..000003}." + ("tar" if format == "webdataset" else "tfrecord"))
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_build_loaders_read_shards_with_their_own_class_count(converted, tmp_path, format):
+    from fastpolicy.train.data import build_loaders
+
+    with deadline():
+        train, val, classes, channels = build_loaders(
+            pattern(converted[format], format), 4, 2, 32, "cpu", 0, val_data=converted[format]
+        )
+    assert (classes, channels) == (5, 3)  # TFRecord: the labels are read once to count them
+    assert isinstance(train.dataset, ShardDataset) and train.fingerprint() == val.fingerprint()
+    assert (len(train), len(val)) == (5, 5)
+    # a folder with train/ and val/ folders of shards: no --val-data needed
+    shutil.copytree(converted[format], tmp_path / "train")
+    shutil.copytree(converted[format], tmp_path / "val")
+    with deadline():
+        train, val, classes, _ = build_loaders(str(tmp_path), 4, 2, 32, "cpu", 0)
+    assert classes == 5 and train.fingerprint()["kind"] == format
+    with pytest.raises(ValueError, match=r"names shards: give the held-out shards with --val-data"):
+        build_loaders(converted[format], 4, 2, 32, "cpu", 0)
+    with pytest.raises(ValueError, match=r"--val-data \(val_data\) is for image folders and shards"):
+        build_loaders(None, 4, 2, 28, "cpu", 0, val_data=converted[format])
+
+
+def test_a_bad_tfrecord_label_found_while_counting_the_classes_is_named(photo_tree, jpeg, tmp_path):
+    from tfrecord.writer import TFRecordWriter
+
+    from fastpolicy.train.data import build_loaders
+
+    writer = TFRecordWriter(str(tmp_path / "a.tfrecord"))
+    for label in (1, 2, 0, 3):
+        writer.write({"image/encoded": (jpeg, "byte"), "image/class/label": (label, "int")})
+    writer.write({"image/encoded": (jpeg, "byte")})
+    writer.close()
+    tfrecord2idx(tmp_path / "a.tfrecord", tmp_path / "a.idx")
+    with deadline(), pytest.raises(BadShardError, match=r"a.tfrecord: sample record 4: missing key image/class/label"):
+        build_loaders(str(tmp_path / "a.tfrecord"), 2, 1, 32, "cpu", 0, val_data=str(tmp_path / "a.tfrecord"))
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_a_search_split_of_shards_is_disjoint_and_named_by_shard_and_key(converted, format):
+    from fastpolicy.train.data import build_search_loaders
+
+    with deadline():
+        train, val, classes, _, split = build_search_loaders(
+            pattern(converted[format], format), 4, 2, 32, "cpu", 3, val_count=6
+        )
+    assert (len(train.dataset), len(val.dataset), classes) == (14, 6, 5)
+    assert not set(split["train"]) & set(split["val"]) and len(set(split["train"] + split["val"])) == 20
+    assert split["val"][0].startswith("shard-00000") and "/" in split["val"][0]
+    assert train.fingerprint() != val.fingerprint()
+    seen = {index for batch in val for index in batch.indices.tolist()}
+    assert seen == set(range(6))  # the part's own indices, 0 … 5
+    again = build_search_loaders(pattern(converted[format], format), 4, 2, 32, "cpu", 3, val_count=6)
+    assert again[-1] == split and again[0].fingerprint() == train.fingerprint()
+
+
+def test_the_command_line_takes_a_shard_pattern_and_names_a_missing_shard(converted, tmp_path, capsys):
+    missing = os.path.join(converted["webdataset"], "shard-{000000..000009}.tar")
+    one_line_error(capsys, ["train", "--data", missing, "--out", str(tmp_path / "r")], "shard-000004.tar: no such file")
+    nothing = str(tmp_path / "nowhere-{0..3}.tar")
+    one_line_error(capsys, ["train", "--data", nothing, "--out", str(tmp_path / "r")], "nowhere-0.tar: no such file")
+
+
+class Stopped(Exception):
+    """Raised right after a checkpoint write: the process 'dies' there."""
+
+
+def _search(out, data, val_data, epochs=2):
+    from fastpolicy.train.adversarial import AdversarialConfig
+
+    # a 32² preset (CIFAR's, the small CNN): shards of 160×120 photos, crops of 32²
+    return AdversarialConfig(
+        out=str(out),
+        preset="cifar10_wrn28_10",
+        model="small_cnn",
+        data=data,
+        val_data=val_data,
+        epochs=epochs,
+        batch=4,
+        M=2,
+        device="cpu",
+        progress=False,
+    )
+
+
+@pytest.mark.slow
+def test_an_adversarial_search_on_either_format_is_the_same_and_resumes(converted, tmp_path, monkeypatch):
+    """Two epochs on TFRecord shards; the same on webdataset shards stopped after the first
+    epoch's checkpoint and resumed: the same rows (same pixels, labels and order), and a resume
+    with other shards is refused."""
+    from fastpolicy.train import checkpoint
+    from fastpolicy.train.adversarial import AdversarialSearch
+    from fastpolicy.train.checkpoint import CheckpointError
+
+    with deadline(300):
+        data = pattern(converted["tfrecord"], "tfrecord")
+        tfrecord = AdversarialSearch(_search(tmp_path / "t", data, converted["tfrecord"]))
+        assert tfrecord.num_classes == 5
+        whole = tfrecord.run()
+        shutil.copytree(converted["webdataset"], tmp_path / "wds")  # a folder of .tar files as --data
+        config = _search(tmp_path / "w", str(tmp_path / "wds"), converted["webdataset"])
+        real = checkpoint.save_distributed
+
+        def stop(path, state, loader):
+            real(path, state, loader)
+            raise Stopped(path)  # the process dies right after the first epoch's checkpoint
+
+        monkeypatch.setattr(checkpoint, "save_distributed", stop)
+        with pytest.raises(Stopped):
+            AdversarialSearch(config).run()
+        monkeypatch.setattr(checkpoint, "save_distributed", real)
+        resumed = AdversarialSearch(config, resume=True)
+        assert resumed.epoch == 1
+        last = resumed.run()
+
+    def numbers(row):
+        return {k: v for k, v in row.items() if k != "seconds"}
+
+    assert numbers(last) == numbers(whole) and last["epoch"] == 1
+    assert len(resumed.history) == 2 and numbers(resumed.history[0]) == numbers(tfrecord.history[0])
+    os.remove(tmp_path / "wds" / "shard-000003.tar")  # the shard list changed under the same --data
+    refused = r"the train data differ .*: 20 webdataset samples .* 18 webdataset samples"
+    with pytest.raises(CheckpointError, match=refused):
+        AdversarialSearch(config, resume=True)

@@ -7,10 +7,18 @@ stage's host timer (:attr:`~fastpolicy.backends.stage.PolicyStage.host_seconds`)
 wall time per batch into DALI's run (``source``), the stage's own compute (``stage`` less
 its host part) and the rest — the host time: assembling the one buffer, sampling,
 packing, uploads and the batch record.
+
+Two more figures show whether the parts overlap and what caps the loader: ``source_alone``,
+DALI's run per batch when nothing else runs (its pipeline called back to back), beside
+``source``, the time the loader waits for it — DALI's executor makes batch k+1 while the
+stage augments batch k (its prefetch queue holds two batches), so the wait is shorter than
+the run by what the overlap hides; and ``busy_cores``, the process's CPU seconds per wall
+second (≈ the machine's free cores: compute-bound, overlap can win nothing more).
 """
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 
@@ -52,11 +60,13 @@ def run_host(
         sync()
         loader.timings.reset()
         stage_host = stage.host_seconds
+        cpu = _cpu_seconds()
         start = time.perf_counter()
         for _ in range(batches):
             next(iterator)
         sync()
         wall = time.perf_counter() - start
+        busy = (_cpu_seconds() - cpu) / wall
         parts = dict(loader.timings.seconds)
         packing = stage.host_seconds - stage_host
         compute = parts.get("stage", 0.0) - packing
@@ -71,9 +81,12 @@ def run_host(
                 "assemble": parts.get("assemble", 0.0) / batches,
                 "sample": parts.get("sample", 0.0) / batches,
                 "batch": parts.get("batch", 0.0) / batches,
+                "busy_cores": busy,
+                "source_alone": _source_alone(loader, batches, sync),
             }
         )
     median = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    busy_cores = median.pop("busy_cores")
     row = {
         "scenario": "host",
         "case": f"{policy}, {size}²",
@@ -82,14 +95,33 @@ def run_host(
         "contender": f"fastpolicy PolicyDALILoader ({loader.backend} stage)",
         "images_per_s": M * N / median["host"],
         "host_ms_per_batch": 1000 * median["host"],
+        "busy_cores": busy_cores,
         "parts_ms": {key: 1000 * value for key, value in median.items() if key != "host"},
     }
     print(
         f"  host     M={M}  loader host time {row['host_ms_per_batch']:.2f} ms/batch "
-        + ", ".join(f"{k} {v:.2f}" for k, v in row["parts_ms"].items()),
+        + ", ".join(f"{k} {v:.2f}" for k, v in row["parts_ms"].items())
+        + f"; {busy_cores:.2f} cores busy",
         flush=True,
     )
     return [row]
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process, all its threads (DALI's, the stage's)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _source_alone(loader, batches: int, sync) -> float:
+    """Seconds per batch of the loader's DALI pipeline run back to back (nothing between runs)."""
+    loader._source.run()  # the batch made ahead while the stage ran is not a run of its own
+    sync()
+    start = time.perf_counter()
+    for _ in range(batches):
+        loader._source.run()
+    sync()
+    return (time.perf_counter() - start) / batches
 
 
 def _endless(loader):

@@ -67,7 +67,16 @@ def fastpolicy_loader(
         augment=Augment(backend=backend),
         pipeline=Pipeline(seed=seed, num_threads=threads),
     )
-    return (batch.images for batch in endless(loader))
+    return _images(loader)
+
+
+def _images(loader):
+    """The loader's images, epoch after epoch; closing the generator stops its prefetch thread."""
+    try:
+        for batch in endless(loader):
+            yield batch.images
+    finally:
+        loader.close()
 
 
 def _dali_policy(images, policy: str):
@@ -152,7 +161,15 @@ def _copies_loader(root: str, N: int, M: int, transform, device: str, workers: i
         drop_last=True,
         persistent_workers=workers > 0,
         pin_memory=device == "gpu",
+        multiprocessing_context=worker_context(workers),
     )
+
+
+def worker_context(workers: int):
+    """``DataLoader`` workers start as new interpreters, not by forking this process: the bench
+    runs DALI pipelines (and their thread pools) beside the peers' workers, and a process forked
+    while another thread holds a lock can wait on it forever (seen: a worker hung at its start)."""
+    return "spawn" if workers > 0 else None
 
 
 def _to_device(loader, device: str):

@@ -39,6 +39,16 @@ def gpu() -> dict | None:
         return {"name": torch.cuda.get_device_name(0)} if torch.cuda.is_available() else None
 
 
+def load_average() -> list[float] | None:
+    """The machine's load average over 1, 5 and 15 minutes (runnable processes; compare with
+    the cores), or None where the system has none. Above about half the cores, other work
+    shared the machine: trust the interleaved ratios, not the absolute numbers."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def versions(*modules: str) -> dict:
     """``module → __version__`` for each importable module (None where missing)."""
     out = {}
@@ -68,7 +78,7 @@ def write(name: str, settings: dict, results, path: str, note: str, modules=()) 
         "benchmark": name,
         "command": command_line(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu(), "load_average": load_average()},
         "versions": versions("fastpolicy", "numpy", "torch", *modules),
         "settings": settings,
         "note": note,

@@ -13,9 +13,11 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 TITLES = {
     "decode": "1. Decode + random-resized-crop + flip (M = 1)",
     "policy": "2. The same plus a per-sample standard policy (the same one in every contender)",
-    "stage": "3. The policy stage alone, pre-decoded batches",
-    "training": "4. ResNet-50 training step (bf16, channels-last) fed by the loader",
-    "host": "5. The loader's host time per batch (besides DALI's run and the stage's compute)",
+    "transform": "3. PolicyAugment as torchvision's drop-in in a DataLoader (ImageFolder; crop, flip, policy)",
+    "shards": "4. The same images as a folder, webdataset and TFRecord shards (fastpolicy's loader)",
+    "stage": "5. The policy stage alone, pre-decoded batches",
+    "training": "6. ResNet-50 training step (bf16, channels-last) fed by the loader",
+    "host": "7. The loader's host time per batch (besides DALI's run and the stage's compute)",
 }
 
 
@@ -55,7 +57,8 @@ def table(rows: list[dict]) -> str:
             extra = ""
             if "host_ms_per_batch" in r:
                 parts = ", ".join(f"{k} {v:.2f}" for k, v in r["parts_ms"].items())
-                extra = f" (host {r['host_ms_per_batch']:.2f} ms per batch; ms: {parts})"
+                busy = f"; {r['busy_cores']:.2f} cores busy" if "busy_cores" in r else ""
+                extra = f" (host {r['host_ms_per_batch']:.2f} ms per batch; ms: {parts}{busy})"
             if "loader_overhead_percent" in r:
                 extra = f" (loader overhead {r['loader_overhead_percent']:.1f} %, peak {r['peak_memory_gib']:.1f} GiB)"
             lines.append(
@@ -100,6 +103,10 @@ def describe_machine(record: dict) -> str:
     machine = record["machine"]
     gpu = machine.get("gpu")
     where = f"{machine['cpu']}, {machine['cores']} cores" + (f", {gpu['name']}" if gpu else ", no GPU")
+    load = machine.get("load_average")
+    if load:
+        busy = " — a loaded machine: read the ratios" if load[1] > machine["cores"] / 2 else ""
+        where += f" (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min at the end{busy})"
     settings = record["settings"]
     return (
         f"{where}; {record['date'][:10]}; `{record['command']}`; N = {settings['batch']}, "

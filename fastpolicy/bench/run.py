@@ -9,19 +9,29 @@ Scenarios (``--scenarios``):
    same policy in every contender: fastpolicy (on a GPU also its DALI backend), DALI
    ``auto_aug``, torchvision v2 in workers, Kornia on the device batch (AutoAugment, if
    installed); plus fastpolicy with M random Adversarial-AutoAugment policies;
-3. ``stage`` — the policy stage alone on pre-decoded batches, per op family (:mod:`.stage`);
-4. ``training`` — GPU only: a ResNet-50 step fed by the loader vs pre-staged tensors;
-5. ``host`` — the loader's host time per batch besides DALI's run and the stage's
+3. ``transform`` — ``PolicyAugment`` as torchvision's drop-in: an ``ImageFolder`` in
+   ``--workers`` DataLoader processes, PIL and uint8-tensor inputs, PolicyAugment vs
+   torchvision's own policy class (:mod:`.transform`);
+4. ``shards`` — the same images as a folder, webdataset tars and TFRecord files, read by
+   fastpolicy's loader: decode only (M = 1) and the largest ``--M`` with the first policy
+   of ``--policies`` (:mod:`.shards`);
+5. ``stage`` — the policy stage alone on pre-decoded batches, per op family (:mod:`.stage`);
+6. ``training`` — GPU only: a ResNet-50 step fed by the loader vs pre-staged tensors;
+7. ``host`` — the loader's host time per batch besides DALI's run and the stage's
    compute (:mod:`.host`), at the largest ``--M``.
 
-The tree is an ImageNet-layout folder of JPEG crops of real photos at ~500×375. Output:
-the table, ``benchmarks/results/bench_<device>.json`` (machine, versions, command, date)
-and a bar chart beside it.
+The contenders of each case run interleaved (:func:`~.timing.interleaved_rates`: repeat r
+runs each once, in a rotated order), so a changing load falls on all of them alike. The
+tree is an ImageNet-layout folder of JPEG crops of real photos at ~500×375, generated in a
+temporary folder that is removed at the end (also on an error or Ctrl-C). Output: the
+table, ``benchmarks/results/bench_<device>.json`` (machine, versions, command, date) and a
+bar chart beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import tempfile
@@ -30,94 +40,75 @@ import torch
 
 from ..data.photo_tree import make_photo_tree
 from . import peers, record, report
+from .shards import run_shards
 from .stage import run_stage
-from .timing import median_rate
+from .timing import Paced, interleaved_rates
+from .transform import run_transform
 
-SCENARIOS = ("decode", "policy", "stage", "training", "host")
+SCENARIOS = ("decode", "policy", "transform", "shards", "stage", "training", "host")
 
 
 def _loader_rows(args, root: str) -> list[dict]:
+    """The decode and policy scenarios: each group's contenders interleaved (:func:`interleaved_rates`)."""
     rows = []
     sync = torch.cuda.synchronize if args.device == "gpu" else None
-
+    plain = (args.warmup, args.batches)
     # A DataLoader holds up to 2 batches per worker ready, and its workers deliver batches in
     # bursts: drain the buffer before timing, and time several batches per worker, so that the
     # figure is how fast the workers make batches — not the buffer, nor a gap between bursts.
     drained = (args.warmup + 2 * args.workers + 1, max(args.batches, 3 * args.workers))
 
-    def measure(scenario: str, M: int, contender: str, make, paced: tuple | None = None, case: str = "loader"):
-        warmup, batches = paced or (args.warmup, args.batches)
-        rate = median_rate(make, M * args.batch, batches, warmup, args.repeats, sync)
-        rows.append(
-            {
-                "scenario": scenario,
-                "case": case,
-                "M": M,
-                "device": args.device,
-                "contender": contender,
-                "images_per_s": rate,
-            }
-        )
-        print(f"  {scenario:8s} M={M}  {contender:58s} {rate:10.1f} img/s", flush=True)
+    def measure(scenario: str, M: int, case: str, contenders: dict[str, tuple]):
+        paced = {name: Paced(make, *pace) for name, (make, pace) in contenders.items()}
+        for contender, rate in interleaved_rates(paced, M * args.batch, args.repeats, sync).items():
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "case": case,
+                    "M": M,
+                    "device": args.device,
+                    "contender": contender,
+                    "images_per_s": rate,
+                }
+            )
+            print(f"  {scenario:8s} M={M}  {contender:58s} {rate:10.1f} img/s", flush=True)
 
     workers = f"torchvision v2, {args.workers} DataLoader workers"
     N, dev, threads = args.batch, args.device, args.threads
+    fast = functools.partial(peers.fastpolicy_loader, root, N, device=dev, threads=threads)
+    dali = functools.partial(peers.dali_pipeline, root, N, device=dev, threads=threads)
+    vision = functools.partial(peers.torchvision_loader, root, N, device=dev, workers=args.workers)
     if "decode" in args.scenarios:
         measure(
-            "decode", 1, "fastpolicy PolicyDALILoader", lambda: peers.fastpolicy_loader(root, N, 1, None, dev, threads)
+            "decode",
+            1,
+            "loader",
+            {
+                "fastpolicy PolicyDALILoader": (functools.partial(fast, M=1, policy=None), plain),
+                "DALI pipeline": (functools.partial(dali, M=1, policy=None), plain),
+                workers: (functools.partial(vision, M=1, policy=None), drained),
+            },
         )
-        measure("decode", 1, "DALI pipeline", lambda: peers.dali_pipeline(root, N, 1, None, dev, threads))
-        measure("decode", 1, workers, lambda: peers.torchvision_loader(root, N, 1, None, dev, args.workers), drained)
     if "policy" in args.scenarios:
         for M in args.M:
             for policy in args.policies:
                 name = peers.NAMES[policy]
-                measure(
-                    "policy",
-                    M,
-                    f"fastpolicy, {name}",
-                    functools.partial(peers.fastpolicy_loader, root, N, M, policy, dev, threads),
-                    case=name,
-                )
+                contenders = {f"fastpolicy, {name}": (functools.partial(fast, M=M, policy=policy), plain)}
                 if dev == "gpu":
-                    measure(
-                        "policy",
-                        M,
-                        f"fastpolicy DALI backend, {name}",
-                        functools.partial(peers.fastpolicy_loader, root, N, M, policy, dev, threads, backend="dali"),
-                        case=name,
+                    contenders[f"fastpolicy DALI backend, {name}"] = (
+                        functools.partial(fast, M=M, policy=policy, backend="dali"),
+                        plain,
                     )
-                measure(
-                    "policy",
-                    M,
-                    f"DALI auto_aug, {name}",
-                    functools.partial(peers.dali_pipeline, root, N, M, policy, dev, threads),
-                    case=name,
-                )
-                measure(
-                    "policy",
-                    M,
-                    f"{workers}, {name}",
-                    functools.partial(peers.torchvision_loader, root, N, M, policy, dev, args.workers),
-                    drained,
-                    case=name,
-                )
+                contenders[f"DALI auto_aug, {name}"] = (functools.partial(dali, M=M, policy=policy), plain)
+                contenders[f"{workers}, {name}"] = (functools.partial(vision, M=M, policy=policy), drained)
                 if policy == "autoaugment" and peers.kornia_available():
-                    measure(
-                        "policy",
-                        M,
-                        f"Kornia AutoAugment on the {dev.upper()} batch (decode in {args.workers} workers)",
+                    contenders[f"Kornia AutoAugment on the {dev.upper()} batch (decode in {args.workers} workers)"] = (
                         functools.partial(peers.kornia_loader, root, N, M, dev, args.workers),
                         drained,
-                        case=name,
                     )
-            measure(
-                "policy",
-                M,
-                "fastpolicy, M random adversarial policies (2 ops every copy)",
-                functools.partial(peers.fastpolicy_loader, root, N, M, "random", dev, threads),
-                case="adversarial",
-            )
+                measure("policy", M, name, contenders)
+            random = "fastpolicy, M random adversarial policies (2 ops every copy)"
+            measure("policy", M, "adversarial", {random: (functools.partial(fast, M=M, policy="random"), plain)})
     return rows
 
 
@@ -156,15 +147,79 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
+    """Run the chosen scenarios, write the JSON and the chart; returns the JSON record.
+    Everything generated (the image tree, the shards) lives in one temporary folder, removed
+    at the end — also after an error or Ctrl-C."""
     args = build_parser().parse_args(argv)
     if args.device == "gpu" and not torch.cuda.is_available():
         raise SystemExit("fastpolicy bench: --device gpu, but torch sees no CUDA GPU")
+    with tempfile.TemporaryDirectory(prefix="fastpolicy-bench-") as scratch, _temporary_files_in(scratch):
+        rows = _run(args, scratch)
+    report.add_ratios(rows)
+    print(report.table(rows))
+    out = args.out or os.path.join("benchmarks", "results", f"bench_{args.device}.json")
+    result = record.write(
+        "bench",
+        {k: v for k, v in vars(args).items() if k not in ("out", "tree")}
+        | {"image_size": peers.SIZE, "source_size": [500, 375]},
+        rows,
+        out,
+        note="images/s counts output images (M copies of N images per batch); compare the "
+        "ratios — absolute numbers hold for this machine only; the contenders of each case "
+        "ran interleaved, each figure the median of its runs",
+        modules=("torchvision", "nvidia.dali", "cupy", "kornia"),
+    )
+    chart = os.path.splitext(out)[0] + ".png"
+    report.bar_chart(
+        rows,
+        chart,
+        f"fastpolicy bench ({args.device}): {result['machine']['cpu']}"
+        + (f", {result['machine']['gpu']['name']}" if result["machine"]["gpu"] else ""),
+    )
+    print(f"wrote {chart}")
+    return result
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: str):
+    """Make ``folder/tmp`` Python's temporary directory for the ``with`` body (DataLoader
+    workers forked in it too): what the libraries write there — DALI's conditionals leave
+    one ``__autograph_generated_file*.py`` per traced function, about 85 per run — goes
+    with ``folder``."""
+    inner = os.path.join(folder, "tmp")
+    os.makedirs(inner)
+    before, tempfile.tempdir = tempfile.tempdir, inner
+    try:
+        yield inner
+    finally:
+        tempfile.tempdir = before
+
+
+def _run(args, scratch: str) -> list[dict]:
+    """Every chosen scenario's rows; generated files go under ``scratch``."""
     root = args.tree
     if root is None:
-        root = tempfile.mkdtemp(prefix="fastpolicy-bench-")
+        root = os.path.join(scratch, "tree")
         make_photo_tree(root, classes=8, per_class=max(1, args.images // 8), size=(500, 375))
     print(f"fastpolicy bench on {args.device}: tree {root}, N={args.batch}, M={args.M}", flush=True)
     rows = _loader_rows(args, root)
+    if "transform" in args.scenarios:
+        rows += run_transform(root, args.batch, args.policies, args.workers, args.warmup, args.batches, args.repeats)
+    if "shards" in args.scenarios:
+        shard_size = max(1, args.images // 4)
+        rows += run_shards(
+            root,
+            os.path.join(scratch, "shards"),
+            args.batch,
+            max(args.M),
+            args.policies[0],
+            args.device,
+            args.threads,
+            args.warmup,
+            args.batches,
+            args.repeats,
+            shard_size,
+        )
     if "stage" in args.scenarios:
         rows += run_stage(args.stage_n, peers.SIZE, args.device, args.warmup, args.repeats, args.threads)
     if "host" in args.scenarios:
@@ -186,28 +241,7 @@ def main(argv=None) -> dict:
         from .training import run_training
 
         rows += run_training(root, args.train_batch, 8, args.batches, args.warmup, args.repeats, args.threads)
-    report.add_ratios(rows)
-    print(report.table(rows))
-    out = args.out or os.path.join("benchmarks", "results", f"bench_{args.device}.json")
-    result = record.write(
-        "bench",
-        {k: v for k, v in vars(args).items() if k not in ("out", "tree")}
-        | {"image_size": peers.SIZE, "source_size": [500, 375]},
-        rows,
-        out,
-        note="images/s counts output images (M copies of N images per batch); compare the "
-        "ratios — absolute numbers hold for this machine only",
-        modules=("torchvision", "nvidia.dali", "cupy", "kornia"),
-    )
-    chart = os.path.splitext(out)[0] + ".png"
-    report.bar_chart(
-        rows,
-        chart,
-        f"fastpolicy bench ({args.device}): {result['machine']['cpu']}"
-        + (f", {result['machine']['gpu']['name']}" if result["machine"]["gpu"] else ""),
-    )
-    print(f"wrote {chart}")
-    return result
+    return rows
 
 
 __all__ = ["SCENARIOS", "build_parser", "main"]

@@ -279,6 +279,40 @@ def scan_tfrecord(path: str, index: str, keys: ShardKeys, verify: str) -> tuple[
     return samples, bad
 
 
+def read_tfrecord_labels(path: str, samples: list[Sample], keys: ShardKeys) -> list[tuple[str, str]]:
+    """Set the ``value`` of every sample of TFRecord shard ``path`` whose label was not read
+    (parsing each record's Example, no image decoded); returns ``(key, reason)`` of the
+    samples whose label is missing or out of range."""
+    from tfrecord import example_pb2
+
+    bad = []
+    with open(path, "rb") as handle:
+        for sample in samples:
+            if sample.value is not None:
+                continue
+            _, offset, length = sample.image
+            try:
+                features = example_pb2.Example.FromString(_read(handle, offset + 12, length - 16)).features.feature
+            except Exception as error:  # protobuf's DecodeError and friends
+                bad.append((sample.key, f"not a tf.train.Example ({error})"))
+                continue
+            reason: str | None
+            if keys.label_feature not in features:
+                reason = f"missing key {keys.label_feature} (has {', '.join(sorted(features)) or 'nothing'})"
+            else:
+                labels = features[keys.label_feature].int64_list.value
+                reason = (
+                    keys.check_label(labels[0])
+                    if len(labels) == 1
+                    else f"{keys.label_feature} holds {len(labels)} int64 values, not one"
+                )
+            if reason is None:
+                sample.value = int(features[keys.label_feature].int64_list.value[0])
+            else:
+                bad.append((sample.key, reason))
+    return bad
+
+
 def _example(record: bytes, keys: ShardKeys) -> tuple[int | None, str | None]:
     """``(label, None)`` of a good Example record (decoded image, label in range), or
     ``(None, why it is bad)``."""

@@ -19,7 +19,16 @@ import weakref
 
 import numpy as np
 
-from ..data.shards import BadShardError, Sample, ShardKeys, index_path, list_shards, scan_tar, scan_tfrecord
+from ..data.shards import (
+    BadShardError,
+    Sample,
+    ShardKeys,
+    index_path,
+    list_shards,
+    read_tfrecord_labels,
+    scan_tar,
+    scan_tfrecord,
+)
 from ..log import get as get_logger
 from .settings import FileChecks
 
@@ -45,25 +54,46 @@ class ShardDataset:
 
     def __init__(self, format: str, shards: list[str], keys: ShardKeys, checks: FileChecks):
         self.format, self.shards, self.keys = format, shards, keys
-        self.samples: list[list[Sample]] = []
-        self.index_files: list[str] = []
         self.skipped: list[tuple[str, str, str]] = []
-        self._folder = tempfile.mkdtemp(prefix="fastpolicy-shards-")
-        weakref.finalize(self, shutil.rmtree, self._folder, True)
         self._digest = hashlib.sha256()
-        for number, shard in enumerate(shards):
-            self._open_shard(number, shard, checks.verify)
+        samples = [self._scan_shard(shard, checks.verify) for shard in shards]
         if self.skipped and checks.on_bad == "raise":
             raise BadShardError(self.skipped, hint="pass on_bad='skip' to leave them out")
         if self.skipped:
             log.warning(
                 f"fastpolicy: left out {len(self.skipped)} bad shard samples, e.g. {BadShardError(self.skipped[:1])}"
             )
-        counts = [len(s) for s in self.samples]
+        self._index(samples, own=bool(self.skipped))
+
+    def _index(self, samples: list[list[Sample]], own: bool) -> None:
+        """Take ``samples`` (per shard) as this dataset's and write the index files DALI reads:
+        webdataset always; TFRecord only with ``own`` (samples left out), else the shards' own."""
+        self.samples = samples
+        self._folder = tempfile.mkdtemp(prefix="fastpolicy-shards-")
+        weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self.index_files: list[str] = []
+        for number, (shard, kept) in enumerate(zip(self.shards, samples)):
+            index = os.path.join(self._folder, f"{number:06d}.idx")
+            if self.format == "webdataset":
+                with open(index, "w") as out:
+                    out.write(f"v1.2 {len(kept)}\n")
+                    for s in kept:
+                        _, offset, size = s.image
+                        label_offset, label_size = s.label or (0, 0)
+                        token = "".join(c if c.isalnum() or c in "._-" else "_" for c in s.key)  # no ':' or space
+                        out.write(f"img {offset} {size} {token} cls {label_offset} {label_size} {token}\n")
+            elif own:
+                with open(index, "w") as out:
+                    out.writelines(f"{s.image[1]} {s.image[2]}\n" for s in kept)
+            else:
+                index = index_path(shard, self.keys)
+            self.index_files.append(index)
+        counts = [len(s) for s in samples]
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._offsets = [{s.image[1]: i for i, s in enumerate(samples)} for samples in self.samples]
-        self._shard_of = {path: n for n, path in enumerate(shards)}
+        self._offsets = [{s.image[1]: i for i, s in enumerate(kept)} for kept in samples]
+        self._shard_of = {path: n for n, path in enumerate(self.shards)}
         if self.starts[-1] == 0:
+            shards = self.shards
             raise BadShardError([(shards[0] if len(shards) == 1 else f"{len(shards)} shards", "-", "no samples")])
 
     @classmethod
@@ -75,26 +105,15 @@ class ShardDataset:
             raise ValueError(f"{data!r} names no webdataset (.tar) or TFRecord (.tfrecord) shards")
         return cls(*found, keys or ShardKeys(), checks or FileChecks())
 
-    def _open_shard(self, number: int, shard: str, verify: str) -> None:
+    def _scan_shard(self, shard: str, verify: str) -> list[Sample]:
+        """The good samples of ``shard``; its bad ones go to :attr:`skipped`; the fingerprint
+        takes its name, size (and TFRecord index) and every good sample's key, offset and size."""
         if self.format == "webdataset":
             samples, bad = scan_tar(shard, self.keys, verify)
-            index = os.path.join(self._folder, f"{number:06d}.idx")
-            with open(index, "w") as out:
-                out.write(f"v1.2 {len(samples)}\n")
-                for s in samples:
-                    _, offset, size = s.image
-                    label_offset, label_size = s.label or (0, 0)
-                    token = "".join(c if c.isalnum() or c in "._-" else "_" for c in s.key)  # no ':' or space
-                    out.write(f"img {offset} {size} {token} cls {label_offset} {label_size} {token}\n")
             self._digest.update(f"{os.path.basename(shard)}\t{os.path.getsize(shard)}\n".encode())
         else:
             original = index_path(shard, self.keys)
             samples, bad = scan_tfrecord(shard, original, self.keys, verify)
-            index = original
-            if bad:
-                index = os.path.join(self._folder, f"{number:06d}.idx")
-                with open(index, "w") as out:
-                    out.writelines(f"{s.image[1]} {s.image[2]}\n" for s in samples)
             with open(original, "rb") as handle:
                 self._digest.update(f"{os.path.basename(shard)}\t{os.path.getsize(shard)}\n".encode() + handle.read())
         for s in samples:
@@ -102,8 +121,31 @@ class ShardDataset:
         if not samples and not bad:
             bad = [("-", "empty shard: no samples")]
         self.skipped += [(shard, key, reason) for key, reason in bad]
-        self.samples.append(samples)
-        self.index_files.append(index)
+        return samples
+
+    def subset(self, indices) -> ShardDataset:
+        """A dataset of the samples at dataset indices ``indices`` (int, any order; kept in
+        shard order, each once), reading the same shards through index files of its own;
+        its fingerprint covers this one's and the indices. A search's split of training shards
+        into its training and held-out parts (:func:`fastpolicy.train.data.build_search_loaders`)."""
+        chosen = np.unique(np.asarray(indices, dtype=np.int64))
+        if len(chosen) == 0 or chosen[0] < 0 or chosen[-1] >= len(self):
+            raise ValueError(f"subset indices must be a non-empty selection of [0, {len(self)})")
+        part = object.__new__(ShardDataset)
+        part.format, part.shards, part.keys, part.skipped = self.format, self.shards, self.keys, []
+        part._digest = self._digest.copy()
+        part._digest.update(b"subset\n" + chosen.tobytes())
+        shard_of = np.searchsorted(self.starts, chosen, side="right") - 1
+        samples: list[list[Sample]] = [[] for _ in self.shards]
+        for shard, index in zip(shard_of.tolist(), chosen.tolist()):
+            samples[shard].append(self.samples[shard][index - int(self.starts[shard])])
+        part._index(samples, own=True)
+        return part
+
+    def names(self) -> list[str]:
+        """``"<shard file name>/<sample key>"`` of every sample, by dataset index (how a
+        search's ``split.json`` names shard samples)."""
+        return [f"{os.path.basename(shard)}/{s.key}" for shard, kept in zip(self.shards, self.samples) for s in kept]
 
     @classmethod
     def baseline(cls, baseline: str | None) -> str:
@@ -154,12 +196,24 @@ class ShardDataset:
                 raise BadShardError([(path, self.samples[shard][local].key, reason)])
         return indices, labels
 
-    def class_count(self) -> int | None:
+    def class_count(self, read: bool = False) -> int | None:
         """Classes: ``ShardKeys.classes``, else the largest label + 1 where the scan read every
-        label (webdataset; TFRecord opened with ``verify="decode"``), else None."""
+        label (webdataset; TFRecord opened with ``verify="decode"``), else None — or, with
+        ``read``, after reading the TFRecord labels not yet read (every record is read once,
+        no image decoded; BadShardError names a missing or out-of-range label)."""
         if self.keys.classes is not None:
             return self.keys.classes
         values = [s.value for samples in self.samples for s in samples]
+        if any(v is None for v in values) and read:
+            log.info(f"fastpolicy: reading the labels of {len(self)} TFRecord samples to count the classes …")
+            bad = [
+                (shard, key, reason)
+                for shard, kept in zip(self.shards, self.samples)
+                for key, reason in read_tfrecord_labels(shard, kept, self.keys)
+            ]
+            if bad:
+                raise BadShardError(bad, hint="open with verify='decode' and on_bad='skip' to leave them out")
+            values = [s.value for samples in self.samples for s in samples]
         return None if any(v is None for v in values) else max(v for v in values if v is not None) + 1
 
     def fingerprint(self) -> dict:

@@ -1,4 +1,4 @@
-"""The settings of ``fastpolicy reproduce table4|proxy|dry-run``, one dataclass each; every field is
+"""The settings of ``fastpolicy reproduce adversarial|aws|dry-run``, one dataclass each; every field is
 a flag (:func:`fastpolicy.config.add_field_flags`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ..train.presets import PRESETS
 
 @dataclass
 class StudyOptions:
-    """A small-scale reproduction (``table4``, ``proxy``)."""
+    """A small-scale reproduction (``adversarial``, ``aws``)."""
 
     budget: str = setting(
         "full",
@@ -28,8 +28,8 @@ class StudyOptions:
 
 
 @dataclass
-class Table4Options(StudyOptions):
-    """Adversarial AutoAugment's Table 4 arms, paired seeds."""
+class SeededStudyOptions(StudyOptions):
+    """A study on paired seeds (``adversarial``, ``aws``)."""
 
     seeds: int | None = setting(None, "seeds per arm", type=positive_int, shown="the budget's")
 
@@ -50,4 +50,4 @@ class DryRunOptions:
         validate(self)
 
 
-__all__ = ["DryRunOptions", "StudyOptions", "Table4Options"]
+__all__ = ["DryRunOptions", "SeededStudyOptions", "StudyOptions"]

@@ -115,12 +115,24 @@ def kl_divergence(
 
 
 @torch.no_grad()
+def action_distributions(
+    controller: PolicyController, count: int = 512, generator: torch.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ops float64 [n_ops], bins float64 [n_bins])``: how often each op and each magnitude bin
+    is chosen, over the op slots of ``count`` sampled policies (each sums to 1)."""
+    actions = controller.sample(count, generator)
+    ops, bins = actions[:, 0::2].reshape(-1).numpy(), actions[:, 1::2].reshape(-1).numpy()
+    return (
+        np.bincount(ops, minlength=controller.n_ops) / ops.size,
+        np.bincount(bins, minlength=controller.n_bins) / bins.size,
+    )
+
+
 def bin_distribution(
     controller: PolicyController, count: int = 512, generator: torch.Generator | None = None
 ) -> np.ndarray:
     """float64 [n_bins]: how often each magnitude bin is chosen, over ``count`` sampled policies."""
-    bins = controller.sample(count, generator)[:, 1::2].reshape(-1)
-    return np.bincount(bins.numpy(), minlength=controller.n_bins) / bins.numel()
+    return action_distributions(controller, count, generator)[1]
 
 
 def normalized_rewards(rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

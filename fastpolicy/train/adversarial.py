@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import NONNEGATIVE, POSITIVE, fraction, level, positive_int, setting
+from .. import atomic
+from ..config import NONNEGATIVE, nonnegative_int, positive_int, setting
 from ..log import get as get_logger
 from ..policy import Policy
-from ..reference.geometry import FILL
 from ..schedule import PolicySchedule
 from ..search import controller as ctl
 from . import distributed, plots
@@ -52,20 +52,23 @@ class AdversarialConfig(RunConfig):
         choices=MODES,
     )
     entropy_weight: float = setting(1e-5, "the controller's entropy bonus weight", domain=NONNEGATIVE)
-    controller_lr: float = setting(3.5e-4, "the controller's Adam learning rate", domain=POSITIVE)
+    controller_lr: float = setting(
+        3.5e-4,
+        "the controller's Adam learning rate (0 freezes it: the same code path and its starting "
+        "policies; the studies' control)",
+        domain=NONNEGATIVE,
+    )
     controller_window: int | None = setting(
         None, "batches per controller update", type=positive_int, shown="one epoch, the paper's"
     )
-    fill: int = setting(
-        FILL,
-        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
-        type=level,
+    probe: int = setting(
+        64,
+        "policies sampled to log the controller's KL from its start and its op and bin distributions "
+        "after a controller update (controller_updates.json; 0: none; about 5 ms per policy on a CPU core)",
+        type=nonnegative_int,
     )
-    magnitude_scale: float = setting(
-        1.0,
-        "narrow every op's magnitude range towards its identity by this factor in (0, 1] "
-        "(1: the full AutoAugment range)",
-        type=fraction,
+    probe_every: int = setting(
+        1, "updates between two probes (rewards, their normalization and reliability: every update)", type=positive_int
     )
 
     def resolved_preset(self) -> Preset:
@@ -83,6 +86,7 @@ class AdversarialSearch(EpochTrainer):
     ``overwrite=True`` replaces a finished or abandoned run in ``out`` (see :mod:`.rundir`)."""
 
     KIND = "adversarial"
+    split_halves = True  # each update logs its rewards' split-half reliability
 
     @refused_runs_leave_nothing
     def __init__(self, config: AdversarialConfig, resume: bool = False, overwrite: bool = False):
@@ -101,6 +105,7 @@ class AdversarialSearch(EpochTrainer):
         self.schedule = PolicySchedule()
         self._window: dict = {"actions": None}
         self._window_updates: list[dict] = []
+        self.update_log: list[dict] = []  # one entry per controller update (controller_updates.json)
         self.restore_or_start()
 
     # -- one epoch ----------------------------------------------------------------------
@@ -120,25 +125,65 @@ class AdversarialSearch(EpochTrainer):
         return {"actions": actions, "updates": []}
 
     def _new_window(self, actions, version: int) -> dict:
-        """A controller window: its policies' actions and version, per-policy loss sums
-        (float64 [M] on the device), steps taken and batches seen."""
+        """A controller window: its policies' actions and version, per-policy loss sums (float64
+        [M] on the device) and those of the batches' two halves (float64 [2, M], for the rewards'
+        split-half reliability), steps taken and batches seen."""
         return {
             "actions": actions,
             "version": version,
             "batches": 0,
             "sum": torch.zeros(self.preset.M, dtype=torch.float64, device=self.device),
+            "halves": torch.zeros(2, self.preset.M, dtype=torch.float64, device=self.device),
             "taken": torch.zeros(1, dtype=torch.float64, device=self.device),
         }
 
-    def _update_controller(self, actions, rewards) -> dict:
-        """One REINFORCE step on rank 0 with global ``rewards``; every rank gets its parameters."""
+    def _update_controller(self, actions, rewards, halves: np.ndarray | None = None) -> dict:
+        """One REINFORCE step on rank 0 with global ``rewards``; every rank gets its parameters.
+        Logs the update (:attr:`update_log`); ``halves`` (float64 [2, M]): the rewards of the
+        window's even and odd batches, for the split-half reliability."""
         update = ctl.update(
             self.controller, self.controller_optimizer, actions.to(self.device), rewards, self.config.entropy_weight
         )
         distributed.broadcast_tensors(self.controller.parameters())
+        self._log_update(update, rewards, halves)
         return update
 
-    def on_step(self, batch, policy_means: torch.Tensor) -> None:
+    def _log_update(self, update: dict, rewards, halves: np.ndarray | None) -> None:
+        """One :attr:`update_log` entry: epoch, index, raw and normalized rewards [M], the split-half
+        correlation of the rewards across the M policies (NaN with fewer than 2 batches), and, with a
+        probe, the controller's KL from its start (nats), op [n_ops] and bin [n_bins] distributions.
+        The split-half correlation: the M policies' rewards from even rows against those from odd
+        rows of the same batches (disjoint halves of each policy's copies)."""
+        entry = {
+            "epoch": self.epoch,
+            "update": len(self.update_log),
+            "rewards": [float(r) for r in rewards],
+            "normalized_rewards": update["normalized_rewards"],
+            "split_half_r": float("nan"),
+            "entropy": update["entropy"],
+        }
+        if halves is not None and np.all(np.isfinite(halves)):
+            a, b = halves
+            if np.ptp(a) > 0 and np.ptp(b) > 0:
+                entry["split_half_r"] = float(np.corrcoef(a, b)[0, 1])
+        if self.config.probe and entry["update"] % self.config.probe_every == 0:
+            probe = torch.Generator().manual_seed(self.config.seed * 1000003 + len(self.update_log))
+            entry["kl_from_start"], _ = ctl.kl_divergence(
+                self.controller, self.controller_start, self.config.probe, probe
+            )
+            ops, bins = ctl.action_distributions(self.controller, self.config.probe, probe)
+            entry["ops"], entry["bins"] = ops.tolist(), bins.tolist()
+        self.update_log.append(entry)
+
+    def _window_rewards(self, window: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The window's rewards (float64 [M]: mean per-batch loss of each policy) and those of the
+        batches' two halves (float64 [2, M]); NaN without a step taken. One synchronization."""
+        taken = float(window["taken"].cpu())
+        if taken == 0:
+            return np.full(self.preset.M, np.nan), np.full((2, self.preset.M), np.nan)
+        return (window["sum"] / taken).cpu().numpy(), (window["halves"] / taken).cpu().numpy()
+
+    def on_step(self, batch, policy_means: torch.Tensor, halves: torch.Tensor | None = None) -> None:
         """With a controller window: reward the window's policies after ``controller_window``
         batches, update the controller, and augment from the next batch with new policies."""
         window = self._window
@@ -146,17 +191,19 @@ class AdversarialSearch(EpochTrainer):
             return
         if batch.version != window["version"]:  # rewards must go to the policies that augmented the batch
             raise RuntimeError(f"batch augmented with policy version {batch.version}, expected {window['version']}")
-        if self.config.controller_window is None:
-            return
         taken = torch.isfinite(policy_means[:1])  # NaN: a skipped step (stays on the device)
         window["sum"] = window["sum"] + torch.where(taken, policy_means, 0.0).double()
+        if halves is not None:
+            window["halves"] = window["halves"] + torch.where(taken, halves, 0.0).double()
         window["taken"] = window["taken"] + taken.double()
         window["batches"] += 1
+        if self.config.controller_window is None:
+            return
         if window["batches"] < self.config.controller_window or batch.step + 1 >= len(self.train_loader):
             return  # the epoch's last window is rewarded by finish_epoch
-        rewards = (window["sum"] / window["taken"]).cpu().numpy()  # one synchronization per window
+        rewards, half_rewards = self._window_rewards(window)  # one synchronization per window
         if np.all(np.isfinite(rewards)):
-            self._window_updates.append(self._update_controller(window["actions"], rewards.tolist()))
+            self._window_updates.append(self._update_controller(window["actions"], rewards.tolist(), half_rewards))
         actions = distributed.broadcast_object(self.controller.sample(self.preset.M, self.generator))
         policies = self.controller.to_policies(actions)
         version = self.train_loader.set_policies(policies)  # takes effect at the very next batch
@@ -166,16 +213,16 @@ class AdversarialSearch(EpochTrainer):
     def finish_epoch(self, context: dict, train: dict, row: dict) -> None:
         window = self._window
         actions = window["actions"]
-        rewards = (
-            train["policy_loss"]
-            if self.config.controller_window is None
-            else (window["sum"] / window["taken"].clamp(min=1)).tolist()
-        )
+        rewards, halves = train["policy_loss"], None
+        if actions is not None:
+            window_rewards, halves = self._window_rewards(window)
+            if self.config.controller_window is not None:
+                rewards = window_rewards.tolist()
         finite = all(np.isfinite(rewards)) and (self.config.controller_window is None or window["batches"] > 0)
         updates, self._window_updates = self._window_updates, []
         if actions is not None and finite and train["skipped"] < len(self.train_loader):
             # the rewards are global (summed over ranks); rank 0's updated controller is everyone's
-            updates.append(self._update_controller(actions, rewards))
+            updates.append(self._update_controller(actions, rewards, halves))
         if updates:
             row |= {
                 "controller_loss": updates[-1]["loss"],
@@ -224,6 +271,7 @@ class AdversarialSearch(EpochTrainer):
     def write_artefacts(self) -> None:
         if len(self.schedule) and distributed.is_main():
             self.schedule.save(self.path("schedule.json"))
+            atomic.write_json(self.path("controller_updates.json"), {"updates": self.update_log})
             plots.plot_schedule(self.schedule, self.path("op_distribution.png"))
         super().write_artefacts()
 
@@ -235,6 +283,7 @@ class AdversarialSearch(EpochTrainer):
             "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state,
             "schedule": self.schedule.to_dict(),
+            "update_log": self.update_log,
         }
 
     def load_extra_state(self, state: dict) -> None:
@@ -244,3 +293,4 @@ class AdversarialSearch(EpochTrainer):
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
         self.schedule = PolicySchedule.from_dict(state["schedule"], self.checkpoint_path)
+        self.update_log = list(state.get("update_log", []))

@@ -7,7 +7,8 @@
   constant small learning rate with the *current* distribution (every training image
   draws one element pair per step); evaluate on the held-out split; reward = top-1
   accuracy (``"last"`` evaluation, or ``"best2"``: the mean of the best two); update the
-  distribution with PPO and the EMA baseline (:mod:`fastpolicy.search.aws_agent`).
+  distribution with PPO and the EMA baseline (:mod:`fastpolicy.search.aws_agent`); each
+  loop logs the distribution's entropy and its KL from uniform (``kl_from_uniform``, nats).
   Each loop ends with a checkpoint (``checkpoint.pt``): a crash resumes at the next loop
   with the same agent, baseline, loader position and RNG states.
 * The result θ* is ``policy.json`` (an :class:`~fastpolicy.distribution.AWSDistribution`);
@@ -108,6 +109,12 @@ class AWSConfig(CommonConfig):
     )
     agent_betas: tuple[float, float] = setting((0.5, 0.999), "the policy's Adam betas", domain=UNIT_OPEN)
     top_k: int = setting(5, "top pairs reported per loop", type=positive_int)
+    eval_every: int = setting(
+        1,
+        "stage 1 evaluates on the held-out images every this many epochs and after its last (the epochs "
+        "between log NaN); fine-tunings evaluate after their last epoch (every epoch with --reward best2)",
+        type=positive_int,
+    )
 
     def resolved(self) -> tuple[Preset, AWSStages, float]:
         """``(stage-1 preset (M = 1), stages, fine-tuning lr)`` with the overrides applied (a new
@@ -203,6 +210,10 @@ class FineTuning(EpochTrainer):
 
     def epoch_name(self) -> str:
         return f"loop {self.loop} fine-tune {self.epoch}"
+
+    def evaluates(self, epoch: int) -> bool:
+        """Every epoch for the ``"best2"`` reward (it needs them all), else as stage 1 (``eval_every``)."""
+        return self.config.reward == "best2" or super().evaluates(epoch)
 
     def describe(self, row: dict) -> str:
         return f"loop {self.loop} fine-tuning " + super().describe(row)
@@ -448,7 +459,13 @@ class AWSSearch:
         elif distributed.is_main():
             log.warning(f"fastpolicy: loop {self.loop}: no finite reward; the distribution is not updated")
         updated = self.policy.distribution()
-        row |= {"baseline": self.baseline.value, "entropy": updated.entropy(), "seconds": time.time() - start}
+        entropy = updated.entropy()
+        row |= {
+            "baseline": self.baseline.value,
+            "entropy": entropy,
+            "kl_from_uniform": float(np.log(updated.n_elements**2) - entropy),
+            "seconds": time.time() - start,
+        }
         for i, (first, second, probability) in enumerate(updated.top_pairs(self.config.top_k), 1):
             row |= {f"top{i}_pair": pair_label(first, second), f"top{i}_prob": probability}
         if len(results) > 1:

@@ -1,10 +1,20 @@
-"""Train and validation loaders of a run: Fashion-MNIST (the embedded default) or an image folder.
+"""Train and validation loaders of a run: Fashion-MNIST (the embedded default), CIFAR, an
+image folder or webdataset / TFRecord shards.
 
 * :func:`build_loaders` — the dataset's own split: training images for training, the
-  test split (Fashion-MNIST) or ``val/`` folder (ImageNet layout) for evaluation.
+  test split (Fashion-MNIST, CIFAR), the ``val/`` folder (ImageNet layout: image folders or
+  folders of shards) or the ``val_data`` given (``--val-data``) for evaluation.
 * :func:`build_search_loaders` — a search's held-out split: both parts are carved from
-  the *training* images by a seeded permutation (the test split is never used for search),
-  and the split is returned so the run can save it (``split.json``).
+  the *training* images (or samples of the training shards) by a seeded permutation (the
+  test split is never used for search), and the split is returned so the run can save it
+  (``split.json``).
+
+What ``data`` may be (besides None and CIFAR): a folder with ``train/`` and ``val/``, each an
+ImageNet-layout image folder or a folder of ``.tar`` / ``.tfrecord`` shards; or shards
+themselves, as :class:`~fastpolicy.loader.PolicyDALILoader` takes them (a brace pattern
+``train-{000000..001023}.tar``, a glob, a folder of shards, a list), whose held-out shards
+come in ``val_data``. The class count of shards is the loader's dataset's
+(:meth:`~fastpolicy.loader.shards.ShardDataset.class_count`).
 """
 
 from __future__ import annotations
@@ -15,8 +25,11 @@ import numpy as np
 
 from ..data import cifar, fashion_mnist
 from ..data.files import ImageList, scan_folder
+from ..data.shards import ShardKeys, list_shards
 from ..data.stats import channel_stats
-from ..loader import Augment, FileChecks, Output, Pipeline, PolicyDALILoader, Sharding
+from ..loader import Augment, FileChecks, Output, Pipeline, PolicyDALILoader, ShardDataset, Sharding
+from ..loader.dataset import FileDataset
+from . import distributed
 
 
 def _layout(device: str) -> str:
@@ -86,7 +99,7 @@ def _check_subset_sizes(train: int, val: int, batch: int, sharding: Sharding) ->
         )
 
 
-def _file_loaders(
+def _path_loaders(
     train,
     val,
     batch: int,
@@ -100,8 +113,10 @@ def _file_loaders(
     checks: dict | None = None,
     augment: dict | None = None,
 ):
-    """Loaders over image files (folders, file lists or :class:`ImageList` s); val is centre-cropped.
-    ``checks``: ``verify``, ``on_bad``, ``max_pixels`` for both (see :func:`~fastpolicy.data.files.check_files`)."""
+    """Loaders over what :class:`~fastpolicy.loader.PolicyDALILoader` reads from paths: image
+    folders, file lists, :class:`ImageList` s, shards (patterns, folders, lists) or a
+    :class:`ShardDataset`; val is centre-cropped. ``checks``: ``verify``, ``on_bad``,
+    ``max_pixels`` for both (see :func:`~fastpolicy.data.files.check_files`)."""
     layout, sharding, file_checks = _layout(device), Sharding(*shard), FileChecks(**(checks or {}))
     train_loader = PolicyDALILoader(
         train,
@@ -127,12 +142,38 @@ def _file_loaders(
         sharding=sharding,
         checks=file_checks,
     )
-    train_files, val_files = train_loader.images_list, val_loader.images_list
-    assert train_files is not None and val_files is not None  # loaders over files
-    if val_files.classes != train_files.classes:
-        names = [d if isinstance(d, str) else "the split's part" for d in (val, train)]
-        raise ValueError(f"{names[0]} and {names[1]} hold different class folders")
-    return train_loader, val_loader, len(train_files.classes), 3
+    return train_loader, val_loader, _class_count(train_loader.dataset, val_loader.dataset, (train, val)), 3
+
+
+def _class_count(train, val, given) -> int:
+    """The classes of a pair of datasets: the folders' class count (which must be the same
+    in both), a shard dataset's :meth:`~ShardDataset.class_count` (TFRecord labels read
+    once, on rank 0, where opening did not read them), the larger of the two otherwise."""
+    if isinstance(train, FileDataset) and isinstance(val, FileDataset):
+        if val.images.classes != train.images.classes:
+            names = [d if isinstance(d, str) else "the split's part" for d in reversed(given)]
+            raise ValueError(f"{names[0]} and {names[1]} hold different class folders")
+        return len(train.images.classes)
+    return max(_classes(train), _classes(val))
+
+
+def _classes(dataset) -> int:
+    if isinstance(dataset, FileDataset):
+        return len(dataset.images.classes)
+    count = dataset.class_count()
+    if count is None:  # the same on every rank: rank 0 reads the labels, the others wait for its count
+        error = None
+        if distributed.is_main():
+            try:
+                count = dataset.class_count(read=True)
+            except ValueError as raised:  # BadShardError: the others must not wait for a count
+                error = raised
+        count, message = distributed.broadcast_object((count, None if error is None else str(error)))
+        if error is not None:
+            raise error
+        if message is not None:
+            raise ValueError(f"rank 0 could not count the classes: {message}")
+    return count
 
 
 def array_dataset(data: str | None) -> tuple[str, tuple, tuple] | None:
@@ -148,14 +189,42 @@ def array_dataset(data: str | None) -> tuple[str, tuple, tuple] | None:
     return kind, train[:2], test[:2]
 
 
-def _folders(data: str) -> tuple[str, str]:
-    train_dir, val_dir = os.path.join(data, "train"), os.path.join(data, "val")
-    for path in (train_dir, val_dir):
-        if not os.path.isdir(path):
-            raise FileNotFoundError(
-                f"{data} needs ImageNet-layout train/ and val/ folders (or CIFAR's Python batches); {path} is missing"
-            )
-    return train_dir, val_dir
+def is_shards(data) -> bool:
+    """Whether ``data`` names webdataset or TFRecord shards (a brace pattern, a glob, a folder
+    of shards, a shard or a list of them; :func:`~fastpolicy.data.shards.list_shards`)."""
+    return data is not None and list_shards(data) is not None
+
+
+def _train_part(data) -> str:
+    """The training data of a ``data`` that is no in-memory dataset: the shards themselves, or
+    ``data/train`` (an image folder or a folder of shards)."""
+    if is_shards(data):
+        return data
+    train_dir = os.path.join(data, "train")
+    if not os.path.isdir(train_dir):
+        raise FileNotFoundError(
+            f"{data} needs ImageNet-layout train/ and val/ folders (image folders or folders of .tar / "
+            f".tfrecord shards), CIFAR's Python batches, or is shards itself; {train_dir} is missing"
+        )
+    return train_dir
+
+
+def _val_part(data, val_data):
+    """The held-out data for :func:`build_loaders`: ``val_data`` if given, else ``data/val``;
+    shards given as ``data`` need ``val_data``."""
+    if val_data is not None:
+        return val_data
+    if is_shards(data):
+        raise ValueError(
+            f"--data {data} names shards: give the held-out shards with --val-data (val_data), or put the "
+            "shards in FOLDER/train/ and FOLDER/val/ and pass --data FOLDER"
+        )
+    val_dir = os.path.join(data, "val")
+    if not os.path.isdir(val_dir):
+        raise FileNotFoundError(
+            f"{data} needs ImageNet-layout train/ and val/ folders (or --val-data); {val_dir} is missing"
+        )
+    return val_dir
 
 
 def balanced_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -193,14 +262,18 @@ def build_loaders(
     checks: dict | None = None,
     augment: dict | None = None,
     subset_seed: int | None = None,
+    val_data=None,
 ):
     """``(train, val, num_classes, channels)``.
 
     Args:
         data: None for Fashion-MNIST (``/usr/share/datasets/fashion-mnist``: train split for
             training, test split for validation), a CIFAR-10/100 folder in its Python format
-            (train and test batches; :mod:`fastpolicy.data.cifar`), or a folder with
-            ImageNet-layout ``train/`` and ``val/`` subfolders.
+            (train and test batches; :mod:`fastpolicy.data.cifar`), a folder with
+            ``train/`` and ``val/`` subfolders (ImageNet-layout image folders or folders of
+            shards), or shards (a brace pattern, a glob, a folder of shards, a list).
+        val_data: the held-out data instead of ``data/val`` (needed for shards given as
+            ``data``): anything the loader reads, e.g. ``val-{000000..000049}.tar``.
         batch: N per step; the train loader yields M·N rows, the val loader N (M = 1,
             no policy; Fashion-MNIST unaugmented, folders centre-cropped).
         train_subset, val_subset: use only the first this many images (None: all).
@@ -213,6 +286,10 @@ def build_loaders(
         augment: the train loader's policy options ``{"fill", "magnitude_scale"}`` (any of them).
     """
     arrays = array_dataset(data)
+    if arrays is not None and val_data is not None:
+        raise ValueError(
+            "--val-data (val_data) is for image folders and shards; Fashion-MNIST and CIFAR use their test split"
+        )
     if arrays is not None:
         _, (images, labels), (val_images, val_labels) = arrays
         if train_subset is not None and subset_seed is not None:
@@ -231,12 +308,12 @@ def build_loaders(
             augment,
         )
     if train_subset is not None or val_subset is not None:
-        raise ValueError("train_subset/val_subset apply to Fashion-MNIST and CIFAR; pass a smaller folder instead")
+        raise ValueError(
+            "train_subset/val_subset apply to Fashion-MNIST and CIFAR; pass a smaller folder or fewer shards instead"
+        )
     assert data is not None  # the in-memory datasets returned above
-    train_dir, val_dir = _folders(data)
-    return _file_loaders(
-        train_dir, val_dir, batch, M, image_size, device, seed, num_threads, backend, shard, checks, augment
-    )
+    train, val = _train_part(data), _val_part(data, val_data)
+    return _path_loaders(train, val, batch, M, image_size, device, seed, num_threads, backend, shard, checks, augment)
 
 
 def split_indices(n: int, val_count: int, seed: int, train_count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -272,15 +349,16 @@ def build_search_loaders(
     """``(train, val, num_classes, channels, split)`` with both parts drawn from the training images.
 
     Args:
-        data: None (Fashion-MNIST's train split), a CIFAR folder (its train batches) or a
-            folder whose ``train/`` is split.
+        data: None (Fashion-MNIST's train split), a CIFAR folder (its train batches), a
+            folder whose ``train/`` is split (images or shards), or shards (split by sample).
         val_count: images held out for validation (the search's reward).
         train_subset: train on at most this many of the remaining images (None: all).
         seed: seeds the split (and the loaders unless ``loader_seed`` is given).
         Others as :func:`build_loaders`.
 
     ``split`` (JSON-ready): ``{"dataset", "seed", "train", "val"}`` — indices into the
-    Fashion-MNIST train split, or file paths relative to ``<data>/train``.
+    Fashion-MNIST train split, file paths relative to ``<data>/train``, or shard samples as
+    ``"<shard file name>/<sample key>"`` (:meth:`ShardDataset.names`).
     """
     loader_seed = seed if loader_seed is None else loader_seed
     arrays = array_dataset(data)
@@ -301,21 +379,42 @@ def build_search_loaders(
         )
         return (*loaders, {"dataset": f"{name}/train", "seed": seed, "train": train.tolist(), "val": val.tolist()})
     assert data is not None  # the in-memory datasets returned above
-    train_dir, _ = _folders(data)
-    files = scan_folder(train_dir, on_bad=(checks or {}).get("on_bad", "raise"))
+    source = _train_part(data)
+    if is_shards(source):
+        samples = ShardDataset.open(source, ShardKeys(), FileChecks(**(checks or {})))
+        train, val = split_indices(len(samples), val_count, seed, train_subset)
+        loaders = _path_loaders(
+            samples.subset(train),
+            samples.subset(val),
+            batch,
+            M,
+            image_size,
+            device,
+            loader_seed,
+            num_threads,
+            backend,
+            shard,
+            checks,
+            augment,
+        )
+        names = samples.names()
+        where = os.path.abspath(source) if isinstance(source, (str, os.PathLike)) else samples.shards
+        split = {"dataset": where, "seed": seed, "train": [names[i] for i in train], "val": [names[i] for i in val]}
+        return (*loaders, split)
+    files = scan_folder(source, on_bad=(checks or {}).get("on_bad", "raise"))
     train, val = split_indices(len(files), val_count, seed, train_subset)
 
     def part(indices) -> ImageList:
         return ImageList([files.files[i] for i in indices], files.labels[indices], files.classes)
 
-    loaders = _file_loaders(
+    loaders = _path_loaders(
         part(train), part(val), batch, M, image_size, device, loader_seed, num_threads, backend, shard, checks, augment
     )
-    relative = [os.path.relpath(path, train_dir) for path in files.files]
+    relative = [os.path.relpath(path, source) for path in files.files]
     return (
         *loaders,
         {
-            "dataset": os.path.abspath(train_dir),
+            "dataset": os.path.abspath(source),
             "seed": seed,
             "train": [relative[i] for i in train],
             "val": [relative[i] for i in val],
@@ -323,4 +422,4 @@ def build_search_loaders(
     )
 
 
-__all__ = ["balanced_subset", "build_loaders", "build_search_loaders", "split_indices"]
+__all__ = ["balanced_subset", "build_loaders", "build_search_loaders", "is_shards", "split_indices"]

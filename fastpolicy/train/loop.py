@@ -117,6 +117,7 @@ def train_epoch(
     on_batch=None,
     sync: bool = True,
     on_step=None,
+    split_halves: bool = False,
 ) -> dict:
     """One pass over ``loader``; returns ``loss``/``accuracy`` (means over the epoch's samples),
     ``policy_loss`` (float [M] list: each policy's per-batch mean loss averaged over the
@@ -127,6 +128,9 @@ def train_epoch(
     ``on_step(batch, policy_means)`` after every step, with that batch's per-policy mean
     losses (float [M] tensor on ``device``, global under ``torchrun``; NaN where the step was
     skipped, so a consumer converts them to numbers only when it needs them).
+    ``split_halves``: ``on_step(batch, policy_means, halves)`` instead, ``halves`` (float [2, M])
+    the per-policy mean losses over the batch's even and odd rows apart (two disjoint halves of
+    each policy's copies), for the rewards' split-half reliability.
 
     No host synchronization per step on a GPU: a loader writing channels-last is not
     converted, and with fused SGD (:func:`make_optimizer` on a GPU) a non-finite loss skips
@@ -198,9 +202,16 @@ def train_epoch(
                 ]
             )
             total += torch.where(finite, stats, 0.0)
+            if split_halves:
+                parts = [per_policy_mean(per_sample.detach()[h::2], policy_ids[h::2], M) for h in (0, 1)]
+                pooled = reduce(torch.cat([x for part in parts for x in part])).reshape(2, 2, M)  # half, sum/count, M
+                halves = torch.where(finite, pooled[:, 0] / pooled[:, 1].clamp(min=1), torch.nan)
         last = batch
         if on_step is not None:
-            on_step(batch, means)
+            if split_halves:
+                on_step(batch, means, halves)
+            else:
+                on_step(batch, means)
     if fused:
         on_device_skips = int(skipped_on_device)  # one synchronization per epoch
         skipped += on_device_skips

@@ -61,6 +61,15 @@ def check_same_settings(saved: dict, current: dict, path: str, ignored=RESUME_IG
         raise CheckpointError(f"{path} was written with other settings ({detail}){why}; resume with the same options")
 
 
+_KIND_NAMES = {
+    "files": "files",
+    "arrays": "array images",
+    "webdataset": "webdataset samples",
+    "tfrecord": "TFRecord samples",
+}
+"""How a data fingerprint's kind is named in a refusal."""
+
+
 def check_same_data(saved: dict | None, current: dict, path: str) -> None:
     """Raise :class:`CheckpointError` if a checkpoint's data fingerprints (``{"train": …,
     "val": …}`` of :meth:`~fastpolicy.loader.PolicyDALILoader.fingerprint`) differ from this run's."""
@@ -77,12 +86,12 @@ def check_same_data(saved: dict | None, current: dict, path: str) -> None:
                 return (
                     "nothing"
                     if f is None
-                    else f"{f['images']} {'files' if f['kind'] == 'files' else 'array images'} (sha256 {f['sha256']})"
+                    else f"{f['images']} {_KIND_NAMES.get(f['kind'], f['kind'])} (sha256 {f['sha256']})"
                 )
 
             raise CheckpointError(
                 f"{path}: the {part} data differ from the checkpoint's: {describe(old)} then, "
-                f"{describe(new)} now; resume with the same --data and --subset"
+                f"{describe(new)} now; resume with the same --data, --val-data and --subset"
             )
 
 

@@ -20,10 +20,21 @@ import numpy as np
 import torch
 
 from .. import atomic
-from ..config import device_setting, nonnegative_int, positive_int, progress_setting, setting, threads_setting, validate
+from ..config import (
+    device_setting,
+    fraction,
+    level,
+    nonnegative_int,
+    positive_int,
+    progress_setting,
+    setting,
+    threads_setting,
+    validate,
+)
 from ..data.files import DEFAULT_MAX_PIXELS
 from ..log import get as get_logger
-from . import distributed, loop, plots
+from ..reference.geometry import FILL
+from . import distributed, loop, plots, samples_seen
 from .data import build_loaders
 from .models import MODELS, build_model
 from .presets import PRESETS, Preset, get_preset
@@ -69,8 +80,9 @@ class CommonConfig:
     )
     data: str | None = setting(
         None,
-        "folder with ImageNet-layout train/ and val/, or CIFAR-10/100 in its Python format "
-        "(cifar-10-batches-py/, cifar-100-python/)",
+        "folder with ImageNet-layout train/ and val/ (image folders or folders of .tar/.tfrecord shards), "
+        "CIFAR-10/100 in its Python format (cifar-10-batches-py/, cifar-100-python/), or webdataset/TFRecord "
+        "shards (a pattern such as 'train-{000000..001023}.tar', a glob, a folder of shards)",
         shown="Fashion-MNIST from /usr/share/datasets/fashion-mnist",
     )
     model: str | None = setting(None, "override the preset's model", choices=sorted(MODELS), shown="the preset's")
@@ -108,6 +120,12 @@ class CommonConfig:
         DEFAULT_MAX_PIXELS, "refuse images with more pixels (PIL's MAX_IMAGE_PIXELS)", type=positive_int
     )
 
+    fill: int = setting(
+        FILL,
+        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
+        type=level,
+    )
+
     def __post_init__(self) -> None:
         validate(self)  # every field against its declaration: domains, choices, paths
 
@@ -119,6 +137,12 @@ class RunConfig(CommonConfig):
 
     epochs: int | None = setting(None, "epochs to train", type=positive_int, shown="the preset's")
     M: int | None = setting(None, "copies (policies) per image", type=positive_int, shown="the preset's")
+    val_data: str | None = setting(
+        None,
+        "held-out data instead of --data's val/ (needed with --data shards): an image folder or shards "
+        "(e.g. 'val-{000000..000049}.tar')",
+        shown="--data's val/",
+    )
     val_subset: int | None = setting(
         None,
         "evaluate on at most this many held-out images (Fashion-MNIST, CIFAR)",
@@ -128,6 +152,13 @@ class RunConfig(CommonConfig):
     balanced_subset: bool = setting(
         False, "with --subset, train on a class-balanced subset drawn with --seed rather than the first images"
     )
+    magnitude_scale: float = setting(
+        1.0,
+        "narrow every op's magnitude range towards its identity by this factor in (0, 1] "
+        "(1: the full AutoAugment range)",
+        type=fraction,
+    )
+
     eval_every: int = setting(
         1,
         "evaluate on the held-out images every this many epochs and after the last "
@@ -181,6 +212,7 @@ def run_loaders(run: Run, preset: Preset, augment: dict):
         checks=options["checks"],
         subset_seed=config.seed if config.balanced_subset else None,
         augment=augment,
+        val_data=config.val_data,
     )
     run.describe_loaders(run.kind, loaders[0], loaders[1])
     return loaders
@@ -287,9 +319,16 @@ class EpochTrainer:
         """Called with every batch the loader yields, before its step (see :func:`.loop.train_epoch`).
         Default: nothing."""
 
-    def on_step(self, batch, policy_means: torch.Tensor) -> None:
-        """Called after every training step with its batch and per-policy mean losses
-        (see :func:`.loop.train_epoch`). Default: nothing."""
+    def _on_batch(self, batch) -> None:
+        samples_seen.record(self.epoch, batch)  # FASTPOLICY_SAMPLES_SEEN's debug record, if set
+        self.on_batch(batch)
+
+    split_halves = False
+    """Whether :meth:`on_step` also gets the per-policy losses of each batch's two halves."""
+
+    def on_step(self, batch, policy_means: torch.Tensor, halves: torch.Tensor | None = None) -> None:
+        """Called after every training step with its batch and per-policy mean losses, and with
+        :attr:`split_halves` those of its halves (see :func:`.loop.train_epoch`). Default: nothing."""
 
     def extra_state(self) -> dict:
         """Subclass state saved in every checkpoint."""
@@ -318,9 +357,10 @@ class EpochTrainer:
             self.device,
             desc=self.epoch_name(),
             progress=self.config.progress,
-            on_batch=self.on_batch,
+            on_batch=self._on_batch,
             sync=self.sync,
             on_step=self.on_step,
+            split_halves=self.split_halves,
         )
         self.skipped += train["skipped"]
         row = {
