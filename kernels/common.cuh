@@ -13,6 +13,14 @@ typedef long long fp_i64;
 #define FP_FILL 128           // grey of Cutout's square (the warps' fill is a kernel argument)
 #define FP_HIST_STRIDE 1024   // per-sample histogram: R, G, B, L (C = 3) or grey at 0 (C = 1)
 
+// A device function compiled once and called (not inlined at every use): NVRTC and ptxas
+// time grows with every inlined copy. Host builds leave the choice to the compiler.
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define FP_NOINLINE __noinline__
+#else
+#define FP_NOINLINE
+#endif
+
 __device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
 
 // Byte offsets of a slot's fields in the packed batch buffer, in this order (the slot's

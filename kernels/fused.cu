@@ -17,12 +17,23 @@
 
 #define FP_FUSED_WARPS 8  // most warps per block of fp_policy (256 threads)
 
+// Sample n's pixel (y, x) of the first slot's output (op `code`), its C values packed (value
+// c in bits 8c .. 8c + 7). Called, not inlined: the kernel holds one copy of the first op's
+// dispatch (every apply function) however many places read the first slot's output —
+// inlined at each, NVRTC and ptxas took minutes.
+FP_NOINLINE __device__ fp_u32 fp_first_pixel(const FpSlot* first, int code, int n, int y, int x) {
+    fp_u8 v[3] = {0, 0, 0};
+    fp_dispatch(*first, FpMemory(), code, n, y, x, v);
+    return (fp_u32)v[0] | ((fp_u32)v[1] << 8) | ((fp_u32)v[2] << 16);
+}
+
 // The first slot's output as the second slot's input.
 struct FpFirst {
     const FpSlot* first;
     int code;
-    __device__ __forceinline__ void get(const FpSlot&, int n, int y, int x, fp_u8* out) const {
-        fp_dispatch(*first, FpMemory(), code, n, y, x, out);
+    __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
+        const fp_u32 v = fp_first_pixel(first, code, n, y, x);
+        for (int c = 0; c < s.channels; ++c) out[c] = (fp_u8)(v >> (8 * c));
     }
 };
 
@@ -51,7 +62,8 @@ __device__ __forceinline__ bool fp_gathers(int code) {
 
 // Sample n's output pixel (y, x) of the second slot (op code2) over the first: a gather
 // evaluates the first op where it reads; any other op reads the first op's pixel (y, x),
-// computed once here (so the first op's code appears in few places of the kernel).
+// computed once here. A lone first slot is the second slot's apply_copy (code 0) over it.
+// So the first op's dispatch is called from few places and every second op has one copy.
 __device__ __forceinline__ void fp_second(const FpSlot& two, const FpFirst& first, bool gathers, int code2, int n,
                                           int y, int x, fp_u8* out) {
     if (gathers) {
@@ -68,7 +80,13 @@ __device__ __forceinline__ void fp_second(const FpSlot& two, const FpFirst& firs
     first.get(two, n, y, x, v);
     FpValue value;
     value.v = v;
-    fp_dispatch(two, value, code2, n, y, x, out);
+    switch (code2) {
+#define FP_POINT_CASE(index, function) \
+    case index: if constexpr (!fp_gathers<function<FpValue>>()) function<FpValue>(two, value, n, y, x, out); break;
+        FP_APPLIES(FP_POINT_CASE)
+#undef FP_POINT_CASE
+        default: apply_copy<FpValue>(two, value, n, y, x, out);
+    }
 }
 
 // Sample n's pixel p of the slot input (`In`) into the block's sub-histograms.
@@ -121,12 +139,7 @@ __device__ void fp_block_tables(const FpSlot& s, const In& in, const fp_u8* pack
         args.grey = stats ? hist + (s.channels == 3 ? 768 : 0) : nullptr;
         args.value = fp_value(s, n);
         args.ivalue = fp_field<int>(packed, header, FP_E_IVALUE)[e];
-        switch (kind) {
-#define FP_LUT_CASE(code, builder) case code: builder(table + 256 * c, args); break;
-            FP_LUTS(FP_LUT_CASE)
-#undef FP_LUT_CASE
-            default: lut_identity(table + 256 * c);
-        }
+        fp_build_table(kind, table + 256 * c, args);
     }
     __syncthreads();
 }
@@ -171,8 +184,7 @@ extern "C" __global__ void fp_policy(const fp_u8* __restrict__ packed, const fp_
         const int step_y = blockDim.x / width, step_x = blockDim.x % width;
         for (fp_i64 p = threadIdx.x; p < pixels; p += blockDim.x) {
             fp_u8 px[3];
-            if (paired) fp_second(two, composed, gathers, code2, n, y, x, px);
-            else fp_dispatch(one, FpMemory(), code1, n, y, x, px);
+            fp_second(two, composed, gathers, code2, n, y, x, px);
             fp_store(dst, out_mode, mean, inv_std, n, p, 1, pixels, channels, px);
             x += step_x;
             y += step_y;
