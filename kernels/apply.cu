@@ -399,13 +399,21 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ packed, const fp_i
     }
 #else
     const fp_i64 pixels = (fp_i64)height * width;
+    // Pixel p = y * width + x of a grid-stride loop: (y, x) grows by the stride's (rows,
+    // columns) with one carry, no division per pixel.
+    const fp_i64 start = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (fp_i64)gridDim.x * blockDim.x;
+    const int y0 = (int)(start / width), x0 = (int)(start % width);
+    const int step_y = (int)(stride / width), step_x = (int)(stride % width);
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
         const int op = code[s.entry[n]];
-        for (fp_i64 p = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += (fp_i64)gridDim.x * blockDim.x) {
-            const int y = (int)(p / width), x = (int)(p % width);
+        int y = y0, x = x0;
+        for (fp_i64 p = start; p < pixels; p += stride) {
             fp_u8 px[3];
             fp_dispatch(s, FpMemory(), op, n, y, x, px);
             fp_store(dst, out_mode, mean, inv_std, n, p, 1, pixels, channels, px);
+            x += step_x;
+            y += step_y;
+            if (x >= width) { x -= width; ++y; }
         }
     }
 #endif

@@ -15,10 +15,14 @@ typedef long long fp_i64;
 
 // A device function compiled once and called (not inlined at every use): NVRTC and ptxas
 // time grows with every inlined copy. Host builds leave the choice to the compiler.
+// FP_LAUNCH_BOUNDS(threads, blocks): at most `threads` per block, registers for `blocks`
+// resident blocks per SM (ptxas's register budget).
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FP_NOINLINE __noinline__
+#define FP_LAUNCH_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
 #else
 #define FP_NOINLINE
+#define FP_LAUNCH_BOUNDS(threads, blocks)
 #endif
 
 __device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }

@@ -144,12 +144,14 @@ __device__ void fp_block_tables(const FpSlot& s, const In& in, const fp_u8* pack
     __syncthreads();
 }
 
-// One block per sample (grid-stride over blockIdx.x), at most 256 threads.
+// One block per sample (grid-stride over blockIdx.x), at most 256 threads; registers for
+// 3 blocks (24 warps) per SM, which the block's 38.5 KB of shared memory allows on sm_80
+// and sm_90, without spills (ptxas would otherwise take 96 and fit 2).
 // packed: the batch's packed buffer; first, second: the headers of the two slots (FpField,
 //      common.cuh); slots: 2, or 1 to apply the first alone (second is not read); src, orig, dst, out_mode, mean, inv_std,
 //      count, height, width, channels, fill: as fp_apply (apply.cu); src is the first
 //      slot's input (rows src_row of its header).
-extern "C" __global__ void fp_policy(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ first,
+extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ first,
                                      const fp_i64* __restrict__ second, int slots, const fp_u8* __restrict__ src,
                                      const fp_u8* __restrict__ orig, void* dst, int out_mode,
                                      const float* __restrict__ mean, const float* __restrict__ inv_std, int count,
@@ -157,14 +159,17 @@ extern "C" __global__ void fp_policy(const fp_u8* __restrict__ packed, const fp_
     __shared__ fp_u32 sub[FP_FUSED_WARPS][FP_HIST_STRIDE];
     __shared__ fp_u32 hist[FP_HIST_STRIDE];
     __shared__ fp_u8 tables[2][3 * 256];
-    FpSlot one = fp_slot(packed, first, src, orig, tables[0], height, width, channels, fill);
-    one.lut_stride = 0;
-    FpSlot two = one;
-    const bool paired = slots == 2;
-    if (paired) {
-        two = fp_slot(packed, second, src, orig, tables[1], height, width, channels, fill);
-        two.lut_stride = 0;
+    // The first slot's fields, read by fp_first_pixel through a pointer: in shared memory,
+    // one copy per block (in each thread's registers they would go to its stack).
+    __shared__ FpSlot one;
+    if (threadIdx.x == 0) {
+        one = fp_slot(packed, first, src, orig, tables[0], height, width, channels, fill);
+        one.lut_stride = 0;
     }
+    __syncthreads();
+    const bool paired = slots == 2;  // else the second slot is apply_copy (code 0): none of its fields is read
+    FpSlot two = fp_slot(packed, paired ? second : first, src, orig, tables[1], height, width, channels, fill);
+    two.lut_stride = 0;
     const fp_i64 pixels = (fp_i64)height * width;
     for (int n = blockIdx.x; n < count; n += gridDim.x) {
         const int code1 = fp_field<int>(packed, first, FP_E_CODE)[one.entry[n]];

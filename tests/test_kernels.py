@@ -244,3 +244,39 @@ def test_ptxas_table_names_every_kernel_with_its_figures():
     assert resident_warps("sm_90", 56, 0, 256) == 32 and resident_warps("sm_90", 32, 0, 256) == 64
     with pytest.raises(ValueError, match="sm_70"):
         ptxas_table("sm_70")
+
+
+def test_ptxas_counts_follow_calls_into_device_functions():
+    """A kernel's PTX counts cover the ``.func`` bodies it reaches through calls, once each."""
+    from fastpolicy.backends.kernel_ptxas import _entries
+
+    ptx = """
+.func  (.param .b32 func_retval0) leaf(
+)
+;
+.func other(
+)
+{ ld.global.u8 %r9, [%rd9]; }
+.func  (.param .b32 func_retval0) leaf(
+)
+{ ld.global.nc.u8 %r1, [%rd1]; }
+.func middle(
+)
+{ ld.local.u8 %r5, [%rd5];
+ call.uni (retval0),
+\tleaf,
+\t(param0); }
+.visible .entry k(
+)
+{ call.uni
+\tmiddle,
+\t(param0);
+ call.uni (retval0), leaf, (param0); }
+.visible .entry lone(
+)
+{ ret; }
+"""
+    bodies = _entries(ptx)
+    assert set(bodies) == {"k", "lone"}
+    assert bodies["k"].count("ld.global.nc.u8") == 1 and "%rd5" in bodies["k"] and "%rd9" not in bodies["k"]
+    assert "call" not in bodies["lone"]
