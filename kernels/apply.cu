@@ -59,7 +59,7 @@ __device__ __forceinline__ const fp_u8* fp_src(const FpSlot& s, int n, int y, in
 struct FpMemory {
     __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
         const fp_u8* in = fp_src(s, n, y, x);
-        for (int c = 0; c < s.channels; ++c) out[c] = in[c];
+        for (int c = 0; c < s.channels; ++c) out[c] = FP_LDG(in + c);
     }
 };
 
@@ -115,6 +115,8 @@ __device__ void apply_color(const FpSlot& s, const In& in, int n, int y, int x, 
 }
 
 // Sharpness: blend with PIL's SMOOTH 3x3 filter (float32, rows y+1, y, y-1; border kept).
+// The 9 neighbours are read through `in` in a rolled loop (one copy of `in`: under FpFirst a
+// call each); reading an input in memory in place instead takes 72 registers, not 56, on sm_90.
 template <class In>
 __device__ void apply_sharpness(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
     if (y == 0 || x == 0 || y >= s.height - 1 || x >= s.width - 1) {
@@ -154,7 +156,7 @@ __device__ void apply_sample_pairing(const FpSlot& s, const In& in, int n, int y
     fp_u8 v[3];
     in.get(s, n, y, x, v);
     const fp_u8* other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x);
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(v[c], other[c], fp_value(s, n));
+    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(v[c], FP_LDG(other + c), fp_value(s, n));
 }
 
 // Sample n's output pixel (y, x) of a slot whose op is `code` (FP_APPLIES), input through `in`.

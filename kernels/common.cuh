@@ -17,12 +17,17 @@ typedef long long fp_i64;
 // time grows with every inlined copy. Host builds leave the choice to the compiler.
 // FP_LAUNCH_BOUNDS(threads, blocks): at most `threads` per block, registers for `blocks`
 // resident blocks per SM (ptxas's register budget).
+// FP_LDG(p): *p through the read-only data cache (ld.global.nc), for images no thread
+// writes during the launch, even where the compiler sees only a generic pointer (fields
+// read through a pointer to shared memory, inside a called function).
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define FP_NOINLINE __noinline__
 #define FP_LAUNCH_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
+#define FP_LDG(p) __ldg(p)
 #else
 #define FP_NOINLINE
 #define FP_LAUNCH_BOUNDS(threads, blocks)
+#define FP_LDG(p) (*(p))
 #endif
 
 __device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
