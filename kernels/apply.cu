@@ -59,7 +59,7 @@ __device__ __forceinline__ const fp_u8* fp_src(const FpSlot& s, int n, int y, in
 struct FpMemory {
     __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
         const fp_u8* in = fp_src(s, n, y, x);
-        for (int c = 0; c < s.channels; ++c) out[c] = FP_LDG(in + c);
+        FP_EACH_CHANNEL(c, s.channels) out[c] = FP_LDG(in + c);
     }
 };
 
@@ -74,7 +74,7 @@ __device__ void apply_copy(const FpSlot& s, const In& in, int n, int y, int x, f
 template <class In>
 __device__ __forceinline__ void fp_take(const FpSlot& s, const In& in, int n, int row, int col, fp_u8* out) {
     if (row < 0 || col < 0 || row >= s.height || col >= s.width) {
-        for (int c = 0; c < s.channels; ++c) out[c] = (fp_u8)s.fill;
+        FP_EACH_CHANNEL(c, s.channels) out[c] = (fp_u8)s.fill;
         return;
     }
     in.get(s, n, row, col, out);
@@ -102,7 +102,7 @@ __device__ void apply_lut(const FpSlot& s, const In& in, int n, int y, int x, fp
     fp_u8 v[3];
     in.get(s, n, y, x, v);
     const fp_u8* table = s.luts + (fp_i64)n * s.lut_stride;
-    for (int c = 0; c < s.channels; ++c) out[c] = table[256 * c + v[c]];
+    FP_EACH_CHANNEL(c, s.channels) out[c] = table[256 * c + v[c]];
 }
 
 // Color: blend with the pixel's own grey (L) level.
@@ -111,7 +111,7 @@ __device__ void apply_color(const FpSlot& s, const In& in, int n, int y, int x, 
     fp_u8 v[3];
     in.get(s, n, y, x, v);
     const int grey = s.channels == 3 ? fp_luminance(v[0], v[1], v[2]) : v[0];
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(grey, v[c], fp_value(s, n));
+    FP_EACH_CHANNEL(c, s.channels) out[c] = fp_blend(grey, v[c], fp_value(s, n));
 }
 
 // Sharpness: blend with PIL's SMOOTH 3x3 filter (float32, rows y+1, y, y-1; border kept).
@@ -127,7 +127,7 @@ __device__ void apply_sharpness(const FpSlot& s, const In& in, int n, int y, int
 #pragma unroll 1
     for (int k = 0; k < 9; ++k) in.get(s, n, y + 1 - k / 3, x - 1 + k % 3, p[k / 3][k % 3]);  // one copy of `in`
     const float side = (float)(1.0 / 13.0), centre = (float)(5.0 / 13.0);
-    for (int c = 0; c < s.channels; ++c) {
+    FP_EACH_CHANNEL(c, s.channels) {
         float total = 0.5f;
         for (int r = 0; r < 3; ++r) {
             const float middle = r == 1 ? centre : side;
@@ -144,7 +144,7 @@ template <class In>
 __device__ void apply_cutout(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
     const int* b = s.box + (fp_i64)n * 4;
     if (y >= b[0] && x >= b[1] && y < b[2] && x < b[3]) {
-        for (int c = 0; c < s.channels; ++c) out[c] = FP_FILL;
+        FP_EACH_CHANNEL(c, s.channels) out[c] = FP_FILL;
         return;
     }
     in.get(s, n, y, x, out);
@@ -156,7 +156,7 @@ __device__ void apply_sample_pairing(const FpSlot& s, const In& in, int n, int y
     fp_u8 v[3];
     in.get(s, n, y, x, v);
     const fp_u8* other = fp_pixel(s, s.orig, s.orig_row[s.partner[n]], y, x);
-    for (int c = 0; c < s.channels; ++c) out[c] = fp_blend(v[c], FP_LDG(other + c), fp_value(s, n));
+    FP_EACH_CHANNEL(c, s.channels) out[c] = fp_blend(v[c], FP_LDG(other + c), fp_value(s, n));
 }
 
 // Sample n's output pixel (y, x) of a slot whose op is `code` (FP_APPLIES), input through `in`.
@@ -179,42 +179,22 @@ __device__ __forceinline__ void fp_dispatch(const FpSlot& s, const In& in, int c
 #define FP_OUT_BFLOAT16 3
 #define FP_OUT_PLANAR 4   // NCHW; without it NHWC (torch's channels-last memory layout)
 
-// Store `count` consecutive pixels (C values each, in `px`) of sample n from pixel p on, in
-// `out_mode` (see above): the one place outputs are written, by the device loop (count 1)
-// and by the host loop (a run of a row).
+// Store pixel p of sample n (C values in `px`) in `out_mode` (see above): the one place the
+// device loops write outputs (the host loop stores runs with fp_store_run).
 __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* mean, const float* inv_std, int n,
-                                         fp_i64 p, int count, fp_i64 pixels, int channels, const fp_u8* px) {
+                                         fp_i64 p, fp_i64 pixels, int channels, const fp_u8* px) {
     const int type = out_mode & 3;
     const bool planar = (out_mode & FP_OUT_PLANAR) != 0;
-    if (!planar) {
-        const fp_i64 at = ((fp_i64)n * pixels + p) * channels;
-        const int values = count * channels;
+    FP_EACH_CHANNEL(c, channels) {
+        const fp_i64 at = planar ? ((fp_i64)n * channels + c) * pixels + p : ((fp_i64)n * pixels + p) * channels + c;
         if (type == FP_OUT_UINT8) {
-            for (int i = 0; i < values; ++i) ((fp_u8*)dst)[at + i] = px[i];
-            return;
-        }
-        for (int i = 0; i < values; ++i) {
-            const int c = i % channels;
-            const float v = __fmul_rn(__fsub_rn((float)px[i], mean[c]), inv_std[c]);
-            if (type == FP_OUT_FLOAT32) ((float*)dst)[at + i] = v;
-            else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at + i] = fp_half_bits(v);
-            else ((fp_u16*)dst)[at + i] = fp_bfloat16_bits(v);
-        }
-        return;
-    }
-    for (int c = 0; c < channels; ++c) {
-        const fp_i64 at = ((fp_i64)n * channels + c) * pixels + p;
-        if (type == FP_OUT_UINT8) {
-            for (int i = 0; i < count; ++i) ((fp_u8*)dst)[at + i] = px[i * channels + c];
+            ((fp_u8*)dst)[at] = px[c];
             continue;
         }
-        const float m = mean[c], scale = inv_std[c];
-        for (int i = 0; i < count; ++i) {
-            const float v = __fmul_rn(__fsub_rn((float)px[i * channels + c], m), scale);
-            if (type == FP_OUT_FLOAT32) ((float*)dst)[at + i] = v;
-            else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at + i] = fp_half_bits(v);
-            else ((fp_u16*)dst)[at + i] = fp_bfloat16_bits(v);
-        }
+        const float v = __fmul_rn(__fsub_rn((float)px[c], mean[c]), inv_std[c]);
+        if (type == FP_OUT_FLOAT32) ((float*)dst)[at] = v;
+        else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at] = fp_half_bits(v);
+        else ((fp_u16*)dst)[at] = fp_bfloat16_bits(v);
     }
 }
 
@@ -412,7 +392,7 @@ extern "C" __global__ void fp_apply(const fp_u8* __restrict__ packed, const fp_i
         for (fp_i64 p = start; p < pixels; p += stride) {
             fp_u8 px[3];
             fp_dispatch(s, FpMemory(), op, n, y, x, px);
-            fp_store(dst, out_mode, mean, inv_std, n, p, 1, pixels, channels, px);
+            fp_store(dst, out_mode, mean, inv_std, n, p, pixels, channels, px);
             x += step_x;
             y += step_y;
             if (x >= width) { x -= width; ++y; }

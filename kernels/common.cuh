@@ -30,6 +30,11 @@ typedef long long fp_i64;
 #define FP_LDG(p) (*(p))
 #endif
 
+// for (c = 0; c < channels; ++c) over at most 3 channels, written with a constant trip count
+// so the compiler unrolls it and keeps a pixel's fp_u8[3] in registers (indexed by a
+// run-time c, it lives in local memory).
+#define FP_EACH_CHANNEL(c, channels) for (int c = 0; c < 3; ++c) if (c < (channels))
+
 __device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
 
 // Byte offsets of a slot's fields in the packed batch buffer, in this order (the slot's

@@ -33,7 +33,7 @@ struct FpFirst {
     int code;
     __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
         const fp_u32 v = fp_first_pixel(first, code, n, y, x);
-        for (int c = 0; c < s.channels; ++c) out[c] = (fp_u8)(v >> (8 * c));
+        FP_EACH_CHANNEL(c, s.channels) out[c] = (fp_u8)(v >> (8 * c));
     }
 };
 
@@ -41,7 +41,7 @@ struct FpFirst {
 struct FpValue {
     const fp_u8* v;
     __device__ __forceinline__ void get(const FpSlot& s, int, int, int, fp_u8* out) const {
-        for (int c = 0; c < s.channels; ++c) out[c] = v[c];
+        FP_EACH_CHANNEL(c, s.channels) out[c] = v[c];
     }
 };
 
@@ -190,7 +190,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __res
         for (fp_i64 p = threadIdx.x; p < pixels; p += blockDim.x) {
             fp_u8 px[3];
             fp_second(two, composed, gathers, code2, n, y, x, px);
-            fp_store(dst, out_mode, mean, inv_std, n, p, 1, pixels, channels, px);
+            fp_store(dst, out_mode, mean, inv_std, n, p, pixels, channels, px);
             x += step_x;
             y += step_y;
             if (x >= width) { x -= width; ++y; }
