@@ -284,3 +284,10 @@ def test_ptxas_counts_follow_calls_into_device_functions():
     assert set(bodies) == {"k", "lone"}
     assert bodies["k"].count("ld.global.nc.u8") == 1 and "%rd5" in bodies["k"] and "%rd9" not in bodies["k"]
     assert "call" not in bodies["lone"]
+
+
+def test_blocks_larger_than_the_launch_bounds_are_refused():
+    with pytest.raises(ValueError, match="threads_per_block must be in 1..256.*512"):
+        KernelPolicyStage(None, np, threads_per_block=512)
+    with pytest.raises(ValueError, match="got 0"):
+        KernelPolicyStage(None, np, threads_per_block=0)

@@ -46,7 +46,8 @@ class KernelPolicyStage:
         module: object with ``get_function(name)`` (``cupy.RawModule``, or a host build:
             :class:`~.kernel_build.NativeModule`, :class:`~.kernel_build.EmulatedModule`).
         xp: the array module of the images (``cupy`` or ``numpy``).
-        threads_per_block: launch geometry: 256 on a device and in the emulated build; 1 for
+        threads_per_block: launch geometry (at most 256, the kernels' ``__launch_bounds__``):
+            256 on a device and in the emulated build; 1 for
             the native build (one thread per block, one block per sample or table).
         fused: apply active slots two at a time with ``fp_policy`` (one launch per pair:
             one block per sample, the second slot composed with the first pixel by pixel,
@@ -60,6 +61,10 @@ class KernelPolicyStage:
     """
 
     def __init__(self, module, xp, threads_per_block: int = _BLOCK, fused: bool = True):
+        if not 1 <= threads_per_block <= _BLOCK:
+            raise ValueError(
+                f"threads_per_block must be in 1..{_BLOCK} (the kernels' __launch_bounds__), got {threads_per_block!r}"
+            )
         self.xp, self.block, self.fused = xp, threads_per_block, fused
         self.launches = 0
         self._kernels = {name: module.get_function(name) for name in KERNELS}
