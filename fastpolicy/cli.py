@@ -144,7 +144,7 @@ def _reproduce(args) -> int:
             seeds=options.seeds,
             progress=options.progress,
             threads=options.num_threads,
-            command=command(),
+            command=command(args.argv),
         )
     else:
         from .reproduce.dry_run import dry_run
@@ -365,11 +365,13 @@ def _main(argv: list[str], parsed: list) -> int:
         return _bench(argv[leading + 1 :])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given, recorded by the studies
     parsed.append(args)
     joined = False
     try:
         if _settings_files(args):
             args = parser.parse_args(argv)  # the files' settings as defaults, the flags over them
+            args.argv = argv
             parsed.append(args)
         joined = distributed.init_from_env(getattr(args, "device", None))
         from .log import setup
