@@ -15,27 +15,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 
 from fastpolicy.backends.kernel_pack import KERNEL_SLOTS
 from fastpolicy.backends.pack import pack
 from fastpolicy.bench.stage import cases
+from fastpolicy.bench.timing import median_seconds
 
 
 def pack_ms(params, size: int, warmup: int, repeats: int) -> float:
     """Median milliseconds of one :func:`pack` of ``params`` for size² images."""
     in_rows = np.arange(params.n, dtype=np.int32)
-    for _ in range(warmup):
+
+    def run():
         pack(params, size, size, KERNEL_SLOTS, in_rows=in_rows)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        pack(params, size, size, KERNEL_SLOTS, in_rows=in_rows)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+
+    return 1e3 * median_seconds(run, lambda: None, warmup, repeats)
 
 
 def main(argv=None) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import sys
 import traceback
@@ -118,6 +119,11 @@ def _resume_hint(args) -> str:
 
 
 STUDY_ALIASES = {"table4": "adversarial", "proxy": "aws"}
+# study → (module, function): each takes (out, budget, results, seeds=, progress=, threads=, command=)
+STUDIES = {
+    "adversarial": (".reproduce.adversarial", "run_adversarial_study"),
+    "aws": (".reproduce.aws", "run_aws_study"),
+}
 """Old study names that still run (the study that replaced them)."""
 
 
@@ -126,28 +132,19 @@ def _reproduce(args) -> int:
     default_out = os.path.join("runs", "reproduce", study if study != "dry-run" else f"dry-run-{args.preset}")
     options = _options(args, args.options_class)
     out = options.out or default_out
-    if study == "adversarial":
-        from .reproduce.adversarial import run_adversarial_study
+    if study in STUDIES:
+        from .reproduce.record import command
 
-        run_adversarial_study(
+        module, function = STUDIES[study]
+        run_study = getattr(importlib.import_module(module, __package__), function)
+        run_study(
             out,
             options.budget,
             options.results,
             seeds=options.seeds,
             progress=options.progress,
             threads=options.num_threads,
-            command=" ".join(["fastpolicy", *sys.argv[1:]]),
-        )
-    elif study == "aws":
-        from .reproduce.aws import run_aws_study
-
-        run_aws_study(
-            out,
-            options.budget,
-            options.results,
-            seeds=options.seeds,
-            progress=options.progress,
-            threads=options.num_threads,
+            command=command(args.argv),
         )
     else:
         from .reproduce.dry_run import dry_run
@@ -368,11 +365,13 @@ def _main(argv: list[str], parsed: list) -> int:
         return _bench(argv[leading + 1 :])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line as given, recorded by the studies
     parsed.append(args)
     joined = False
     try:
         if _settings_files(args):
             args = parser.parse_args(argv)  # the files' settings as defaults, the flags over them
+            args.argv = argv
             parsed.append(args)
         joined = distributed.init_from_env(getattr(args, "device", None))
         from .log import setup

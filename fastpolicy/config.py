@@ -426,9 +426,10 @@ def read_config_file(path: str, flag: str = "--config") -> dict:
     return loaded
 
 
-def threads_setting():
-    """The ``--threads`` setting every run and study has (DALI CPU threads): one declaration."""
-    return setting(2, "DALI CPU threads", flag="--threads", type=positive_int, metavar="THREADS")
+def threads_setting(help: str = "DALI CPU threads"):
+    """The ``--threads`` setting every run and study has: one declaration (a study's ``help`` says
+    that it also sets torch's threads)."""
+    return setting(2, help, flag="--threads", type=positive_int, metavar="THREADS")
 
 
 def progress_setting():

@@ -13,6 +13,28 @@ typedef long long fp_i64;
 #define FP_FILL 128           // grey of Cutout's square (the warps' fill is a kernel argument)
 #define FP_HIST_STRIDE 1024   // per-sample histogram: R, G, B, L (C = 3) or grey at 0 (C = 1)
 
+// A device function compiled once and called (not inlined at every use): NVRTC and ptxas
+// time grows with every inlined copy. Host builds leave the choice to the compiler.
+// FP_LAUNCH_BOUNDS(threads, blocks): at most `threads` per block, registers for `blocks`
+// resident blocks per SM (ptxas's register budget).
+// FP_LDG(p): *p through the read-only data cache (ld.global.nc), for images no thread
+// writes during the launch, even where the compiler sees only a generic pointer (fields
+// read through a pointer to shared memory, inside a called function).
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define FP_NOINLINE __noinline__
+#define FP_LAUNCH_BOUNDS(threads, blocks) __launch_bounds__(threads, blocks)
+#define FP_LDG(p) __ldg(p)
+#else
+#define FP_NOINLINE
+#define FP_LAUNCH_BOUNDS(threads, blocks)
+#define FP_LDG(p) (*(p))
+#endif
+
+// for (c = 0; c < channels; ++c) over at most 3 channels, written with a constant trip count
+// so the compiler unrolls it and keeps a pixel's fp_u8[3] in registers (indexed by a
+// run-time c, it lives in local memory).
+#define FP_EACH_CHANNEL(c, channels) for (int c = 0; c < 3; ++c) if (c < (channels))
+
 __device__ __forceinline__ int fp_clip8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
 
 // Byte offsets of a slot's fields in the packed batch buffer, in this order (the slot's
@@ -28,6 +50,7 @@ enum FpField {
     FP_E_VALUE,     // float32 [E]: the op's value (blend factor of Color, Sharpness, SamplePairing)
     FP_E_FIXED,     // int64 [E, 6]: PIL's 16.16 fixed-point matrix of a warp
     FP_E_SHIFT,     // int32 [E]: row of shift_rows / shift_cols holding a translation's tables
+    FP_E_STATS,     // int32 [E]: 1 where the entry's table is built from statistics of the slot input
     FP_SHIFT_ROWS,  // int32 [T, H]: source row of every output row of a translation (-1: fill)
     FP_SHIFT_COLS,  // int32 [T, W]: source column of every output column (-1: fill)
     FP_SRC_ROW,     // int32 [N]: the row of `src` sample n reads

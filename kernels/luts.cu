@@ -67,6 +67,17 @@ __device__ void lut_equalize(fp_u8* table, const FpLutArgs& a) {
     }
 }
 
+// Builder `kind` (FP_LUTS; anything else: the identity) into one uint8[256] table. Called,
+// not inlined: fp_build_luts and both slots of fp_policy share one copy of the builders.
+FP_NOINLINE __device__ void fp_build_table(int kind, fp_u8* table, FpLutArgs args) {
+    switch (kind) {
+#define FP_LUT_CASE(code, builder) case code: builder(table, args); break;
+        FP_LUTS(FP_LUT_CASE)
+#undef FP_LUT_CASE
+        default: lut_identity(table);
+    }
+}
+
 // One thread per (listed sample, channel).
 // packed, header: the batch's packed buffer and the slot's header (FpField, apply.cu): the
 // listed samples (lut_samples; the first `stats` of them have histogram rows 0..stats-1) and
@@ -88,10 +99,5 @@ extern "C" __global__ void fp_build_luts(const fp_u8* __restrict__ packed, const
     args.value = fp_field<float>(packed, header, FP_E_VALUE)[e];
     args.ivalue = fp_field<int>(packed, header, FP_E_IVALUE)[e];
     fp_u8* table = luts + ((fp_i64)n * channels + c) * 256;
-    switch (fp_field<int>(packed, header, FP_E_LUT)[e]) {
-#define FP_LUT_CASE(code, builder) case code: builder(table, args); break;
-        FP_LUTS(FP_LUT_CASE)
-#undef FP_LUT_CASE
-        default: lut_identity(table);
-    }
+    fp_build_table(fp_field<int>(packed, header, FP_E_LUT)[e], table, args);
 }

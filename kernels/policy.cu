@@ -5,3 +5,4 @@
 #include "stats.cu"
 #include "luts.cu"
 #include "apply.cu"
+#include "fused.cu"

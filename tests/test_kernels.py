@@ -18,7 +18,7 @@ from conftest import photo_batch
 
 from fastpolicy import OP_NAMES, OPS, reference, spaces
 from fastpolicy.backends.kernel_build import KernelCompileError, nvrtc_compile
-from fastpolicy.backends.kernel_ops import APPLY_FUNCTIONS, KERNEL_DIR, LUT_BUILDERS
+from fastpolicy.backends.kernel_ops import APPLY_FUNCTIONS, KERNEL_DIR, KERNELS, LUT_BUILDERS
 from fastpolicy.backends.kernel_stage import KernelPolicyStage
 from fastpolicy.backends.protocol import normalization
 from fastpolicy.params import PolicyParams
@@ -30,8 +30,12 @@ HEIGHT, WIDTH, BATCH = 37, 53, 20
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_kernels_compile_with_nvrtc(arch):
     ptx, log = nvrtc_compile(arch)
-    assert b".entry fp_apply" in ptx and b".entry fp_histograms" in ptx and b".entry fp_build_luts" in ptx
+    for name in KERNELS:
+        assert f".entry {name}(".encode() in ptx, name
     assert "warning" not in log.lower(), log
+    # CI's compile time follows the PTX's size: 235 KB compile in about 4 s per architecture;
+    # the first op inlined at each of its uses in fp_policy made 698 KB that took minutes
+    assert len(ptx) < 400_000, f"{len(ptx)} bytes of PTX: is a large device function inlined at many uses?"
 
 
 def test_compile_error_names_the_problem(monkeypatch):
@@ -244,3 +248,46 @@ def test_ptxas_table_names_every_kernel_with_its_figures():
     assert resident_warps("sm_90", 56, 0, 256) == 32 and resident_warps("sm_90", 32, 0, 256) == 64
     with pytest.raises(ValueError, match="sm_70"):
         ptxas_table("sm_70")
+
+
+def test_ptxas_counts_follow_calls_into_device_functions():
+    """A kernel's PTX counts cover the ``.func`` bodies it reaches through calls, once each."""
+    from fastpolicy.backends.kernel_ptxas import _entries
+
+    ptx = """
+.func  (.param .b32 func_retval0) leaf(
+)
+;
+.func other(
+)
+{ ld.global.u8 %r9, [%rd9]; }
+.func  (.param .b32 func_retval0) leaf(
+)
+{ ld.global.nc.u8 %r1, [%rd1]; }
+.func middle(
+)
+{ ld.local.u8 %r5, [%rd5];
+ call.uni (retval0),
+\tleaf,
+\t(param0); }
+.visible .entry k(
+)
+{ call.uni
+\tmiddle,
+\t(param0);
+ call.uni (retval0), leaf, (param0); }
+.visible .entry lone(
+)
+{ ret; }
+"""
+    bodies = _entries(ptx)
+    assert set(bodies) == {"k", "lone"}
+    assert bodies["k"].count("ld.global.nc.u8") == 1 and "%rd5" in bodies["k"] and "%rd9" not in bodies["k"]
+    assert "call" not in bodies["lone"]
+
+
+def test_blocks_larger_than_the_launch_bounds_are_refused():
+    with pytest.raises(ValueError, match="threads_per_block must be in 1..256.*512"):
+        KernelPolicyStage(None, np, threads_per_block=512)
+    with pytest.raises(ValueError, match="got 0"):
+        KernelPolicyStage(None, np, threads_per_block=0)

@@ -101,6 +101,7 @@ def test_the_smoke_study_runs_every_arm_and_reuses_finished_runs(tmp_path):
     assert [(r["arm"], r["seed"]) for r in record["runs"]] == [(a, s) for s in range(2) for a in study.ARMS]
     assert [r["M"] for r in record["runs"][:5]] == [1, 2, 2, 2, 2]
     assert set(record) >= {"gate", "differences", "mechanism", "verdict", "date", "command", "versions", "settings"}
+    assert record["command"] == " ".join(["fastpolicy", *argv])  # as typed, whatever started the process
     frozen = [r for r in record["runs"] if r["arm"] == "frozen"]
     adversarial = [r for r in record["runs"] if r["arm"] == "adversarial"]
     assert all(r["controller_kl_from_start"] == 0 and set(r["kl_by_probe"]) == {0.0} for r in frozen)

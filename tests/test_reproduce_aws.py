@@ -135,6 +135,7 @@ def test_smoke_study_runs_end_to_end_and_resumes_after_an_interruption(tmp_path,
 
     saved = json.loads((tmp_path / "results" / "aws_smoke.json").read_text())
     assert saved["gate"] == record["gate"] and set(saved["gate"]) >= {"rule", "passed", "identity_accuracy"}
+    assert saved["command"] == "python: run_aws_study(budget='smoke')"  # called from Python, not the CLI
     assert set(saved) >= {
         "date",
         "command",

@@ -35,10 +35,11 @@ KERNEL_DIR = _kernel_dir()
 """Where the ``.cu`` sources live: the repository's top-level ``kernels/``, shipped in
 wheels as ``fastpolicy/kernels/``."""
 
-KERNELS = ("fp_histograms", "fp_build_luts", "fp_apply")
-"""``extern "C"`` kernels of ``kernels/policy.cu``, in launch order."""
+KERNELS = ("fp_histograms", "fp_build_luts", "fp_apply", "fp_policy")
+"""``extern "C"`` kernels of ``kernels/policy.cu``: the per-slot three in launch order, then the
+fused one (``fp_policy``: two slots, statistics and tables inside the block)."""
 
-BLOCK_THREADS = {"fp_histograms": 256, "fp_build_luts": 128, "fp_apply": 256}
+BLOCK_THREADS = {"fp_histograms": 256, "fp_build_luts": 128, "fp_apply": 256, "fp_policy": 256}
 """Threads per block of each kernel's launch on a device (and in the emulated build)."""
 
 COPY = "apply_copy"

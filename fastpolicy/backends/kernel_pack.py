@@ -43,9 +43,10 @@ SLOT_NAMES = ("code", "box", "partner", "lut_samples", "header")
 x1``), partner int32[N], samples with a table int32[N] (those with statistics first; the
 slot's ``sizes`` say how many of each), and the kernels' header int64[16]."""
 
-TABLE_NAMES = ("e_code", "e_lut", "e_ivalue", "e_value", "e_fixed", "e_shift", "shift_rows", "shift_cols")
+TABLE_NAMES = ("e_code", "e_lut", "e_ivalue", "e_value", "e_fixed", "e_shift", "e_stats", "shift_rows", "shift_cols")
 """Fields of the op table (per entry E: apply code, builder kind, builder's integer
-parameter, float32 value, int64[E, 6] fixed-point matrix, translation table index; the
+parameter, float32 value, int64[E, 6] fixed-point matrix, translation table index, 1 where
+the table is built from statistics; the
 translation tables int32[T, H] and int32[T, W], -1 = fill)."""
 
 HEADER = (
@@ -120,6 +121,7 @@ class OpTable:
             "e_value": np.array(f["e_value"], np.float32),
             "e_fixed": np.stack(f["e_fixed"]).astype(np.int64),
             "e_shift": np.array(f["e_shift"], np.int32),
+            "e_stats": np.array([0] + [_SPECS[o].stats is not None for o in self._op[1:]], np.int32),
             "shift_rows": np.stack(self._rows),
             "shift_cols": np.stack(self._cols),
         }

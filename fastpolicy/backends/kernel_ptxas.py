@@ -3,7 +3,8 @@
 For each ``extern "C"`` kernel and architecture: registers per thread, spill stores and
 loads, stack frame (local memory), static shared memory (all from ptxas ``-v`` through
 NVRTC's ``--ptxas-options=-v``), the PTX instructions that touch memory (vector loads and
-stores ``.v2``/``.v4``, scalar byte loads from global memory, local loads and stores) and
+stores ``.v2``/``.v4``, scalar byte loads from global memory, local loads and stores; in the
+kernel and the device functions it calls) and
 the resident warps per SM at the launch's block size (:data:`~.kernel_ops.BLOCK_THREADS`),
 limited by registers, shared memory and the architecture's warp and block caps.
 
@@ -61,11 +62,29 @@ def resident_warps(arch: str, registers: int, shared: int, block: int) -> int:
     return blocks * warps
 
 
+_DEFINITION = re.compile(r"^(?:\.visible\s+|\.weak\s+)?\.(entry|func)\s+(?:\([^)]*\)\s*)?(\w+)\s*\(", re.M)
+_CALL = re.compile(r"\bcall(?:\.uni)?\s+(?:\([^)]*\)\s*,\s*)?(\w+)")
+
+
 def _entries(ptx: str) -> dict[str, str]:
-    """PTX body of each ``.entry``."""
-    starts = [(m.group(1), m.start()) for m in re.finditer(r"\.entry\s+(\w+)\s*\(", ptx)]
-    ends = [start for _, start in starts[1:]] + [len(ptx)]
-    return {name: ptx[start:end] for (name, start), end in zip(starts, ends)}
+    """PTX of each ``.entry`` followed by the bodies of the ``.func`` functions it calls,
+    directly or not (the kernels call a few ``__noinline__`` device functions)."""
+    found = [(m.group(1), m.group(2), m.start()) for m in _DEFINITION.finditer(ptx)]
+    ends = [start for _, _, start in found[1:]] + [len(ptx)]
+    # a function's definition comes after its declaration, so the definition's body is kept
+    bodies = {name: ptx[start:end] for (_, name, start), end in zip(found, ends)}
+    entries = {}
+    for kind, name, _ in found:
+        if kind != "entry":
+            continue
+        reached, todo = [name], [name]
+        while todo:
+            for callee in _CALL.findall(bodies[todo.pop()]):
+                if callee in bodies and callee not in reached:
+                    reached.append(callee)
+                    todo.append(callee)
+        entries[name] = "".join(bodies[n] for n in reached)
+    return entries
 
 
 def _count(pattern: str, text: str) -> int:

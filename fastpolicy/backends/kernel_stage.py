@@ -30,6 +30,7 @@ from .protocol import DTYPES, OutputSpec, copy_rows
 
 _BLOCK = BLOCK_THREADS["fp_apply"]
 _MAX_GRID_Y = 65535
+_MAX_GRID_X = 2**31 - 1
 _NUMPY_TYPES = {
     name: np.dtype(np.uint16) if dtype is torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
     for name, dtype in DTYPES.items()
@@ -45,34 +46,47 @@ class KernelPolicyStage:
         module: object with ``get_function(name)`` (``cupy.RawModule``, or a host build:
             :class:`~.kernel_build.NativeModule`, :class:`~.kernel_build.EmulatedModule`).
         xp: the array module of the images (``cupy`` or ``numpy``).
-        threads_per_block: launch geometry: 256 on a device and in the emulated build; 1 for
+        threads_per_block: launch geometry (at most 256, the kernels' ``__launch_bounds__``):
+            256 on a device and in the emulated build; 1 for
             the native build (one thread per block, one block per sample or table).
+        fused: apply active slots two at a time with ``fp_policy`` (one launch per pair:
+            one block per sample, the second slot composed with the first pixel by pixel,
+            statistics and tables inside the block); else three launches per slot
+            (``fp_histograms``, ``fp_build_luts``, ``fp_apply``), each slot's output stored.
 
     Attributes:
         host_seconds: packing and upload calls, summed (the loader's host-time benchmark).
+        launches: kernel launches and device allocations (histogram zeroing, intermediate
+            images), summed over calls: what ``benchmarks/policy_stage.py`` reports per batch.
     """
 
-    def __init__(self, module, xp, threads_per_block: int = _BLOCK):
-        self.xp, self.block = xp, threads_per_block
+    def __init__(self, module, xp, threads_per_block: int = _BLOCK, fused: bool = True):
+        if not 1 <= threads_per_block <= _BLOCK:
+            raise ValueError(
+                f"threads_per_block must be in 1..{_BLOCK} (the kernels' __launch_bounds__), got {threads_per_block!r}"
+            )
+        self.xp, self.block, self.fused = xp, threads_per_block, fused
+        self.launches = 0
         self._kernels = {name: module.get_function(name) for name in KERNELS}
         self._norm: dict = {}
         self.host_seconds = 0.0
 
     @classmethod
-    def emulated(cls) -> KernelPolicyStage:
+    def emulated(cls, fused: bool = True) -> KernelPolicyStage:
         """The emulated build on NumPy arrays (slow: checks the kernels without a GPU)."""
         from .kernel_build import emulated_module
 
-        return cls(emulated_module(), np)
+        return cls(emulated_module(), np, fused=fused)
 
     @classmethod
-    def native(cls) -> KernelPolicyStage:
+    def native(cls, fused: bool = False) -> KernelPolicyStage:
         """The native build on NumPy arrays, the fast CPU stage: compiled with g++ and OpenMP
-        at first use (``kernels/host.hpp``), samples in parallel over the cores."""
+        at first use (``kernels/host.hpp``), samples in parallel over the cores; per slot by
+        default (its row loops are specialised per op), or ``fused``."""
         from .kernel_build import native_module
 
         module = native_module()
-        return cls(module, np, threads_per_block=module.threads_per_block)
+        return cls(module, np, threads_per_block=module.threads_per_block, fused=fused)
 
     def apply(
         self,
@@ -141,9 +155,13 @@ class KernelPolicyStage:
         device_buffer = self.upload(packed.buffer)
         self.host_seconds += time.perf_counter() - started
         slots = [k for k in range(packed.k) if packed.active[k]] or [0]
+        if self.fused:
+            self._run_fused(images, packed, device_buffer, slots, out, n, last_mode, mean, inv_std, workspace, fill)
+            return out
         buffers = list(workspace or [])
         while len(buffers) < min(len(slots) - 1, 2):
             buffers.append(xp.empty((n, height, width, channels), np.uint8))
+            self.launches += 1
         current = images
         for i, k in enumerate(slots):
             last = i == len(slots) - 1
@@ -203,6 +221,48 @@ class KernelPolicyStage:
             raise ValueError(f"params describe {params.n} samples but the batch has {n}")
         return n, height, width, channels
 
+    def _run_fused(self, images, packed, device_buffer, slots, out, n, last_mode, mean, inv_std, workspace, fill):
+        """``fp_policy`` over the active ``slots`` two at a time (one launch for up to two)."""
+        _, height, width, channels = images.shape
+        i32 = np.int32
+        pairs = [slots[i : i + 2] for i in range(0, len(slots), 2)]
+        buffers = list(workspace or [])
+        while len(buffers) < min(len(pairs) - 1, 2):
+            buffers.append(self.xp.empty((n, height, width, channels), np.uint8))
+            self.launches += 1
+
+        def header(k: int):
+            offset = packed.layout[k]["header"][0]
+            return device_buffer[offset : offset + 8 * HEADER_SIZE].view(np.int64)
+
+        current = images
+        for i, pair in enumerate(pairs):
+            last = i == len(pairs) - 1
+            target = out if last else buffers[i % 2]
+            self._kernels["fp_policy"](
+                (min(n, _MAX_GRID_X),),
+                (self.block,),
+                (
+                    device_buffer,
+                    header(pair[0]),
+                    header(pair[-1]),
+                    i32(len(pair)),
+                    current,
+                    images,
+                    target,
+                    i32(last_mode if last else 0),
+                    device_buffer if mean is None else mean,
+                    device_buffer if inv_std is None else inv_std,
+                    i32(n),
+                    i32(height),
+                    i32(width),
+                    i32(channels),
+                    i32(fill),
+                ),
+            )
+            self.launches += 1
+            current = target
+
     def _run_slot(
         self, images, src, dst, n: int, out_mode: int, mean, inv_std, packed, header, sizes: dict, fill: int
     ) -> None:
@@ -217,6 +277,7 @@ class KernelPolicyStage:
         hist = None
         if n_stats:
             hist = xp.zeros((n_stats, 1024), np.uint32)
+            self.launches += 1 + -(-n_stats // _MAX_GRID_Y)
             blocks = 1 if self.block == 1 else max(1, min(-(-pixels // (self.block * 8)), 64))
             for start in range(0, n_stats, _MAX_GRID_Y):
                 chunk = min(n_stats - start, _MAX_GRID_Y)
@@ -227,6 +288,7 @@ class KernelPolicyStage:
                 )
         luts = xp.empty((n, channels, 256), np.uint8) if n_luts else packed
         if n_luts:
+            self.launches += 1
             threads = n_luts * channels
             per_block = 1 if self.block == 1 else BLOCK_THREADS["fp_build_luts"]
             self._kernels["fp_build_luts"](
@@ -234,6 +296,7 @@ class KernelPolicyStage:
                 (per_block,),
                 (packed, header, i32(n_luts), i32(n_stats), i32(channels), hist if hist is not None else packed, luts),
             )
+        self.launches += 1
         grid = (1 if self.block == 1 else max(1, min(-(-pixels // self.block), 1024)), min(n, _MAX_GRID_Y))
         self._kernels["fp_apply"](
             grid,

@@ -37,12 +37,9 @@ study continues where it stopped (a run killed mid-way resumes from its checkpoi
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import math
 import os
-import platform
-import sys
 import time
 
 import numpy as np
@@ -56,6 +53,7 @@ from ..train.data import _array_loaders, balanced_subset
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
+from . import record as record_
 from . import stats
 
 log = get_logger(__name__)
@@ -383,19 +381,6 @@ def plot(rows: list[dict], record: dict, path: str, title: str) -> str:
     return path
 
 
-def _versions() -> dict:
-    import torch
-
-    from .. import __version__
-
-    return {
-        "fastpolicy": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": sys.version.split()[0],
-    }
-
-
 def run_adversarial_study(
     out: str,
     budget: str = "full",
@@ -406,7 +391,9 @@ def run_adversarial_study(
     command: str | None = None,
 ) -> dict:
     """Every arm × seed of ``budget`` (seed-major, so a stopped study has whole seeds); writes
-    ``adversarial[_<budget>].json`` / ``.md`` / ``.png`` to ``results`` (default ``out``); returns the record."""
+    ``adversarial[_<budget>].json`` / ``.md`` / ``.png`` to ``results`` (default ``out``); returns the record.
+    ``threads``: torch's and each run's DALI CPU threads; ``command``: the line recorded (default
+    :func:`.record.command`)."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     spec: dict = BUDGETS[budget] | ({} if seeds is None else {"seeds": seeds})
@@ -422,35 +409,27 @@ def run_adversarial_study(
                 f"adversarial study {budget}: {arm} seed {seed}: test error {rows[-1]['test_error_percent']:.2f}%  "
                 f"({rows[-1]['seconds']:.0f} s)"
             )
-    record = {
-        "study": "adversarial_autoaugment",
-        "budget": budget,
-        "date": datetime.date.today().isoformat(),
-        "command": command or f"fastpolicy reproduce adversarial --budget {budget}",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), {threads} thread(s) per run",
-        "versions": _versions(),
-        "wall_seconds_this_invocation": time.time() - start,
-        "train_seconds_total": sum(r["seconds"] for r in rows),
-        "settings": spec
+    line = command or f"python: run_adversarial_study(budget={budget!r})"
+    record = (
+        record_.header("adversarial_autoaugment", budget, line, threads)
         | {
-            "model": "small_cnn",
-            "schedule": "cosine",
-            "dataset": "Fashion-MNIST: class-balanced train subset (seeded), the test split for the error",
-            "standard_policies": STANDARD,
-            "gate": GATE,
-        },
-        "runs": rows,
-    } | analyse(rows)
-    results = results or out
-    name = "adversarial" if budget == "full" else f"adversarial_{budget}"
-    atomic.write_json(os.path.join(results, f"{name}.json"), record)
-    atomic.write_text(os.path.join(results, f"{name}.md"), table(record))
-    plot(
-        rows,
-        record,
-        os.path.join(results, f"{name}.png"),
-        f"Fashion-MNIST, {spec['train_subset']} images, {spec['epochs']} epochs, M={spec['M']}",
+            "wall_seconds_this_invocation": time.time() - start,
+            "train_seconds_total": sum(r["seconds"] for r in rows),
+            "settings": spec
+            | {
+                "model": "small_cnn",
+                "schedule": "cosine",
+                "dataset": "Fashion-MNIST: class-balanced train subset (seeded), the test split for the error",
+                "standard_policies": STANDARD,
+                "gate": GATE,
+            },
+            "runs": rows,
+        }
+        | analyse(rows)
     )
+    title = f"Fashion-MNIST, {spec['train_subset']} images, {spec['epochs']} epochs, M={spec['M']}"
+    name = "adversarial" if budget == "full" else f"adversarial_{budget}"
+    record_.write(results or out, name, record, table(record), lambda path: plot(rows, record, path, title))
     log.info(table(record))
     return record
 

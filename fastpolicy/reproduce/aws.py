@@ -41,12 +41,8 @@ cache ``proxy.json``).
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import importlib.metadata
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -59,6 +55,7 @@ from ..train.aws import AWSConfig, AWSSearch
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
+from . import record as record_
 from . import stats
 
 log = get_logger(__name__)
@@ -459,14 +456,6 @@ def plot(record: dict, path: str) -> str:
     return path
 
 
-def _versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for package in ("fastpolicy", "torch", "numpy", "scipy", "nvidia-dali-cpu", "nvidia-dali-cuda120"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[package] = importlib.metadata.version(package)
-    return out
-
-
 def run_aws_study(
     out: str,
     budget: str = "full",
@@ -474,10 +463,12 @@ def run_aws_study(
     seeds: int | None = None,
     progress: bool = False,
     threads: int = 1,
+    command: str | None = None,
 ) -> dict:
     """The study (see the module docstring), seed-major so a stopped study has whole seeds;
     writes ``aws[_<budget>].json`` / ``.md`` / ``.png`` to ``results`` (default ``out``) and
-    returns the record."""
+    returns the record. ``threads``: torch's and each run's DALI CPU threads; ``command``: the
+    line recorded (the CLI passes :func:`.record.command`)."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     import torch
@@ -511,12 +502,7 @@ def run_aws_study(
         for variant in ("uniform", "none")
     }
     accuracy = {k: [by[(k, s)] for s in seed_range] for k in (FOUND, *SEARCH_BASELINES)}
-    record: dict = {
-        "study": "aws",
-        "budget": budget,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "versions": _versions(),
+    record: dict = record_.header("aws", budget, command or f"python: run_aws_study(budget={budget!r})", threads) | {
         "settings": spec
         | {
             "model": "small_cnn",
@@ -559,11 +545,8 @@ def run_aws_study(
         "search": search["seconds"],
     }
     record["wall_seconds"] = time.time() - start
-    results = results or out
     name = "aws" if budget == "full" else f"aws_{budget}"
-    atomic.write_json(os.path.join(results, f"{name}.json"), record)
-    atomic.write_text(os.path.join(results, f"{name}.md"), table(record))
-    plot(record, os.path.join(results, f"{name}.png"))
+    record_.write(results or out, name, record, table(record), lambda path: plot(record, path))
     log.info(table(record))
     return record
 

@@ -20,7 +20,7 @@ class StudyOptions:
     )
     out: str | None = setting(None, "the study's run folders", shown="runs/reproduce/<study>")
     results: str | None = setting(None, "where the JSON, table and plot go", shown="--out")
-    num_threads: int = threads_setting()
+    num_threads: int = threads_setting("CPU threads of each run: DALI's and torch's (1 lets two studies share 2 cores)")
     progress: bool = progress_setting()
 
     def __post_init__(self) -> None:

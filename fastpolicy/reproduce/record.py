@@ -1,0 +1,61 @@
+"""What every study record holds and how it is written: one home for both studies.
+
+A record is a JSON-able dict. :func:`header` gives its first keys (study, budget, UTC date,
+the command that ran it, package versions, machine); :func:`write` puts the record, its
+Markdown table and its figure beside each other as ``<name>.json`` / ``.md`` / ``.png``,
+each written atomically so a stopped study never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.metadata
+import os
+import platform
+import sys
+from collections.abc import Callable
+
+from .. import atomic
+
+PACKAGES = ("fastpolicy", "torch", "numpy", "scipy", "nvidia-dali-cpu", "nvidia-dali-cuda120")
+
+
+def command(argv: list[str] | None = None) -> str:
+    """The command line as a user types it: ``fastpolicy <arguments>`` whatever started the process
+    (``python -m fastpolicy``, the console script, a path to ``__main__.py``)."""
+    return " ".join(["fastpolicy", *(sys.argv[1:] if argv is None else argv)])
+
+
+def versions() -> dict[str, str]:
+    """Python's and each installed package's version of :data:`PACKAGES` (absent ones left out)."""
+    out = {"python": sys.version.split()[0]}
+    for package in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[package] = importlib.metadata.version(package)
+    return out
+
+
+def header(study: str, budget: str, command_line: str, threads: int) -> dict:
+    """The first keys of a record: what ran, when (UTC, seconds), how, with what and where."""
+    return {
+        "study": study,
+        "budget": budget,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line,
+        "versions": versions(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), {threads} thread(s) per run",
+    }
+
+
+def write(results: str, name: str, record: dict, table: str, plot: Callable[[str], object]) -> str:
+    """Write ``record`` as ``results/<name>.json``, ``table`` as ``.md`` and call ``plot(path)`` for
+    ``.png``; returns the JSON's path."""
+    path = os.path.join(results, f"{name}.json")
+    atomic.write_json(path, record)
+    atomic.write_text(os.path.join(results, f"{name}.md"), table)
+    plot(os.path.join(results, f"{name}.png"))
+    return path
+
+
+__all__ = ["PACKAGES", "command", "header", "versions", "write"]

@@ -1,0 +1,200 @@
+// Both op slots of a batch in one launch: one block per sample, composed pixel by pixel.
+//
+// The second slot reads its input through FpFirst: the first slot's output pixel computed
+// where it is needed, never stored. So two warps are a double gather (the second op's
+// source coordinates, then the first op's), a table after a table is lut2[lut1[v]], a table
+// after a warp also maps the warp's fill (and a warp after a table does not), and Sharpness
+// after a warp evaluates the warp at its 9 neighbours — each the reference's own order of
+// operations, so the result is the same bits as two passes.
+//
+// Statistics stay inside the block: per-warp sub-histograms in shared memory (no global
+// atomics), summed in a fixed order, and the slot's tables built by C threads with the
+// luts.cu builders (integer counts: exact whatever the order of the additions). A second
+// slot's statistics are taken on the first slot's output, recomputed pixel by pixel.
+#pragma once
+#include "apply.cu"
+#include "luts.cu"
+
+#define FP_FUSED_WARPS 8  // most warps per block of fp_policy (256 threads)
+
+// Sample n's pixel (y, x) of the first slot's output (op `code`), its C values packed (value
+// c in bits 8c .. 8c + 7). Called, not inlined: the kernel holds one copy of the first op's
+// dispatch (every apply function) however many places read the first slot's output —
+// inlined at each, NVRTC and ptxas took minutes.
+FP_NOINLINE __device__ fp_u32 fp_first_pixel(const FpSlot* first, int code, int n, int y, int x) {
+    fp_u8 v[3] = {0, 0, 0};
+    fp_dispatch(*first, FpMemory(), code, n, y, x, v);
+    return (fp_u32)v[0] | ((fp_u32)v[1] << 8) | ((fp_u32)v[2] << 16);
+}
+
+// The first slot's output as the second slot's input.
+struct FpFirst {
+    const FpSlot* first;
+    int code;
+    __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
+        const fp_u32 v = fp_first_pixel(first, code, n, y, x);
+        FP_EACH_CHANNEL(c, s.channels) out[c] = (fp_u8)(v >> (8 * c));
+    }
+};
+
+// A pixel value as a slot input: the input of an op that reads only its own pixel (y, x).
+struct FpValue {
+    const fp_u8* v;
+    __device__ __forceinline__ void get(const FpSlot& s, int, int, int, fp_u8* out) const {
+        FP_EACH_CHANNEL(c, s.channels) out[c] = v[c];
+    }
+};
+
+// Whether an apply function reads its input elsewhere than at its own pixel (the gathers).
+template <void (*apply)(const FpSlot&, const FpValue&, int, int, int, fp_u8*)>
+__device__ constexpr bool fp_gathers() {
+    return apply == apply_warp<FpValue> || apply == apply_shift<FpValue> || apply == apply_sharpness<FpValue>;
+}
+
+__device__ __forceinline__ bool fp_gathers(int code) {
+    switch (code) {
+#define FP_GATHERS_CASE(index, function) case index: return fp_gathers<function<FpValue>>();
+        FP_APPLIES(FP_GATHERS_CASE)
+#undef FP_GATHERS_CASE
+        default: return false;
+    }
+}
+
+// Sample n's output pixel (y, x) of the second slot (op code2) over the first: a gather
+// evaluates the first op where it reads; any other op reads the first op's pixel (y, x),
+// computed once here. A lone first slot is the second slot's apply_copy (code 0) over it.
+// So the first op's dispatch is called from few places and every second op has one copy.
+__device__ __forceinline__ void fp_second(const FpSlot& two, const FpFirst& first, bool gathers, int code2, int n,
+                                          int y, int x, fp_u8* out) {
+    if (gathers) {
+        switch (code2) {
+#define FP_GATHER_CASE(index, function) \
+    case index: if constexpr (fp_gathers<function<FpValue>>()) function<FpFirst>(two, first, n, y, x, out); break;
+            FP_APPLIES(FP_GATHER_CASE)
+#undef FP_GATHER_CASE
+            default: break;
+        }
+        return;
+    }
+    fp_u8 v[3];
+    first.get(two, n, y, x, v);
+    FpValue value;
+    value.v = v;
+    switch (code2) {
+#define FP_POINT_CASE(index, function) \
+    case index: if constexpr (!fp_gathers<function<FpValue>>()) function<FpValue>(two, value, n, y, x, out); break;
+        FP_APPLIES(FP_POINT_CASE)
+#undef FP_POINT_CASE
+        default: apply_copy<FpValue>(two, value, n, y, x, out);
+    }
+}
+
+// Sample n's pixel p of the slot input (`In`) into the block's sub-histograms.
+template <class In>
+__device__ void fp_block_histogram(const FpSlot& s, const In& in, int n, fp_u32 (*sub)[FP_HIST_STRIDE],
+                                   fp_u32* hist) {
+    const int warp = (int)(threadIdx.x / 32);
+    for (int i = threadIdx.x; i < FP_FUSED_WARPS * FP_HIST_STRIDE; i += blockDim.x) sub[i / FP_HIST_STRIDE][i % FP_HIST_STRIDE] = 0;
+    __syncthreads();
+    fp_u32* mine = sub[warp];
+    int y = threadIdx.x / s.width, x = threadIdx.x % s.width;
+    const int step_y = blockDim.x / s.width, step_x = blockDim.x % s.width;
+    for (; y < s.height;) {
+        fp_u8 v[3];
+        in.get(s, n, y, x, v);
+        if (s.channels == 3) {
+            atomicAdd(&mine[v[0]], 1u);
+            atomicAdd(&mine[256 + v[1]], 1u);
+            atomicAdd(&mine[512 + v[2]], 1u);
+            atomicAdd(&mine[768 + fp_luminance(v[0], v[1], v[2])], 1u);
+        } else {
+            atomicAdd(&mine[v[0]], 1u);
+        }
+        x += step_x;
+        y += step_y;
+        if (x >= s.width) { x -= s.width; ++y; }
+    }
+    __syncthreads();
+    const int warps = (int)((blockDim.x + 31) / 32);
+    for (int i = threadIdx.x; i < FP_HIST_STRIDE; i += blockDim.x) {
+        fp_u32 total = 0;
+        for (int w = 0; w < warps; ++w) total += sub[w][i];
+        hist[i] = total;
+    }
+    __syncthreads();
+}
+
+// Slot s's tables of sample n (lut ops) into `table` (shared, C x 256), statistics of its input first.
+template <class In>
+__device__ void fp_block_tables(const FpSlot& s, const In& in, const fp_u8* packed, const fp_i64* header, int n,
+                                fp_u8* table, fp_u32 (*sub)[FP_HIST_STRIDE], fp_u32* hist) {
+    const int e = s.entry[n];
+    const int kind = fp_field<int>(packed, header, FP_E_LUT)[e];
+    if (kind < 0) return;
+    const bool stats = fp_field<int>(packed, header, FP_E_STATS)[e] != 0;
+    if (stats) fp_block_histogram(s, in, n, sub, hist);
+    for (int c = threadIdx.x; c < s.channels; c += blockDim.x) {
+        FpLutArgs args;
+        args.hist = stats ? hist + 256 * c : nullptr;
+        args.grey = stats ? hist + (s.channels == 3 ? 768 : 0) : nullptr;
+        args.value = fp_value(s, n);
+        args.ivalue = fp_field<int>(packed, header, FP_E_IVALUE)[e];
+        fp_build_table(kind, table + 256 * c, args);
+    }
+    __syncthreads();
+}
+
+// One block per sample (grid-stride over blockIdx.x), at most 256 threads; registers for
+// 3 blocks (24 warps) per SM, which the block's 38.5 KB of shared memory allows on sm_80
+// and sm_90, without spills (ptxas would otherwise take 96 and fit 2).
+// packed: the batch's packed buffer; first, second: the headers of the two slots (FpField,
+//      common.cuh); slots: 2, or 1 to apply the first alone (second is not read); src, orig, dst, out_mode, mean, inv_std,
+//      count, height, width, channels, fill: as fp_apply (apply.cu); src is the first
+//      slot's input (rows src_row of its header).
+extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ first,
+                                     const fp_i64* __restrict__ second, int slots, const fp_u8* __restrict__ src,
+                                     const fp_u8* __restrict__ orig, void* dst, int out_mode,
+                                     const float* __restrict__ mean, const float* __restrict__ inv_std, int count,
+                                     int height, int width, int channels, int fill) {
+    __shared__ fp_u32 sub[FP_FUSED_WARPS][FP_HIST_STRIDE];
+    __shared__ fp_u32 hist[FP_HIST_STRIDE];
+    __shared__ fp_u8 tables[2][3 * 256];
+    // The first slot's fields, read by fp_first_pixel through a pointer: in shared memory,
+    // one copy per block (in each thread's registers they would go to its stack).
+    __shared__ FpSlot one;
+    if (threadIdx.x == 0) {
+        one = fp_slot(packed, first, src, orig, tables[0], height, width, channels, fill);
+        one.lut_stride = 0;
+    }
+    __syncthreads();
+    const bool paired = slots == 2;  // else the second slot is apply_copy (code 0): none of its fields is read
+    FpSlot two = fp_slot(packed, paired ? second : first, src, orig, tables[1], height, width, channels, fill);
+    two.lut_stride = 0;
+    const fp_i64 pixels = (fp_i64)height * width;
+    for (int n = blockIdx.x; n < count; n += gridDim.x) {
+        const int code1 = fp_field<int>(packed, first, FP_E_CODE)[one.entry[n]];
+        fp_block_tables(one, FpMemory(), packed, first, n, tables[0], sub, hist);
+        FpFirst composed;
+        composed.first = &one;
+        composed.code = code1;
+        int code2 = 0;
+        bool gathers = false;
+        if (paired) {
+            code2 = fp_field<int>(packed, second, FP_E_CODE)[two.entry[n]];
+            fp_block_tables(two, composed, packed, second, n, tables[1], sub, hist);
+            gathers = fp_gathers(code2);
+        }
+        // Pixel p = y * width + x: the 2-D index grows without a division per pixel.
+        int y = threadIdx.x / width, x = threadIdx.x % width;
+        const int step_y = blockDim.x / width, step_x = blockDim.x % width;
+        for (fp_i64 p = threadIdx.x; p < pixels; p += blockDim.x) {
+            fp_u8 px[3];
+            fp_second(two, composed, gathers, code2, n, y, x, px);
+            fp_store(dst, out_mode, mean, inv_std, n, p, pixels, channels, px);
+            x += step_x;
+            y += step_y;
+            if (x >= width) { x -= width; ++y; }
+        }
+        __syncthreads();  // the tables of the next sample overwrite these
+    }
+}
