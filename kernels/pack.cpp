@@ -27,15 +27,6 @@ constexpr double kMaxSide = 1073741824.0;                        // 2^30: every 
 // int32 stores into the byte buffer: any alignment, no aliasing assumption
 typedef int32_t int32u __attribute__((may_alias, aligned(1)));
 
-// Whether slot s of sample i is a Cutout whose box the arithmetic below reproduces bit for
-// bit: a centre in [0, 1) (the reference raises otherwise) and a finite side below 2^30 (no
-// float-to-integer conversion out of range, which NumPy and C++ need not agree on).
-inline bool plain_cutout(double value, const double* center, long long short_side) {
-    const double side = std::rint(value * (double)short_side);
-    return center[0] >= 0.0 && center[0] < 1.0 && center[1] >= 0.0 && center[1] < 1.0 && side > -kMaxSide &&
-           side < kMaxSide;
-}
-
 }  // namespace
 
 extern "C" {
@@ -70,7 +61,9 @@ long long fp_pack_entries(long long n, long long k, const int16_t* op, const int
 // for a slot that reads the stage input, up to the first active slot; 1 after it). out int32
 // [3 k]: per slot the samples with statistics, the samples that build a table (those
 // included), and whether any sample applies an op. Returns 0; or 1, having written nothing,
-// where a Cutout box is outside what plain_cutout accepts (the caller packs with NumPy).
+// where a Cutout's centre is outside [0, 1) (the reference raises) or its side is not finite
+// or beyond 2^30 pixels (a float-to-integer conversion out of range, which NumPy and C++ need
+// not agree on): the caller packs that batch with NumPy.
 int fp_pack_fill(long long n, long long k, long long height, long long width, const int32_t* codes,
                  const uint8_t* flags, const double* value, const double* center, const int32_t* partner,
                  const int32_t* in_rows, const uint8_t* blob, long long blob_nbytes, const int64_t* plan,
@@ -78,9 +71,10 @@ int fp_pack_fill(long long n, long long k, long long height, long long width, co
     // per slot, the samples with statistics, with a table but no statistics, with a Cutout box:
     // listed without branches (every sample writes its index, the count moves on where it
     // belongs), as the flags of a mixed batch follow no pattern a branch predictor could learn
-    static thread_local std::vector<int32_t> lists;
+    static thread_local std::vector<int32_t> lists, boxes;
     const long long stride = n + 1;
     lists.resize((size_t)(3 * k * stride));
+    boxes.resize((size_t)(4 * k * n));
     const long long short_side = height < width ? height : width;
     long long first = -1;
     for (long long s = 0; s < k; ++s) {
@@ -98,9 +92,21 @@ int fp_pack_fill(long long n, long long k, long long height, long long width, co
             b += (flag & kFlagTable) >> 1;
             c += (flag & kFlagCutout) >> 2;
         }
+        int32_t* box = boxes.data() + 4 * s * n;
         for (long long m = 0; m < c; ++m) {
+            // reference/special.cutout_boxes: side = rint(value * min(H, W)), centre truncated,
+            // y0 = cy - side // 2 (floor division), clipped to the image
             const long long j = cuts[m] * k + s;
-            if (!plain_cutout(value[j], center + 2 * j, short_side)) return 1;
+            const double cy = center[2 * j], cx = center[2 * j + 1];
+            const double rounded = std::rint(value[j] * (double)short_side);
+            if (!(cy >= 0.0 && cy < 1.0 && cx >= 0.0 && cx < 1.0 && rounded > -kMaxSide && rounded < kMaxSide)) return 1;
+            const int64_t side = (int64_t)rounded;
+            const int64_t y0 = (int64_t)std::trunc(cy * (double)height) - (side >> 1);
+            const int64_t x0 = (int64_t)std::trunc(cx * (double)width) - (side >> 1);
+            box[4 * m] = (int32_t)(y0 > 0 ? y0 : 0);
+            box[4 * m + 1] = (int32_t)(x0 > 0 ? x0 : 0);
+            box[4 * m + 2] = (int32_t)(y0 + side < height ? y0 + side : height);
+            box[4 * m + 3] = (int32_t)(x0 + side < width ? x0 + side : width);
         }
         out[3 * s] = (int32_t)a;
         out[3 * s + 1] = (int32_t)(a + b);
@@ -132,18 +138,8 @@ int fp_pack_fill(long long n, long long k, long long height, long long width, co
         for (long long i = 0, j = s; i < n; ++i, j += k) partners[i] = partner[j];
         int32u* box = (int32u*)(buffer + at[1]);
         if (n) std::memset(box, 0, (size_t)(16 * n));
-        for (long long m = 0; m < c; ++m) {
-            // reference/special.cutout_boxes: side = rint(value * min(H, W)), centre truncated,
-            // y0 = cy - side // 2 (floor division), clipped to the image
-            const long long i = cuts[m], j = i * k + s;
-            const int64_t side = (int64_t)std::rint(value[j] * (double)short_side);
-            const int64_t y0 = (int64_t)std::trunc(center[2 * j] * (double)height) - (side >> 1);
-            const int64_t x0 = (int64_t)std::trunc(center[2 * j + 1] * (double)width) - (side >> 1);
-            box[4 * i] = (int32_t)(y0 > 0 ? y0 : 0);
-            box[4 * i + 1] = (int32_t)(x0 > 0 ? x0 : 0);
-            box[4 * i + 2] = (int32_t)(y0 + side < height ? y0 + side : height);
-            box[4 * i + 3] = (int32_t)(x0 + side < width ? x0 + side : width);
-        }
+        const int32_t* cut_boxes = boxes.data() + 4 * s * n;
+        for (long long m = 0; m < c; ++m) std::memcpy(box + 4 * cuts[m], cut_boxes + 4 * m, 16);
         // the samples that build a table: those with statistics, then those without
         if (a) std::memcpy(buffer + at[3], stats, (size_t)(4 * a));
         if (b) std::memcpy(buffer + at[3] + 4 * a, tables, (size_t)(4 * b));
