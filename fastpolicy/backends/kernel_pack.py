@@ -13,7 +13,7 @@ gives a candidate entry, checked against the sample's op and value bits (float64
 only samples whose candidate does not match take the slow path, which adds the entry.
 
 Two packers write the same bytes (``tests/test_pack_bytes.py``): the compiled one
-(``kernels/pack.cpp``, :func:`native_packer`: two ctypes calls per batch, about 0.06 ms for
+(``kernels/pack.cpp``, :func:`native_packer`: two ctypes calls per batch, about 0.05 ms for
 2 048 images) where a C++ compiler is found, else a handful of NumPy calls per slot (0.2–0.6
 ms); ``benchmarks/pack_time.py`` times both. New (op, value) pairs are added by Python either
 way.
