@@ -187,3 +187,7 @@ def test_the_packers_check_in_rows():
     rows.flags.writeable = False  # a read-only table is read, not written
     packed = pack_kernels(params, 8, 8, in_rows=rows)
     assert np.array_equal(packed.batch_views()["in_rows"], rows)
+    strided = np.arange(8, dtype=np.int32)[::2]
+    assert np.array_equal(pack_kernels(params, 8, 8, in_rows=strided).batch_views()["in_rows"], strided)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernel_pack._address(np.zeros((4, 4), np.int32)[:, ::2])

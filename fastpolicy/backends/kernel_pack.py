@@ -366,10 +366,13 @@ def _build_packer() -> NativePacker | None:
 
 
 def _address(array: np.ndarray) -> int:
-    """The data pointer of C-contiguous ``array`` (a writable one's the cheap way)."""
+    """The data pointer of C-contiguous ``array`` (a writable one's the cheap way); ValueError
+    for one that is not C-contiguous."""
     try:
         return ctypes.addressof(ctypes.c_char.from_buffer(array))  # type: ignore[arg-type]  # an ndarray is a buffer
-    except (TypeError, ValueError):  # read-only or empty
+    except (TypeError, ValueError):  # read-only, empty, or not contiguous
+        if not array.flags.c_contiguous:
+            raise ValueError(f"the compiled packer reads C-contiguous arrays, got strides {array.strides}") from None
         return array.ctypes.data
 
 
