@@ -12,7 +12,7 @@ setup(
     packages=[*find_packages(include=["fastpolicy", "fastpolicy.*"]), "fastpolicy.kernels"],
     # The CUDA sources ship inside the package (fastpolicy/kernels/) in wheels.
     package_dir={"fastpolicy.kernels": "kernels"},
-    package_data={"fastpolicy.kernels": ["*.cu", "*.cuh", "*.hpp", "README.md"]},
+    package_data={"fastpolicy.kernels": ["*.cu", "*.cuh", "*.hpp", "*.cpp", "README.md"]},
     install_requires=[
         "numpy>=1.24",
         "torch==2.14.1",

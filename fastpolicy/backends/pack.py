@@ -14,7 +14,8 @@ float matrices (:mod:`fastpolicy.reference.geometry`) and Cutout boxes
 (:func:`~fastpolicy.reference.special.cutout_boxes`, computed here once for every backend)
 — so no backend can drift from it. They depend only on (op, value, image size) and values
 come from magnitude bins, so the backends memoize them: a batch costs a few NumPy calls
-per slot, not a Python loop over samples.
+per slot, not a Python loop over samples (the kernels' packer is compiled where a C++
+compiler is found: :func:`~.kernel_pack.pack_kernels`).
 
 **The skip code.** A skipped slot is op id :data:`~fastpolicy.params.NO_OP` (-1) in
 :class:`~fastpolicy.params.PolicyParams`, and ``op + 1`` indexes every per-op table here
