@@ -106,13 +106,16 @@ class PolicyParams:
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {getattr(self, name).shape}")
-        if np.any((self.op < NO_OP) | (self.op >= len(OP_NAMES))):
+        if self.op.size == 0:
+            return
+        # min/max reductions, no temporaries: every batch's parameters pass here (twice per loader step)
+        if self.op.min() < NO_OP or self.op.max() >= len(OP_NAMES):
             raise ValueError(f"op ids must be in [-1, {len(OP_NAMES)}), got {np.unique(self.op)}")
-        if np.any((self.partner < 0) | (self.partner >= max(n, 1))):
+        if self.partner.min() < 0 or self.partner.max() >= max(n, 1):
             raise ValueError(f"partner indices must be in [0, {n})")
-        if not np.all(np.isin(self.sign, (-1, 1))):
+        if not (np.abs(self.sign) == 1).all():
             raise ValueError("sign must be -1 or +1")
-        if np.any((self.center < 0) | (self.center >= 1)):
+        if self.center.min() < 0 or self.center.max() >= 1:
             raise ValueError("center must lie in [0, 1)")
 
     def take(self, index) -> PolicyParams:

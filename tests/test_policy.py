@@ -223,3 +223,28 @@ def test_params_validation():
         PolicyParams(**fields)
     with pytest.raises(ValueError, match="versions"):
         PolicyParams.concat([params, _policy().sample(4, np.random.default_rng(0), version=1)])
+
+
+@pytest.mark.parametrize(
+    "field, bad, message",
+    [
+        ("op", 16, "op ids must be in"),
+        ("op", -2, "op ids must be in"),
+        ("partner", 3, "partner indices"),
+        ("partner", -1, "partner indices"),
+        ("sign", 0, "sign must be"),
+        ("center", 1.0, "center must lie"),
+        ("center", -0.5, "center must lie"),
+    ],
+)
+def test_policy_params_name_the_bad_field(field, bad, message):
+    fields = PolicyParams.skipped_fields(3, 2)
+    assert PolicyParams(**fields, policy=np.zeros(3)).n == 3  # the valid batch passes
+    fields[field] = fields[field].copy()
+    fields[field].flat[-1] = bad  # one bad value among valid ones
+    with pytest.raises(ValueError, match=message):
+        PolicyParams(**fields, policy=np.zeros(3))
+
+
+def test_an_empty_batch_of_policy_params_is_valid():
+    assert PolicyParams.skipped(0, 2).n == 0
