@@ -261,3 +261,26 @@ def test_profile_step_smoke(tmp_path):
     numbers = result["results"]
     assert numbers["loader_next_ms"] > 0 and numbers["train_step_ms"] > 0 and 0 < numbers["loader_share"] < 1
     assert len(numbers["top_ops"]) == 5 and all(row["calls"] > 0 for row in numbers["top_ops"])
+
+
+@pytest.mark.parametrize(
+    "machine, loaded",
+    [
+        ({"load_average_at_start": [0.8, 1.0, 1.4], "load_average": [1.9, 1.9, 1.8]}, False),  # its own threads
+        ({"load_average_at_start": [3.5, 3.0, 2.0], "load_average": [4.9, 4.0, 3.0]}, True),
+        ({"load_average": [1.9, 1.9, 1.8]}, False),  # an older record: only the end figure
+        ({"load_average": [9.3, 10.4, 11.8]}, True),
+    ],
+)
+def test_a_machine_is_called_loaded_by_what_ran_beside_the_bench(machine, loaded):
+    from fastpolicy.bench import report
+
+    record = {
+        "machine": {"cpu": "AMD EPYC", "cores": 2, "gpu": None} | machine,
+        "settings": {"batch": 32, "workers": 2, "threads": 2, "repeats": 3, "warmup": 2},
+        "date": "2026-11-29T22:46:04",
+        "command": "fastpolicy bench --device cpu",
+    }
+    header = report.describe_machine(record)
+    assert ("a loaded machine" in header) is loaded
+    assert ("at the start" in header) is ("load_average_at_start" in machine)

@@ -72,13 +72,18 @@ def command_line() -> str:
     return " ".join(["python", program, *sys.argv[1:]])
 
 
-def write(name: str, settings: dict, results, path: str, note: str, modules=()) -> dict:
-    """Write the result JSON to ``path`` (folders created) and return it."""
+def write(name: str, settings: dict, results, path: str, note: str, modules=(), load_at_start=None) -> dict:
+    """Write the result JSON to ``path`` (folders created) and return it. ``load_at_start``:
+    :func:`load_average` before the benchmark ran (recorded beside the one at the end, which
+    counts the benchmark's own threads)."""
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu(), "load_average": load_average()}
+    if load_at_start is not None:
+        machine["load_average_at_start"] = load_at_start
     record = {
         "benchmark": name,
         "command": command_line(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu(), "load_average": load_average()},
+        "machine": machine,
         "versions": versions("fastpolicy", "numpy", "torch", *modules),
         "settings": settings,
         "note": note,

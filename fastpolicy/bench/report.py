@@ -103,10 +103,15 @@ def describe_machine(record: dict) -> str:
     machine = record["machine"]
     gpu = machine.get("gpu")
     where = f"{machine['cpu']}, {machine['cores']} cores" + (f", {gpu['name']}" if gpu else ", no GPU")
-    load = machine.get("load_average")
+    load, before = machine.get("load_average"), machine.get("load_average_at_start")
     if load:
-        busy = " — a loaded machine: read the ratios" if load[1] > machine["cores"] / 2 else ""
-        where += f" (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} over 1 / 5 / 15 min at the end{busy})"
+        # other work shared the machine: before the run more than half the cores were busy, or
+        # (no figure from before) at its end more than the cores the bench itself keeps busy
+        loaded = before[0] > machine["cores"] / 2 if before else load[1] > machine["cores"]
+        busy = " — a loaded machine: read the ratios" if loaded else ""
+        start = f"{before[0]:.1f} / {before[1]:.1f} / {before[2]:.1f} at the start, " if before else ""
+        end = f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end"
+        where += f" (load average over 1 / 5 / 15 min: {start}{end}{busy})"
     settings = record["settings"]
     return (
         f"{where}; {record['date'][:10]}; `{record['command']}`; N = {settings['batch']}, "

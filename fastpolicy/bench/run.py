@@ -153,6 +153,7 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if args.device == "gpu" and not torch.cuda.is_available():
         raise SystemExit("fastpolicy bench: --device gpu, but torch sees no CUDA GPU")
+    load_at_start = record.load_average()  # what else ran: at the end the bench's own threads count too
     with tempfile.TemporaryDirectory(prefix="fastpolicy-bench-") as scratch, _temporary_files_in(scratch):
         rows = _run(args, scratch)
     report.add_ratios(rows)
@@ -168,6 +169,7 @@ def main(argv=None) -> dict:
         "ratios — absolute numbers hold for this machine only; the contenders of each case "
         "ran interleaved, each figure the median of its runs",
         modules=("torchvision", "nvidia.dali", "cupy", "kornia"),
+        load_at_start=load_at_start,
     )
     chart = os.path.splitext(out)[0] + ".png"
     report.bar_chart(

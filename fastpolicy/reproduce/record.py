@@ -8,17 +8,16 @@ each written atomically so a stopped study never leaves half a file.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import importlib.metadata
 import os
 import platform
 import sys
 from collections.abc import Callable
 
 from .. import atomic
+from ..bench import record as bench_record
 
-PACKAGES = ("fastpolicy", "torch", "numpy", "scipy", "nvidia-dali-cpu", "nvidia-dali-cuda120")
+PACKAGES = ("fastpolicy", "torch", "numpy", "scipy", "nvidia.dali")
 
 
 def command(argv: list[str] | None = None) -> str:
@@ -28,12 +27,10 @@ def command(argv: list[str] | None = None) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Python's and each installed package's version of :data:`PACKAGES` (absent ones left out)."""
-    out = {"python": sys.version.split()[0]}
-    for package in PACKAGES:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[package] = importlib.metadata.version(package)
-    return out
+    """Python's and each importable module's version of :data:`PACKAGES` (absent ones left out;
+    the benchmarks' :func:`fastpolicy.bench.record.versions`)."""
+    found = bench_record.versions(*PACKAGES)
+    return {"python": sys.version.split()[0]} | {name: v for name, v in found.items() if v is not None}
 
 
 def header(study: str, budget: str, command_line: str, threads: int) -> dict:
