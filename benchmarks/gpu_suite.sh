@@ -5,7 +5,8 @@
 #
 # Steps, each under its own time limit, each logged; a failing step does not stop the others:
 #   1. the gpu-marked tests (python -m pytest -m gpu);
-#   2. fastpolicy bench --device gpu (decode, policy, stage, host, the ResNet-50 step fed vs pre-staged);
+#   2. fastpolicy bench --device gpu (decode, policy, transform on CUDA batches, stage, host, the
+#      ResNet-50 step fed vs pre-staged);
 #   3. benchmarks/policy_stage.py (the fused kernels beside DALI's per-sample select);
 #   4. benchmarks/profile_step.py (a short torch.profiler trace of the fed training step).
 # Every JSON names the machine (fastpolicy.bench.record); gpu_suite.json sums the steps up
@@ -41,7 +42,7 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 step gpu_tests 150 python -m pytest -m gpu -q -p no:cacheprovider
-step bench 180 python -m fastpolicy bench --device gpu --scenarios decode policy stage host training --out "$out/bench_gpu.json"
+step bench 180 python -m fastpolicy bench --device gpu --scenarios decode policy transform stage host training --out "$out/bench_gpu.json"
 step policy_stage 90 python benchmarks/policy_stage.py --out "$out/policy_stage_gpu.json"
 step profile_step 60 python benchmarks/profile_step.py --device gpu --out "$out/profile_step_gpu.json"
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fastpolicy import OP_NAMES
 
@@ -284,3 +285,18 @@ def test_a_machine_is_called_loaded_by_what_ran_beside_the_bench(machine, loaded
     header = report.describe_machine(record)
     assert ("a loaded machine" in header) is loaded
     assert ("at the start" in header) is ("load_average_at_start" in machine)
+
+
+def test_the_drop_in_on_a_batch_tensor_is_timed_beside_torchvision_image_by_image():
+    from fastpolicy.bench.transform import batch_calls, run_transform_batches
+
+    rows = run_transform_batches("cpu", 2, ["trivialaugment_wide"], warmup=1, batches=1, repeats=1)
+    assert [r["contender"] for r in rows] == [
+        "fastpolicy PolicyAugment, one call per batch",
+        "torchvision v2, image by image",
+    ]
+    assert all(r["scenario"] == "transform" and r["images_per_s"] > 0 and r["case"].endswith("cpu batch") for r in rows)
+    batch = torch.zeros(3, 3, 32, 32, dtype=torch.uint8)
+    for contender in ("fastpolicy", "torchvision"):
+        outs = list(batch_calls(batch, "autoaugment", contender, 2))
+        assert len(outs) == 2 and all(o.shape == batch.shape and o.dtype == torch.uint8 for o in outs)

@@ -11,7 +11,8 @@ Scenarios (``--scenarios``):
    installed); plus fastpolicy with M random Adversarial-AutoAugment policies;
 3. ``transform`` — ``PolicyAugment`` as torchvision's drop-in: an ``ImageFolder`` in
    ``--workers`` DataLoader processes, PIL and uint8-tensor inputs, PolicyAugment vs
-   torchvision's own policy class (:mod:`.transform`);
+   torchvision's own policy class; with ``--device gpu`` instead a uint8 CUDA batch, one
+   PolicyAugment call vs torchvision image by image (:mod:`.transform`);
 4. ``shards`` — the same images as a folder, webdataset tars and TFRecord files, read by
    fastpolicy's loader: decode only (M = 1) and the largest ``--M`` with the first policy
    of ``--policies`` (:mod:`.shards`);
@@ -43,7 +44,7 @@ from . import peers, record, report
 from .shards import run_shards
 from .stage import run_stage
 from .timing import Paced, interleaved_rates
-from .transform import run_transform
+from .transform import run_transform, run_transform_batches
 
 SCENARIOS = ("decode", "policy", "transform", "shards", "stage", "training", "host")
 
@@ -205,7 +206,9 @@ def _run(args, scratch: str) -> list[dict]:
         make_photo_tree(root, classes=8, per_class=max(1, args.images // 8), size=(500, 375))
     print(f"fastpolicy bench on {args.device}: tree {root}, N={args.batch}, M={args.M}", flush=True)
     rows = _loader_rows(args, root)
-    if "transform" in args.scenarios:
+    if "transform" in args.scenarios and args.device == "gpu":  # the drop-in on CUDA batches
+        rows += run_transform_batches("cuda", args.batch, args.policies, args.warmup, args.batches, args.repeats)
+    elif "transform" in args.scenarios:  # in DataLoader workers
         rows += run_transform(root, args.batch, args.policies, args.workers, args.warmup, args.batches, args.repeats)
     if "shards" in args.scenarios:
         shard_size = max(1, args.images // 4)

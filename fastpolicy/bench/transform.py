@@ -110,4 +110,59 @@ def run_transform(root: str, N: int, policies, workers: int, warmup: int, batche
     return rows
 
 
-__all__ = ["INPUTS", "decode_tensor", "folder_loader", "policy_transform", "run_transform"]
+def batch_calls(batch: torch.Tensor, policy: str, contender: str, calls: int):
+    """A generator of ``calls`` augmented copies of ``batch`` (uint8 [N, 3, H, W] on any
+    device): fastpolicy's PolicyAugment in one call on the batch (a sub-policy per image), or
+    torchvision's policy image by image (its per-sample equivalent; on a batch it would draw one
+    sub-policy for all), both with torchvision's arguments (:func:`policy_transform`)."""
+    transform = policy_transform(policy, contender)
+    for _ in range(calls):
+        if contender == "fastpolicy":
+            yield transform(batch)
+        else:
+            yield torch.stack([transform(image) for image in batch])
+
+
+def run_transform_batches(device: str, N: int, policies, warmup: int, batches: int, repeats: int) -> list[dict]:
+    """Rows ``{"scenario": "transform", "case": "<policy>, <device> batch", "M": 1, "contender",
+    "images_per_s"}``: the drop-in on a pre-decoded uint8 [N, 3, 224, 224] batch of real photos
+    on ``device`` (``"cuda"``: the GPU suite's case; the DataLoader case needs no GPU), each
+    timing closed by a device synchronize; PolicyAugment's row first in each case."""
+    from ..data.photo_tree import photo_batch
+
+    batch = torch.from_numpy(photo_batch(N, SIZE, SIZE)).permute(0, 3, 1, 2).contiguous().to(device)
+    sync = torch.cuda.synchronize if batch.is_cuda else None
+    rows = []
+    for policy in policies:
+        case = f"{NAMES[policy]}, {device} batch"
+        contenders = {
+            label: Paced(functools.partial(batch_calls, batch, policy, name, warmup + batches), warmup, batches)
+            for name, label in (
+                ("fastpolicy", "fastpolicy PolicyAugment, one call per batch"),
+                ("torchvision", "torchvision v2, image by image"),
+            )
+        }
+        for contender, rate in interleaved_rates(contenders, N, repeats, sync=sync).items():
+            rows.append(
+                {
+                    "scenario": "transform",
+                    "case": case,
+                    "M": 1,
+                    "device": device,
+                    "contender": contender,
+                    "images_per_s": rate,
+                }
+            )
+            print(f"  transform {case:34s} {contender:50s} {rate:10.1f} img/s", flush=True)
+    return rows
+
+
+__all__ = [
+    "INPUTS",
+    "batch_calls",
+    "decode_tensor",
+    "folder_loader",
+    "policy_transform",
+    "run_transform",
+    "run_transform_batches",
+]
