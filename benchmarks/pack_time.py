@@ -15,11 +15,11 @@ where no C++ compiler is found; the same bytes), or whichever the stages use (``
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 
 from fastpolicy.backends.kernel_pack import native_packer, pack_kernels
+from fastpolicy.bench import record
 from fastpolicy.bench.stage import cases
 from fastpolicy.bench.timing import median_seconds
 
@@ -44,8 +44,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--packer", choices=tuple(PACKERS), default="auto", help="which packer to time")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--json", default=None, help="also write {case: ms} here")
+    parser.add_argument("--json", default=None, help="also write the record ({case: ms}, machine, command) here")
     args = parser.parse_args(argv)
+    load_at_start = record.load_average()
     if args.n < 8:
         parser.error(f"--n must be at least 8 (the adversarial case samples 8 policies), got {args.n}")
     native = PACKERS[args.packer]
@@ -56,8 +57,10 @@ def main(argv=None) -> dict:
         result[name] = pack_ms(params, args.size, args.warmup, args.repeats, native)
         print(f"{name:22s} {result[name]:7.3f} ms per batch of {args.n}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        chosen = args.packer if native is not None else ("compiled" if native_packer() is not None else "numpy")
+        settings = {"n": args.n, "size": args.size, "packer": chosen, "warmup": args.warmup, "repeats": args.repeats}
+        note = "milliseconds per pack_kernels call (median), one thread"
+        record.write("pack_time", settings, result, args.json, note, load_at_start=load_at_start)
     return result
 
 

@@ -119,12 +119,13 @@ def _resume_hint(args) -> str:
 
 
 STUDY_ALIASES = {"table4": "adversarial", "proxy": "aws"}
-# study → (module, function): each takes (out, budget, results, seeds=, progress=, threads=, command=)
+"""Old study names that still run (the study that replaced them)."""
+
 STUDIES = {
     "adversarial": (".reproduce.adversarial", "run_adversarial_study"),
     "aws": (".reproduce.aws", "run_aws_study"),
 }
-"""Old study names that still run (the study that replaced them)."""
+"""Study → (module, function); each takes (out, budget, results, seeds=, progress=, threads=, command=)."""
 
 
 def _reproduce(args) -> int:

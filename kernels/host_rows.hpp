@@ -125,7 +125,7 @@ template <int C>
 static void fp_rows_apply_lut_c(FP_HOST_ROWS_ARGS) {
     const fp_u8* image = fp_host_image(s, n);
     const fp_i64 stride = (fp_i64)s.width * C;
-    const fp_u8* table = s.luts + (fp_i64)n * C * 256;
+    const fp_u8* table = s.luts + (fp_i64)n * s.lut_stride;
     fp_host_rows<C>(s, n, dst, out_mode, mean, inv_std, [=](int y, int x0, int count, fp_u8* __restrict__ out) {
         const fp_u8* __restrict__ in = image + y * stride + (fp_i64)x0 * C;
         const fp_u8* __restrict__ t0 = table;

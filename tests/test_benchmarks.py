@@ -78,7 +78,7 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path, monkeypatch):
                 "--warmup",
                 "1",
                 "--repeats",
-                "2",
+                "1",  # each DataLoader run spawns its worker: one run per contender keeps this test short
                 "--workers",
                 "1",
                 "--stage-n",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastpolicy import AWSDistribution, Policy, PolicyFormatError, PolicyParams, PolicySchedule, sample_policies
-from fastpolicy.registry import OPS
+from fastpolicy.registry import OP_NAMES, OPS
 from fastpolicy.spaces import aws
 
 
@@ -228,7 +228,7 @@ def test_params_validation():
 @pytest.mark.parametrize(
     "field, bad, message",
     [
-        ("op", 16, "op ids must be in"),
+        ("op", len(OP_NAMES), "op ids must be in"),
         ("op", -2, "op ids must be in"),
         ("partner", 3, "partner indices"),
         ("partner", -1, "partner indices"),

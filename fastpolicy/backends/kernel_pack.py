@@ -124,6 +124,7 @@ class OpTable:
 
     def _freeze(self) -> None:
         f = self._fields
+        stats = np.array([False] + [_SPECS[o].stats is not None for o in self._op[1:]])  # per entry
         arrays: dict[str, np.ndarray] = {
             "e_code": np.array(f["e_code"], np.int32),
             "e_lut": np.array(f["e_lut"], np.int32),
@@ -131,7 +132,7 @@ class OpTable:
             "e_value": np.array(f["e_value"], np.float32),
             "e_fixed": np.stack(f["e_fixed"]).astype(np.int64),
             "e_shift": np.array(f["e_shift"], np.int32),
-            "e_stats": np.array([0] + [_SPECS[o].stats is not None for o in self._op[1:]], np.int32),
+            "e_stats": stats.astype(np.int32),
             "shift_rows": np.stack(self._rows),
             "shift_cols": np.stack(self._cols),
         }
@@ -145,7 +146,6 @@ class OpTable:
             blob[layout[name][0] : layout[name][0] + array.nbytes] = array.view(np.uint8).reshape(-1)
         self.op, self.bits = np.array(self._op, np.int16), np.array(self._bits, np.uint64)
         lut = arrays["e_lut"] >= 0
-        stats = np.array([False] + [_SPECS[o].stats is not None for o in self._op[1:]])
         cutout = np.array([False] + [_SPECS[o].needs == "center" for o in self._op[1:]])
         self.flags = (stats * 1 + (lut & ~stats) * 2 + cutout * 4).astype(np.uint8)
         self.blob, self.layout = blob, layout

@@ -392,8 +392,8 @@ def run_adversarial_study(
 ) -> dict:
     """Every arm × seed of ``budget`` (seed-major, so a stopped study has whole seeds); writes
     ``adversarial[_<budget>].json`` / ``.md`` / ``.png`` to ``results`` (default ``out``); returns the record.
-    ``threads``: torch's and each run's DALI CPU threads; ``command``: the line recorded (default
-    :func:`.record.command`)."""
+    ``threads``: torch's and each run's DALI CPU threads; ``command``: the line recorded (the CLI passes
+    :func:`.record.command`; a Python call records itself)."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     spec: dict = BUDGETS[budget] | ({} if seeds is None else {"seeds": seeds})

@@ -468,7 +468,8 @@ def run_aws_study(
     """The study (see the module docstring), seed-major so a stopped study has whole seeds;
     writes ``aws[_<budget>].json`` / ``.md`` / ``.png`` to ``results`` (default ``out``) and
     returns the record. ``threads``: torch's and each run's DALI CPU threads; ``command``: the
-    line recorded (the CLI passes :func:`.record.command`)."""
+    line recorded (the CLI passes :func:`.record.command`; a
+    Python call records itself)."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
     import torch

@@ -20,10 +20,10 @@ from ..bench import record as bench_record
 PACKAGES = ("fastpolicy", "torch", "numpy", "scipy", "nvidia.dali")
 
 
-def command(argv: list[str] | None = None) -> str:
-    """The command line as a user types it: ``fastpolicy <arguments>`` whatever started the process
-    (``python -m fastpolicy``, the console script, a path to ``__main__.py``)."""
-    return " ".join(["fastpolicy", *(sys.argv[1:] if argv is None else argv)])
+def command(argv: list[str]) -> str:
+    """The command line as a user types it: ``fastpolicy <argv>`` whatever started the process
+    (``python -m fastpolicy``, the console script, a path to ``__main__.py``, ``main(argv)``)."""
+    return " ".join(["fastpolicy", *argv])
 
 
 def versions() -> dict[str, str]:
