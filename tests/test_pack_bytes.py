@@ -8,6 +8,8 @@ leaves alone (alignment padding, ``lut_samples`` past a slot's tables) shows too
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import warnings
 
 import numpy as np
@@ -191,3 +193,21 @@ def test_the_packers_check_in_rows():
     assert np.array_equal(pack_kernels(params, 8, 8, in_rows=strided).batch_views()["in_rows"], strided)
     with pytest.raises(ValueError, match="C-contiguous"):
         kernel_pack._address(np.zeros((4, 4), np.int32)[:, ::2])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_a_lock_is_held_packs_without_waiting():
+    """A fork while another thread holds the table or packer lock (a DataLoader worker forked
+    beside the loader's prefetch thread) must not leave the child waiting on it forever."""
+    params = cases(8, np.random.default_rng(0))["adversarial_policies"]
+    with kernel_pack._TABLES_LOCK, kernel_pack._NATIVE_LOCK:  # held by "another thread" at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: pack, or be killed by the alarm if it waits on a lock
+            signal.alarm(20)
+            try:
+                kernel_pack.pack_kernels(params, 24, 24)
+                os._exit(0)
+            except BaseException:
+                os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

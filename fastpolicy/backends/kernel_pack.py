@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import os
 import threading
 import warnings
 
@@ -324,6 +325,19 @@ class NativePacker:
 
 _NATIVE: list[NativePacker | None] = []
 _NATIVE_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a ``fork`` DataLoader worker) starts with fresh locks and no op tables:
+    a lock another thread held at the fork is never released in the child, and a table it was
+    growing may be half grown there; the child rebuilds its tables on first use."""
+    global _TABLES_LOCK, _NATIVE_LOCK
+    _TABLES_LOCK, _NATIVE_LOCK = threading.Lock(), threading.Lock()
+    _TABLES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def native_packer() -> NativePacker | None:
