@@ -96,12 +96,10 @@ class OpTable:
     """Every (op, value) seen for H×W images → an entry (0: skip), and the entry arrays.
 
     Attributes:
-        blob: uint8, the table's fields (:data:`TABLE_NAMES`) packed, 16-byte aligned.
-        layout: field → (offset in ``blob``, dtype, shape).
-        flags: uint8[E], per entry: 1 its op needs statistics (and a table), 2 a table without
-            statistics, 4 a Cutout box.
-        state: the table as the packers read it (:class:`_TableState`), replaced whole when the
-            table grows, so a batch packs from one consistent version.
+        dense: int32, the entry of each (op, bin, sign) last seen (see :meth:`entries`).
+        state: the table as the packers read it (:class:`_TableState`: its entries' ops, value
+            bits, flags, and the packed fields), replaced whole when the table grows, so a
+            batch packs from one consistent version.
     """
 
     def __init__(self, height: int, width: int):
@@ -145,12 +143,11 @@ class OpTable:
         blob = np.zeros(offset, np.uint8)
         for name, array in arrays.items():
             blob[layout[name][0] : layout[name][0] + array.nbytes] = array.view(np.uint8).reshape(-1)
-        self.op, self.bits = np.array(self._op, np.int16), np.array(self._bits, np.uint64)
         lut = arrays["e_lut"] >= 0
         cutout = np.array([False] + [_SPECS[o].needs == "center" for o in self._op[1:]])
-        self.flags = (stats * 1 + (lut & ~stats) * 2 + cutout * 4).astype(np.uint8)
-        self.blob, self.layout = blob, layout
-        self.state = _TableState(self.dense, self.op, self.bits, self.flags, blob, layout)
+        flags = (stats * 1 + (lut & ~stats) * 2 + cutout * 4).astype(np.uint8)
+        op, bits = np.array(self._op, np.int16), np.array(self._bits, np.uint64)
+        self.state = _TableState(self.dense, op, bits, flags, blob, layout)
 
     def _add(self, op_id: int, value: float, bits: int) -> int:
         if op_id < 0:
@@ -188,11 +185,12 @@ class OpTable:
         index <<= 1
         index += params.sign > 0
         entry = self.dense[index]
-        if (self.op[entry] == op).all() and (self.bits[entry] == bits).all():
+        state = self.state  # one version: dense only points at entries it already holds
+        if (state.op[entry] == op).all() and (state.bits[entry] == bits).all():
             return entry
         with self._lock:  # new (op, value) pairs: add them, point the dense index at them
             grown = False
-            miss = np.flatnonzero(((self.op[entry] != op) | (self.bits[entry] != bits)).reshape(-1))
+            miss = np.flatnonzero(((state.op[entry] != op) | (state.bits[entry] != bits)).reshape(-1))
             flat_op, flat_value, flat_bits = op.reshape(-1), params.value.reshape(-1), bits.reshape(-1)
             flat_entry = entry.reshape(-1).copy()
             for i in miss:
@@ -277,7 +275,12 @@ class _TableState:
     but for ``dense``, which only ever points at entries of this or a later version).
 
     Attributes:
-        dense, op, bits, flags, blob, layout: as on :class:`OpTable`.
+        dense: the table's :attr:`OpTable.dense`.
+        op, bits: int16[E] and uint64[E], each entry's op id and float64 value bits.
+        flags: uint8[E], per entry: 1 its op needs statistics (and a table), 2 a table without
+            statistics, 4 a Cutout box.
+        blob: uint8, the table's fields (:data:`TABLE_NAMES`) packed, 16-byte aligned.
+        layout: field → (offset in ``blob``, dtype, shape).
         addresses: ``dense``, ``op``, ``bits``, ``flags``, ``blob``'s data pointers (the
             compiled packer's arguments).
     """
@@ -413,6 +416,7 @@ def pack_kernels(
         ``batch_layout`` the table's fields beside ``in_rows`` and ``identity``.
     """
     n, k = params.n, params.k
+    allocate = allocate or (lambda size: np.empty(size, np.uint8))
     table = op_table(height, width)
     rows = None if in_rows is None else np.ascontiguousarray(in_rows, np.int32)
     if rows is not None and rows.shape != (n,):
@@ -445,7 +449,7 @@ def pack_kernels(
             state = table.state
             scratch[: k * n] = entry.T.reshape(-1)
         plan = state.plan(n, k)
-        buffer = (allocate or (lambda size: np.empty(size, np.uint8)))(max(plan.nbytes, _ALIGN))
+        buffer = allocate(max(plan.nbytes, _ALIGN))
         failed = packer.fill(
             n,
             k,
@@ -474,7 +478,7 @@ def pack_kernels(
         codes = table.entries(params).T.copy()
         state = table.state
         plan = state.plan(n, k)
-        buffer = (allocate or (lambda size: np.empty(size, np.uint8)))(max(plan.nbytes, _ALIGN))
+        buffer = allocate(max(plan.nbytes, _ALIGN))
     active, sizes = _fill_numpy(params, height, width, codes, state, plan, buffer, rows)
     return Packed(buffer, plan.slots, plan.batch_layout, active, n, height, width, sizes)
 

@@ -39,6 +39,12 @@ _NUMPY_TYPES = {
 bit patterns: NumPy has none)."""
 
 
+def _header(packed, device_buffer, k: int):
+    """int64[16] view of slot ``k``'s header in ``device_buffer`` (the batch where the kernels read it)."""
+    offset = packed.layout[k]["header"][0]
+    return device_buffer[offset : offset + 8 * HEADER_SIZE].view(np.int64)
+
+
 class KernelPolicyStage:
     """Applies :class:`PolicyParams` to uint8 NHWC batches with the kernels of ``kernels/``.
 
@@ -158,16 +164,11 @@ class KernelPolicyStage:
         if self.fused:
             self._run_fused(images, packed, device_buffer, slots, out, n, last_mode, mean, inv_std, workspace, fill)
             return out
-        buffers = list(workspace or [])
-        while len(buffers) < min(len(slots) - 1, 2):
-            buffers.append(xp.empty((n, height, width, channels), np.uint8))
-            self.launches += 1
+        buffers = self._intermediates(workspace, len(slots) - 1, (n, height, width, channels))
         current = images
         for i, k in enumerate(slots):
             last = i == len(slots) - 1
             target = out if last else buffers[i % 2]
-            header_offset = packed.layout[k]["header"][0]
-            header = device_buffer[header_offset : header_offset + 8 * HEADER_SIZE].view(np.int64)
             self._run_slot(
                 images,
                 current,
@@ -177,12 +178,21 @@ class KernelPolicyStage:
                 mean,
                 inv_std,
                 device_buffer,
-                header,
+                _header(packed, device_buffer, k),
                 packed.sizes[k],
                 fill,
             )
             current = target
         return out
+
+    def _intermediates(self, workspace, count: int, shape) -> list:
+        """uint8 [N, H, W, C] buffers between launches: ``workspace``'s, then new ones (each
+        counted in :attr:`launches`) up to ``min(count, 2)`` (two alternate)."""
+        buffers = list(workspace or [])
+        while len(buffers) < min(count, 2):
+            buffers.append(self.xp.empty(shape, np.uint8))
+            self.launches += 1
+        return buffers
 
     def _normalization(self, mean, inv_std, channels: int):
         """``mean`` and ``inv_std`` as float32 [C] arrays of this stage's module; uploaded once
@@ -226,15 +236,7 @@ class KernelPolicyStage:
         _, height, width, channels = images.shape
         i32 = np.int32
         pairs = [slots[i : i + 2] for i in range(0, len(slots), 2)]
-        buffers = list(workspace or [])
-        while len(buffers) < min(len(pairs) - 1, 2):
-            buffers.append(self.xp.empty((n, height, width, channels), np.uint8))
-            self.launches += 1
-
-        def header(k: int):
-            offset = packed.layout[k]["header"][0]
-            return device_buffer[offset : offset + 8 * HEADER_SIZE].view(np.int64)
-
+        buffers = self._intermediates(workspace, len(pairs) - 1, (n, height, width, channels))
         current = images
         for i, pair in enumerate(pairs):
             last = i == len(pairs) - 1
@@ -244,8 +246,8 @@ class KernelPolicyStage:
                 (self.block,),
                 (
                     device_buffer,
-                    header(pair[0]),
-                    header(pair[-1]),
+                    _header(packed, device_buffer, pair[0]),
+                    _header(packed, device_buffer, pair[-1]),
                     i32(len(pair)),
                     current,
                     images,
