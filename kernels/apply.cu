@@ -1,8 +1,9 @@
-// Applying one op slot to every sample: one thread per output pixel (all its channels).
-// Each sample's op picks an `apply_*` function through its code (FP_APPLIES, generated
-// from the registry); all read the slot input `src` and write the C values of one pixel.
+// Applying one op slot to every sample: each thread computes runs of FP_RUN output pixels
+// (runs.cuh). Each sample's op picks an `apply_*` function through its code (FP_APPLIES,
+// generated from the registry); each reads the slot input and writes the C values of one pixel.
 #pragma once
 #include "common.cuh"
+#include "runs.cuh"
 
 struct FpSlot {
     const fp_u8* src;      // uint8 [N, H, W, C]: the slot's input
@@ -80,9 +81,24 @@ __device__ __forceinline__ void fp_take(const FpSlot& s, const In& in, int n, in
     in.get(s, n, row, col, out);
 }
 
-// Shear and rotation: PIL's affine_fixed, ((a2 + y a1 + x a0) >> 16, (a5 + y a4 + x a3) >> 16).
+// Shear and rotation: PIL's affine_fixed, ((a2 + y a1 + x a0) >> 16, (a5 + y a4 + x a3) >> 16),
+// in 32 bits: the packer gives a warp this function only where both sums lie in int32 at the
+// image's four corners, hence (being affine) at every pixel (fastpolicy/backends/kernel_pack.py:
+// narrow_warp). They are computed modulo 2^32 (unsigned: a product may wrap, the sum does not),
+// so the integers are those of the int64 form below.
 template <class In>
 __device__ void apply_warp(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
+    const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
+    const fp_u32 u = (fp_u32)x, v = (fp_u32)y;
+    const int col = (int)((fp_u32)a[2] + v * (fp_u32)a[1] + u * (fp_u32)a[0]) >> 16;
+    const int row = (int)((fp_u32)a[5] + v * (fp_u32)a[4] + u * (fp_u32)a[3]) >> 16;
+    fp_take(s, in, n, row, col, out);
+}
+
+// The same in int64, for a warp whose sums leave int32 somewhere in the image (none of the
+// registry's warps within PIL's fixed-point domain; a near-degenerate matrix could).
+template <class In>
+__device__ void apply_warp_wide(const FpSlot& s, const In& in, int n, int y, int x, fp_u8* out) {
     const fp_i64* a = s.fixed + (fp_i64)s.entry[n] * 6;
     const fp_i64 col = (a[2] + y * a[1] + x * a[0]) >> 16;
     const fp_i64 row = (a[5] + y * a[4] + x * a[3]) >> 16;
@@ -170,41 +186,85 @@ __device__ __forceinline__ void fp_dispatch(const FpSlot& s, const In& in, int c
     }
 }
 
-// Output modes (`out_mode`): the low two bits pick the element type, bit 2 the layout.
-// Intermediate slots write FP_OUT_UINT8 (NHWC); the stage's last slot may write any mode,
-// fused with normalization for the float types.
-#define FP_OUT_UINT8 0
-#define FP_OUT_FLOAT32 1
-#define FP_OUT_FLOAT16 2
-#define FP_OUT_BFLOAT16 3
-#define FP_OUT_PLANAR 4   // NCHW; without it NHWC (torch's channels-last memory layout)
+// A pixel value as a slot input: the input of an op that reads only its own pixel (y, x).
+struct FpValue {
+    const fp_u8* v;
+    __device__ __forceinline__ void get(const FpSlot& s, int, int, int, fp_u8* out) const {
+        FP_EACH_CHANNEL(c, s.channels) out[c] = v[c];
+    }
+};
 
-// Store pixel p of sample n (C values in `px`) in `out_mode` (see above): the one place the
-// device loops write outputs (the host loop stores runs with fp_store_run).
-__device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* mean, const float* inv_std, int n,
-                                         fp_i64 p, fp_i64 pixels, int channels, const fp_u8* px) {
-    const int type = out_mode & 3;
-    const bool planar = (out_mode & FP_OUT_PLANAR) != 0;
-    FP_EACH_CHANNEL(c, channels) {
-        const fp_i64 at = planar ? ((fp_i64)n * channels + c) * pixels + p : ((fp_i64)n * pixels + p) * channels + c;
-        if (type == FP_OUT_UINT8) {
-            ((fp_u8*)dst)[at] = px[c];
-            continue;
-        }
-        const float v = __fmul_rn(__fsub_rn((float)px[c], mean[c]), inv_std[c]);
-        if (type == FP_OUT_FLOAT32) ((float*)dst)[at] = v;
-        else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at] = fp_half_bits(v);
-        else ((fp_u16*)dst)[at] = fp_bfloat16_bits(v);
+// Whether an apply function reads its input elsewhere than at its own pixel (the gathers).
+template <void (*apply)(const FpSlot&, const FpValue&, int, int, int, fp_u8*)>
+__device__ constexpr bool fp_gathers() {
+    return apply == apply_warp<FpValue> || apply == apply_warp_wide<FpValue> || apply == apply_shift<FpValue> ||
+           apply == apply_sharpness<FpValue>;
+}
+
+__device__ __forceinline__ bool fp_gathers(int code) {
+    switch (code) {
+#define FP_GATHERS_CASE(index, function) case index: return fp_gathers<function<FpValue>>();
+        FP_APPLIES(FP_GATHERS_CASE)
+#undef FP_GATHERS_CASE
+        default: return false;
     }
 }
+
+// fp_dispatch for a gathering op (`code`: fp_gathers(code)), its input through `in`.
+template <class In>
+__device__ __forceinline__ void fp_dispatch_gather(const FpSlot& s, const In& in, int code, int n, int y, int x,
+                                                   fp_u8* out) {
+    switch (code) {
+#define FP_GATHER_CASE(index, function) \
+    case index: if constexpr (fp_gathers<function<FpValue>>()) function<In>(s, in, n, y, x, out); break;
+        FP_APPLIES(FP_GATHER_CASE)
+#undef FP_GATHER_CASE
+        default: break;
+    }
+}
+
+// fp_dispatch for an op that reads only its own pixel, whose input value is `v` (C values).
+__device__ __forceinline__ void fp_dispatch_point(const FpSlot& s, int code, int n, int y, int x, const fp_u8* v,
+                                                  fp_u8* out) {
+    FpValue value;
+    value.v = v;
+    switch (code) {
+#define FP_POINT_CASE(index, function) \
+    case index: if constexpr (!fp_gathers<function<FpValue>>()) function<FpValue>(s, value, n, y, x, out); break;
+        FP_APPLIES(FP_POINT_CASE)
+#undef FP_POINT_CASE
+        default: apply_copy<FpValue>(s, value, n, y, x, out);
+    }
+}
+
+// The runs of the device loops: `runs` runs of FP_RUN pixels per sample (ceil(W / FP_RUN) per
+// row, the last one of a row shorter where W is not a multiple), run q = y * per_row + r
+// starting at pixel (y, r * FP_RUN). A loop visits q = start, start + stride, ... and keeps (y,
+// r) with one carry per step instead of a division.
+struct FpRuns {
+    int per_row, y, r, step_y, step_r;
+    fp_i64 runs;
+    __device__ __forceinline__ FpRuns(int height, int width, fp_i64 start, fp_i64 stride) {
+        per_row = (width + FP_RUN - 1) / FP_RUN;
+        runs = (fp_i64)height * per_row;
+        y = (int)(start / per_row);
+        r = (int)(start % per_row);
+        step_y = (int)(stride / per_row);
+        step_r = (int)(stride % per_row);
+    }
+    __device__ __forceinline__ void next() {
+        r += step_r;
+        y += step_y;
+        if (r >= per_row) { r -= per_row; ++y; }
+    }
+};
 
 #ifdef FP_HOST_LOOPS
 #include "host_rows.hpp"
 #endif
 
-// Grid: x over pixels (grid-stride), y over samples (grid-stride); blocks of at most 256
-// threads, registers for 5 resident blocks (48 per thread: 40 warps per SM on sm_80 and
-// sm_90, no spills; ptxas would otherwise take 63 on sm_80).
+// Grid: x over runs of FP_RUN pixels (grid-stride), y over samples (grid-stride); blocks of
+// at most 256 threads, registers for 5 resident blocks (see docs/kernels.md for ptxas's figures).
 // packed, header: the batch's packed buffer and this slot's header in it (FpField: per-sample
 //      entries, boxes, partners; the op table; the rows of src and orig each sample reads).
 // src, orig: uint8 [R, H, W, C], the slot's input and the stage's input; sample n reads
@@ -215,12 +275,17 @@ __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* m
 //      float32 / float16 / bfloat16 holding (v - mean[c]) * inv_std[c] computed in float32
 //      and rounded to nearest even (mean, inv_std: float32 [C] in pixel units, i.e.
 //      mean * 255 and 1 / (std * 255)).
-extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 5) fp_apply(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
+extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 6) fp_apply(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
                                     const fp_u8* __restrict__ src, const fp_u8* __restrict__ orig, void* dst,
                                     int out_mode, const float* __restrict__ mean, const float* __restrict__ inv_std,
                                     const fp_u8* __restrict__ luts, int count, int height, int width, int channels,
                                     int fill) {
-    const FpSlot s = fp_slot(packed, header, src, orig, luts, height, width, channels, fill);
+    // The slot's fields in shared memory, one copy per block: read where used, they hold no
+    // registers across the loop (in each thread's registers they take about 26).
+    __shared__ FpSlot slot;
+    if (threadIdx.x == 0) slot = fp_slot(packed, header, src, orig, luts, height, width, channels, fill);
+    __syncthreads();
+    const FpSlot& s = slot;
     const int* code = fp_field<int>(packed, header, FP_E_CODE);
 #ifdef FP_HOST_LOOPS
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
@@ -233,21 +298,31 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 5) fp_apply(const fp_u8* __rest
     }
 #else
     const fp_i64 pixels = (fp_i64)height * width;
-    // Pixel p = y * width + x of a grid-stride loop: (y, x) grows by the stride's (rows,
-    // columns) with one carry, no division per pixel.
     const fp_i64 start = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (fp_i64)gridDim.x * blockDim.x;
-    const int y0 = (int)(start / width), x0 = (int)(start % width);
-    const int step_y = (int)(stride / width), step_x = (int)(stride % width);
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
         const int op = code[s.entry[n]];
-        int y = y0, x = x0;
-        for (fp_i64 p = start; p < pixels; p += stride) {
-            fp_u8 px[3];
-            fp_dispatch(s, FpMemory(), op, n, y, x, px);
-            fp_store(dst, out_mode, mean, inv_std, n, p, pixels, channels, px);
-            x += step_x;
-            y += step_y;
-            if (x >= width) { x -= width; ++y; }
+        const bool gathers = fp_gathers(op);
+        FpRuns at(height, width, start, stride);
+        for (fp_i64 q = start; q < at.runs; q += stride, at.next()) {
+            const int x0 = at.r * FP_RUN, k = width - x0 < FP_RUN ? width - x0 : FP_RUN;
+            fp_u32 in[3] = {0u, 0u, 0u}, out[3] = {0u, 0u, 0u};
+            if (!gathers) fp_run_load(fp_src(s, n, at.y, x0), k, channels, in);
+#pragma unroll 1
+            for (int j = 0; j < FP_RUN; ++j) {
+                fp_u8 px[3] = {0, 0, 0};
+                if (j < k) {
+                    if (gathers) {
+                        fp_dispatch_gather(s, FpMemory(), op, n, at.y, x0 + j, px);
+                    } else {
+                        fp_u8 v[3];
+                        fp_unpack3(fp_run_take(in, channels), v);
+                        fp_dispatch_point(s, op, n, at.y, x0 + j, v, px);
+                    }
+                }
+                fp_run_append(out, channels, fp_pack3(px));
+            }
+            fp_run_finish(out, channels);
+            fp_run_store(dst, out_mode, mean, inv_std, n, (fp_i64)at.y * width + x0, pixels, channels, k, out);
         }
     }
 #endif

@@ -24,7 +24,7 @@
 FP_NOINLINE __device__ fp_u32 fp_first_pixel(const FpSlot* first, int code, int n, int y, int x) {
     fp_u8 v[3] = {0, 0, 0};
     fp_dispatch(*first, FpMemory(), code, n, y, x, v);
-    return (fp_u32)v[0] | ((fp_u32)v[1] << 8) | ((fp_u32)v[2] << 16);
+    return fp_pack3(v);
 }
 
 // The first slot's output as the second slot's input.
@@ -37,56 +37,29 @@ struct FpFirst {
     }
 };
 
-// A pixel value as a slot input: the input of an op that reads only its own pixel (y, x).
-struct FpValue {
-    const fp_u8* v;
-    __device__ __forceinline__ void get(const FpSlot& s, int, int, int, fp_u8* out) const {
-        FP_EACH_CHANNEL(c, s.channels) out[c] = v[c];
-    }
-};
-
-// Whether an apply function reads its input elsewhere than at its own pixel (the gathers).
-template <void (*apply)(const FpSlot&, const FpValue&, int, int, int, fp_u8*)>
-__device__ constexpr bool fp_gathers() {
-    return apply == apply_warp<FpValue> || apply == apply_shift<FpValue> || apply == apply_sharpness<FpValue>;
-}
-
-__device__ __forceinline__ bool fp_gathers(int code) {
-    switch (code) {
-#define FP_GATHERS_CASE(index, function) case index: return fp_gathers<function<FpValue>>();
-        FP_APPLIES(FP_GATHERS_CASE)
-#undef FP_GATHERS_CASE
-        default: return false;
-    }
+// Sample n's pixel (y, x) of the first slot's output where the first op (`code`) reads only
+// its own pixel, whose input value is `v` (C values packed): the run's value loaded with
+// words. Called, as fp_first_pixel.
+FP_NOINLINE __device__ fp_u32 fp_first_value(const FpSlot* first, int code, int n, int y, int x, fp_u32 v) {
+    fp_u8 in[3], out[3] = {0, 0, 0};
+    fp_unpack3(v, in);
+    fp_dispatch_point(*first, code, n, y, x, in, out);
+    return fp_pack3(out);
 }
 
 // Sample n's output pixel (y, x) of the second slot (op code2) over the first: a gather
-// evaluates the first op where it reads; any other op reads the first op's pixel (y, x),
-// computed once here. A lone first slot is the second slot's apply_copy (code 0) over it.
+// evaluates the first op where it reads (FpFirst); any other op reads the first op's pixel
+// (y, x), `first_value`. A lone first slot is the second slot's apply_copy (code 0) over it.
 // So the first op's dispatch is called from few places and every second op has one copy.
 __device__ __forceinline__ void fp_second(const FpSlot& two, const FpFirst& first, bool gathers, int code2, int n,
-                                          int y, int x, fp_u8* out) {
+                                          int y, int x, fp_u32 first_value, fp_u8* out) {
     if (gathers) {
-        switch (code2) {
-#define FP_GATHER_CASE(index, function) \
-    case index: if constexpr (fp_gathers<function<FpValue>>()) function<FpFirst>(two, first, n, y, x, out); break;
-            FP_APPLIES(FP_GATHER_CASE)
-#undef FP_GATHER_CASE
-            default: break;
-        }
+        fp_dispatch_gather(two, first, code2, n, y, x, out);
         return;
     }
     fp_u8 v[3];
-    first.get(two, n, y, x, v);
-    FpValue value;
-    value.v = v;
-    switch (code2) {
-#define FP_POINT_CASE(index, function) \
-    case index: if constexpr (!fp_gathers<function<FpValue>>()) function<FpValue>(two, value, n, y, x, out); break;
-        FP_APPLIES(FP_POINT_CASE)
-#undef FP_POINT_CASE
-        default: apply_copy<FpValue>(two, value, n, y, x, out);
-    }
+    fp_unpack3(first_value, v);
+    fp_dispatch_point(two, code2, n, y, x, v, out);
 }
 
 // Sample n's pixel p of the slot input (`In`) into the block's sub-histograms.
@@ -184,16 +157,27 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __res
             fp_block_tables(two, composed, packed, second, n, tables[1], sub, hist);
             gathers = fp_gathers(code2);
         }
-        // Pixel p = y * width + x: the 2-D index grows without a division per pixel.
-        int y = threadIdx.x / width, x = threadIdx.x % width;
-        const int step_y = blockDim.x / width, step_x = blockDim.x % width;
-        for (fp_i64 p = threadIdx.x; p < pixels; p += blockDim.x) {
-            fp_u8 px[3];
-            fp_second(two, composed, gathers, code2, n, y, x, px);
-            fp_store(dst, out_mode, mean, inv_std, n, p, pixels, channels, px);
-            x += step_x;
-            y += step_y;
-            if (x >= width) { x -= width; ++y; }
+        // Runs of FP_RUN pixels (runs.cuh); the run's input is loaded with words where both ops
+        // read only their own pixel.
+        const bool gathers1 = fp_gathers(code1), loads = !gathers && !gathers1;
+        FpRuns at(height, width, threadIdx.x, blockDim.x);
+        for (fp_i64 q = threadIdx.x; q < at.runs; q += blockDim.x, at.next()) {
+            const int x0 = at.r * FP_RUN, k = width - x0 < FP_RUN ? width - x0 : FP_RUN;
+            fp_u32 in[3] = {0u, 0u, 0u}, out[3] = {0u, 0u, 0u};
+            if (loads) fp_run_load(fp_src(one, n, at.y, x0), k, channels, in);
+#pragma unroll 1
+            for (int j = 0; j < FP_RUN; ++j) {
+                fp_u8 px[3] = {0, 0, 0};
+                if (j < k) {
+                    fp_u32 value = 0;
+                    if (loads) value = fp_first_value(&one, code1, n, at.y, x0 + j, fp_run_take(in, channels));
+                    else if (!gathers) value = fp_first_pixel(&one, code1, n, at.y, x0 + j);
+                    fp_second(two, composed, gathers, code2, n, at.y, x0 + j, value, px);
+                }
+                fp_run_append(out, channels, fp_pack3(px));
+            }
+            fp_run_finish(out, channels);
+            fp_run_store(dst, out_mode, mean, inv_std, n, (fp_i64)at.y * width + x0, pixels, channels, k, out);
         }
         __syncthreads();  // the tables of the next sample overwrite these
     }

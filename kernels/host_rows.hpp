@@ -225,6 +225,8 @@ static void fp_rows_apply_warp_c(FP_HOST_ROWS_ARGS) {
     });
 }
 FP_HOST_ROWS(apply_warp)
+// The rows compute in int64 whatever the size: the int32 guard is the device's.
+static void fp_rows_apply_warp_wide(FP_HOST_ROWS_ARGS) { fp_rows_apply_warp(s, n, dst, out_mode, mean, inv_std); }
 
 // Translation (PIL's float64 scale/translate engine): per-row and per-column source tables.
 // Where the column table is one run cols[x] = x + k between -1s (every translation PIL makes

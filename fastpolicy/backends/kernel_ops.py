@@ -4,8 +4,10 @@ Every registry op gets a :class:`KernelOp` (``register_backend("kernels", name)`
 the device functions in ``kernels/`` that implement it. They follow from the op's
 kind and reference function, so no second list of ops is kept:
 
-* ``affine`` → ``apply_warp`` (PIL's 16.16 fixed-point engine), or ``apply_shift``
-  for samples whose matrix is a pure translation (PIL's float engine);
+* ``affine`` → ``apply_warp`` (PIL's 16.16 fixed-point engine, in int32), ``apply_warp_wide``
+  (the same in int64) for matrices whose sums could leave int32 at the image's size
+  (:func:`~.kernel_pack.narrow_warp`), or ``apply_shift`` for samples whose matrix is a pure
+  translation (PIL's float engine);
 * ``lut`` → ``apply_lut`` after the builder ``lut_<name>`` of the reference's
   ``<name>_lut`` (``kernels/luts.cu``);
 * ``blend``, ``special`` → ``apply_<reference function name>`` (``kernels/apply.cu``).
@@ -47,6 +49,13 @@ COPY = "apply_copy"
 
 SHIFT = "apply_shift"
 """Apply function of affine samples whose matrix is a translation."""
+
+WIDE_WARP = "apply_warp_wide"
+"""Apply function of warps whose fixed-point sums need int64 at the image's size."""
+
+RUN = 4
+"""Output pixels per thread of the device loops (``FP_RUN``, ``kernels/runs.cuh``): a grid
+needs one thread per run of a row, not per pixel."""
 
 OUTPUT_TYPES = {"uint8": 0, "float32": 1, "float16": 2, "bfloat16": 3}
 """``fp_apply``'s element types (low bits of ``out_mode``): uint8 as is, or normalized floats."""
@@ -104,7 +113,7 @@ def _unique(names) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n is not None))
 
 
-APPLY_FUNCTIONS = _unique([COPY] + [s.backends["kernels"].apply for s in OPS.values()] + [SHIFT])
+APPLY_FUNCTIONS = _unique([COPY] + [s.backends["kernels"].apply for s in OPS.values()] + [SHIFT, WIDE_WARP])
 """Apply functions by code: ``APPLY_FUNCTIONS[code]`` (code 0 copies)."""
 
 LUT_BUILDERS = _unique(s.backends["kernels"].lut for s in OPS.values())
@@ -176,6 +185,9 @@ __all__ = [
     "NVRTC_OPTIONS",
     "OUTPUT_TYPES",
     "PLANAR",
+    "RUN",
+    "SHIFT",
+    "WIDE_WARP",
     "KernelOp",
     "dispatch_tables",
     "inline_includes",

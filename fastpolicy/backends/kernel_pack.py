@@ -37,7 +37,7 @@ import numpy as np
 from ..params import PolicyParams
 from ..reference import geometry, special
 from ..registry import OP_NAMES, OPS
-from .kernel_ops import APPLY_FUNCTIONS, LUT_BUILDERS, SHIFT, per_sample
+from .kernel_ops import APPLY_FUNCTIONS, LUT_BUILDERS, SHIFT, WIDE_WARP, per_sample
 from .pack import Packed, SlotFields
 
 _SPECS = [OPS[name] for name in OP_NAMES]
@@ -79,7 +79,20 @@ def _kernel_tables():
     ops = [spec.backends["kernels"] for spec in _SPECS]
     code = [APPLY_FUNCTIONS.index(k.apply) for k in ops]
     lut_kind = [LUT_BUILDERS.index(k.lut) if k.lut else -1 for k in ops]
-    return code, lut_kind, APPLY_FUNCTIONS.index(SHIFT)
+    return code, lut_kind, APPLY_FUNCTIONS.index(SHIFT), APPLY_FUNCTIONS.index(WIDE_WARP)
+
+
+def narrow_warp(fixed: np.ndarray, height: int, width: int) -> bool:
+    """Whether ``apply_warp`` may compute PIL's fixed-point source coordinates of an H×W image in
+    32 bits: ``a2 + y a1 + x a0`` and ``a5 + y a4 + x a3`` lie in int32 at the four corners
+    (x in {0, W − 1}, y in {0, H − 1}), hence, being affine, at every pixel. The kernel sums
+    modulo 2³² (a product may wrap, the sum does not), so its integers are the int64 ones.
+    ``fixed``: int64[6] (``geometry.fixed_point``). Within PIL's fixed-point domain (corners
+    within ±32 768 px, which the reference enforces) this fails only for near-degenerate
+    matrices (``|a| + |b| < (H + W) / 65536``); such an entry gets ``apply_warp_wide`` (int64)."""
+    a = [int(v) for v in fixed]
+    corners = [(y, x) for y in (0, height - 1) for x in (0, width - 1)]
+    return all(-(2**31) <= a[k] + y * a[k - 1] + x * a[k - 2] < 2**31 for k in (2, 5) for y, x in corners)
 
 
 def _warp(op_id: int, value: float, height: int, width: int):
@@ -155,7 +168,7 @@ class OpTable:
         key = (op_id, bits)
         if key in self._entries:
             return self._entries[key]
-        codes, kinds, shift_code = _kernel_tables()
+        codes, kinds, shift_code, wide_code = _kernel_tables()
         code, kind = codes[op_id], kinds[op_id]
         fixed, shift = np.zeros(6, np.int64), 0
         if _SPECS[op_id].kind == "affine":
@@ -166,6 +179,7 @@ class OpTable:
                 self._cols.append(warp[1].astype(np.int32))
             else:
                 fixed = warp
+                code = code if narrow_warp(fixed, self.height, self.width) else wide_code
         ivalue = int(per_sample(OP_NAMES[op_id], np.array([value]))[0]) if kind >= 0 else 0
         for name, item in zip(self._fields, (code, kind, ivalue, value, fixed, shift)):
             self._fields[name].append(item)

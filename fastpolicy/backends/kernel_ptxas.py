@@ -3,7 +3,7 @@
 For each ``extern "C"`` kernel and architecture: registers per thread, spill stores and
 loads, stack frame (local memory), static shared memory (all from ptxas ``-v`` through
 NVRTC's ``--ptxas-options=-v``), the PTX instructions that touch memory (vector loads and
-stores ``.v2``/``.v4``, scalar byte loads from global memory, local loads and stores; in the
+stores ``.v2``/``.v4``, 32-bit and byte loads from global memory, local loads and stores; in the
 kernel and the device functions it calls) and
 the resident warps per SM at the launch's block size (:data:`~.kernel_ops.BLOCK_THREADS`),
 limited by registers, shared memory and the architecture's warp and block caps.
@@ -44,6 +44,7 @@ class KernelFigures:
     shared: int
     vector_loads: int
     vector_stores: int
+    word_loads: int
     byte_loads: int
     local_accesses: int
     block: int
@@ -122,6 +123,7 @@ def ptxas_table(arch: str) -> list[KernelFigures]:
                 shared=shared,
                 vector_loads=_count(r"\bld\.[\w.]*\.v[248]\.", body),
                 vector_stores=_count(r"\bst\.[\w.]*\.v[248]\.", body),
+                word_loads=_count(r"\bld\.global(?:\.nc)?\.[usb]32\b", body),
                 byte_loads=_count(r"\bld\.global(?:\.nc)?\.[us]8\b", body),
                 local_accesses=_count(r"\b(?:ld|st)\.local\.", body),
                 block=block,
@@ -135,14 +137,14 @@ def markdown(rows: list[KernelFigures]) -> str:
     """The figures as a Markdown table."""
     head = (
         "| kernel | arch | registers | spill st/ld (B) | stack (B) | smem (B) | vector ld | vector st "
-        "| u8 global ld | local ld/st | block | warps/SM |"
+        "| u32 global ld | u8 global ld | local ld/st | block | warps/SM |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         lines.append(
             f"| `{r.kernel}` | {r.arch} | {r.registers} | {r.spill_stores}/{r.spill_loads} | {r.stack_frame} "
-            f"| {r.shared} | {r.vector_loads} | {r.vector_stores} | {r.byte_loads} | {r.local_accesses} "
-            f"| {r.block} | {r.resident_warps} |"
+            f"| {r.shared} | {r.vector_loads} | {r.vector_stores} | {r.word_loads} | {r.byte_loads} "
+            f"| {r.local_accesses} | {r.block} | {r.resident_warps} |"
         )
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ Per active slot (a slot every sample skips costs nothing):
 1. ``fp_histograms`` — 256-bin histograms of the samples whose op needs statistics,
    computed on the slot's input (the intermediate image for a second op);
 2. ``fp_build_luts`` — a uint8[C, 256] table per sample of a lut op;
-3. ``fp_apply`` — one thread per output pixel runs the sample's apply function; the
+3. ``fp_apply`` — each thread computes runs of pixels of a row with the sample's apply function; the
    last slot may write normalized float32/float16/bfloat16, NCHW or NHWC, directly.
 
 :class:`KernelPolicyStage` drives any build of the kernels: the host builds
@@ -24,7 +24,7 @@ import torch
 
 from ..params import NO_OP, PolicyParams
 from ..reference.geometry import FILL, check_fill
-from .kernel_ops import BLOCK_THREADS, KERNELS, OUTPUT_TYPES, PLANAR
+from .kernel_ops import BLOCK_THREADS, KERNELS, OUTPUT_TYPES, PLANAR, RUN
 from .kernel_pack import HEADER_SIZE, pack_kernels
 from .protocol import DTYPES, OutputSpec, copy_rows
 
@@ -299,7 +299,8 @@ class KernelPolicyStage:
                 (packed, header, i32(n_luts), i32(n_stats), i32(channels), hist if hist is not None else packed, luts),
             )
         self.launches += 1
-        grid = (1 if self.block == 1 else max(1, min(-(-pixels // self.block), 1024)), min(n, _MAX_GRID_Y))
+        runs = height * -(-width // RUN)  # a device thread computes runs of RUN pixels of a row
+        grid = (1 if self.block == 1 else max(1, min(-(-runs // self.block), 1024)), min(n, _MAX_GRID_Y))
         self._kernels["fp_apply"](
             grid,
             (self.block,),
