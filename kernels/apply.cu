@@ -56,11 +56,15 @@ __device__ __forceinline__ const fp_u8* fp_src(const FpSlot& s, int n, int y, in
     return fp_pixel(s, s.src, s.src_row[n], y, x);
 }
 
-// The slot input in memory: sample n's pixel (y, x) of `src` (rows src_row).
+// The slot input in memory: sample n's pixel (y, x) of `src` (rows src_row); `run`: its k
+// pixels (y, x0 ..) as a run (runs.cuh), read as words.
 struct FpMemory {
     __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
         const fp_u8* in = fp_src(s, n, y, x);
         FP_EACH_CHANNEL(c, s.channels) out[c] = FP_LDG(in + c);
+    }
+    __device__ __forceinline__ void run(const FpSlot& s, int n, int y, int x0, int k, fp_u32* w) const {
+        fp_run_load(fp_src(s, n, y, x0), k, s.channels, w);
     }
 };
 
@@ -237,28 +241,6 @@ __device__ __forceinline__ void fp_dispatch_point(const FpSlot& s, int code, int
     }
 }
 
-// The runs of the device loops: `runs` runs of FP_RUN pixels per sample (ceil(W / FP_RUN) per
-// row, the last one of a row shorter where W is not a multiple), run q = y * per_row + r
-// starting at pixel (y, r * FP_RUN). A loop visits q = start, start + stride, ... and keeps (y,
-// r) with one carry per step instead of a division.
-struct FpRuns {
-    int per_row, y, r, step_y, step_r;
-    fp_i64 runs;
-    __device__ __forceinline__ FpRuns(int height, int width, fp_i64 start, fp_i64 stride) {
-        per_row = (width + FP_RUN - 1) / FP_RUN;
-        runs = (fp_i64)height * per_row;
-        y = (int)(start / per_row);
-        r = (int)(start % per_row);
-        step_y = (int)(stride / per_row);
-        step_r = (int)(stride % per_row);
-    }
-    __device__ __forceinline__ void next() {
-        r += step_r;
-        y += step_y;
-        if (r >= per_row) { r -= per_row; ++y; }
-    }
-};
-
 #ifdef FP_HOST_LOOPS
 #include "host_rows.hpp"
 #endif
@@ -283,6 +265,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 6) fp_apply(const fp_u8* __rest
     // The slot's fields in shared memory, one copy per block: read where used, they hold no
     // registers across the loop (in each thread's registers they take about 26).
     __shared__ FpSlot slot;
+    __shared__ fp_u8 table[3 * 256];  // the device loop's copy of sample n's tables
     if (threadIdx.x == 0) slot = fp_slot(packed, header, src, orig, luts, height, width, channels, fill);
     __syncthreads();
     const FpSlot& s = slot;
@@ -299,9 +282,18 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 6) fp_apply(const fp_u8* __rest
 #else
     const fp_i64 pixels = (fp_i64)height * width;
     const fp_i64 start = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (fp_i64)gridDim.x * blockDim.x;
+    if (threadIdx.x == 0) {
+        slot.luts = table;
+        slot.lut_stride = 0;
+    }
+    const int* lut_kind = fp_field<int>(packed, header, FP_E_LUT);
     for (int n = blockIdx.y; n < count; n += gridDim.y) {
-        const int op = code[s.entry[n]];
+        const int e = s.entry[n], op = code[e];
         const bool gathers = fp_gathers(op);
+        __syncthreads();  // the previous sample's table is read no more (and `slot` is set)
+        if (lut_kind[e] >= 0)
+            for (int i = threadIdx.x; i < channels * 256; i += blockDim.x) table[i] = luts[(fp_i64)n * channels * 256 + i];
+        __syncthreads();
         FpRuns at(height, width, start, stride);
         for (fp_i64 q = start; q < at.runs; q += stride, at.next()) {
             const int x0 = at.r * FP_RUN, k = width - x0 < FP_RUN ? width - x0 : FP_RUN;

@@ -14,6 +14,7 @@
 #pragma once
 #include "apply.cu"
 #include "luts.cu"
+#include "stats.cu"
 
 #define FP_FUSED_WARPS 8  // most warps per block of fp_policy (256 threads)
 
@@ -34,6 +35,12 @@ struct FpFirst {
     __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
         const fp_u32 v = fp_first_pixel(first, code, n, y, x);
         FP_EACH_CHANNEL(c, s.channels) out[c] = (fp_u8)(v >> (8 * c));
+    }
+    __device__ __forceinline__ void run(const FpSlot& s, int n, int y, int x0, int k, fp_u32* w) const {
+        w[0] = w[1] = w[2] = 0u;
+#pragma unroll 1
+        for (int j = 0; j < FP_RUN; ++j) fp_run_append(w, s.channels, j < k ? fp_first_pixel(first, code, n, y, x0 + j) : 0u);
+        fp_run_finish(w, s.channels);
     }
 };
 
@@ -62,7 +69,8 @@ __device__ __forceinline__ void fp_second(const FpSlot& two, const FpFirst& firs
     fp_dispatch_point(two, code2, n, y, x, v, out);
 }
 
-// Sample n's pixel p of the slot input (`In`) into the block's sub-histograms.
+// Sample n's slot input (`In`, read in runs) into the block's per-warp sub-histograms, summed
+// into `hist` in a fixed order.
 template <class In>
 __device__ void fp_block_histogram(const FpSlot& s, const In& in, int n, fp_u32 (*sub)[FP_HIST_STRIDE],
                                    fp_u32* hist) {
@@ -70,22 +78,13 @@ __device__ void fp_block_histogram(const FpSlot& s, const In& in, int n, fp_u32 
     for (int i = threadIdx.x; i < FP_FUSED_WARPS * FP_HIST_STRIDE; i += blockDim.x) sub[i / FP_HIST_STRIDE][i % FP_HIST_STRIDE] = 0;
     __syncthreads();
     fp_u32* mine = sub[warp];
-    int y = threadIdx.x / s.width, x = threadIdx.x % s.width;
-    const int step_y = blockDim.x / s.width, step_x = blockDim.x % s.width;
-    for (; y < s.height;) {
-        fp_u8 v[3];
-        in.get(s, n, y, x, v);
-        if (s.channels == 3) {
-            atomicAdd(&mine[v[0]], 1u);
-            atomicAdd(&mine[256 + v[1]], 1u);
-            atomicAdd(&mine[512 + v[2]], 1u);
-            atomicAdd(&mine[768 + fp_luminance(v[0], v[1], v[2])], 1u);
-        } else {
-            atomicAdd(&mine[v[0]], 1u);
-        }
-        x += step_x;
-        y += step_y;
-        if (x >= s.width) { x -= s.width; ++y; }
+    FpRuns at(s.height, s.width, threadIdx.x, blockDim.x);
+    for (fp_i64 q = threadIdx.x; q < at.runs; q += blockDim.x, at.next()) {
+        const int x0 = at.r * FP_RUN, k = s.width - x0 < FP_RUN ? s.width - x0 : FP_RUN;
+        fp_u32 w[3];
+        in.run(s, n, at.y, x0, k, w);
+#pragma unroll 1
+        for (int j = 0; j < k; ++j) fp_count(mine, fp_run_take(w, s.channels), s.channels);
     }
     __syncthreads();
     const int warps = (int)((blockDim.x + 31) / 32);

@@ -46,6 +46,28 @@ __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* m
 
 #define FP_RUN 4  // pixels per thread, along a row
 
+// The runs of the device loops: `runs` runs of FP_RUN pixels per sample (ceil(W / FP_RUN) per
+// row, the last one of a row shorter where W is not a multiple), run q = y * per_row + r
+// starting at pixel (y, r * FP_RUN). A loop visits q = start, start + stride, ... and keeps (y,
+// r) with one carry per step instead of a division.
+struct FpRuns {
+    int per_row, y, r, step_y, step_r;
+    fp_i64 runs;
+    __device__ __forceinline__ FpRuns(int height, int width, fp_i64 start, fp_i64 stride) {
+        per_row = (width + FP_RUN - 1) / FP_RUN;
+        runs = (fp_i64)height * per_row;
+        y = (int)(start / per_row);
+        r = (int)(start % per_row);
+        step_y = (int)(stride / per_row);
+        step_r = (int)(stride % per_row);
+    }
+    __device__ __forceinline__ void next() {
+        r += step_r;
+        y += step_y;
+        if (r >= per_row) { r -= per_row; ++y; }
+    }
+};
+
 // The 96-bit value (w[0], w[1], w[2]) shifted right by `bits` (0 < bits < 32).
 __device__ __forceinline__ void fp_run_shift(fp_u32* w, int bits) {
     w[0] = (w[0] >> bits) | (w[1] << (32 - bits));

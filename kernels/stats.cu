@@ -2,6 +2,7 @@
 // 256-bin histograms of every channel and of PIL's grey (L) image.
 #pragma once
 #include "common.cuh"
+#include "runs.cuh"
 
 // packed, header: the batch's packed buffer and the slot's header (FpField, apply.cu): the
 //       samples whose op needs statistics are lut_samples[0 .. S), sample n is row src_row[n].
@@ -53,7 +54,21 @@ static void fp_host_histogram(const fp_u8* __restrict__ image, fp_i64 begin, fp_
 }
 #endif
 
-extern "C" __global__ void fp_histograms(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
+// One pixel (C values packed, value c in bits 8c .. 8c + 7) counted into a shared histogram
+// (FP_HIST_STRIDE bins: R, G, B, L for C = 3, grey at 0 for C = 1).
+__device__ __forceinline__ void fp_count(fp_u32* hist, fp_u32 v, int channels) {
+    if (channels == 3) {
+        const int r = (int)(v & 0xffu), g = (int)((v >> 8) & 0xffu), b = (int)(v >> 16);
+        atomicAdd(&hist[r], 1u);
+        atomicAdd(&hist[256 + g], 1u);
+        atomicAdd(&hist[512 + b], 1u);
+        atomicAdd(&hist[768 + fp_luminance(r, g, b)], 1u);
+    } else {
+        atomicAdd(&hist[v], 1u);
+    }
+}
+
+extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 8) fp_histograms(const fp_u8* __restrict__ packed, const fp_i64* __restrict__ header,
                                          const fp_u8* __restrict__ images, int height, int width, int channels,
                                          int first, fp_u32* __restrict__ hist) {
     const int* samples = fp_field<int>(packed, header, FP_LUT_SAMPLES) + first;
@@ -74,16 +89,14 @@ extern "C" __global__ void fp_histograms(const fp_u8* __restrict__ packed, const
     __syncthreads();
     const fp_i64 pixels = (fp_i64)height * width;
     const fp_u8* image = images + (fp_i64)rows[samples[blockIdx.y]] * pixels * channels;
-    for (fp_i64 p = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += (fp_i64)gridDim.x * blockDim.x) {
-        const fp_u8* px = image + p * channels;
-        if (channels == 3) {
-            atomicAdd(&local[px[0]], 1u);
-            atomicAdd(&local[256 + px[1]], 1u);
-            atomicAdd(&local[512 + px[2]], 1u);
-            atomicAdd(&local[768 + fp_luminance(px[0], px[1], px[2])], 1u);
-        } else {
-            atomicAdd(&local[px[0]], 1u);
-        }
+    const fp_i64 start = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (fp_i64)gridDim.x * blockDim.x;
+    FpRuns at(height, width, start, stride);  // runs of FP_RUN pixels, read as words
+    for (fp_i64 q = start; q < at.runs; q += stride, at.next()) {
+        const int x0 = at.r * FP_RUN, k = width - x0 < FP_RUN ? width - x0 : FP_RUN;
+        fp_u32 w[3];
+        fp_run_load(image + ((fp_i64)at.y * width + x0) * channels, k, channels, w);
+#pragma unroll 1
+        for (int j = 0; j < k; ++j) fp_count(local, fp_run_take(w, channels), channels);
     }
     __syncthreads();
     fp_u32* out = hist + (fp_i64)blockIdx.y * FP_HIST_STRIDE;
