@@ -10,6 +10,8 @@ counting one read and one write of each image (the minimum). Median of ``--repea
     OMP_NUM_THREADS=1 PYTHONPATH=. nice -n 10 python benchmarks/native_ops.py
     OMP_NUM_THREADS=1 PYTHONPATH=. nice -n 10 python benchmarks/native_ops.py --before OTHER_TREE --rounds 2 \\
         --json benchmarks/results/native_ops_cpu.json
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/native_ops.py --fused --before OTHER_TREE \\
+        --json benchmarks/results/native_ops_fused_cpu.json     # the device loops on the CPU
 
 With ``--before``, the stage of another checkout (its ``fastpolicy`` on ``PYTHONPATH``) and
 this one's run alternately in subprocesses, ``--rounds`` times each, so that a change of the
@@ -57,15 +59,17 @@ _PIL = {
 }
 
 
-def measure(n: int, size: int, repeats: int) -> dict:
-    """Per op: native and PIL images/s, native GB/s (one read + one write per image) and the ratio."""
+def measure(n: int, size: int, repeats: int, fused: bool = False) -> dict:
+    """Per op: native and PIL images/s, native GB/s (one read + one write per image) and the ratio.
+    ``fused``: the native build's fused path (``fp_policy``, the device loops compiled for the
+    CPU) instead of its default per-slot row loops."""
     from fastpolicy import OPS
     from fastpolicy.backends.kernel_stage import KernelPolicyStage
     from fastpolicy.data.photo_tree import photo_batch
     from fastpolicy.sampling import complete
     from fastpolicy.spaces import adversarial
 
-    stage = KernelPolicyStage.native()
+    stage = KernelPolicyStage.native(fused=fused)
     images = photo_batch(n, size, size)
     pil_images = [Image.fromarray(image) for image in images[:8]]
     rng = np.random.default_rng(0)
@@ -93,7 +97,7 @@ def _run_tree(tree: Path, args) -> dict:
     with tempfile.TemporaryDirectory() as work:
         path = os.path.join(work, "ops.json")
         command = [sys.executable, __file__, "--n", str(args.n), "--size", str(args.size)]
-        command += ["--repeats", str(args.repeats), "--raw", path]
+        command += ["--repeats", str(args.repeats), "--raw", path] + (["--fused"] if args.fused else [])
         subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
         with open(path) as handle:
             return json.load(handle)
@@ -123,6 +127,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=32, help="images per batch")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--fused", action="store_true", help="time the native build's fused path (fp_policy's device loops)"
+    )
     parser.add_argument("--before", default=None, help="another checkout to compare with (interleaved)")
     parser.add_argument("--rounds", type=int, default=2, help="with --before: runs of each tree")
     parser.add_argument("--json", default=None, help="write the result record here")
@@ -130,12 +137,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--raw", default=None, help=argparse.SUPPRESS)  # a subprocess's bare result
     args = parser.parse_args(argv)
     if args.raw:
-        result = measure(args.n, args.size, args.repeats)
+        result = measure(args.n, args.size, args.repeats, args.fused)
         with open(args.raw, "w") as handle:
             json.dump(result, handle)
         return result
     if args.before is None:
-        results = {"after": measure(args.n, args.size, args.repeats)}
+        results = {"after": measure(args.n, args.size, args.repeats, args.fused)}
         _print("", results["after"])
     else:
         trees = {"before": Path(args.before).resolve(), "after": Path(__file__).resolve().parents[1]}
@@ -158,6 +165,7 @@ def main(argv=None) -> dict:
             "size": args.size,
             "repeats": args.repeats,
             "bin": 9,
+            "fused": args.fused,
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         }
         if args.before:

@@ -246,7 +246,8 @@ __device__ __forceinline__ void fp_dispatch_point(const FpSlot& s, int code, int
 #endif
 
 // Grid: x over runs of FP_RUN pixels (grid-stride), y over samples (grid-stride); blocks of
-// at most 256 threads, registers for 5 resident blocks (see docs/kernels.md for ptxas's figures).
+// at most 256 threads, registers for 6 resident blocks (40 per thread: 48 warps per SM, no
+// spills; docs/kernels.md has ptxas's figures).
 // packed, header: the batch's packed buffer and this slot's header in it (FpField: per-sample
 //      entries, boxes, partners; the op table; the rows of src and orig each sample reads).
 // src, orig: uint8 [R, H, W, C], the slot's input and the stage's input; sample n reads

@@ -95,6 +95,21 @@ void launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
 #define __forceinline__ inline
 #define __shared__ static
 
+// Word accesses of the runs (runs.cuh: fp_load32, fp_store_vector), counted so the tests can
+// see which path a launch took: [0] 32-bit loads, [1] vector stores, [2] either at an address
+// not aligned to its size (a fault on a device). fp_emulate_word_accesses copies and resets them.
+#define FP_COUNT_WORDS 1
+namespace fp_emulate {
+inline long long word_accesses[3];
+inline void count_word(int kind, const void* p, std::size_t size) {
+    ++word_accesses[kind];
+    if (reinterpret_cast<std::uintptr_t>(p) % size) ++word_accesses[2];
+}
+}  // namespace fp_emulate
+extern "C" void fp_emulate_word_accesses(long long* out) {
+    for (int i = 0; i < 3; ++i) out[i] = fp_emulate::word_accesses[i], fp_emulate::word_accesses[i] = 0;
+}
+
 // Exported entry point per kernel: fp_emulate_<name>(grid xyz, block xyz, args); returns 0.
 #define FP_EMULATE(name)                                                                          \
     extern "C" int fp_emulate_##name(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, \

@@ -105,7 +105,8 @@ __device__ __forceinline__ void fp_unpack3(fp_u32 v, fp_u8* out) {
 }
 
 // Memory access of whole words: a 32-bit load through the read-only cache, and stores of
-// a vector type (the host builds copy bytes, so no alias rule is bent).
+// a vector type (the host builds copy bytes, so no alias rule is bent; the emulator counts
+// them, emulate.hpp).
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 __device__ __forceinline__ fp_u32 fp_load32(const fp_u8* p) { return __ldg((const unsigned int*)p); }
 template <typename V>
@@ -114,12 +115,20 @@ typedef float4 FpFloat4;
 typedef uint2 FpHalf4;  // four 16-bit values
 #else
 inline fp_u32 fp_load32(const fp_u8* p) {
+#ifdef FP_COUNT_WORDS
+    fp_emulate::count_word(0, p, 4);
+#endif
     fp_u32 v;
     std::memcpy(&v, p, 4);
     return v;
 }
 template <typename V>
-inline void fp_store_vector(void* p, const V& v) { std::memcpy(p, &v, sizeof v); }
+inline void fp_store_vector(void* p, const V& v) {
+#ifdef FP_COUNT_WORDS
+    fp_emulate::count_word(1, p, sizeof v);
+#endif
+    std::memcpy(p, &v, sizeof v);
+}
 struct alignas(16) FpFloat4 { float x, y, z, w; };
 struct alignas(8) FpHalf4 { fp_u32 x, y; };
 #endif

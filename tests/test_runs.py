@@ -16,7 +16,8 @@ import pytest
 from conftest import photo_batch
 
 from fastpolicy import OPS, reference, spaces
-from fastpolicy.backends import kernel_pack
+from fastpolicy.backends import kernel_pack, kernel_stage
+from fastpolicy.backends.kernel_build import emulated_module
 from fastpolicy.backends.kernel_ops import APPLY_FUNCTIONS, KERNEL_DIR, RUN, WIDE_WARP
 from fastpolicy.backends.kernel_pack import OpTable, narrow_warp
 from fastpolicy.backends.kernel_stage import KernelPolicyStage
@@ -51,18 +52,24 @@ def _buffer(shape, dtype, offset: int) -> np.ndarray:
     return block[start : start + count].reshape(shape)
 
 
+CASES = {  # (height, width, output offset in elements)
+    "full-aligned-runs": (7, 24, 0),
+    "misaligned-output": (7, 24, 1),
+    "partial-runs": (7, 26, 0),
+    "many-runs-per-thread": (20, 60, 0),  # 300 runs a sample: fp_policy's 256 threads loop
+}
+
+
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
 @pytest.mark.parametrize("grey", [False, True], ids=["rgb", "grey"])
-@pytest.mark.parametrize(
-    ("width", "offset"),
-    [(24, 0), (24, 1), (26, 0)],
-    ids=["full-aligned-runs", "misaligned-output", "partial-runs"],
-)
+@pytest.mark.parametrize("case", list(CASES))
 def test_every_output_of_full_partial_and_misaligned_runs_equals_the_reference(
-    stage, output, layout, grey, width, offset
+    stage, monkeypatch, output, layout, grey, case
 ):
-    images = photo_batch(6, 7, width, grey)
+    height, width, offset = CASES[case]
+    monkeypatch.setattr(kernel_stage, "_APPLY_BLOCKS", 1)  # fp_apply: one block, each thread several runs
+    images = photo_batch(6, height, width, grey)
     n, h, w, c = images.shape
     rng = np.random.default_rng(width + offset)
     names = ["Solarize", "Rotate", "Equalize", "Color", "Cutout", "SamplePairing"]  # pointwise and gathers
@@ -73,11 +80,19 @@ def test_every_output_of_full_partial_and_misaligned_runs_equals_the_reference(
     shape = (n, h, w, c) if layout == "nhwc" else (n, c, h, w)
     dtype = np.uint16 if output == "bfloat16" else np.dtype(output)
     expected = _expected(reference.apply_batch(images, params), output, layout, mean, inv_std)
+    module = emulated_module()
+    module.word_accesses()  # reset
     for poison in (0, 0xFF):
         out = _buffer(shape, dtype, offset)
         out.view(np.uint8)[...] = poison
         stage.apply(images, params, out=out, output=output, layout=layout, **norm)
         np.testing.assert_array_equal(out.view(expected.dtype), expected)
+    words = module.word_accesses()
+    assert words["misaligned"] == 0, words  # a fault on a device
+    if case == "full-aligned-runs":
+        assert words["loads"] > 0 and words["stores"] > 0, words
+    if case == "misaligned-output" and stage.fused:  # no intermediate image: every store is the output's
+        assert words["stores"] == 0, words
 
 
 def test_the_run_length_is_the_kernels():

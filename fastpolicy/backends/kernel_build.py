@@ -160,6 +160,13 @@ class EmulatedModule(HostModule):
 
     prefix = "fp_emulate_"
 
+    def word_accesses(self) -> dict[str, int]:
+        """The runs' word accesses since the last call (``kernels/runs.cuh``): 32-bit ``loads``,
+        vector ``stores``, and ``misaligned`` ones of either (each a fault on a device)."""
+        counts = (ctypes.c_longlong * 3)()
+        self._lib.fp_emulate_word_accesses(counts)
+        return dict(zip(("loads", "stores", "misaligned"), counts))
+
 
 class NativeModule(HostModule):
     """The native build (``kernels/host.hpp``): one thread per block, the blocks in

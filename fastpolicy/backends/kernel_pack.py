@@ -88,8 +88,9 @@ def narrow_warp(fixed: np.ndarray, height: int, width: int) -> bool:
     (x in {0, W − 1}, y in {0, H − 1}), hence, being affine, at every pixel. The kernel sums
     modulo 2³² (a product may wrap, the sum does not), so its integers are the int64 ones.
     ``fixed``: int64[6] (``geometry.fixed_point``). Within PIL's fixed-point domain (corners
-    within ±32 768 px, which the reference enforces) this fails only for near-degenerate
-    matrices (``|a| + |b| < (H + W) / 65536``); such an entry gets ``apply_warp_wide`` (int64)."""
+    within ±32 768 px, which the reference enforces) this fails only where a corner maps
+    within about (H + W) / 131 072 px of ±32 768 (the coefficients' rounding); such an entry
+    gets ``apply_warp_wide`` (int64)."""
     a = [int(v) for v in fixed]
     corners = [(y, x) for y in (0, height - 1) for x in (0, width - 1)]
     return all(-(2**31) <= a[k] + y * a[k - 1] + x * a[k - 2] < 2**31 for k in (2, 5) for y, x in corners)

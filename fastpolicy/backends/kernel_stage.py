@@ -31,6 +31,8 @@ from .protocol import DTYPES, OutputSpec, copy_rows
 _BLOCK = BLOCK_THREADS["fp_apply"]
 _MAX_GRID_Y = 65535
 _MAX_GRID_X = 2**31 - 1
+_APPLY_BLOCKS = 1024
+"""Most blocks per sample of an ``fp_apply`` launch (its threads loop over the runs beyond)."""
 _NUMPY_TYPES = {
     name: np.dtype(np.uint16) if dtype is torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
     for name, dtype in DTYPES.items()
@@ -300,7 +302,7 @@ class KernelPolicyStage:
             )
         self.launches += 1
         runs = height * -(-width // RUN)  # a device thread computes runs of RUN pixels of a row
-        grid = (1 if self.block == 1 else max(1, min(-(-runs // self.block), 1024)), min(n, _MAX_GRID_Y))
+        grid = (1 if self.block == 1 else max(1, min(-(-runs // self.block), _APPLY_BLOCKS)), min(n, _MAX_GRID_Y))
         self._kernels["fp_apply"](
             grid,
             (self.block,),
