@@ -193,9 +193,17 @@ __device__ __forceinline__ void fp_run_store_vectors(void* dst, int type, bool p
             f.x = v[0]; f.y = v[1]; f.z = v[2]; f.w = v[3];
             fp_store_vector((float*)dst + offset, f);
         } else {
+            // one copy of the conversion, in a rolled loop: the values move down v[], the bits
+            // come in at the top of h (16 bits per value; after 4, value 0 is in h.x's low half)
             FpHalf4 h;
-            h.x = fp_half_or_bfloat(type, v[0]) | (fp_half_or_bfloat(type, v[1]) << 16);
-            h.y = fp_half_or_bfloat(type, v[2]) | (fp_half_or_bfloat(type, v[3]) << 16);
+            h.x = h.y = 0u;
+#pragma unroll 1
+            for (int i = 0; i < 4; ++i) {
+                const fp_u32 bits = fp_half_or_bfloat(type, v[0]);
+                v[0] = v[1], v[1] = v[2], v[2] = v[3];
+                h.x = (h.x >> 16) | (h.y << 16);
+                h.y = (h.y >> 16) | (bits << 16);
+            }
             fp_store_vector((fp_u16*)dst + offset, h);
         }
     }
