@@ -171,6 +171,11 @@ __device__ __forceinline__ fp_u32 fp_half_or_bfloat(int type, float v) {
 template <int C>
 __device__ __forceinline__ void fp_run_store_vectors(void* dst, int type, bool planar, const float* mean,
                                                      const float* inv_std, fp_i64 at, fp_i64 plane, const fp_u32* w) {
+    if (type == FP_OUT_UINT8 && !planar) {  // the run's bytes are the output's, in order
+#pragma unroll
+        for (int q = 0; q < C; ++q) fp_store_vector((fp_u8*)dst + at + 4 * q, w[q]);
+        return;
+    }
 #pragma unroll
     for (int q = 0; q < C; ++q) {  // q: the run's q-th group of 4 elements (NHWC) or channel q (planar)
         int byte[4];

@@ -14,23 +14,25 @@
 // The native CPU stage's histograms (kernels/host.hpp: one block per sample, one thread):
 // plain increments into 4 interleaved copies (consecutive equal values would otherwise wait
 // on each other's store), summed at the end; only what the sample's table builder reads
-// (luts.cu: Contrast reads the grey histogram, AutoContrast and Equalize the channels'; an
-// unknown builder gets both).
-static inline int fp_host_builder_is(int lut, const char* name) {
+// (FP_LUT_STATISTICS, generated from the registry's `stats`: Contrast reads the grey
+// histogram, AutoContrast and Equalize the channels'; an unknown builder gets both).
+static inline void fp_host_statistics_read(int lut, bool* grey, bool* channels) {
+    *grey = *channels = true;
     switch (lut) {
-#define FP_HOST_NAME_CASE(code, builder) case code: return std::strcmp(#builder, name) == 0;
-        FP_LUTS(FP_HOST_NAME_CASE)
-#undef FP_HOST_NAME_CASE
+#define FP_HOST_STATISTICS_CASE(code, reads_grey, reads_channels) \
+    case code: *grey = reads_grey, *channels = reads_channels; break;
+        FP_LUT_STATISTICS(FP_HOST_STATISTICS_CASE)
+#undef FP_HOST_STATISTICS_CASE
     }
-    return 0;
 }
 
 // Pixels [begin, end) of `image` (uint8 [pixels, C]) added to `out` (FP_HIST_STRIDE bins).
 static void fp_host_histogram(const fp_u8* __restrict__ image, fp_i64 begin, fp_i64 end, int channels, int lut,
                               fp_u32* __restrict__ out) {
-    const bool grey = channels == 3 && !fp_host_builder_is(lut, "lut_autocontrast") &&
-                      !fp_host_builder_is(lut, "lut_equalize");
-    const bool colour = channels == 1 || !fp_host_builder_is(lut, "lut_contrast");
+    bool grey, colour;
+    fp_host_statistics_read(lut, &grey, &colour);
+    grey = grey && channels == 3;
+    colour = colour || channels == 1;  // a grey image's L histogram is its channel's
     alignas(64) fp_u32 h[4][FP_HIST_STRIDE];
     std::memset(h, 0, sizeof h);
     const fp_i64 count = end - begin;

@@ -120,13 +120,27 @@ LUT_BUILDERS = _unique(s.backends["kernels"].lut for s in OPS.values())
 """Table builders by kind: ``LUT_BUILDERS[kind]``."""
 
 
+STATISTICS_READ = {None: (0, 0), "mean": (1, 0), "minmax": (0, 1), "histogram": (0, 1)}
+"""An op's ``stats`` → the histograms its table builder reads: (grey L, each channel's)."""
+
+
+def _builder_statistics(builder: str) -> tuple[int, int]:
+    (spec,) = [s for s in OPS.values() if s.backends["kernels"].lut == builder]
+    return STATISTICS_READ[spec.stats]
+
+
 def dispatch_tables() -> str:
-    """The generated ``#define FP_APPLIES(X)`` and ``#define FP_LUTS(X)`` lines."""
+    """The generated ``#define FP_APPLIES(X)``, ``#define FP_LUTS(X)`` and ``#define
+    FP_LUT_STATISTICS(X)`` lines (``X(kind, grey, channels)``: which histograms builder
+    ``kind`` reads, 0 or 1 each; the native build counts only those)."""
 
     def table(macro: str, names) -> str:
         return f"#define {macro}(X) " + " ".join(f"X({i}, {name})" for i, name in enumerate(names))
 
-    return table("FP_APPLIES", APPLY_FUNCTIONS) + "\n" + table("FP_LUTS", LUT_BUILDERS) + "\n"
+    statistics = "#define FP_LUT_STATISTICS(X) " + " ".join(
+        "X({}, {}, {})".format(i, *_builder_statistics(name)) for i, name in enumerate(LUT_BUILDERS)
+    )
+    return table("FP_APPLIES", APPLY_FUNCTIONS) + "\n" + table("FP_LUTS", LUT_BUILDERS) + "\n" + statistics + "\n"
 
 
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
