@@ -99,21 +99,15 @@ __device__ void fp_block_histogram(const FpSlot& s, const In& in, int n, fp_u32 
 // Slot s's tables of sample n (lut ops) into `table` (shared, C x 256), statistics of its input first.
 template <class In>
 __device__ void fp_block_tables(const FpSlot& s, const In& in, const fp_u8* packed, const fp_i64* header, int n,
-                                fp_u8* table, fp_u32 (*sub)[FP_HIST_STRIDE], fp_u32* hist) {
+                                fp_u8* table, fp_u32 (*sub)[FP_HIST_STRIDE], fp_u32* hist, FpLutStats* lut_stats) {
     const int e = s.entry[n];
     const int kind = fp_field<int>(packed, header, FP_E_LUT)[e];
     if (kind < 0) return;
     const bool stats = fp_field<int>(packed, header, FP_E_STATS)[e] != 0;
     if (stats) fp_block_histogram(s, in, n, sub, hist);
-    for (int c = threadIdx.x; c < s.channels; c += blockDim.x) {
-        FpLutArgs args;
-        args.hist = stats ? hist + 256 * c : nullptr;
-        args.grey = stats ? hist + (s.channels == 3 ? 768 : 0) : nullptr;
-        args.value = fp_value(s, n);
-        args.ivalue = fp_field<int>(packed, header, FP_E_IVALUE)[e];
-        fp_build_table(kind, table + 256 * c, args);
-    }
-    __syncthreads();
+    // the sub-histograms are summed into hist: their memory holds the scan's two buffers
+    fp_block_build(kind, table, stats ? hist : nullptr, s.channels, fp_value(s, n),
+                   fp_field<int>(packed, header, FP_E_IVALUE)[e], &sub[0][0], lut_stats);
 }
 
 // One block per sample (grid-stride over blockIdx.x), at most 256 threads; registers for
@@ -131,6 +125,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __res
     __shared__ fp_u32 sub[FP_FUSED_WARPS][FP_HIST_STRIDE];
     __shared__ fp_u32 hist[FP_HIST_STRIDE];
     __shared__ fp_u8 tables[2][3 * 256];
+    __shared__ FpLutStats lut_stats[3];
     // The first slot's fields, read by fp_first_pixel through a pointer: in shared memory,
     // one copy per block (in each thread's registers they would go to its stack).
     __shared__ FpSlot one;
@@ -145,7 +140,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __res
     const fp_i64 pixels = (fp_i64)height * width;
     for (int n = blockIdx.x; n < count; n += gridDim.x) {
         const int code1 = fp_field<int>(packed, first, FP_E_CODE)[one.entry[n]];
-        fp_block_tables(one, FpMemory(), packed, first, n, tables[0], sub, hist);
+        fp_block_tables(one, FpMemory(), packed, first, n, tables[0], sub, hist, lut_stats);
         FpFirst composed;
         composed.first = &one;
         composed.code = code1;
@@ -153,7 +148,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __res
         bool gathers = false;
         if (paired) {
             code2 = fp_field<int>(packed, second, FP_E_CODE)[two.entry[n]];
-            fp_block_tables(two, composed, packed, second, n, tables[1], sub, hist);
+            fp_block_tables(two, composed, packed, second, n, tables[1], sub, hist, lut_stats);
             gathers = fp_gathers(code2);
         }
         // Runs of FP_RUN pixels (runs.cuh); the run's input is loaded with words where both ops

@@ -8,9 +8,21 @@
 #include <type_traits>
 #include <utility>
 
-inline unsigned int atomicAdd(unsigned int* address, unsigned int value) {
-    const unsigned int old = *address;
+// The atomics the kernels use; a host build never runs two threads of a block at once.
+template <typename T>
+inline T atomicAdd(T* address, T value) {
+    const T old = *address;
     *address = old + value;
+    return old;
+}
+inline int atomicMin(int* address, int value) {
+    const int old = *address;
+    *address = value < old ? value : old;
+    return old;
+}
+inline int atomicMax(int* address, int value) {
+    const int old = *address;
+    *address = value > old ? value : old;
     return old;
 }
 inline float __fadd_rn(float a, float b) { return a + b; }

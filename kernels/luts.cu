@@ -13,69 +13,151 @@ struct FpLutArgs {
     int ivalue;          // the op's integer parameter (Solarize: ceil(threshold); Posterize: bits)
 };
 
-__device__ void lut_identity(fp_u8* table) { for (int i = 0; i < 256; ++i) table[i] = (fp_u8)i; }
+// What the builders read of a channel's statistics: sums, a minimum and a maximum (integers,
+// so the same whatever order a block adds them in), then the derived values (fp_lut_finish).
+struct FpLutStats {
+    unsigned long long count, total;  // the grey image: pixels, and the sum of their levels
+    unsigned long long sum;           // this channel: pixels
+    int lo, hi, levels;               // this channel: lowest and highest level present, levels present
+    int mean;                         // Contrast: int(total / count + 0.5) in float64 (0 if empty)
+    double scale, offset;             // AutoContrast: 255 / (hi - lo) and -lo * scale
+    unsigned long long step;          // Equalize: (sum - pixels at level hi) / 255, 0 if one level
+};
 
-__device__ void lut_invert(fp_u8* table, const FpLutArgs& a) {
-    for (int i = 0; i < 256; ++i) table[i] = (fp_u8)(255 - i);
+__device__ __forceinline__ void fp_lut_start(FpLutStats& s) {
+    s.count = s.total = s.sum = 0;
+    s.lo = 256;
+    s.hi = -1;
+    s.levels = 0;
 }
 
-__device__ void lut_solarize(fp_u8* table, const FpLutArgs& a) {
-    for (int i = 0; i < 256; ++i) table[i] = (fp_u8)(i < a.ivalue ? i : 255 - i);
+__device__ __forceinline__ void fp_lut_finish(FpLutStats& s, const FpLutArgs& a) {
+    s.mean = s.count ? (int)__dadd_rn(__ddiv_rn((double)s.total, (double)s.count), 0.5) : 0;
+    s.scale = s.hi > s.lo ? __ddiv_rn(255.0, (double)(s.hi - s.lo)) : 0.0;
+    s.offset = -(double)s.lo * s.scale;
+    s.step = s.levels > 1 ? (s.sum - a.hist[s.hi]) / 255 : 0;
 }
 
-__device__ void lut_posterize(fp_u8* table, const FpLutArgs& a) {
-    const int mask = ~((1 << (8 - a.ivalue)) - 1);
-    for (int i = 0; i < 256; ++i) table[i] = (fp_u8)(i & mask);
+// Each builder gives entry i of its table from the op's arguments, the channel's statistics
+// and `below`, the channel's pixels at levels below i (Equalize's cumulative count).
+#define FP_LUT_ENTRY(name) \
+    __device__ __forceinline__ fp_u8 name(int i, const FpLutArgs& a, const FpLutStats& s, unsigned long long below)
+
+FP_LUT_ENTRY(lut_invert) { return (fp_u8)(255 - i); }
+
+FP_LUT_ENTRY(lut_solarize) { return (fp_u8)(i < a.ivalue ? i : 255 - i); }
+
+FP_LUT_ENTRY(lut_posterize) { return (fp_u8)(i & ~((1 << (8 - a.ivalue)) - 1)); }
+
+FP_LUT_ENTRY(lut_brightness) { return fp_blend(0, i, a.value); }
+
+// Contrast: blend with the grey image's mean level.
+FP_LUT_ENTRY(lut_contrast) { return fp_blend(s.mean, i, a.value); }
+
+// AutoContrast (cutoff 0): stretch [lo, hi] to [0, 255], trunc(i * scale + offset) in float64;
+// the identity where fewer than two levels are present.
+FP_LUT_ENTRY(lut_autocontrast) {
+    if (s.hi <= s.lo) return (fp_u8)i;
+    return (fp_u8)fp_clip8((int)__dadd_rn(__dmul_rn((double)i, s.scale), s.offset));
 }
 
-__device__ void lut_brightness(fp_u8* table, const FpLutArgs& a) {
-    for (int i = 0; i < 256; ++i) table[i] = fp_blend(0, i, a.value);
+// Equalize: PIL's integer cumulative table, (step / 2 + below) / step; the identity if step is 0.
+FP_LUT_ENTRY(lut_equalize) {
+    if (s.step == 0) return (fp_u8)i;
+    const unsigned long long level = (s.step / 2 + below) / s.step;
+    return (fp_u8)(level > 255 ? 255 : level);
 }
 
-// Contrast: blend with the grey image's mean level, int(sum / count + 0.5) in float64.
-__device__ void lut_contrast(fp_u8* table, const FpLutArgs& a) {
-    unsigned long long count = 0, total = 0;
-    for (int i = 0; i < 256; ++i) { count += a.grey[i]; total += (unsigned long long)a.grey[i] * i; }
-    const int mean = count ? (int)__dadd_rn(__ddiv_rn((double)total, (double)count), 0.5) : 0;
-    for (int i = 0; i < 256; ++i) table[i] = fp_blend(mean, i, a.value);
-}
-
-// AutoContrast (cutoff 0): stretch [lo, hi] to [0, 255]; trunc(i * scale + offset) in float64.
-__device__ void lut_autocontrast(fp_u8* table, const FpLutArgs& a) {
-    int lo = 0, hi = 255;
-    while (lo < 256 && a.hist[lo] == 0) ++lo;
-    while (hi >= 0 && a.hist[hi] == 0) --hi;
-    if (hi <= lo) { lut_identity(table); return; }
-    const double scale = __ddiv_rn(255.0, (double)(hi - lo));
-    const double offset = -(double)lo * scale;
-    for (int i = 0; i < 256; ++i) table[i] = (fp_u8)fp_clip8((int)__dadd_rn(__dmul_rn((double)i, scale), offset));
-}
-
-// Equalize: PIL's integer cumulative table, step = (count - count at the last level) / 255.
-__device__ void lut_equalize(fp_u8* table, const FpLutArgs& a) {
-    unsigned long long total = 0;
-    int levels = 0, last = 0;
-    for (int i = 0; i < 256; ++i)
-        if (a.hist[i]) { total += a.hist[i]; ++levels; last = i; }
-    const unsigned long long step = levels > 1 ? (total - a.hist[last]) / 255 : 0;
-    if (step == 0) { lut_identity(table); return; }
-    unsigned long long running = step / 2;
-    for (int i = 0; i < 256; ++i) {
-        const unsigned long long level = running / step;
-        table[i] = (fp_u8)(level > 255 ? 255 : level);
-        running += a.hist[i];
-    }
-}
-
-// Builder `kind` (FP_LUTS; anything else: the identity) into one uint8[256] table. Called,
-// not inlined: fp_build_luts and both slots of fp_policy share one copy of the builders.
-FP_NOINLINE __device__ void fp_build_table(int kind, fp_u8* table, FpLutArgs args) {
+// Entry i of builder `kind`'s table (FP_LUTS; anything else: the identity).
+__device__ __forceinline__ fp_u8 fp_lut_entry(int kind, int i, const FpLutArgs& a, const FpLutStats& s,
+                                              unsigned long long below) {
     switch (kind) {
-#define FP_LUT_CASE(code, builder) case code: builder(table, args); break;
+#define FP_LUT_CASE(code, builder) case code: return builder(i, a, s, below);
         FP_LUTS(FP_LUT_CASE)
 #undef FP_LUT_CASE
-        default: lut_identity(table);
+        default: return (fp_u8)i;
     }
+}
+
+// Builder `kind` into one uint8[256] table, by one thread: the statistics, then the entries
+// in order. Called, not inlined (fp_build_luts and the native build).
+FP_NOINLINE __device__ void fp_build_table(int kind, fp_u8* table, FpLutArgs a) {
+    FpLutStats s;
+    fp_lut_start(s);
+    if (a.hist)
+        for (int i = 0; i < 256; ++i) {
+            const fp_u32 h = a.hist[i], g = a.grey[i];
+            if (h) {
+                s.lo = s.lo < i ? s.lo : i;
+                s.hi = i;
+                ++s.levels;
+                s.sum += h;
+            }
+            s.count += g;
+            s.total += (unsigned long long)g * i;
+        }
+    fp_lut_finish(s, a);
+    unsigned long long below = 0;
+    for (int i = 0; i < 256; ++i) {
+        table[i] = fp_lut_entry(kind, i, a, s, below);
+        below += a.hist ? a.hist[i] : 0;
+    }
+}
+
+// Builder `kind`'s C tables of one sample by the whole block (fp_policy): the statistics of
+// each channel's histogram (hist + 256 c; grey: the L histogram) reduced with shared-memory
+// atomics, the cumulative counts by a 256-wide scan (Hillis-Steele, two buffers of scan[]),
+// then one entry per thread. `hist` is null for an op without statistics. Every thread of
+// the block calls it; it ends with a barrier. scan: uint32 [2][3][256] of shared memory;
+// stats: FpLutStats [3] of shared memory. Called, not inlined: one copy for both slots.
+FP_NOINLINE __device__ void fp_block_build(int kind, fp_u8* table, const fp_u32* hist, int channels, float value,
+                                           int ivalue, fp_u32* scan, FpLutStats* stats) {
+    const int bins = channels * 256;
+    FpLutArgs a;
+    a.grey = hist ? hist + (channels == 3 ? 768 : 0) : nullptr;
+    a.value = value;
+    a.ivalue = ivalue;
+    for (int c = threadIdx.x; c < channels; c += blockDim.x) fp_lut_start(stats[c]);
+    __syncthreads();
+    if (hist) {
+        for (int k = threadIdx.x; k < bins; k += blockDim.x) {
+            const int c = k / 256, i = k % 256;
+            const fp_u32 h = hist[k], g = a.grey[i];
+            FpLutStats& s = stats[c];
+            if (h) {
+                atomicMin(&s.lo, i);
+                atomicMax(&s.hi, i);
+                atomicAdd(&s.levels, 1);
+                atomicAdd(&s.sum, (unsigned long long)h);
+            }
+            atomicAdd(&s.count, (unsigned long long)g);
+            atomicAdd(&s.total, (unsigned long long)g * i);
+            scan[k] = i ? hist[k - 1] : 0u;  // exclusive: the scan of the previous bins
+        }
+        __syncthreads();
+        for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+            a.hist = hist + 256 * c;
+            fp_lut_finish(stats[c], a);
+        }
+        fp_u32* from = scan;
+        fp_u32* to = scan + 3 * 256;
+        for (int offset = 1; offset < 256; offset *= 2) {
+            __syncthreads();
+            for (int k = threadIdx.x; k < bins; k += blockDim.x)
+                to[k] = from[k] + (k % 256 >= offset ? from[k - offset] : 0u);
+            fp_u32* done = to;
+            to = from;
+            from = done;
+        }
+        scan = from;
+    }
+    __syncthreads();
+    for (int k = threadIdx.x; k < bins; k += blockDim.x) {
+        const int c = k / 256;
+        a.hist = hist ? hist + 256 * c : nullptr;
+        table[k] = fp_lut_entry(kind, k % 256, a, stats[c], hist ? scan[k] : 0u);
+    }
+    __syncthreads();
 }
 
 // One thread per (listed sample, channel).
