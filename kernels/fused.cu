@@ -8,9 +8,9 @@
 // operations, so the result is the same bits as two passes.
 //
 // Statistics stay inside the block: per-warp sub-histograms in shared memory (no global
-// atomics), summed in a fixed order, and the slot's tables built by C threads with the
-// luts.cu builders (integer counts: exact whatever the order of the additions). A second
-// slot's statistics are taken on the first slot's output, recomputed pixel by pixel.
+// atomics), summed in a fixed order, and the slot's tables built by the whole block with the
+// luts.cu formulas (fp_block_build: integer reductions and a scan, exact in any order). A
+// second slot's statistics are taken on the first slot's output, recomputed pixel by pixel.
 #pragma once
 #include "apply.cu"
 #include "luts.cu"
@@ -105,7 +105,7 @@ __device__ void fp_block_tables(const FpSlot& s, const In& in, const fp_u8* pack
     if (kind < 0) return;
     const bool stats = fp_field<int>(packed, header, FP_E_STATS)[e] != 0;
     if (stats) fp_block_histogram(s, in, n, sub, hist);
-    // the sub-histograms are summed into hist: their memory holds the scan's two buffers
+    // the sub-histograms are summed into hist: their memory is the builder's work space
     fp_block_build(kind, table, stats ? hist : nullptr, s.channels, fp_value(s, n),
                    fp_field<int>(packed, header, FP_E_IVALUE)[e], &sub[0][0], lut_stats);
 }

@@ -104,58 +104,80 @@ FP_NOINLINE __device__ void fp_build_table(int kind, fp_u8* table, FpLutArgs a) 
     }
 }
 
-// Builder `kind`'s C tables of one sample by the whole block (fp_policy): the statistics of
-// each channel's histogram (hist + 256 c; grey: the L histogram) reduced with shared-memory
-// atomics, the cumulative counts by a 256-wide scan (Hillis-Steele, two buffers of scan[]),
-// then one entry per thread. `hist` is null for an op without statistics. Every thread of
-// the block calls it; it ends with a barrier. scan: uint32 [2][3][256] of shared memory;
-// stats: FpLutStats [3] of shared memory. Called, not inlined: one copy for both slots.
+// Builder `kind`'s C tables of one sample by the whole block (fp_policy), without atomics:
+// each channel's lowest and highest level present, the levels present, the grey image's sum
+// of levels (tree reductions over the 256 bins) and the cumulative counts below each level (a
+// Hillis-Steele scan), in the same 8 barrier-separated steps; then one entry per thread.
+// `hist`: the sample's histograms (hist + 256 c; the L histogram at 768 for C = 3), null for
+// an op without statistics. Every thread of the block calls it (any blockDim); it ends with a
+// barrier. work: uint32 [4353] of shared memory (below); stats: FpLutStats [3] of shared
+// memory. Called, not inlined: one copy for both slots.
 FP_NOINLINE __device__ void fp_block_build(int kind, fp_u8* table, const fp_u32* hist, int channels, float value,
-                                           int ivalue, fp_u32* scan, FpLutStats* stats) {
+                                           int ivalue, fp_u32* work, FpLutStats* stats) {
     const int bins = channels * 256;
     FpLutArgs a;
     a.grey = hist ? hist + (channels == 3 ? 768 : 0) : nullptr;
     a.value = value;
     a.ivalue = ivalue;
-    for (int c = threadIdx.x; c < channels; c += blockDim.x) fp_lut_start(stats[c]);
-    __syncthreads();
+    fp_u32* below = work;  // [2][768]: the scan's two buffers (C x 256 each)
     if (hist) {
+        int* lo = (int*)work + 2 * 768;                     // [768] each: per channel and bin
+        int* hi = lo + 768;
+        int* levels = hi + 768;
+        unsigned long long* total =  // [256]: the grey sums, 8-byte aligned (one uint32 of slack)
+            (unsigned long long*)(((unsigned long long)(levels + 768) + 7) & ~7ull);
         for (int k = threadIdx.x; k < bins; k += blockDim.x) {
-            const int c = k / 256, i = k % 256;
-            const fp_u32 h = hist[k], g = a.grey[i];
-            FpLutStats& s = stats[c];
-            if (h) {
-                atomicMin(&s.lo, i);
-                atomicMax(&s.hi, i);
-                atomicAdd(&s.levels, 1);
-                atomicAdd(&s.sum, (unsigned long long)h);
-            }
-            atomicAdd(&s.count, (unsigned long long)g);
-            atomicAdd(&s.total, (unsigned long long)g * i);
-            scan[k] = i ? hist[k - 1] : 0u;  // exclusive: the scan of the previous bins
+            const int i = k % 256;
+            const bool present = hist[k] != 0;
+            below[k] = i ? hist[k - 1] : 0u;  // exclusive: the scan of the previous bins
+            lo[k] = present ? i : 256;
+            hi[k] = present ? i : -1;
+            levels[k] = present;
+            if (k < 256) total[k] = (unsigned long long)a.grey[k] * k;
         }
-        __syncthreads();
-        for (int c = threadIdx.x; c < channels; c += blockDim.x) {
-            a.hist = hist + 256 * c;
-            fp_lut_finish(stats[c], a);
-        }
-        fp_u32* from = scan;
-        fp_u32* to = scan + 3 * 256;
-        for (int offset = 1; offset < 256; offset *= 2) {
+        fp_u32* from = below;
+        fp_u32* to = below + 768;
+        for (int offset = 1, half = 128; offset < 256; offset *= 2, half /= 2) {
             __syncthreads();
-            for (int k = threadIdx.x; k < bins; k += blockDim.x)
-                to[k] = from[k] + (k % 256 >= offset ? from[k - offset] : 0u);
+            for (int k = threadIdx.x; k < bins; k += blockDim.x) {
+                const int i = k % 256;
+                to[k] = from[k] + (i >= offset ? from[k - offset] : 0u);
+                if (i < half) {  // bins [0, half) take in [half, 2 half): their values, not yet changed this step
+                    lo[k] = lo[k] < lo[k + half] ? lo[k] : lo[k + half];
+                    hi[k] = hi[k] > hi[k + half] ? hi[k] : hi[k + half];
+                    levels[k] += levels[k + half];
+                    if (k < half) total[k] += total[k + half];
+                }
+            }
             fp_u32* done = to;
             to = from;
             from = done;
         }
-        scan = from;
+        below = from;
+        __syncthreads();
+        for (int c = threadIdx.x; c < channels; c += blockDim.x) {
+            FpLutStats& s = stats[c];
+            a.hist = hist + 256 * c;
+            s.sum = (unsigned long long)below[256 * c + 255] + a.hist[255];  // every pixel, once
+            s.count = s.sum;  // the L histogram also counts every pixel once
+            s.total = total[0];
+            s.lo = lo[256 * c];
+            s.hi = hi[256 * c];
+            s.levels = levels[256 * c];
+            fp_lut_finish(s, a);
+        }
+    } else {
+        for (int c = threadIdx.x; c < channels; c += blockDim.x) {  // the builders without statistics
+            fp_lut_start(stats[c]);
+            a.hist = nullptr;
+            fp_lut_finish(stats[c], a);
+        }
     }
     __syncthreads();
     for (int k = threadIdx.x; k < bins; k += blockDim.x) {
         const int c = k / 256;
         a.hist = hist ? hist + 256 * c : nullptr;
-        table[k] = fp_lut_entry(kind, k % 256, a, stats[c], hist ? scan[k] : 0u);
+        table[k] = fp_lut_entry(kind, k % 256, a, stats[c], hist ? below[k] : 0u);
     }
     __syncthreads();
 }

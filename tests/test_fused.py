@@ -39,9 +39,15 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["emulated-fused", "emulated-slots", "native-fused", "native-slots"])
+@pytest.fixture(
+    scope="module", params=["emulated-fused", "emulated-slots", "native-fused", "native-slots", "emulated-fused-37"]
+)
 def stage(request):
-    build, mode = request.param.split("-")
+    build, mode, *threads = request.param.split("-")
+    if threads:  # blocks of 37 threads: every block-wide loop and reduction at an odd block size
+        from fastpolicy.backends.kernel_build import emulated_module
+
+        return KernelPolicyStage(emulated_module(), np, threads_per_block=int(threads[0]), fused=True)
     maker = KernelPolicyStage.emulated if build == "emulated" else KernelPolicyStage.native
     return maker(fused=mode == "fused")
 

@@ -125,8 +125,9 @@ STATISTICS_READ = {None: (0, 0), "mean": (1, 0), "minmax": (0, 1), "histogram": 
 
 
 def _builder_statistics(builder: str) -> tuple[int, int]:
-    (spec,) = [s for s in OPS.values() if s.backends["kernels"].lut == builder]
-    return STATISTICS_READ[spec.stats]
+    """(grey, channels): whether any op built by ``builder`` reads each histogram."""
+    reads = [STATISTICS_READ[s.stats] for s in OPS.values() if s.backends["kernels"].lut == builder]
+    return max(r[0] for r in reads), max(r[1] for r in reads)
 
 
 def dispatch_tables() -> str:
