@@ -21,6 +21,11 @@ standard policies (``autoaugment``, ``randaugment``, ``trivialaugment_wide``) �
 list of :func:`fastpolicy.bench.stage.cases`.
 Warm-up excluded; each figure is the median of ``--repeats`` runs.
 
+The record's ``goals`` judge issue 29's device goals, registered before any GPU ran these
+kernels (:data:`GOALS`): at least 1 M images/s on the mixed two-slot policies, pointwise ops
+at 50 % of the copy bandwidth or more, histogram ops within 1.5× of pointwise; each is
+"met", "not met", or "not applicable" (a CPU run, or another size than 224²).
+
     python benchmarks/policy_stage.py                 # on a GPU: benchmarks/results/policy_stage_gpu.json
     python benchmarks/policy_stage.py --native --n 256  # the fast CPU stage beside DALI's CPU operators:
                                                       # benchmarks/results/policy_stage_cpu.json
@@ -41,6 +46,25 @@ from fastpolicy.bench import record
 from fastpolicy.bench.stage import cases, families
 from fastpolicy.bench.timing import median_seconds
 from fastpolicy.data.photo_tree import photo_batch
+
+GOALS = {
+    "mixed two-slot policies: >= 1 M images/s at 224²": lambda by: (
+        by["adversarial_policies"]["kernels_images_per_s"] >= 1e6
+    ),
+    "pointwise: >= 50 % of the copy bandwidth": lambda by: by["pointwise"]["kernels_bandwidth_fraction_of_copy"] >= 0.5,
+    "histogram ops: within 1.5x of pointwise": lambda by: (
+        by["pointwise"]["kernels_images_per_s"] <= 1.5 * by["histogram"]["kernels_images_per_s"]
+    ),
+}
+"""Issue 29's device goals, each judged on the rows by family."""
+
+
+def goals(rows: list[dict], applicable: bool) -> dict[str, str]:
+    """Each of :data:`GOALS` → "met", "not met" or "not applicable"."""
+    by = {row["family"]: row for row in rows}
+    return {
+        name: ("met" if test(by) else "not met") if applicable else "not applicable" for name, test in GOALS.items()
+    }
 
 
 def main(argv=None) -> dict:
@@ -148,6 +172,9 @@ def main(argv=None) -> dict:
                 else ""
             )
         )
+    verdicts = goals(rows, applicable=device == "gpu" and args.size == 224)
+    for name, verdict in verdicts.items():
+        print(f"goal {name}: {verdict}")
     default = "policy_stage_cpu.json" if args.native else "policy_stage_gpu.json"
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", default)
     note = (
@@ -165,6 +192,7 @@ def main(argv=None) -> dict:
         out,
         note,
         modules=("cupy", "nvidia.dali"),
+        extra={"goals": verdicts},
     )
 
 

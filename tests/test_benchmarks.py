@@ -34,6 +34,15 @@ def test_policy_stage_benchmark_smoke(tmp_path):
     ]
     for row in result["results"]:
         assert row["kernels_images_per_s"] > 0 and row["ratio_kernels_over_dali"] > 0
+    assert set(result["goals"].values()) == {"not applicable"}  # a CPU run judges no device goal
+    rows = [
+        {"family": "adversarial_policies", "kernels_images_per_s": 1.2e6},
+        {"family": "pointwise", "kernels_images_per_s": 3e6, "kernels_bandwidth_fraction_of_copy": 0.49},
+        {"family": "histogram", "kernels_images_per_s": 2e6},
+    ]
+    assert list(policy_stage.goals(rows, applicable=True).values()) == ["met", "not met", "met"]
+    rows[2]["kernels_images_per_s"] = 1.9e6  # pointwise / histogram = 1.58
+    assert policy_stage.goals(rows, applicable=True)["histogram ops: within 1.5x of pointwise"] == "not met"
 
 
 def _left_in(temp: Path) -> list[str]:

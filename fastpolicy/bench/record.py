@@ -72,10 +72,11 @@ def command_line() -> str:
     return " ".join(["python", program, *sys.argv[1:]])
 
 
-def write(name: str, settings: dict, results, path: str, note: str, modules=(), load_at_start=None) -> dict:
+def write(name: str, settings: dict, results, path: str, note: str, modules=(), load_at_start=None, extra=None) -> dict:
     """Write the result JSON to ``path`` (folders created) and return it. ``load_at_start``:
     :func:`load_average` before the benchmark ran (recorded beside the one at the end, which
-    counts the benchmark's own threads)."""
+    counts the benchmark's own threads). ``extra``: more top-level keys (e.g. a benchmark's
+    pre-registered goals and whether they were met)."""
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu(), "load_average": load_average()}
     if load_at_start is not None:
         machine["load_average_at_start"] = load_at_start
@@ -88,7 +89,7 @@ def write(name: str, settings: dict, results, path: str, note: str, modules=(), 
         "settings": settings,
         "note": note,
         "results": results,
-    }
+    } | (extra or {})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as handle:
         json.dump(record, handle, indent=2)
