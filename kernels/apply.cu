@@ -301,7 +301,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 6) fp_apply(const fp_u8* __rest
         __syncthreads();
         FpRuns at(height, width, start, stride);
         for (fp_i64 q = start; q < at.runs; q += stride, at.next()) {
-            const int x0 = at.r * FP_RUN, k = width - x0 < FP_RUN ? width - x0 : FP_RUN;
+            const int x0 = at.x0(), k = at.length(width);
             fp_u32 in[3] = {0u, 0u, 0u}, out[3] = {0u, 0u, 0u};
             if (!gathers) fp_run_load(fp_src(s, n, at.y, x0), k, channels, in);
 #pragma unroll 1

@@ -33,8 +33,7 @@ struct FpFirst {
     const FpSlot* first;
     int code;
     __device__ __forceinline__ void get(const FpSlot& s, int n, int y, int x, fp_u8* out) const {
-        const fp_u32 v = fp_first_pixel(first, code, n, y, x);
-        FP_EACH_CHANNEL(c, s.channels) out[c] = (fp_u8)(v >> (8 * c));
+        fp_unpack3(fp_first_pixel(first, code, n, y, x), out);
     }
     __device__ __forceinline__ void run(const FpSlot& s, int n, int y, int x0, int k, fp_u32* w) const {
         w[0] = w[1] = w[2] = 0u;
@@ -80,7 +79,7 @@ __device__ void fp_block_histogram(const FpSlot& s, const In& in, int n, fp_u32 
     fp_u32* mine = sub[warp];
     FpRuns at(s.height, s.width, threadIdx.x, blockDim.x);
     for (fp_i64 q = threadIdx.x; q < at.runs; q += blockDim.x, at.next()) {
-        const int x0 = at.r * FP_RUN, k = s.width - x0 < FP_RUN ? s.width - x0 : FP_RUN;
+        const int x0 = at.x0(), k = at.length(s.width);
         fp_u32 w[3];
         in.run(s, n, at.y, x0, k, w);
 #pragma unroll 1
@@ -156,7 +155,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 3) fp_policy(const fp_u8* __res
         const bool gathers1 = fp_gathers(code1), loads = !gathers && !gathers1;
         FpRuns at(height, width, threadIdx.x, blockDim.x);
         for (fp_i64 q = threadIdx.x; q < at.runs; q += blockDim.x, at.next()) {
-            const int x0 = at.r * FP_RUN, k = width - x0 < FP_RUN ? width - x0 : FP_RUN;
+            const int x0 = at.x0(), k = at.length(width);
             fp_u32 in[3] = {0u, 0u, 0u}, out[3] = {0u, 0u, 0u};
             if (loads) fp_run_load(fp_src(one, n, at.y, x0), k, channels, in);
 #pragma unroll 1

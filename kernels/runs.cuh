@@ -25,6 +25,11 @@ __device__ __forceinline__ float fp_normalized(int v, float mean, float inv_std)
 #define FP_OUT_BFLOAT16 3
 #define FP_OUT_PLANAR 4   // NCHW; without it NHWC (torch's channels-last memory layout)
 
+// A normalized value of an output of type `type` (FP_OUT_FLOAT16 or FP_OUT_BFLOAT16) as bits.
+__device__ __forceinline__ fp_u32 fp_half_or_bfloat(int type, float v) {
+    return type == FP_OUT_FLOAT16 ? fp_half_bits(v) : fp_bfloat16_bits(v);
+}
+
 // Store pixel p of sample n (C values in `px`) in `out_mode` (see above): the one place the
 // device loops write outputs (the host loop stores runs with fp_store_run).
 __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* mean, const float* inv_std, int n,
@@ -39,8 +44,7 @@ __device__ __forceinline__ void fp_store(void* dst, int out_mode, const float* m
         }
         const float v = fp_normalized(px[c], mean[c], inv_std[c]);
         if (type == FP_OUT_FLOAT32) ((float*)dst)[at] = v;
-        else if (type == FP_OUT_FLOAT16) ((fp_u16*)dst)[at] = fp_half_bits(v);
-        else ((fp_u16*)dst)[at] = fp_bfloat16_bits(v);
+        else ((fp_u16*)dst)[at] = (fp_u16)fp_half_or_bfloat(type, v);
     }
 }
 
@@ -61,6 +65,9 @@ struct FpRuns {
         step_y = (int)(stride / per_row);
         step_r = (int)(stride % per_row);
     }
+    // The current run's first column, and its pixels in a row `width` wide (FP_RUN but at a row's end).
+    __device__ __forceinline__ int x0() const { return r * FP_RUN; }
+    __device__ __forceinline__ int length(int width) const { return width - r * FP_RUN < FP_RUN ? width - r * FP_RUN : FP_RUN; }
     __device__ __forceinline__ void next() {
         r += step_r;
         y += step_y;
@@ -158,11 +165,6 @@ __device__ __forceinline__ void fp_run_load(const fp_u8* in, int k, int channels
 
 // Byte b (a constant after unrolling) of a run.
 __device__ __forceinline__ int fp_run_byte(const fp_u32* w, int b) { return (int)((w[b >> 2] >> (8 * (b & 3))) & 0xffu); }
-
-// Element e of a normalized output of type `type` (FP_OUT_FLOAT16 or FP_OUT_BFLOAT16) as bits.
-__device__ __forceinline__ fp_u32 fp_half_or_bfloat(int type, float v) {
-    return type == FP_OUT_FLOAT16 ? fp_half_bits(v) : fp_bfloat16_bits(v);
-}
 
 // A full run (FP_RUN pixels of C channels, w as after fp_run_finish) stored as vectors at
 // element offset `at` (NHWC: C * FP_RUN consecutive elements) or, planar, at `at` + c *

@@ -94,7 +94,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 8) fp_histograms(const fp_u8* _
     const fp_i64 start = (fp_i64)blockIdx.x * blockDim.x + threadIdx.x, stride = (fp_i64)gridDim.x * blockDim.x;
     FpRuns at(height, width, start, stride);  // runs of FP_RUN pixels, read as words
     for (fp_i64 q = start; q < at.runs; q += stride, at.next()) {
-        const int x0 = at.r * FP_RUN, k = width - x0 < FP_RUN ? width - x0 : FP_RUN;
+        const int x0 = at.x0(), k = at.length(width);
         fp_u32 w[3];
         fp_run_load(image + ((fp_i64)at.y * width + x0) * channels, k, channels, w);
 #pragma unroll 1
