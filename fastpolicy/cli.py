@@ -3,7 +3,7 @@
   fastpolicy search adversarial   Adversarial AutoAugment (default: a short search on Fashion-MNIST)
   fastpolicy search aws           AWS, both stages (default: a short search on Fashion-MNIST)
   fastpolicy train --policy P     train from scratch with a found or a standard policy
-  fastpolicy reproduce adversarial|aws|dry-run   (table4, proxy: their old names)
+  fastpolicy reproduce regime|adversarial|aws|dry-run   (table4, proxy: their old names)
                                   small-scale reproductions, ImageNet dry runs
   fastpolicy bench                throughput beside DALI, torchvision and Kornia
   fastpolicy show RUN_DIR         a run's kind, settings, progress, findings and files
@@ -122,6 +122,7 @@ STUDY_ALIASES = {"table4": "adversarial", "proxy": "aws"}
 """Old study names that still run (the study that replaced them)."""
 
 STUDIES = {
+    "regime": (".reproduce.regime", "run_regime_study"),
     "adversarial": (".reproduce.adversarial", "run_adversarial_study"),
     "aws": (".reproduce.aws", "run_aws_study"),
 }
@@ -255,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     studies = commands.add_parser("reproduce", help="the papers' claims at small scale; ImageNet dry runs")
     studies_tree = studies.add_subparsers(dest="study", required=True)
     for name, options, text in (
+        (
+            "regime",
+            SeededStudyOptions,
+            "where does augmentation pay? the pre-registered sweep (training images × epochs) that picks the "
+            "studies' cell: the baseline over-fits and TrivialAugmentWide beats it (Fashion-MNIST)",
+        ),
         (
             "adversarial",
             SeededStudyOptions,

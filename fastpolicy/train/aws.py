@@ -37,6 +37,7 @@ from ..search import aws_agent
 from . import distributed, loop, plots
 from .checkpoint import CheckpointError
 from .data import build_search_loaders
+from .models import check_width, effective_width
 from .presets import AWS_STAGES, AWSStages, Preset, get_preset
 from .runner import RESUME_IGNORED, Run, refused_runs_leave_nothing
 from .trainer import CommonConfig, EpochTrainer, log_lr_scaling, scaled_lr
@@ -144,9 +145,10 @@ class AWSConfig(CommonConfig):
         for name in ("stage1_epochs", "loops", "finetune_epochs", "val_count"):
             if getattr(stages, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(stages, name)}")
-        preset = base.with_(model=self.model, train_subset=self.train_subset, epochs=stages.stage1_epochs).with_(
-            M=1, val_subset=None
-        )
+        preset = base.with_(
+            model=self.model, width=self.width, train_subset=self.train_subset, epochs=stages.stage1_epochs
+        ).with_(M=1, val_subset=None)
+        check_width(preset.model, preset.width)
         finetune_lr = self.finetune_lr if self.finetune_lr is not None else base.lr * stages.finetune_lr_scale
         if not finetune_lr > 0:
             raise ValueError(f"finetune_lr must be positive, got {finetune_lr}")
@@ -159,6 +161,7 @@ class AWSConfig(CommonConfig):
         return dataclasses.replace(
             self,
             model=preset.model,
+            width=effective_width(preset.model, preset.width),
             batch=preset.batch,
             train_subset=preset.train_subset,
             val_count=stages.val_count,

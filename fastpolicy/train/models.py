@@ -1,18 +1,22 @@
 """Target networks: torchvision ResNet-50, ResNet-50-D, ResNet-200, Wide-ResNet-28-10, CIFAR ResNet-18, a small CNN.
 
-``build_model(name, num_classes, in_channels)``; all take float NCHW input and return
-logits [B, num_classes]. No weights are downloaded: every model starts from scratch.
+``build_model(name, num_classes, in_channels, width)``; all take float NCHW input and return
+logits [B, num_classes]. No weights are downloaded: every model starts from scratch. Only the
+small CNN's width is a setting (:data:`WIDTH_MODELS`); the others are the papers' fixed networks.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+SMALL_CNN_WIDTH = 32
+"""The small CNN's default width (channels of its first convolution)."""
+
 
 class SmallCNN(nn.Module):
     """Two conv blocks and a linear head: Fashion-MNIST's default (28×28, 1 channel)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = SMALL_CNN_WIDTH):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
@@ -138,6 +142,9 @@ def _resnet50d(num_classes: int, in_channels: int) -> nn.Module:
     return model
 
 
+WIDTH_MODELS = {"small_cnn": SMALL_CNN_WIDTH}
+"""Model name → its default width, for the models whose width is a setting (``--width``)."""
+
 MODELS = {
     "small_cnn": lambda num_classes, in_channels: SmallCNN(num_classes, in_channels),
     "wrn_28_10": lambda num_classes, in_channels: WideResNet(28, 10, num_classes, in_channels),
@@ -149,8 +156,31 @@ MODELS = {
 """Model name → constructor ``(num_classes, in_channels) -> nn.Module``."""
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
-    """A freshly initialized model ``name`` (see :data:`MODELS`)."""
+def check_width(name: str, width: int | None) -> None:
+    """ValueError unless ``width`` is None or a positive width of a model in :data:`WIDTH_MODELS`."""
+    if width is None:
+        return
+    if name not in WIDTH_MODELS:
+        raise ValueError(
+            f"width {width}: only {', '.join(WIDTH_MODELS)} has a width setting; model {name!r} is a fixed network"
+        )
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+
+
+def effective_width(name: str, width: int | None) -> int | None:
+    """The width model ``name`` is built with: ``width``, its default (:data:`WIDTH_MODELS`), or
+    None for a fixed network."""
+    check_width(name, width)
+    return width if width is not None else WIDTH_MODELS.get(name)
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3, width: int | None = None) -> nn.Module:
+    """A freshly initialized model ``name`` (see :data:`MODELS`); ``width``: the small CNN's
+    (None: :data:`SMALL_CNN_WIDTH`; any other model refuses one)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    check_width(name, width)
+    if width is not None:
+        return SmallCNN(num_classes, in_channels, width)
     return MODELS[name](num_classes, in_channels)

@@ -2,8 +2,10 @@
 
 ``batch`` is N, distinct images per step over all processes (the enlarged batch is M·N);
 ``lr`` is for that global batch. ``schedule``: ``"cosine"`` (to 0 over the epochs) or
-``"step"`` (× ``gamma`` at ``milestones``). ``cutout``: side in pixels of a Cutout square
-applied to every copy after its policy (AutoAugment's standard CIFAR pipeline: 16; 0: none).
+``"step"`` (× ``gamma`` at ``milestones``). ``width``: the small CNN's width (channels of its
+first convolution; None: the model's own, 32); other models have a fixed width. ``cutout``:
+side in pixels of a Cutout square applied to every copy after its policy (AutoAugment's standard
+CIFAR pipeline: 16; 0: none).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Preset:
     momentum: float = 0.9
     nesterov: bool = True
     image_size: int = 224
+    width: int | None = None
     cutout: int = 0
     train_subset: int | None = None
     val_subset: int | None = None

@@ -36,7 +36,7 @@ from ..log import get as get_logger
 from ..reference.geometry import FILL
 from . import distributed, loop, plots, samples_seen
 from .data import build_loaders
-from .models import MODELS, build_model
+from .models import MODELS, build_model, check_width, effective_width
 from .presets import PRESETS, Preset, get_preset
 from .runner import Run
 
@@ -86,6 +86,13 @@ class CommonConfig:
         shown="Fashion-MNIST from /usr/share/datasets/fashion-mnist",
     )
     model: str | None = setting(None, "override the preset's model", choices=sorted(MODELS), shown="the preset's")
+    width: int | None = setting(
+        None,
+        "the small CNN's width: channels of its first convolution (its blocks have width, 2·width, 4·width); "
+        "other models are fixed networks",
+        type=positive_int,
+        shown="the preset's, else 32",
+    )
     batch: int | None = setting(
         None,
         "N, distinct images per step over all processes; the preset's learning rate scales with it "
@@ -168,13 +175,16 @@ class RunConfig(CommonConfig):
 
     def base_preset(self) -> Preset:
         """The preset with this run's overrides (a new ``batch`` scales the learning rate: :func:`scaled_lr`)."""
-        return scaled_lr(get_preset(self.preset), self.batch).with_(
+        preset = scaled_lr(get_preset(self.preset), self.batch).with_(
             model=self.model,
+            width=self.width,
             epochs=self.epochs,
             M=self.M,
             train_subset=self.train_subset,
             val_subset=self.val_subset,
         )
+        check_width(preset.model, preset.width)
+        return preset
 
     def resolved_preset(self) -> Preset:
         """The preset this run trains with (:meth:`base_preset`; a run kind may change it)."""
@@ -186,6 +196,7 @@ class RunConfig(CommonConfig):
         return dataclasses.replace(
             self,
             model=preset.model,
+            width=effective_width(preset.model, preset.width),
             batch=preset.batch,
             epochs=preset.epochs,
             M=preset.M,
@@ -258,7 +269,7 @@ class EpochTrainer:
         self.train_loader, self.val_loader, self.num_classes, self.channels = loaders
         if target is None:
             torch.manual_seed(self.config.seed)
-            self.model = build_model(preset.model, self.num_classes, self.channels).to(self.device)
+            self.model = build_model(preset.model, self.num_classes, self.channels, preset.width).to(self.device)
             # channels-last weights on every device: cuDNN's fast path, and 1.7× faster convolutions
             # with oneDNN on a CPU (the small CNN at 28², measured); the batches may stay NCHW
             self.model = self.model.to(memory_format=torch.channels_last)
