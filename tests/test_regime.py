@@ -65,8 +65,11 @@ def test_the_smoke_sweep_writes_its_record(tmp_path):
 
     assert main(["reproduce", "regime", "--budget", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
     record = json.loads((tmp_path / "regime_smoke.json").read_text())
-    assert [c["cell"] for c in record["cells"]] == ["128x2w8", "128x3w8"]
-    assert len(record["runs"]) == 2 * 2 * len(regime.ARMS)
+    ran = [c["cell"] for c in record["cells"]]
+    passed = [c["rule"]["passed"] for c in record["cells"]]
+    # cheapest first; the sweep stops at the first qualifying cell
+    assert ran == ["128x2w8", "128x3w8"][: len(ran)] and (len(ran) == 2 or passed[0])
+    assert len(record["runs"]) == len(ran) * 2 * len(regime.ARMS)
     assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40
     assert record["commits"] and all("commit" in r for r in record["runs"])
     for c in record["cells"]:
@@ -75,7 +78,7 @@ def test_the_smoke_sweep_writes_its_record(tmp_path):
         )
         assert rule == c["rule"]
     assert (record["chosen"] is None) == (not any(c["rule"]["passed"] for c in record["cells"]))
-    assert (tmp_path / "regime_smoke.md").read_text().count("| 128 × ") == 2 * len(regime.ARMS)
+    assert (tmp_path / "regime_smoke.md").read_text().count("| 128 × ") == len(ran) * len(regime.ARMS)
     assert (tmp_path / "regime_smoke.png").stat().st_size > 0
     # a rerun reuses every finished run
     stamp = (tmp_path / "128x2w8" / "baseline" / "seed0" / "study.json").stat().st_mtime_ns

@@ -11,6 +11,9 @@ last epoch, and the clean training error (the same images, no augmentation).
 (TrivialAugmentWide at its full range) and ``trivialaugment_half`` (its magnitudes moved halfway
 to identity, ``magnitude_scale`` 0.5); :data:`SEEDS` paired seeds per cell.
 
+Cells run cheapest first (:func:`cost`) and the sweep stops at the first that qualifies
+(:data:`STOP_AT_FIRST`).
+
 **The rule** (:data:`RULE`, fixed before any run was read; :func:`qualifies`): a cell qualifies
 when the baseline over-fits — its mean test − train error gap is ≥ 5 points — *and*
 TrivialAugmentWide (full range) is ≥ 1 point of test error better than the baseline in every
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import UserError
 from ..log import get as get_logger
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
@@ -66,6 +70,11 @@ ARMS = {
 SEEDS = 2
 """Paired seeds per cell (seed k: the same subset, initial weights and batch order in every arm)."""
 
+STOP_AT_FIRST = True
+"""Cells run cheapest first and the sweep stops at the first that qualifies: no costlier cell could
+be chosen, so the choice is the same as a whole sweep's (the rest are not run; the record lists the
+cells that ran)."""
+
 RULE = {"min_overfit_points": 5.0, "min_gain_points": 1.0}
 """The pre-registered rule: the baseline's mean test − train error gap ≥ ``min_overfit_points``
 AND baseline − TrivialAugmentWide test error ≥ ``min_gain_points`` in every seed (points of error)."""
@@ -75,6 +84,48 @@ BUDGETS: dict[str, dict] = {
     "smoke": dict(cells=(Cell(128, 2, 8), Cell(128, 3, 8)), wider=(), seeds=2, batch=32, fill=0, test_subset=300),
 }
 """``full``: the sweep of the issue (≈ 30 min on both cores of this CPU); ``smoke``: seconds, CI-sized."""
+
+
+RECORD = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "benchmarks",
+    "results",
+    "reproduce",
+    "regime.json",
+)
+"""The committed sweep the studies' ``full`` budgets read their cell from."""
+
+
+def chosen_cell(path: str | None = None) -> dict:
+    """The studies' cell from the regime record ``path`` (default :data:`RECORD`): ``{"epochs",
+    "train_subset", "width", "magnitude_scale", "regime_cell", "regime_commit"}``. UserError naming
+    the file when it is missing, unreadable or names no qualifying cell (the studies never run in a
+    cell that failed the rule)."""
+    import json
+
+    path = path or RECORD
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: no regime record; run 'fastpolicy reproduce regime --results {os.path.dirname(path)}' first"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable regime record ({error})") from None
+    chosen = record.get("chosen") if isinstance(record, dict) else None
+    cells = {c.get("cell"): c for c in record.get("cells", [])} if isinstance(record, dict) else {}
+    if chosen is None or chosen not in cells or not cells[chosen].get("rule", {}).get("passed"):
+        raise UserError(f"{path}: no cell qualified in the regime sweep, so the studies do not run; widen the sweep")
+    cell = cells[chosen]
+    return {
+        "epochs": cell["epochs"],
+        "train_subset": cell["images"],
+        "width": cell["width"],
+        "magnitude_scale": record["magnitude_scale"],
+        "regime_cell": chosen,
+        "regime_commit": (record.get("git") or {}).get("commit"),
+    }
 
 
 def cost(cell: Cell) -> float:
@@ -209,11 +260,11 @@ def table(record: dict) -> str:
     lines += ["", f"**Verdict:** {record['verdict']}."]
     if record["chosen"] is not None:
         lines.append(f"Magnitude scale for every policy arm of the studies: {record['magnitude_scale']:g}.")
-    stamps = record["commits"]
     lines += [
         "",
         f"Runs: {len(record['runs'])}, {record['train_seconds_total'] / 60:.1f} min of training; "
-        f"commit(s) {', '.join(str(s['commit'])[:10] + ('' if s['clean'] else ' (tree not clean)') for s in stamps)}.",
+        f"commit(s) of the runs {units.describe_commits(record['commits'])}; the record written on "
+        f"{units.describe_commits([record['git']])}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -254,7 +305,8 @@ def rule_text() -> str:
     return (
         f"the cheapest cell where the baseline's mean test − train error gap is ≥ {RULE['min_overfit_points']:g} "
         f"points and TrivialAugmentWide (full range) is ≥ {RULE['min_gain_points']:g} point better than the "
-        "baseline in every seed; width-64 cells only if no width-32 cell qualifies"
+        "baseline in every seed; cells run cheapest first and the sweep stops at the first that qualifies; "
+        "width-64 cells only if no width-32 cell qualifies"
     )
 
 
@@ -282,6 +334,8 @@ def run_regime_study(
         if phase == "wider" and choose(results_by_cell) is not None:
             break
         for cell in sorted(spec[phase], key=cost):
+            if STOP_AT_FIRST and choose(results_by_cell) is not None:
+                break
             for seed in range(spec["seeds"]):
                 for arm in ARMS:
                     rows.append(run_unit(out, cell, arm, seed, spec, progress, threads))
@@ -299,6 +353,7 @@ def run_regime_study(
             "model": "small_cnn",
             "M": 1,
             "preset": "fashion_mnist_long (lr 0.05 at batch 64, cosine, wd 5e-4)",
+            "stop_at_first": STOP_AT_FIRST,
             "cells": [asdict(c) for c in spec["cells"]],
             "wider_cells": [asdict(c) for c in spec["wider"]],
             "arms": {arm: {"policy": p, "magnitude_scale": s} for arm, (p, s) in ARMS.items()},
@@ -327,12 +382,15 @@ __all__ = [
     "ARMS",
     "BUDGETS",
     "CELLS",
+    "RECORD",
     "RULE",
     "SEEDS",
+    "STOP_AT_FIRST",
     "WIDER_CELLS",
     "Cell",
     "analyse_cell",
     "choose",
+    "chosen_cell",
     "cost",
     "qualifies",
     "run_regime_study",

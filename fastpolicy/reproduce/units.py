@@ -58,4 +58,9 @@ def commits(rows) -> list[dict]:
     return seen
 
 
-__all__ = ["ROW", "commits", "finished_row", "save_row", "train_error"]
+def describe_commits(stamps: list[dict]) -> str:
+    """``"0324059a1b, 5e6f… (tree not clean)"``: :func:`commits`' stamps for a table."""
+    return ", ".join(f"{str(s['commit'])[:10]}{'' if s['clean'] else ' (tree not clean)'}" for s in stamps) or "none"
+
+
+__all__ = ["ROW", "commits", "describe_commits", "finished_row", "save_row", "train_error"]
