@@ -18,13 +18,27 @@ import pytest
 GOLDEN = Path(__file__).with_name("golden_adversarial.json")
 
 
-def _close(got: str, want: str) -> bool:
-    """CSV cells: the same text, or floats equal to 1e-6 relative (another CPU may sum a conv
-    in another order; the augmentation parameters themselves are exact)."""
+CONTROLLER_TOLERANCE = {"rel_tol": 0.05, "abs_tol": 1e-3}
+"""The controller's logged figures (its loss, its KL from its start) on another CPU: its LSTM runs
+another vector path (seen: AVX-512 against the recording's machine), and a REINFORCE loss of
+normalized rewards amplifies the rewards' last digits (0.0301 against 0.0294 with every training
+loss equal to 1e-6). Its sampled policies, the schedule below, stay exact."""
+
+
+FLOAT_TOLERANCE = {"rel_tol": 1e-4, "abs_tol": 1e-9}
+"""Every other logged float: another CPU's convolutions sum in another order (seen: 1e-5 relative
+by the second epoch on an AVX-512 machine, where the recording's matched to 1e-6)."""
+
+
+def _close(got: str, want: str, column: str = "") -> bool:
+    """CSV cells: the same text, or floats within :data:`FLOAT_TOLERANCE` (the augmentation
+    parameters themselves are exact: the schedule is compared as is); the controller's columns
+    within :data:`CONTROLLER_TOLERANCE`."""
     if got == want:
         return True
+    tolerance = CONTROLLER_TOLERANCE if column.startswith("controller_") else FLOAT_TOLERANCE
     try:
-        return math.isclose(float(got), float(want), rel_tol=1e-6, abs_tol=1e-9)
+        return math.isclose(float(got), float(want), **tolerance)
     except ValueError:
         return False
 
@@ -41,7 +55,7 @@ def test_a_fixed_seed_search_equals_the_recorded_one(tmp_path):
     assert len(rows) == len(golden["metrics"]) == 2
     for got, want in zip(rows, golden["metrics"], strict=True):
         assert set(got) == set(want)
-        different = {k: (got[k], want[k]) for k in want if not _close(got[k], want[k])}
+        different = {k: (got[k], want[k]) for k in want if not _close(got[k], want[k], k)}
         assert not different, different
     schedule = json.loads((tmp_path / "run" / "schedule.json").read_text())
     assert schedule["epochs"] == golden["schedule"]["epochs"]

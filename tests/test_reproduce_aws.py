@@ -59,17 +59,76 @@ def test_spearman_is_taken_over_the_policies_at_or_above_identity():
     assert out["correlations"]["none"]["at_or_above_identity"]["spearman"]["r"] == pytest.approx(0.8)
     d = out["primary"]["r_aws_minus_r_none"]
     assert d["difference"] == pytest.approx(0.2) and d["n"] == 5 and d["ci95"][0] <= d["ci95"][1]
-    assert out["r_aws_minus_r_none_all"]["spearman"]["difference"] < 0
+    assert d == out["r_aws_minus_r_none"]["at_or_above_identity"]["spearman"]
+    assert out["r_aws_minus_r_none"]["all"]["spearman"]["difference"] < 0
+    # Pearson beside Spearman, on both sets, for the correlations and their difference
+    for subset in ("all", "at_or_above_identity"):
+        assert set(out["r_aws_minus_r_none"][subset]) == {"spearman", "pearson"}
+        for variant in ("uniform", "none"):
+            assert set(out["correlations"][variant][subset]) >= {"pearson", "spearman"}
+    pearson = out["r_aws_minus_r_none"]["at_or_above_identity"]["pearson"]
+    f = full.mean(axis=1)[2:]
+    expected = np.corrcoef(uniform[2:, 0], f)[0, 1] - np.corrcoef(none[2:, 0], f)[0, 1]
+    assert pearson["difference"] == pytest.approx(expected) and pearson["method"] == "pearson"
+
+
+@pytest.mark.parametrize(
+    "rewards, expected",
+    [
+        ([0.1, 0.2, 0.3, 0.4], True),
+        ([0.4, 0.3, 0.2, 0.1], False),
+        ([0.5, 0.1, 0.6, 0.5], False),  # Spearman > 0 but the last quarter is not above the first
+        ([0.3, 0.1, 0.9, 0.8, 0.7, 0.6, 0.25, 0.2], False),  # the last quarter is above the first, Spearman < 0
+        ([0.3, 0.3, 0.3, 0.3], False),  # flat: no trend
+        ([0.5], False),
+    ],
+)
+def test_a_rising_reward_trend(rewards, expected):
+    trend = aws.rising(rewards)
+    assert trend["rising"] is expected
+    if len(rewards) >= 4 and np.ptp(rewards) > 0:
+        quarter = round(len(rewards) / 4)
+        assert trend["first_quarter"] == pytest.approx(np.mean(rewards[:quarter]))
+        assert trend["last_quarter"] == pytest.approx(np.mean(rewards[-quarter:]))
+
+
+def test_the_search_gate_needs_the_null_and_the_trend_in_every_search_seed():
+    up, down = [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]
+    null_kl = list(np.linspace(0.1, 0.5, 20))
+
+    def run(seed, kl, rewards):
+        return {"seed": seed, "kl_from_uniform": [0.1, kl], "reward": rewards, "null_kl": null_kl}
+
+    assert aws.search_gate([run(0, 0.9, up), run(1, 0.9, up)])["passed"]
+    assert not aws.search_gate([run(0, 0.9, up), run(1, 0.9, down)])["passed"]  # one seed's rewards fall
+    gate = aws.search_gate([run(0, 0.9, up), run(1, 0.45, up)])  # below the null's 95th percentile (0.48)
+    assert not gate["passed"] and [p["above_null"] for p in gate["per_seed"]] == [True, False]
+    assert not aws.search_gate([])["passed"]
+
+
+def test_the_ppo_null_is_seeded_and_moves_little_on_shuffled_rewards():
+    from fastpolicy.reproduce import null
+
+    rng = np.random.default_rng(0)
+    e = 36
+    frequencies = rng.dirichlet(np.ones(e * e), size=(6, 1)).reshape(6, 1, e, e)
+    rewards = rng.uniform(0.7, 0.8, size=6)
+    options = dict(clip=0.2, steps=5, max_kl=0.02, lr=0.1, betas=(0.5, 0.999), baseline_weight=0.9)
+    a = null.ppo_null(frequencies, rewards, seed=1, draws=3, **options)
+    assert a == null.ppo_null(frequencies, rewards, seed=1, draws=3, **options)
+    assert len(a) == 3 and all(k >= 0 for k in a) and len(set(a)) > 1  # each draw its own order
+    with pytest.raises(ValueError, match="frequencies"):
+        null.ppo_null(frequencies[:, 0], rewards, seed=1, draws=1, **options)
 
 
 def test_search_differences_are_paired_found_minus_each_in_points():
     accuracy = {
-        aws.FOUND: [0.85, 0.86, 0.84],
+        "found": [0.85, 0.86, 0.84],
         aws.UNIFORM: [0.84, 0.84, 0.83],
         aws.TRIVIAL: [0.86, 0.87, 0.85],
         aws.IDENTITY: [0.85, 0.86, 0.84],
     }
-    d = aws.analyse_search(accuracy)
+    d = aws.analyse_search(accuracy, ["found"])
     assert set(d) == {"found-uniform", "found-trivialaugment_wide", "found-identity"}
     assert d["found-uniform"]["per_seed"] == pytest.approx([1.0, 2.0, 1.0])
     assert d["found-uniform"]["mean"] == pytest.approx(4 / 3) and d["found-uniform"]["sign_p"] == pytest.approx(0.25)
@@ -123,8 +182,10 @@ def test_smoke_study_runs_end_to_end_and_resumes_after_an_interruption(tmp_path,
     monkeypatch.setattr(aws, "FinalTraining", Counting)
     record = aws.run_aws_study(runs, "smoke", results)
     assert sorted(os.path.basename(os.path.dirname(p)) for p in trained) == [
-        aws.FOUND,
-        aws.FOUND,
+        "found_s0",
+        "found_s0",
+        "found_s1",
+        "found_s1",
         aws.TRIVIAL,
         aws.TRIVIAL,
     ]  # only the units not finished before the interruption
@@ -147,15 +208,26 @@ def test_smoke_study_runs_end_to_end_and_resumes_after_an_interruption(tmp_path,
         "search",
         "wall_seconds",
         "unit_seconds",
+        "git",
+        "commits",
+        "verdicts",
     }
     assert [p["key"] for p in saved["policies"]] == [aws.UNIFORM, aws.IDENTITY, "geometric@3"]
     for p in saved["policies"]:
         assert len(p["full_by_seed"]) == 2 and all(0 <= a <= 1 for a in p["full_by_seed"] + p["proxy_none_by_seed"])
     assert set(saved["proxy"]["primary"]) == {"spearman_at_or_above_identity", "r_aws_minus_r_none"}
     search = saved["search"]
-    assert search["loops"] == 2 and len(search["kl_from_uniform"]) == 2
-    assert all(np.isfinite(search["kl_from_uniform"])) and search["kl_from_uniform"][-1] > 0
-    assert set(search["accuracy"]) == {aws.FOUND, aws.UNIFORM, aws.TRIVIAL, aws.IDENTITY}
+    assert [r["seed"] for r in search["runs"]] == [0, 1]
+    for run in search["runs"]:
+        assert run["loops"] == 2 and len(run["kl_from_uniform"]) == 2 and len(run["null_kl"]) == 2
+        assert all(np.isfinite(run["kl_from_uniform"])) and min(run["kl_from_uniform"]) >= 0
+    assert [p["seed"] for p in search["gate"]["per_seed"]] == [0, 1]
+    assert set(search["accuracy"]) == {"found_s0", "found_s1", aws.UNIFORM, aws.TRIVIAL, aws.IDENTITY}
+    assert set(saved["verdicts"]) == {"proxy", "search"}
+    assert saved["settings"]["finetune_epochs"] == 1 and saved["commits"]
+    text = (tmp_path / "results" / "aws_smoke.md").read_text()
+    for name, d in search["differences"].items():  # every statistic is in the table
+        assert f"| {name} | {d['mean']:+.2f} | {d['sd']:.2f} |" in text
     for name, d in search["differences"].items():
         assert d["n"] == 2 and len(d["t_ci95"]) == 2 and 0 < d["sign_p"] <= 1, name
     assert saved["settings"]["deviations"] and "torch" in saved["versions"]

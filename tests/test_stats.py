@@ -65,3 +65,13 @@ def test_bootstrap_interval_brackets_the_statistic_and_is_reproducible():
         stats.bootstrap_ci(stats.pearson, [1.0, 2.0, 3.0], [1.0, 2.0])
     result = stats.correlation(x, y)
     assert result["n"] == 30 and set(result) == {"pearson", "spearman", "n"}
+
+
+def test_spearman_brown_and_reliability():
+    from fastpolicy.reproduce import stats as s
+
+    assert s.spearman_brown(0.5) == pytest.approx(2 / 3) and s.spearman_brown(0.0) == 0.0
+    assert s.spearman_brown(1.0) == 1.0 and np.isnan(s.spearman_brown(-1.0)) and np.isnan(s.spearman_brown(np.nan))
+    a = [1.0, 2.0, 3.0, 4.0]
+    assert s.reliability(a, [1.0, 3.0, 2.0, 4.0]) == pytest.approx(2 * 0.8 / 1.8)  # Pearson 0.8
+    assert np.isnan(s.reliability(a, [1.0, 1.0, 1.0, 1.0]))  # a constant seed: undefined

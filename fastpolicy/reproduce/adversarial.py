@@ -1,10 +1,12 @@
 """Does the Adversarial AutoAugment controller learn, and is it worth more than free policies at
 the same compute? A gated, paired-seed study on Fashion-MNIST (``fastpolicy reproduce adversarial``).
 
-**Regime.** A class-balanced subset of the training images (``full``: 1 024) trained with a cosine
-schedule, M = 8 copies of a batch of 64, geometric ops filling with black (Fashion-MNIST's
-background) and the 16-op space's magnitudes moved halfway to identity (``magnitude_scale`` 0.5);
-test error on all 10 000 test images, evaluated once, after the last epoch.
+**Regime.** The cell the regime sweep chose (:mod:`.regime`: ``full`` reads it from the committed
+``regime.json`` and refuses to run without a qualifying cell): a class-balanced subset of the
+training images trained with a cosine schedule, M copies of a batch of 64, geometric ops filling
+with black (Fashion-MNIST's background), **one magnitude scale for every policy arm** (the
+sweep's: that of its better TrivialAugmentWide arm); test error on all 10 000 test images,
+evaluated once, after the last epoch.
 
 **Arms**, each on every seed (seed k: the same subset, initial weights and batch order in every arm):
 
@@ -13,18 +15,23 @@ test error on all 10 000 test images, evaluated once, after the last epoch.
 * ``frozen`` — the same code path with the controller's learning rate 0: its starting, seeded
   LSTM's policies throughout (the controlled comparison: it shares the LSTM's initial bias);
 * ``trivialaugment`` and ``randaugment`` — torchvision's TrivialAugmentWide and RandAugment
-  (their own magnitude ranges, fill 0) on each of the M copies: the same rows per step;
+  (fill 0, the same magnitude scale) on each of the M copies: the same rows per step;
+* ``baseline_m`` — M copies, standard augmentation only (the enlarged batch without a policy);
 * ``baseline`` — M = 1, standard augmentation only.
 
 **Pre-registered gate** (:data:`GATE`, fixed before any run was read): the controller *learned*
 if, in at least :data:`GATE` ``["seeds"]`` of the seeds, (a) its KL divergence from its start is
-≥ 1 nat at the end, and (b) the adversarial arm's mean training loss over the last quarter of the
-epochs exceeds the frozen arm's. If the gate fails, the verdict is "inconclusive: the gate failed
-(the controller did not learn)" and no comparison involving the adversarial arm is a result
-(its numbers stay in the JSON, marked ``"result": false``).
+≥ 1 nat at the end (:func:`kl_passes`), (b) that KL exceeds the 95th percentile of the
+shuffled-reward null (:func:`.null.controller_null`: the same controller fed the same rewards,
+shuffled across its policies), and (c) the adversarial arm's mean training loss over the last
+quarter of the epochs (:func:`last_fraction_mean`) exceeds the frozen arm's. If the gate fails,
+the verdict is "inconclusive: the gate failed (the controller did not learn)" and no comparison
+involving the adversarial arm is a result (its numbers stay in the JSON, marked ``"result": false``).
 
 **Analysis**: paired differences of test error across seeds (:func:`.stats.paired`): the paired
-t 95 % interval is the primary figure, with the exact sign-flip p-value. Mechanism, per update:
+t 95 % interval is the primary figure, with the exact sign-flip p-value. Three questions get a
+verdict each (:data:`QUESTIONS`): does the adversary beat its frozen self; does it beat
+TrivialAugmentWide; does the enlarged batch alone explain its gain (adversarial − baseline_m). Mechanism, per update:
 each policy's reward and its normalization, the rewards' split-half reliability (even vs odd rows
 of the same batches), the controller's KL from its start and its op and bin distributions.
 
@@ -37,7 +44,6 @@ study continues where it stopped (a run killed mid-way resumes from its checkpoi
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -45,34 +51,58 @@ import time
 import numpy as np
 
 from .. import atomic
-from ..data import fashion_mnist
 from ..log import get as get_logger
-from ..train import loop
 from ..train.adversarial import AdversarialConfig, AdversarialSearch
-from ..train.data import _array_loaders, balanced_subset
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
+from . import null, regime, stats, units
 from . import record as record_
-from . import stats
 
 log = get_logger(__name__)
 
-ARMS = ("baseline", "frozen", "adversarial", "trivialaugment", "randaugment")
+ARMS = ("baseline", "baseline_m", "frozen", "adversarial", "trivialaugment", "randaugment")
 """The study's arms, in the order each seed runs them."""
 
 STANDARD = {"trivialaugment": "trivialaugment_wide", "randaugment": "randaugment"}
 """Arm → the standard policy it trains with (:func:`fastpolicy.policies.resolve` names)."""
 
-GATE = {"kl_nats": 1.0, "seeds": 0.8, "last_fraction": 0.25}
-"""The pre-registered gate: the controller's KL from its start ≥ ``kl_nats`` at the end AND the
-adversarial − frozen mean training loss over the last ``last_fraction`` of the epochs > 0, each in
-at least ``ceil(seeds × n)`` of the n seeds (4 of 5)."""
+GATE = {"kl_nats": 1.0, "seeds": 0.8, "last_fraction": 0.25, "null_percentile": null.NULL_PERCENTILE}
+"""The pre-registered gate: the controller's KL from its start ≥ ``kl_nats`` at the end, above the
+``null_percentile``-th percentile of its shuffled-reward null, AND the adversarial − frozen mean
+training loss over the last ``last_fraction`` of the epochs > 0, each in at least
+``ceil(seeds × n)`` of the n seeds (5 of 6)."""
+
+
+def kl_passes(kl: float) -> bool:
+    """The gate's KL condition: ``kl`` ≥ :data:`GATE` ``["kl_nats"]`` (exactly 1 nat passes)."""
+    return bool(kl >= GATE["kl_nats"])
+
+
+def seeds_needed(n: int) -> int:
+    """Seeds in which each condition must hold: ``ceil(GATE["seeds"] × n)`` (5 of 6, 4 of 5)."""
+    return math.ceil(GATE["seeds"] * n)
+
+
+def last_fraction_mean(values, fraction: float = GATE["last_fraction"]) -> float:
+    """The mean of the last ``max(1, round(fraction × n))`` of ``values`` (per-epoch training losses,
+    oldest first): the gate's "last quarter"."""
+    values = list(values)
+    if not values:
+        return float("nan")
+    last = max(1, round(fraction * len(values)))
+    return float(np.mean(values[-last:]))
+
 
 DIFFERENCES = (
     ("adversarial", "frozen"),
     ("adversarial", "trivialaugment"),
     ("adversarial", "randaugment"),
+    ("adversarial", "baseline_m"),
+    ("frozen", "baseline_m"),
+    ("trivialaugment", "baseline_m"),
+    ("randaugment", "baseline_m"),
+    ("baseline_m", "baseline"),
     ("frozen", "baseline"),
     ("trivialaugment", "baseline"),
     ("randaugment", "baseline"),
@@ -80,50 +110,68 @@ DIFFERENCES = (
 )
 """Paired differences of test error reported, ``a − b`` in points (negative: ``a`` is better)."""
 
+QUESTIONS = (
+    ("adversarial-frozen", "does the adversary beat its frozen self?"),
+    ("adversarial-trivialaugment", "does it beat TrivialAugmentWide?"),
+    ("adversarial-baseline_m", "does the enlarged batch alone explain its gain?"),
+)
+"""The study's questions: the difference (test error, ``a − b``) each verdict reads, and its question."""
+
 BUDGETS: dict[str, dict] = {
     "full": dict(
         preset="fashion_mnist_long",
-        epochs=20,
-        train_subset=1024,
+        cell="regime",
         val_subset=None,
-        seeds=5,
+        seeds=6,
         batch=64,
-        M=8,
+        M=4,
         fill=0,
-        magnitude_scale=0.5,
         controller_window=1,
-        probe_every=8,
+        probe_every=16,
+        null_draws=null.NULL_DRAWS,
     ),
     "smoke": dict(
         preset="fashion_mnist_long",
         epochs=2,
         train_subset=128,
+        width=None,
+        magnitude_scale=0.5,
         val_subset=300,
         seeds=2,
         batch=32,
         M=2,
         fill=0,
-        magnitude_scale=0.5,
         controller_window=2,
         probe_every=1,
+        null_draws=2,
     ),
 }
-"""``full``: 5 seeds × 5 arms within 2 hours of this 2-core CPU. The issue asked for 80 epochs
-with ``controller_window`` 4 (320 updates); a 512-row step of the small CNN takes 0.4 s on both
-cores here (0.7 s on one), so that is ≈ 6 hours. ``full`` keeps the 320 updates (20 epochs × 16
-batches, one update per batch: each reward is a policy's mean loss over its 64 copies of one batch)
-and everything else; the controller's distributions and KL are probed every 8th update (2 per
-epoch; each probe of 64 policies costs about as much as a training step here). ``smoke``: a
-CI-sized check of the whole pipeline."""
+"""``full``: 6 paired seeds × 6 arms in the cell the regime sweep chose (``cell="regime"``: its
+images, epochs, width and magnitude scale are read from ``regime.json``; no qualifying cell, no
+study). M = 4 for every enlarged arm, not the paper's 8: six arms × six seeds at M = 8 in the
+(512, 80) cell are ≈ 10 M image-rows, over the 2-hour budget of this CPU (0.8 ms a row); M = 4
+halves it and keeps every seed and arm. One controller update per batch (``controller_window`` 1),
+its distributions probed every 16th update; a shuffled-reward null of ``null_draws`` replays per
+seed. ``smoke``: a CI-sized check of the whole pipeline."""
+
+DEVIATIONS = (
+    "M = 4 copies per image in every enlarged arm (the paper: 8), to fit six arms × six seeds in 2 hours",
+    "one controller update per batch (the paper: per epoch), so the controller makes enough updates to move "
+    "in a small run; each reward is then one batch's mean loss per policy",
+    "a small CNN on a Fashion-MNIST subset (the paper: WRN and ResNet on CIFAR and ImageNet)",
+)
+"""How ``full`` departs from the paper (stored in the record's settings)."""
 
 
-def _train_error(model, device, subset: int, seed: int, threads: int) -> float:
-    """Percent error of ``model`` on its own (clean) training images."""
-    images, labels = fashion_mnist.load("train")
-    chosen = balanced_subset(labels, subset, seed)
-    train = (images[chosen], labels[chosen])
-    _, clean, _, _ = _array_loaders(train, train, min(256, subset), 1, "cpu", seed, threads, None)
-    return 100 * (1 - loop.evaluate(model, clean, device, progress=False)["accuracy"])
+def resolve_budget(budget: str, seeds: int | None = None, regime_record: str | None = None) -> dict:
+    """The settings of ``budget`` (:data:`BUDGETS`), the chosen cell filled in from the regime record
+    (:func:`.regime.chosen_cell`) where the budget says ``cell="regime"``; ``seeds`` overrides."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    spec = dict(BUDGETS[budget])
+    if spec.pop("cell", None) == "regime":
+        spec |= regime.chosen_cell(regime_record)
+    return spec | ({} if seeds is None else {"seeds": seeds})
 
 
 def _common(folder: str, seed: int, spec: dict, progress: bool, threads: int) -> dict:
@@ -135,8 +183,10 @@ def _common(folder: str, seed: int, spec: dict, progress: bool, threads: int) ->
         batch=spec["batch"],
         train_subset=spec["train_subset"],
         val_subset=spec["val_subset"],
+        width=spec["width"],
         balanced_subset=True,
         fill=spec["fill"],
+        magnitude_scale=spec["magnitude_scale"],
         eval_every=spec["epochs"],  # the test error once, after the last epoch
         device="cpu",
         progress=progress,
@@ -150,13 +200,13 @@ def build_run(folder: str, arm: str, seed: int, spec: dict, progress: bool = Fal
     again = continue_or_restart(folder)
     if arm in STANDARD:
         return FinalTraining(TrainConfig(**common, M=spec["M"], policy=STANDARD[arm]), **again)
-    if arm not in ("baseline", "frozen", "adversarial"):
+    modes = {"baseline": "baseline", "baseline_m": "fixed", "frozen": "adversarial", "adversarial": "adversarial"}
+    if arm not in modes:
         raise ValueError(f"arm must be one of {', '.join(ARMS)}, got {arm!r}")
     config = AdversarialConfig(
         **common,
-        mode="baseline" if arm == "baseline" else "adversarial",
+        mode=modes[arm],
         M=spec["M"],
-        magnitude_scale=spec["magnitude_scale"],
         controller_window=spec["controller_window"],
         probe_every=spec["probe_every"],
     )
@@ -167,29 +217,30 @@ def build_run(folder: str, arm: str, seed: int, spec: dict, progress: bool = Fal
 
 def run_arm(out: str, arm: str, seed: int, spec: dict, progress: bool = False, threads: int = 1) -> dict:
     """One arm and seed: its saved row if it finished before; else the run (resumed if it was
-    interrupted) and its row, saved as ``<out>/<arm>/seed<seed>/study.json``."""
+    interrupted) and its row, saved as ``<out>/<arm>/seed<seed>/study.json`` with its commit.
+    The adversarial arm's row holds its shuffled-reward null (:func:`.null.controller_null`)."""
     folder = os.path.join(out, arm, f"seed{seed}")
-    saved = os.path.join(folder, "study.json")
-    if os.path.exists(saved):
-        with open(saved, encoding="utf-8") as handle:
-            return json.load(handle)
+    row = units.finished_row(folder)
+    if row is not None:
+        return row
     run = build_run(folder, arm, seed, spec, progress, threads)
     run.run()
     history = run.history
-    epochs = len(history)
-    last = max(1, round(GATE["last_fraction"] * epochs))
+    losses = [r["train_loss"] for r in history]
     row = {
         "arm": arm,
         "seed": seed,
         "M": run.preset.M,
-        "epochs": epochs,
+        "width": run.preset.width,
+        "magnitude_scale": run.config.magnitude_scale,
+        "epochs": len(history),
         "test_error_percent": 100 * (1 - history[-1]["val_accuracy"]),
-        "train_error_percent": _train_error(run.model, run.device, spec["train_subset"], seed, threads),
-        "train_loss_by_epoch": [r["train_loss"] for r in history],
-        "last_quarter_train_loss": float(np.mean([r["train_loss"] for r in history[-last:]])),
+        "train_error_percent": units.train_error(run.model, run.device, spec["train_subset"], seed, threads),
+        "train_loss_by_epoch": losses,
+        "last_quarter_train_loss": last_fraction_mean(losses),
         "seconds": sum(r["seconds"] for r in history),
     }
-    if isinstance(run, AdversarialSearch) and arm != "baseline":
+    if isinstance(run, AdversarialSearch) and arm in ("frozen", "adversarial"):
         updates = run.update_log
         probed = [u for u in updates if "kl_from_start" in u]
         row |= {
@@ -205,8 +256,18 @@ def run_arm(out: str, arm: str, seed: int, spec: dict, progress: bool = False, t
             "bins_by_probe": [u["bins"] for u in probed],
             "ops": list(run.controller.space.ops),
         }
-    atomic.write_json(saved, row)
-    return row
+        if arm == "adversarial":
+            started = time.time()
+            row["null_kl"] = null.controller_null(
+                run.controller_start,
+                [u["rewards"] for u in updates],
+                run.config.controller_lr,
+                run.config.entropy_weight,
+                seed,
+                spec["null_draws"],
+            )
+            row["null_seconds"] = time.time() - started
+    return units.save_row(folder, row)
 
 
 def _by(rows: list[dict], key: str) -> dict:
@@ -214,29 +275,40 @@ def _by(rows: list[dict], key: str) -> dict:
 
 
 def gate(rows: list[dict], seeds: list[int]) -> dict:
-    """The pre-registered gate (:data:`GATE`) on the runs: per seed, the final KL and the last-quarter
-    training-loss gap (adversarial − frozen); ``passed`` when both hold in enough seeds."""
+    """The pre-registered gate (:data:`GATE`) on the runs: per seed, the final KL, its null's 95th
+    percentile and the last-quarter training-loss gap (adversarial − frozen); ``passed`` when each
+    condition holds in :func:`seeds_needed` of the seeds and every seed has both arms."""
     kl, loss = _by(rows, "controller_kl_from_start"), _by(rows, "last_quarter_train_loss")
+    nulls = _by(rows, "null_kl")
     paired_seeds = [s for s in seeds if ("adversarial", s) in kl and ("frozen", s) in loss]
-    per_seed = [
-        {
-            "seed": s,
-            "kl_nats": kl[("adversarial", s)],
-            "loss_gap": loss[("adversarial", s)] - loss[("frozen", s)],
-        }
-        for s in paired_seeds
-    ]
-    need = math.ceil(GATE["seeds"] * len(seeds))
-    kl_ok = sum(p["kl_nats"] >= GATE["kl_nats"] for p in per_seed)
+    per_seed = []
+    for s in paired_seeds:
+        value, drawn = kl[("adversarial", s)], nulls.get(("adversarial", s), [])
+        per_seed.append(
+            {
+                "seed": s,
+                "kl_nats": value,
+                "kl_passes": kl_passes(value),
+                "null_p95": null.percentile(drawn),
+                "null_draws": len(drawn),
+                "above_null": null.exceeds_null(value, drawn),
+                "loss_gap": loss[("adversarial", s)] - loss[("frozen", s)],
+            }
+        )
+    need = seeds_needed(len(seeds))
+    kl_ok = sum(p["kl_passes"] for p in per_seed)
+    null_ok = sum(p["above_null"] for p in per_seed)
     gap_ok = sum(p["loss_gap"] > 0 for p in per_seed)
-    passed = bool(len(per_seed) == len(seeds) and kl_ok >= need and gap_ok >= need)
+    passed = bool(len(per_seed) == len(seeds) and kl_ok >= need and null_ok >= need and gap_ok >= need)
     return {
         "rule": (
-            f"KL from start ≥ {GATE['kl_nats']} nat and last-{GATE['last_fraction']:.0%} training-loss gap "
-            f"(adversarial − frozen) > 0, each in ≥ {need} of {len(seeds)} seeds"
+            f"KL from start ≥ {GATE['kl_nats']} nat, above the {GATE['null_percentile']:g}th percentile of the "
+            f"shuffled-reward null, and last-{GATE['last_fraction']:.0%} training-loss gap (adversarial − frozen) "
+            f"> 0, each in ≥ {need} of {len(seeds)} seeds"
         ),
         "per_seed": per_seed,
         "kl_seeds": kl_ok,
+        "null_seeds": null_ok,
         "gap_seeds": gap_ok,
         "needed": need,
         "passed": passed,
@@ -244,18 +316,20 @@ def gate(rows: list[dict], seeds: list[int]) -> dict:
 
 
 def analyse(rows: list[dict]) -> dict:
-    """The record's ``summary``, ``gate``, ``differences``, ``mechanism`` and ``verdict``."""
+    """The record's ``summary``, ``gate``, ``differences``, ``mechanism``, ``verdicts`` and ``verdict``."""
     seeds = sorted({r["seed"] for r in rows})
     summary = {}
     for arm in ARMS:
         errors = [r["test_error_percent"] for r in rows if r["arm"] == arm]
         if errors:
+            train = [r["train_error_percent"] for r in rows if r["arm"] == arm]
             summary[arm] = {
                 "mean": float(np.mean(errors)),
                 "sd": float(np.std(errors, ddof=1)) if len(errors) > 1 else float("nan"),
                 "n": len(errors),
                 "errors": errors,
-                "train_error_mean": float(np.mean([r["train_error_percent"] for r in rows if r["arm"] == arm])),
+                "train_errors": train,
+                "train_error_mean": float(np.mean(train)),
             }
     the_gate = gate(rows, seeds)
     error = _by(rows, "test_error_percent")
@@ -271,71 +345,113 @@ def analyse(rows: list[dict]) -> dict:
     mechanism = {
         "loss_gap_per_seed": [p["loss_gap"] for p in the_gate["per_seed"]],
         "kl_final_per_seed": [p["kl_nats"] for p in the_gate["per_seed"]],
+        "null_p95_per_seed": [p["null_p95"] for p in the_gate["per_seed"]],
         "mean_bin_first_last": [[r["mean_bin_by_probe"][0], r["mean_bin_by_probe"][-1]] for r in adversarial],
         "reward_split_half_r_mean_per_seed": reliability,
-        "reward_reliability_spearman_brown": [2 * r / (1 + r) if r > -1 else float("nan") for r in reliability],
+        "reward_reliability_spearman_brown": [stats.spearman_brown(r) for r in reliability],
     }
+    verdicts = {name: verdict_for(name, the_gate, differences) for name, _ in QUESTIONS}
     return {
         "summary": summary,
         "gate": the_gate,
         "differences": differences,
         "mechanism": mechanism,
-        "verdict": verdict(the_gate, differences),
+        "verdicts": verdicts,
+        "verdict": verdicts["adversarial-frozen"],
     }
 
 
-def verdict(the_gate: dict, differences: dict) -> str:
-    """The words the numbers allow: ``inconclusive: the gate failed …`` or, on adversarial −
-    frozen's t interval of test error, ``reproduced`` (below 0), ``reversed`` (above 0) or ``not
-    different at this power``."""
+_WORDS = {
+    "adversarial-frozen": ("its frozen self", "the adversarial controller"),
+    "adversarial-trivialaugment": ("TrivialAugmentWide", "the adversarial controller"),
+    "adversarial-baseline_m": ("the enlarged batch without a policy", "the adversarial controller"),
+}
+
+
+def verdict_for(name: str, the_gate: dict, differences: dict) -> str:
+    """The words the numbers allow for one question (:data:`QUESTIONS`): ``inconclusive: the gate
+    failed …``, or on the difference's t interval of test error ``reproduced`` (below 0: the
+    adversary is better), ``reversed`` (above 0) or ``not different at this power``. For
+    adversarial − baseline_m, "reproduced" reads: the enlarged batch alone does not explain the gain."""
     if not the_gate["passed"]:
         return "inconclusive: the gate failed (the controller did not learn)"
-    low, high = differences["adversarial-frozen"]["t_ci95"]
+    if name not in differences:
+        return "not measured (an arm is missing)"
+    other, who = _WORDS[name]
+    low, high = differences[name]["t_ci95"]
     if high < 0:
-        return "reproduced: the adversarial controller lowers test error against its frozen self"
+        extra = "; the enlarged batch alone does not explain it" if name == "adversarial-baseline_m" else ""
+        return f"reproduced: {who} lowers test error against {other}{extra}"
     if low > 0:
-        return "reversed: the adversarial controller raises test error against its frozen self"
-    return "not different at this power (adversarial − frozen's interval includes 0)"
+        return f"reversed: {who} raises test error against {other}"
+    return f"not different at this power ({name}'s interval includes 0)"
+
+
+def verdict(the_gate: dict, differences: dict) -> str:
+    """The study's headline verdict: :func:`verdict_for` adversarial − frozen."""
+    return verdict_for("adversarial-frozen", the_gate, differences)
 
 
 def table(record: dict) -> str:
-    """Markdown: the gate first, then per-arm errors and the paired differences."""
+    """Markdown of every statistic the record holds: the gate per seed, the verdicts, per-arm errors
+    per seed, every paired difference with its per-seed values, the mechanism figures."""
     the_gate = record["gate"]
     lines = [
-        f"**Gate** (pre-registered): {the_gate['rule']} — KL in {the_gate['kl_seeds']}, gap in "
-        f"{the_gate['gap_seeds']} of {len(the_gate['per_seed'])} seeds: "
+        f"**Gate** (pre-registered): {the_gate['rule']} — KL in {the_gate['kl_seeds']}, above the null in "
+        f"{the_gate.get('null_seeds', 0)}, gap in {the_gate['gap_seeds']} of {len(the_gate['per_seed'])} seeds: "
         f"**{'passed' if the_gate['passed'] else 'FAILED'}**.",
         "",
-        "| seed | KL from start (nats) | last-quarter loss gap (adversarial − frozen) |",
-        "|---|---|---|",
-        *(f"| {p['seed']} | {p['kl_nats']:.3f} | {p['loss_gap']:+.4f} |" for p in the_gate["per_seed"]),
+        "| seed | KL from start (nats) | null 95th percentile (draws) | above the null | last-quarter loss gap "
+        "(adversarial − frozen) |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {p['seed']} | {p['kl_nats']:.3f} | {p.get('null_p95', float('nan')):.3f} ({p.get('null_draws', 0)}) | "
+            f"{'yes' if p.get('above_null') else 'no'} | {p['loss_gap']:+.4f} |"
+            for p in the_gate["per_seed"]
+        ),
         "",
-        f"**Verdict:** {record['verdict']}.",
+    ]
+    verdicts = record.get("verdicts", {"adversarial-frozen": record["verdict"]})
+    questions = dict(QUESTIONS)
+    for name, words in verdicts.items():
+        lines.append(f"- **{questions.get(name, name)}** ({name}): {words}.")
+    lines += [
         "",
-        "| arm | test error % (mean ± sd) | train error % | seeds |",
-        "|---|---|---|---|",
+        "| arm | test error % (mean ± sd) | per seed | train error % (mean; per seed) | seeds |",
+        "|---|---|---|---|---|",
     ]
     for arm, s in record["summary"].items():
-        lines.append(f"| {arm} | {s['mean']:.2f} ± {s['sd']:.2f} | {s['train_error_mean']:.2f} | {s['n']} |")
-    lines += ["", "| paired difference (points of test error) | mean | paired t 95 % | sign-flip p | seeds |"]
-    lines.append("|---|---|---|---|---|")
+        train = ", ".join(f"{x:.2f}" for x in s.get("train_errors", []))
+        lines.append(
+            f"| {arm} | {s['mean']:.2f} ± {s['sd']:.2f} | {', '.join(f'{x:.2f}' for x in s['errors'])} | "
+            f"{s['train_error_mean']:.2f}; {train} | {s['n']} |"
+        )
+    lines += [
+        "",
+        "| paired difference (points of test error) | mean | sd | paired t 95 % | sign-flip p | per seed | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, d in record["differences"].items():
         if d["result"]:
             lines.append(
-                f"| {name} | {d['mean']:+.2f} | [{d['t_ci95'][0]:+.2f}, {d['t_ci95'][1]:+.2f}] | "
-                f"{d['sign_p']:.3f} | {d['n']} |"
+                f"| {name} | {d['mean']:+.2f} | {d['sd']:.2f} | [{d['t_ci95'][0]:+.2f}, {d['t_ci95'][1]:+.2f}] | "
+                f"{d['sign_p']:.3f} | {', '.join(f'{x:+.2f}' for x in d['per_seed'])} | {d['n']} |"
             )
         else:
-            lines.append(f"| {name} | withheld: the gate failed | | | {d['n']} |")
+            lines.append(f"| {name} | withheld: the gate failed | | | | | {d['n']} |")
     mech = record["mechanism"]
+    lines += ["", "Mechanism, per seed of the adversarial arm:", ""]
+    lines.append("- mean magnitude bin, first → last probe: " + ", ".join(
+        f"{a:.2f} → {b:.2f}" for a, b in mech["mean_bin_first_last"]) + ".")  # fmt: skip
     if mech["reward_split_half_r_mean_per_seed"]:
-        lines += [
-            "",
-            "Rewards' split-half reliability (mean per seed of the correlation across the M policies "
-            "of even-row and odd-row rewards): "
+        lines.append(
+            "- rewards' split-half reliability (mean per seed of the correlation across the M policies of even-row "
+            "and odd-row rewards): "
             + ", ".join(f"{r:.2f}" for r in mech["reward_split_half_r_mean_per_seed"])
-            + ".",
-        ]
+            + "; Spearman–Brown: "
+            + ", ".join(f"{r:.2f}" for r in mech["reward_reliability_spearman_brown"])
+            + "."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -366,9 +482,11 @@ def plot(rows: list[dict], record: dict, path: str, title: str) -> str:
     axes[1].legend(fontsize=7)
     for r in rows:
         if r["arm"] == "adversarial":
-            axes[2].plot(r["probed_updates"], r["kl_by_probe"], label=f"seed {r['seed']}")
+            (line,) = axes[2].plot(r["probed_updates"], r["kl_by_probe"], label=f"seed {r['seed']}")
+            if r.get("null_kl"):  # the shuffled-reward null's 95th percentile, at the last update
+                axes[2].plot(r["probed_updates"][-1:], [null.percentile(r["null_kl"])], "v", color=line.get_color())
             axes[3].plot(r["probed_updates"], r["mean_bin_by_probe"], label=f"seed {r['seed']}")
-    axes[2].axhline(GATE["kl_nats"], color="tab:red", linestyle=":", label="gate")
+    axes[2].axhline(GATE["kl_nats"], color="tab:red", linestyle=":", label="gate (▼: each seed's null, 95th pct)")
     axes[2].set_xlabel("controller update")
     axes[2].set_ylabel("KL from start (nats)")
     axes[2].set_title("How far the controller moved", fontsize=9)
@@ -389,14 +507,14 @@ def run_adversarial_study(
     progress: bool = False,
     threads: int = 1,
     command: str | None = None,
+    regime_record: str | None = None,
 ) -> dict:
     """Every arm × seed of ``budget`` (seed-major, so a stopped study has whole seeds); writes
     ``adversarial[_<budget>].json`` / ``.md`` / ``.png`` to ``results`` (default ``out``); returns the record.
     ``threads``: torch's and each run's DALI CPU threads; ``command``: the line recorded (the CLI passes
-    :func:`.record.command`; a Python call records itself)."""
-    if budget not in BUDGETS:
-        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
-    spec: dict = BUDGETS[budget] | ({} if seeds is None else {"seeds": seeds})
+    :func:`.record.command`; a Python call records itself); ``regime_record``: the regime sweep's
+    JSON (default :data:`.regime.RECORD`), for ``full``."""
+    spec = resolve_budget(budget, seeds, regime_record)
     import torch
 
     torch.set_num_threads(threads)  # one core per study: two studies can share this machine
@@ -422,7 +540,9 @@ def run_adversarial_study(
                 "dataset": "Fashion-MNIST: class-balanced train subset (seeded), the test split for the error",
                 "standard_policies": STANDARD,
                 "gate": GATE,
+                "deviations": list(DEVIATIONS) if budget == "full" else ["smoke: a CI-sized check, not a result"],
             },
+            "commits": units.commits(rows),
             "runs": rows,
         }
         | analyse(rows)
@@ -439,12 +559,18 @@ __all__ = [
     "BUDGETS",
     "DIFFERENCES",
     "GATE",
+    "QUESTIONS",
     "analyse",
     "build_run",
     "gate",
+    "kl_passes",
+    "last_fraction_mean",
     "plot",
+    "resolve_budget",
     "run_adversarial_study",
     "run_arm",
+    "seeds_needed",
     "table",
     "verdict",
+    "verdict_for",
 ]

@@ -118,11 +118,16 @@ def spearman(x, y) -> float:
     return pearson(stats.rankdata(x), stats.rankdata(y))
 
 
-def reliability(seed_a, seed_b) -> float:
-    """Spearman–Brown reliability of the mean of two seeds: 2r / (1 + r), r their Pearson
-    correlation across policies (NaN when undefined)."""
-    r = pearson(seed_a, seed_b)
+def spearman_brown(r: float) -> float:
+    """The Spearman–Brown reliability of a mean of two halves whose correlation is ``r``:
+    2r / (1 + r) (NaN when ``r`` is not finite or is −1)."""
     return float(2 * r / (1 + r)) if np.isfinite(r) and r > -1 else float("nan")
+
+
+def reliability(seed_a, seed_b) -> float:
+    """Spearman–Brown reliability of the mean of two seeds (:func:`spearman_brown` of their Pearson
+    correlation across policies; NaN when undefined)."""
+    return spearman_brown(pearson(seed_a, seed_b))
 
 
 def correlation(x, y, resamples: int = 10000, seed: int = 0) -> dict:
@@ -134,4 +139,14 @@ def correlation(x, y, resamples: int = 10000, seed: int = 0) -> dict:
     } | {"n": len(x)}
 
 
-__all__ = ["bootstrap_ci", "correlation", "paired", "pearson", "reliability", "sign_flip_p", "spearman", "t_interval"]
+__all__ = [
+    "bootstrap_ci",
+    "correlation",
+    "paired",
+    "pearson",
+    "reliability",
+    "sign_flip_p",
+    "spearman",
+    "spearman_brown",
+    "t_interval",
+]

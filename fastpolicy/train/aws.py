@@ -300,6 +300,7 @@ class AWSSearch:
         self.loop = 0
         self.history: list[dict] = []
         self.thetas = [self._theta()]  # θ before each loop's update, then after the last
+        self.trajectories: list[np.ndarray] = []  # per loop: float [K, E, E], the pair frequencies PPO used
         self.log = run.run_log("metrics")
         if not resume and distributed.is_main():
             jsonio.write_json(self.path("split.json"), self.split)
@@ -438,6 +439,7 @@ class AWSSearch:
             "train_loss": float(np.mean([r["train_loss"] for r in results])),
         }
         if usable:
+            self.trajectories.append(np.stack([results[i]["frequencies"] for i in usable]))
             advantages = [self.baseline.advantage(float(rewards[i])) for i in usable]
             update = {}
             if distributed.is_main():
@@ -521,7 +523,16 @@ class AWSSearch:
         distribution.save(self.path(self.POLICY))
         thetas = np.stack(self.thetas)
         e = distribution.n_elements
-        atomic.savez(self.path("distributions.npz"), theta1=thetas[:, :e], theta2=thetas[:, e:].reshape(-1, e, e))
+        trajectories = {}
+        if self.trajectories and len({t.shape for t in self.trajectories}) == 1:
+            # float [T, K, E, E]: what each updating loop fed PPO (a shuffled-reward null replays them)
+            trajectories = {"trajectories": np.stack(self.trajectories)}
+        atomic.savez(
+            self.path("distributions.npz"),
+            theta1=thetas[:, :e],
+            theta2=thetas[:, e:].reshape(-1, e, e),
+            **trajectories,
+        )
         plots.plot_pair_heatmap(distribution, self.path("distribution_heatmap.png"))
         plots.plot_top_pairs(distribution, self.path("top_pairs.png"))
         if self.history:
@@ -563,6 +574,7 @@ class AWSSearch:
                 "agent_optimizer": self.agent_optimizer.state_dict(),
                 "baseline": self.baseline.state_dict(),
                 "thetas": self.thetas,
+                "trajectories": self.trajectories,
             },
             self.stage1.data,
             self.train_loader,
@@ -586,6 +598,7 @@ class AWSSearch:
     def _restore(self, state: dict) -> None:
         self.loop, self.history = state["loop"], state["history"]
         self.thetas = [np.asarray(theta, dtype=np.float64) for theta in state["thetas"]]  # tensors in the file
+        self.trajectories = [np.asarray(t, dtype=np.float64) for t in state.get("trajectories", [])]
         self.policy.load_state_dict(state["policy"])
         self.agent_optimizer.load_state_dict(state["agent_optimizer"])
         self.baseline.load_state_dict(state["baseline"])
