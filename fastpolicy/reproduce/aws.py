@@ -134,6 +134,7 @@ def resolve_budget(budget: str, seeds: int | None = None, regime_record: str | N
     spec = dict(BUDGETS[budget])
     if spec.pop("cell", None) == "regime":
         spec |= regime.chosen_cell(regime_record)
+    spec["magnitude_scale"] = 1.0  # every policy at its full range: AWS's search has no magnitude scale
     spec["finetune_epochs"] = max(1, round(FINETUNE_FRACTION * spec["epochs"]))
     return spec | ({} if seeds is None else {"seeds": seeds})
 

@@ -65,8 +65,8 @@ _FASHION_MNIST = Preset(
 _FASHION_MNIST_LONG = _variant(
     _FASHION_MNIST,
     "fashion_mnist_long",
-    "the Table 4 study's regime: 1 024 training images for 80 epochs (cosine), where the "
-    "baseline overfits; all 10 000 test images",
+    "a small-data regime: 1 024 training images for 80 epochs (cosine), all 10 000 test images; the "
+    "studies take their images, epochs and width from the regime sweep (benchmarks/results/reproduce/regime.json)",
     epochs=80,
     train_subset=1024,
     val_subset=None,
