@@ -60,3 +60,36 @@ def test_a_config_file_cannot_set_command_line_only_switches(capsys, tmp_path, k
     config.write_text(f"{key}: true\n")
     one_line_error(capsys, ["search", "adversarial", "--config", str(config)], f"unknown setting '{key}'")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--batch", "0"], "--batch"),
+        (["--repeats", "0"], "--repeats"),
+        (["--M", "-1"], "--M"),
+        (["--tree", "/no/such/tree"], "--tree /no/such/tree"),
+    ],
+)
+def test_bad_bench_flags_are_one_line_with_status_2(argv, named, capsys):
+    from fastpolicy.bench import run
+
+    with pytest.raises(SystemExit) as stopped:
+        run.main(["--device", "cpu", *argv])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and named in err and "Traceback" not in err
+
+
+def test_bench_writes_a_new_folder_by_default_never_the_committed_records():
+    import datetime
+    import os
+
+    from fastpolicy.bench import run
+
+    when = datetime.datetime(2026, 12, 7, 1, 2, 3, tzinfo=datetime.timezone.utc)
+    out = run.default_out("cpu", when)
+    assert out == os.path.join("runs", "bench-20261207-010203-cpu", "bench_cpu.json")
+    assert not out.startswith(os.path.join("benchmarks", "results"))
+    assert run.build_parser().parse_args([]).out is None  # main() then takes default_out
+    assert "(default: 3)" in run.build_parser().format_help()  # every flag's default in --help

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import functools
 import os
 import tempfile
@@ -113,17 +114,38 @@ def _loader_rows(args, root: str) -> list[dict]:
     return rows
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every flag's default in its help line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad flag or value is one line naming it (``fastpolicy bench: error: …``), exit status 2,
+    as in every other command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def default_out(device: str, now: datetime.datetime | None = None) -> str:
+    """Where a bench writes without ``--out``: a new ``runs/bench-<UTC date>-<time>-<device>/bench_<device>.json``,
+    never a committed record (``--out benchmarks/results/bench_<device>.json`` refreshes those)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return os.path.join("runs", f"bench-{now:%Y%m%d-%H%M%S}-{device}", f"bench_{device}.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from ..config import nonnegative_int, positive_int
+
     gpu = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(
-        prog="fastpolicy bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _Parser(prog="fastpolicy bench", description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if gpu else "cpu")
     parser.add_argument("--tree", default=None, help="an ImageNet-layout folder to read (default: generate one)")
-    parser.add_argument("--images", type=int, default=1024 if gpu else 256, help="images in the generated tree")
-    parser.add_argument("--batch", type=int, default=128 if gpu else 32, help="N, distinct images per batch")
-    parser.add_argument("--M", type=int, nargs="+", default=[1, 8])
+    parser.add_argument(
+        "--images", type=positive_int, default=1024 if gpu else 256, help="images in the generated tree"
+    )
+    parser.add_argument("--batch", type=positive_int, default=128 if gpu else 32, help="N, distinct images per batch")
+    parser.add_argument("--M", type=positive_int, nargs="+", default=[1, 8], help="copies per image, one run each")
     parser.add_argument(
         "--policies",
         nargs="+",
@@ -131,19 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(peers.POLICIES),
         help="standard policies of the policy scenario (every contender applies each)",
     )
-    parser.add_argument("--batches", type=int, default=8 if gpu else 4, help="timed batches per run")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", type=positive_int, default=8 if gpu else 4, help="timed batches per run")
+    parser.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed batches before each run")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="interleaved runs per contender")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=max(1, (os.cpu_count() or 2) - 2) if gpu else 2,
         help="torchvision DataLoader workers",
     )
-    parser.add_argument("--threads", type=int, default=8 if gpu else 2, help="DALI threads per pipeline")
-    parser.add_argument("--stage-n", type=int, default=2048 if gpu else 128, help="images per stage batch")
-    parser.add_argument("--train-batch", type=int, default=32, help="N of the training scenario (M = 8)")
-    parser.add_argument("--out", default=None, help="results JSON (default benchmarks/results/bench_<device>.json)")
+    parser.add_argument("--threads", type=positive_int, default=8 if gpu else 2, help="DALI threads per pipeline")
+    parser.add_argument("--stage-n", type=positive_int, default=2048 if gpu else 128, help="images per stage batch")
+    parser.add_argument("--train-batch", type=positive_int, default=32, help="N of the training scenario (M = 8)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="results JSON (default: a new runs/bench-<date>-<time>-<device>/bench_<device>.json; "
+        "--out benchmarks/results/bench_<device>.json refreshes the committed record)",
+    )
     return parser
 
 
@@ -151,15 +178,18 @@ def main(argv=None) -> dict:
     """Run the chosen scenarios, write the JSON and the chart; returns the JSON record.
     Everything generated (the image tree, the shards) lives in one temporary folder, removed
     at the end — also after an error or Ctrl-C."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.device == "gpu" and not torch.cuda.is_available():
-        raise SystemExit("fastpolicy bench: --device gpu, but torch sees no CUDA GPU")
+        parser.error("--device gpu, but torch sees no CUDA GPU")
+    if args.tree is not None and not os.path.isdir(args.tree):
+        parser.error(f"--tree {args.tree}: no such folder (an ImageNet-layout folder of class folders)")
+    out = args.out or default_out(args.device)
     load_at_start = record.load_average()  # what else ran: at the end the bench's own threads count too
     with tempfile.TemporaryDirectory(prefix="fastpolicy-bench-") as scratch, _temporary_files_in(scratch):
         rows = _run(args, scratch)
     report.add_ratios(rows)
     print(report.table(rows))
-    out = args.out or os.path.join("benchmarks", "results", f"bench_{args.device}.json")
     result = record.write(
         "bench",
         {k: v for k, v in vars(args).items() if k not in ("out", "tree")}
@@ -249,4 +279,4 @@ def _run(args, scratch: str) -> list[dict]:
     return rows
 
 
-__all__ = ["SCENARIOS", "build_parser", "main"]
+__all__ = ["SCENARIOS", "build_parser", "default_out", "main"]
