@@ -10,7 +10,9 @@ FORMAT = "fastpolicy.schedule"
 
 
 class PolicySchedule(jsonio.JsonFile):
-    """Epoch → list of policies. ``epochs[e]`` holds the policies used in epoch ``e``."""
+    """Epoch → list of policies. ``epochs[e]`` holds the policies used in epoch ``e``; a run that
+    trains past the schedule's last epoch keeps that epoch's policies (``schedule[e]`` for any
+    ``e`` ≥ ``len(schedule)`` is the last epoch's)."""
 
     def __init__(self, epochs=()) -> None:
         self.epochs: list[list[Policy]] = []
@@ -28,7 +30,29 @@ class PolicySchedule(jsonio.JsonFile):
         return len(self.epochs)
 
     def __getitem__(self, epoch: int) -> list[Policy]:
+        """The policies of ``epoch``: past the end, the last epoch's; a negative index counts
+        from the end, as in a list. IndexError for an empty schedule."""
+        if not self.epochs:
+            raise IndexError("the schedule holds no epochs")
+        if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= len(self.epochs):
+            return self.epochs[-1]
         return self.epochs[epoch]
+
+    def __iter__(self):
+        return iter(self.epochs)
+
+    def for_copies(self, epoch: int, M: int) -> list[Policy]:
+        """The M copies' policies in ``epoch`` (past the end: the last epoch's): copy m replays
+        policy m mod K of the epoch's K. ValueError unless M is a multiple of K (otherwise some
+        policies would be dropped or favoured)."""
+        policies = self[epoch]
+        if M % len(policies):
+            raise ValueError(
+                f"M {M} with a schedule whose epochs hold {len(policies)} policies each: copy m replays policy "
+                f"m mod {len(policies)}, so M must be a multiple of {len(policies)} (M {M} would "
+                f"{'drop' if len(policies) > M else 'favour'} some of them)"
+            )
+        return [policies[m % len(policies)] for m in range(M)]
 
     def to_dict(self) -> dict:
         return {
@@ -43,7 +67,10 @@ class PolicySchedule(jsonio.JsonFile):
             raise PolicyFormatError(f"{source}: a schedule must be a JSON object")
         jsonio.check_header(data, FORMAT, source)
         schedule = cls()
-        for i, entry in enumerate(jsonio.field(data, "epochs", list, source)):
+        entries = jsonio.field(data, "epochs", list, source)
+        if not entries:
+            raise PolicyFormatError(f"{source}: the schedule holds no epochs")
+        for i, entry in enumerate(entries):
             where = f"{source}: epochs[{i}]"
             if not isinstance(entry, dict):
                 raise PolicyFormatError(f"{where} must be an object")

@@ -228,12 +228,12 @@ class PolicyAugment(v2.Transform):
         return int(self._shared_epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Use the schedule's policies of ``epoch`` (epochs past its end: its last epoch's).
+        """Use the schedule's policies of ``epoch`` (epochs past its end: its last epoch's); with
+        any other policy nothing changes (the epoch is only recorded), so a training loop may
+        call it whatever policy it was given.
 
         It reaches ``DataLoader`` workers too, persistent ones included: the epoch is kept in
         shared memory, and every copy of the transform switches at its next call."""
-        if self.schedule is None:
-            raise ValueError("set_epoch needs a PolicySchedule; this transform applies one policy")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be an integer ≥ 0, got {epoch!r}")
         self._shared_epoch.fill_(epoch)
@@ -243,7 +243,7 @@ class PolicyAugment(v2.Transform):
         """Switch to the shared epoch's policies if another copy (or this one) changed it."""
         epoch = int(self._shared_epoch)
         if self.schedule is not None and epoch != self._applied_epoch:
-            self._use(list(self.schedule[min(epoch, len(self.schedule) - 1)]))
+            self._use(list(self.schedule[epoch]))  # past its end: the last epoch's
             self._applied_epoch = epoch
 
     def forward(self, *inputs):
@@ -421,8 +421,11 @@ class PolicyAugment(v2.Transform):
 
     def extra_repr(self) -> str:
         sampler = self.samplers[0]
+        past = self.schedule is not None and self.epoch >= len(self.schedule)
         what = (
             f"schedule of {len(self.schedule)} epochs, epoch {self.epoch}"
+            + (f" (past its end: epoch {len(self.schedule) - 1}'s policies)" if past else "")
+            + ("; call set_epoch(epoch) every epoch" if self.epoch == 0 else "")
             if self.schedule is not None
             else f"Policy[{sampler.space.name}] of {len(sampler.sub_policies)} sub-policies"
             if hasattr(sampler, "sub_policies")

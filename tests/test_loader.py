@@ -251,3 +251,25 @@ def test_policies_by_name_and_file(fmnist, tmp_path):
     assert batch.params.n == 16 and batch.version == 2
     with pytest.raises(FileNotFoundError, match="neither a standard policy"):
         loader.set_policies("no-such-policy")
+
+
+def test_a_schedule_is_followed_epoch_by_epoch(fmnist, tmp_path):
+    from fastpolicy.schedule import PolicySchedule
+
+    images, labels = fmnist
+    invert, equalize = Policy([[("Invert", 0)]]), Policy([[("Equalize", 0)]])
+    schedule = PolicySchedule([[invert], [equalize, invert]])
+    path = tmp_path / "schedule.json"
+    schedule.save(path)
+    loader = PolicyDALILoader.from_arrays(images[:32], labels[:32], batch_size=16, M=2, policies=str(path))
+    ops = []
+    for _ in range(4):  # epochs 0, 1, then past the end: epoch 1's policies
+        ops.append(
+            [sorted({int(o) for o in batch.params.op[batch.params.policy == m, 0]}) for batch in loader for m in (0, 1)]
+        )
+    assert ops[0] == [[OPS["Invert"].id]] * 4
+    assert ops[1] == ops[2] == ops[3] == [[OPS["Equalize"].id], [OPS["Invert"].id]] * 2
+    with pytest.raises(ValueError, match="multiple of 2"):
+        loader.set_policies(PolicySchedule([[invert, equalize], [invert]]).for_copies(0, 3))
+    loader.set_policies(None)  # a plain policy (or none) stops following the schedule
+    assert loader.schedule is None and next(iter(loader)).params is None

@@ -158,10 +158,34 @@ def test_a_schedule_follows_set_epoch(tmp_path):
     assert np.array_equal(
         np.asarray(transform(PIL.Image.fromarray(image))), reference.apply_value("Equalize", image, 0.0)
     )
+    assert "epoch 1" in repr(transform) and "past its end" not in repr(transform)
     transform.set_epoch(5)  # past the end: the last epoch's
-    assert transform.samplers == list(schedule[1])
-    with pytest.raises(ValueError, match="PolicySchedule"):
-        PolicyAugment("autoaugment").set_epoch(1)
+    assert transform.samplers == list(schedule[1]) and schedule[5] == schedule[1]
+    assert "schedule of 2 epochs, epoch 5 (past its end: epoch 1's policies)" in repr(transform)
+    # any other policy: set_epoch is a no-op, so one training loop serves every policy
+    plain = PolicyAugment("autoaugment")
+    before = plain.samplers
+    plain.set_epoch(3)
+    assert plain.samplers is before and plain.epoch == 3
+    with pytest.raises(ValueError, match="epoch must be an integer"):
+        plain.set_epoch(-1)
+
+
+def test_a_schedule_past_its_end_and_an_empty_one(tmp_path):
+    schedule = PolicySchedule([[Policy([[("Invert", 0)]])], [Policy([[("Equalize", 0)]])]])
+    assert schedule[2] == schedule[7] == schedule[1] and schedule[-2] == schedule[0]
+    assert list(schedule) == schedule.epochs  # iteration ends (it does not follow the clamp)
+    assert schedule.for_copies(9, 4) == [schedule[1][0]] * 4
+    with pytest.raises(ValueError, match="multiple of 2"):
+        PolicySchedule([[Policy([[("Invert", 0)]])] * 2]).for_copies(0, 3)
+    with pytest.raises(IndexError, match="no epochs"):
+        PolicySchedule()[0]
+    path = tmp_path / "empty.json"
+    path.write_text('{"format": "fastpolicy.schedule", "version": 1, "epochs": []}')
+    from fastpolicy.jsonio import PolicyFormatError
+
+    with pytest.raises(PolicyFormatError, match="holds no epochs"):
+        PolicySchedule.load(str(path))
 
 
 @pytest.mark.gpu

@@ -24,12 +24,14 @@ Batches are policy-major: row ``m·N + n`` is copy ``m`` of image ``n``, with po
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import torch
 
 from ..backends.stage import OutputSpec, make_stage, resolve_backend
 from ..device import resolve_device
+from ..schedule import PolicySchedule
 from .batch import Batch
 from .dataset import ArrayDataset, FileDataset, open_dataset
 from .policy_set import PolicySet
@@ -102,6 +104,7 @@ class PolicyDALILoader:
         seed, final = (pipeline.seed, self.sharding.shard_id), self.augment.final_slots(min(self.size))
         self.policy_set = PolicySet(M, self.augment.slots, *seed, self.augment.magnitude_scale, final)
         self.timings, self.builds, self.epoch, self.step, self._stage = Timings(), 0, 0, 0, None
+        self.schedule: PolicySchedule | None = None  # each epoch's policies are set as the epoch starts
         self.prefetcher = Prefetcher(self.device, self.timings)
         self._source = self._build_source()
         if policies is not None:
@@ -150,8 +153,26 @@ class PolicyDALILoader:
     def set_policies(self, policies) -> int:
         """Use ``policies`` (M samplers, one for all, a name or path, or None; see
         :meth:`.policy_set.PolicySet.set`) from the next batch the iterator yields on; returns
-        the new policy version. No pipeline is rebuilt."""
+        the new policy version. No pipeline is rebuilt.
+
+        A :class:`~fastpolicy.schedule.PolicySchedule` (or its ``schedule.json``) is followed
+        epoch by epoch: each epoch, as it starts, uses its policies (copy m: policy m mod K of
+        the epoch's K; M must be a multiple of K), and epochs past its end keep the last's."""
+        from ..policies import resolve
+
+        if isinstance(policies, (str, os.PathLike)):
+            policies = resolve(os.fspath(policies))
+        if isinstance(policies, PolicySchedule):
+            policies.for_copies(0, self.M)  # refused now, not at the next epoch, if M does not fit
+            self.schedule = policies
+            return self.policy_set.set(policies.for_copies(self.epoch, self.M))
+        self.schedule = None
         return self.policy_set.set(policies)
+
+    def _follow_schedule(self) -> None:
+        """At an epoch's start, that epoch's policies of :attr:`schedule` (if one is followed)."""
+        if self.schedule is not None and self.step == 0:
+            self.policy_set.set(self.schedule.for_copies(self.epoch, self.M))
 
     @property
     def version(self) -> int:
@@ -170,6 +191,7 @@ class PolicyDALILoader:
     def __iter__(self):
         if self.step >= len(self):  # the previous loop stopped right after the last batch
             self._finish_epoch()
+        self._follow_schedule()
         while self.step < len(self):
             batch = self._take()
             self.step += 1

@@ -55,12 +55,11 @@ class TrainConfig(RunConfig):
         if policy is dataclasses.MISSING:
             policy = self.resolved_policy()
         default_m = len(policy[0]) if isinstance(policy, PolicySchedule) and len(policy) else 1
-        if isinstance(policy, PolicySchedule) and self.M is not None and self.M % default_m:
-            raise ValueError(
-                f"M {self.M} with the schedule {self.policy}, whose epochs hold {default_m} policies each: "
-                f"copy m replays policy m mod {default_m}, so M must be a multiple of {default_m} "
-                f"(M {self.M} would {'drop' if default_m > self.M else 'favour'} some of them)"
-            )
+        if isinstance(policy, PolicySchedule) and self.M is not None:
+            try:
+                policy.for_copies(0, self.M)
+            except ValueError as error:
+                raise ValueError(f"{self.policy}: {error}") from None
         return self.base_preset().with_(M=self.M or default_m)
 
 
@@ -84,8 +83,7 @@ class FinalTraining(EpochTrainer):
 
     def start_epoch(self) -> dict:
         if isinstance(self.policy, PolicySchedule):
-            policies = self.policy[min(self.epoch, len(self.policy) - 1)]
-            self.train_loader.set_policies([policies[m % len(policies)] for m in range(self.preset.M)])
+            self.train_loader.set_policies(self.policy.for_copies(self.epoch, self.preset.M))
         elif self.train_loader.policies is None and self.policy is not None:
             self.train_loader.set_policies(self.policy)
         return {}
