@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -78,7 +79,10 @@ def _run(args) -> int:
         write_config(config.out, config.resolved_config(), args.command_line)
     _started()
     run.run()
-    log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
+    if log.isEnabledFor(logging.INFO):
+        log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
+    elif distributed.is_main():
+        print(os.path.abspath(config.out))  # -q: the run folder, the one line a script needs
     if args.kind_class.KIND == "aws":
         log.info(f"fastpolicy: train with it: fastpolicy train --policy {os.path.join(config.out, 'policy.json')}")
     return 0
@@ -173,10 +177,23 @@ def _show(args) -> int:
 
 
 def _bench(options: list[str]) -> int:
+    import warnings
+
     from .bench.run import main as bench
 
-    bench(options)
+    with warnings.catch_warnings():
+        # DALI's deprecation notices about its own internals, one block per pipeline built: noise to a user
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"nvidia\.dali.*")
+        bench(options)
     return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The subcommand parser ``name`` of ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    raise KeyError(name)
 
 
 # -- the command tree -----------------------------------------------------------------------
@@ -372,6 +389,10 @@ def _main(argv: list[str], parsed: list) -> int:
         _started()
         return _bench(argv[leading + 1 :])
     parser = build_parser()
+    if not argv[leading:] or argv[leading:] in (["search"], ["reproduce"]):
+        # no command (or a group without its subcommand): the help, not an error
+        (parser if not argv[leading:] else _subparser(parser, argv[leading])).print_help()
+        return 2
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given, recorded by the studies
     parsed.append(args)

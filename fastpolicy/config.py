@@ -429,7 +429,7 @@ def read_config_file(path: str, flag: str = "--config") -> dict:
 def threads_setting(help: str = "DALI CPU threads"):
     """The ``--threads`` setting every run and study has: one declaration (a study's ``help`` says
     that it also sets torch's threads)."""
-    return setting(2, help, flag="--threads", type=positive_int, metavar="THREADS")
+    return setting(2, help, flag="--threads", aliases=("--num-threads",), type=positive_int, metavar="THREADS")
 
 
 def progress_setting():

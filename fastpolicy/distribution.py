@@ -103,6 +103,14 @@ class AWSDistribution(jsonio.JsonFile):
     def n_elements(self) -> int:
         return len(self.space.elements)
 
+    def __repr__(self) -> str:
+        """``AWSDistribution(factorized, 36 elements, entropy 7.17 nats of 7.17, top pair Invert+Invert 0.08%)``."""
+        first, second, p = self.top_pairs(1)[0]
+        return (
+            f"AWSDistribution({self.parameterization}, {self.n_elements} elements, entropy {self.entropy():.2f} nats "
+            f"of {np.log(self.n_elements**2):.2f}, top pair {pair_label(first, second)} {p:.2%})"
+        )
+
     def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
         """p1: float64[E]; p2: float64[E, E] (row e1 is p2(· | e1)). Each sums to 1 (for a
         joint distribution: its marginal and conditionals)."""

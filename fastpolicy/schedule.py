@@ -29,6 +29,12 @@ class PolicySchedule(jsonio.JsonFile):
     def __len__(self) -> int:
         return len(self.epochs)
 
+    def __repr__(self) -> str:
+        """``PolicySchedule(3 epochs × 8 policies)``."""
+        sizes = sorted({len(policies) for policies in self.epochs})
+        per = "×".join(str(n) for n in sizes) if sizes else "0"
+        return f"PolicySchedule({len(self.epochs)} epochs × {per} policies)"
+
     def __getitem__(self, epoch: int) -> list[Policy]:
         """The policies of ``epoch``: past the end, the last epoch's; a negative index counts
         from the end, as in a list. IndexError for an empty schedule."""

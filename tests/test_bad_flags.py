@@ -14,9 +14,9 @@ from fastpolicy.cli import main
 @pytest.mark.parametrize(
     "argv, flag",
     [
-        (["search", "adversarial", "--subset", "-100"], "--subset: -100 is not positive"),
+        (["search", "adversarial", "--subset", "-100"], "--subset/--train-subset: -100 is not positive"),
         (["search", "adversarial", "--epochs", "-1"], "--epochs: -1 is not positive"),
-        (["search", "adversarial", "--threads", "0"], "--threads: 0 is not positive"),
+        (["search", "adversarial", "--threads", "0"], "--threads/--num-threads: 0 is not positive"),
         (["search", "adversarial", "--batch", "0"], "--batch: 0 is not positive"),
         (["search", "adversarial", "--M", "two"], "--M: 'two' is not an integer"),
         (["search", "aws", "--loops", "0"], "--loops: 0 is not positive"),
@@ -93,3 +93,17 @@ def test_bench_writes_a_new_folder_by_default_never_the_committed_records():
     assert not out.startswith(os.path.join("benchmarks", "results"))
     assert run.build_parser().parse_args([]).out is None  # main() then takes default_out
     assert "(default: 3)" in run.build_parser().format_help()  # every flag's default in --help
+
+
+def test_config_file_names_are_flags_too():
+    from fastpolicy.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--train-subset", "64", "--num-threads", "1"])
+    assert args.train_subset == 64 and args.num_threads == 1
+
+
+@pytest.mark.parametrize("argv", [[], ["-q"], ["search"], ["reproduce"]])
+def test_a_bare_command_prints_its_help(argv, capsys):
+    assert main(argv) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fastpolicy") and ("search" in out or "regime" in out)

@@ -107,6 +107,16 @@ def test_corrupt_data_found_by_decode_check_and_named_at_run_time(tmp_path):
     assert [path for path, _ in skipped.images_list.skipped] == [str(bad)]
 
 
+def test_a_dataset_root_is_not_read_as_two_classes(tmp_path):
+    for split in ("train", "val"):
+        _good_tree(tmp_path / "tiny" / split)
+    with pytest.raises(ValueError, match=r"holds train/ and val/.*tiny/train"):
+        scan_folder(str(tmp_path / "tiny"))
+    with pytest.raises(ValueError, match="holds train/ and val/"):
+        PolicyDALILoader(str(tmp_path / "tiny"), batch_size=2, M=1, image_size=32)
+    assert scan_folder(str(tmp_path / "tiny" / "train")).classes == ["c0", "c1"]
+
+
 def test_empty_class_folder(tmp_path):
     root = _good_tree(tmp_path, classes=3)
     shutil.rmtree(root / "c1")

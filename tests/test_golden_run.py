@@ -44,12 +44,14 @@ def _close(got: str, want: str, column: str = "") -> bool:
 
 
 @pytest.mark.slow
-def test_a_fixed_seed_search_equals_the_recorded_one(tmp_path):
+def test_a_fixed_seed_search_equals_the_recorded_one(tmp_path, capsys):
     from fastpolicy.cli import main
 
     golden = json.loads(GOLDEN.read_text())
     argv = [*golden["command"].split()[1:], "--out", str(tmp_path / "run")]
+    assert "-q" in argv
     assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "run")  # -q: the run folder alone
     with open(tmp_path / "run" / "metrics.csv") as handle:
         rows = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
     assert len(rows) == len(golden["metrics"]) == 2

@@ -273,3 +273,17 @@ def test_a_schedule_is_followed_epoch_by_epoch(fmnist, tmp_path):
         loader.set_policies(PolicySchedule([[invert, equalize], [invert]]).for_copies(0, 3))
     loader.set_policies(None)  # a plain policy (or none) stops following the schedule
     assert loader.schedule is None and next(iter(loader)).params is None
+
+
+def test_reprs_say_what_they_hold(fmnist):
+    from fastpolicy.schedule import PolicySchedule
+    from fastpolicy.transforms import PolicyAugment
+
+    images, labels = fmnist
+    loader = PolicyDALILoader.from_arrays(images[:32], labels[:32], batch_size=16, M=2, policies="autoaugment")
+    text = repr(loader)
+    assert text.startswith("PolicyDALILoader(32 array images, N=16, M=2, S=28×28, device=cpu")
+    assert "policies: Policy[autoaugment] of 25 sub-policies (version 1)" in text and "epoch 0 step 0" in text
+    assert repr(AWSDistribution()).startswith("AWSDistribution(factorized, 36 elements, entropy 7.17 nats of 7.17")
+    assert "object at 0x" not in repr(PolicyAugment(AWSDistribution()))
+    assert repr(PolicySchedule([_policies(0, 2), _policies(1, 2)])) == "PolicySchedule(2 epochs × 2 policies)"

@@ -262,6 +262,12 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise ValueError(f"{display_path(root)!r} has no class sub-folders (expected root/<class>/<image>)")
+    if {"train", "val"} <= set(classes):
+        # a dataset root, not a split: its splits would be read as two classes
+        raise ValueError(
+            f"{display_path(root)!r} holds train/ and val/: it is a dataset root, not a folder of classes; "
+            f"pass {display_path(os.path.join(root, 'train'))!r} (or val/)"
+        )
     bad_names = [
         (os.path.join(root, name), "class folder name is not valid UTF-8; rename it")
         for name in classes

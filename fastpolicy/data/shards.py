@@ -340,6 +340,8 @@ def write_shards(root: str, out: str, format: str, shard_size: int, progress: bo
     Returns the shard paths. Images are stored as they are (not re-encoded)."""
     from tqdm import tqdm
 
+    from ..log import bars_disabled
+
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
@@ -349,7 +351,7 @@ def write_shards(root: str, out: str, format: str, shard_size: int, progress: bo
     paths: list[str] = []
     writer = _TarShard if format == "webdataset" else _TFRecordShard
     shard = None
-    bar = tqdm(total=len(images), unit="image", desc=f"{format} shards", disable=not progress)
+    bar = tqdm(total=len(images), unit="image", desc=f"{format} shards", disable=bars_disabled(progress))
     for i, (path, label) in enumerate(zip(images.files, images.labels.tolist())):
         if i % shard_size == 0:
             if shard is not None:

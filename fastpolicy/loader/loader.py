@@ -184,6 +184,29 @@ class PolicyDALILoader:
         """The policy per copy (list of M) or None."""
         return self.policy_set.policies
 
+    def __repr__(self) -> str:
+        """What the loader reads and makes: its data, N, M, S, device, backend, policies and position."""
+        kind = "array" if isinstance(self.dataset, ArrayDataset) else "file"
+        policies = self.policies
+        what = (
+            f"schedule of {len(self.schedule)} epochs"
+            if self.schedule is not None
+            else "none"
+            if policies is None
+            else (
+                f"Policy[{policies[0].space.name}] of {len(policies[0].sub_policies)} sub-policies"
+                if hasattr(policies[0], "sub_policies")
+                else repr(policies[0])
+            )
+            if all(p is policies[0] for p in policies)
+            else f"{len(policies)} policies"
+        )
+        return (
+            f"PolicyDALILoader({len(self.dataset)} {kind} images, N={self.batch_size}, M={self.M}, "
+            f"S={self.size[0]}×{self.size[1]}, device={self.device}, backend={self.backend}, policies: {what} "
+            f"(version {self.version}), epoch {self.epoch} step {self.step})"
+        )
+
     def __len__(self) -> int:
         """Batches per epoch for this shard."""
         return self.shard_size // self.batch_size if self.pipeline.drop_last else self._reader_batches

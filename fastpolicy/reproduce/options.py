@@ -15,7 +15,7 @@ class StudyOptions:
 
     budget: str = setting(
         "full",
-        "full: the committed study (tens of minutes on a 2-core CPU); smoke: seconds",
+        "full: the committed study (up to 2 hours alone on a 2-core CPU); smoke: a CI-sized check, 20 s to a minute",
         choices=("full", "smoke"),
     )
     out: str | None = setting(None, "the study's run folders", shown="runs/reproduce/<study>")

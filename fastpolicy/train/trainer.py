@@ -104,6 +104,7 @@ class CommonConfig:
         None,
         "train on at most this many images (Fashion-MNIST, CIFAR)",
         flag="--subset",
+        aliases=("--train-subset",),
         type=positive_int,
         metavar="SUBSET",
         shown="the preset's",
