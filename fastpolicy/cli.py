@@ -71,7 +71,7 @@ def _run(args) -> int:
 
     if args.data is not None and not os.path.isdir(args.data) and not is_shards(args.data):
         raise UserError(f"--data {args.data}: no such folder, and no .tar or .tfrecord shards")
-    preset = args.preset or ("fashion_mnist" if args.data is None else "imagenet_resnet50")
+    preset = args.preset or ("fashion_mnist" if args.data is None else _fit_to_data(args))
     args.out = _out(args, args.kind_class.KIND)  # named by the interruption hint (main)
     config = _options(args, args.config_class, out=args.out, preset=preset)
     run = args.kind_class(config, resume=args.resume, overwrite=args.overwrite)
@@ -86,6 +86,24 @@ def _run(args) -> int:
     if args.kind_class.KIND == "aws":
         log.info(f"fastpolicy: train with it: fastpolicy train --policy {os.path.join(config.out, 'policy.json')}")
     return 0
+
+
+def _fit_to_data(args) -> str:
+    """``--data`` without ``--preset``: the ``folder`` preset, its batch and image size (and AWS's
+    held-out count) fitted to the training images where not given; one line says what was chosen."""
+    from .train import distributed
+    from .train.data import array_dataset
+    from .train.fit import FOLDER_PRESET, fit_to_data
+
+    if array_dataset(args.data) is not None:  # CIFAR: its images are 32 px, the folder preset fits them as is
+        return FOLDER_PRESET
+    fitted = fit_to_data(args.data)
+    for name in ("batch", "image_size") + (("val_count",) if hasattr(args, "val_count") else ()):
+        if getattr(args, name, None) is None:
+            setattr(args, name, getattr(fitted, name))
+    if distributed.is_main():
+        log.info(fitted.describe(args.data))
+    return FOLDER_PRESET
 
 
 def _settings_files(args) -> bool:

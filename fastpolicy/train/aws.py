@@ -145,6 +145,7 @@ class AWSConfig(CommonConfig):
         for name in ("stage1_epochs", "loops", "finetune_epochs", "val_count"):
             if getattr(stages, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(stages, name)}")
+        base = base.with_(lr=self.lr, image_size=self.image_size)
         preset = base.with_(
             model=self.model, width=self.width, train_subset=self.train_subset, epochs=stages.stage1_epochs
         ).with_(M=1, val_subset=None)
@@ -163,6 +164,8 @@ class AWSConfig(CommonConfig):
             model=preset.model,
             width=effective_width(preset.model, preset.width),
             batch=preset.batch,
+            lr=preset.lr,
+            image_size=preset.image_size,
             train_subset=preset.train_subset,
             val_count=stages.val_count,
             stage1_epochs=stages.stage1_epochs,

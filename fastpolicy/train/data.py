@@ -29,7 +29,10 @@ from ..data.shards import ShardKeys, list_shards
 from ..data.stats import channel_stats
 from ..loader import Augment, FileChecks, Output, Pipeline, PolicyDALILoader, ShardDataset, Sharding
 from ..loader.dataset import FileDataset
+from ..log import get as get_logger
 from . import distributed
+
+log = get_logger(__name__)
 
 
 def _layout(device: str) -> str:
@@ -195,16 +198,26 @@ def is_shards(data) -> bool:
     return data is not None and list_shards(data) is not None
 
 
+def is_class_folder(data) -> bool:
+    """Whether ``data`` is a plain folder of class folders (``DIR/cats/*.jpg``, torchvision's
+    ``ImageFolder`` layout): a folder without ``train/``, not shards, not CIFAR, with sub-folders."""
+    if not isinstance(data, (str, os.PathLike)) or not os.path.isdir(data) or is_shards(data):
+        return False
+    if os.path.isdir(os.path.join(data, "train")) or cifar.detect(os.fspath(data)) is not None:
+        return False
+    return any(entry.is_dir() for entry in os.scandir(os.fspath(data)))
+
+
 def _train_part(data) -> str:
-    """The training data of a ``data`` that is no in-memory dataset: the shards themselves, or
-    ``data/train`` (an image folder or a folder of shards)."""
-    if is_shards(data):
+    """The training data of a ``data`` that is no in-memory dataset: the shards themselves,
+    ``data/train`` (an image folder or a folder of shards), or a folder of classes itself."""
+    if is_shards(data) or is_class_folder(data):
         return data
     train_dir = os.path.join(data, "train")
     if not os.path.isdir(train_dir):
         raise FileNotFoundError(
-            f"{data} needs ImageNet-layout train/ and val/ folders (image folders or folders of .tar / "
-            f".tfrecord shards), CIFAR's Python batches, or is shards itself; {train_dir} is missing"
+            f"{data} needs class folders (DIR/<class>/<image>), train/ and val/ folders (image folders or folders "
+            f"of .tar / .tfrecord shards), CIFAR's Python batches, or is shards itself; {train_dir} is missing"
         )
     return train_dir
 
@@ -307,12 +320,33 @@ def build_loaders(
             shard,
             augment,
         )
-    if train_subset is not None or val_subset is not None:
-        raise ValueError(
-            "train_subset/val_subset apply to Fashion-MNIST and CIFAR; pass a smaller folder or fewer shards instead"
+    if (train_subset is not None or val_subset is not None) and distributed.is_main():
+        log.warning(
+            f"fastpolicy: --subset/--val-subset ({train_subset}, {val_subset}) apply to Fashion-MNIST and CIFAR; "
+            f"ignored for {data} (pass a smaller folder or fewer shards)"
         )
     assert data is not None  # the in-memory datasets returned above
-    train, val = _train_part(data), _val_part(data, val_data)
+    if is_class_folder(data) and val_data is None:
+        from .fit import VAL_FRACTION, held_out
+
+        files = scan_folder(data, on_bad=(checks or {}).get("on_bad", "raise"))
+        train_rows, val_rows = held_out(files.labels, seed)
+        if not len(val_rows) or not len(train_rows):
+            raise ValueError(f"{data}: too few images to hold out a validation split; add images or pass --val-data")
+        if distributed.is_main():
+            log.info(
+                f"fastpolicy: {data} is a folder of {len(files.classes)} classes: {len(val_rows)} of its "
+                f"{len(files.files)} images ({VAL_FRACTION:.0%} of each class, drawn with --seed {seed}) are held out "
+                "for validation; --val-data names another folder instead"
+            )
+
+        def part(rows) -> ImageList:
+            return ImageList([files.files[i] for i in rows], files.labels[rows], files.classes)
+
+        train: ImageList | str = part(train_rows)
+        val = part(val_rows)
+    else:
+        train, val = _train_part(data), _val_part(data, val_data)
     return _path_loaders(train, val, batch, M, image_size, device, seed, num_threads, backend, shard, checks, augment)
 
 
@@ -422,4 +456,4 @@ def build_search_loaders(
     )
 
 
-__all__ = ["balanced_subset", "build_loaders", "build_search_loaders", "is_shards", "split_indices"]
+__all__ = ["balanced_subset", "build_loaders", "build_search_loaders", "is_class_folder", "is_shards", "split_indices"]

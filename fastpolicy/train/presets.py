@@ -71,6 +71,19 @@ _FASHION_MNIST_LONG = _variant(
     train_subset=1024,
     val_subset=None,
 )
+_FOLDER = Preset(
+    "folder",
+    "small_cnn",
+    "folder",
+    batch=64,
+    M=4,
+    lr=0.05,
+    weight_decay=5e-4,
+    epochs=15,
+    image_size=64,
+    doc="your own images (a folder of class folders, train/ and val/, or shards): the small CNN; with --data "
+    "and no --preset, batch and image size are fitted to the data (fastpolicy.train.fit)",
+)
 _CIFAR10_WRN = Preset(
     "cifar10_wrn28_10",
     "wrn_28_10",
@@ -104,6 +117,7 @@ PRESETS = {
     p.name: p
     for p in (
         _FASHION_MNIST,
+        _FOLDER,
         _FASHION_MNIST_LONG,
         _variant(
             _FASHION_MNIST_LONG,
@@ -169,6 +183,7 @@ _AWS_BY_DATASET = {
 }
 AWS_STAGES = {
     "fashion_mnist": AWSStages(stage1_epochs=4, loops=12, finetune_epochs=1, finetune_lr_scale=0.1, val_count=1024),
+    "folder": AWSStages(stage1_epochs=8, loops=12, finetune_epochs=1, finetune_lr_scale=0.1, val_count=512),
     **{p.name: _AWS_BY_DATASET[p.dataset] for p in PRESETS.values() if p.dataset in _AWS_BY_DATASET},
 }
 """Preset name → :class:`AWSStages` (the paper's 200/150 shared epochs, 500 loops, 10/5

@@ -25,6 +25,7 @@ from ..config import (
     fraction,
     level,
     nonnegative_int,
+    positive_float,
     positive_int,
     progress_setting,
     setting,
@@ -75,12 +76,13 @@ class CommonConfig:
         "fashion_mnist",
         "training recipe: model, batch, M, learning rate, epochs …",
         choices=sorted(PRESETS),
-        shown="fashion_mnist, or imagenet_resnet50 with --data",
+        shown="fashion_mnist, or folder (fitted to the images) with --data",
         flag_default=None,
     )
     data: str | None = setting(
         None,
-        "folder with ImageNet-layout train/ and val/ (image folders or folders of .tar/.tfrecord shards), "
+        "a folder of class folders (10 %% of each class held out for validation, seeded), a folder with "
+        "ImageNet-layout train/ and val/ (image folders or folders of .tar/.tfrecord shards), "
         "CIFAR-10/100 in its Python format (cifar-10-batches-py/, cifar-100-python/), or webdataset/TFRecord "
         "shards (a pattern such as 'train-{000000..001023}.tar', a glob, a folder of shards)",
         shown="Fashion-MNIST from /usr/share/datasets/fashion-mnist",
@@ -98,7 +100,19 @@ class CommonConfig:
         "N, distinct images per step over all processes; the preset's learning rate scales with it "
         "(lr × batch / preset batch)",
         type=positive_int,
-        shown="the preset's",
+        shown="the preset's (with --data and no --preset: fitted to the images)",
+    )
+    lr: float | None = setting(
+        None,
+        "the learning rate for the global batch (as given: not scaled with --batch)",
+        type=positive_float,
+        shown="the preset's, scaled with --batch",
+    )
+    image_size: int | None = setting(
+        None,
+        "the side of the square crops of image files and shards, in px (arrays keep their size)",
+        type=positive_int,
+        shown="the preset's (with --data and no --preset: fitted to the images)",
     )
     train_subset: int | None = setting(
         None,
@@ -179,6 +193,8 @@ class RunConfig(CommonConfig):
         preset = scaled_lr(get_preset(self.preset), self.batch).with_(
             model=self.model,
             width=self.width,
+            lr=self.lr,
+            image_size=self.image_size,
             epochs=self.epochs,
             M=self.M,
             train_subset=self.train_subset,
@@ -199,6 +215,8 @@ class RunConfig(CommonConfig):
             model=preset.model,
             width=effective_width(preset.model, preset.width),
             batch=preset.batch,
+            lr=preset.lr,
+            image_size=preset.image_size,
             epochs=preset.epochs,
             M=preset.M,
             train_subset=preset.train_subset,

@@ -1,0 +1,141 @@
+"""A run's settings fitted to the user's own data (``--data DIR`` without ``--preset``).
+
+:func:`fit_to_data` looks at the training images once — how many, how large — and returns the
+``folder`` preset's batch and image size for them (and, for AWS, the held-out count), so that a
+folder of 32 images and one of 100 000 both train with one flag. The ImageNet recipes are taken
+only when named (``--preset imagenet_resnet50``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .presets import get_preset
+
+FOLDER_PRESET = "folder"
+"""The preset a run with ``--data`` and no ``--preset`` takes."""
+MAX_SIDE = 64
+"""The largest image side the fitted small CNN trains at (px): the median image side, rounded down
+to a multiple of 8, capped here (a CPU-sized model)."""
+MIN_SIDE = 16
+SIDE_SAMPLE = 64
+"""Images whose sizes are read (their headers only) to take the median side."""
+VAL_FRACTION = 0.1
+"""The share of each class held out for validation when a folder of classes has no ``val/``."""
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What :func:`fit_to_data` chose: ``batch`` (N), ``image_size`` (px), ``val_count`` (AWS's
+    held-out images), from ``images`` training images whose median side is ``median_side`` px."""
+
+    images: int
+    median_side: int | None
+    batch: int
+    image_size: int
+    val_count: int
+
+    def describe(self, data: str) -> str:
+        size = f"median side {self.median_side} px" if self.median_side else "sizes unread (shards)"
+        preset = get_preset(FOLDER_PRESET)
+        return (
+            f"fastpolicy: --data {data}: {self.images} training images ({size}) → preset {FOLDER_PRESET}: the small "
+            f"CNN at {self.image_size} px, batch {self.batch} (lr {preset.lr * self.batch / preset.batch:g}, scaled "
+            f"from {preset.lr:g} at {preset.batch}), M {preset.M}, {preset.epochs} epochs; the ImageNet recipes need "
+            "--preset imagenet_resnet50"
+        )
+
+
+def _training_files(data: str):
+    """The training part of ``data`` as an :class:`~fastpolicy.data.files.ImageList`, or None for shards."""
+    from ..data.files import scan_folder
+    from .data import _train_part, is_shards
+
+    source = _train_part(data)
+    if is_shards(source):
+        return None
+    return scan_folder(source, on_bad="skip")
+
+
+def median_side(paths: list[str], sample: int = SIDE_SAMPLE) -> int | None:
+    """The median of min(width, height) over up to ``sample`` of ``paths`` (evenly spaced; headers
+    only). None when none can be read."""
+    from PIL import Image
+
+    if not paths:
+        return None
+    chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(sample, len(paths))).astype(int)]
+    sides = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the file checks name such files
+        for path in chosen:
+            try:
+                with Image.open(path) as image:
+                    sides.append(min(image.size))
+            except (OSError, ValueError, Image.DecompressionBombError):
+                continue  # a bad file: the run's file checks name it
+    return int(np.median(sides)) if sides else None
+
+
+def fit_to_data(data: str) -> Fitted:
+    """Batch, image size and AWS's held-out count for the training images of ``data`` (a folder of
+    class folders, ``train/`` + ``val/``, or shards): the batch is the largest power of two ≤ 64
+    that leaves four batches an epoch; the image size the median side, rounded down to a multiple
+    of 8 within [:data:`MIN_SIDE`, :data:`MAX_SIDE`] (64 for shards, whose sizes are not read)."""
+    files = _training_files(data)
+    if files is None:
+        from ..loader import ShardDataset
+        from .data import _train_part
+
+        count, side = len(ShardDataset.open(_train_part(data))), None
+    else:
+        count = len(files.files)
+        if os.path.isdir(os.path.join(data, "train")) is False:  # a folder of classes: its validation share leaves
+            count -= held_out_count(np.asarray(files.labels))
+        side = median_side(list(files.files))
+    preset = get_preset(FOLDER_PRESET)
+    batch = 1
+    while batch * 2 <= min(preset.batch, max(1, count // 4)):
+        batch *= 2
+    size = preset.image_size if side is None else int(np.clip(side // 8 * 8, MIN_SIDE, MAX_SIDE))
+    return Fitted(count, side, batch, size, max(1, min(512, count // 10)))
+
+
+def held_out_count(labels: np.ndarray) -> int:
+    """Images :func:`held_out` takes from ``labels`` (int [n])."""
+    return sum(_per_class(int((labels == c).sum())) for c in np.unique(labels))
+
+
+def _per_class(members: int) -> int:
+    """Held out of a class of ``members`` images: :data:`VAL_FRACTION` of them, rounded, at least
+    one when the class has two or more (a class of one stays in training)."""
+    return 0 if members < 2 else max(1, round(VAL_FRACTION * members))
+
+
+def held_out(labels, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, val)``: sorted int64 indices into ``labels`` (int [n]); each class gives
+    :func:`_per_class` images to ``val``, drawn by a permutation seeded by ``seed``."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 23])
+    val = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        val.append(rng.permutation(members)[: _per_class(len(members))])
+    chosen = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), chosen), chosen
+
+
+__all__ = [
+    "FOLDER_PRESET",
+    "MAX_SIDE",
+    "VAL_FRACTION",
+    "Fitted",
+    "fit_to_data",
+    "held_out",
+    "held_out_count",
+    "median_side",
+]

@@ -1,0 +1,80 @@
+"""Your own folder with one flag (issue 36, item 1): a plain folder of class folders is split and
+trained on, --data picks the folder preset fitted to the images and says so in one line, --lr and
+--image-size are flags, and a preset's options that do not apply to the data are ignored with a
+warning. Tested on a 32-image folder, a 1 000-image folder and a shard set."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import yaml
+
+from fastpolicy.data.photo_tree import make_photo_tree
+from fastpolicy.train import fit
+
+pytest.importorskip("nvidia.dali")
+
+
+@pytest.fixture(scope="module")
+def folder32(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("own") / "pets")
+    make_photo_tree(root, classes=2, per_class=16, size=(100, 75))
+    return root
+
+
+def test_the_held_out_split_is_per_class_seeded_and_disjoint():
+    labels = np.repeat(np.arange(3), [10, 2, 1])  # a class of one stays in training
+    train, val = fit.held_out(labels, seed=0)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(13)) and not set(train) & set(val)
+    assert np.bincount(labels[val], minlength=3).tolist() == [1, 1, 0]
+    assert fit.held_out_count(labels) == 2
+    again, other = fit.held_out(labels, seed=0), fit.held_out(labels, seed=1)
+    assert np.array_equal(again[1], val) and not np.array_equal(other[1], val)
+
+
+def test_the_fit_follows_the_images(folder32, tmp_path):
+    small = fit.fit_to_data(folder32)
+    assert small.images == 32 - 4 and small.batch == 4 and small.median_side in range(66, 84)
+    assert small.image_size == 64  # the median side (≈ 75 px) rounded down to 8, capped at 64
+    big = str(tmp_path / "big")
+    make_photo_tree(big, classes=4, per_class=250, size=(40, 30))
+    fitted = fit.fit_to_data(big)
+    assert fitted.images == 1000 - 4 * 25 and fitted.batch == 64 and fitted.image_size == 24
+    assert fitted.val_count == 90 and "preset folder" in fitted.describe(big)
+
+
+def test_a_shard_set_is_fitted_by_its_count(photo_tree, tmp_path):
+    from fastpolicy.data.shards import write_shards
+
+    write_shards(photo_tree, str(tmp_path / "shards"), "webdataset", 8, progress=False)
+    fitted = fit.fit_to_data(str(tmp_path / "shards"))
+    assert fitted.images == 20 and fitted.batch == 4 and fitted.image_size == 64 and fitted.median_side is None
+
+
+def test_a_class_folder_searches_and_trains_with_one_flag(folder32, tmp_path, capsys):
+    from fastpolicy.cli import main
+
+    out = tmp_path / "search"
+    assert main(["search", "adversarial", "--data", folder32, "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "preset folder: the small CNN at 64 px, batch 4" in text and "--preset imagenet_resnet50" in text
+    assert "is a folder of 2 classes: 4 of its 32 images" in text
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (config["preset"], config["batch"], config["image_size"], config["model"]) == ("folder", 4, 64, "small_cnn")
+    assert json.loads((out / "summary.json").read_text())["preset"]["image_size"] == 64
+    trained = tmp_path / "train"
+    argv = ["train", "--data", folder32, "--epochs", "1", "--lr", "0.01", "--image-size", "32", "--out", str(trained)]
+    assert main([*argv, "--no-progress"]) == 0
+    config = yaml.safe_load((trained / "config.yaml").read_text())
+    assert (config["lr"], config["image_size"], config["batch"]) == (0.01, 32, 4)
+
+
+def test_a_presets_subsets_are_ignored_with_a_warning_on_a_folder(folder32, caplog):
+    from fastpolicy.train.data import build_loaders
+
+    caplog.set_level(logging.WARNING, logger="fastpolicy")
+    train, val, classes, _ = build_loaders(folder32, 4, 1, 32, "cpu", 0, train_subset=4096, val_subset=2000)
+    assert "ignored for" in caplog.text and classes == 2 and len(train.dataset) == 28 and len(val.dataset) == 4
