@@ -136,9 +136,17 @@ def _finished(folder: str, kind: str, summary: dict) -> bool:
     return isinstance(summary.get("epochs"), list)
 
 
+CHECKPOINTS = ("checkpoint.pt", "stage1.pt", "shared.pt")
+"""The files a run resumes from (any of them)."""
+
+
 def _resume_hint(kind: str, folder: str) -> str:
-    """The command that continues the run (its settings come from its ``config.yaml``)."""
-    return resume_command(kind, folder)
+    """The command that continues the run (its settings come from its ``config.yaml``), or, when it
+    stopped before its first checkpoint, the command that starts it again in the same folder."""
+    if any(os.path.exists(os.path.join(folder, name)) for name in CHECKPOINTS):
+        return f"resume with: {resume_command(kind, folder)}"
+    start = resume_command(kind, folder).replace(" --resume", " --overwrite")
+    return f"stopped before its first checkpoint, nothing to resume; start it again with: {start}"
 
 
 def _float(row: dict, key: str) -> float | None:
@@ -162,17 +170,15 @@ def describe(folder: str) -> list[str]:
     if not marker and not summary and not os.path.exists(os.path.join(folder, "metrics.csv")):
         raise UserError(f"{folder}: not a fastpolicy run (no run.json, summary.json or metrics.csv)")
     kind = _kind(folder, marker)
-    settings = _typed(marker, "settings", dict, "run.json", problems) or _typed(
+    # the run's start (run.json) overlaid with its last summary: a resumed run may have changed the
+    # settings a resume may change (--loops), and the summary is written after the marker
+    settings = _typed(marker, "settings", dict, "run.json", problems) | _typed(
         summary, "config", dict, "summary.json", problems
     )
     if summary_problem:
         status = f"unknown: summary.json is {summary_problem}, so whether the run finished cannot be told"
     else:
-        status = (
-            "finished"
-            if _finished(folder, kind, summary)
-            else f"not finished (resume with: {_resume_hint(kind, folder)})"
-        )
+        status = "finished" if _finished(folder, kind, summary) else f"not finished ({_resume_hint(kind, folder)})"
     lines = [
         f"run       {os.path.abspath(folder)}",
         f"kind      {kind}" + (f" (started {marker['started']})" if "started" in marker else ""),

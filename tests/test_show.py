@@ -47,6 +47,20 @@ def test_show_describes_every_kind_of_run(tmp_path, capsys):
     os.remove(tmp_path / "train" / "summary.json")  # as a run stopped before its end looks
     hint = f"not finished (resume with: fastpolicy train --out {tmp_path / 'train'} --resume)"
     assert hint in _show(capsys, tmp_path / "train")
+    os.remove(tmp_path / "train" / "checkpoint.pt")  # as a run stopped before its first checkpoint looks
+    out = _show(capsys, tmp_path / "train")
+    assert "resume with" not in out and "stopped before its first checkpoint, nothing to resume" in out
+    assert f"fastpolicy train --out {tmp_path / 'train'} --overwrite" in out
+
+
+def test_show_says_the_settings_of_a_resumed_run(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"fastpolicy_run": "aws", "settings": {"loops": 2, "seed": 0}}))
+    (folder / "summary.json").write_text(json.dumps({"config": {"loops": 4, "seed": 0}, "loops": []}))
+    (folder / "stage1.csv").write_text("epoch\n")
+    out = _show(capsys, folder)
+    assert "loops=4" in out and "loops=2" not in out  # resumed with --loops 4: the summary is the newer
 
 
 def test_runs_recorded_with_the_old_two_word_kind_are_shown_and_resumed(tmp_path, capsys):

@@ -47,3 +47,20 @@ def test_the_width_is_a_flag():
     assert args.width == 64
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--width", "0"])
+
+
+def test_the_fill_follows_the_data_unless_given(tmp_path):
+    from fastpolicy.train.aws import AWSSearch
+
+    assert TrainConfig(out="x").resolved_fill() == 0  # Fashion-MNIST: black background
+    assert TrainConfig(out="x").resolved_config().fill == 0
+    assert TrainConfig(out="x", data=str(tmp_path)).resolved_fill() == 128  # other data: AutoAugment's grey
+    assert TrainConfig(out="x", fill=200).resolved_fill() == 200
+    assert AWSConfig(out="x").resolved_config().fill == 0
+    pytest.importorskip("nvidia.dali")
+    search = AWSSearch(
+        AWSConfig(
+            out=str(tmp_path / "aws"), fill=7, train_subset=64, val_count=32, batch=32, device="cpu", progress=False
+        )
+    )
+    assert search.train_loader.augment.fill == 7  # AWS's own loaders fill as asked (they once ignored --fill)

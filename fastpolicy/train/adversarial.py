@@ -94,7 +94,9 @@ class AdversarialSearch(EpochTrainer):
         run = Run(config, self.KIND, resume=resume, overwrite=overwrite)
         log_lr_scaling(get_preset(config.preset), preset)
         loaders = run_loaders(
-            run, preset, {"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout}
+            run,
+            preset,
+            {"fill": config.resolved_fill(), "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout},
         )
         super().__init__(run, preset, loaders)
         self.controller = ctl.PolicyController().to(self.device)

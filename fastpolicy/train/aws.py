@@ -166,6 +166,7 @@ class AWSConfig(CommonConfig):
             batch=preset.batch,
             lr=preset.lr,
             image_size=preset.image_size,
+            fill=self.resolved_fill(),
             train_subset=preset.train_subset,
             val_count=stages.val_count,
             stage1_epochs=stages.stage1_epochs,
@@ -370,7 +371,7 @@ class AWSSearch:
             self.preset.train_subset,
             self.config.num_threads,
             checks=options["checks"],
-            augment={"cutout": self.preset.cutout},
+            augment={"cutout": self.preset.cutout, "fill": self.config.resolved_fill()},
             **sharding,
         )
 

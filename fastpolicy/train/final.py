@@ -76,7 +76,9 @@ class FinalTraining(EpochTrainer):
         run = Run(config, self.KIND, resume=resume, overwrite=overwrite)
         log_lr_scaling(get_preset(config.preset), preset)
         loaders = run_loaders(
-            run, preset, {"fill": config.fill, "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout}
+            run,
+            preset,
+            {"fill": config.resolved_fill(), "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout},
         )
         super().__init__(run, preset, loaders)
         self.restore_or_start()

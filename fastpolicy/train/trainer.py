@@ -142,11 +142,19 @@ class CommonConfig:
         DEFAULT_MAX_PIXELS, "refuse images with more pixels (PIL's MAX_IMAGE_PIXELS)", type=positive_int
     )
 
-    fill: int = setting(
-        FILL,
-        "0..255 level geometric ops fill with (AutoAugment's grey 128; 0 for dark backgrounds such as Fashion-MNIST's)",
+    fill: int | None = setting(
+        None,
+        "0..255 level geometric ops fill with",
         type=level,
+        shown="0 for Fashion-MNIST, whose background is black; 128, AutoAugment's grey, for other data",
     )
+
+    def resolved_fill(self) -> int:
+        """:attr:`fill`, or the data's default: 0 for Fashion-MNIST (``data`` None: its background is
+        black, so a grey fill would draw wedges no image has), 128 (AutoAugment's grey) otherwise."""
+        if self.fill is not None:
+            return self.fill
+        return 0 if self.data is None else FILL
 
     def __post_init__(self) -> None:
         validate(self)  # every field against its declaration: domains, choices, paths
@@ -217,6 +225,7 @@ class RunConfig(CommonConfig):
             batch=preset.batch,
             lr=preset.lr,
             image_size=preset.image_size,
+            fill=self.resolved_fill(),
             epochs=preset.epochs,
             M=preset.M,
             train_subset=preset.train_subset,
