@@ -78,7 +78,14 @@ def _run(args) -> int:
     if distributed.is_main():
         write_config(config.out, config.resolved_config(), args.command_line)
     _started()
-    run.run()
+    try:
+        run.run()
+    except BaseException:
+        # stopped (an error, Ctrl-C) before its first checkpoint: nothing to resume, so nothing is
+        # left behind and the same command runs again; after one, the folder stays for --resume
+        if not _has_checkpoint(config.out):
+            run.runner.discard()
+        raise
     if log.isEnabledFor(logging.INFO):
         log.info(f"fastpolicy: results in {os.path.abspath(config.out)}")
     elif distributed.is_main():
@@ -86,6 +93,13 @@ def _run(args) -> int:
     if args.kind_class.KIND == "aws":
         log.info(f"fastpolicy: train with it: fastpolicy train --policy {os.path.join(config.out, 'policy.json')}")
     return 0
+
+
+def _has_checkpoint(out: str) -> bool:
+    """Whether the run in ``out`` wrote a checkpoint it could resume from."""
+    from .show import CHECKPOINTS
+
+    return any(os.path.exists(os.path.join(out, name)) for name in CHECKPOINTS)
 
 
 def _fit_to_data(args) -> str:

@@ -78,3 +78,48 @@ def test_a_presets_subsets_are_ignored_with_a_warning_on_a_folder(folder32, capl
     caplog.set_level(logging.WARNING, logger="fastpolicy")
     train, val, classes, _ = build_loaders(folder32, 4, 1, 32, "cpu", 0, train_subset=4096, val_subset=2000)
     assert "ignored for" in caplog.text and classes == 2 and len(train.dataset) == 28 and len(val.dataset) == 4
+
+
+def _with_a_truncated_image(src: str, dst) -> str:
+    import shutil
+
+    from PIL import Image
+
+    shutil.copytree(src, dst)
+    jpeg = sorted((dst / "class000").iterdir())[3]
+    victim = jpeg.with_suffix(".png")
+    Image.open(jpeg).save(victim)
+    jpeg.unlink()
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # cut mid-data: its header still reads
+    return str(victim)
+
+
+def test_a_truncated_image_costs_one_warning_with_on_bad_skip(folder32, tmp_path, capsys):
+    from fastpolicy.cli import main
+    from fastpolicy.data.files import header_problem
+
+    victim = _with_a_truncated_image(folder32, tmp_path / "pets")
+    assert header_problem(victim) is None  # the default --verify header lets it through
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "pets"), "--epochs", "1", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--on-bad", "skip"]) == 0
+    text = capsys.readouterr().out
+    assert "decoding each of the 28 files once" in text  # the training part; then the held-out part's 4
+    assert [line for line in text.splitlines() if victim in line] == [
+        f"fastpolicy: image list: skipped 1 bad file(s) (e.g. {victim}: cannot decode: image file is truncated)"
+    ]  # one warning line, and the run goes on
+    assert (out / "summary.json").exists()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing(folder32, tmp_path, capsys):
+    from fastpolicy.cli import main
+
+    _with_a_truncated_image(folder32, tmp_path / "pets")
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "pets"), "--epochs", "1", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--verify", "none"]) == 2  # DALI meets the bad file mid-epoch
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "img0003.png" in err and "--on-bad skip (on_bad='skip' in Python)" in err
+    assert not out.exists()  # nothing left: the same command runs again (and is refused the same way)
+    assert main([*argv, "--verify", "none"]) == 2 and "already holds" not in capsys.readouterr().err

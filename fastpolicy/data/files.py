@@ -40,6 +40,8 @@ _SIGNATURES = (
 )
 
 SKIP_HINT = "pass --on-bad skip (on_bad='skip' in Python)"
+"""How to drop bad files, in both spellings: a run's flag, the loader's argument. ``on_bad='skip'``
+decodes every file once (:class:`~fastpolicy.loader.dataset.FileDataset`), whatever ``verify`` says."""
 """How every bad-file error says to drop bad files instead: the flag first, then the keyword."""
 
 

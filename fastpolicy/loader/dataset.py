@@ -13,7 +13,15 @@ import os
 
 import numpy as np
 
-from ..data.files import BadImageError, ImageList, check_files, describe_scan, read_file_list, scan_folder
+from ..data.files import (
+    SKIP_HINT,
+    BadImageError,
+    ImageList,
+    check_files,
+    describe_scan,
+    read_file_list,
+    scan_folder,
+)
 from ..data.shards import ShardKeys, list_shards
 from ..data.stats import channel_stats
 from ..log import get as get_logger
@@ -65,9 +73,15 @@ class FileDataset:
             images = read_file_list(os.fspath(data))
         else:
             raise FileNotFoundError(f"{data!r} is neither a dataset folder nor a file list")
-        images = check_files(
-            images, verify=checks.verify, on_bad=checks.on_bad, workers=workers, max_pixels=checks.max_pixels
-        )
+        # Dropping a bad file needs to know it is bad before DALI reads it (a decode error stops a
+        # pipeline): on_bad="skip" decodes every file once, whatever verify says (stated in the docs)
+        verify = "decode" if checks.on_bad == "skip" else checks.verify
+        if verify != checks.verify:
+            log.info(
+                f"fastpolicy: on_bad='skip' (--on-bad skip): decoding each of the {len(images)} files once before "
+                "training, so that a file that cannot be decoded is dropped, not fatal"
+            )
+        images = check_files(images, verify=verify, on_bad=checks.on_bad, workers=workers, max_pixels=checks.max_pixels)
         left_out = describe_scan(images)
         if left_out:
             log.warning(f"fastpolicy: {data if isinstance(data, (str, os.PathLike)) else 'image list'}: {left_out}")
@@ -98,7 +112,7 @@ class FileDataset:
         try:
             check_files(self.images, verify="decode", on_bad="raise", workers=workers)
         except BadImageError as bad:
-            raise BadImageError(bad.bad, hint="pass on_bad='skip' with verify='decode' to drop them") from error
+            raise BadImageError(bad.bad, hint=f"{SKIP_HINT} to drop them") from error
 
 
 class ArrayDataset:

@@ -35,6 +35,10 @@ from .settings import FileChecks
 log = get_logger(__name__)
 
 
+DECODE_SKIP_HINT = "pass --verify decode --on-bad skip (verify='decode', on_bad='skip' in Python) to leave them out"
+"""How to leave bad shard samples out, in both spellings: a run's flags, the loader's arguments."""
+
+
 class ShardDataset:
     """Samples of webdataset or TFRecord shards.
 
@@ -58,7 +62,7 @@ class ShardDataset:
         self._digest = hashlib.sha256()
         samples = [self._scan_shard(shard, checks.verify) for shard in shards]
         if self.skipped and checks.on_bad == "raise":
-            raise BadShardError(self.skipped, hint="pass on_bad='skip' to leave them out")
+            raise BadShardError(self.skipped, hint="pass --on-bad skip (on_bad='skip' in Python) to leave them out")
         if self.skipped:
             log.warning(
                 f"fastpolicy: left out {len(self.skipped)} bad shard samples, e.g. {BadShardError(self.skipped[:1])}"
@@ -212,7 +216,10 @@ class ShardDataset:
                 for key, reason in read_tfrecord_labels(shard, kept, self.keys)
             ]
             if bad:
-                raise BadShardError(bad, hint="open with verify='decode' and on_bad='skip' to leave them out")
+                raise BadShardError(
+                    bad,
+                    hint=DECODE_SKIP_HINT,
+                )
             values = [s.value for samples in self.samples for s in samples]
         return None if any(v is None for v in values) else max(v for v in values if v is not None) + 1
 
@@ -238,4 +245,7 @@ class ShardDataset:
                 found = scan_tfrecord(shard, index_path(shard, self.keys), self.keys, "decode")[1]
             bad += [(shard, key, reason) for key, reason in found]
         if bad:
-            raise BadShardError(bad, hint="pass on_bad='skip' with verify='decode' to leave them out") from error
+            raise BadShardError(
+                bad,
+                hint=DECODE_SKIP_HINT,
+            ) from error
