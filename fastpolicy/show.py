@@ -20,6 +20,7 @@ import stat
 import sys
 
 from .errors import UserError
+from .registry import OPS
 from .train.rundir import kind_of, resume_command
 
 MAX_BYTES = 64 * 2**20
@@ -115,7 +116,15 @@ def _policy_text(policy) -> str | None:
         return None
     if not all(isinstance(c, dict) for sub in subs for c in sub):
         return None
-    return "; ".join(" → ".join(f"{c.get('op')}@{c.get('bin')}" for c in sub) for sub in subs)
+    space = policy.get("space", "adversarial")
+
+    def choice(c: dict) -> str:  # an op without a magnitude is named alone, as in samples.png
+        spec = OPS.get(str(c.get("op")))
+        if spec is not None and space in spec.magnitudes and spec.magnitudes[space] is None:
+            return str(c.get("op"))
+        return f"{c.get('op')}@{c.get('bin')}"
+
+    return "; ".join(" → ".join(choice(c) for c in sub) for sub in subs)
 
 
 def _kind(folder: str, marker: dict) -> str:

@@ -108,3 +108,35 @@ def test_bench_chart_has_a_legend(tmp_path, figures):
     bars = figures[0].axes[0].patches
     colors = {tuple(h.get_facecolor()) for h in legend.legend_handles}
     assert {tuple(b.get_facecolor()) for b in bars} == colors
+
+
+def test_op_colours_are_distinct_and_the_legend_reads_as_the_stack(tmp_path, figures):
+    import matplotlib.colors as mcolors
+
+    colours = plots.op_colors(16)
+    assert len({mcolors.to_hex(c) for c in colours}) == 16
+    pinks = [c for c in colours if 0.8 < mcolors.rgb_to_hsv(c[:3])[0] < 0.97 and mcolors.rgb_to_hsv(c[:3])[1] > 0.2]
+    assert len(pinks) <= 1  # the near-identical pinks of before
+    rng = np.random.default_rng(0)
+    schedule = PolicySchedule([[Policy.random(rng) for _ in range(4)] for _ in range(3)])
+    plots.plot_schedule(schedule, str(tmp_path / "ops.png"))
+    top = figures[0].axes[0]
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    ops, _, _ = plots.schedule_distributions(schedule)
+    assert labels == ops[::-1]  # the first op sits at the bottom of each bar and of the legend
+
+
+def test_overlapping_pair_lines_stay_apart(tmp_path, figures):
+    history = [{"loop": i, "reward": 0.5, "baseline": 0.5, "entropy": 7.0} for i in range(3)]
+    same = [1 / 1296] * 3
+    pairs = {pair_label("Invert", f"Rotate@{b}"): same for b in (3, 6, 9)} | {pair_label("Equalize", "Invert"): same}
+    plots.plot_search_progress(history, pairs, str(tmp_path / "p.png"))
+    lines = figures[0].axes[2].get_lines()
+    assert len({(str(line.get_linestyle()), line.get_marker()) for line in lines}) == len(pairs)
+
+
+def test_show_names_ops_without_a_magnitude_alone():
+    from fastpolicy.show import _policy_text
+
+    policy = {"space": "adversarial", "sub_policies": [[{"op": "Invert", "bin": 5}, {"op": "Rotate", "bin": 3}]]}
+    assert _policy_text(policy) == "Invert → Rotate@3"

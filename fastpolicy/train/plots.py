@@ -27,6 +27,16 @@ def _integer_ticks(axis) -> None:
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def op_colors(count: int) -> list:
+    """``count`` (≤ 20) distinct colours: tab20's ten dark shades, then its light ones, so no two
+    neighbouring ops share a hue's pair (16 ops: one pink, not two)."""
+    plt = _pyplot()
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    if count > len(order):
+        raise ValueError(f"at most {len(order)} distinct colours, asked for {count}")
+    return [plt.cm.tab20(i) for i in order[:count]]
+
+
 def schedule_distributions(schedule) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(ops, op_freq float[E, n_ops], bin_freq float[E, n_bins])``: per epoch, the fraction of
     all sub-policy ops of the epoch's policies that are each op / each magnitude bin."""
@@ -48,7 +58,7 @@ def plot_schedule(schedule, path: str) -> str:
     ops, op_freq, bin_freq = schedule_distributions(schedule)
     epochs = np.arange(len(schedule))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), sharex=True, layout="constrained")
-    colors = plt.cm.tab20(np.linspace(0, 1, len(ops)))
+    colors = op_colors(len(ops))
     bottom_edge = np.zeros(len(schedule))
     for i, op in enumerate(ops):  # one full-width stacked bar per epoch, aligned with the heat map below
         top.bar(epochs, op_freq[:, i], width=1.0, bottom=bottom_edge, color=colors[i], label=op)
@@ -56,7 +66,8 @@ def plot_schedule(schedule, path: str) -> str:
     top.set_xlim(-0.5, len(schedule) - 0.5)
     top.set_ylabel("fraction of ops")
     top.set_title("Op distribution of the policies per epoch")
-    top.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    handles, labels = top.get_legend_handles_labels()  # the legend reads top-down as the stack does
+    top.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     image = bottom.imshow(
         bin_freq.T,
         aspect="auto",
@@ -187,8 +198,9 @@ def plot_search_progress(history: list[dict], pair_probabilities: dict[str, list
     top.legend()
     middle.plot(loops, [row["entropy"] for row in history], color="tab:green")
     middle.set_ylabel("entropy of p (nats)")
-    for label, values in pair_probabilities.items():
-        bottom.plot(loops, values, label=label)
+    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1))]  # pairs near uniform overlap: each its own line and marker
+    for i, (label, values) in enumerate(pair_probabilities.items()):
+        bottom.plot(loops, values, linestyle=styles[i % len(styles)], marker="osv^D"[i % 5], markersize=4, label=label)
     bottom.set_ylabel("probability")
     bottom.set_xlabel("loop")
     _integer_ticks(bottom)
