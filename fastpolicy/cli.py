@@ -111,7 +111,7 @@ def _fit_to_data(args) -> str:
 
     if array_dataset(args.data) is not None:  # CIFAR: its images are 32 px, the folder preset fits them as is
         return FOLDER_PRESET
-    fitted = fit_to_data(args.data)
+    fitted = fit_to_data(args.data, search=hasattr(args, "val_count"), val_data=getattr(args, "val_data", None))
     for name in ("batch", "image_size") + (("val_count",) if hasattr(args, "val_count") else ()):
         if getattr(args, name, None) is None:
             setattr(args, name, getattr(fitted, name))
@@ -149,7 +149,7 @@ def _resume_hint(args) -> str:
     kind = getattr(getattr(args, "kind_class", None), "KIND", None)
     if not (isinstance(out, str) and kind and os.path.isdir(out) and rundir.recorded_kind(out)):
         return ""
-    if not any(os.path.isfile(os.path.join(out, name)) for name in ("checkpoint.pt", "stage1.pt", "shared.pt")):
+    if not _has_checkpoint(out):
         return f"; no checkpoint was written yet: start again with --out {out} --overwrite"
     return f"; resume with: {rundir.resume_command(kind, out)}"
 
@@ -162,7 +162,8 @@ STUDIES = {
     "adversarial": (".reproduce.adversarial", "run_adversarial_study"),
     "aws": (".reproduce.aws", "run_aws_study"),
 }
-"""Study → (module, function); each takes (out, budget, results, seeds=, progress=, threads=, command=)."""
+"""Study → (module, function); each takes (out, budget, results, seeds=, progress=, threads=, command=);
+the adversarial and AWS studies also ``regime_record=`` (``--regime``)."""
 
 
 def _reproduce(args) -> int:
@@ -175,6 +176,9 @@ def _reproduce(args) -> int:
 
         module, function = STUDIES[study]
         run_study = getattr(importlib.import_module(module, __package__), function)
+        extra = {} if study == "regime" else {"regime_record": options.regime}
+        if study == "regime" and options.regime is not None:
+            raise UserError("--regime names the record the adversarial and AWS studies read; the sweep writes one")
         run_study(
             out,
             options.budget,
@@ -183,6 +187,7 @@ def _reproduce(args) -> int:
             progress=options.progress,
             threads=options.num_threads,
             command=command(args.argv),
+            **extra,
         )
     else:
         from .reproduce.dry_run import dry_run

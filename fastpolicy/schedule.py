@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from . import jsonio
 from .jsonio import PolicyFormatError
 from .policy import Policy
@@ -40,9 +42,10 @@ class PolicySchedule(jsonio.JsonFile):
         from the end, as in a list. IndexError for an empty schedule."""
         if not self.epochs:
             raise IndexError("the schedule holds no epochs")
-        if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= len(self.epochs):
-            return self.epochs[-1]
-        return self.epochs[epoch]
+        if isinstance(epoch, bool):
+            raise TypeError("an epoch is an integer, not a bool")
+        epoch = operator.index(epoch)  # NumPy integers too
+        return self.epochs[-1] if epoch >= len(self.epochs) else self.epochs[epoch]
 
     def __iter__(self):
         return iter(self.epochs)

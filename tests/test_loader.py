@@ -269,8 +269,9 @@ def test_a_schedule_is_followed_epoch_by_epoch(fmnist, tmp_path):
         )
     assert ops[0] == [[OPS["Invert"].id]] * 4
     assert ops[1] == ops[2] == ops[3] == [[OPS["Equalize"].id], [OPS["Invert"].id]] * 2
-    with pytest.raises(ValueError, match="multiple of 2"):
-        loader.set_policies(PolicySchedule([[invert, equalize], [invert]]).for_copies(0, 3))
+    with pytest.raises(ValueError, match="multiple of 3"):  # refused when set, not at the next epoch
+        loader.set_policies(PolicySchedule([[invert], [invert, equalize, invert]]))
+    assert loader.schedule is not None  # the schedule followed before is kept
     loader.set_policies(None)  # a plain policy (or none) stops following the schedule
     assert loader.schedule is None and next(iter(loader)).params is None
 

@@ -38,12 +38,14 @@ def test_the_held_out_split_is_per_class_seeded_and_disjoint():
 def test_the_fit_follows_the_images(folder32, tmp_path):
     small = fit.fit_to_data(folder32)
     assert small.images == 32 - 4 and small.batch == 4 and small.median_side in range(66, 84)
+    assert fit.fit_to_data(folder32, val_data="elsewhere").images == 32  # nothing held out of it then
+    assert fit.fit_to_data(folder32, search=True).images == 32 - 3  # AWS holds val_count (a tenth) out
     assert small.image_size == 64  # the median side (≈ 75 px) rounded down to 8, capped at 64
     big = str(tmp_path / "big")
     make_photo_tree(big, classes=4, per_class=250, size=(40, 30))
     fitted = fit.fit_to_data(big)
     assert fitted.images == 1000 - 4 * 25 and fitted.batch == 64 and fitted.image_size == 24
-    assert fitted.val_count == 90 and "preset folder" in fitted.describe(big)
+    assert fitted.val_count == 100 and "preset folder" in fitted.describe(big)
 
 
 def test_a_shard_set_is_fitted_by_its_count(photo_tree, tmp_path):
@@ -70,6 +72,10 @@ def test_a_class_folder_searches_and_trains_with_one_flag(folder32, tmp_path, ca
     assert main([*argv, "--no-progress"]) == 0
     config = yaml.safe_load((trained / "config.yaml").read_text())
     assert (config["lr"], config["image_size"], config["batch"]) == (0.01, 32, 4)
+    capsys.readouterr()
+    assert main([*argv[:-2], "--out", str(tmp_path / "subset"), "--subset", "8", "--no-progress"]) == 2
+    assert "--subset/--val-subset apply to Fashion-MNIST and CIFAR" in capsys.readouterr().err  # the user's: refused
+    assert not (tmp_path / "subset").exists()
 
 
 def test_a_presets_subsets_are_ignored_with_a_warning_on_a_folder(folder32, caplog):

@@ -84,3 +84,13 @@ def test_the_smoke_sweep_writes_its_record(tmp_path):
     stamp = (tmp_path / "128x2w8" / "baseline" / "seed0" / "study.json").stat().st_mtime_ns
     assert main(["reproduce", "regime", "--budget", "smoke", "--out", str(tmp_path), "--no-progress"]) == 0
     assert (tmp_path / "128x2w8" / "baseline" / "seed0" / "study.json").stat().st_mtime_ns == stamp
+
+
+def test_a_study_reads_the_regime_record_it_is_given(tmp_path, capsys):
+    from fastpolicy.cli import main
+
+    missing = str(tmp_path / "mine" / "regime.json")
+    argv = ["reproduce", "adversarial", "--out", str(tmp_path / "runs"), "--regime", missing, "--no-progress"]
+    assert main(argv) == 2 and f"{missing}: no regime record" in capsys.readouterr().err
+    assert main(["reproduce", "regime", "--regime", missing]) == 2
+    assert "the sweep writes one" in capsys.readouterr().err

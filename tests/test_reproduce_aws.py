@@ -80,6 +80,7 @@ def test_spearman_is_taken_over_the_policies_at_or_above_identity():
         ([0.5, 0.1, 0.6, 0.5], False),  # Spearman > 0 but the last quarter is not above the first
         ([0.3, 0.1, 0.9, 0.8, 0.7, 0.6, 0.25, 0.2], False),  # the last quarter is above the first, Spearman < 0
         ([0.3, 0.3, 0.3, 0.3], False),  # flat: no trend
+        ([0.5, 0.4, 0.6, 0.45, 0.55, 0.5, 0.52, 0.48, 0.58, 0.47, 0.6, 0.51], False),  # r > 0, last > first, p 0.19
         ([0.5], False),
     ],
 )
@@ -106,7 +107,7 @@ def test_the_search_gate_needs_the_null_and_the_trend_in_every_search_seed():
     assert not aws.search_gate([])["passed"]
 
 
-def test_the_ppo_null_is_seeded_and_moves_little_on_shuffled_rewards():
+def test_the_ppo_null_is_seeded_and_each_draw_shuffles():
     from fastpolicy.reproduce import null
 
     rng = np.random.default_rng(0)
@@ -233,3 +234,27 @@ def test_smoke_study_runs_end_to_end_and_resumes_after_an_interruption(tmp_path,
     assert saved["settings"]["deviations"] and "torch" in saved["versions"]
     for suffix in ("json", "md", "png"):
         assert (tmp_path / "results" / f"aws_smoke.{suffix}").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_ppo_null_in_the_recorded_order_is_the_search_itself(tmp_path):
+    pytest.importorskip("nvidia.dali")
+    from fastpolicy.reproduce import null
+    from fastpolicy.train.aws import AWSConfig, AWSSearch
+
+    config = AWSConfig(
+        out=str(tmp_path / "search"), stage1_epochs=1, loops=4, val_count=300, train_subset=256, batch=32,
+        finetune_lr=0.05, device="cpu", progress=False,
+    )  # fmt: skip
+    search = AWSSearch(config)
+    search.run()
+    rewards = [r["reward"] for r in search.history if "advantage" in r]
+    assert np.ptp(rewards) > 0 and search.history[-1]["kl_from_uniform"] > 1e-6  # it moved: not a vacuous check
+    kept = np.load(tmp_path / "search" / "distributions.npz")["trajectories"]
+    assert kept.shape == (4, 1, 36, 36)
+    options = dict(clip=config.clip, steps=config.ppo_steps, max_kl=config.max_kl, lr=search.agent_lr,
+                   betas=config.agent_betas, baseline_weight=config.baseline_weight)  # fmt: skip
+    replayed = null.ppo_null(kept, rewards, seed=0, draws=1, shuffle=False, **options)
+    assert replayed[0] == pytest.approx(search.history[-1]["kl_from_uniform"], rel=1e-9)
+    shuffled = null.ppo_null(kept, rewards, seed=0, draws=3, **options)
+    assert len(shuffled) == 3 and any(k != pytest.approx(replayed[0]) for k in shuffled)

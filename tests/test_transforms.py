@@ -175,6 +175,7 @@ def test_a_schedule_past_its_end_and_an_empty_one(tmp_path):
     schedule = PolicySchedule([[Policy([[("Invert", 0)]])], [Policy([[("Equalize", 0)]])]])
     assert schedule[2] == schedule[7] == schedule[1] and schedule[-2] == schedule[0]
     assert list(schedule) == schedule.epochs  # iteration ends (it does not follow the clamp)
+    assert schedule[np.int64(5)] == schedule[1]  # a NumPy epoch too
     assert schedule.for_copies(9, 4) == [schedule[1][0]] * 4
     with pytest.raises(ValueError, match="multiple of 2"):
         PolicySchedule([[Policy([[("Invert", 0)]])] * 2]).for_copies(0, 3)

@@ -138,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gpu = torch.cuda.is_available()
     parser = _Parser(prog="fastpolicy bench", description=__doc__, formatter_class=_HelpFormatter)
-    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if gpu else "cpu")
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), help="what to measure")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if gpu else "cpu", help="where to run")
     parser.add_argument("--tree", default=None, help="an ImageNet-layout folder to read (default: generate one)")
     parser.add_argument(
         "--images", type=positive_int, default=1024 if gpu else 256, help="images in the generated tree"

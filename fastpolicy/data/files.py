@@ -42,7 +42,6 @@ _SIGNATURES = (
 SKIP_HINT = "pass --on-bad skip (on_bad='skip' in Python)"
 """How to drop bad files, in both spellings: a run's flag, the loader's argument. ``on_bad='skip'``
 decodes every file once (:class:`~fastpolicy.loader.dataset.FileDataset`), whatever ``verify`` says."""
-"""How every bad-file error says to drop bad files instead: the flag first, then the keyword."""
 
 
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -264,7 +263,7 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
     classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not classes:
         raise ValueError(f"{display_path(root)!r} has no class sub-folders (expected root/<class>/<image>)")
-    if {"train", "val"} <= set(classes):
+    if set(classes) <= {"train", "val", "test"} and set(classes) & {"train", "val"}:
         # a dataset root, not a split: its splits would be read as two classes
         raise ValueError(
             f"{display_path(root)!r} holds train/ and val/: it is a dataset root, not a folder of classes; "

@@ -163,7 +163,8 @@ class PolicyDALILoader:
         if isinstance(policies, (str, os.PathLike)):
             policies = resolve(os.fspath(policies))
         if isinstance(policies, PolicySchedule):
-            policies.for_copies(0, self.M)  # refused now, not at the next epoch, if M does not fit
+            for epoch in range(len(policies)):  # refused now, not at a later epoch, if M does not fit one
+                policies.for_copies(epoch, self.M)
             self.schedule = policies
             return self.policy_set.set(policies.for_copies(self.epoch, self.M))
         self.schedule = None

@@ -102,8 +102,8 @@ class PolicySet:
             policies = resolve(os.fspath(policies))
             if not is_sampler(policies):
                 raise ValueError(
-                    "a policy schedule holds one set of policies per epoch: pass "
-                    "schedule[epoch] to set_policies at each epoch's start"
+                    "a policy schedule holds one set of policies per epoch: the loader's set_policies follows "
+                    "one epoch by epoch (PolicySet takes one epoch's policies: schedule.for_copies(epoch, M))"
                 )
         if policies is None:
             samplers = None

@@ -294,6 +294,12 @@ def run_search(out: str, spec: dict, search_seed: int, progress: bool, threads: 
     history = search.history
     config = search.config
     updated = [r for r in history if "advantage" in r]  # the loops that fed PPO, in order
+    if len(search.trajectories) != len(updated) or len({t.shape for t in search.trajectories}) > 1:
+        raise ValueError(
+            f"{folder}: the search kept {len(search.trajectories)} trajectories for {len(updated)} updating loops "
+            "(resumed from a checkpoint written before trajectories were kept, or candidates per loop changed); "
+            "its shuffled-reward null cannot be replayed: remove the folder and run the search again"
+        )
     started = time.time()
     null_kl = null.ppo_null(
         np.stack(search.trajectories),
@@ -395,29 +401,39 @@ def analyse_proxy(keys: list[str], full: np.ndarray, proxies: dict[str, np.ndarr
     return out
 
 
+RISING_P = 0.05
+"""The one-sided p-value Spearman's r of reward against loop must stay below (pre-registered)."""
+
+
 def rising(rewards) -> dict:
-    """Whether a search's rewards (float [T], by loop) rise: Spearman's r of reward against loop > 0
-    AND the mean of the last quarter of the loops > the mean of the first quarter (pre-registered).
-    Returns ``{"spearman", "first_quarter", "last_quarter", "rising"}``."""
+    """Whether a search's rewards (float [T], by loop) rise: Spearman's r of reward against loop is
+    positive with a one-sided p < :data:`RISING_P` (SciPy's ``spearmanr``; a trend, not noise) AND
+    the mean of the last quarter of the loops > the mean of the first quarter (pre-registered).
+    Returns ``{"spearman", "p_one_sided", "first_quarter", "last_quarter", "rising"}``."""
+    from scipy import stats as scipy_stats
+
     r = np.asarray(rewards, dtype=np.float64)
     r = r[np.isfinite(r)]
-    if len(r) < 2:
-        return {"spearman": float("nan"), "first_quarter": float("nan"), "last_quarter": float("nan"), "rising": False}
+    nan = float("nan")
+    if len(r) < 3 or np.ptp(r) == 0:
+        return {"spearman": nan, "p_one_sided": nan, "first_quarter": nan, "last_quarter": nan, "rising": False}
     quarter = max(1, round(len(r) / 4))
     rho = stats.spearman(np.arange(len(r)), r)
+    p = float(scipy_stats.spearmanr(np.arange(len(r)), r, alternative="greater").pvalue)
     first, last = float(r[:quarter].mean()), float(r[-quarter:].mean())
     return {
         "spearman": rho,
+        "p_one_sided": p,
         "first_quarter": first,
         "last_quarter": last,
-        "rising": bool(np.isfinite(rho) and rho > 0 and last > first),
+        "rising": bool(np.isfinite(rho) and rho > 0 and p < RISING_P and last > first),
     }
 
 
 SEARCH_GATE = (
     "the search learned: in every search seed, the final KL from uniform exceeds the 95th percentile of the "
-    "shuffled-reward null and the rewards rise (Spearman's r over the loops > 0 and the last quarter's mean "
-    "above the first quarter's)"
+    "shuffled-reward null and the rewards rise (Spearman's r over the loops > 0 with one-sided p < 0.05, and the "
+    "last quarter's mean above the first quarter's)"
 )
 """The pre-registered gate of the search part (:func:`search_gate`)."""
 
@@ -539,7 +555,8 @@ def table(record: dict) -> str:
         t = p["reward_trend"]
         lines.append(
             f"| {p['seed']} | {run['loops']} | {p['kl_from_uniform']:.3f} | {p['null_p95']:.3f} ({p['null_draws']}) | "
-            f"{'yes' if p['above_null'] else 'no'} | {t['spearman']:+.2f} | {t['first_quarter']:.4f} → "
+            f"{'yes' if p['above_null'] else 'no'} | {t['spearman']:+.2f} (p {t['p_one_sided']:.3f}) | "
+            f"{t['first_quarter']:.4f} → "
             f"{t['last_quarter']:.4f} | {'yes' if p['learned'] else 'no'} |"
         )
     lines += [

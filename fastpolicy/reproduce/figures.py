@@ -56,7 +56,8 @@ def headline(results: str = RESULTS) -> str:
                     if failed
                     else ""
                 )
-                + f"; every policy arm at magnitude scale {regime['magnitude_scale']:g}."
+                + f"; the adversarial study's policy arms run at magnitude scale {regime['magnitude_scale']:g} "
+                "(the better TrivialAugmentWide arm's)."
             )
     adversarial = _load(results, "adversarial.json")
     if adversarial is not None:

@@ -80,11 +80,14 @@ def ppo_null(
     parameterization: str = "factorized",
     seed: int = 0,
     draws: int = NULL_DRAWS,
+    shuffle: bool = True,
 ) -> list[float]:
     """KL from uniform (nats) after replaying AWS's PPO over the recorded loops — ``frequencies``
     (float [T, K, E, E]: each loop's K trajectories) and ``rewards`` (float [T]: each loop's mean
     reward; every trajectory of a loop gets it) — with the rewards permuted across the loops; one
-    value per draw. The learner, its optimizer and the EMA baseline are built as the search builds them."""
+    value per draw. The learner, its optimizer and the EMA baseline are built as the search builds them;
+    ``shuffle=False`` replays the recorded order, which reproduces the search's own final KL for K = 1
+    (tested: the null differs from the search by the order of its rewards alone)."""
     from ..search import aws_agent
 
     frequencies = np.asarray(frequencies, dtype=np.float64)
@@ -93,7 +96,9 @@ def ppo_null(
         raise ValueError(f"need frequencies [T, K, E, E] and rewards [T], got {frequencies.shape} and {rewards.shape}")
     kls = []
     for draw in range(draws):
-        order = np.random.default_rng([seed, draw, 36]).permutation(len(rewards))
+        order = (
+            np.random.default_rng([seed, draw, 36]).permutation(len(rewards)) if shuffle else np.arange(len(rewards))
+        )
         policy = aws_agent.PairPolicy(frequencies.shape[-1], parameterization)
         optimizer = aws_agent.make_optimizer(policy, lr, betas)
         baseline = aws_agent.EMABaseline(baseline_weight)

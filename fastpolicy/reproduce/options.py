@@ -29,9 +29,15 @@ class StudyOptions:
 
 @dataclass
 class SeededStudyOptions(StudyOptions):
-    """A study on paired seeds (``adversarial``, ``aws``)."""
+    """A study on paired seeds (``regime``, ``adversarial``, ``aws``)."""
 
     seeds: int | None = setting(None, "seeds per arm", type=positive_int, shown="the budget's")
+    regime: str | None = setting(
+        None,
+        "the regime sweep's record a full adversarial or AWS study reads its cell from (a sweep of your own: "
+        "its regime.json)",
+        shown="benchmarks/results/reproduce/regime.json",
+    )
 
 
 @dataclass

@@ -50,6 +50,9 @@ def git_state() -> dict:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or os.path.realpath(top) != os.path.realpath(root):  # an installed package inside another repo
+        return {"commit": None, "clean": None}
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "clean": None}

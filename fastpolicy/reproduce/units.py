@@ -60,7 +60,13 @@ def commits(rows) -> list[dict]:
 
 def describe_commits(stamps: list[dict]) -> str:
     """``"0324059a1b, 5e6f… (tree not clean)"``: :func:`commits`' stamps for a table."""
-    return ", ".join(f"{str(s['commit'])[:10]}{'' if s['clean'] else ' (tree not clean)'}" for s in stamps) or "none"
+
+    def one(stamp: dict) -> str:
+        if stamp.get("commit") is None:
+            return "unknown (not a git checkout)"
+        return f"{stamp['commit'][:10]}{'' if stamp.get('clean') else ' (tree not clean)'}"
+
+    return ", ".join(one(s) for s in stamps) or "none"
 
 
 __all__ = ["ROW", "commits", "describe_commits", "finished_row", "save_row", "train_error"]

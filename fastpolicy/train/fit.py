@@ -8,7 +8,6 @@ only when named (``--preset imagenet_resnet50``).
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -81,28 +80,37 @@ def median_side(paths: list[str], sample: int = SIDE_SAMPLE) -> int | None:
     return int(np.median(sides)) if sides else None
 
 
-def fit_to_data(data: str) -> Fitted:
+def fit_to_data(data: str, search: bool = False, val_data: str | None = None) -> Fitted:
     """Batch, image size and AWS's held-out count for the training images of ``data`` (a folder of
     class folders, ``train/`` + ``val/``, or shards): the batch is the largest power of two ≤ 64
-    that leaves four batches an epoch; the image size the median side, rounded down to a multiple
-    of 8 within [:data:`MIN_SIDE`, :data:`MAX_SIDE`] (64 for shards, whose sizes are not read)."""
+    that leaves four batches an epoch of the images that train; the image size the median side,
+    rounded down to a multiple of 8 within [:data:`MIN_SIDE`, :data:`MAX_SIDE`] (64 for shards, whose
+    sizes are not read). What trains: a search (``search``: AWS) holds ``val_count`` (a tenth, at
+    most 512) of the training images out; a folder of classes without ``val_data`` its
+    :func:`held_out` share; otherwise all of them."""
+    from .data import is_class_folder
+
     files = _training_files(data)
     if files is None:
         from ..loader import ShardDataset
         from .data import _train_part
 
-        count, side = len(ShardDataset.open(_train_part(data))), None
+        images, side = len(ShardDataset.open(_train_part(data))), None
     else:
-        count = len(files.files)
-        if os.path.isdir(os.path.join(data, "train")) is False:  # a folder of classes: its validation share leaves
-            count -= held_out_count(np.asarray(files.labels))
-        side = median_side(list(files.files))
+        images, side = len(files.files), median_side(list(files.files))
+    val_count = max(1, min(512, images // 10))
+    if search:
+        training = images - val_count
+    elif files is not None and val_data is None and is_class_folder(data):
+        training = images - held_out_count(np.asarray(files.labels))
+    else:
+        training = images
     preset = get_preset(FOLDER_PRESET)
     batch = 1
-    while batch * 2 <= min(preset.batch, max(1, count // 4)):
+    while batch * 2 <= min(preset.batch, max(1, training // 4)):
         batch *= 2
     size = preset.image_size if side is None else int(np.clip(side // 8 * 8, MIN_SIDE, MAX_SIDE))
-    return Fitted(count, side, batch, size, max(1, min(512, count // 10)))
+    return Fitted(training, side, batch, size, val_count)
 
 
 def held_out_count(labels: np.ndarray) -> int:

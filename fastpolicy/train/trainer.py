@@ -237,6 +237,14 @@ def run_loaders(run: Run, preset: Preset, augment: dict):
     """The train and validation loaders of a run over ``config.data`` (:func:`~.data.build_loaders`
     with the preset's M, size and subsets, this rank's batch and shard)."""
     config, options = run.config, run.loader_options(preset)
+    if (config.train_subset is not None or config.val_subset is not None) and config.data is not None:
+        from .data import array_dataset
+
+        if array_dataset(config.data) is None:  # a preset's subsets are ignored with a warning; the user's refused
+            raise ValueError(
+                f"--subset/--val-subset apply to Fashion-MNIST and CIFAR; {config.data} is a folder or shards: "
+                "pass a smaller folder or fewer shards"
+            )
     loaders = build_loaders(
         config.data,
         options["batch"],
