@@ -73,10 +73,18 @@ def headline(results: str = RESULTS) -> str:
         )
     aws = _load(results, "aws.json")
     if aws is not None:
+        g, search = aws["gate"], aws["search"]
+        every = aws["proxy"]["correlations"]["uniform"]["all"]["spearman"]
+        versus = [d for name, d in search["differences"].items() if name.endswith("-trivialaugment_wide")]
         lines.append(
-            f"- **AWS** ({aws['date'][:10]}): gate **{'passed' if aws['gate']['passed'] else 'failed'}**, search gate "
-            f"**{'passed' if aws['search']['gate']['passed'] else 'failed'}**; proxy: {aws['verdicts']['proxy']}; "
-            f"search: {aws['verdicts']['search']}."
+            f"- **AWS** ({aws['date'][:10]}, {len(aws['policies'])} policies × "
+            f"{len(aws['policies'][0]['full_by_seed'])} paired seeds): gate **{'passed' if g['passed'] else 'failed'}** (best {g['best_policy']} "
+            f"{g['best_accuracy']:.4f} against identity's {g['identity_accuracy']:.4f}); the proxy's Spearman over "
+            f"all policies {every['r']:.2f} [{every['ci95'][0]:.2f}, {every['ci95'][1]:.2f}]; proxy verdict: "
+            f"{aws['verdicts']['proxy']}. Search gate **{'passed' if search['gate']['passed'] else 'failed'}** "
+            f"({aws['verdicts']['search']}); its found policies − TrivialAugmentWide: "
+            + ", ".join(f"{d['mean']:+.2f} [{d['t_ci95'][0]:+.2f}, {d['t_ci95'][1]:+.2f}]" for d in versus)
+            + " points of test accuracy."
         )
     return "\n".join(lines)
 
