@@ -78,7 +78,8 @@ def headline(results: str = RESULTS) -> str:
         versus = [d for name, d in search["differences"].items() if name.endswith("-trivialaugment_wide")]
         lines.append(
             f"- **AWS** ({aws['date'][:10]}, {len(aws['policies'])} policies × "
-            f"{len(aws['policies'][0]['full_by_seed'])} paired seeds): gate **{'passed' if g['passed'] else 'failed'}** (best {g['best_policy']} "
+            f"{len(aws['policies'][0]['full_by_seed'])} paired seeds): gate "
+            f"**{'passed' if g['passed'] else 'failed'}** (best {g['best_policy']} "
             f"{g['best_accuracy']:.4f} against identity's {g['identity_accuracy']:.4f}); the proxy's Spearman over "
             f"all policies {every['r']:.2f} [{every['ci95'][0]:.2f}, {every['ci95'][1]:.2f}]; proxy verdict: "
             f"{aws['verdicts']['proxy']}. Search gate **{'passed' if search['gate']['passed'] else 'failed'}** "
