@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from fastpolicy.data.photo_tree import make_photo_tree
-from fastpolicy.train import fit
+from fastpolicy.train import data, fit
 
 pytest.importorskip("nvidia.dali")
 
@@ -27,11 +27,11 @@ def folder32(tmp_path_factory) -> str:
 
 def test_the_held_out_split_is_per_class_seeded_and_disjoint():
     labels = np.repeat(np.arange(3), [10, 2, 1])  # a class of one stays in training
-    train, val = fit.held_out(labels, seed=0)
+    train, val = data.held_out(labels, seed=0)
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(13)) and not set(train) & set(val)
     assert np.bincount(labels[val], minlength=3).tolist() == [1, 1, 0]
-    assert fit.held_out_count(labels) == 2
-    again, other = fit.held_out(labels, seed=0), fit.held_out(labels, seed=1)
+    assert data.held_out_count(labels) == 2
+    again, other = data.held_out(labels, seed=0), data.held_out(labels, seed=1)
     assert np.array_equal(again[1], val) and not np.array_equal(other[1], val)
 
 

@@ -240,6 +240,34 @@ def _val_part(data, val_data):
     return val_dir
 
 
+VAL_FRACTION = 0.1
+"""The share of each class held out for validation when a folder of classes has no ``val/``."""
+
+
+def held_out_count(labels: np.ndarray) -> int:
+    """Images :func:`held_out` takes from ``labels`` (int [n])."""
+    return sum(_per_class(int((labels == c).sum())) for c in np.unique(labels))
+
+
+def _per_class(members: int) -> int:
+    """Held out of a class of ``members`` images: :data:`VAL_FRACTION` of them, rounded, at least
+    one when the class has two or more (a class of one stays in training)."""
+    return 0 if members < 2 else max(1, round(VAL_FRACTION * members))
+
+
+def held_out(labels, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, val)``: sorted int64 indices into ``labels`` (int [n]); each class gives
+    :func:`_per_class` images to ``val``, drawn by a permutation seeded by ``seed``."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 23])
+    val = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        val.append(rng.permutation(members)[: _per_class(len(members))])
+    chosen = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), chosen), chosen
+
+
 def balanced_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     """int64[count], sorted: ``count`` indices with every class equally represented (the
     first ``count mod classes`` classes get one more), drawn by a permutation seeded by ``seed``."""
@@ -327,8 +355,6 @@ def build_loaders(
         )
     assert data is not None  # the in-memory datasets returned above
     if is_class_folder(data) and val_data is None:
-        from .fit import VAL_FRACTION, held_out
-
         files = scan_folder(data, on_bad=(checks or {}).get("on_bad", "raise"))
         train_rows, val_rows = held_out(files.labels, seed)
         if not len(val_rows) or not len(train_rows):
@@ -456,4 +482,14 @@ def build_search_loaders(
     )
 
 
-__all__ = ["balanced_subset", "build_loaders", "build_search_loaders", "is_class_folder", "is_shards", "split_indices"]
+__all__ = [
+    "VAL_FRACTION",
+    "balanced_subset",
+    "build_loaders",
+    "build_search_loaders",
+    "held_out",
+    "held_out_count",
+    "is_class_folder",
+    "is_shards",
+    "split_indices",
+]

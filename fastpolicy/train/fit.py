@@ -23,8 +23,6 @@ to a multiple of 8, capped here (a CPU-sized model)."""
 MIN_SIDE = 16
 SIDE_SAMPLE = 64
 """Images whose sizes are read (their headers only) to take the median side."""
-VAL_FRACTION = 0.1
-"""The share of each class held out for validation when a folder of classes has no ``val/``."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +85,8 @@ def fit_to_data(data: str, search: bool = False, val_data: str | None = None) ->
     rounded down to a multiple of 8 within [:data:`MIN_SIDE`, :data:`MAX_SIDE`] (64 for shards, whose
     sizes are not read). What trains: a search (``search``: AWS) holds ``val_count`` (a tenth, at
     most 512) of the training images out; a folder of classes without ``val_data`` its
-    :func:`held_out` share; otherwise all of them."""
-    from .data import is_class_folder
+    :func:`~.data.held_out` share; otherwise all of them."""
+    from .data import held_out_count, is_class_folder
 
     files = _training_files(data)
     if files is None:
@@ -113,37 +111,4 @@ def fit_to_data(data: str, search: bool = False, val_data: str | None = None) ->
     return Fitted(training, side, batch, size, val_count)
 
 
-def held_out_count(labels: np.ndarray) -> int:
-    """Images :func:`held_out` takes from ``labels`` (int [n])."""
-    return sum(_per_class(int((labels == c).sum())) for c in np.unique(labels))
-
-
-def _per_class(members: int) -> int:
-    """Held out of a class of ``members`` images: :data:`VAL_FRACTION` of them, rounded, at least
-    one when the class has two or more (a class of one stays in training)."""
-    return 0 if members < 2 else max(1, round(VAL_FRACTION * members))
-
-
-def held_out(labels, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, val)``: sorted int64 indices into ``labels`` (int [n]); each class gives
-    :func:`_per_class` images to ``val``, drawn by a permutation seeded by ``seed``."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng([seed, 23])
-    val = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        val.append(rng.permutation(members)[: _per_class(len(members))])
-    chosen = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
-    return np.setdiff1d(np.arange(len(labels)), chosen), chosen
-
-
-__all__ = [
-    "FOLDER_PRESET",
-    "MAX_SIDE",
-    "VAL_FRACTION",
-    "Fitted",
-    "fit_to_data",
-    "held_out",
-    "held_out_count",
-    "median_side",
-]
+__all__ = ["FOLDER_PRESET", "MAX_SIDE", "MIN_SIDE", "Fitted", "fit_to_data", "median_side"]
