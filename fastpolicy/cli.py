@@ -24,6 +24,7 @@ import os
 import sys
 import traceback
 
+from . import native_log
 from .errors import UserError
 from .log import get as get_logger
 
@@ -64,7 +65,13 @@ def _options(args, options_class, **values):
 
 
 def _run(args) -> int:
-    """A search or a training: its config from the flags, then ``Run(config).run()``."""
+    """A search or a training: its config from the flags, then ``Run(config).run()``; DALI's native
+    log lines become the project's messages meanwhile (:mod:`.native_log`)."""
+    with native_log.captured():
+        return _run_captured(args)
+
+
+def _run_captured(args) -> int:
     from .config import write_config
     from .train import distributed
     from .train.data import is_shards
@@ -386,8 +393,9 @@ def _interrupted_while_starting(signum, frame) -> None:
     an import (torch swallows one in its NumPy import, leaving NumPy half-built) or inside a C++
     callback (which aborts the process) would not end in one line. So: the line, exit 130, now."""
     parsed = _STARTING["parsed"]
-    sys.stderr.write(f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}\n")
-    sys.stderr.flush()
+    os.write(
+        native_log.real_stderr_fd(), f"fastpolicy: interrupted{_resume_hint(parsed[-1]) if parsed else ''}\n".encode()
+    )
     os._exit(130)
 
 

@@ -261,6 +261,9 @@ def describe(folder: str) -> list[str]:
                     f"controller KL from its start {_fmt(None if kl is None else max(kl, 0.0))} nats, "
                     f"entropy {_fmt(_float(last, 'controller_entropy'))}"
                 )
+                found = summary.get("controller_null") if isinstance(summary, dict) else None
+                if isinstance(found, dict):
+                    lines.append(_null_line(found, problems))
             rewards = []  # (the policy's loss, its index), hardest first; NaN (no reward) left out
             for key in last:
                 index = key.split("/", 1)[1] if isinstance(key, str) and key.startswith("reward/") else ""
@@ -289,6 +292,24 @@ def describe(folder: str) -> list[str]:
     )
     lines += [f"warning   {problem}" for problem in dict.fromkeys(problems)]
     return lines
+
+
+def _null_line(found: dict, problems: list[str]) -> str:
+    """``against noise …``: the run's KL beside its shuffled-reward null (``summary.json``'s
+    ``controller_null``)."""
+    p95, draws, above = found.get("null_p95"), found.get("null_kl"), found.get("above_null")
+    if not isinstance(p95, (int, float)) or not isinstance(draws, list) or not isinstance(above, bool):
+        problems.append("summary.json: controller_null is not a null (null_p95, null_kl, above_null)")
+        return "against noise unreadable"
+    verdict = (
+        "moved further than shuffled rewards move it: it learned from its rewards"
+        if above
+        else "no further than shuffled rewards move it: not shown to learn"
+    )
+    return (
+        f"against noise {verdict} (shuffled-reward null over {len(draws)} replays: "
+        f"95th percentile {_fmt(float(p95))} nats)"
+    )
 
 
 def write(lines: list[str], stream=None) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from fastpolicy import PolicySchedule
 from fastpolicy.loader.loader import Batch
+from fastpolicy.search import null
 from fastpolicy.train import loop
 from fastpolicy.train.adversarial import AdversarialConfig, AdversarialSearch
 from fastpolicy.train.checkpoint import CheckpointError
@@ -21,7 +22,9 @@ pytest.importorskip("nvidia.dali")
 
 
 def _config(out, **changes) -> AdversarialConfig:
-    settings = dict(out=str(out), epochs=2, train_subset=192, val_subset=96, batch=32, M=3, progress=False)
+    settings = dict(
+        out=str(out), epochs=2, train_subset=192, val_subset=96, batch=32, M=3, progress=False, controller_window=0
+    )
     return AdversarialConfig(**(settings | changes))
 
 
@@ -139,7 +142,7 @@ def test_cli_runs_the_default_search(tmp_path):
 
 
 def test_controller_window_updates_within_the_epoch_and_credits_the_right_policies(tmp_path):
-    search = AdversarialSearch(_config(tmp_path, epochs=2, controller_window=3))
+    search = AdversarialSearch(_config(tmp_path, epochs=2, controller_window=3, probe_every=1))
     seen = []
     real = search._update_controller
 
@@ -164,6 +167,11 @@ def test_controller_window_updates_within_the_epoch_and_credits_the_right_polici
         assert sum(entry["ops"]) == pytest.approx(1) and sum(entry["bins"]) == pytest.approx(1)
         assert len(entry["ops"]) == search.controller.n_ops and np.isfinite(entry["kl_from_start"])
     assert any(np.isfinite(e["split_half_r"]) for e in log)  # windows of ≥ 2 batches with distinct rewards
+    # schedule.json stays per epoch (each epoch's last window), windows.json holds every window
+    assert search.epoch_schedule.epochs == [search.schedule[windows - 1], search.schedule[2 * windows - 1]]
+    search.write_artefacts()
+    assert PolicySchedule.load(str(tmp_path / "schedule.json")) == search.epoch_schedule
+    assert PolicySchedule.load(str(tmp_path / "windows.json")) == search.schedule
 
 
 def test_a_frozen_controller_takes_the_same_path_and_never_moves(tmp_path):
@@ -221,3 +229,36 @@ def test_controller_kl_from_start():
     kl, error = ctl.kl_divergence(controller, start, 512, torch.Generator().manual_seed(3))
     assert kl > 3 * error > 0
     assert ctl.bin_distribution(controller, 64).sum() == pytest.approx(1)
+
+
+def test_the_default_preset_updates_every_batch_and_reports_its_shuffled_reward_null(tmp_path):
+    """The embedded default updates the controller once per batch (the paper: once per epoch, which
+    leaves three epochs' controller unmoved) and ends with its KL beside a shuffled-reward null, in
+    summary.json, the log and ``fastpolicy show``. ``--controller-window 0`` is the paper's epoch."""
+    from fastpolicy import show
+
+    assert AdversarialConfig(out="x").resolved_config().controller_window == 1
+    assert AdversarialConfig(out="x").resolved_config().probe_every == 8
+    assert AdversarialConfig(out="x", controller_window=0).resolved_preset().controller_window == 0
+    assert AdversarialConfig(out="x", preset="cifar10_wrn28_10").resolved_config().controller_window == 0
+    with pytest.raises(ValueError, match="controller_window"):
+        AdversarialConfig(out="x", controller_window=-1).resolved_preset()
+    out = tmp_path / "run"
+    config = AdversarialConfig(
+        out=str(out), epochs=1, train_subset=128, val_subset=64, batch=32, M=2, progress=False, null_draws=3
+    )
+    search = AdversarialSearch(config)
+    search.run()
+    assert len(search.update_log) == len(search.schedule) == 4 and len(search.epoch_schedule) == 1  # 128 / 32
+    found = json.loads((out / "summary.json").read_text())["controller_null"]
+    assert found["updates"] == 4 and len(found["null_kl"]) == 3
+    assert found["kl"] == search.history[-1]["controller_kl_from_start"]
+    assert found["above_null"] == bool(found["kl"] > np.percentile(found["null_kl"], 95))
+    assert found["null_kl"] == pytest.approx(
+        null.controller_null(search.controller_start, [e["rewards"] for e in search.update_log], 3.5e-4, 1e-5, 0, 3)
+    )
+    lines = show.describe(str(out))
+    assert any(line.startswith("against noise") and "3 replays" in line for line in lines), lines
+    assert AdversarialSearch.controller_null(search) is not None
+    search.config = AdversarialConfig(**{**config.__dict__, "null_draws": 0})
+    assert search.controller_null() is None

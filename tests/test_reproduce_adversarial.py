@@ -94,7 +94,7 @@ def test_kl_exactly_one_nat_passes():
 
 
 def test_the_null_must_be_exceeded_strictly():
-    from fastpolicy.reproduce import null
+    from fastpolicy.search import null
 
     drawn = list(range(21))  # its 95th percentile is 19
     assert null.percentile(drawn) == pytest.approx(19.0)

@@ -108,7 +108,7 @@ def test_the_search_gate_needs_the_null_and_the_trend_in_every_search_seed():
 
 
 def test_the_ppo_null_is_seeded_and_each_draw_shuffles():
-    from fastpolicy.reproduce import null
+    from fastpolicy.search import null
 
     rng = np.random.default_rng(0)
     e = 36
@@ -239,7 +239,7 @@ def test_smoke_study_runs_end_to_end_and_resumes_after_an_interruption(tmp_path,
 @pytest.mark.slow
 def test_the_ppo_null_in_the_recorded_order_is_the_search_itself(tmp_path):
     pytest.importorskip("nvidia.dali")
-    from fastpolicy.reproduce import null
+    from fastpolicy.search import null
     from fastpolicy.train.aws import AWSConfig, AWSSearch
 
     config = AWSConfig(

@@ -23,7 +23,7 @@ evaluated once, after the last epoch.
 if each of these holds in at least :data:`GATE` ``["seeds"]`` of the seeds (each counted on its
 own, as the earlier gate counted its two): (a) its KL divergence from its start is ≥ 1 nat at the
 end (:func:`kl_passes`), (b) that KL exceeds the 95th percentile of the shuffled-reward null
-(:func:`.null.controller_null`: the same controller fed the same rewards, shuffled across its
+(:func:`fastpolicy.search.null.controller_null`: the same controller fed the same rewards, shuffled across its
 policies), and (c) the adversarial arm's mean training loss over the last
 quarter of the epochs (:func:`last_fraction_mean`) exceeds the frozen arm's. If the gate fails,
 the verdict is "inconclusive: the gate failed (the controller did not learn)" and no comparison
@@ -53,12 +53,13 @@ import numpy as np
 
 from .. import atomic
 from ..log import get as get_logger
+from ..search import null
 from ..train.adversarial import AdversarialConfig, AdversarialSearch
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
-from . import null, regime, stats, units
 from . import record as record_
+from . import regime, stats, units
 
 log = get_logger(__name__)
 
@@ -220,7 +221,7 @@ def build_run(folder: str, arm: str, seed: int, spec: dict, progress: bool = Fal
 def run_arm(out: str, arm: str, seed: int, spec: dict, progress: bool = False, threads: int = 1) -> dict:
     """One arm and seed: its saved row if it finished before; else the run (resumed if it was
     interrupted) and its row, saved as ``<out>/<arm>/seed<seed>/study.json`` with its commit.
-    The adversarial arm's row holds its shuffled-reward null (:func:`.null.controller_null`)."""
+    The adversarial arm's row holds its shuffled-reward null (:func:`fastpolicy.search.null.controller_null`)."""
     folder = os.path.join(out, arm, f"seed{seed}")
     row = units.finished_row(folder)
     if row is not None:

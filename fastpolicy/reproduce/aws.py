@@ -25,7 +25,7 @@ each policy and seed:
 ``search_seeds`` (each loop a constant-rate fine-tuning and one PPO update; the KL of the
 distribution from uniform is logged per loop). **The search learned** (:func:`search_gate`,
 pre-registered) when, for every search seed, its final KL from uniform exceeds the 95th
-percentile of the shuffled-reward null (:func:`.null.ppo_null`: the same PPO fed the same
+percentile of the shuffled-reward null (:func:`fastpolicy.search.null.ppo_null`: the same PPO fed the same
 rewards, shuffled across the loops) **and** its rewards rise (:func:`rising`). Each found
 policy θ* is then trained from scratch against uniform, TrivialAugmentWide and identity with
 the same paired seeds (uniform's and identity's trainings are the proxy part's).
@@ -55,13 +55,14 @@ import numpy as np
 from .. import atomic
 from ..distribution import AWSDistribution
 from ..log import get as get_logger
+from ..search import null
 from ..spaces import aws
 from ..train.aws import AWSConfig, AWSSearch
 from ..train.final import FinalTraining, TrainConfig
 from ..train.plots import _pyplot
 from ..train.rundir import continue_or_restart
-from . import null, regime, stats, units
 from . import record as record_
+from . import regime, stats, units
 
 log = get_logger(__name__)
 

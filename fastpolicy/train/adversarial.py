@@ -14,6 +14,7 @@ only), ``random`` (M random policies per epoch), ``adversarial``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..log import get as get_logger
 from ..policy import Policy
 from ..schedule import PolicySchedule
 from ..search import controller as ctl
+from ..search import null
 from . import distributed, plots
 from .presets import Preset, get_preset
 from .runner import Run, refused_runs_leave_nothing
@@ -41,9 +43,11 @@ class AdversarialConfig(RunConfig):
     :class:`~.trainer.RunConfig`'s fields (``out``, ``preset``, ``data``, overrides, ``device``,
     ``seed`` …) and the controller's and the loader's settings below (each a flag).
 
-    ``controller_window``: each window's M policies are sampled at its start, rewarded with their
-    mean per-batch losses over the window, and replaced after one REINFORCE step; an epoch's last
-    window may be shorter. ``schedule.json`` then holds one entry per window, not per epoch.
+    ``controller_window`` (batches; 0: one epoch): each window's M policies are sampled at its
+    start, rewarded with their mean per-batch losses over the window, and replaced after one
+    REINFORCE step; an epoch's last window may be shorter. ``schedule.json`` always holds one entry
+    per epoch (with windows: the epoch's last window's policies, those the controller ended the
+    epoch with); ``windows.json`` then holds every window's. None (the default): the preset's.
     """
 
     mode: str = setting(
@@ -59,7 +63,10 @@ class AdversarialConfig(RunConfig):
         domain=NONNEGATIVE,
     )
     controller_window: int | None = setting(
-        None, "batches per controller update", type=positive_int, shown="one epoch, the paper's"
+        None,
+        "batches per controller update (0: one epoch, the paper's)",
+        type=nonnegative_int,
+        shown="the preset's: fashion_mnist 1, every other preset 0",
     )
     probe: int = setting(
         64,
@@ -67,17 +74,33 @@ class AdversarialConfig(RunConfig):
         "after a controller update (controller_updates.json; 0: none; about 5 ms per policy on a CPU core)",
         type=nonnegative_int,
     )
-    probe_every: int = setting(
-        1, "updates between two probes (rewards, their normalization and reliability: every update)", type=positive_int
+    probe_every: int | None = setting(
+        None,
+        "updates between two probes (rewards, their normalization and reliability: every update)",
+        type=positive_int,
+        shown="the preset's: fashion_mnist 8, every other preset 1",
+    )
+    null_draws: int = setting(
+        5,
+        "replays of the run's controller updates with each update's rewards shuffled across its M "
+        "policies, after the last epoch: how far a controller moves on noise alone (summary.json, "
+        "fastpolicy show; 0: none)",
+        type=nonnegative_int,
     )
 
     def resolved_preset(self) -> Preset:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.controller_window is not None and self.controller_window < 1:
-            raise ValueError(f"controller_window must be a positive number of batches, got {self.controller_window}")
-        preset = self.base_preset()
+        if self.controller_window is not None and self.controller_window < 0:
+            raise ValueError(f"controller_window must be a number of batches ≥ 0, got {self.controller_window}")
+        preset = self.base_preset().with_(controller_window=self.controller_window, probe_every=self.probe_every)
         return preset.with_(M=1) if self.mode == "baseline" else preset
+
+    def resolved_config(self) -> AdversarialConfig:
+        preset = self.resolved_preset()
+        return dataclasses.replace(
+            super().resolved_config(), controller_window=preset.controller_window, probe_every=preset.probe_every
+        )
 
 
 class AdversarialSearch(EpochTrainer):
@@ -104,10 +127,13 @@ class AdversarialSearch(EpochTrainer):
         self.controller_optimizer = ctl.make_optimizer(self.controller, config.controller_lr)
         self.generator = torch.Generator().manual_seed(config.seed + 7919)
         self.rng = np.random.default_rng([config.seed, 2])
-        self.schedule = PolicySchedule()
+        self.window = preset.controller_window or None  # batches per controller update; None: one epoch
+        self.schedule = PolicySchedule()  # one entry per window (per epoch without windows)
+        self.epoch_schedule = PolicySchedule()  # one entry per epoch: its last window's policies
         self._window: dict = {"actions": None}
         self._window_updates: list[dict] = []
         self.update_log: list[dict] = []  # one entry per controller update (controller_updates.json)
+        self._finished: dict = {}  # what the run's end computed once (its controller null)
         self.restore_or_start()
 
     # -- one epoch ----------------------------------------------------------------------
@@ -168,7 +194,7 @@ class AdversarialSearch(EpochTrainer):
             a, b = halves
             if np.ptp(a) > 0 and np.ptp(b) > 0:
                 entry["split_half_r"] = float(np.corrcoef(a, b)[0, 1])
-        if self.config.probe and entry["update"] % self.config.probe_every == 0:
+        if self.config.probe and entry["update"] % self.preset.probe_every == 0:
             probe = torch.Generator().manual_seed(self.config.seed * 1000003 + len(self.update_log))
             entry["kl_from_start"], _ = ctl.kl_divergence(
                 self.controller, self.controller_start, self.config.probe, probe
@@ -199,9 +225,9 @@ class AdversarialSearch(EpochTrainer):
             window["halves"] = window["halves"] + torch.where(taken, halves, 0.0).double()
         window["taken"] = window["taken"] + taken.double()
         window["batches"] += 1
-        if self.config.controller_window is None:
+        if self.window is None:
             return
-        if window["batches"] < self.config.controller_window or batch.step + 1 >= len(self.train_loader):
+        if window["batches"] < self.window or batch.step + 1 >= len(self.train_loader):
             return  # the epoch's last window is rewarded by finish_epoch
         rewards, half_rewards = self._window_rewards(window)  # one synchronization per window
         if np.all(np.isfinite(rewards)):
@@ -218,9 +244,9 @@ class AdversarialSearch(EpochTrainer):
         rewards, halves = train["policy_loss"], None
         if actions is not None:
             window_rewards, halves = self._window_rewards(window)
-            if self.config.controller_window is not None:
+            if self.window is not None:
                 rewards = window_rewards.tolist()
-        finite = all(np.isfinite(rewards)) and (self.config.controller_window is None or window["batches"] > 0)
+        finite = all(np.isfinite(rewards)) and (self.window is None or window["batches"] > 0)
         updates, self._window_updates = self._window_updates, []
         if actions is not None and finite and train["skipped"] < len(self.train_loader):
             # the rewards are global (summed over ranks); rank 0's updated controller is everyone's
@@ -243,6 +269,8 @@ class AdversarialSearch(EpochTrainer):
                 "controller_mean_bin": float(bins @ np.arange(len(bins))),
             }
         row["reward"] = train["policy_loss"]
+        if self.config.mode in ("adversarial", "random"):
+            self.epoch_schedule.append(self.schedule[-1])  # the epoch's last window's policies
 
     def describe(self, row: dict) -> str:
         return super().describe(row) + (
@@ -252,7 +280,7 @@ class AdversarialSearch(EpochTrainer):
     def run(self, on_epoch_end=None) -> dict:
         """Train to the preset's last epoch; writes the artefacts; returns the last row.
         ``on_epoch_end(search, row)`` is called after each epoch's checkpoint."""
-        M, window = self.preset.M, self.config.controller_window
+        M, window = self.preset.M, self.window
         what = {
             "baseline": "standard augmentation only, one copy per image",
             "fixed": f"{M} copies per image, standard augmentation only",
@@ -265,16 +293,59 @@ class AdversarialSearch(EpochTrainer):
             f"{self.preset.epochs} epoch(s), {distributed.world_size()} process(es) → {self.config.out}"
         )
         row = super().run(on_epoch_end)
+        found = self._finished.get("null")
+        if found is not None:
+            self.runner.info(
+                f"fastpolicy: the controller moved {max(found['kl'], 0.0):.3g} nats from its start in "
+                f"{found['updates']} updates; with shuffled rewards ({len(found['null_kl'])} replays) "
+                f"{found['null_p95']:.3g} nats at the 95th percentile: "
+                + ("it learned from its rewards" if found["above_null"] else "within what noise alone moves it")
+            )
         self.runner.info(f"fastpolicy: wrote {self.config.out}")
         return row
 
     # -- artefacts and checkpoints -------------------------------------------------------
 
+    def controller_null(self) -> dict | None:
+        """How far the controller moved against noise: its KL from its start after the last epoch
+        beside :func:`fastpolicy.search.null.controller_null` — the same start replaying this run's
+        updates with each update's rewards shuffled across its M policies (``null_draws`` draws,
+        512 policies each, nats). ``{"kl", "null_kl", "null_p95", "above_null", "updates"}``; None
+        in another mode, without finite updates or with ``null_draws`` 0. Seconds per draw: about
+        10 ms per update on a CPU core."""
+        rewards = [e["rewards"] for e in self.update_log if np.all(np.isfinite(e["rewards"]))]
+        if self.config.mode != "adversarial" or not self.config.null_draws or not rewards or not self.history:
+            return None
+        kl = self.history[-1].get("controller_kl_from_start", float("nan"))
+        drawn = null.controller_null(
+            self.controller_start,
+            rewards,
+            self.config.controller_lr,
+            self.config.entropy_weight,
+            self.config.seed,
+            draws=self.config.null_draws,
+        )
+        return {
+            "kl": kl,
+            "null_kl": drawn,
+            "null_p95": null.percentile(drawn),
+            "above_null": null.exceeds_null(kl, drawn),
+            "updates": len(rewards),
+        }
+
+    def summary(self) -> dict:
+        if distributed.is_main() and "null" not in self._finished:
+            self._finished["null"] = self.controller_null()  # once: the run's end
+        found = self._finished.get("null")
+        return super().summary() | ({"controller_null": found} if found is not None else {})
+
     def write_artefacts(self) -> None:
-        if len(self.schedule) and distributed.is_main():
-            self.schedule.save(self.path("schedule.json"))
+        if len(self.epoch_schedule) and distributed.is_main():
+            self.epoch_schedule.save(self.path("schedule.json"))
+            if self.window is not None:
+                self.schedule.save(self.path("windows.json"))
             atomic.write_json(self.path("controller_updates.json"), {"updates": self.update_log})
-            plots.plot_schedule(self.schedule, self.path("op_distribution.png"))
+            plots.plot_schedule(self.epoch_schedule, self.path("op_distribution.png"))
         super().write_artefacts()
 
     def extra_state(self) -> dict:
@@ -285,6 +356,7 @@ class AdversarialSearch(EpochTrainer):
             "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state,
             "schedule": self.schedule.to_dict(),
+            "epoch_schedule": self.epoch_schedule.to_dict(),
             "update_log": self.update_log,
         }
 
@@ -294,5 +366,15 @@ class AdversarialSearch(EpochTrainer):
         self.controller_optimizer.load_state_dict(state["controller_optimizer"])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
-        self.schedule = PolicySchedule.from_dict(state["schedule"], self.checkpoint_path)
+        self.schedule = _schedule(state["schedule"], self.checkpoint_path)
+        # a checkpoint from before epoch_schedule was kept: its schedule was per epoch unless windowed
+        if "epoch_schedule" in state:
+            self.epoch_schedule = _schedule(state["epoch_schedule"], self.checkpoint_path)
+        else:
+            self.epoch_schedule = copy.deepcopy(self.schedule) if self.window is None else PolicySchedule()
         self.update_log = list(state.get("update_log", []))
+
+
+def _schedule(data: dict, source: str) -> PolicySchedule:
+    """A checkpoint's schedule; an empty one (a baseline or fixed run) as an empty schedule."""
+    return PolicySchedule.from_dict(data, source) if data.get("epochs") else PolicySchedule()

@@ -5,7 +5,9 @@
 ``"step"`` (× ``gamma`` at ``milestones``). ``width``: the small CNN's width (channels of its
 first convolution; None: the model's own, 32); other models have a fixed width. ``cutout``:
 side in pixels of a Cutout square applied to every copy after its policy (AutoAugment's standard
-CIFAR pipeline: 16; 0: none).
+CIFAR pipeline: 16; 0: none). ``controller_window``: batches per controller update of an
+adversarial search (0: one epoch, the paper's); ``probe_every``: controller updates between two
+probes of its distributions (``controller_updates.json``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Preset:
     cutout: int = 0
     train_subset: int | None = None
     val_subset: int | None = None
+    controller_window: int = 0
+    probe_every: int = 1
     doc: str = ""
 
     def with_(self, **changes) -> Preset:
@@ -60,7 +64,10 @@ _FASHION_MNIST = Preset(
     image_size=28,
     train_subset=4096,
     val_subset=2000,
-    doc="the embedded default: a short search on a Fashion-MNIST subset, minutes on a CPU",
+    controller_window=1,
+    probe_every=8,
+    doc="the embedded default: a short search on a Fashion-MNIST subset, minutes on a CPU; one controller "
+    "update per batch (the paper: per epoch), so three epochs are enough updates for the controller to move",
 )
 _FASHION_MNIST_LONG = _variant(
     _FASHION_MNIST,

@@ -50,7 +50,7 @@ def controller_null(
     replaying every update of ``rewards_by_update`` (a list of float [M] rewards, one per update)
     with the rewards shuffled across the M policies; one value per draw (nats, ``count`` policies
     each). Seeded by ``seed`` and the draw: the same arguments give the same null."""
-    from ..search import controller as ctl
+    from . import controller as ctl
 
     kls = []
     for draw in range(draws):
