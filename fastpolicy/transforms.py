@@ -154,8 +154,10 @@ class PolicyAugment(v2.Transform):
     sub-policy per video, applied to each of its frames). The output has the input's type,
     dtype, device, shape and memory layout; the input is not modified. uint8 and PIL inputs
     equal the reference pixel for pixel. Float images are quantized to uint8 levels for the
-    ops (``v2.ToDtype(torch.uint8, scale=True)``) and come back as ``level / 255`` in their
-    dtype; an image none of whose ops applied comes back unchanged. Other entries of a sample
+    ops (``v2.ToDtype(torch.uint8, scale=True)``; float16 and bfloat16 through float32, so 1.0
+    stays 1.0) and come back as ``level / 255`` in their dtype; values outside [0, 1] (NaN
+    included) and tensors that require grad are refused (the ops are not differentiable);
+    an image none of whose ops applied, or of zero size, comes back unchanged. Other entries of a sample
     (labels) pass through; bounding boxes and masks are refused, since geometric ops would
     move the image but not them, and so is a second image. A single image's SamplePairing
     partner is itself; a batch's is another image of it.
@@ -339,12 +341,29 @@ class PolicyAugment(v2.Transform):
                 f"tensors must be uint8 or float (in [0, 1]) {what} with C = 1 or 3, "
                 f"got {inpt.dtype} {tuple(inpt.shape)}"
             )
-        if not any(ops):
-            return inpt.clone()  # keeps a tv_tensor's type
+        if inpt.requires_grad:
+            raise ValueError(
+                "PolicyAugment does not differentiate through its ops (they work on 0..255 levels): "
+                "pass the image detached (image.detach()) or augment before the graph"
+            )
+        if not any(ops) or inpt.numel() == 0:
+            return inpt.clone()  # keeps a tv_tensor's type; an image of zero size stays as it is
         images = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
         frames = images.shape[-4] if video else 1
-        flat = images.reshape(-1, *images.shape[-3:]) if images.numel() else images.reshape(0, *images.shape[-3:])
-        levels = v2.functional.to_dtype(flat, torch.uint8, scale=True) if flat.dtype.is_floating_point else flat
+        flat = images.reshape(-1, *images.shape[-3:])
+        if flat.dtype.is_floating_point:
+            inside = bool(((flat >= 0) & (flat <= 1)).all())  # NaN is outside too
+            if not inside:
+                raise ValueError(
+                    f"float images must lie in [0, 1] (torchvision's convention for float images), got values "
+                    f"in [{float(flat.nan_to_num(nan=float('inf')).min()):g}, "
+                    f"{float(flat.nan_to_num(nan=float('-inf')).max()):g}]"
+                    + (" and NaN" if bool(flat.isnan().any()) else "")
+                    + "; scale them (v2.ToDtype(torch.float32, scale=True) on uint8) or clamp them first"
+                )
+        # half and bfloat16 through float32: 1.0 · 255 must not round to 256 (which wraps to 0)
+        wide = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+        levels = v2.functional.to_dtype(wide, torch.uint8, scale=True) if flat.dtype.is_floating_point else flat
         per_image = [unit_ops for unit_ops in ops for _ in range(frames)]
         if inpt.device.type == "cuda":
             out = self._cuda(levels, per_image, self.fill_levels(inpt), video)
@@ -352,7 +371,7 @@ class PolicyAugment(v2.Transform):
             out = self._cpu(levels, per_image, self.fill_levels(inpt), video)
         if flat.dtype.is_floating_point:
             applied = torch.tensor([bool(o) for o in per_image], dtype=torch.bool, device=flat.device)
-            out = torch.where(applied[:, None, None, None], out.to(flat.dtype) / 255, flat)
+            out = torch.where(applied[:, None, None, None], (out.to(wide.dtype) / 255).to(flat.dtype), flat)
         out = out.reshape(images.shape)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) else out
 

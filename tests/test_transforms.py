@@ -253,3 +253,45 @@ def test_set_epoch_reaches_persistent_dataloader_workers(context):
         assert all(torch.equal(row, expected[epoch]) for row in batch), f"epoch {epoch}"
     with pytest.raises(ValueError, match="epoch must be an integer"):
         transform.set_epoch(1.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_float_white_stays_white_in_every_float_type(dtype):
+    """Half and bfloat16 go through float32: 1.0 · 255 rounded in half is 256, which wrapped to 0."""
+    twice = PolicyAugment(Policy([[("Invert", 0), ("Invert", 0)]]))
+    for level in (1.0, 0.999, 0.0):
+        image = torch.full((2, 3, 6, 6), level, dtype=dtype)
+        out = twice(image)
+        assert out.dtype == dtype
+        assert torch.equal(out, torch.full_like(image, round(float(image[0, 0, 0, 0]) * 255) / 255)), (level, out.unique())
+
+
+@pytest.mark.parametrize("value", [-0.5, 1.5, float("nan"), float("inf")])
+def test_floats_outside_zero_one_are_refused_not_wrapped(value):
+    image = torch.rand(3, 8, 8)
+    image[0, 2, 3] = value
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        PolicyAugment(Policy([[("Invert", 0)]]))(image)
+
+
+def test_an_image_of_zero_size_comes_back_unchanged():
+    for shape in [(3, 0, 8), (3, 8, 0), (0, 3, 8, 8)]:
+        image = torch.zeros(shape, dtype=torch.uint8)
+        out = PolicyAugment(Policy([[("Rotate", 9), ("Invert", 0)]]))(image)
+        assert out.shape == image.shape and out.dtype == image.dtype
+
+
+def test_an_input_that_requires_grad_is_refused_never_silent_zero_gradients():
+    image = torch.rand(3, 8, 8, requires_grad=True)
+    with pytest.raises(ValueError, match="detach"):
+        PolicyAugment(Policy([[("Invert", 0)]]))(image)
+    assert PolicyAugment(Policy([[("Invert", 0)]]))(image.detach()).requires_grad is False
+
+
+def test_a_float_images_fill_is_its_level_rounded_by_its_pixels():
+    """fill 0.9 on a float image is level round(229.5) = 230 (not int(229.5) = 229): read from the
+    corner pixels a 45° rotation fills."""
+    black = torch.zeros(3, 16, 16)
+    out = PolicyAugment(Policy([[("Rotate", 9)]]), fill=0.9)(black)
+    assert torch.equal(out[:, 0, 0], torch.full((3,), 230 / 255))
+    assert PolicyAugment(Policy([[("Rotate", 9)]]), fill=0.9).fill_levels(black) == 230
