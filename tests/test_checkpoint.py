@@ -100,3 +100,30 @@ def test_missing_and_garbage_files_are_named(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"bad\.pt: not a readable fastpolicy checkpoint"):
         checkpoint.load(str(bad))
+
+
+def test_a_resume_restores_every_global_rng_it_saved(tmp_path):
+    """save_distributed → scramble → restore_distributed: the next draws of Python's, NumPy's and
+    torch's global generators (and the loader's position) are those the saving process would have made."""
+
+    class Loader:
+        position = {"step": 7}
+
+        def state_dict(self):
+            return dict(self.position)
+
+        def load_state_dict(self, state):
+            self.position = dict(state)
+
+    def draws():
+        return random.random(), float(np.random.random()), float(torch.rand(1))
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    path = str(tmp_path / "checkpoint.pt")
+    checkpoint.save_distributed(path, {"epoch": 4}, Loader())
+    expected = draws()
+    random.seed(11), np.random.seed(12), torch.manual_seed(13)  # what a fresh process would start from
+    resumed = Loader()
+    resumed.position = {"step": 0}
+    checkpoint.restore_distributed(checkpoint.load(path), path, resumed)
+    assert draws() == expected and resumed.position == {"step": 7}
