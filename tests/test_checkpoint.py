@@ -107,7 +107,8 @@ def test_a_resume_restores_every_global_rng_it_saved(tmp_path):
     torch's global generators (and the loader's position) are those the saving process would have made."""
 
     class Loader:
-        position = {"step": 7}
+        def __init__(self) -> None:
+            self.position = {"step": 7}
 
         def state_dict(self):
             return dict(self.position)
