@@ -56,3 +56,45 @@ def test_emulator_cache_is_private_and_untrusted_libraries_are_rebuilt(tmp_path,
         assert not kernel_build.trusted_library(library)  # a link is never loaded
     finally:
         kernel_build.emulated_module.cache_clear()
+
+
+def test_a_damaged_cached_library_is_rebuilt_with_one_warning_never_mapped(tmp_path, monkeypatch):
+    """A library cut short (1 000 bytes: mapping it and running it is a SIGBUS; 0 bytes: an
+    OSError) or overwritten fails its build record (size and SHA-256) and is rebuilt."""
+    import warnings
+
+    from fastpolicy.backends import kernel_build
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kernel_build.emulated_module.cache_clear()
+    try:
+        library = kernel_build.emulated_module().library
+        whole = library.read_bytes()
+        assert kernel_build.library_problem(library) is None
+        for damage in (whole[:1000], b"", whole[:-1] + bytes([whole[-1] ^ 1])):
+            # a new file in its place, as another process's damage would be: this process has the
+            # old one mapped, and cutting a mapped file short is a SIGBUS here too
+            (tmp_path / "damaged.so").write_bytes(damage)
+            os.replace(tmp_path / "damaged.so", library)
+            assert "differs from its build record" in kernel_build.library_problem(library)
+            kernel_build.emulated_module.cache_clear()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                module = kernel_build.emulated_module()
+            assert [str(w.message) for w in caught if str(library) in str(w.message)] != []
+            assert library.read_bytes() == whole and kernel_build.library_problem(library) is None
+            assert module.word_accesses() is not None  # loaded and callable
+        kernel_build._stamp_path(library).unlink()
+        assert "sha256 is missing" in kernel_build.library_problem(library)
+    finally:
+        kernel_build.emulated_module.cache_clear()
+
+
+def test_cxx_with_arguments_is_split_as_a_shell_would(monkeypatch):
+    from fastpolicy.backends import kernel_build
+
+    monkeypatch.setenv("CXX", "g++ -DFASTPOLICY_PROBE='a b'")
+    assert kernel_build.host_compiler_command() == [shutil.which("g++"), "-DFASTPOLICY_PROBE=a b"]
+    assert kernel_build.host_compiler() == shutil.which("g++")
+    monkeypatch.setenv("CXX", "no-such-compiler-here -O2")
+    assert kernel_build.host_compiler_command() is None

@@ -263,7 +263,8 @@ def test_float_white_stays_white_in_every_float_type(dtype):
         image = torch.full((2, 3, 6, 6), level, dtype=dtype)
         out = twice(image)
         assert out.dtype == dtype
-        assert torch.equal(out, torch.full_like(image, round(float(image[0, 0, 0, 0]) * 255) / 255)), (level, out.unique())
+        expected = torch.full_like(image, round(float(image[0, 0, 0, 0]) * 255) / 255)
+        assert torch.equal(out, expected), (level, out.unique())
 
 
 @pytest.mark.parametrize("value", [-0.5, 1.5, float("nan"), float("inf")])

@@ -20,6 +20,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -215,23 +216,71 @@ def _private_dir(error: OSError) -> Path:
     return _PRIVATE[0]
 
 
-def trusted_library(path: Path) -> bool:
-    """Whether a cached shared library may be loaded: a regular file (not a link) owned by
-    this user and writable by nobody else. Anything else is rebuilt, never loaded."""
+def library_problem(path: Path) -> str | None:
+    """Why a cached shared library may not be loaded (None: it may): it must be a regular file
+    (not a link) owned by this user and writable by nobody else, and match the size and SHA-256
+    recorded beside it when it was built (``<name>.sha256``, held to the same rules). A library
+    cut short or overwritten would otherwise be mapped and crash the process (SIGBUS) when run."""
+
+    def unsafe(file: Path) -> str | None:
+        try:
+            info = file.lstat()
+        except FileNotFoundError:
+            return "missing"
+        if not stat.S_ISREG(info.st_mode):
+            return f"{file.name} is not a regular file"
+        if info.st_uid != os.getuid():
+            return f"{file.name} belongs to another user (uid {info.st_uid})"
+        if stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{file.name} is writable by others"
+        return None
+
+    stamp = _stamp_path(path)
+    problem = unsafe(path) or unsafe(stamp)
+    if problem is not None:
+        return problem if problem != "missing" or not path.exists() else f"{stamp.name} is missing"
     try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return False
-    return (
-        stat.S_ISREG(info.st_mode)
-        and info.st_uid == os.getuid()
-        and not stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH)
-    )
+        recorded = stamp.read_text().split()
+        actual = _fingerprint(path)
+    except (OSError, UnicodeDecodeError) as error:
+        return f"unreadable ({error})"
+    if recorded != actual:
+        return f"{path.name} differs from its build record ({' '.join(actual)} ≠ {' '.join(recorded)[:90]})"
+    return None
+
+
+def trusted_library(path: Path) -> bool:
+    """Whether a cached shared library may be loaded (:func:`library_problem` finds nothing)."""
+    return library_problem(path) is None
+
+
+def _stamp_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _fingerprint(library: Path) -> list[str]:
+    """``[size in bytes, SHA-256 hex]`` of ``library``'s contents."""
+    data = library.read_bytes()
+    return [str(len(data)), hashlib.sha256(data).hexdigest()]
+
+
+def host_compiler_command() -> list[str] | None:
+    """``$CXX`` (default g++) split as a shell splits it (``ccache g++``, ``g++ -march=native``),
+    its program found on PATH; None if there is none (or ``$CXX`` cannot be split: one warning)."""
+    value = os.environ.get("CXX") or "g++"
+    try:
+        words = shlex.split(value)
+    except ValueError as error:
+        warnings.warn(f"CXX={value!r} cannot be split into words ({error}); no host build", RuntimeWarning, 2)
+        return None
+    program = shutil.which(words[0]) if words else None
+    return None if program is None else [program, *words[1:]]
 
 
 def host_compiler() -> str | None:
-    """The C++ compiler the host builds use (``$CXX``, default g++), or None if there is none."""
-    return shutil.which(os.environ.get("CXX", "g++"))
+    """The program of :func:`host_compiler_command` (``$CXX``'s first word, default g++), or None."""
+    command = host_compiler_command()
+    return None if command is None else command[0]
 
 
 _FAILED: dict[tuple[str, ...], KernelCompileError] = {}
@@ -243,11 +292,11 @@ def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
     source hash in a private folder (a cached file that is not :func:`trusted_library` is
     rebuilt; an unusable cache folder: a private temporary one, with one warning);
     :class:`KernelCompileError` with the compiler's output if they do not build."""
-    compiler = host_compiler()
+    compiler = host_compiler_command()
     if compiler is None:
         raise KernelCompileError("the kernels' host build needs a C++20 compiler (g++); set CXX to use another")
     source = f'#include "{header}"\n' + kernel_source() + "".join(f"{macro}({name})\n" for name in KERNELS)
-    command = [compiler, "-std=c++20", *options, "-fPIC", "-shared", "-ffp-contract=off", f"-I{KERNEL_DIR}"]
+    command = [*compiler, "-std=c++20", *options, "-fPIC", "-shared", "-ffp-contract=off", f"-I{KERNEL_DIR}"]
     name = f"policy-{header.split('.')[0]}-{_sources_digest(source + ' '.join(options))}.so"
     key = (*command, name)
     if key in _FAILED:
@@ -264,9 +313,14 @@ def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
 
 def _build(target: Path, command: list[str], source: str) -> Path:
     """``target`` (a trusted cached library, or built now: compiled in a temporary folder
-    beside it, then moved in atomically so concurrent builders agree on the file)."""
-    if trusted_library(target):
+    beside it, then moved in atomically, its build record first, so concurrent builders agree on
+    the file). A cached library that is there but fails :func:`library_problem` (damaged,
+    tampered with) is rebuilt with one warning naming it."""
+    problem = library_problem(target)
+    if problem is None:
         return target
+    if os.path.lexists(target):
+        warnings.warn(f"the cached kernel library {target} is unusable ({problem}); rebuilding it", RuntimeWarning, 3)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         unit = Path(work) / "policy_host.cpp"
         unit.write_text(source)
@@ -279,6 +333,10 @@ def _build(target: Path, command: list[str], source: str) -> Path:
             output = (result.stderr or result.stdout).strip() or f"exit status {result.returncode}, no output"
             raise KernelCompileError(f"{' '.join(command)} failed:\n{output}")
         built.chmod(0o700)
+        stamp = _stamp_path(built)
+        stamp.write_text(" ".join(_fingerprint(built)) + "\n")
+        stamp.chmod(0o600)
+        os.replace(stamp, _stamp_path(target))
         os.replace(built, target)
     return target
 

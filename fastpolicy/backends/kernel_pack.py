@@ -371,15 +371,15 @@ def native_packer() -> NativePacker | None:
 
 
 def _build_packer() -> NativePacker | None:
-    from .kernel_build import KernelCompileError, _build, _cache_dir, _private_dir, host_compiler
+    from .kernel_build import KernelCompileError, _build, _cache_dir, _private_dir, host_compiler_command
     from .kernel_ops import KERNEL_DIR
 
     try:
-        compiler = host_compiler()
+        compiler = host_compiler_command()
         if compiler is None:
             raise KernelCompileError("no C++ compiler (g++; set CXX to use another)")
         source = (KERNEL_DIR / _PACKER_SOURCE).read_text(encoding="utf-8")
-        command = [compiler, *_PACKER_OPTIONS]
+        command = [*compiler, *_PACKER_OPTIONS]
         digest = hashlib.sha256((source + "\0" + " ".join(command)).encode()).hexdigest()[:16]
         name = f"pack-{digest}.so"
         try:
