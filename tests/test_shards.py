@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import one_line_error
 
+from fastpolicy.data.manifest import ManifestError
 from fastpolicy.data.shards import BadShardError, ShardKeys, list_shards, write_shards
 from fastpolicy.loader.loader import PolicyDALILoader
 from fastpolicy.loader.settings import Augment, FileChecks, Pipeline, Sharding
@@ -100,7 +101,8 @@ def test_converted_photo_tree_gives_the_folders_labels_and_pixels(photo_tree, co
     folder = read_all(photo_tree)
     assert len(folder) == 20
     assert_same(read_all(converted[format]), folder)
-    assert len(os.listdir(converted[format])) == (4 if format == "webdataset" else 8)  # 4 shards (+ 4 indexes)
+    names = sorted(os.listdir(converted[format]))  # 4 shards (+ 4 indexes) and the manifest
+    assert len(names) == (5 if format == "webdataset" else 9) and "manifest.json" in names
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -113,7 +115,7 @@ def test_converted_fashion_mnist_gives_the_folders_labels_and_pixels(fashion_tre
 
 def test_shards_are_given_as_a_brace_pattern_a_glob_a_folder_or_a_list(converted):
     folder = converted["webdataset"]
-    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder))
+    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".tar"))
     assert list_shards(folder) == ("webdataset", paths)
     assert list_shards(os.path.join(folder, "shard-{000000..000003}.tar")) == ("webdataset", paths)
     assert list_shards(os.path.join(folder, "shard-*.tar")) == ("webdataset", paths)
@@ -158,11 +160,12 @@ def test_a_shard_loader_resumes_at_the_same_batch(converted, format):
     assert np.array_equal(again.images.numpy(), expected.images.numpy())
 
 
-def test_the_class_count_comes_from_the_keys_or_the_labels_read(converted):
-    assert ShardDataset.open(converted["webdataset"]).class_count() == 5
-    assert ShardDataset.open(converted["tfrecord"]).class_count() is None  # labels not read at open
-    assert ShardDataset.open(converted["tfrecord"], checks=FileChecks(verify="decode")).class_count() == 5
-    assert ShardDataset.open(converted["tfrecord"], ShardKeys(classes=7)).class_count() == 7
+def test_the_class_count_and_names_come_from_the_manifest(converted, photo_tree):
+    for format in FORMATS:
+        dataset = ShardDataset.open(converted[format])
+        assert dataset.class_count() == 5 and dataset.classes == tuple(sorted(os.listdir(photo_tree)))
+    with pytest.raises(ValueError, match="ShardKeys.classes 7, but the shards' manifest lists 5"):
+        ShardDataset.open(converted["tfrecord"], ShardKeys(classes=7))
 
 
 def test_the_fingerprint_covers_the_shard_list_names_sizes_and_indexes(converted, tmp_path):
@@ -172,11 +175,14 @@ def test_the_fingerprint_covers_the_shard_list_names_sizes_and_indexes(converted
     shutil.copytree(converted["tfrecord"], copy)
     before = ShardDataset.open(str(copy)).fingerprint()
     assert before["kind"] == "tfrecord" and before["images"] == 20
-    index = copy / "shard-000003.idx"
-    index.write_text(index.read_text().splitlines()[0] + "\n")  # one record of two listed
-    after = ShardDataset.open(str(copy)).fingerprint()
-    assert after["images"] == 19 and after["sha256"] != before["sha256"]
-    tars = sorted(os.listdir(converted["webdataset"]))
+    after = ShardDataset.open(str(copy), checks=FileChecks(verify="decode", on_bad="skip")).fingerprint()
+    assert after == before  # the same samples
+    tars = sorted(n for n in os.listdir(converted["webdataset"]) if n.endswith(".tar"))
+    part = ShardDataset.open(os.path.join(converted["webdataset"], "shard-{000000..000001}.tar"))
+    assert (
+        part.fingerprint()["images"] == 12
+        and part.fingerprint() != ShardDataset.open(converted["webdataset"]).fingerprint()
+    )
     assert ShardDataset.open([os.path.join(converted["webdataset"], n) for n in tars[:3]]).fingerprint() != (
         ShardDataset.open(converted["webdataset"]).fingerprint()
     )
@@ -204,12 +210,25 @@ def test_the_keys_and_features_are_configurable(photo_tree, tmp_path):
         writer.write({"jpeg": (Path(path).read_bytes(), "byte"), "y": (folder[i][0], "int")})
     writer.close()
     tfrecord2idx(tmp_path / "a.tfrecord", tmp_path / "a.idx")
+    manifest(tmp_path, {"a.tar": len(files), "a.tfrecord": len(files)}, classes=5)
     wds = ShardDataset.open(str(tmp_path / "a.tar"), ShardKeys(image=("image.jpeg",), label="target"))
     assert_same(read_all(wds), folder)
     tfr = ShardDataset.open(str(tmp_path / "a.tfrecord"), ShardKeys(image_feature="jpeg", label_feature="y"))
     assert_same(read_all(tfr), folder)
     with pytest.raises(BadShardError, match=r"a.tar: sample 0000: missing key jpg/jpeg/png \(has image.jpeg, target\)"):
         ShardDataset.open(str(tmp_path / "a.tar"))
+
+
+def manifest(folder, counts: dict[str, int], classes: int) -> None:
+    """A manifest for hand-made shards in ``folder`` (file name → samples), classes "0" … ."""
+    from fastpolicy.data.manifest import ShardManifest, sha256_of
+
+    entries = {
+        name: {"samples": n, "bytes": os.path.getsize(folder / name), "sha256": sha256_of(str(folder / name))}
+        for name, n in counts.items()
+    }
+    kind = "tfrecord" if next(iter(counts)).endswith(".tfrecord") else "webdataset"
+    ShardManifest(str(folder), kind, tuple(str(i) for i in range(classes)), entries).write()
 
 
 def tfrecord2idx(shard, index) -> None:
@@ -247,6 +266,7 @@ def bad_tar(tmp_path, jpeg: bytes, bad: tuple[str, bytes] | None, name: str = "b
                         add(tar, member, data)
                 if bad[1] is not None:
                     add(tar, bad[0], bad[1])
+    manifest(tmp_path, {os.path.basename(paths[0]): 4, os.path.basename(paths[1]): 3 + (bad is not None)}, 10)
     return paths
 
 
@@ -266,11 +286,16 @@ def test_a_bad_webdataset_sample_is_named_by_shard_and_key_or_skipped(tmp_path, 
     assert len(read_all(paths, checks=FileChecks(on_bad="skip"))) == 7
 
 
-def test_labels_beyond_the_class_count_are_refused(tmp_path, jpeg):
+def test_labels_beyond_the_manifests_class_count_are_refused_naming_shard_and_sample(tmp_path, jpeg):
+    for label in (b"10", b"1000000000000"):  # the second once allocated 512 TB for its classes
+        paths = bad_tar(tmp_path, jpeg, ("x.cls", label))
+        with pytest.raises(
+            BadShardError, match=rf"bad.tar: sample x: label {int(label)} out of range \(must be in \[0, 10\)\)"
+        ):
+            ShardDataset.open(paths)
     paths = bad_tar(tmp_path, jpeg, ("x.cls", b"10"))
-    with pytest.raises(BadShardError, match=r"sample x: label 10 out of range \(must be in \[0, 10\)\)"):
-        ShardDataset.open(paths, ShardKeys(classes=10))
-    assert len(ShardDataset.open(paths, ShardKeys(classes=11))) == 8
+    manifest(tmp_path, {"good.tar": 4, "bad.tar": 4}, classes=11)
+    assert len(ShardDataset.open(paths)) == 8
 
 
 def test_a_non_image_payload_is_named_after_dali_fails_or_skipped_when_decoded_first(tmp_path, jpeg):
@@ -280,10 +305,15 @@ def test_a_non_image_payload_is_named_after_dali_fails_or_skipped_when_decoded_f
     assert len(read_all(paths, checks=FileChecks(verify="decode", on_bad="skip"))) == 7
 
 
-def test_a_truncated_tar_names_the_cut_sample(tmp_path, jpeg):
+def test_a_truncated_tar_is_refused_by_its_manifest_or_names_the_cut_sample(tmp_path, jpeg):
+    from fastpolicy.data.manifest import describe_shards
+
     paths = bad_tar(tmp_path, jpeg, None)
     with open(paths[1], "r+b") as handle:  # cut inside the last sample's image
         handle.truncate(1024 + 2 * (512 + -(-len(jpeg) // 512) * 512 + 1024) + 512 + 100)
+    with pytest.raises(ManifestError, match=r"bad.tar: \d+ bytes, its manifest .* says \d+: changed or cut"):
+        ShardDataset.open(paths, checks=FileChecks(on_bad="skip"))  # never read as a smaller whole
+    describe_shards(str(tmp_path))  # shards that came cut, described as they are
     with pytest.raises(BadShardError, match=r"bad.tar: sample s2: truncated: member s2.jpg ends at byte"):
         ShardDataset.open(paths)
     assert len(read_all(paths, checks=FileChecks(on_bad="skip"))) == 6
@@ -294,15 +324,21 @@ def test_an_empty_shard_is_named(tmp_path, jpeg):
     with tarfile.open(tmp_path / "empty.tar", "w"):
         pass
     paths.append(str(tmp_path / "empty.tar"))
+    manifest(tmp_path, {"good.tar": 4, "bad.tar": 3, "empty.tar": 0}, 10)
     with pytest.raises(BadShardError, match=r"empty.tar: sample -: empty shard: no samples"):
         ShardDataset.open(paths)
     assert len(read_all(paths, checks=FileChecks(on_bad="skip"))) == 7
 
 
-def test_a_truncated_tfrecord_names_the_cut_record(converted, tmp_path):
+def test_a_truncated_tfrecord_is_refused_by_its_manifest_or_names_the_cut_record(converted, tmp_path):
+    from fastpolicy.data.manifest import describe_shards
+
     shutil.copytree(converted["tfrecord"], tmp_path / "t")
     shard = tmp_path / "t" / "shard-000001.tfrecord"
     os.truncate(shard, os.path.getsize(shard) - 10)
+    with pytest.raises(ManifestError, match=r"shard-000001.tfrecord: \d+ bytes, its manifest"):
+        ShardDataset.open(str(tmp_path / "t"))
+    describe_shards(str(tmp_path / "t"))
     with pytest.raises(BadShardError, match=r"shard-000001.tfrecord: sample record 5: truncated: ends at byte"):
         ShardDataset.open(str(tmp_path / "t"))
     assert len(read_all(str(tmp_path / "t"), checks=FileChecks(on_bad="skip"))) == 19
@@ -321,6 +357,7 @@ def test_bad_tfrecord_examples_are_named_at_run_time_or_skipped_when_decoded_fir
         writer.write(example)
     writer.close()
     tfrecord2idx(tmp_path / "a.tfrecord", tmp_path / "a.idx")
+    manifest(tmp_path, {"a.tfrecord": 4}, 10)
     with pytest.raises(BadShardError) as raised:
         ShardDataset.open(str(tmp_path / "a.tfrecord"), checks=FileChecks(verify="decode"))
     message = str(raised.value)
@@ -340,8 +377,10 @@ def test_the_shards_command_converts_without_a_bar_in_a_file(photo_tree, tmp_pat
     captured = capsys.readouterr()
     # stderr is not a terminal here (as when piped to a file): no progress bar is written into it
     assert "3 tfrecord shards in" in captured.out and "20/20" not in captured.err and "image/s" not in captured.err
-    assert sorted(os.listdir(tmp_path / "out"))[:2] == ["shard-000000.idx", "shard-000000.tfrecord"]
-    one_line_error(capsys, ["shards", photo_tree, str(tmp_path / "x"), "--shard-size", "0"], "shard_size must be")
+    assert sorted(os.listdir(tmp_path / "out"))[:3] == ["manifest.json", "shard-000000.idx", "shard-000000.tfrecord"]
+    one_line_error(
+        capsys, ["shards", photo_tree, str(tmp_path / "x"), "--shard-size", "0"], "--shard-size: 0 is not positive"
+    )
 
 
 # -- shards as a run's --data ----------------------------------------------------------------
@@ -375,7 +414,7 @@ def test_build_loaders_read_shards_with_their_own_class_count(converted, tmp_pat
         build_loaders(None, 4, 2, 28, "cpu", 0, val_data=converted[format])
 
 
-def test_a_bad_tfrecord_label_found_while_counting_the_classes_is_named(photo_tree, jpeg, tmp_path):
+def test_a_missing_tfrecord_label_is_named_when_read(photo_tree, jpeg, tmp_path):
     from tfrecord.writer import TFRecordWriter
 
     from fastpolicy.train.data import build_loaders
@@ -386,8 +425,12 @@ def test_a_bad_tfrecord_label_found_while_counting_the_classes_is_named(photo_tr
     writer.write({"image/encoded": (jpeg, "byte")})
     writer.close()
     tfrecord2idx(tmp_path / "a.tfrecord", tmp_path / "a.idx")
-    with deadline(), pytest.raises(BadShardError, match=r"a.tfrecord: sample record 4: missing key image/class/label"):
-        build_loaders(str(tmp_path / "a.tfrecord"), 2, 1, 32, "cpu", 0, val_data=str(tmp_path / "a.tfrecord"))
+    manifest(tmp_path, {"a.tfrecord": 5}, 4)
+    with deadline(), pytest.raises(BadShardError, match=r"a.tfrecord: sample record 4: "):
+        train, *_ = build_loaders(
+            str(tmp_path / "a.tfrecord"), 5, 1, 32, "cpu", 0, val_data=str(tmp_path / "a.tfrecord")
+        )
+        list(train)
 
 
 @pytest.mark.parametrize("format", FORMATS)

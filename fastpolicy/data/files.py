@@ -247,7 +247,9 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
     """ImageNet layout: ``root/<class>/<image>``; classes are the sub-folders, sorted by name.
 
     Files whose names do not end in :data:`IMAGE_EXTENSIONS` are ignored (like
-    torchvision's ``ImageFolder``) and listed in ``ImageList.ignored``. Symbolic links are
+    torchvision's ``ImageFolder``) and listed in ``ImageList.ignored``, and so are hidden
+    folders and files (names starting with ``.``: ``.ipynb_checkpoints``, ``.git``, macOS's
+    ``._photo.jpg``), which would otherwise become a class or an unreadable image. Symbolic links are
     followed, but every real file is listed once and every real folder entered once:
     a link loop adds nothing, and a second link to a file already listed (in any class)
     is recorded in ``ImageList.duplicates`` instead. A file or class name that is not
@@ -260,7 +262,8 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset folder {display_path(root)!r} does not exist")
     root = os.path.abspath(root)
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    hidden = sorted(e.path for e in os.scandir(root) if e.name.startswith(".") and e.is_dir())
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
     if not classes:
         raise ValueError(f"{display_path(root)!r} has no class sub-folders (expected root/<class>/<image>)")
     if set(classes) <= {"train", "val", "test"} and set(classes) & {"train", "val"}:
@@ -276,7 +279,8 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
     ]
     if bad_names:
         raise BadImageError(bad_names)
-    files, labels, skipped, ignored, duplicates = [], [], [], [], []
+    files, labels, skipped, duplicates = [], [], [], []
+    ignored = list(hidden)  # hidden folders (.ipynb_checkpoints, .git …) are no classes
     listed: dict[str, str] = {}  # real path → the path it is listed under
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
@@ -288,10 +292,11 @@ def scan_folder(root: str, on_bad: str = "raise") -> ImageList:
                 dirnames[:] = []
                 continue
             entered.add(real_dir)
-            dirnames.sort()
+            ignored += [os.path.join(dirpath, d) for d in dirnames if d.startswith(".")]
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for filename in sorted(filenames):
                 path = os.path.join(dirpath, filename)
-                if not filename.lower().endswith(IMAGE_EXTENSIONS):
+                if filename.startswith(".") or not filename.lower().endswith(IMAGE_EXTENSIONS):
                     ignored.append(path)
                 elif not _utf8(path):
                     skipped.append((path, "file name is not valid UTF-8 (DALI cannot open it); rename it"))

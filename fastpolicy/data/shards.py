@@ -20,12 +20,13 @@ import glob
 import io
 import os
 import re
+import shutil
 import struct
 import tarfile
 from dataclasses import dataclass
 
 from ..errors import UserError
-from .files import IMAGE_EXTENSIONS, scan_folder
+from .files import scan_folder
 
 FORMATS = ("webdataset", "tfrecord")
 """Shard formats: DALI's ``fn.readers.webdataset`` and ``fn.readers.tfrecord``."""
@@ -194,6 +195,10 @@ def scan_tar(path: str, keys: ShardKeys, verify: str) -> tuple[list[Sample], lis
                 if not member.isfile() or os.path.basename(member.name).startswith("."):
                     continue
                 key, ext = split_name(member.name)
+                if ext in members.get(key, {}):
+                    bad.append((key, f"member {member.name} appears twice (the tar was appended to?)"))
+                    members[key]["\0duplicate"] = member  # the sample is bad: neither copy is read
+                    continue
                 end = member.offset_data + member.size
                 if end > size:
                     bad.append((key, f"truncated: member {member.name} ends at byte {end}, the file has {size}"))
@@ -205,6 +210,8 @@ def scan_tar(path: str, keys: ShardKeys, verify: str) -> tuple[list[Sample], lis
     samples = []
     with open(path, "rb") as handle:
         for key, parts in members.items():
+            if "\0duplicate" in parts:
+                continue  # named in bad already
             image = next((parts[e] for e in keys.image if e in parts), None)
             label = parts.get(keys.label)
             if image is None or label is None:
@@ -250,33 +257,60 @@ def index_path(shard: str, keys: ShardKeys) -> str:
 
 def scan_tfrecord(path: str, index: str, keys: ShardKeys, verify: str) -> tuple[list[Sample], list[tuple[str, str]]]:
     """``(samples, bad)`` of TFRecord shard ``path`` with index file ``index``: one sample
-    per index line (key ``record <i>``), checked against the file: each record's 8-byte
-    length (not ``"none"``), and with ``"decode"`` its Example's image and label."""
+    per index line (key ``record <i>``). Every line must be two integers, an offset ≥ 0 past
+    the previous record and a size ≥ 16, inside the file (a line that is not is refused, naming
+    the index file and line: an index that cannot be trusted is no index). Each record's 8-byte
+    length and its CRC are checked (not ``"none"``); with ``"decode"`` also the data's CRC, its
+    Example, image and label."""
     samples, bad = [], []
     size = os.path.getsize(path)
-    with open(index) as lines, open(path, "rb") as handle:
-        for i, line in enumerate(lines):
+    end = 0
+    with open(index, "rb") as lines, open(path, "rb") as handle:
+        for i, raw in enumerate(lines):
             key = f"record {i}"
+            fields = raw.split()
             try:
-                offset, length = (int(v) for v in line.split()[:2])
+                offset, length = (int(v) for v in fields)
             except ValueError:
-                bad.append((key, f"index {index} line {i + 1} is not 'offset size': {line.strip()!r}"))
-                continue
+                raise BadShardError(
+                    [(index, f"line {i + 1}", f"not 'offset size' but {raw.strip()[:60]!r}")],
+                    hint="remake the index with DALI's tfrecord2idx",
+                ) from None
+            if offset < end or length < 16:
+                what = f"offset {offset} before the previous record's end {end}" if offset < end else f"size {length}"
+                raise BadShardError(
+                    [(index, f"line {i + 1}", f"{what}: not an index of this file's records")],
+                    hint="remake the index with DALI's tfrecord2idx",
+                )
+            end = offset + length
             reason = None
             if offset + length > size:
                 reason = f"truncated: ends at byte {offset + length}, the file has {size}"
             elif verify != "none":
-                header = _read(handle, offset, 8)
-                if len(header) < 8 or struct.unpack("<Q", header)[0] + 16 != length:
+                header = _read(handle, offset, 12)
+                if len(header) < 12 or struct.unpack("<Q", header[:8])[0] + 16 != length:
                     reason = f"index {index} disagrees with the record at byte {offset}"
+                elif _masked_crc(header[:8]) != header[8:]:
+                    reason = f"the record at byte {offset} fails its length CRC"
             value = None
             if reason is None and verify == "decode":
-                value, reason = _example(_read(handle, offset + 12, length - 16), keys)
+                record = _read(handle, offset, length)
+                if _masked_crc(record[12:-4]) != record[-4:]:
+                    reason = f"the record at byte {offset} fails its data CRC (changed since it was written)"
+                else:
+                    value, reason = _example(record[12:-4], keys)
             if reason is not None:
                 bad.append((key, reason))
             else:
                 samples.append(Sample(key, ("", offset, length), value=value))
     return samples, bad
+
+
+def _masked_crc(data: bytes) -> bytes:
+    """TFRecord's masked CRC-32C of ``data`` (4 bytes, little-endian)."""
+    from tfrecord.writer import TFRecordWriter
+
+    return TFRecordWriter.masked_crc(data)
 
 
 def read_tfrecord_labels(path: str, samples: list[Sample], keys: ShardKeys) -> list[tuple[str, str]]:
@@ -333,42 +367,148 @@ def _example(record: bytes, keys: ShardKeys) -> tuple[int | None, str | None]:
     return (None, reason) if reason else (int(labels[0]), None)
 
 
-def write_shards(root: str, out: str, format: str, shard_size: int, progress: bool = True) -> list[str]:
-    """Convert image folder ``root`` (``root/<class>/<image>``) to shards of ``shard_size``
-    samples in ``out`` (``shard-000000.tar`` … or ``shard-000000.tfrecord`` with
-    ``shard-000000.idx``); label = the class's index in sorted class order, as for folders.
-    Returns the shard paths. Images are stored as they are (not re-encoded)."""
+STORED_AS_IS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png"}
+"""Image files the converter stores byte for byte, by ending, and the key they get (the reader's
+default keys); every other format the folder loader takes is re-encoded as lossless PNG."""
+
+
+def _payload(path: str) -> tuple[bytes, str]:
+    """``(image bytes, key)`` of one image file: JPEG and PNG as they are, any other format the
+    folder loader takes (BMP, TIFF, WebP, PNM …) re-encoded as PNG (lossless; 16-bit and CMYK
+    images as 8-bit RGB, as the decoder would give them)."""
+    ext = os.path.splitext(path)[1].lower()
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if ext in STORED_AS_IS:
+        return data, STORED_AS_IS[ext]
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode not in ("L", "RGB"):
+                image = image.convert("RGB")
+            out = io.BytesIO()
+            image.save(out, format="PNG")
+    except Exception as error:  # PIL raises many kinds; all mean "not an image it can read"
+        raise UserError(f"{path}: cannot be converted ({type(error).__name__}: {error}); remove it") from None
+    return out.getvalue(), "png"
+
+
+def write_shards(
+    root: str,
+    out: str,
+    format: str,
+    shard_size: int,
+    progress: bool = True,
+    classes_from: str | None = None,
+    overwrite: bool = False,
+    on_bad: str = "raise",
+) -> list[str]:
+    """Convert image folder ``root`` (``root/<class>/<image>``) to a shard set in ``out``:
+    ``shard-000000.tar`` … (or ``shard-000000.tfrecord`` with ``shard-000000.idx``) of
+    ``shard_size`` samples and ``manifest.json`` (:mod:`.manifest`). Returns the shard paths.
+
+    Label = the class's index in sorted class order, as for folders, or with ``classes_from``
+    (a shard folder, or its ``manifest.json``) that set's class map, so a held-out set converted
+    separately means the same classes (a class it does not know is refused). JPEG and PNG files
+    are stored as they are, other formats re-encoded as PNG (:func:`_payload`).
+
+    Atomic: everything is written into ``<out>.partial-<pid>`` beside ``out``, the manifest
+    last, then the folder is renamed into place; a conversion killed part-way leaves only that
+    folder (no manifest: the reader refuses it). ``out`` must be empty or missing, or
+    ``overwrite`` replaces its whole shard set. ``on_bad="skip"`` leaves unreadable
+    file names and empty class folders out (:func:`~.files.scan_folder`)."""
     from tqdm import tqdm
 
     from ..log import bars_disabled
+    from .manifest import ShardManifest, sha256_of
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ValueError(f"shard_size must be an integer ≥ 1, got {shard_size!r}")
-    images = scan_folder(root, on_bad="raise")
-    os.makedirs(out, exist_ok=True)
-    paths: list[str] = []
+    source, target = os.path.realpath(root), os.path.realpath(out)
+    if target == source or target.startswith(source + os.sep):
+        raise UserError(f"{out}: the shards would be written inside the folder they are converted from ({root})")
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise UserError(f"{out}: exists and is not a folder; name a new or empty folder for the shards")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise UserError(
+            f"{out} already holds {len(os.listdir(out))} file(s); pass --overwrite (overwrite=True) to replace "
+            "its shard set as a whole, or name a new or empty folder"
+        )
+    images = scan_folder(root, on_bad=on_bad)
+    labels = images.labels.tolist()
+    classes = tuple(images.classes)
+    if classes_from is not None:
+        folder = os.path.dirname(classes_from) if os.path.isfile(classes_from) else classes_from
+        reference = ShardManifest.read(folder)
+        if reference is None:
+            raise UserError(f"--classes {classes_from}: no manifest.json there to take the class map from")
+        unknown = sorted(set(classes) - set(reference.classes))
+        if unknown:
+            raise UserError(
+                f"{root} holds class folder(s) {unknown[:5]} that {reference.path} does not list; a label "
+                "would mean no class of that set"
+            )
+        labels = [reference.classes.index(classes[label]) for label in labels]
+        classes = reference.classes
+    work = f"{target}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    try:
+        entries, paths = _write_into(work, format, shard_size, images.files, labels, progress, tqdm, bars_disabled)
+        for path in paths:
+            entries[os.path.basename(path)] |= {"bytes": os.path.getsize(path), "sha256": sha256_of(path)}
+        ShardManifest(work, format, classes, entries).write()  # last: the set is whole
+        _publish(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return [os.path.join(out, os.path.basename(p)) for p in paths]
+
+
+def _write_into(work, format, shard_size, files, labels, progress, tqdm, bars_disabled):
+    """Write the shards into ``work``: ``(manifest entries with sample counts, shard paths)``."""
     writer = _TarShard if format == "webdataset" else _TFRecordShard
+    paths: list[str] = []
+    entries: dict[str, dict] = {}
     shard = None
-    bar = tqdm(total=len(images), unit="image", desc=f"{format} shards", disable=bars_disabled(progress))
-    for i, (path, label) in enumerate(zip(images.files, images.labels.tolist())):
-        if i % shard_size == 0:
-            if shard is not None:
-                shard.close()
-            shard = writer(os.path.join(out, f"shard-{len(paths):06d}"))
-            paths.append(shard.path)
-        with open(path, "rb") as handle:
-            payload = handle.read()
-        ext = os.path.splitext(path)[1].lower().lstrip(".")
-        ext = "jpg" if ext == "jpeg" else ext
-        assert shard is not None
-        shard.add(f"{i:09d}", payload, ext if f".{ext}" in IMAGE_EXTENSIONS else "jpg", int(label))
-        bar.update()
-    if shard is not None:
-        shard.close()
-    bar.close()
-    return paths
+    bar = tqdm(total=len(files), unit="image", desc=f"{format} shards", disable=bars_disabled(progress))
+    try:
+        for i, (path, label) in enumerate(zip(files, labels)):
+            if i % shard_size == 0:
+                if shard is not None:
+                    shard.close()
+                shard = writer(os.path.join(work, f"shard-{len(paths):06d}"))
+                paths.append(shard.path)
+                entries[os.path.basename(shard.path)] = {"samples": 0}
+            payload, key = _payload(path)
+            assert shard is not None
+            shard.add(f"{i:09d}", payload, key, int(label))
+            entries[os.path.basename(shard.path)]["samples"] += 1
+            bar.update()
+    finally:
+        if shard is not None:
+            shard.close()
+        bar.close()
+    return entries, paths
+
+
+def _publish(work: str, target: str) -> None:
+    """Rename the finished ``work`` folder to ``target``: onto a missing or empty one directly;
+    a full one (``overwrite``) is first moved aside, then removed."""
+    try:
+        os.rename(work, target)  # POSIX: replaces a missing or empty folder in one step
+        return
+    except OSError:
+        if not os.path.isdir(target):
+            raise
+    old = f"{target}.old-{os.getpid()}"
+    os.rename(target, old)
+    os.rename(work, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class _TarShard:
@@ -404,16 +544,62 @@ class _TFRecordShard:
 
 
 def add_shards_flags(parser) -> None:
-    """The arguments of ``fastpolicy shards DIR OUT --format F --shard-size N``."""
-    parser.add_argument("folder", help="an ImageNet-layout image folder (root/<class>/<image>)")
-    parser.add_argument("out", help="the folder the shards are written to (made if missing)")
+    """The arguments of ``fastpolicy shards DIR OUT [--format F] [--shard-size N] [--classes FROM]
+    [--overwrite] [--on-bad skip]`` and ``fastpolicy shards --describe DIR``."""
+    parser.add_argument(
+        "folder", help="an ImageNet-layout image folder (root/<class>/<image>); with --describe, shards"
+    )
+    parser.add_argument("out", nargs="?", help="the folder the shard set is written to (new or empty)")
     parser.add_argument("--format", choices=FORMATS, default="webdataset", help="shard format (default webdataset)")
-    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    parser.add_argument("--shard-size", type=_positive, default=1000, help="samples per shard (default 1000)")
+    parser.add_argument(
+        "--classes",
+        metavar="FROM",
+        help="take the class map of this shard folder (e.g. the training set's), so labels mean the same classes",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the shard set already in OUT as a whole")
+    parser.add_argument(
+        "--on-bad",
+        choices=("raise", "skip"),
+        default="raise",
+        help="unreadable file names and empty class folders: stop (default) or leave them out",
+    )
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="write manifest.json for shards made elsewhere in FOLDER (reads every shard once)",
+    )
+
+
+def _positive(text: str) -> int:
+    from ..config import positive_int
+
+    return positive_int(text)
 
 
 def shards_command(args) -> int:
-    """Run ``fastpolicy shards``: convert, then print the shards written (a progress bar
-    unless ``-q``)."""
-    paths = write_shards(args.folder, args.out, args.format, args.shard_size, progress=args.verbosity >= 0)
+    """Run ``fastpolicy shards``: convert (a progress bar unless ``-q``), then print the shards
+    written; or, with ``--describe``, write the manifest of existing shards."""
+    from .manifest import describe_shards
+
+    if args.describe:
+        if args.out is not None:
+            raise UserError("--describe takes one folder (the shards'), not an output folder")
+        manifest = describe_shards(args.folder)
+        count = sum(e["samples"] for e in manifest.shards.values())
+        print(f"{manifest.path}: {len(manifest.shards)} {manifest.shard_format} shards, {count} samples")
+        return 0
+    if args.out is None:
+        raise UserError("name the folder to write the shards to: fastpolicy shards FOLDER OUT")
+    paths = write_shards(
+        args.folder,
+        args.out,
+        args.format,
+        args.shard_size,
+        progress=args.verbosity >= 0,
+        classes_from=args.classes,
+        overwrite=args.overwrite,
+        on_bad=args.on_bad,
+    )
     print(f"{len(paths)} {args.format} shards in {args.out}")
     return 0

@@ -11,6 +11,7 @@ to its index; labels come from the shards themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -19,6 +20,7 @@ import weakref
 
 import numpy as np
 
+from ..data.manifest import manifests_for, shared_classes
 from ..data.shards import (
     BadShardError,
     Sample,
@@ -57,6 +59,16 @@ class ShardDataset:
     baselines = ("imagenet", "center")
 
     def __init__(self, format: str, shards: list[str], keys: ShardKeys, checks: FileChecks):
+        manifests = manifests_for(shards)  # refused without one: a set's completeness is its manifest
+        where = shards[0] if len(shards) == 1 else f"{len(shards)} shards"
+        self.classes: tuple[str, ...] = shared_classes(manifests.values(), where)
+        if keys.classes is None:
+            keys = dataclasses.replace(keys, classes=len(self.classes))
+        elif keys.classes != len(self.classes):
+            raise ValueError(f"ShardKeys.classes {keys.classes}, but the shards' manifest lists {len(self.classes)}")
+        for shard in shards:  # size always; the whole file's SHA-256 when every image is decoded anyway
+            manifests[os.path.dirname(shard)].check_file(shard, checksum=checks.verify == "decode")
+        self._manifests = manifests
         self.format, self.shards, self.keys = format, shards, keys
         self.skipped: list[tuple[str, str, str]] = []
         self._digest = hashlib.sha256()
@@ -122,6 +134,7 @@ class ShardDataset:
                 self._digest.update(f"{os.path.basename(shard)}\t{os.path.getsize(shard)}\n".encode() + handle.read())
         for s in samples:
             self._digest.update(f"{s.key}\t{s.image[1]}\t{s.image[2]}\n".encode())
+        self._manifests[os.path.dirname(shard)].check_count(shard, len(samples) + len(bad))
         if not samples and not bad:
             bad = [("-", "empty shard: no samples")]
         self.skipped += [(shard, key, reason) for key, reason in bad]
@@ -137,6 +150,7 @@ class ShardDataset:
             raise ValueError(f"subset indices must be a non-empty selection of [0, {len(self)})")
         part = object.__new__(ShardDataset)
         part.format, part.shards, part.keys, part.skipped = self.format, self.shards, self.keys, []
+        part.classes, part._manifests = self.classes, self._manifests
         part._digest = self._digest.copy()
         part._digest.update(b"subset\n" + chosen.tobytes())
         shard_of = np.searchsorted(self.starts, chosen, side="right") - 1

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..data import cifar, fashion_mnist
 from ..data.files import ImageList, scan_folder
+from ..data.manifest import check_same_classes
 from ..data.shards import ShardKeys, list_shards
 from ..data.stats import channel_stats
 from ..loader import Augment, FileChecks, Output, Pipeline, PolicyDALILoader, ShardDataset, Sharding
@@ -151,12 +152,16 @@ def _path_loaders(
 def _class_count(train, val, given) -> int:
     """The classes of a pair of datasets: the folders' class count (which must be the same
     in both), a shard dataset's :meth:`~ShardDataset.class_count` (TFRecord labels read
-    once, on rank 0, where opening did not read them), the larger of the two otherwise."""
+    once, on rank 0, where opening did not read them), the larger of the two otherwise; two
+    shard sets must hold the same class map (their manifests')."""
     if isinstance(train, FileDataset) and isinstance(val, FileDataset):
         if val.images.classes != train.images.classes:
             names = [d if isinstance(d, str) else "the split's part" for d in reversed(given)]
             raise ValueError(f"{names[0]} and {names[1]} hold different class folders")
         return len(train.images.classes)
+    if isinstance(train, ShardDataset) and isinstance(val, ShardDataset):
+        labels = [d if isinstance(d, str) else "the split's part" for d in given]
+        check_same_classes(train.classes, val.classes, (labels[0], labels[1]))
     return max(_classes(train), _classes(val))
 
 
