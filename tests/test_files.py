@@ -181,3 +181,16 @@ def test_indices_come_back_as_numbers_even_for_a_file_listed_twice(tmp_path):
     assert [b.indices.tolist() for b in batches] == [[0, 1], [2, 3]]
     assert [b.labels.tolist() for b in batches] == [[0, 1], [1, 0]]
     assert torch.equal(batches[0].images[0], batches[0].images[1])  # the same file, centre-cropped
+
+
+def test_hidden_folders_and_files_are_no_classes_or_images(tmp_path):
+    """``.ipynb_checkpoints`` once became class 0, and macOS's ``._x.jpg`` an unreadable image."""
+    for name in ("cat", "dog", ".ipynb_checkpoints"):
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "a.jpg")
+    (tmp_path / "cat" / "._a.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (tmp_path / "dog" / ".thumbs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "dog" / ".thumbs" / "b.jpg")
+    images = scan_folder(str(tmp_path))
+    assert images.classes == ["cat", "dog"] and len(images.files) == 2
+    assert sorted(os.path.basename(p) for p in images.ignored) == ["._a.jpg", ".ipynb_checkpoints", ".thumbs"]
