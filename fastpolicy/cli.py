@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib
 import logging
 import os
@@ -364,6 +365,30 @@ _RUN_HELP = {
 }
 
 
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENAMETOOLONG,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.ELOOP,
+    }
+)
+"""An OSError on a named path with one of these is the user's path (too long, read-only, full …)."""
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """:data:`USER_ERRORS`, or an OSError about a path the user gave (:data:`_PATH_ERRNOS`)."""
+    return isinstance(error, USER_ERRORS) or (
+        isinstance(error, OSError) and error.filename is not None and error.errno in _PATH_ERRNOS
+    )
+
+
 def main(argv=None) -> int:
     """Run a command; under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the group first.
 
@@ -454,7 +479,9 @@ def _main(argv: list[str], parsed: list) -> int:
         if args.run is not _run:
             _started()  # a run ends its start once its folder and loaders are set up
         return args.run(args)
-    except USER_ERRORS as error:
+    except Exception as error:
+        if not _is_user_error(error):
+            raise
         if args.debug:
             traceback.print_exc()
         message = str(error) or type(error).__name__

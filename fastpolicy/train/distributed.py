@@ -37,13 +37,30 @@ def init_from_env(device: str | None = None) -> bool:
     picks NCCL or gloo."""
     if is_distributed():
         return True
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if env_int("WORLD_SIZE", 1) <= 1:
         return False
+    for name in ("RANK", "LOCAL_RANK"):
+        env_int(name, 0)  # a nonsense value is named here, not deep in torch
     on_gpu = device == "gpu" or (device is None and torch.cuda.is_available())
     if on_gpu:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(env_int("LOCAL_RANK", 0))
     dist.init_process_group("nccl" if on_gpu else "gloo")
     return True
+
+
+def env_int(name: str, default: int) -> int:
+    """The environment variable ``name`` as an integer ≥ 0 (``default`` if unset); ValueError
+    naming the variable and its value otherwise (torchrun sets these; a hand-set one may be wrong)."""
+    text = os.environ.get(name)
+    if text is None or text.strip() == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"environment variable {name}={text!r} is not an integer ≥ 0 (torchrun sets it)")
+    return value
 
 
 def shutdown() -> None:

@@ -63,6 +63,15 @@ class TrainConfig(RunConfig):
         return self.base_preset().with_(M=self.M or default_m)
 
 
+def policy_slots(policy) -> int:
+    """Op slots the loader needs for ``policy`` (a sampler, a schedule or None): its longest
+    sub-policy over every epoch, at least the default 2 (a 3-op sub-policy is applied, not refused)."""
+    if policy is None:
+        return 2
+    samplers = [p for epoch in policy for p in epoch] if isinstance(policy, PolicySchedule) else [policy]
+    return max(2, *(s.n_ops for s in samplers))
+
+
 class FinalTraining(EpochTrainer):
     """``FinalTraining(config).run()``; ``resume=True`` continues ``<out>/checkpoint.pt``;
     ``overwrite=True`` replaces a run in ``out`` (see :mod:`.rundir`)."""
@@ -78,7 +87,12 @@ class FinalTraining(EpochTrainer):
         loaders = run_loaders(
             run,
             preset,
-            {"fill": config.resolved_fill(), "magnitude_scale": config.magnitude_scale, "cutout": preset.cutout},
+            {
+                "fill": config.resolved_fill(),
+                "magnitude_scale": config.magnitude_scale,
+                "cutout": preset.cutout,
+                "slots": policy_slots(self.policy),
+            },
         )
         super().__init__(run, preset, loaders)
         self.restore_or_start()

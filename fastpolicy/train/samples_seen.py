@@ -30,6 +30,8 @@ def record(epoch: int, batch) -> None:
     folder = os.environ.get(ENV)
     if not folder or batch.indices is None:
         return
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise NotADirectoryError(f"{ENV}={folder}: names a file; it must name a folder (made if missing)")
     os.makedirs(folder, exist_ok=True)
     indices = " ".join(str(int(i)) for i in batch.indices)
     with open(path(folder, distributed.rank()), "a") as out:
