@@ -61,3 +61,20 @@ def test_bench_flags_are_refused_in_one_line(flag, capsys):
         main(["bench", flag, "0"])
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.count("\n") == 1 and f"argument {flag}: 0 is not positive" in err
+
+
+def test_a_batch_the_memory_cannot_hold_is_refused_up_front_with_its_figure(monkeypatch):
+    import numpy as np
+
+    from fastpolicy.loader import PolicyDALILoader, memory
+
+    images, labels = np.zeros((64, 28, 28), np.uint8), np.zeros(64, np.int64)
+    need = memory.batch_bytes(8 * 32, 28, 28, 1, "float32") * memory.IN_FLIGHT
+    monkeypatch.setattr(memory, "free_bytes", lambda device: need - 1)
+    with pytest.raises(ValueError, match=r"M·N = 256 rows of 1×28×28 \(float32 output\) needs about .* GiB free"):
+        PolicyDALILoader.from_arrays(images, labels, 32, M=8, device="cpu")
+    monkeypatch.setattr(memory, "free_bytes", lambda device: need)
+    PolicyDALILoader.from_arrays(images, labels, 32, M=8, device="cpu")
+    assert memory.batch_bytes(2, 3, 4, 3, "uint8") == 2 * 36 * 3  # decoded, augmented, output
+    monkeypatch.undo()
+    assert 0 < memory.free_bytes("cpu") < 2**50  # this machine's, read from /proc/meminfo

@@ -34,6 +34,7 @@ from ..device import resolve_device
 from ..schedule import PolicySchedule
 from .batch import Batch
 from .dataset import ArrayDataset, FileDataset, open_dataset
+from .memory import check_fits
 from .policy_set import PolicySet
 from .prefetch import Prefetcher, Prepared, Timings
 from .settings import Augment, FileChecks, Output, Pipeline, Sharding, check_sizes, output_of
@@ -93,6 +94,8 @@ class PolicyDALILoader:
         self.device = resolve_device(device)
         self.backend = resolve_backend(self.augment.backend, self.device)
         self.prefetch = (1 if self.device == "gpu" else 0) if pipeline.prefetch is None else pipeline.prefetch
+        rows = self.M * self.batch_size  # refused here, with its figure, not by an allocation after set-up
+        check_fits(rows, *self.size, self.channels, self.output_spec.dtype, self.device, self.prefetch)
         self.dataset = open_dataset(data, checks or FileChecks(), max(2, pipeline.num_threads))
         self.images_list = self.dataset.images if isinstance(self.dataset, FileDataset) else None
         """The files read (None: arrays); ``files``: their paths, by dataset index."""
