@@ -4,8 +4,6 @@ allocation traceback and no figure)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 IN_FLIGHT = 2
