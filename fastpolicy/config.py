@@ -382,6 +382,18 @@ def _counting_loader():
             self._sizes: dict[int, int] = {}
             self._total = 0
 
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # "<<: *base": merged keys may be overridden, as YAML means
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:  # PyYAML keeps the last silently
+                    raise yaml.YAMLError(f"key {excerpt(key)} appears twice (line {key_node.start_mark.line + 1})")
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    seen.add(key)
+            return super().construct_mapping(node, deep)
+
         def compose_node(self, parent, index):
             alias = self.check_event(yaml.AliasEvent)
             node = super().compose_node(parent, index)

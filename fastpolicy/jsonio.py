@@ -42,10 +42,21 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _unique_keys(pairs):
+    """An object's pairs as a dict; a key given twice is refused (json keeps the last silently)."""
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        data[key] = value
+    return data
+
+
 def parse_json(text: str, source: str = "<string>") -> dict:
-    """Parse a JSON object from ``text`` (NaN and Infinity refused); errors name ``source``."""
+    """Parse a JSON object from ``text`` (NaN and Infinity refused, and a key given twice in one
+    object); errors name ``source``."""
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise PolicyFormatError(f"{source}: not valid JSON: {err}") from None
     except RecursionError:

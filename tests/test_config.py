@@ -230,3 +230,21 @@ def test_quiet_and_verbose(tmp_path, capsys):
     assert "\r" not in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["-q", "-v", "train"])
+
+
+def test_a_key_given_twice_is_refused_in_yaml_and_json(tmp_path):
+    """YAML and JSON keep the last of two equal keys silently; a config or policy file that says
+    two things is refused, naming the key (YAML's ``<<`` merge keeps its meaning)."""
+    from fastpolicy.config import read_config_file
+    from fastpolicy.errors import UserError
+    from fastpolicy.jsonio import PolicyFormatError, parse_json
+
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: 3\nlr: 0.1\nepochs: 5\n")
+    with pytest.raises(UserError, match=r"key 'epochs' appears twice \(line 3\)"):
+        read_config_file(str(path))
+    path.write_text("base: &b {lr: 0.1, epochs: 3}\nrun: {<<: *b, epochs: 5}\n")
+    assert read_config_file(str(path))["run"] == {"lr": 0.1, "epochs": 5}
+    with pytest.raises(PolicyFormatError, match="policy.json: not valid JSON: key 'space' appears twice"):
+        parse_json('{"space": "a", "sub": {"x": 1}, "space": "b"}', "policy.json")
+    assert parse_json('{"a": {"x": 1}, "b": {"x": 2}}') == {"a": {"x": 1}, "b": {"x": 2}}

@@ -193,3 +193,14 @@ def test_a_shard_holding_other_than_its_recorded_samples_is_refused(photo_tree, 
     manifest.write()
     with pytest.raises(ManifestError, match="shard-000001.tar: holds 8 samples, its manifest .* says 9"):
         ShardDataset.open(str(out))
+
+
+def test_a_brace_range_past_the_limit_is_refused_at_once(tmp_path):
+    import time
+
+    from fastpolicy.data.shards import list_shards
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"range \{0\.\.3000000\} names 3000001 shards, over 100000"):
+        list_shards(str(tmp_path / "s-{0..3000000}.tar"))
+    assert time.perf_counter() - start < 1

@@ -87,6 +87,10 @@ class ShardKeys:
         return None
 
 
+MAX_SHARD_NAMES = 100_000
+"""Most shard names one brace range may expand to (each is then checked on disk)."""
+
+
 def _expand_braces(pattern: str) -> list[str]:
     """``train-{000..002}.tar`` → the three names (zero padding kept); one range per brace."""
     match = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
@@ -95,6 +99,11 @@ def _expand_braces(pattern: str) -> list[str]:
     first, last = match.group(1), match.group(2)
     if int(last) < int(first):
         raise ValueError(f"{pattern}: range {{{first}..{last}}} goes down")
+    if int(last) - int(first) + 1 > MAX_SHARD_NAMES:
+        raise ValueError(
+            f"{pattern}: range {{{first}..{last}}} names {int(last) - int(first) + 1} shards, over "
+            f"{MAX_SHARD_NAMES} (a typo? ImageNet is 1 024 shards of 1 250 images)"
+        )
     width = len(first) if first.startswith("0") else 0
     head, tail = pattern[: match.start()], pattern[match.end() :]
     return [name for i in range(int(first), int(last) + 1) for name in _expand_braces(f"{head}{i:0{width}d}{tail}")]
