@@ -204,3 +204,13 @@ def test_a_brace_range_past_the_limit_is_refused_at_once(tmp_path):
     with pytest.raises(ValueError, match=r"range \{0\.\.3000000\} names 3000001 shards, over 100000"):
         list_shards(str(tmp_path / "s-{0..3000000}.tar"))
     assert time.perf_counter() - start < 1
+
+
+def test_brace_patterns_expand_any_number_of_groups_like_the_shell():
+    import subprocess
+
+    from fastpolicy.data.shards import _expand_braces
+
+    for pattern in ("{train,val}-{0..1}.tar", "s-{000..002}-{a,b}.tar", "x-{0..1}-{0..2}.tfrecord", "one.tar"):
+        shell = subprocess.run(["bash", "-c", f"echo {pattern}"], capture_output=True, text=True).stdout.split()
+        assert _expand_braces(pattern) == shell, pattern

@@ -92,21 +92,32 @@ MAX_SHARD_NAMES = 100_000
 
 
 def _expand_braces(pattern: str) -> list[str]:
-    """``train-{000..002}.tar`` → the three names (zero padding kept); one range per brace."""
-    match = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
+    """Every name a brace pattern stands for, in order: numeric ranges (``train-{000..002}.tar``,
+    zero padding kept) and alternatives (``{train,val}-{0..1}.tar``), any number of groups, as
+    webdataset's and the shell's brace expansion give them. At most :data:`MAX_SHARD_NAMES`."""
+    match = re.search(r"\{(\d+)\.\.(\d+)\}|\{([^{}]*,[^{}]*)\}", pattern)
     if match is None:
         return [pattern]
-    first, last = match.group(1), match.group(2)
-    if int(last) < int(first):
-        raise ValueError(f"{pattern}: range {{{first}..{last}}} goes down")
-    if int(last) - int(first) + 1 > MAX_SHARD_NAMES:
-        raise ValueError(
-            f"{pattern}: range {{{first}..{last}}} names {int(last) - int(first) + 1} shards, over "
-            f"{MAX_SHARD_NAMES} (a typo? ImageNet is 1 024 shards of 1 250 images)"
-        )
-    width = len(first) if first.startswith("0") else 0
     head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [name for i in range(int(first), int(last) + 1) for name in _expand_braces(f"{head}{i:0{width}d}{tail}")]
+    if match.group(3) is not None:
+        choices = match.group(3).split(",")
+    else:
+        first, last = match.group(1), match.group(2)
+        if int(last) < int(first):
+            raise ValueError(f"{pattern}: range {{{first}..{last}}} goes down")
+        if int(last) - int(first) + 1 > MAX_SHARD_NAMES:
+            raise ValueError(
+                f"{pattern}: range {{{first}..{last}}} names {int(last) - int(first) + 1} shards, over "
+                f"{MAX_SHARD_NAMES} (a typo? ImageNet is 1 024 shards of 1 250 images)"
+            )
+        width = len(first) if first.startswith("0") else 0
+        choices = [f"{i:0{width}d}" for i in range(int(first), int(last) + 1)]
+    names: list[str] = []
+    for choice in choices:
+        names += _expand_braces(f"{head}{choice}{tail}")
+        if len(names) > MAX_SHARD_NAMES:
+            raise ValueError(f"{pattern}: names more than {MAX_SHARD_NAMES} shards")
+    return names
 
 
 def shard_format(path: str) -> str | None:
