@@ -15,7 +15,10 @@ their inputs (PIL images, uint8 or float tensors ``[..., C, H, W]``, ``tv_tensor
 On the CPU the ops are PIL's own operations (the ``"pil"`` stage: a PIL image is never
 converted); CUDA batches go through the fused kernels. Both equal the registry's reference
 pixel for pixel. Randomness comes from torch's global generator, so ``torch.manual_seed``
-makes a run reproducible and every ``DataLoader`` worker draws its own stream.
+makes a run reproducible and every ``DataLoader`` worker draws its own stream — or from the
+``generator=`` given (a CPU ``torch.Generator``), which no other code draws from: equal
+generators give equal outputs, in any process (in DataLoader workers each worker reseeds its
+copy from the generator's seed and its id, so workers still draw different streams).
 """
 
 from __future__ import annotations
@@ -175,8 +178,15 @@ class PolicyAugment(v2.Transform):
         magnitude: int | None = None,
         num_magnitude_bins: int | None = None,
         magnitude_scale: float = 1.0,
+        generator: torch.Generator | None = None,
     ):
         super().__init__()
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator (on the CPU), got {type(generator).__name__}")
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
+        self.generator = generator
+        self._worker_seeded: int | None = None
         policy = self._standard(policy, num_ops, magnitude, num_magnitude_bins)
         if not 0 < magnitude_scale <= 1:
             raise ValueError(f"magnitude_scale must be in (0, 1], got {magnitude_scale!r}")
@@ -278,16 +288,30 @@ class PolicyAugment(v2.Transform):
         self._follow_epoch()
         if n == 0:
             return []
+        generator = self._generator()
         if self._plans is None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64)))
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=generator)))
             params = self.sample(n, rng)
             return [sample_ops(params, i) for i in range(n)]
         width = max(plan.draws() for plan in self._plans)
-        rows = torch.rand(n, width, dtype=torch.float64).tolist()
+        rows = torch.rand(n, width, dtype=torch.float64, generator=generator).tolist()
         plans = self._plans
         return [
             plans[int(row[1] * len(plans)) if len(plans) > 1 else 0].ops(row, 0, i, n) for i, row in enumerate(rows)
         ]
+
+    def _generator(self) -> torch.Generator | None:
+        """The ``generator`` given (None: torch's global one). In a DataLoader worker each copy
+        of the transform holds the same state, so each worker reseeds its copy once, from the
+        generator's seed and its worker id: workers draw different streams, and the same
+        generator, workers and order give the same outputs in every run."""
+        if self.generator is None:
+            return None
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self._worker_seeded != info.id:
+            self.generator.manual_seed((self.generator.initial_seed() * 1_000_003 + info.id + 1) % 2**63)
+            self._worker_seeded = info.id
+        return self.generator
 
     def sample(self, n: int, rng: np.random.Generator) -> PolicyParams:
         """Parameters for ``n`` images with NumPy's vectorized machinery (samplers without a

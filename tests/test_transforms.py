@@ -296,3 +296,58 @@ def test_a_float_images_fill_is_its_level_rounded_by_its_pixels():
     out = PolicyAugment(Policy([[("Rotate", 9)]]), fill=0.9)(black)
     assert torch.equal(out[:, 0, 0], torch.full((3,), 230 / 255))
     assert PolicyAugment(Policy([[("Rotate", 9)]]), fill=0.9).fill_levels(black) == 230
+
+
+def _draws(generator, images):
+    augment = PolicyAugment("randaugment", generator=generator)
+    return [augment(image) for image in images]
+
+
+def test_equal_generators_give_equal_outputs_whatever_the_global_generator_does():
+    images = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8) for _ in range(12)]
+    torch.manual_seed(1)
+    first = _draws(torch.Generator().manual_seed(7), images)
+    torch.manual_seed(2)  # the global generator moves elsewhere: no effect
+    torch.rand(5)
+    second = _draws(torch.Generator().manual_seed(7), images)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    other = _draws(torch.Generator().manual_seed(8), images)
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
+    with pytest.raises(TypeError, match="torch.Generator"):
+        PolicyAugment("randaugment", generator=np.random.default_rng(0))
+
+
+def test_a_generator_gives_the_same_outputs_in_another_process():
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from fastpolicy.transforms import PolicyAugment\n"
+        "images = torch.arange(3 * 16 * 16 * 6, dtype=torch.int64).remainder(256).to(torch.uint8).reshape(6, 3, 16, 16)\n"
+        "augment = PolicyAugment('autoaugment', generator=torch.Generator().manual_seed(11))\n"
+        "print(sum(int(augment(image).sum()) * (i + 1) for i, image in enumerate(images)))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True) for _ in range(2)]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip().isdigit()
+
+
+class _Repeat(torch.utils.data.Dataset):
+    def __init__(self, augment):
+        self.augment, self.image = augment, torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return self.augment(self.image)
+
+
+def test_dataloader_workers_with_one_generator_draw_different_streams_reproducibly():
+    def epoch():
+        torch.manual_seed(0)
+        dataset = _Repeat(PolicyAugment("trivialaugment_wide", generator=torch.Generator().manual_seed(5)))
+        return torch.cat(list(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)))
+
+    a, b = epoch(), epoch()
+    assert torch.equal(a, b)
+    assert not torch.equal(a[0::2], a[1::2])  # worker 0's images against worker 1's: not the same stream
