@@ -121,7 +121,7 @@ class _Plan:
             if op_id < 0:
                 continue
             partner = (i + 1 + int(p * (n - 1))) % n if n > 1 else i
-            out.append((op_id, low if s < 0.5 else high, cy, cx, partner))
+            out.append(Op(op_id, low if s < 0.5 else high, cy, cx, partner))
         return out
 
 
@@ -404,7 +404,7 @@ class PolicyAugment(v2.Transform):
         or each frame itself in a video)."""
         stage = self._pil(fill)
         out = torch.empty_like(images)
-        pairs = not video and any(op[0] == _PAIRING for image_ops in ops for op in image_ops)
+        pairs = not video and any(op.op == _PAIRING for image_ops in ops for op in image_ops)
         pils = [_to_pil(image) for image in images] if pairs else []
         for i, image_ops in enumerate(ops):
             if not image_ops:

@@ -11,6 +11,7 @@ CPU, where a PIL image goes through it without any conversion. Any image size; C
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import PIL.Image
@@ -24,9 +25,22 @@ from ..registry import OP_NAMES
 from .protocol import PolicyStage, finish, gather_samples
 from .registration import register_stage
 
-Op = tuple[int, float, float, float, int]
-"""One applied op of one sample: (registry op id, value, Cutout centre y, centre x,
-SamplePairing partner index)."""
+
+class Op(NamedTuple):
+    """One applied op of one sample, as it travels from a sampler to a stage (a tuple: it still
+    unpacks as ``op, value, cy, cx, partner``)."""
+
+    op: int
+    """The op's registry id (:data:`~fastpolicy.registry.OP_NAMES` index)."""
+    value: float
+    """Its value in the op's own units (degrees, pixels, a fraction, a level …), sign included."""
+    cy: float
+    """Cutout's centre row in [0, 1) of the height (unused by other ops)."""
+    cx: float
+    """Cutout's centre column in [0, 1) of the width (unused by other ops)."""
+    partner: int
+    """SamplePairing's partner: an index into the batch (unused by other ops)."""
+
 
 Fill = int | tuple[int, ...]
 """A fill level 0..255 for every channel, or one per channel."""
@@ -144,7 +158,7 @@ def sample_ops(params: PolicyParams, i: int) -> list[Op]:
     for k in range(params.k):
         if params.op[i, k] >= 0:
             cy, cx = (float(v) for v in params.center[i, k])
-            out.append((int(params.op[i, k]), float(params.value[i, k]), cy, cx, int(params.partner[i, k])))
+            out.append(Op(int(params.op[i, k]), float(params.value[i, k]), cy, cx, int(params.partner[i, k])))
     return out
 
 

@@ -40,8 +40,9 @@ def policy_transform(policy: str, contender: str):
     if contender == "fastpolicy":
         from ..transforms import PolicyAugment
 
-        extra = {"num_ops": 2, "magnitude": 9} if policy == "randaugment" else {}
-        return PolicyAugment(policy, **extra)
+        if policy == "randaugment":
+            return PolicyAugment(policy, num_ops=2, magnitude=9)
+        return PolicyAugment(policy)
     raise ValueError(f"contender must be 'torchvision' or 'fastpolicy', got {contender!r}")
 
 
