@@ -32,8 +32,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.functional import pil_modes_mapping
 from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
-from torchvision.transforms.v2._utils import _get_fill, _setup_fill_arg, is_pure_tensor
-from torchvision.transforms.v2.functional._geometry import _check_interpolation
+from torchvision.transforms.v2.functional import is_pure_tensor
 
 from .backends.pil_stage import Op, PilStage, sample_ops
 from .backends.stage import OutputSpec, default_stage, make_stage
@@ -193,11 +192,11 @@ class PolicyAugment(v2.Transform):
         self.schedule = policy if isinstance(policy, PolicySchedule) else None
         if self.schedule is not None and len(self.schedule) == 0:
             raise ValueError("the policy schedule is empty")
-        self.interpolation = _check_interpolation(interpolation)
+        self.interpolation = _interpolation_mode(interpolation)
         if self.interpolation not in (InterpolationMode.NEAREST, InterpolationMode.BILINEAR, InterpolationMode.BICUBIC):
             raise ValueError(f"interpolation must be nearest, bilinear or bicubic, got {interpolation!r}")
         self.fill = fill
-        self._fill = _setup_fill_arg(dict(fill) if isinstance(fill, dict) else fill)
+        self._fill = _fill_by_type(fill)
         self.magnitude_scale = float(magnitude_scale)
         # The schedule's epoch lives in shared memory: DataLoader workers (persistent ones too)
         # hold copies of this transform, and read the epoch set_epoch writes in the parent.
@@ -338,7 +337,7 @@ class PolicyAugment(v2.Transform):
     def fill_levels(self, inpt) -> int | tuple[int, ...]:
         """The 0..255 fill level (or one per channel) for ``inpt``'s type (torchvision's
         ``fill`` lookup, then this policy's default)."""
-        fill = _get_fill(self._fill, type(inpt))
+        fill = self._fill.get(type(inpt), self._fill.get("others"))
         if fill is None:
             return self.default_fill
         floating = isinstance(inpt, torch.Tensor) and inpt.dtype.is_floating_point
@@ -519,3 +518,39 @@ def _write(img: PIL.Image.Image, out: torch.Tensor) -> None:
 
 
 __all__ = ["PolicyAugment"]
+
+
+def _interpolation_mode(interpolation) -> InterpolationMode:
+    """``interpolation`` as an :class:`InterpolationMode`: a mode, its name (``"bilinear"``) or a
+    Pillow constant (0 nearest, 2 bilinear, 3 bicubic …), as torchvision's transforms take it."""
+    if isinstance(interpolation, InterpolationMode):
+        return interpolation
+    if isinstance(interpolation, str):
+        try:
+            return InterpolationMode(interpolation.lower())
+        except ValueError:
+            names = [m.value for m in InterpolationMode]
+            raise ValueError(f"interpolation {interpolation!r} is none of {names}") from None
+    if isinstance(interpolation, int) and not isinstance(interpolation, bool):
+        modes = {code: mode for mode, code in reversed(pil_modes_mapping.items())}  # 0: NEAREST, not NEAREST_EXACT
+        if interpolation in modes:
+            return modes[interpolation]
+    raise ValueError(
+        f"interpolation must be an InterpolationMode, its name or a Pillow constant, got {interpolation!r}"
+    )
+
+
+def _fill_by_type(fill) -> dict:
+    """torchvision's ``fill`` argument as ``{input type or "others": fill}``: a number, a sequence
+    (one per channel, as floats) or None for every type, or a dict by type. TypeError otherwise."""
+
+    def one(value):
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return value
+        if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
+            return [float(v) for v in value]
+        raise TypeError(f"fill must be a number, a tuple or list of numbers, None or a dict of them, got {value!r}")
+
+    if isinstance(fill, dict):
+        return {kind: one(value) for kind, value in fill.items()}
+    return {"others": one(fill)}

@@ -102,3 +102,22 @@ def test_graph_sees_lazy_relative_and_submodule_imports(tmp_path):
 @pytest.mark.parametrize("module", ["fastpolicy.registry", "fastpolicy.policy"])
 def test_graph_covers_the_package(module):
     assert module in import_graph()
+
+
+def test_no_module_imports_a_private_name_of_torch_or_torchvision():
+    """Private helpers (``_get_fill``, ``v2._utils``) change without notice between releases: the
+    package must install and run beside other torch versions."""
+    import ast
+    import pathlib
+
+    import fastpolicy
+
+    found = []
+    for path in pathlib.Path(fastpolicy.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("torch", "torchvision"):
+                private = any(part.startswith("_") for part in node.module.split("."))
+                private |= any(alias.name.startswith("_") for alias in node.names)
+                if private:
+                    found.append(f"{path.name}: from {node.module} import {', '.join(a.name for a in node.names)}")
+    assert not found, found
