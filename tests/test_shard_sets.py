@@ -214,3 +214,21 @@ def test_brace_patterns_expand_any_number_of_groups_like_the_shell():
     for pattern in ("{train,val}-{0..1}.tar", "s-{000..002}-{a,b}.tar", "x-{0..1}-{0..2}.tfrecord", "one.tar"):
         shell = subprocess.run(["bash", "-c", f"echo {pattern}"], capture_output=True, text=True).stdout.split()
         assert _expand_braces(pattern) == shell, pattern
+
+
+def test_the_shards_command_takes_classes_overwrite_and_describe(photo_tree, tmp_path, capsys):
+    from fastpolicy.cli import main
+
+    out = str(tmp_path / "train")
+    assert main(["-q", "shards", photo_tree, out, "--shard-size", "8"]) == 0
+    assert main(["-q", "shards", photo_tree, out, "--shard-size", "8"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["-q", "shards", photo_tree, out, "--shard-size", "16", "--overwrite", "--classes", out]) == 0
+    assert len(ShardDataset.open(out)) == 20 and len(ShardManifest.read(out).shards) == 2
+    os.remove(os.path.join(out, "manifest.json"))
+    assert main(["shards", "--describe", out]) == 0
+    assert "2 webdataset shards, 20 samples" in capsys.readouterr().out
+    assert main(["shards", "--describe", out, "x"]) == 2 and "--describe takes one folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["shards", photo_tree, str(tmp_path / "file")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
