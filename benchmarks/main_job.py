@@ -53,6 +53,19 @@ def run_once(folder: str) -> dict:
     }
 
 
+def sentence(record: dict) -> str:
+    """The README's words for a record: the seconds' range, the KL's range, the null's largest 95th
+    percentile, the date and the machine's cores (``tests/test_main_job_record.py`` checks them)."""
+    runs = record["runs"]
+    seconds, kls = [r["seconds"] for r in runs], [r["kl"] for r in runs]
+    return (
+        f"{min(seconds):.0f}–{max(seconds):.0f} s in {len(runs)} idle runs on a {record['machine']['cores']}-core "
+        f"CPU ({record['date'][:10]}), its controller ending {min(kls):.1f}–{max(kls):.1f} nats from its start "
+        f"where shuffled rewards move it at most {max(r['null_p95'] for r in runs):.2f} "
+        f"(`benchmarks/results/main_job.json`)"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="default searches, one after another (default 2)")

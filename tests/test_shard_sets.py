@@ -232,3 +232,42 @@ def test_the_shards_command_takes_classes_overwrite_and_describe(photo_tree, tmp
     (tmp_path / "file").write_text("")
     assert main(["shards", photo_tree, str(tmp_path / "file")]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_overwrite_never_deletes_what_is_not_a_shard_set(photo_tree, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(photo_tree, project / "images")
+    (project / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds the folder the shards are converted from"):
+        write_shards(str(project / "images"), str(project), "webdataset", 8, progress=False, overwrite=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    (other / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match=r"holds other files \(notes.txt\): not a shard set"):
+        write_shards(photo_tree, str(other), "webdataset", 8, progress=False, overwrite=True)
+    (other / "notes.txt").unlink()
+    (other / "manifest.json").unlink()
+    (other / "shard-000000.tar").write_text("")
+    with pytest.raises(UserError, match="holds no manifest"):
+        write_shards(photo_tree, str(other), "webdataset", 8, progress=False, overwrite=True)
+    assert (project / "notes.txt").read_text() == "mine" and len(os.listdir(project / "images")) == 5
+
+
+def test_a_failed_swap_puts_the_old_set_back(photo_tree, tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    write_shards(photo_tree, out, "webdataset", 8, progress=False)
+    before = sorted(os.listdir(out))
+    real = os.rename
+
+    def failing(src, dst):
+        if ".partial-" in str(src) and not os.path.exists(dst):  # the new set's rename, after the old moved aside
+            raise OSError(28, "No space left on device", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(OSError, match="No space left"):
+        write_shards(photo_tree, out, "webdataset", 16, progress=False, overwrite=True)
+    monkeypatch.undo()
+    assert sorted(os.listdir(out)) == before and len(ShardDataset.open(out)) == 20
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no partial or old folder left

@@ -1,7 +1,7 @@
 """A shard set's manifest: what the converter wrote, so the reader can tell a whole set from a part.
 
 ``manifest.json`` sits in the shard folder and is written last (after every shard is closed, then
-the folder is published under its name in one rename: :func:`fastpolicy.data.shards.write_shards`),
+the folder is renamed into place: :func:`fastpolicy.data.shards.write_shards`),
 so its presence says the set is complete. It holds::
 
     {"format": "fastpolicy.shards", "version": 1, "shard_format": "webdataset" | "tfrecord",

@@ -437,7 +437,8 @@ def write_shards(
     Atomic: everything is written into ``<out>.partial-<pid>`` beside ``out``, the manifest
     last, then the folder is renamed into place; a conversion killed part-way leaves only that
     folder (no manifest: the reader refuses it). ``out`` must be empty or missing, or
-    ``overwrite`` replaces its whole shard set. ``on_bad="skip"`` leaves unreadable
+    ``overwrite`` replaces a shard set this converter wrote there (a manifest and shard files
+    only: a folder holding anything else is refused, never deleted). ``on_bad="skip"`` leaves unreadable
     file names and empty class folders out (:func:`~.files.scan_folder`)."""
     from tqdm import tqdm
 
@@ -451,13 +452,11 @@ def write_shards(
     source, target = os.path.realpath(root), os.path.realpath(out)
     if target == source or target.startswith(source + os.sep):
         raise UserError(f"{out}: the shards would be written inside the folder they are converted from ({root})")
+    if source.startswith(target + os.sep):
+        raise UserError(f"{out}: holds the folder the shards are converted from ({root}); name another folder")
     if os.path.lexists(out) and not os.path.isdir(out):
         raise UserError(f"{out}: exists and is not a folder; name a new or empty folder for the shards")
-    if os.path.isdir(out) and os.listdir(out) and not overwrite:
-        raise UserError(
-            f"{out} already holds {len(os.listdir(out))} file(s); pass --overwrite (overwrite=True) to replace "
-            "its shard set as a whole, or name a new or empty folder"
-        )
+    _check_replaceable(out, overwrite)
     images = scan_folder(root, on_bad=on_bad)
     labels = images.labels.tolist()
     classes = tuple(images.classes)
@@ -482,7 +481,7 @@ def write_shards(
         for path in paths:
             entries[os.path.basename(path)] |= {"bytes": os.path.getsize(path), "sha256": sha256_of(path)}
         ShardManifest(work, format, classes, entries).write()  # last: the set is whole
-        _publish(work, target)
+        _publish(work, target, overwrite)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -516,18 +515,49 @@ def _write_into(work, format, shard_size, files, labels, progress, tqdm, bars_di
     return entries, paths
 
 
-def _publish(work: str, target: str) -> None:
-    """Rename the finished ``work`` folder to ``target``: onto a missing or empty one directly;
-    a full one (``overwrite``) is first moved aside, then removed."""
+SHARD_SET_FILES = re.compile(r"^(manifest\.json|shard-\d{6}\.(tar|tfrecord|idx))$")
+"""The names a shard set this converter wrote holds: all ``--overwrite`` may replace."""
+
+
+def _check_replaceable(out: str, overwrite: bool) -> None:
+    """UserError unless ``out`` is missing, empty, or (with ``overwrite``) a shard set this
+    converter wrote: a manifest and shard files only, so nothing else is ever deleted."""
+    names = os.listdir(out) if os.path.isdir(out) else []
+    if not names:
+        return
+    if not overwrite:
+        raise UserError(
+            f"{out} already holds {len(names)} file(s); pass --overwrite (overwrite=True) to replace "
+            "its shard set as a whole, or name a new or empty folder"
+        )
+    others = sorted(n for n in names if not SHARD_SET_FILES.match(n))
+    if "manifest.json" not in names or others:
+        what = f"other files ({', '.join(others[:3])}{' …' if len(others) > 3 else ''})" if others else "no manifest"
+        raise UserError(
+            f"{out} holds {what}: not a shard set fastpolicy wrote, so --overwrite does not delete it; "
+            "name a new or empty folder"
+        )
+
+
+def _publish(work: str, target: str, overwrite: bool) -> None:
+    """Rename the finished ``work`` folder to ``target``: onto a missing or empty one in one step
+    (POSIX replaces an empty folder); a shard set already there (``overwrite``, checked again
+    now) is moved aside first and removed once the new one is in place, or moved back if that fails.
+    Between those two renames ``target`` is briefly missing: a reader then finds no set, never half of one."""
     try:
-        os.rename(work, target)  # POSIX: replaces a missing or empty folder in one step
+        os.rename(work, target)
         return
     except OSError:
         if not os.path.isdir(target):
             raise
+    _check_replaceable(target, overwrite)  # another converter may have published meanwhile
     old = f"{target}.old-{os.getpid()}"
     os.rename(target, old)
-    os.rename(work, target)
+    try:
+        os.rename(work, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
