@@ -262,3 +262,20 @@ def test_the_default_preset_updates_every_batch_and_reports_its_shuffled_reward_
     assert AdversarialSearch.controller_null(search) is not None
     search.config = AdversarialConfig(**{**config.__dict__, "null_draws": 0})
     assert search.controller_null() is None
+
+
+def test_a_checkpoint_from_before_the_preset_window_resumes_with_its_epoch_window_only(tmp_path):
+    """Such a checkpoint saved controller_window None meaning one epoch (now: the preset's, 1 batch);
+    resumed with the defaults it is refused as other settings, never silently switched to per-batch
+    updates; with --controller-window 0 it resumes, its per-epoch schedule kept."""
+    AdversarialSearch(_config(tmp_path, epochs=2, M=2)).run_epoch()  # its checkpoint after epoch 0
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    old = {k: v for k, v in state["config"].items() if k != "null_draws"}
+    state["config"] = old | {"controller_window": None, "probe_every": 1}
+    del state["epoch_schedule"]  # (extra_state is saved at the checkpoint's top level)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="controller_window"):
+        AdversarialSearch(_config(tmp_path, epochs=2, M=2, controller_window=None), resume=True)
+    resumed = AdversarialSearch(_config(tmp_path, epochs=2, M=2, controller_window=0), resume=True)
+    assert resumed.window is None and len(resumed.epoch_schedule) == len(resumed.schedule) == 1

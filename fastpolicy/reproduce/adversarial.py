@@ -212,6 +212,7 @@ def build_run(folder: str, arm: str, seed: int, spec: dict, progress: bool = Fal
         M=spec["M"],
         controller_window=spec["controller_window"],
         probe_every=spec["probe_every"],
+        null_draws=0,  # the study draws its own null (run_arm: null_draws replays, every update)
     )
     if arm == "frozen":
         config = dataclasses.replace(config, controller_lr=0.0)

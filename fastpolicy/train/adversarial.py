@@ -29,7 +29,7 @@ from ..search import controller as ctl
 from ..search import null
 from . import distributed, plots
 from .presets import Preset, get_preset
-from .runner import Run, refused_runs_leave_nothing
+from .runner import RESUME_IGNORED, Run, refused_runs_leave_nothing
 from .trainer import EpochTrainer, RunConfig, log_lr_scaling, run_loaders
 
 log = get_logger(__name__)
@@ -46,8 +46,8 @@ class AdversarialConfig(RunConfig):
     ``controller_window`` (batches; 0: one epoch): each window's M policies are sampled at its
     start, rewarded with their mean per-batch losses over the window, and replaced after one
     REINFORCE step; an epoch's last window may be shorter. ``schedule.json`` always holds one entry
-    per epoch (with windows: the epoch's last window's policies, those the controller ended the
-    epoch with); ``windows.json`` then holds every window's. None (the default): the preset's.
+    per epoch (with windows: the epoch's last window's policies, the last the controller sampled
+    in it); ``windows.json`` then holds every window's. None (the default): the preset's.
     """
 
     mode: str = setting(
@@ -66,7 +66,7 @@ class AdversarialConfig(RunConfig):
         None,
         "batches per controller update (0: one epoch, the paper's)",
         type=nonnegative_int,
-        shown="the preset's: fashion_mnist 1, every other preset 0",
+        shown="the preset's: the fashion_mnist presets 1, every other preset 0",
     )
     probe: int = setting(
         64,
@@ -78,7 +78,7 @@ class AdversarialConfig(RunConfig):
         None,
         "updates between two probes (rewards, their normalization and reliability: every update)",
         type=positive_int,
-        shown="the preset's: fashion_mnist 8, every other preset 1",
+        shown="the preset's: the fashion_mnist presets 8, every other preset 1",
     )
     null_draws: int = setting(
         5,
@@ -96,6 +96,15 @@ class AdversarialConfig(RunConfig):
         preset = self.base_preset().with_(controller_window=self.controller_window, probe_every=self.probe_every)
         return preset.with_(M=1) if self.mode == "baseline" else preset
 
+    @classmethod
+    def upgrade_saved(cls, settings: dict) -> dict:
+        """Before ``null_draws`` existed, ``controller_window`` None meant one epoch (now: the
+        preset's, 1 batch for fashion_mnist): such a checkpoint resumes with 0, its meaning, so a
+        resume without ``--controller-window 0`` is refused as other settings, never silently changed."""
+        if "null_draws" not in settings and settings.get("controller_window") is None:
+            settings = settings | {"controller_window": 0}
+        return settings
+
     def resolved_config(self) -> AdversarialConfig:
         preset = self.resolved_preset()
         return dataclasses.replace(
@@ -109,12 +118,14 @@ class AdversarialSearch(EpochTrainer):
     ``overwrite=True`` replaces a finished or abandoned run in ``out`` (see :mod:`.rundir`)."""
 
     KIND = "adversarial"
+    RESUME_IGNORED = (*RESUME_IGNORED, "probe", "probe_every", "null_draws")
+    """What only logs (the probes draw from their own generators) or follows the last epoch."""
     split_halves = True  # each update logs its rewards' split-half reliability
 
     @refused_runs_leave_nothing
     def __init__(self, config: AdversarialConfig, resume: bool = False, overwrite: bool = False):
         preset = config.resolved_preset()
-        run = Run(config, self.KIND, resume=resume, overwrite=overwrite)
+        run = Run(config, self.KIND, resume=resume, overwrite=overwrite, resume_ignored=self.RESUME_IGNORED)
         log_lr_scaling(get_preset(config.preset), preset)
         loaders = run_loaders(
             run,
@@ -317,6 +328,10 @@ class AdversarialSearch(EpochTrainer):
         if self.config.mode != "adversarial" or not self.config.null_draws or not rewards or not self.history:
             return None
         kl = self.history[-1].get("controller_kl_from_start", float("nan"))
+        self.runner.info(
+            f"fastpolicy: replaying the controller's {len(rewards)} updates with shuffled rewards "
+            f"({self.config.null_draws} times: the null its KL is compared with; --null-draws 0 skips it) …"
+        )
         drawn = null.controller_null(
             self.controller_start,
             rewards,

@@ -202,6 +202,7 @@ class Run:
         (but :attr:`resume_ignored`) and on the same ``data``; :class:`CheckpointError` otherwise."""
         path = self.path(name)
         state = checkpoint.load(path)
+        state["config"] = type(self.config).upgrade_saved(dict(state["config"]))
         try:
             check_same_settings(state["config"], self.saved_settings(), path, ignored=self.resume_ignored)
         except CheckpointError:

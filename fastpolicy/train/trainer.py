@@ -196,6 +196,12 @@ class RunConfig(CommonConfig):
         type=positive_int,
     )
 
+    @classmethod
+    def upgrade_saved(cls, settings: dict) -> dict:
+        """A config saved by an earlier version (a checkpoint's ``config``) in this version's
+        terms: where a setting's meaning changed, the value that means what it meant then."""
+        return settings
+
     def base_preset(self) -> Preset:
         """The preset with this run's overrides (a new ``batch`` scales the learning rate: :func:`scaled_lr`)."""
         preset = scaled_lr(get_preset(self.preset), self.batch).with_(
