@@ -18,7 +18,8 @@ pixel for pixel. Randomness comes from torch's global generator, so ``torch.manu
 makes a run reproducible and every ``DataLoader`` worker draws its own stream — or from the
 ``generator=`` given (a CPU ``torch.Generator``), which no other code draws from: equal
 generators give equal outputs, in any process (in DataLoader workers each worker reseeds its
-copy from the generator's seed and its id, so workers still draw different streams).
+copy from the generator's seed and the worker's seed, so workers and epochs draw different
+streams, reproducibly under the same DataLoader seed).
 """
 
 from __future__ import annotations
@@ -302,14 +303,17 @@ class PolicyAugment(v2.Transform):
     def _generator(self) -> torch.Generator | None:
         """The ``generator`` given (None: torch's global one). In a DataLoader worker each copy
         of the transform holds the same state, so each worker reseeds its copy once, from the
-        generator's seed and its worker id: workers draw different streams, and the same
-        generator, workers and order give the same outputs in every run."""
+        generator's seed and the worker's seed (the DataLoader's base seed, new each epoch, plus
+        its id): workers and epochs draw different streams, and the same generator and
+        DataLoader seed (``torch.manual_seed`` or its ``generator``) give the same outputs."""
         if self.generator is None:
             return None
         info = torch.utils.data.get_worker_info()
-        if info is not None and self._worker_seeded != info.id:
-            self.generator.manual_seed((self.generator.initial_seed() * 1_000_003 + info.id + 1) % 2**63)
-            self._worker_seeded = info.id
+        if info is not None and self._worker_seeded != info.seed:
+            # info.seed: the DataLoader's base seed (new each epoch, drawn from its generator or
+            # torch's) plus the worker id: another stream per worker and per epoch
+            self.generator.manual_seed((self.generator.initial_seed() * 1_000_003 + info.seed) % 2**63)
+            self._worker_seeded = info.seed
         return self.generator
 
     def sample(self, n: int, rng: np.random.Generator) -> PolicyParams:

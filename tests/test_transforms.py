@@ -343,11 +343,13 @@ class _Repeat(torch.utils.data.Dataset):
 
 
 def test_dataloader_workers_with_one_generator_draw_different_streams_reproducibly():
-    def epoch():
+    def epochs():
         torch.manual_seed(0)
         dataset = _Repeat(PolicyAugment("trivialaugment_wide", generator=torch.Generator().manual_seed(5)))
-        return torch.cat(list(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2)
+        return [torch.cat(list(loader)) for _ in range(2)]
 
-    a, b = epoch(), epoch()
-    assert torch.equal(a, b)
+    (a, a2), (b, b2) = epochs(), epochs()
+    assert torch.equal(a, b) and torch.equal(a2, b2)  # the same seeds: the same outputs
     assert not torch.equal(a[0::2], a[1::2])  # worker 0's images against worker 1's: not the same stream
+    assert not torch.equal(a, a2)  # nor the same stream in the next epoch
