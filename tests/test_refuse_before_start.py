@@ -78,3 +78,14 @@ def test_a_batch_the_memory_cannot_hold_is_refused_up_front_with_its_figure(monk
     assert memory.batch_bytes(2, 3, 4, 3, "uint8") == 2 * 36 * 3  # decoded, augmented, output
     monkeypatch.undo()
     assert 0 < memory.free_bytes("cpu") < 2**50  # this machine's, read from /proc/meminfo
+
+
+def test_a_cgroup_limits_room_counts_the_page_cache_it_could_drop(tmp_path):
+    from fastpolicy.loader import memory
+
+    (tmp_path / "memory.max").write_text("1000000\n")
+    (tmp_path / "memory.current").write_text("900000\n")
+    (tmp_path / "memory.stat").write_text("anon 100000\nfile 800000\ninactive_file 700000\nactive_file 100000\n")
+    assert memory._cgroup_free(str(tmp_path)) == 1000000 - 900000 + 700000
+    (tmp_path / "memory.max").write_text("max\n")
+    assert memory._cgroup_free(str(tmp_path)) is None

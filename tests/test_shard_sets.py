@@ -77,8 +77,10 @@ def test_train_and_held_out_sets_share_a_class_map_or_are_refused(photo_tree, tm
     write_shards(str(val_tree), val, "webdataset", 8, progress=False)
     with deadline(), pytest.raises(ManifestError, match=rf"label 1 is '{classes[1]}' in one and '{classes[2]}'"):
         build_loaders(train, 4, 1, 32, "cpu", 0, val_data=val)
+    before = ShardDataset.open(val).fingerprint()
     write_shards(str(val_tree), val, "webdataset", 8, progress=False, overwrite=True, classes_from=train)
     assert ShardDataset.open(val).classes == ShardDataset.open(train).classes == tuple(classes)
+    assert ShardDataset.open(val).fingerprint() != before  # other labels: a resume must not take it as the same
     labels = sorted({label for label, _ in read_all(val).values()})
     assert labels == [0, 2, 3, 4]  # the training set's labels, class 1 absent
     with deadline():

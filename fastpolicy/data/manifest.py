@@ -143,12 +143,17 @@ class ShardManifest:
             )
 
 
+def manifest_key(shard: str) -> str:
+    """The key of ``shard``'s manifest in :func:`manifests_for`'s result: its folder's absolute path."""
+    return os.path.dirname(os.path.abspath(shard))
+
+
 def manifests_for(shards: list[str]) -> dict[str, ShardManifest]:
-    """Each shard's folder's manifest (folder → manifest). ManifestError for a folder without
-    one, naming it and the two ways to get one."""
+    """Each shard's folder's manifest (:func:`manifest_key` → manifest). ManifestError for a
+    folder without one, naming it and the two ways to get one."""
     found: dict[str, ShardManifest] = {}
     for shard in shards:
-        folder = os.path.dirname(os.path.abspath(shard))
+        folder = manifest_key(shard)
         if folder in found:
             continue
         manifest = ShardManifest.read(folder)
@@ -232,6 +237,7 @@ __all__ = [
     "ShardManifest",
     "check_same_classes",
     "describe_shards",
+    "manifest_key",
     "manifests_for",
     "sha256_of",
     "shared_classes",

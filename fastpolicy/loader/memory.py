@@ -4,6 +4,8 @@ allocation traceback and no figure)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 IN_FLIGHT = 2
@@ -17,17 +19,24 @@ def batch_bytes(rows: int, height: int, width: int, channels: int, output_dtype:
     return pixels * (2 + np.dtype(output_dtype).itemsize)
 
 
-def _cgroup_free() -> int | None:
-    """Bytes this process's cgroup (v2) may still take: ``memory.max − memory.current``; None
-    without a limit."""
+def _cgroup_free(root: str = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's cgroup (v2) may still take: ``memory.max − memory.current`` plus the
+    page cache it could drop (``inactive_file`` of ``memory.stat``: a dataset read once sits
+    there); None without a limit."""
     try:
-        with open("/sys/fs/cgroup/memory.max") as handle:
+        with open(os.path.join(root, "memory.max")) as handle:
             limit = handle.read().strip()
         if limit == "max":
             return None
-        with open("/sys/fs/cgroup/memory.current") as handle:
-            return int(limit) - int(handle.read().strip())
-    except (OSError, ValueError):
+        with open(os.path.join(root, "memory.current")) as handle:
+            used = int(handle.read().strip())
+        reclaimable = 0
+        with open(os.path.join(root, "memory.stat")) as handle:
+            for line in handle:
+                if line.startswith("inactive_file "):
+                    reclaimable = int(line.split()[1])
+        return int(limit) - used + reclaimable
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -38,6 +47,11 @@ def free_bytes(device: str) -> int | None:
         import torch
 
         return int(torch.cuda.mem_get_info()[0]) if torch.cuda.is_available() else None
+    return _host_free()[0]
+
+
+def _host_free() -> tuple[int | None, str]:
+    """``(bytes, what bounds them)``: ``MemAvailable``, or a cgroup limit's room where lower."""
     free = None
     try:
         with open("/proc/meminfo") as handle:
@@ -47,9 +61,9 @@ def free_bytes(device: str) -> int | None:
     except (OSError, ValueError, IndexError):
         free = None
     room = _cgroup_free()
-    if room is not None:
-        free = room if free is None else min(free, room)
-    return free
+    if room is not None and (free is None or room < free):
+        return room, "this process's cgroup limit"
+    return free, "this machine"
 
 
 def check_fits(rows: int, height: int, width: int, channels: int, output_dtype: str, device: str, prefetch: int):
@@ -59,7 +73,7 @@ def check_fits(rows: int, height: int, width: int, channels: int, output_dtype: 
     free = free_bytes(device)
     need = batch_bytes(rows, height, width, channels, output_dtype) * (int(prefetch) + IN_FLIGHT)
     if free is not None and need > free:
-        where = "the GPU" if device == "gpu" else "this machine" + (" (its cgroup limit)" if _cgroup_free() else "")
+        where = "the GPU" if device == "gpu" else _host_free()[1]
         raise ValueError(
             f"an enlarged batch of M·N = {rows} rows of {channels}×{height}×{width} ({output_dtype} output) needs "
             f"about {need / 2**30:.2f} GiB for {int(prefetch) + IN_FLIGHT} batches in flight; {where} has "

@@ -20,7 +20,7 @@ import weakref
 
 import numpy as np
 
-from ..data.manifest import manifests_for, shared_classes
+from ..data.manifest import manifest_key, manifests_for, shared_classes
 from ..data.shards import (
     BadShardError,
     Sample,
@@ -67,11 +67,11 @@ class ShardDataset:
         elif keys.classes != len(self.classes):
             raise ValueError(f"ShardKeys.classes {keys.classes}, but the shards' manifest lists {len(self.classes)}")
         for shard in shards:  # size always; the whole file's SHA-256 when every image is decoded anyway
-            manifests[os.path.dirname(shard)].check_file(shard, checksum=checks.verify == "decode")
+            manifests[manifest_key(shard)].check_file(shard, checksum=checks.verify == "decode")
         self._manifests = manifests
         self.format, self.shards, self.keys = format, shards, keys
         self.skipped: list[tuple[str, str, str]] = []
-        self._digest = hashlib.sha256()
+        self._digest = hashlib.sha256("\t".join(self.classes).encode() + b"\n")  # a class map is data too
         samples = [self._scan_shard(shard, checks.verify) for shard in shards]
         if self.skipped and checks.on_bad == "raise":
             raise BadShardError(self.skipped, hint="pass --on-bad skip (on_bad='skip' in Python) to leave them out")
@@ -134,7 +134,7 @@ class ShardDataset:
                 self._digest.update(f"{os.path.basename(shard)}\t{os.path.getsize(shard)}\n".encode() + handle.read())
         for s in samples:
             self._digest.update(f"{s.key}\t{s.image[1]}\t{s.image[2]}\n".encode())
-        self._manifests[os.path.dirname(shard)].check_count(shard, len(samples) + len(bad))
+        self._manifests[manifest_key(shard)].check_count(shard, len(samples) + len(bad))
         if not samples and not bad:
             bad = [("-", "empty shard: no samples")]
         self.skipped += [(shard, key, reason) for key, reason in bad]
