@@ -601,7 +601,9 @@ def add_shards_flags(parser) -> None:
     )
     parser.add_argument("out", nargs="?", help="the folder the shard set is written to (new or empty)")
     parser.add_argument("--format", choices=FORMATS, default="webdataset", help="shard format (default webdataset)")
-    parser.add_argument("--shard-size", type=_positive, default=1000, help="samples per shard (default 1000)")
+    from ..config import positive_int
+
+    parser.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard (default 1000)")
     parser.add_argument(
         "--classes",
         metavar="FROM",
@@ -619,12 +621,6 @@ def add_shards_flags(parser) -> None:
         action="store_true",
         help="write manifest.json for shards made elsewhere in FOLDER (reads every shard once)",
     )
-
-
-def _positive(text: str) -> int:
-    from ..config import positive_int
-
-    return positive_int(text)
 
 
 def shards_command(args) -> int:

@@ -1,0 +1,38 @@
+"""The README's main-job figures are the committed record's (benchmarks/results/main_job.json,
+written by benchmarks/main_job.py on an idle machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECORD = os.path.join(ROOT, "benchmarks", "results", "main_job.json")
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("main_job", os.path.join(ROOT, "benchmarks", "main_job.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_quotes_the_main_job_record():
+    with open(RECORD, encoding="utf-8") as handle:
+        record = json.load(handle)
+    assert record["git"]["commit"] and record["machine"]["cores"] and record["date"]
+    assert all(r["load_before"][0] < record["machine"]["cores"] / 2 for r in record["runs"])  # recorded idle
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    assert _script().sentence(record) in readme
+
+
+def test_a_record_is_never_overwritten(tmp_path):
+    import pytest
+
+    existing = tmp_path / "main_job.json"
+    existing.write_text("{}")
+    with pytest.raises(SystemExit):
+        _script().main(["--out", str(existing)])
+    assert existing.read_text() == "{}"
