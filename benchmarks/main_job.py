@@ -31,6 +31,20 @@ GOAL_KL = 1.0
 COMMAND = ["fastpolicy", "-q", "search", "adversarial"]
 
 
+IDLE_WAIT_SECONDS = 300
+"""Longest wait for the machine to become idle (1-minute load under half its cores) before the first run."""
+
+
+def wait_until_idle() -> list[float]:
+    """Wait (at most :data:`IDLE_WAIT_SECONDS`) until the 1-minute load average is under half the
+    cores; returns the load averages then (the record's evidence that the runs started idle; each
+    run's own ``load_before`` counts the run before it)."""
+    deadline = time.monotonic() + IDLE_WAIT_SECONDS
+    while os.getloadavg()[0] >= (os.cpu_count() or 1) / 2 and time.monotonic() < deadline:
+        time.sleep(5)
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def run_once(folder: str) -> dict:
     """One default search into ``folder``: ``{"seconds", "load_before", "kl", "null_p95",
     "above_null", "null_draws", "updates", "val_accuracy"}``."""
@@ -82,6 +96,7 @@ def main(argv=None) -> int:
     from fastpolicy.bench.record import cpu_model
     from fastpolicy.reproduce.record import git_state
 
+    load_at_start = wait_until_idle()
     with tempfile.TemporaryDirectory() as work:
         runs = [run_once(os.path.join(work, f"run{k}")) for k in range(args.repeats)]
     seconds = [r["seconds"] for r in runs]
@@ -91,7 +106,7 @@ def main(argv=None) -> int:
         "recorded_with": " ".join(["python", "benchmarks/main_job.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "git": git_state(),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_at_start": load_at_start},
         "goals": {"seconds_at_most": GOAL_SECONDS, "kl_at_least": GOAL_KL},
         "runs": runs,
         "met": {
