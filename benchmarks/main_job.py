@@ -72,9 +72,10 @@ def sentence(record: dict) -> str:
     percentile, the date and the machine's cores (``tests/test_main_job_record.py`` checks them)."""
     runs = record["runs"]
     seconds, kls = [r["seconds"] for r in runs], [r["kl"] for r in runs]
+    kl = f"{min(kls):.1f}" if f"{min(kls):.1f}" == f"{max(kls):.1f}" else f"{min(kls):.1f}–{max(kls):.1f}"
     return (
         f"{min(seconds):.0f}–{max(seconds):.0f} s in {len(runs)} idle runs on a {record['machine']['cores']}-core "
-        f"CPU ({record['date'][:10]}), its controller ending {min(kls):.1f}–{max(kls):.1f} nats from its start "
+        f"CPU ({record['date'][:10]}), its controller ending {kl} nats from its start "
         f"where shuffled rewards move it at most {max(r['null_p95'] for r in runs):.2f} "
         f"(`benchmarks/results/main_job.json`)"
     )
