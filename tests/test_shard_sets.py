@@ -15,8 +15,8 @@ from PIL import Image
 from test_shards import add, deadline, read_all
 
 from fastpolicy.data import shards as shards_module
-from fastpolicy.data.manifest import ManifestError, ShardManifest, describe_shards
-from fastpolicy.data.shards import BadShardError, write_shards
+from fastpolicy.data.manifest import ManifestError, ShardManifest
+from fastpolicy.data.shards import BadShardError, describe_shards, write_shards
 from fastpolicy.errors import UserError
 from fastpolicy.loader import FileChecks, ShardDataset
 

@@ -306,7 +306,7 @@ def test_a_non_image_payload_is_named_after_dali_fails_or_skipped_when_decoded_f
 
 
 def test_a_truncated_tar_is_refused_by_its_manifest_or_names_the_cut_sample(tmp_path, jpeg):
-    from fastpolicy.data.manifest import describe_shards
+    from fastpolicy.data.shards import describe_shards
 
     paths = bad_tar(tmp_path, jpeg, None)
     with open(paths[1], "r+b") as handle:  # cut inside the last sample's image
@@ -331,7 +331,7 @@ def test_an_empty_shard_is_named(tmp_path, jpeg):
 
 
 def test_a_truncated_tfrecord_is_refused_by_its_manifest_or_names_the_cut_record(converted, tmp_path):
-    from fastpolicy.data.manifest import describe_shards
+    from fastpolicy.data.shards import describe_shards
 
     shutil.copytree(converted["tfrecord"], tmp_path / "t")
     shard = tmp_path / "t" / "shard-000001.tfrecord"

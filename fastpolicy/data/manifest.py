@@ -12,7 +12,7 @@ The reader (:class:`fastpolicy.loader.shards.ShardDataset`) refuses shards witho
 shard the manifest does not list, one whose size differs (always), whose SHA-256 differs (with
 ``verify="decode"``) or whose sample count differs; labels must lie in ``[0, len(classes))``;
 train and held-out shard sets must have the same ``classes``. Shards made elsewhere get a
-manifest once with ``fastpolicy shards --describe FOLDER`` (:func:`describe_shards`).
+manifest once with ``fastpolicy shards --describe FOLDER`` (:func:`fastpolicy.data.shards.describe_shards`).
 """
 
 from __future__ import annotations
@@ -198,45 +198,11 @@ def check_same_classes(a: tuple[str, ...] | None, b: tuple[str, ...] | None, nam
         )
 
 
-def describe_shards(folder: str) -> ShardManifest:
-    """Write a manifest for the shards already in ``folder`` (made by another tool): every shard's
-    samples (good or bad, counted by a header scan), size and SHA-256; classes ``"0"`` … up to the
-    largest label read (every label is read: tar label members, TFRecord Examples). Returns it."""
-    from .shards import ShardKeys, index_path, list_shards, read_tfrecord_labels, scan_tar, scan_tfrecord
-
-    listed = list_shards(folder)
-    if listed is None:
-        raise UserError(f"{folder}: holds no webdataset (.tar) or TFRecord (.tfrecord) shards to describe")
-    shard_format, shards = listed
-    keys, entries, largest, bad = ShardKeys(), {}, -1, []
-    for shard in shards:
-        if shard_format == "webdataset":
-            samples, problems = scan_tar(shard, keys, "header")
-        else:
-            samples, problems = scan_tfrecord(shard, index_path(shard, keys), keys, "header")
-        count = len(samples) + len(problems)  # (TFRecord labels read below are of these samples)
-        if shard_format == "tfrecord":
-            problems += read_tfrecord_labels(shard, samples, keys)
-        bad += [(shard, key, reason) for key, reason in problems]
-        largest = max([largest, *(s.value for s in samples if s.value is not None)])
-        entries[os.path.basename(shard)] = {
-            "samples": count,
-            "bytes": os.path.getsize(shard),
-            "sha256": sha256_of(shard),
-        }
-    if largest < 0:
-        raise UserError(f"{folder}: no readable labels in its shards ({bad[:1]})")
-    manifest = ShardManifest(os.path.abspath(folder), shard_format, tuple(str(i) for i in range(largest + 1)), entries)
-    manifest.write()
-    return manifest
-
-
 __all__ = [
     "NAME",
     "ManifestError",
     "ShardManifest",
     "check_same_classes",
-    "describe_shards",
     "manifest_key",
     "manifests_for",
     "sha256_of",

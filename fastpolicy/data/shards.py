@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from .files import scan_folder
+from .manifest import ShardManifest, sha256_of
 
 FORMATS = ("webdataset", "tfrecord")
 """Shard formats: DALI's ``fn.readers.webdataset`` and ``fn.readers.tfrecord``."""
@@ -443,7 +444,6 @@ def write_shards(
     from tqdm import tqdm
 
     from ..log import bars_disabled
-    from .manifest import ShardManifest, sha256_of
 
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
@@ -593,6 +593,37 @@ class _TFRecordShard:
         self.index.close()
 
 
+def describe_shards(folder: str) -> ShardManifest:
+    """Write a manifest for the shards already in ``folder`` (made by another tool): every shard's
+    samples (good or bad, counted by a header scan), size and SHA-256; classes ``"0"`` … up to the
+    largest label read (every label is read: tar label members, TFRecord Examples). Returns it."""
+    listed = list_shards(folder)
+    if listed is None:
+        raise UserError(f"{folder}: holds no webdataset (.tar) or TFRecord (.tfrecord) shards to describe")
+    shard_format, shards = listed
+    keys, entries, largest, bad = ShardKeys(), {}, -1, []
+    for shard in shards:
+        if shard_format == "webdataset":
+            samples, problems = scan_tar(shard, keys, "header")
+        else:
+            samples, problems = scan_tfrecord(shard, index_path(shard, keys), keys, "header")
+        count = len(samples) + len(problems)  # (TFRecord labels read below are of these samples)
+        if shard_format == "tfrecord":
+            problems += read_tfrecord_labels(shard, samples, keys)
+        bad += [(shard, key, reason) for key, reason in problems]
+        largest = max([largest, *(s.value for s in samples if s.value is not None)])
+        entries[os.path.basename(shard)] = {
+            "samples": count,
+            "bytes": os.path.getsize(shard),
+            "sha256": sha256_of(shard),
+        }
+    if largest < 0:
+        raise UserError(f"{folder}: no readable labels in its shards ({bad[:1]})")
+    manifest = ShardManifest(os.path.abspath(folder), shard_format, tuple(str(i) for i in range(largest + 1)), entries)
+    manifest.write()
+    return manifest
+
+
 def add_shards_flags(parser) -> None:
     """The arguments of ``fastpolicy shards DIR OUT [--format F] [--shard-size N] [--classes FROM]
     [--overwrite] [--on-bad skip]`` and ``fastpolicy shards --describe DIR``."""
@@ -626,8 +657,6 @@ def add_shards_flags(parser) -> None:
 def shards_command(args) -> int:
     """Run ``fastpolicy shards``: convert (a progress bar unless ``-q``), then print the shards
     written; or, with ``--describe``, write the manifest of existing shards."""
-    from .manifest import describe_shards
-
     if args.describe:
         if args.out is not None:
             raise UserError("--describe takes one folder (the shards'), not an output folder")

@@ -16,7 +16,12 @@ def batch_bytes(rows: int, height: int, width: int, channels: int, output_dtype:
     """Bytes of one enlarged batch's buffers: the decoded copies and the augmented ones (uint8)
     and the output (``output_dtype``), ``rows`` = M·N of ``channels``×``height``×``width``."""
     pixels = int(rows) * int(height) * int(width) * int(channels)
-    return pixels * (2 + np.dtype(output_dtype).itemsize)
+    size = _ITEMSIZE.get(str(output_dtype))
+    return pixels * (2 + (np.dtype(output_dtype).itemsize if size is None else size))
+
+
+_ITEMSIZE = {"bfloat16": 2, "float": 4}
+"""Bytes per element of the output dtypes NumPy does not name (the rest: ``np.dtype``)."""
 
 
 def _cgroup_free(root: str = "/sys/fs/cgroup") -> int | None:

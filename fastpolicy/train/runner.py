@@ -202,7 +202,9 @@ class Run:
         (but :attr:`resume_ignored`) and on the same ``data``; :class:`CheckpointError` otherwise."""
         path = self.path(name)
         state = checkpoint.load(path)
-        state["config"] = type(self.config).upgrade_saved(dict(state["config"]))
+        upgrade = getattr(type(self.config), "upgrade_saved", None)  # (a study's or AWS's config may have none)
+        if upgrade is not None:
+            state["config"] = upgrade(dict(state["config"]))
         try:
             check_same_settings(state["config"], self.saved_settings(), path, ignored=self.resume_ignored)
         except CheckpointError:
