@@ -36,3 +36,16 @@ def test_a_record_is_never_overwritten(tmp_path):
     with pytest.raises(SystemExit):
         _script().main(["--out", str(existing)])
     assert existing.read_text() == "{}"
+
+
+def test_the_readme_quotes_the_ci_run_record():
+    spec = importlib.util.spec_from_file_location("ci_time", os.path.join(ROOT, "benchmarks", "ci_time.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with open(os.path.join(ROOT, "benchmarks", "results", "ci_run.json"), encoding="utf-8") as handle:
+        record = json.load(handle)
+    assert record["rc"] == 0 and record["failed"] == 0 and record["passed"] > 0 and record["commit"]
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        assert module.sentence(record) in handle.read()
+    log = "===== 3 passed, 1 skipped, 1 failed in 12.50s (0:00:12) =====\nrc=1 seconds=20\n"
+    assert module.parse(log) == {"rc": 1, "seconds": 20, "test_seconds": 12.5, "passed": 3, "skipped": 1, "failed": 1}
