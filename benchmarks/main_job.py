@@ -29,6 +29,8 @@ GOAL_SECONDS = 120.0
 GOAL_KL = 1.0
 """Least KL (nats) from its start the default search's controller must end with."""
 COMMAND = ["fastpolicy", "-q", "search", "adversarial"]
+RUN_TIMEOUT = 1800
+"""Seconds after which one search is stopped as hung (an idle run takes about one minute)."""
 
 
 IDLE_WAIT_SECONDS = 300
@@ -50,7 +52,7 @@ def run_once(folder: str) -> dict:
     "above_null", "null_draws", "updates", "val_accuracy"}``."""
     load = [round(v, 2) for v in os.getloadavg()]
     start = time.perf_counter()
-    subprocess.run([*COMMAND, "--out", folder], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*COMMAND, "--out", folder], check=True, stdout=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
     seconds = time.perf_counter() - start
     with open(os.path.join(folder, "summary.json"), encoding="utf-8") as handle:
         summary = json.load(handle)
