@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import re
 import sys
@@ -53,7 +52,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if os.path.exists(args.out):
         parser.error(f"{args.out} exists; a record is never overwritten: name another --out")
-    from fastpolicy.bench.record import cpu_model
+    from fastpolicy.bench.record import cpu_model, write_new
 
     with open(args.log, encoding="utf-8", errors="replace") as handle:
         found = parse(handle.read())
@@ -64,9 +63,7 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
     } | found
-    with open(args.out, "x", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2)
-        handle.write("\n")
+    write_new(args.out, record)
     print(f"wrote {args.out}: {found}")
     return 0
 

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         parser.error(f"--repeats must be ≥ 1, got {args.repeats}")
     if os.path.exists(args.out):
         parser.error(f"{args.out} exists; a record is never overwritten: name another --out")
-    from fastpolicy.bench.record import cpu_model
+    from fastpolicy.bench.record import cpu_model, write_new
     from fastpolicy.reproduce.record import git_state
 
     load_at_start = wait_until_idle()
@@ -118,10 +118,7 @@ def main(argv=None) -> int:
             "above_null": all(r["above_null"] for r in runs),
         },
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "x", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2)
-        handle.write("\n")
+    write_new(args.out, record)
     print(f"wrote {args.out}: {seconds} s, KL {[round(r['kl'], 2) for r in runs]} nats, met {record['met']}")
     return 0
 

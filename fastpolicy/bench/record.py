@@ -72,6 +72,17 @@ def command_line() -> str:
     return " ".join(["python", program, *sys.argv[1:]])
 
 
+def write_new(path: str, record: dict) -> None:
+    """Write ``record`` as JSON to ``path``, a new file (folders made), atomically: a record is
+    never overwritten (FileExistsError) and never read half-written."""
+    from .. import atomic
+
+    if os.path.lexists(path):
+        raise FileExistsError(f"{path} exists; a record is never overwritten: name another --out")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic.write_json(path, record)
+
+
 def write(name: str, settings: dict, results, path: str, note: str, modules=(), load_at_start=None, extra=None) -> dict:
     """Write the result JSON to ``path`` (folders created) and return it. ``load_at_start``:
     :func:`load_average` before the benchmark ran (recorded beside the one at the end, which
