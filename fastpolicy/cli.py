@@ -272,6 +272,14 @@ def _verbosity(parser: argparse.ArgumentParser, default) -> None:
         default=default,
         help="log warnings and errors only, no progress bars",
     )
+    parser.add_argument(
+        "--rendezvous-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=default if default is argparse.SUPPRESS else None,
+        help="under torchrun: how long each process waits for the others to join "
+        "(default: $FASTPOLICY_RENDEZVOUS_TIMEOUT, else 300)",
+    )
 
 
 def _command(commands, name: str, help: str, run, *option_classes, **defaults) -> argparse.ArgumentParser:
@@ -472,10 +480,10 @@ def _main(argv: list[str], parsed: list) -> int:
             args = parser.parse_args(argv)  # the files' settings as defaults, the flags over them
             args.argv = argv
             parsed.append(args)
-        joined = distributed.init_from_env(getattr(args, "device", None))
         from .log import setup
 
-        setup(args.verbosity, distributed.rank())
+        setup(args.verbosity, distributed.env_int("RANK", 0))  # before joining: the wait is logged
+        joined = distributed.init_from_env(getattr(args, "device", None), args.rendezvous_timeout)
         if args.run is not _run:
             _started()  # a run ends its start once its folder and loaders are set up
         return args.run(args)

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -264,3 +265,42 @@ def test_torchrun_command_line(tmp_path):
             timeout=600,
             env=os.environ | {"OMP_NUM_THREADS": "1"},
         )
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_missing_peer_ends_the_wait_with_the_flag_named(rank, tmp_path):
+    """Process 0 waits for clients, process 1 for the server: either way the wait ends after
+    --rendezvous-timeout with one line naming the address and the flag, exit 2."""
+    env = dict(
+        os.environ,
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
+    command = [sys.executable, "-m", "fastpolicy.cli", "--rendezvous-timeout", "2", "show", str(tmp_path)]
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert time.monotonic() - started < 15  # start-up (~3 s) + the 2 s wait (+ torch's one retry), not more
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("fastpolicy: error: process") and f"127.0.0.1:{env['MASTER_PORT']}" in last, last
+    assert "within 2 s" in last and "--rendezvous-timeout" in last, last
+    assert "frame #" not in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr  # torch's retries held
+    if rank == 0:
+        assert "waits up to 2 s for the others" in done.stdout
+
+
+def test_rendezvous_timeout_values(monkeypatch):
+    monkeypatch.delenv("FASTPOLICY_RENDEZVOUS_TIMEOUT", raising=False)
+    assert distributed.rendezvous_timeout(None) == distributed.RENDEZVOUS_TIMEOUT_S
+    assert distributed.rendezvous_timeout(7) == 7.0
+    monkeypatch.setenv("FASTPOLICY_RENDEZVOUS_TIMEOUT", "12.5")
+    assert distributed.rendezvous_timeout(None) == 12.5
+    monkeypatch.setenv("FASTPOLICY_RENDEZVOUS_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="FASTPOLICY_RENDEZVOUS_TIMEOUT"):
+        distributed.rendezvous_timeout(None)
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="--rendezvous-timeout"):
+            distributed.rendezvous_timeout(bad)

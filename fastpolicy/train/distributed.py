@@ -8,10 +8,28 @@ here is a no-op for a single process, so the same code runs both ways.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import logging
 import os
+import sys
+import tempfile
 
 import torch
 import torch.distributed as dist
+
+from ..errors import UserError
+
+log = logging.getLogger("fastpolicy")
+
+RENDEZVOUS_TIMEOUT_S = 300.0
+"""How long a process waits for the others to join (seconds) unless ``--rendezvous-timeout``
+or ``FASTPOLICY_RENDEZVOUS_TIMEOUT`` says otherwise (torch's own default is 30 minutes)."""
+
+
+class RendezvousTimeout(UserError, TimeoutError):
+    """The other ``torchrun`` processes did not join in time; the message names the address,
+    how many joined when it says so, and the flag that sets the wait."""
 
 
 def is_distributed() -> bool:
@@ -31,21 +49,88 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init_from_env(device: str | None = None) -> bool:
+def init_from_env(device: str | None = None, timeout_s: float | None = None) -> bool:
     """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); returns whether
     this run is distributed. ``device``: ``"gpu"``/``"cpu"``/None (GPU if torch sees one)
-    picks NCCL or gloo."""
+    picks NCCL or gloo.
+
+    ``timeout_s``: how long to wait for the other processes (seconds; None: the environment
+    variable ``FASTPOLICY_RENDEZVOUS_TIMEOUT``, else :data:`RENDEZVOUS_TIMEOUT_S`). The wait is
+    logged with what it waits for; a peer that never comes raises :class:`RendezvousTimeout`.
+    """
     if is_distributed():
         return True
-    if env_int("WORLD_SIZE", 1) <= 1:
+    world = env_int("WORLD_SIZE", 1)
+    if world <= 1:
         return False
-    for name in ("RANK", "LOCAL_RANK"):
-        env_int(name, 0)  # a nonsense value is named here, not deep in torch
+    me = env_int("RANK", 0)  # a nonsense value is named here, not deep in torch
+    local = env_int("LOCAL_RANK", 0)
+    timeout_s = rendezvous_timeout(timeout_s)
     on_gpu = device == "gpu" or (device is None and torch.cuda.is_available())
     if on_gpu:
-        torch.cuda.set_device(env_int("LOCAL_RANK", 0))
-    dist.init_process_group("nccl" if on_gpu else "gloo")
+        torch.cuda.set_device(local)
+    where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+    log.info(f"fastpolicy: process {me} of {world} waits up to {timeout_s:g} s for the others at {where}")
+    held: dict = {}
+    try:
+        with _native_stderr_held(held):
+            dist.init_process_group("nccl" if on_gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    except dist.DistError as error:
+        log.debug(f"torch's own lines while waiting:\n{held.get('text', '')}")
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RendezvousTimeout(
+            f"process {me} of {world}: the other processes did not join at {where} within {timeout_s:g} s "
+            f"({first}); start every process (torchrun --nproc_per_node/--nnodes) or wait longer with "
+            f"--rendezvous-timeout SECONDS"
+        ) from None
     return True
+
+
+@contextlib.contextmanager
+def _native_stderr_held(held: dict):
+    """Hold what C++ writes to file descriptor 2 during the block (c10d prints each failed
+    connection try with a 40-frame stack trace): written back unchanged if the block succeeds,
+    kept in ``held["text"]`` (shown by ``-v``) if it raises. Where fd 2 cannot be redirected,
+    nothing is held."""
+    with tempfile.TemporaryFile() as spool:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        os.dup2(spool.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            spool.seek(0)
+            data = spool.read()
+            if failed:
+                held["text"] = data.decode(errors="replace")
+            elif data:
+                os.write(2, data)
+
+
+def rendezvous_timeout(timeout_s: float | None) -> float:
+    """``timeout_s``, else ``FASTPOLICY_RENDEZVOUS_TIMEOUT``, else :data:`RENDEZVOUS_TIMEOUT_S`;
+    ValueError naming the value unless it is a number > 0."""
+    source = "--rendezvous-timeout"
+    if timeout_s is None:
+        text = os.environ.get("FASTPOLICY_RENDEZVOUS_TIMEOUT", "").strip()
+        if not text:
+            return RENDEZVOUS_TIMEOUT_S
+        source = "environment variable FASTPOLICY_RENDEZVOUS_TIMEOUT"
+        try:
+            timeout_s = float(text)
+        except ValueError:
+            timeout_s = float("nan")
+    if not (timeout_s > 0 and timeout_s != float("inf")):
+        raise ValueError(f"{source}={timeout_s!r}: the wait for the other processes must be a number of seconds > 0")
+    return float(timeout_s)
 
 
 def env_int(name: str, default: int) -> int:
@@ -116,6 +201,8 @@ def per_rank_batch(batch: int) -> int:
 
 
 __all__ = [
+    "RENDEZVOUS_TIMEOUT_S",
+    "RendezvousTimeout",
     "all_gather_object",
     "all_reduce_sum",
     "barrier",
@@ -126,6 +213,7 @@ __all__ = [
     "is_main",
     "per_rank_batch",
     "rank",
+    "rendezvous_timeout",
     "shutdown",
     "world_size",
 ]
