@@ -59,10 +59,11 @@ def _standard(spec: OpSpec, space: str) -> str:
 
 def ops_table() -> str:
     """Markdown table of every registered op: its value range in every space, its PIL bound."""
+    titles = {"autoaugment": "AutoAugment", "randaugment": "RandAugment", "trivialaugment_wide": "TrivialAugmentWide"}
+    standard_heads = " | ".join(f"{titles.get(s, s)} ({STANDARD_BINS[s]} bins)" for s in STANDARD_BINS)
     rows = [
-        "| op | kind | Adversarial AutoAugment (bins 0→9) | AWS (bins 3, 6, 9) | AutoAugment (10 bins) | "
-        "RandAugment (31 bins) | TrivialAugmentWide (31 bins) | PIL bound |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| op | kind | Adversarial AutoAugment (bins 0→9) | AWS (bins 3, 6, 9) | {standard_heads} | PIL bound |",
+        "|---|---|---|---|" + "---|" * len(STANDARD_BINS) + "---|",
     ]
     for name, spec in OPS.items():
         standard = " | ".join(_standard(spec, space) for space in STANDARD_BINS)

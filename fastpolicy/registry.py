@@ -243,6 +243,14 @@ _SPECS = (
         needs="partner",
         doc="blend with another image of the batch, weight value 0 → 0.4",
     ),
+    # After the papers' 16, so their op ids (kept in checkpoints and policy files) stay.
+    OpSpec(
+        "SolarizeAdd",
+        "lut",
+        color.lookup(color.solarize_add_lut),
+        {"timm": Magnitude(0.0, 110.0, integer=True)},
+        doc="timm's: add value to levels below 128 (clipped at 255); value 0 → 110",
+    ),
 )
 
 OP_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)

@@ -98,8 +98,10 @@ def aws() -> SearchSpace:
     return SearchSpace("aws", ops, N_BINS, tuple(elements))
 
 
-STANDARD_BINS = {"autoaugment": N_BINS, "randaugment": 31, "trivialaugment_wide": 31}
-"""Magnitude bins of the standard policies' spaces (torchvision's defaults)."""
+STANDARD_BINS = {"autoaugment": N_BINS, "randaugment": 31, "trivialaugment_wide": 31, "timm": 11}
+"""Magnitude bins of the standard policies' spaces (torchvision's defaults; ``"timm"``: the
+ops only timm's policies use, at its 11 whole magnitude levels 0 … 10 — its strings sample
+their own levels, see :mod:`fastpolicy.dialects.timm`)."""
 
 
 @cache

@@ -47,6 +47,9 @@ FP_LUT_ENTRY(lut_invert) { return (fp_u8)(255 - i); }
 
 FP_LUT_ENTRY(lut_solarize) { return (fp_u8)(i < a.ivalue ? i : 255 - i); }
 
+// SolarizeAdd (timm): add ivalue (whole levels, ≥ 0) below 128, clipped at 255.
+FP_LUT_ENTRY(lut_solarize_add) { return (fp_u8)(i < 128 ? (i + a.ivalue > 255 ? 255 : i + a.ivalue) : i); }
+
 FP_LUT_ENTRY(lut_posterize) { return (fp_u8)(i & ~((1 << (8 - a.ivalue)) - 1)); }
 
 FP_LUT_ENTRY(lut_brightness) { return fp_blend(0, i, a.value); }

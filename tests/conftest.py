@@ -104,3 +104,12 @@ def one_line_error(capsys, argv, *expected):
     for text in expected:
         assert text in err, err
     return err
+
+
+def op_value(name: str, bin_: int, sign: int = 1) -> float:
+    """A value of op ``name`` at ``bin_`` of the first space that gives it a magnitude (the
+    adversarial space for the papers' ops); 0.0 for ops without one."""
+    from fastpolicy.registry import OPS
+
+    magnitude = next((m for m in OPS[name].magnitudes.values() if m is not None), None)
+    return 0.0 if magnitude is None else magnitude.value(bin_, sign, 11 if "timm" in OPS[name].magnitudes else 10)

@@ -51,6 +51,10 @@ ORACLE = {
     "Sharpness": lambda img, v, c, o: ImageEnhance.Sharpness(img).enhance(v),
     "Cutout": _cutout,
     "SamplePairing": lambda img, v, c, o: Image.blend(img, o, v),
+    # timm's solarize_add (thresh 128), its own loop
+    "SolarizeAdd": lambda img, v, c, o: img.point(
+        [min(255, i + int(v)) if i < 128 else i for i in range(256)] * len(img.getbands())
+    ),
 }
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import crop, photos
+from conftest import crop, op_value, photos
 
 from fastpolicy.reference import apply_value
 from fastpolicy.reference.color import apply_lut
@@ -14,8 +14,7 @@ AFFINE_OPS = [n for n, s in OPS.items() if s.kind == "affine"]
 
 
 def _value(name, bin_=7, sign=-1):
-    magnitude = OPS[name].magnitudes["adversarial"]
-    return 0.0 if magnitude is None else magnitude.value(bin_, sign)
+    return op_value(name, bin_, sign)
 
 
 @pytest.mark.parametrize("name", LUT_OPS)

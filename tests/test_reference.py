@@ -19,13 +19,14 @@ def test_input_is_not_modified_and_output_is_new(name):
     image = _image()
     keep = image.copy()
     other = image[::-1].copy()
-    out = apply_op(name, image, 9, sign=-1, rng=np.random.default_rng(0), other=other)
+    space = next(iter(OPS[name].magnitudes))  # the adversarial space for the papers' ops
+    out = apply_op(name, image, 9, sign=-1, rng=np.random.default_rng(0), other=other, space=space)
     assert np.array_equal(image, keep)
     assert out.dtype == np.uint8 and out.shape == image.shape
     assert not np.shares_memory(out, image)
 
 
-@pytest.mark.parametrize("name", [n for n, s in OPS.items() if s.magnitudes["adversarial"] is not None])
+@pytest.mark.parametrize("name", [n for n, s in OPS.items() if s.magnitudes.get("adversarial") is not None])
 def test_magnitude_changes_the_image(name):
     image = _image()
     lo = apply_op(name, image, 0, rng=np.random.default_rng(1), other=image[::-1].copy())

@@ -6,7 +6,7 @@ include odd ones and 32×32; every bin of every space the op is in, both signs.
 
 import numpy as np
 import pytest
-from conftest import crop, photos
+from conftest import crop, op_value, photos
 from pil_oracle import pil_apply
 
 from fastpolicy.reference import apply_value
@@ -40,9 +40,10 @@ def test_reference_matches_pil(name, size, photo):
     rng = np.random.default_rng(hash((name, size, photo)) % 2**32)
     other = _partner(image)
     for space, magnitude in OPS[name].magnitudes.items():
-        for bin_ in range(10):
+        n_bins = 11 if space == "timm" else 10  # (31-bin spaces: their values at 10 positions)
+        for bin_ in range(n_bins):
             for sign in (-1, 1) if magnitude is not None and magnitude.signed else (1,):
-                value = 0.0 if magnitude is None else magnitude.value(bin_, sign)
+                value = 0.0 if magnitude is None else magnitude.value(bin_, sign, n_bins)
                 center = rng.random(2)
                 got = apply_value(name, image, value, center=center, other=other)
                 want = pil_apply(name, image, value, center=center, other=other)
@@ -52,7 +53,7 @@ def test_reference_matches_pil(name, size, photo):
 @pytest.mark.parametrize("name", list(OPS))
 def test_grayscale_2d_input(name):
     image = crop(photos()["camera_grey"], 61, 47)
-    value = 0.0 if OPS[name].magnitudes["adversarial"] is None else OPS[name].magnitudes["adversarial"].value(7)
+    value = op_value(name, 7)
     got = apply_value(name, image, value, center=(0.5, 0.5), other=image[::-1].copy())
     want = pil_apply(name, image, value, center=(0.5, 0.5), other=image[::-1].copy())
     assert got.shape == image.shape
@@ -63,7 +64,7 @@ def test_grayscale_2d_input(name):
 @pytest.mark.parametrize("name", list(OPS))
 def test_constant_images(name, level):
     image = np.full((33, 35, 3), level, np.uint8)
-    value = 0.0 if OPS[name].magnitudes["adversarial"] is None else OPS[name].magnitudes["adversarial"].value(4)
+    value = op_value(name, 4)
     with np.errstate(all="raise"):  # no division by zero in autocontrast / equalize
         got = apply_value(name, image, value, center=(0.2, 0.7), other=image)
     want = pil_apply(name, image, value, center=(0.2, 0.7), other=image)

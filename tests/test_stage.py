@@ -75,7 +75,7 @@ def stages():
 
 
 OP_HEIGHT, OP_WIDTH, OP_BATCH = 30, 37, 30
-OPS_BY_SPACE = [(name, space) for space in ("adversarial", "aws") for name in spaces.get_space(space).ops]
+OPS_BY_SPACE = [(name, space) for space in ("adversarial", "aws", "timm") for name in spaces.get_space(space).ops]
 
 
 @pytest.fixture(scope="module")

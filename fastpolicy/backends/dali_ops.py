@@ -108,6 +108,16 @@ def posterize(image: DataNode, args: DaliSlotArgs) -> DataNode:
     return _hwc(dali_aug.posterize.op(image, mask))
 
 
+@register_backend("dali", "SolarizeAdd")
+def solarize_add(image: DataNode, args: DaliSlotArgs) -> DataNode:
+    """``min(255, v + trunc(value))`` below 128, else ``v`` (in int32)."""
+    levels = fn.cast(image, dtype=types.INT32)
+    add = fn.cast(args.value32, dtype=types.INT32)
+    below = fn.cast(levels < 128, dtype=types.INT32)
+    added = dmath.min(levels + add, 255)
+    return _hwc(fn.cast(levels + below * (added - levels), dtype=types.UINT8))
+
+
 @register_backend("dali", "AutoContrast")
 def autocontrast(image: DataNode, args: DaliSlotArgs) -> DataNode:
     """Per channel ``trunc(v * 255/(hi-lo) - lo * 255/(hi-lo))`` in float64 (PIL's Python floats)."""

@@ -93,7 +93,14 @@ def _posterize_bits(values: np.ndarray) -> np.ndarray:
     return bits
 
 
-_IVALUES = {"Solarize": _solarize_threshold, "Posterize": _posterize_bits}
+def _solarize_add(values: np.ndarray) -> np.ndarray:
+    add = np.trunc(values)
+    if np.any(add < 0):
+        raise ValueError(f"SolarizeAdd's addend must be ≥ 0, got {values[add < 0][0]!r}")
+    return np.minimum(add, 255)
+
+
+_IVALUES = {"Solarize": _solarize_threshold, "Posterize": _posterize_bits, "SolarizeAdd": _solarize_add}
 
 
 def _kernel_op(spec) -> KernelOp:

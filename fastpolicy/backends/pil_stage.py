@@ -84,6 +84,9 @@ PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
     "Sharpness": lambda img, value, **_: ImageEnhance.Sharpness(img).enhance(value),
     "Cutout": _cutout,
     "SamplePairing": lambda img, value, other, **_: PIL.Image.blend(img, other, value),
+    "SolarizeAdd": lambda img, value, **_: img.point(
+        [min(255, i + int(value)) if i < 128 else i for i in range(256)] * len(img.getbands())
+    ),
 }
 """Registry op name → ``op(img, value, *, center, other, fill, resample)`` → a new PIL image
 (``img`` is not modified). A test asserts it covers the registry exactly."""

@@ -47,6 +47,15 @@ def posterize_lut(image: np.ndarray, value: float) -> np.ndarray:
     return _per_channel(_IDENTITY & ~(2 ** (8 - bits) - 1), image)
 
 
+def solarize_add_lut(image: np.ndarray, value: float) -> np.ndarray:
+    """timm's ``solarize_add(add=value, thresh=128)``: ``min(255, v + add)`` for ``v`` below 128,
+    else ``v``; ``add`` is ``int(value)`` (whole levels), at least 0."""
+    add = int(value)
+    if add < 0:
+        raise ValueError(f"SolarizeAdd's addend must be ≥ 0, got {value!r}")
+    return _per_channel(np.where(_IDENTITY < 128, np.minimum(255, _IDENTITY + add), _IDENTITY), image)
+
+
 def autocontrast_lut(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     """``ImageOps.autocontrast()`` (cutoff 0): stretch each channel's [min, max] to [0, 255].
 
