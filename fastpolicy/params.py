@@ -145,6 +145,16 @@ class PolicyParams:
         value = np.where(self.op == NO_OP, self.value, value)
         return PolicyParams(**(self.arrays() | {"value": value}), version=self.version)
 
+    def padded(self, k: int) -> PolicyParams:
+        """The same samples with ``k`` ≥ :attr:`k` slots, the new ones skipped."""
+        if k < self.k:
+            raise ValueError(f"cannot pad {self.k} slots to {k}")
+        if k == self.k:
+            return self
+        extra = self.skipped_fields(self.n, k - self.k)
+        slots = {name: np.concatenate([getattr(self, name), extra[name]], axis=1) for name in self.SLOT_FIELDS}
+        return PolicyParams(**slots, policy=self.policy, version=self.version)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays by field name (what a loader feeds to its pipeline)."""
         return {f: getattr(self, f) for f in self._DTYPES}

@@ -34,11 +34,12 @@ of these spaces gives torchvision's PIL result pixel for pixel (``tests/test_pol
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import numpy as np
 
-from . import jsonio
+from . import jsonio, timm_strings
 from .distribution import FORMAT as AWS_FORMAT
 from .distribution import AWSDistribution
 from .jsonio import PolicyFormatError
@@ -50,6 +51,7 @@ from .sampling import complete
 from .schedule import FORMAT as SCHEDULE_FORMAT
 from .schedule import PolicySchedule
 from .spaces import Element, SearchSpace, get_space
+from .timm_strings import TimmPolicy
 
 AUTOAUGMENT_TABLES = {
     "imagenet": (
@@ -290,7 +292,7 @@ STANDARD: dict[str, Any] = {
 POLICY_FILES: dict[str, Any] = {
     POLICY_FORMAT: Policy,
     AWS_FORMAT: AWSDistribution,
-    FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide},
+    FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide, "timm": TimmPolicy},
     SCHEDULE_FORMAT: PolicySchedule,
 }
 """JSON ``format`` → the class a policy file loads as (standard policies: by their ``kind``)."""
@@ -329,13 +331,24 @@ def load_policy_file(path: str):
     return jsonio.checked_from_dict(_policy_class(data, str(path)).from_dict, data, str(path))
 
 
+def _arguments(policy: str, argument: str) -> list:
+    """A standard name's ``:a,b`` arguments: whole numbers as ints, other words as strings."""
+    if not argument:
+        return []
+    words = argument.split(",")
+    if any(not w for w in words):
+        raise ValueError(f"policy {policy!r}: an empty argument after ':'")
+    return [int(w) if re.fullmatch(r"-?\d+", w) else w for w in words]
+
+
 def resolve(policy):
     """The one policy resolver (``fastpolicy train --policy``, the loader's ``policies=``,
     :class:`~fastpolicy.transforms.PolicyAugment`, the bench): a sampler, or a
     :class:`~fastpolicy.schedule.PolicySchedule`, from what a user passes — an object with
     ``choose`` or a schedule (returned as is), a standard policy name (``"autoaugment"``,
-    ``"autoaugment:cifar10"``, ``"randaugment"``, ``"trivialaugment_wide"``), or the path of a
-    policy file (:func:`load_policy_file`)."""
+    ``"autoaugment:cifar10"``, ``"randaugment"``, ``"randaugment:3,9"`` (num_ops, magnitude),
+    ``"trivialaugment_wide"``), one of timm's strings (``"rand-m9-mstd0.5-inc1"``, ``"v0r"``:
+    :mod:`fastpolicy.timm_strings`), or the path of a policy file (:func:`load_policy_file`)."""
     if hasattr(policy, "choose") or isinstance(policy, PolicySchedule):
         return policy
     if isinstance(policy, os.PathLike):
@@ -344,9 +357,11 @@ def resolve(policy):
         raise TypeError(
             f"expected a policy, a schedule, a standard policy name or a JSON path; got {type(policy).__name__}"
         )
+    if timm_strings.is_timm_string(policy):
+        return timm_strings.parse(policy)
     name, _, argument = policy.partition(":")
     if name in STANDARD:
-        return STANDARD[name](argument) if argument else STANDARD[name]()
+        return STANDARD[name](*_arguments(policy, argument))
     if not os.path.exists(policy):
         if os.sep in policy or policy.endswith(".json"):  # meant as a file
             raise FileNotFoundError(f"{policy}: no such file")

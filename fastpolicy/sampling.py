@@ -158,6 +158,8 @@ def sample_policies(
         if slots < k:
             raise ValueError(f"policies apply {k} ops per sample; only {slots} slots")
         k = slots
+    if any(getattr(s, "draws_values", False) for s in samplers):
+        return _sample_each(samplers, n, rng, version, k)
     op = np.full((m_count, n, k), NO_OP, np.int64)
     bin_ = np.zeros((m_count, n, k), np.int64)
     groups: dict = {}
@@ -182,6 +184,21 @@ def sample_policies(
     if len(spaces) == 1:
         return complete(op.reshape(-1, k), bin_.reshape(-1, k), spaces.pop(), rng, policy, version, block=n)
     parts = [complete(op[m], bin_[m], samplers[m].space, rng, m, version) for m in range(m_count)]
+    return PolicyParams.concat(parts)
+
+
+def _sample_each(samplers, n: int, rng: np.random.Generator, version: int, k: int) -> PolicyParams:
+    """:func:`sample_policies` when a sampler draws its values itself (``draws_values``: its
+    ``sample`` gives whole :class:`PolicyParams`, as a timm string does): each sampler's ``n``
+    rows in turn, padded to ``k`` slots."""
+    parts = []
+    for m, sampler in enumerate(samplers):
+        if getattr(sampler, "draws_values", False):
+            part = sampler.sample(n, rng, policy_index=m, version=version)
+        else:
+            op, bin_ = sampler.choose(n, rng)
+            part = complete(op, bin_, sampler.space, rng, m, version)
+        parts.append(part.padded(k))
     return PolicyParams.concat(parts)
 
 
