@@ -219,3 +219,15 @@ def test_strings_run_through_policy_augment_the_loader_and_files(tmp_path):
     path = tmp_path / "timm.json"
     parse("rand-m9-n3").save(path)
     assert load_policy_file(str(path)) == parse("rand-m9-n3")
+
+
+def test_a_string_in_a_config_file_and_on_the_command_line_trains(tmp_path):
+    from fastpolicy.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text("policy: v0r-mstd0.5\nepochs: 1\ntrain-subset: 64\nval-subset: 32\nbatch: 32\nM: 2\n")
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--config", str(config), "--device", "cpu", "--out", str(out)]) == 0
+    assert "policy: v0r-mstd0.5" in (out / "config.yaml").read_text()
+    assert main(["-q", "train", "--policy", "rand-m9-q1", "--device", "cpu", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
