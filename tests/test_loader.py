@@ -288,3 +288,20 @@ def test_reprs_say_what_they_hold(fmnist):
     assert repr(AWSDistribution()).startswith("AWSDistribution(factorized, 36 elements, entropy 7.17 nats of 7.17")
     assert "object at 0x" not in repr(PolicyAugment(AWSDistribution()))
     assert repr(PolicySchedule([_policies(0, 2), _policies(1, 2)])) == "PolicySchedule(2 epochs × 2 policies)"
+
+
+def test_a_pickled_loader_is_rebuilt_with_its_settings_and_position(fmnist, photo_tree):
+    import pickle
+
+    images, labels = fmnist
+    loader = PolicyDALILoader.from_arrays(images[:64], labels[:64], batch_size=16, M=2, policies="rand-m9-mstd0.5")
+    first = iter(loader)
+    next(first)
+    copy = pickle.loads(pickle.dumps(loader))
+    assert repr(copy) == repr(loader) and "step 1" in repr(copy)
+    ours, theirs = next(first), next(iter(copy))
+    assert torch.equal(ours.images, theirs.images) and torch.equal(ours.labels, theirs.labels)
+    assert ours.version == theirs.version and np.array_equal(ours.params.op, theirs.params.op)
+    files = PolicyDALILoader(photo_tree, batch_size=4, M=2, image_size=32, policies="v0")
+    assert f"from {photo_tree}" in repr(files)
+    assert repr(pickle.loads(pickle.dumps(files))) == repr(files)

@@ -83,6 +83,11 @@ class PolicyDALILoader:
         checks: FileChecks | None = None,
     ):
         pipeline = pipeline or Pipeline()
+        self._arguments = dict(
+            data=data, batch_size=batch_size, M=M, image_size=image_size, device=device, output=output,
+            layout=layout, sharding=sharding, augment=augment, pipeline=pipeline, checks=checks,
+        )  # fmt: skip
+        """What :meth:`__reduce__` rebuilds the loader from (its settings, not its pipelines)."""
         self.sharding, self.augment, self.pipeline = sharding or Sharding(), augment or Augment(), pipeline
         kind = ArrayDataset if isinstance(data, ArrayDataset) else FileDataset
         self.size = data.shape if isinstance(data, ArrayDataset) else (image_size, image_size)
@@ -191,6 +196,8 @@ class PolicyDALILoader:
     def __repr__(self) -> str:
         """What the loader reads and makes: its data, N, M, S, device, backend, policies and position."""
         kind = "array" if isinstance(self.dataset, ArrayDataset) else "file"
+        data = self._arguments["data"]
+        where = f" from {os.fspath(data)}" if isinstance(data, (str, os.PathLike)) else ""
         policies = self.policies
         what = (
             f"schedule of {len(self.schedule)} epochs"
@@ -206,7 +213,7 @@ class PolicyDALILoader:
             else f"{len(policies)} policies"
         )
         return (
-            f"PolicyDALILoader({len(self.dataset)} {kind} images, N={self.batch_size}, M={self.M}, "
+            f"PolicyDALILoader({len(self.dataset)} {kind} images{where}, N={self.batch_size}, M={self.M}, "
             f"S={self.size[0]}×{self.size[1]}, device={self.device}, backend={self.backend}, policies: {what} "
             f"(version {self.version}), epoch {self.epoch} step {self.step})"
         )
@@ -288,6 +295,12 @@ class PolicyDALILoader:
         shard = (self.sharding.shard_id, self.sharding.num_shards)
         return LoaderState(self.epoch, self.step, version, policies, source, shard, self.batch_size, self.M).to_dict()
 
+    def __reduce__(self):
+        """Pickling keeps the settings and the state: the copy is built anew (its own DALI
+        pipelines) from the same arguments, then continues from :meth:`state_dict` — the same
+        next batches, policies and version (a schedule is followed again from its epoch)."""
+        return (_rebuild, (self._arguments, self.schedule, self.state_dict()))
+
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict` (same data, batch size, M and sharding)."""
         restored = LoaderState.from_dict(state)
@@ -297,3 +310,12 @@ class PolicyDALILoader:
         position = self.epoch * self._reader_batches + self.step
         self._source = self._build_source(restored.source, position=position)
         self.policy_set.restore(restored.policies, restored.version)
+
+
+def _rebuild(arguments: dict, schedule, state: dict) -> PolicyDALILoader:
+    """The loader :meth:`PolicyDALILoader.__reduce__` describes."""
+    loader = PolicyDALILoader(**arguments)
+    if schedule is not None:
+        loader.set_policies(schedule)
+    loader.load_state_dict(state)
+    return loader
