@@ -15,8 +15,9 @@ setup(
     package_data={"fastpolicy.kernels": ["*.cu", "*.cuh", "*.hpp", "*.cpp", "README.md"]},
     install_requires=[
         "numpy>=1.24",
-        "torch==2.14.1",
-        "torchvision==0.29.1",
+        # ranges: the oldest pair the tests pass on (benchmarks/results/oldest_torch.json) up to the next major
+        "torch>=2.13,<3",
+        "torchvision>=0.28,<1",
         "tqdm>=4.60",
         "pillow>=10",  # file checks (verify="decode"); torchvision needs it anyway
         "pyyaml>=6",  # --config files and each run's config.yaml
@@ -33,6 +34,7 @@ setup(
             "scikit-learn>=1.3",
             "matplotlib>=3.7",
             "tensorboard>=2.14",
+            "timm>=1.0",  # the peer that tests/test_timm_strings.py checks timm's policy strings against
             "ruff==0.17.6",  # lint and format (pyproject.toml), run by CI and pre-commit
             "mypy==2.4.1",
             "types-PyYAML",

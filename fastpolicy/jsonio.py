@@ -106,6 +106,11 @@ def field(data: dict, key: str, types, source: str):
     return value
 
 
+STANDARD_FORMAT = "fastpolicy.standard_policy"
+"""The ``format`` of a standard policy's file (:mod:`fastpolicy.policies`, a timm string's too);
+its ``kind`` says which."""
+
+
 class JsonFile:
     """Mixin: JSON text and file I/O for a class with ``to_dict()`` and ``from_dict(data, source)``."""
 

@@ -139,7 +139,7 @@ AUTOAUGMENT_TABLES = {
 """The published AutoAugment policies: per dataset, sub-policies of (op, probability,
 magnitude bin of 10; None for ops without magnitude)."""
 
-FORMAT = "fastpolicy.standard_policy"
+FORMAT = jsonio.STANDARD_FORMAT
 
 
 def autoaugment(dataset: str = "imagenet") -> Policy:

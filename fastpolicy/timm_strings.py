@@ -409,15 +409,11 @@ class TimmPolicy(jsonio.JsonFile):
         return PolicyParams(**fields, policy=np.full(n, policy_index), version=version)
 
     def to_dict(self) -> dict:
-        from .policies import FORMAT
-
-        return {"format": FORMAT, "version": 1, "kind": FORMAT_KIND, "string": self.string}
+        return {"format": jsonio.STANDARD_FORMAT, "version": 1, "kind": FORMAT_KIND, "string": self.string}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>"):
-        from .policies import FORMAT
-
-        jsonio.check_header(data, FORMAT, source)
+        jsonio.check_header(data, jsonio.STANDARD_FORMAT, source)
         extra = set(data) - {"format", "version", "kind", "string"}
         if data.get("kind") != FORMAT_KIND or extra or not isinstance(data.get("string"), str):
             raise PolicyFormatError(f"{source}: a timm policy is {{'kind': 'timm', 'string': '…'}}, got {data!r}")

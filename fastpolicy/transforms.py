@@ -231,10 +231,10 @@ class PolicyAugment(v2.Transform):
         self.samplers = samplers
         learned = any(getattr(s, "space", None) is None or s.space.name not in STANDARD_BINS for s in samplers)
         own = {getattr(s, "default_fill", None) for s in samplers}  # a timm string's: timm's fill
-        if len(own) == 1 and None not in own:
-            self.default_fill = own.pop()
-        else:
-            self.default_fill = FILL if learned or self.schedule is not None else _STANDARD_FILL
+        fill = own.pop() if len(own) == 1 else None
+        self.default_fill: int = (
+            int(fill) if fill is not None else FILL if learned or self.schedule is not None else _STANDARD_FILL
+        )
         fits = all(_Plan.fits(s) for s in samplers)
         self._plans = [_Plan(s, self.magnitude_scale) for s in samplers] if fits else None
 
