@@ -15,9 +15,9 @@ setup(
     package_data={"fastpolicy.kernels": ["*.cu", "*.cuh", "*.hpp", "*.cpp", "README.md"]},
     install_requires=[
         "numpy>=1.24",
-        # ranges: the oldest pair the tests pass on (benchmarks/results/oldest_torch.json) up to the next major
-        "torch>=2.13,<3",
-        "torchvision>=0.28,<1",
+        # from the oldest pair the tests have passed on (2.14.1 / 0.29.1) up to the next major
+        "torch>=2.14.1,<3",
+        "torchvision>=0.29.1,<1",
         "tqdm>=4.60",
         "pillow>=10",  # file checks (verify="decode"); torchvision needs it anyway
         "pyyaml>=6",  # --config files and each run's config.yaml

@@ -121,3 +121,20 @@ def test_no_module_imports_a_private_name_of_torch_or_torchvision():
                 if private:
                     found.append(f"{path.name}: from {node.module} import {', '.join(a.name for a in node.names)}")
     assert not found, found
+
+
+def test_torch_and_torchvision_are_ranges_that_admit_the_installed_pair_and_the_next_minor():
+    """Not exact pins (the library installs beside other torch versions): each requirement
+    admits the installed version and the next minor release, and has a lower bound."""
+    from importlib.metadata import requires, version
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    wanted = {Requirement(r).name: Requirement(r).specifier for r in requires("fastpolicy") or [] if "extra" not in r}
+    for name in ("torch", "torchvision"):
+        spec = wanted[name]
+        installed = Version(version(name).split("+")[0])
+        assert installed in spec, f"{name} {installed} outside {spec}"
+        assert Version(f"{installed.major}.{installed.minor + 1}.0") in spec, f"{name}: {spec} pins the minor"
+        assert any(s.operator == ">=" for s in spec), f"{name}: {spec} has no lower bound"
