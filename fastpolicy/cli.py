@@ -277,8 +277,8 @@ def _verbosity(parser: argparse.ArgumentParser, default) -> None:
         type=float,
         metavar="SECONDS",
         default=default if default is argparse.SUPPRESS else None,
-        help="under torchrun: how long each process waits for the others to join "
-        "(default: $FASTPOLICY_RENDEZVOUS_TIMEOUT, else 300)",
+        help="under torchrun: how long each process waits for the others to join, and for each "
+        "later collective (default: $FASTPOLICY_RENDEZVOUS_TIMEOUT, else torch's: 30 min gloo, 10 NCCL)",
     )
 
 

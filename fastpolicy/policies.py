@@ -357,7 +357,9 @@ def resolve(policy):
         raise TypeError(
             f"expected a policy, a schedule, a standard policy name or a JSON path; got {type(policy).__name__}"
         )
-    if timm_strings.is_timm_string(policy):
+    if os.path.exists(policy):  # a file first: 'rand-best.json' is a file, not a timm string
+        return load_policy_file(policy)
+    if timm_strings.is_timm_string(policy) and os.sep not in policy and not policy.endswith(".json"):
         return timm_strings.parse(policy)
     name, _, argument = policy.partition(":")
     if name in STANDARD:

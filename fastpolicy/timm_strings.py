@@ -290,6 +290,10 @@ class TimmPolicy(jsonio.JsonFile):
         self.num_layers, self.prob, self.magnitude = 2, 0.5, LEVEL_DENOM
         self.magnitude_std, self.magnitude_max = 0.0, None
         name, *parts = string.split("-")
+        keys = [part if part.startswith("t") else re.sub(r"\d.*", "", part) for part in parts]
+        twice = sorted({k for k in keys if keys.count(k) > 1 and k})
+        if twice:
+            raise ValueError(f"timm policy {string!r}: part {twice[0]!r} given twice (timm would keep one silently)")
         if name == "augmix":
             raise ValueError(
                 f"timm policy {string!r}: AugMix is not implemented in fastpolicy; timm's grammar: {GRAMMAR}"

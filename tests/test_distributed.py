@@ -289,12 +289,28 @@ def test_a_missing_peer_ends_the_wait_with_the_flag_named(rank, tmp_path):
     assert "within 2 s" in last and "--rendezvous-timeout" in last, last
     assert "frame #" not in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr  # torch's retries held
     if rank == 0:
-        assert "waits up to 2 s for the others" in done.stdout
+        assert "waits (up to 2 s) for the others" in done.stdout
+
+
+def test_an_address_in_use_is_not_called_a_timeout(tmp_path):
+    """Process 0 cannot listen on a port another socket holds: one line saying so, exit 2."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="2", LOCAL_RANK="0")
+        command = [sys.executable, "-m", "fastpolicy.cli", "--rendezvous-timeout", "2", "show", str(tmp_path)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "could not join the group at 127.0.0.1" in last and "wait longer" not in last, last
 
 
 def test_rendezvous_timeout_values(monkeypatch):
     monkeypatch.delenv("FASTPOLICY_RENDEZVOUS_TIMEOUT", raising=False)
-    assert distributed.rendezvous_timeout(None) == distributed.RENDEZVOUS_TIMEOUT_S
+    assert distributed.rendezvous_timeout(None) is None  # torch's default
     assert distributed.rendezvous_timeout(7) == 7.0
     monkeypatch.setenv("FASTPOLICY_RENDEZVOUS_TIMEOUT", "12.5")
     assert distributed.rendezvous_timeout(None) == 12.5

@@ -190,10 +190,13 @@ def test_tables_are_timms():
         ("3a", "Desaturate, GaussianBlur are not in the registry"),
         ("rand-t3aw", "Desaturate, GaussianBlur"),
         ("rand-tfoo", "unknown op set 'tfoo'"),
+        ("rand-mstd0.5-mstd1", "part 'mstd' given twice"),
+        ("rand-m9-m7", "part 'm' given twice"),
+        ("rand-best.json", "rand-best.json: no such file"),
     ],
 )
 def test_bad_strings_name_the_part(string, message):
-    with pytest.raises(ValueError, match=message) as info:
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as info:
         resolve(string)
     if "unknown part" in message:
         assert GRAMMAR in str(info.value)
@@ -219,6 +222,9 @@ def test_strings_run_through_policy_augment_the_loader_and_files(tmp_path):
     path = tmp_path / "timm.json"
     parse("rand-m9-n3").save(path)
     assert load_policy_file(str(path)) == parse("rand-m9-n3")
+    named_like_timm = tmp_path / "rand-best.json"  # an existing file is read, whatever its name
+    parse("v0").save(named_like_timm)
+    assert resolve(str(named_like_timm)) == parse("v0")
 
 
 def test_a_string_in_a_config_file_and_on_the_command_line_trains(tmp_path):

@@ -22,14 +22,18 @@ from ..errors import UserError
 
 log = logging.getLogger("fastpolicy")
 
-RENDEZVOUS_TIMEOUT_S = 300.0
-"""How long a process waits for the others to join (seconds) unless ``--rendezvous-timeout``
-or ``FASTPOLICY_RENDEZVOUS_TIMEOUT`` says otherwise (torch's own default is 30 minutes)."""
+RENDEZVOUS_TIMEOUT_ENV = "FASTPOLICY_RENDEZVOUS_TIMEOUT"
+"""The environment variable that sets ``--rendezvous-timeout`` (seconds)."""
 
 
 class RendezvousTimeout(UserError, TimeoutError):
     """The other ``torchrun`` processes did not join in time; the message names the address,
     how many joined when it says so, and the flag that sets the wait."""
+
+
+class RendezvousError(UserError):
+    """This process could not join the group at all (an address in use, a host that does not
+    resolve); the message names the address and torch's reason."""
 
 
 def is_distributed() -> bool:
@@ -55,8 +59,11 @@ def init_from_env(device: str | None = None, timeout_s: float | None = None) -> 
     picks NCCL or gloo.
 
     ``timeout_s``: how long to wait for the other processes (seconds; None: the environment
-    variable ``FASTPOLICY_RENDEZVOUS_TIMEOUT``, else :data:`RENDEZVOUS_TIMEOUT_S`). The wait is
-    logged with what it waits for; a peer that never comes raises :class:`RendezvousTimeout`.
+    variable ``FASTPOLICY_RENDEZVOUS_TIMEOUT``, else torch's default, 30 minutes for gloo and
+    10 for NCCL). torch keeps the same limit for every later collective (barriers at
+    checkpoints, gathers), so it must exceed the longest gap between them. The wait is logged
+    with what it waits for; a peer that never comes raises :class:`RendezvousTimeout`, any
+    other failure to join :class:`RendezvousError`.
     """
     if is_distributed():
         return True
@@ -70,19 +77,31 @@ def init_from_env(device: str | None = None, timeout_s: float | None = None) -> 
     if on_gpu:
         torch.cuda.set_device(local)
     where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-    log.info(f"fastpolicy: process {me} of {world} waits up to {timeout_s:g} s for the others at {where}")
+    limit = "torch's default limit" if timeout_s is None else f"up to {timeout_s:g} s"
+    log.info(f"fastpolicy: process {me} of {world} waits ({limit}) for the others at {where}")
+    timeout = None if timeout_s is None else datetime.timedelta(seconds=timeout_s)  # None: torch's default
     held: dict = {}
     try:
         with _native_stderr_held(held):
-            dist.init_process_group("nccl" if on_gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+            dist.init_process_group("nccl" if on_gpu else "gloo", timeout=timeout)
     except dist.DistError as error:
         log.debug(f"torch's own lines while waiting:\n{held.get('text', '')}")
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "timed out" not in str(error).lower():
+            raise RendezvousError(
+                f"process {me} of {world} could not join the group at {where} ({first}); "
+                f"check MASTER_ADDR and MASTER_PORT"
+            ) from None
+        waited = "torch's default wait" if timeout_s is None else f"{timeout_s:g} s"
         raise RendezvousTimeout(
-            f"process {me} of {world}: the other processes did not join at {where} within {timeout_s:g} s "
+            f"process {me} of {world}: the other processes did not join at {where} within {waited} "
             f"({first}); start every process (torchrun --nproc_per_node/--nnodes) or wait longer with "
             f"--rendezvous-timeout SECONDS"
         ) from None
+    except BaseException:
+        if held.get("text"):
+            os.write(2, held["text"].encode())  # torch's lines are not lost on any other failure
+        raise
     return True
 
 
@@ -115,15 +134,15 @@ def _native_stderr_held(held: dict):
                 os.write(2, data)
 
 
-def rendezvous_timeout(timeout_s: float | None) -> float:
-    """``timeout_s``, else ``FASTPOLICY_RENDEZVOUS_TIMEOUT``, else :data:`RENDEZVOUS_TIMEOUT_S`;
+def rendezvous_timeout(timeout_s: float | None) -> float | None:
+    """``timeout_s``, else ``FASTPOLICY_RENDEZVOUS_TIMEOUT``, else None (torch's default);
     ValueError naming the value unless it is a number > 0."""
     source = "--rendezvous-timeout"
     if timeout_s is None:
-        text = os.environ.get("FASTPOLICY_RENDEZVOUS_TIMEOUT", "").strip()
+        text = os.environ.get(RENDEZVOUS_TIMEOUT_ENV, "").strip()
         if not text:
-            return RENDEZVOUS_TIMEOUT_S
-        source = "environment variable FASTPOLICY_RENDEZVOUS_TIMEOUT"
+            return None
+        source = f"environment variable {RENDEZVOUS_TIMEOUT_ENV}"
         try:
             timeout_s = float(text)
         except ValueError:
@@ -201,7 +220,8 @@ def per_rank_batch(batch: int) -> int:
 
 
 __all__ = [
-    "RENDEZVOUS_TIMEOUT_S",
+    "RENDEZVOUS_TIMEOUT_ENV",
+    "RendezvousError",
     "RendezvousTimeout",
     "all_gather_object",
     "all_reduce_sum",
