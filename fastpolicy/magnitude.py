@@ -7,7 +7,8 @@ threshold on the 0..255 scale, a blend weight.
 
     value = centre + sign * (low + (high - low) * bin / (n_bins - 1))
 
-rounded to the nearest integer when ``integer`` is set (Posterize's bits).
+rounded to the nearest integer when ``integer`` is set (Posterize's bits), and raised to
+``floor`` when one is set (DALI's Posterize keeps at least 1 bit).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Magnitude:
         signed: a random sign in {-1, +1} multiplies the magnitude.
         centre: added after the sign (1.0 for AWS's ``1 ± m`` enhance factors).
         integer: round the value to the nearest integer (Posterize's bits).
+        floor: the smallest magnitude (before ``centre`` and sign); None: no floor.
     """
 
     low: float
@@ -37,6 +39,7 @@ class Magnitude:
     signed: bool = False
     centre: float = 0.0
     integer: bool = False
+    floor: float | None = None
 
     def value(self, bin, sign=1, n_bins: int = N_BINS):
         """Parameter for ``bin`` (int or int array) and ``sign`` (±1, ignored if unsigned).
@@ -49,6 +52,8 @@ class Magnitude:
         magnitude = self.low + (self.high - self.low) * bins / (n_bins - 1)
         if self.integer:
             magnitude = np.round(magnitude)
+        if self.floor is not None:
+            magnitude = np.maximum(magnitude, self.floor)
         signs = np.asarray(sign) if self.signed else 1
         out = self.centre + signs * magnitude
         return float(out) if np.ndim(out) == 0 else out.astype(np.float64)

@@ -136,16 +136,30 @@ AUTOAUGMENT_TABLES = {
         (("ShearX", 0.7, 2), ("Invert", 0.1, None)),
     ),
 }
+AUTOAUGMENT_TABLES["reduced_imagenet"] = AUTOAUGMENT_TABLES["imagenet"]
+AUTOAUGMENT_TABLES["reduced_cifar10"] = AUTOAUGMENT_TABLES["cifar10"]
 """The published AutoAugment policies: per dataset, sub-policies of (op, probability,
-magnitude bin of 10; None for ops without magnitude)."""
+magnitude bin; None for ops without magnitude). ``reduced_imagenet`` and ``reduced_cifar10``
+are DALI's names for the same tables (the policies AutoAugment found on its reduced ImageNet
+and CIFAR-10), read in DALI's 11-bin ranges (:data:`AUTOAUGMENT_SPACES`)."""
+
+AUTOAUGMENT_SPACES = {"imagenet": "autoaugment", "cifar10": "autoaugment", "svhn": "autoaugment"} | {
+    "reduced_imagenet": "dali",
+    "reduced_cifar10": "dali",
+}
+"""The space each AutoAugment table's bins are read in: torchvision's ranges (10 bins) or
+DALI's (``"dali"``, 11 bins: ``nvidia.dali.auto_aug.auto_augment.get_reduced_image_net_policy``
+and ``get_reduced_cifar10_policy``, translations in the ``shape=`` form)."""
 
 FORMAT = jsonio.STANDARD_FORMAT
 
 
 def autoaugment(dataset: str = "imagenet") -> Policy:
-    """AutoAugment's published policy for ``dataset`` (``"imagenet"``, ``"cifar10"`` or
-    ``"svhn"``): a :class:`~fastpolicy.policy.Policy` in the ``"autoaugment"`` space, each
-    sample picking one of its 25 sub-policies and applying each op with its probability."""
+    """AutoAugment's published policy for ``dataset``: a :class:`~fastpolicy.policy.Policy`,
+    each sample picking one of its 25 sub-policies and applying each op with its probability.
+    ``"imagenet"``, ``"cifar10"``, ``"svhn"``: torchvision's ``AutoAugmentPolicy`` (the
+    ``"autoaugment"`` space); ``"reduced_imagenet"``, ``"reduced_cifar10"``: DALI's policies of
+    those names (the same tables in DALI's ranges, the ``"dali"`` space)."""
     if dataset not in AUTOAUGMENT_TABLES:
         raise ValueError(f"unknown AutoAugment policy {dataset!r}; known: {', '.join(AUTOAUGMENT_TABLES)}")
     return Policy(
@@ -153,7 +167,7 @@ def autoaugment(dataset: str = "imagenet") -> Policy:
             [(op, 0 if magnitude is None else magnitude, prob) for op, prob, magnitude in sub]
             for sub in AUTOAUGMENT_TABLES[dataset]
         ],
-        space="autoaugment",
+        space=AUTOAUGMENT_SPACES[dataset],
     )
 
 

@@ -94,16 +94,19 @@ def _spaces(
     wide: Magnitude | None = None,
     randaugment: bool = True,
     enhance: bool = False,
+    dali: Magnitude | None = None,
 ) -> dict:
     """The op's magnitude in every space: the two papers' (``magnitude``; enhance ops differ,
-    see :data:`_ENHANCE`) and the standard policies' (torchvision's ranges: ``standard`` for
-    AutoAugment and RandAugment, ``wide`` for TrivialAugmentWide; default ``magnitude``)."""
+    see :data:`_ENHANCE`), the standard policies' (torchvision's ranges: ``standard`` for
+    AutoAugment and RandAugment, ``wide`` for TrivialAugmentWide; default ``magnitude``) and
+    DALI's AutoAugment suites' (``dali``, 11 bins, given for ops with a magnitude)."""
     standard = magnitude if standard is None else standard
     spaces: dict[str, Magnitude | None] = dict(_ENHANCE) if enhance else {"adversarial": magnitude, "aws": magnitude}
     spaces["autoaugment"] = standard
     if randaugment:
         spaces["randaugment"] = standard
         spaces["trivialaugment_wide"] = standard if wide is None else wide
+    spaces["dali"] = dali
     return spaces
 
 
@@ -122,7 +125,12 @@ _SHEAR_WIDE = Magnitude(0.0, 0.99, signed=True)
 # TrivialAugmentWide translates by up to 32 pixels at any size; values here are fractions of
 # the side, so 32/224 (the same at 224², the size it was tuned at).
 _TRANSLATE_WIDE = Magnitude(0.0, 32 / 224, signed=True)
-_ENHANCE_SPACES = _spaces(None, _ENHANCE_STANDARD, wide=_ENHANCE_WIDE, enhance=True)
+# DALI's AutoAugment suites (``nvidia.dali.auto_aug.auto_augment``, 11 bins): enhance factors
+# 0.1 → 1.9 unsigned, Solarize's threshold 0 → 256 (rising), Posterize keeps round(0 → 4) bits
+# but at least 1, translations as a fraction of the side 0 → 1 (DALI's ``shape=`` form).
+_ENHANCE_DALI = Magnitude(0.1, 1.9)
+_TRANSLATE_DALI = Magnitude(0.0, 1.0, signed=True)
+_ENHANCE_SPACES = _spaces(None, _ENHANCE_STANDARD, wide=_ENHANCE_WIDE, enhance=True, dali=_ENHANCE_DALI)
 _EXACT = Tolerance()
 
 _SPECS = (
@@ -130,35 +138,39 @@ _SPECS = (
         "ShearX",
         "affine",
         geometry.geometric(geometry.shear_x),
-        _spaces(_SHEAR, wide=_SHEAR_WIDE),
+        _spaces(_SHEAR, wide=_SHEAR_WIDE, dali=_SHEAR),
         doc="x += value·y about the top-left corner; value ±0.3",
     ),
     OpSpec(
         "ShearY",
         "affine",
         geometry.geometric(geometry.shear_y),
-        _spaces(_SHEAR, wide=_SHEAR_WIDE),
+        _spaces(_SHEAR, wide=_SHEAR_WIDE, dali=_SHEAR),
         doc="y += value·x; value ±0.3",
     ),
     OpSpec(
         "TranslateX",
         "affine",
         geometry.geometric(geometry.translate_x),
-        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
+        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE, dali=_TRANSLATE_DALI),
         doc="shift by value × width; value ±150/331",
     ),
     OpSpec(
         "TranslateY",
         "affine",
         geometry.geometric(geometry.translate_y),
-        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE),
+        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE, dali=_TRANSLATE_DALI),
         doc="shift by value × height; value ±150/331",
     ),
     OpSpec(
         "Rotate",
         "affine",
         geometry.geometric(geometry.rotate),
-        _spaces(Magnitude(0.0, 30.0, signed=True), wide=Magnitude(0.0, 135.0, signed=True)),
+        _spaces(
+            Magnitude(0.0, 30.0, signed=True),
+            wide=Magnitude(0.0, 135.0, signed=True),
+            dali=Magnitude(0.0, 30.0, signed=True),
+        ),
         doc="rotate about the centre by value degrees; ±30",
     ),
     OpSpec(
@@ -182,7 +194,7 @@ _SPECS = (
         "Solarize",
         "lut",
         color.lookup(color.solarize_lut),
-        _spaces(Magnitude(256.0, 0.0), _SOLARIZE_STANDARD),
+        _spaces(Magnitude(256.0, 0.0), _SOLARIZE_STANDARD, dali=Magnitude(0.0, 256.0)),
         identity=256.0,
         doc="invert values ≥ threshold; threshold 256 → 0",
     ),
@@ -190,7 +202,11 @@ _SPECS = (
         "Posterize",
         "lut",
         color.lookup(color.posterize_lut),
-        _spaces(Magnitude(8.0, 4.0, integer=True), wide=Magnitude(8.0, 2.0, integer=True)),
+        _spaces(
+            Magnitude(8.0, 4.0, integer=True),
+            wide=Magnitude(8.0, 2.0, integer=True),
+            dali=Magnitude(0.0, 4.0, integer=True, floor=1.0),
+        ),
         identity=8.0,
         doc="keep the top value bits; 8 → 4",
     ),

@@ -6,7 +6,7 @@
   the 10-bin range, plus each op without one; an AWS op is an ordered pair of elements.
 * :func:`standard` — the spaces of the standard policies of :mod:`fastpolicy.policies`
   (torchvision's magnitude ranges): ``"autoaugment"`` (10 bins), ``"randaugment"`` and
-  ``"trivialaugment_wide"`` (31 bins).
+  ``"trivialaugment_wide"`` (31 bins), ``"timm"`` and ``"dali"`` (11 bins).
 """
 
 from __future__ import annotations
@@ -98,10 +98,11 @@ def aws() -> SearchSpace:
     return SearchSpace("aws", ops, N_BINS, tuple(elements))
 
 
-STANDARD_BINS = {"autoaugment": N_BINS, "randaugment": 31, "trivialaugment_wide": 31, "timm": 11}
+STANDARD_BINS = {"autoaugment": N_BINS, "randaugment": 31, "trivialaugment_wide": 31, "timm": 11, "dali": 11}
 """Magnitude bins of the standard policies' spaces (torchvision's defaults; ``"timm"``: the
 ops only timm's policies use, at its 11 whole magnitude levels 0 … 10 — its strings sample
-their own levels, see :mod:`fastpolicy.dialects.timm`)."""
+their own levels, see :mod:`fastpolicy.timm_strings`; ``"dali"``: DALI's AutoAugment suites'
+ranges over 11 bins, for ``autoaugment("reduced_imagenet")`` and ``("reduced_cifar10")``)."""
 
 
 @cache

@@ -36,7 +36,7 @@ ENUMS = {
 }
 
 
-@pytest.mark.parametrize("dataset", list(AUTOAUGMENT_TABLES))
+@pytest.mark.parametrize("dataset", list(ENUMS))
 def test_autoaugment_tables_equal_torchvisions(dataset):
     policy = autoaugment(dataset)
     table = v2.AutoAugment(ENUMS[dataset])._policies
@@ -48,6 +48,51 @@ def test_autoaugment_tables_equal_torchvisions(dataset):
             assert has_magnitude == (magnitude is not None)
             if has_magnitude:
                 assert choice.bin == magnitude
+
+
+DALI_POLICIES = {"reduced_imagenet": "get_reduced_image_net_policy", "reduced_cifar10": "get_reduced_cifar10_policy"}
+
+
+def _dali_values(augmentation, n_bins: int) -> np.ndarray | None:
+    """float64[n_bins]: a DALI augmentation's parameter per bin, in fastpolicy's units (None:
+    no magnitude); Posterize's mask → bits kept, read through DALI's own mask function."""
+    from nvidia.dali.auto_aug import augmentations
+
+    if augmentation.name == "posterize":
+        assert augmentation.mag_to_param is augmentations.poster_mask_uint8
+        low, high = augmentations.posterize.mag_range  # the default the policies restate
+        masks = [augmentations.poster_mask_uint8(m) for m in np.linspace(low, high, n_bins, dtype=np.float32)]
+        return np.array([bin(int(mask)).count("1") for mask in masks], np.float64)
+    magnitudes = augmentation._get_magnitudes(n_bins)
+    return None if magnitudes is None else magnitudes.astype(np.float64)
+
+
+@pytest.mark.parametrize("dataset", list(DALI_POLICIES))
+def test_reduced_policies_equal_dalis(dataset):
+    """DALI's reduced_image_net / reduced_cifar10 (``shape=`` form): same sub-policies, ops,
+    probabilities, bins, signs and per-bin values; DALI omits the probability-0 ops."""
+    from nvidia.dali.auto_aug import auto_augment
+
+    make = getattr(auto_augment, DALI_POLICIES[dataset])
+    theirs = make(use_shape=True) if dataset != "reduced_imagenet" else make()
+    ours = autoaugment(dataset)
+    n_bins = theirs.num_magnitude_bins
+    assert ours.space.n_bins == n_bins == 11
+    assert len(ours.sub_policies) == len(theirs.sub_policies) == 25
+    for sub, row in zip(ours.sub_policies, theirs.sub_policies):
+        kept = [c for c in sub if c.prob > 0]
+        assert len(kept) == len(row)
+        for choice, (augmentation, prob, b) in zip(kept, row):
+            op = "".join(word.capitalize() for word in augmentation.name.split("_"))
+            assert (choice.op, choice.prob) == (op, prob)
+            expected = _dali_values(augmentation, n_bins)
+            magnitude = ours.space.magnitude(op)
+            assert (expected is None) == (magnitude is None) == (b is None), op
+            if magnitude is None:
+                continue
+            assert choice.bin == b and magnitude.signed == augmentation.randomly_negate, op
+            values = [ours.space.value(op, k, 1) for k in range(n_bins)]
+            np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-5, err_msg=op)
 
 
 @pytest.mark.parametrize("space", list(TORCHVISION))
@@ -143,6 +188,8 @@ def test_standard_policies_round_trip_and_resolve(tmp_path):
         assert resolve(str(path)) == policy
     assert resolve("randaugment") == RandAugment()
     assert resolve("autoaugment:cifar10") == autoaugment("cifar10")
+    assert resolve("autoaugment:reduced_imagenet") == autoaugment("reduced_imagenet")
+    assert sampler_from_dict(autoaugment("reduced_cifar10").to_dict()).space.name == "dali"
     with pytest.raises(FileNotFoundError, match="neither a standard policy"):
         resolve("randaugmnet")
     with pytest.raises(ValueError, match="magnitude"):

@@ -75,7 +75,9 @@ def stages():
 
 
 OP_HEIGHT, OP_WIDTH, OP_BATCH = 30, 37, 30
-OPS_BY_SPACE = [(name, space) for space in ("adversarial", "aws", "timm") for name in spaces.get_space(space).ops]
+OPS_BY_SPACE = [(name, space) for space in ("adversarial", "aws", "timm") for name in spaces.get_space(space).ops] + [
+    (name, "dali") for name in spaces.get_space("dali").ops if spaces.get_space("dali").magnitude(name) is not None
+]  # DALI's ranges reach new values: translations of a whole side, Posterize to 1 bit, Solarize from 0
 
 
 @pytest.fixture(scope="module")
