@@ -39,6 +39,7 @@ from .backends.pil_stage import Op, PilStage, sample_ops
 from .backends.stage import OutputSpec, default_stage, make_stage
 from .params import PolicyParams
 from .policies import RandAugment, TrivialAugmentWide, autoaugment, resolve
+from .reference import geometry
 from .reference.geometry import FILL
 from .registry import OP_NAMES, OPS
 from .sampling import complete, sample_policies, value_tables
@@ -49,6 +50,12 @@ _UINT8 = OutputSpec("uint8", "nchw")
 _PIL_MODES = ("L", "RGB")
 _PAIRING = OPS["SamplePairing"].id
 _ONE_TENSOR = (torch.Tensor, tv_tensors.Image, tv_tensors.Video)
+_SPATIAL_TYPES = (tv_tensors.BoundingBoxes, tv_tensors.Mask, tv_tensors.KeyPoints)
+_SPATIAL = _SPATIAL_TYPES
+"""What follows an image's geometric ops: boxes (every format), masks, key points."""
+_IMAGES = (PIL.Image.Image, tv_tensors.Image, tv_tensors.Video)
+_MASK_FILL = 0
+"""What a mask takes where a geometric op moves in pixels from outside the image."""
 _STANDARD_FILL = 0
 """The fill of the standard policies when none is given: torchvision's (black)."""
 _SLOT_DRAWS = 6
@@ -160,13 +167,20 @@ class PolicyAugment(v2.Transform):
     ops (``v2.ToDtype(torch.uint8, scale=True)``; float16 and bfloat16 through float32, so 1.0
     stays 1.0) and come back as ``level / 255`` in their dtype; values outside [0, 1] (NaN
     included) and tensors that require grad are refused (the ops are not differentiable);
-    an image none of whose ops applied, or of zero size, comes back unchanged. Other entries of a sample
-    (labels) pass through; bounding boxes and masks are refused, since geometric ops would
-    move the image but not them, and so is a second image. A single image's SamplePairing
-    partner is itself; a batch's is another image of it.
+    an image none of whose ops applied, or of zero size, comes back unchanged. A single image's
+    SamplePairing partner is itself; a batch's is another image of it.
+
+    Detection and segmentation samples (a dict, or ``(image, target)``, as torchvision v2 passes
+    them): ``tv_tensors.BoundingBoxes`` (every format, rotated ones included),
+    ``tv_tensors.KeyPoints`` and ``tv_tensors.Mask`` beside one image (or one video) follow its
+    geometric ops — each box's corners moved by the image's own matrix, the box around them
+    taken and clamped (torchvision's kernel, the boxes' ``clamping_mode``); masks warped with
+    the image's nearest pixels and fill 0, in any dtype. Colour ops, Cutout and SamplePairing
+    leave them as they are. Other entries (labels) pass through; a second image, a batch of
+    images with boxes or masks, or a mask of another size is refused.
     """
 
-    _transformed_types = (is_pure_tensor, tv_tensors.Image, tv_tensors.Video, PIL.Image.Image)
+    _transformed_types = (is_pure_tensor, tv_tensors.Image, tv_tensors.Video, PIL.Image.Image, *_SPATIAL_TYPES)
 
     def __init__(
         self,
@@ -268,21 +282,40 @@ class PolicyAugment(v2.Transform):
         return super().forward(*inputs)
 
     def check_inputs(self, flat_inputs) -> None:
-        refused = (tv_tensors.BoundingBoxes, tv_tensors.Mask, getattr(tv_tensors, "KeyPoints", tv_tensors.Mask))
-        for item in flat_inputs:
-            if isinstance(item, refused):
-                raise TypeError(
-                    f"PolicyAugment transforms images only; a {type(item).__name__} in the sample "
-                    "would not follow its geometric ops"
+        """A sample holds one image or video; boxes, masks and key points go with one image
+        (or one video) of their size, since they follow that unit's ops."""
+        spatial = [item for item in flat_inputs if isinstance(item, _SPATIAL)]
+        if not spatial:
+            return
+        images = [item for item in flat_inputs if isinstance(item, _IMAGES)]
+        if not images:
+            raise TypeError(
+                f"PolicyAugment draws the ops of an image: a sample with a {type(spatial[0]).__name__} "
+                "needs its image (a PIL image, tv_tensors.Image or tv_tensors.Video)"
+            )
+        if len(images) > 1 or len(_units(images[0])) != 1:
+            raise ValueError(
+                "boxes, masks and key points follow the ops of one image or one video: the sample holds "
+                + (f"{len(images)} images" if len(images) > 1 else f"a batch of {len(_units(images[0]))}")
+            )
+        size = _spatial_size(images[0])
+        for item in spatial:
+            theirs = _spatial_size(item)
+            if theirs != size:
+                raise ValueError(
+                    f"a {type(item).__name__} of size {theirs[0]}x{theirs[1]} cannot follow an image of "
+                    f"{size[0]}x{size[1]} (height x width)"
                 )
 
     def make_params(self, flat_inputs) -> dict:
         """The ops of each image (each video) of the one image or video in ``flat_inputs``:
         ``{"ops": [ops of unit 0, …]}``, a unit's ops a list of
-        :data:`~fastpolicy.backends.pil_stage.Op`."""
-        if len(flat_inputs) > 1:
-            raise TypeError(f"PolicyAugment transforms one image or video per sample, got {len(flat_inputs)}")
-        return {"ops": self.draw(len(_units(flat_inputs[0])) if flat_inputs else 0)}
+        :data:`~fastpolicy.backends.pil_stage.Op`. Boxes, masks and key points beside it
+        take its ops (:meth:`check_inputs`)."""
+        images = [item for item in flat_inputs if not isinstance(item, _SPATIAL)]
+        if len(images) > 1:
+            raise TypeError(f"PolicyAugment transforms one image or video per sample, got {len(images)}")
+        return {"ops": self.draw(len(_units(images[0])) if images else 0)}
 
     def draw(self, n: int) -> list[list[Op]]:
         """The applied ops of ``n`` images, drawn from torch's global generator. A policy,
@@ -357,6 +390,8 @@ class PolicyAugment(v2.Transform):
 
     def transform(self, inpt, params: dict):
         ops = params["ops"]
+        if isinstance(inpt, _SPATIAL):
+            return _follow(inpt, ops[0] if ops else [])
         if isinstance(inpt, PIL.Image.Image):
             if inpt.mode not in _PIL_MODES:
                 raise ValueError(f"PIL images must be mode 'L' or 'RGB', got {inpt.mode!r}")
@@ -494,6 +529,59 @@ def _units(inpt) -> range:
         return range(1)
     lead = inpt.shape[: -4 if isinstance(inpt, tv_tensors.Video) else -3]
     return range(math.prod(lead))
+
+
+def _spatial_size(item) -> tuple[int, int]:
+    """(height, width) of an image, video, mask, or the canvas of boxes and key points."""
+    if isinstance(item, PIL.Image.Image):
+        return item.height, item.width
+    if isinstance(item, (tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
+        return tuple(item.canvas_size)
+    return tuple(item.shape[-2:])
+
+
+def _follow(item, ops: list[Op]):
+    """Boxes, key points or a mask moved by the geometric ops (registry kind ``affine``) among
+    one image's applied ``ops``, in order; the other ops leave them as they are.
+
+    A geometric op is its reference's PIL matrix (output point → input point, in continuous
+    pixel coordinates); a translation moves by the whole pixels PIL moves the image by
+    (``floor(shift + ½)``). Boxes and key points go through torchvision's own kernel for such a
+    matrix (``F.perspective`` with it as coefficients): each box's corners moved, the box
+    around them taken (rotated formats: the rotated box), clamped as the boxes' own
+    ``clamping_mode`` says, after each op as the image loses what leaves it. A mask takes the
+    reference warp (nearest, :data:`_MASK_FILL` outside), so its pixels land exactly where the
+    image's do."""
+    height, width = _spatial_size(item)
+    out = item
+    for op in ops:
+        spec = OPS[OP_NAMES[op.op]]
+        if spec.kind != "affine":
+            continue
+        matrix = spec.reference.matrix(op.value, height, width)
+        if geometry.is_translation(matrix):  # PIL moves the image by whole pixels: floor(c + ½)
+            a, b, c, d, e, f = matrix
+            matrix = (a, b, math.floor(c + 0.5), d, e, math.floor(f + 0.5))
+        if isinstance(out, tv_tensors.Mask):
+            out = _warp_mask(out, matrix)
+        else:
+            coefficients = [float(v) for v in matrix] + [0.0, 0.0]
+            out = v2.functional.perspective(out, None, None, coefficients=coefficients)
+    return out if out is not item else item.clone()
+
+
+def _warp_mask(mask: tv_tensors.Mask, matrix) -> tv_tensors.Mask:
+    """``mask`` [..., H, W] (any dtype, any device) warped by ``matrix`` exactly as the
+    reference warps an image (PIL's nearest pixels), :data:`_MASK_FILL` outside."""
+    height, width = mask.shape[-2:]
+    rows, cols = geometry.source_indices(matrix, height, width)
+    inside = torch.from_numpy(rows >= 0).to(mask.device)
+    rows = torch.from_numpy(np.maximum(rows, 0)).to(mask.device)
+    cols = torch.from_numpy(np.maximum(cols, 0)).to(mask.device)
+    plain = mask.as_subclass(torch.Tensor)
+    moved = plain[..., rows, cols]
+    moved = torch.where(inside, moved, torch.full((), _MASK_FILL, dtype=plain.dtype, device=plain.device))
+    return tv_tensors.wrap(moved, like=mask)
 
 
 def _channels_last(images: torch.Tensor) -> bool:

@@ -113,12 +113,6 @@ def test_inside_compose_with_random_resized_crop_and_to_dtype():
     assert label == 7 and image.shape == (3, 32, 32)
 
 
-def test_boxes_are_refused():
-    boxes = tv_tensors.BoundingBoxes([[0, 0, 4, 4]], format="XYXY", canvas_size=(8, 8))
-    with pytest.raises(TypeError, match="images only"):
-        PolicyAugment("autoaugment")(tv_tensors.Image(torch.zeros(3, 8, 8, dtype=torch.uint8)), boxes)
-
-
 class _Photos(torch.utils.data.Dataset):
     def __init__(self, transform):
         self.images = photo_batch(8, 40, 40)
