@@ -33,6 +33,8 @@ _HOMES = {
     "OpSpec": "registry",
     "get_op": "registry",
     "register_backend": "registry",
+    "register_op": "registry",
+    "unregister_op": "registry",
     "sample_policies": "sampling",
     "PolicySchedule": "schedule",
     "PolicyDALILoader": "loader",
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from .magnitude import N_BINS, Magnitude
     from .params import NO_OP, PolicyParams
     from .policy import OpChoice, Policy
-    from .registry import OP_NAMES, OPS, OpSpec, get_op, register_backend
+    from .registry import OP_NAMES, OPS, OpSpec, get_op, register_backend, register_op, unregister_op
     from .sampling import sample_policies
     from .schedule import PolicySchedule
 
@@ -87,6 +89,8 @@ __all__ = [
     "get_op",
     "reference",
     "register_backend",
+    "register_op",
     "sample_policies",
     "spaces",
+    "unregister_op",
 ]

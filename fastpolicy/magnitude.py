@@ -20,6 +20,18 @@ import numpy as np
 N_BINS = 10
 """Magnitude bins of both papers' search spaces (AutoAugment's 10-bin range)."""
 
+SPACE_BINS = {
+    "adversarial": N_BINS,
+    "aws": N_BINS,
+    "autoaugment": N_BINS,
+    "randaugment": 31,
+    "trivialaugment_wide": 31,
+    "timm": 11,
+    "dali": 11,
+}
+"""Every search space an op may belong to (``OpSpec.magnitudes`` keys) → its magnitude bins:
+the two papers', then the standard policies' (:data:`fastpolicy.spaces.STANDARD_BINS`)."""
+
 
 @dataclass(frozen=True)
 class Magnitude:

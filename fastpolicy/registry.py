@@ -6,16 +6,23 @@ each search space that contains the op gives its own bin→value :class:`Magnitu
 (:meth:`fastpolicy.spaces.SearchSpace.value` turns a bin into a value). The search spaces
 are derived from this module, which imports none of them.
 Implementations (``"dali"``, ``"kernels"``: :data:`IMPLEMENTATIONS`) attach by op name with
-:func:`register_backend`; the NumPy ``reference`` is the specification.
+:func:`register_backend`; the NumPy ``reference`` is the specification. :func:`register_op`
+adds a user's op after the built-in ones (:data:`BUILTIN_OPS`); modules that keep per-op
+tables refresh them through :func:`on_change`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .magnitude import Magnitude
+import numpy as np
+
+from .magnitude import SPACE_BINS, Magnitude
 from .reference import color, geometry, special
 
 KINDS = ("affine", "lut", "blend", "special")
@@ -269,11 +276,72 @@ _SPECS = (
     ),
 )
 
-OP_NAMES: tuple[str, ...] = tuple(spec.name for spec in _SPECS)
-"""Op names in registry order (= op ids)."""
+_REGISTRY: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
 
-OPS: Mapping[str, OpSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
-"""The registry: op name → :class:`OpSpec`, in a fixed order."""
+BUILTIN_OPS: tuple[str, ...] = tuple(_REGISTRY)
+"""The ops fastpolicy ships, in id order; ops added with :func:`register_op` follow them."""
+
+
+class _OpNames(Sequence):
+    """Op names in registry order (= op ids), a live view: it grows with :func:`register_op`."""
+
+    def __init__(self):
+        self._names: tuple[str, ...] = tuple(_REGISTRY)
+        self._ids: dict[str, int] = {name: i for i, name in enumerate(self._names)}
+
+    def _refresh(self) -> None:
+        self._names = tuple(_REGISTRY)
+        self._ids = {name: i for i, name in enumerate(self._names)}
+
+    def __getitem__(self, index):
+        return self._names[index]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __contains__(self, name) -> bool:
+        return name in self._ids
+
+    def index(self, name, *args) -> int:
+        if name not in self._ids:
+            raise ValueError(f"{name!r} is not a registered op")
+        return self._ids[name]
+
+    def __eq__(self, other) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, (tuple, list, _OpNames)) else other)
+
+    def __hash__(self):
+        return hash(self._names)
+
+    def __repr__(self) -> str:
+        return repr(self._names)
+
+
+OP_NAMES = _OpNames()
+"""Op names in registry order (= op ids): a tuple-like live view (``len``, ``[i]``,
+``index``), the built-in ops first, then the ones :func:`register_op` adds."""
+
+OPS: Mapping[str, OpSpec] = MappingProxyType(_REGISTRY)
+"""The registry: op name → :class:`OpSpec`, in a fixed order (a live read-only view)."""
+
+_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_change(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener()`` whenever an op is registered or removed (modules that cache per-op
+    tables clear them); returns it, so it may decorate."""
+    _LISTENERS.append(listener)
+    return listener
+
+
+def _changed() -> None:
+    OP_NAMES._refresh()
+    for listener in list(_LISTENERS):
+        listener()
+
 
 IMPLEMENTATIONS = ("dali", "kernels")
 """The op implementations that attach to registry ops with :func:`register_backend` (into
@@ -314,3 +382,175 @@ def register_backend(backend: str, name: str):
         return fn
 
     return attach
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_PROBE = (32, 40)
+"""(height, width) of the image a new op's functions are tried on when it is registered."""
+
+
+def _probe_values(magnitudes: Mapping[str, Magnitude | None], n_bins: Mapping[str, int]) -> list[float]:
+    """Every value the op's spaces give it (each bin, both signs), or [0.0] without a magnitude."""
+    values: set[float] = set()
+    for space, magnitude in magnitudes.items():
+        if magnitude is not None:
+            values.update(float(v) for v in magnitude.table(n_bins[space]).reshape(-1))
+    return sorted(values) or [0.0]
+
+
+def _user_reference(name: str, kind: str, matrix, lut, reference) -> Callable:
+    """The reference function of a registered op, from what the user gave."""
+    if kind == "affine":
+        matrix_fn = lambda value, height, width: tuple(float(v) for v in matrix(value, height, width))  # noqa: E731
+        matrix_fn.__name__ = name
+        return geometry.geometric(matrix_fn)
+    if kind == "lut":
+
+        def table(image: np.ndarray, value: float) -> np.ndarray:
+            row = np.asarray(lut(value))
+            return np.broadcast_to(row.astype(np.uint8), (image.shape[2], 256))
+
+        table.__name__ = f"{name}_lut"
+        table.__doc__ = f"{name}'s table, the same for every channel."
+        lookup = color.lookup(table)
+        lookup.table = lut  # the user's value → uint8[256], for the kernels' tables
+        return lookup
+
+    def op(image: np.ndarray, value: float, **_) -> np.ndarray:
+        return reference(image, value)
+
+    op.__name__ = name
+    op.__doc__ = reference.__doc__
+    return op
+
+
+def _check_user_op(spec: OpSpec, values: list[float]) -> None:
+    """Run the new op's reference on a probe image at every value its spaces give it, RGB and
+    grey: ValueError naming the op and the value unless each gives a uint8 image of the
+    input's shape (matrices: six finite numbers within PIL's fixed-point range)."""
+    height, width = _PROBE
+    rng = np.random.default_rng(0)
+    for channels in (3, 1):
+        image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+        for value in values:
+            where = f"register_op({spec.name!r}): at value {value:g}"
+            if spec.kind == "affine":
+                matrix = spec.reference.matrix(value, height, width)  # type: ignore[attr-defined]  # affine ops'
+                if len(matrix) != 6 or not all(math.isfinite(v) for v in matrix):
+                    raise ValueError(
+                        f"{where}, matrix() must give six finite numbers (a, b, c, d, e, f), got {matrix!r}"
+                    )
+            if spec.kind == "lut":
+                row = np.asarray(spec.reference.table(value))  # type: ignore[attr-defined]  # table ops'
+                if row.shape != (256,) or not np.all((row >= 0) & (row <= 255)) or not np.all(row == np.round(row)):
+                    raise ValueError(f"{where}, lut() must give 256 whole levels in 0..255, got shape {row.shape}")
+            try:
+                out = spec.reference(image.copy(), value, center=None, other=image, fill=geometry.FILL)
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
+            out = np.asarray(out)
+            if out.shape != image.shape or out.dtype != np.uint8:
+                raise ValueError(
+                    f"{where}, the op must give a uint8 image of the input's shape {image.shape}, "
+                    f"got {out.dtype} {out.shape}"
+                )
+
+
+def register_op(
+    name: str,
+    *,
+    matrix: Callable[[float, int, int], Sequence[float]] | None = None,
+    lut: Callable[[float], np.ndarray] | None = None,
+    reference: Callable[[np.ndarray, float], np.ndarray] | None = None,
+    magnitude: Magnitude | tuple[float, float] | None = None,
+    signed: bool = False,
+    spaces: Iterable[str] | Mapping[str, Magnitude | None] = ("adversarial",),
+    identity: float = 0.0,
+    doc: str = "",
+) -> OpSpec:
+    """Add an op to the registry: search spaces, policies, the transform, the loader and every
+    stage that can run it see it from then on (its id follows the built-in ops').
+
+    Give the op as exactly one of:
+
+    * ``matrix(value, height, width)`` → ``(a, b, c, d, e, f)``: a geometric op, PIL's affine
+      convention (output point → input point, as ``Image.transform``); nearest sampling and the
+      fill, like the built-in geometric ops. Runs on every stage (reference, ``pil``, the
+      kernels' ``native``/``emulated``/``cupy``, ``dali``); boxes and masks follow it.
+    * ``lut(value)`` → uint8[256]: a level table, the same for each channel. Runs on the
+      reference, ``pil`` and kernel stages (a table built on the host per value); the ``dali``
+      stage refuses it by name.
+    * ``reference(image, value)`` → image: any op on a uint8 HWC array (C = 1 or 3), returning
+      a new uint8 array of the same shape. Runs on the reference and ``pil`` stages; the kernel
+      and DALI stages refuse it by name.
+
+    Args:
+        name: a new op name (letters, digits, ``_``; not a registered op's).
+        magnitude: the bin → value mapping: a :class:`~fastpolicy.magnitude.Magnitude`, or
+            ``(low, high)`` (linear over the space's bins, ``signed`` adds a random sign); None:
+            the op takes no value (it is called with 0.0).
+        spaces: the search spaces the op joins (``"adversarial"``, ``"aws"``, the standard
+            ones), all with ``magnitude``, or a mapping space → its own magnitude.
+        identity: the value at which the op leaves an image unchanged (``magnitude_scale``
+            moves values towards it).
+        doc: one line for the docs.
+
+    Returns:
+        the new :class:`OpSpec`. The functions are tried on a probe image at every value the
+        op's spaces give it before anything is registered: a failure raises ValueError naming
+        the op and the value, and registers nothing. :func:`unregister_op` removes it.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"register_op: an op name is letters, digits and '_', starting with a letter; got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"register_op: op {name!r} is already registered")
+    given = {"matrix": matrix, "lut": lut, "reference": reference}
+    chosen = [key for key, fn in given.items() if fn is not None]
+    if len(chosen) != 1:
+        raise ValueError(
+            f"register_op({name!r}): give exactly one of matrix=, lut= or reference=, got {chosen or 'none'}"
+        )
+    if not callable(given[chosen[0]]):
+        raise TypeError(f"register_op({name!r}): {chosen[0]} must be callable, got {type(given[chosen[0]]).__name__}")
+    if isinstance(magnitude, tuple):
+        if len(magnitude) != 2 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in magnitude):
+            raise ValueError(f"register_op({name!r}): magnitude must be (low, high) finite numbers, got {magnitude!r}")
+        magnitude = Magnitude(float(magnitude[0]), float(magnitude[1]), signed=bool(signed))
+    elif magnitude is not None and not isinstance(magnitude, Magnitude):
+        raise TypeError(f"register_op({name!r}): magnitude must be a Magnitude, (low, high) or None, got {magnitude!r}")
+    if isinstance(spaces, str):
+        spaces = (spaces,)
+    magnitudes = dict(spaces) if isinstance(spaces, Mapping) else {space: magnitude for space in spaces}
+    unknown = [space for space in magnitudes if space not in SPACE_BINS]
+    if unknown or not magnitudes:
+        raise ValueError(
+            f"register_op({name!r}): spaces must name some of {', '.join(SPACE_BINS)}; got {unknown or 'none'}"
+        )
+    if not isinstance(identity, numbers.Real):
+        raise TypeError(f"register_op({name!r}): identity must be a number, got {identity!r}")
+    kind = {"matrix": "affine", "lut": "lut", "reference": "special"}[chosen[0]]
+    spec = OpSpec(
+        name,
+        kind,
+        _user_reference(name, kind, matrix, lut, reference),
+        MappingProxyType(magnitudes),
+        identity=float(identity),
+        doc=doc or f"registered op ({chosen[0]}=)",
+    )
+    _check_user_op(spec, _probe_values(magnitudes, SPACE_BINS))
+    _REGISTRY[name] = spec
+    _changed()
+    return spec
+
+
+def unregister_op(name: str) -> None:
+    """Remove an op :func:`register_op` added (the last one registered: ids stay dense). The
+    built-in ops cannot be removed."""
+    if name in BUILTIN_OPS:
+        raise ValueError(f"op {name!r} is built in; only ops added with register_op can be removed")
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown op {name!r}; registered ops: {', '.join(OP_NAMES)}")
+    if OP_NAMES[-1] != name:
+        raise ValueError(f"op {name!r} is not the last one registered ({OP_NAMES[-1]!r}): remove that one first")
+    del _REGISTRY[name]
+    _changed()

@@ -23,7 +23,7 @@ from functools import cache
 import numpy as np
 
 from .params import NO_OP, PolicyParams
-from .registry import OP_NAMES, OPS
+from .registry import OP_NAMES, OPS, on_change
 from .spaces import SearchSpace
 
 
@@ -87,6 +87,9 @@ def value_tables(space: SearchSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for table in (values, signed, has_magnitude):
         table.flags.writeable = False
     return values, signed, has_magnitude
+
+
+on_change(value_tables.cache_clear)  # a registered op: tables over the grown registry
 
 
 def complete(

@@ -15,8 +15,8 @@ import numbers
 from dataclasses import dataclass
 from functools import cache
 
-from .magnitude import N_BINS, Magnitude
-from .registry import OPS
+from .magnitude import N_BINS, SPACE_BINS, Magnitude
+from .registry import OPS, on_change
 
 AWS_BINS = (3, 6, 9)
 """Bins of the 10-bin range that AWS keeps for ops with a magnitude."""
@@ -98,7 +98,7 @@ def aws() -> SearchSpace:
     return SearchSpace("aws", ops, N_BINS, tuple(elements))
 
 
-STANDARD_BINS = {"autoaugment": N_BINS, "randaugment": 31, "trivialaugment_wide": 31, "timm": 11, "dali": 11}
+STANDARD_BINS = {name: bins for name, bins in SPACE_BINS.items() if name not in ("adversarial", "aws")}
 """Magnitude bins of the standard policies' spaces (torchvision's defaults; ``"timm"``: the
 ops only timm's policies use, at its 11 whole magnitude levels 0 … 10 — its strings sample
 their own levels, see :mod:`fastpolicy.timm_strings`; ``"dali"``: DALI's AutoAugment suites'
@@ -113,6 +113,14 @@ def standard(name: str) -> SearchSpace:
     ops = tuple(op for op, spec in OPS.items() if name in spec.magnitudes)
     n_bins = STANDARD_BINS[name]
     return SearchSpace(name, ops, n_bins, tuple(Element(op, b) for op in ops for b in range(n_bins)))
+
+
+@on_change
+def _forget_spaces() -> None:
+    """An op was registered or removed: the spaces are derived again at their next use."""
+    adversarial.cache_clear()
+    aws.cache_clear()
+    standard.cache_clear()
 
 
 def get_space(name: str) -> SearchSpace:

@@ -558,7 +558,7 @@ def _follow(item, ops: list[Op]):
         spec = OPS[OP_NAMES[op.op]]
         if spec.kind != "affine":
             continue
-        matrix = spec.reference.matrix(op.value, height, width)
+        matrix = spec.reference.matrix(op.value, height, width)  # type: ignore[attr-defined]  # affine ops'
         if geometry.is_translation(matrix):  # PIL moves the image by whole pixels: floor(c + ½)
             a, b, c, d, e, f = matrix
             matrix = (a, b, math.floor(c + 0.5), d, e, math.floor(f + 0.5))
@@ -576,10 +576,10 @@ def _warp_mask(mask: tv_tensors.Mask, matrix) -> tv_tensors.Mask:
     height, width = mask.shape[-2:]
     rows, cols = geometry.source_indices(matrix, height, width)
     inside = torch.from_numpy(rows >= 0).to(mask.device)
-    rows = torch.from_numpy(np.maximum(rows, 0)).to(mask.device)
-    cols = torch.from_numpy(np.maximum(cols, 0)).to(mask.device)
+    row_index = torch.from_numpy(np.maximum(rows, 0)).to(mask.device)
+    col_index = torch.from_numpy(np.maximum(cols, 0)).to(mask.device)
     plain = mask.as_subclass(torch.Tensor)
-    moved = plain[..., rows, cols]
+    moved = plain[..., row_index, col_index]
     moved = torch.where(inside, moved, torch.full((), _MASK_FILL, dtype=plain.dtype, device=plain.device))
     return tv_tensors.wrap(moved, like=mask)
 

@@ -53,6 +53,7 @@ enum FpField {
     FP_E_STATS,     // int32 [E]: 1 where the entry's table is built from statistics of the slot input
     FP_SHIFT_ROWS,  // int32 [T, H]: source row of every output row of a translation (-1: fill)
     FP_SHIFT_COLS,  // int32 [T, W]: source column of every output column (-1: fill)
+    FP_HOST_LUTS,   // uint8 [U, 256]: tables of registered table ops, built on the host (row: the entry's ivalue)
     FP_SRC_ROW,     // int32 [N]: the row of `src` sample n reads
     FP_ORIG_ROW,    // int32 [N]: the row of `orig` holding sample n's stage input
     FP_FIELDS

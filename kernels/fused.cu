@@ -106,7 +106,8 @@ __device__ void fp_block_tables(const FpSlot& s, const In& in, const fp_u8* pack
     if (stats) fp_block_histogram(s, in, n, sub, hist);
     // the sub-histograms are summed into hist: their memory is the builder's work space
     fp_block_build(kind, table, stats ? hist : nullptr, s.channels, fp_value(s, n),
-                   fp_field<int>(packed, header, FP_E_IVALUE)[e], &sub[0][0], lut_stats);
+                   fp_field<int>(packed, header, FP_E_IVALUE)[e], fp_field<fp_u8>(packed, header, FP_HOST_LUTS),
+                   &sub[0][0], lut_stats);
 }
 
 // One block per sample (grid-stride over blockIdx.x), at most 256 threads; registers for

@@ -10,7 +10,9 @@ struct FpLutArgs {
     const fp_u32* hist;  // 256 bins of this channel (null for ops without statistics)
     const fp_u32* grey;  // 256 bins of the grey (L) image
     float value;         // the op's value, float32
-    int ivalue;          // the op's integer parameter (Solarize: ceil(threshold); Posterize: bits)
+    int ivalue;          // the op's integer parameter (Solarize: ceil(threshold); Posterize: bits;
+                         // a registered table op: its row of host_luts)
+    const fp_u8* host_luts;  // uint8 [U, 256]: the host-built tables of registered table ops
 };
 
 // What the builders read of a channel's statistics: sums, a minimum and a maximum (integers,
@@ -51,6 +53,9 @@ FP_LUT_ENTRY(lut_solarize) { return (fp_u8)(i < a.ivalue ? i : 255 - i); }
 FP_LUT_ENTRY(lut_solarize_add) { return (fp_u8)(i < 128 ? (i + a.ivalue > 255 ? 255 : i + a.ivalue) : i); }
 
 FP_LUT_ENTRY(lut_posterize) { return (fp_u8)(i & ~((1 << (8 - a.ivalue)) - 1)); }
+
+// A registered table op (fastpolicy.register_op(lut=...)): the table the host built for its value.
+FP_LUT_ENTRY(lut_table) { return a.host_luts[(fp_i64)a.ivalue * 256 + i]; }
 
 FP_LUT_ENTRY(lut_brightness) { return fp_blend(0, i, a.value); }
 
@@ -116,12 +121,13 @@ FP_NOINLINE __device__ void fp_build_table(int kind, fp_u8* table, FpLutArgs a) 
 // barrier. work: uint32 [4353] of shared memory (below); stats: FpLutStats [3] of shared
 // memory. Called, not inlined: one copy for both slots.
 FP_NOINLINE __device__ void fp_block_build(int kind, fp_u8* table, const fp_u32* hist, int channels, float value,
-                                           int ivalue, fp_u32* work, FpLutStats* stats) {
+                                           int ivalue, const fp_u8* host_luts, fp_u32* work, FpLutStats* stats) {
     const int bins = channels * 256;
     FpLutArgs a;
     a.grey = hist ? hist + (channels == 3 ? 768 : 0) : nullptr;
     a.value = value;
     a.ivalue = ivalue;
+    a.host_luts = host_luts;
     fp_u32* below = work;  // [2][768]: the scan's two buffers (C x 256 each)
     if (hist) {
         int* lo = (int*)work + 2 * 768;                     // [768] each: per channel and bin
@@ -205,6 +211,7 @@ extern "C" __global__ void fp_build_luts(const fp_u8* __restrict__ packed, const
     args.grey = h ? h + (channels == 3 ? 768 : 0) : nullptr;
     args.value = fp_field<float>(packed, header, FP_E_VALUE)[e];
     args.ivalue = fp_field<int>(packed, header, FP_E_IVALUE)[e];
+    args.host_luts = fp_field<fp_u8>(packed, header, FP_HOST_LUTS);
     fp_u8* table = luts + ((fp_i64)n * channels + c) * 256;
     fp_build_table(fp_field<int>(packed, header, FP_E_LUT)[e], table, args);
 }

@@ -95,8 +95,16 @@ def test_boxes_enclose_the_pixels_the_image_moved(name):
         pixels = torch.tensor([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=torch.float32)
         ours = _apply(transform, box, name, value)[0]
         slack = 0 if name.startswith("Translate") else 1.0
-        assert torch.all(ours[:2] <= pixels[:2] + slack) and torch.all(ours[2:] >= pixels[2:] - slack), (value, ours, pixels)
-        assert torch.all(ours[:2] >= pixels[:2] - slack) and torch.all(ours[2:] <= pixels[2:] + slack), (value, ours, pixels)
+        assert torch.all(ours[:2] <= pixels[:2] + slack) and torch.all(ours[2:] >= pixels[2:] - slack), (
+            value,
+            ours,
+            pixels,
+        )
+        assert torch.all(ours[:2] >= pixels[:2] - slack) and torch.all(ours[2:] <= pixels[2:] + slack), (
+            value,
+            ours,
+            pixels,
+        )
 
 
 @pytest.mark.parametrize("name", GEOMETRIC)
@@ -140,7 +148,9 @@ def test_key_points_follow_as_torchvision_moves_them():
             theirs = TORCHVISION_AA._apply_image_or_video_transform(
                 points, name, _theirs(name, value), InterpolationMode.NEAREST, {tv_tensors.KeyPoints: None}
             )
-            torch.testing.assert_close(ours.as_subclass(torch.Tensor), theirs.as_subclass(torch.Tensor), atol=2e-3, rtol=0)
+            torch.testing.assert_close(
+                ours.as_subclass(torch.Tensor), theirs.as_subclass(torch.Tensor), atol=2e-3, rtol=0
+            )
 
 
 GEOMETRIC_POLICY = Policy([[("Rotate", 9), ("ShearX", 6)], [("TranslateY", 7), ("ShearY", 3)], [("TranslateX", 8)]])
@@ -172,7 +182,9 @@ def test_a_detection_sample_moves_together(shape):
             expected = TORCHVISION_AA._apply_image_or_video_transform(
                 expected, name, _theirs(name, value), InterpolationMode.NEAREST, {tv_tensors.BoundingBoxes: None}
             )
-        torch.testing.assert_close(out_boxes.as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor), atol=2e-3, rtol=0)
+        torch.testing.assert_close(
+            out_boxes.as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor), atol=2e-3, rtol=0
+        )
         assert torch.equal(labels, torch.tensor([1, 2]))
         moved_any |= not torch.equal(out_boxes, boxes)
     assert moved_any

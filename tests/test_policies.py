@@ -12,7 +12,6 @@ from torchvision.transforms.v2 import InterpolationMode
 from fastpolicy import OPS, reference
 from fastpolicy.params import NO_OP
 from fastpolicy.policies import (
-    AUTOAUGMENT_TABLES,
     RandAugment,
     TrivialAugmentWide,
     autoaugment,

@@ -217,6 +217,13 @@ def identity(image: DataNode, args: DaliSlotArgs) -> DataNode:
     return image
 
 
+def implementation(spec):
+    """Op ``spec``'s DALI function: its own, or the warp for any geometric op (a registered
+    one too); None where it has none (a registered table or reference op)."""
+    found = spec.backends.get("dali")
+    return warp if found is None and spec.kind == "affine" else found
+
+
 for _spec in OPS.values():
     if _spec.kind == "affine":
         register_backend("dali", _spec.name)(warp)

@@ -34,7 +34,14 @@ _IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
 def _float_matrix(op_id: int, value: float, height: int, width: int) -> np.ndarray:
     """DALI form of a geometric op: float32[2, 3] output→input matrix (pixel centres at +0.5)."""
     reference = OPS[OP_NAMES[op_id]].reference
-    exact = geometry.float_matrix(reference.matrix(value, height, width), height, width)  # type: ignore[attr-defined]
+    matrix = reference.matrix(value, height, width)  # type: ignore[attr-defined]
+    if geometry.is_translation(matrix) and (matrix[0] != 1 or matrix[4] != 1):
+        raise ValueError(
+            f"op {OP_NAMES[op_id]!r} at value {value:g} scales the image: PIL's scale engine steps in float64 "
+            "sums that DALI's float32 warp cannot reproduce, so the 'dali' stage cannot run it; the 'native', "
+            "'reference' and 'pil' stages can"
+        )
+    exact = geometry.float_matrix(matrix, height, width)
     return np.reshape(exact, (2, 3)).astype(np.float32)
 
 
@@ -72,8 +79,12 @@ def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str
 
     # Without partners SamplePairing is never selected (feed() rejects it); identity keeps the graph valid.
     # select = op id + 1 (0: the slot is skipped; see fastpolicy.backends.pack)
+    # ops without a DALI form (registered table or reference ops) never reach it: feed() refuses them
     implementations = [dali_ops.identity] + [
-        spec.backends["dali"] if pairing or spec.needs != "partner" else dali_ops.identity for spec in OPS.values()
+        (dali_ops.implementation(spec) or dali_ops.identity)
+        if pairing or spec.needs != "partner"
+        else dali_ops.identity
+        for spec in OPS.values()
     ]
     images = fn.external_source(name="images", device=device, layout="HWC")
     original = images
@@ -148,6 +159,10 @@ class DaliPolicyStage:
         pipe.build()
         self._pipe = pipe
         self.builds = 1
+        from . import dali_ops
+
+        self._ops = tuple(OP_NAMES)  # the ops the pipeline was built with (registered ones included)
+        self._missing = np.array([dali_ops.implementation(OPS[name]) is None for name in self._ops] + [False])
 
     def feed(self, images, params) -> None:
         """Queue one batch: ``images`` uint8 [B, H, W, C] (NumPy, or CUDA array on the GPU);
@@ -164,6 +179,16 @@ class DaliPolicyStage:
         params = params.pad_slots(self.slots) if params.k < self.slots else params
         if not self.pairing and np.any(params.op == OPS["SamplePairing"].id):
             raise ValueError("params use SamplePairing but the stage was built with pairing=False")
+        if params.op.max(initial=-1) >= len(self._ops):
+            late = OP_NAMES[int(params.op.max())]
+            raise ValueError(f"op {late!r} was registered after this DALI stage was built: build a new stage")
+        missing = self._missing[params.op]  # index -1 (no op): the trailing False
+        if missing.any():
+            name = self._ops[int(params.op[missing][0])]
+            raise ValueError(
+                f"op {name!r} has no DALI implementation (a registered table or reference op): the 'dali' "
+                "stage cannot run it; the 'native', 'reference' and 'pil' stages can"
+            )
         self._pipe.feed_input("images", images)
         for k, arrays in enumerate(pack(params, *self.size, DALI_SLOTS).views()):
             for f in _fields(self.pairing):
@@ -244,4 +269,5 @@ register_stage(
     label="fastpolicy (DALI operators)",
     any_size=False,
     needs="NVIDIA DALI (the nvidia-dali package)",
+    runs=lambda spec: spec.kind == "affine" or "dali" in spec.backends,
 )

@@ -160,6 +160,7 @@ register_stage(
     label="fastpolicy (CUDA kernels)",
     any_size=True,
     needs="CuPy (pip install cupy-cuda13x)",
+    runs=lambda spec: "kernels" in spec.backends,
 )
 
 __all__ = ["CudaKernelStage", "CudaStage", "apply_torch", "device_stage"]

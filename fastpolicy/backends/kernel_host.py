@@ -138,6 +138,7 @@ register_stage(
     label="fastpolicy (native CPU stage)",
     any_size=True,
     needs=_COMPILER,
+    runs=lambda spec: "kernels" in spec.backends,
 )
 
 register_stage(
@@ -150,4 +151,5 @@ register_stage(
     label="fastpolicy (emulated CUDA kernels)",
     any_size=True,
     needs="a C++20 compiler (g++; set CXX to use another)",
+    runs=lambda spec: "kernels" in spec.backends,
 )

@@ -12,6 +12,11 @@ kind and reference function, so no second list of ops is kept:
   ``<name>_lut`` (``kernels/luts.cu``);
 * ``blend``, ``special`` → ``apply_<reference function name>`` (``kernels/apply.cu``).
 
+Ops added with :func:`~fastpolicy.registry.register_op` get a :class:`KernelOp` when they are
+geometric (``apply_warp``, their matrix) or tables (``apply_lut`` after ``lut_table``, which
+reads the table the host builds from the op's ``lut(value)``); an op given by its reference
+alone has none, and the kernel stages refuse it by name.
+
 :func:`kernel_source` prepends the generated dispatch tables ``FP_APPLIES`` and
 ``FP_LUTS`` (X-macros: ``X(code, function)``) to ``kernels/policy.cu``.
 """
@@ -25,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..registry import OPS, register_backend
+from ..registry import BUILTIN_OPS, OPS, on_change, register_backend
 
 
 def _kernel_dir() -> Path:
@@ -79,6 +84,9 @@ class KernelOp:
     apply: str
     lut: str | None = None
     ivalue: Callable[[np.ndarray], np.ndarray] | None = None
+    table: Callable[[float], np.ndarray] | None = None
+    """A registered table op's ``lut(value)`` → uint8[256]: built on the host per value,
+    read by ``lut_table`` (its integer parameter is the table's row)."""
 
 
 def _solarize_threshold(values: np.ndarray) -> np.ndarray:
@@ -112,19 +120,45 @@ def _kernel_op(spec) -> KernelOp:
     return KernelOp(f"apply_{spec.reference.__name__}")
 
 
-for _spec in OPS.values():
-    register_backend("kernels", _spec.name)(_kernel_op(_spec))
+TABLE = "lut_table"
+"""The builder of registered table ops: it copies the host-built table of the entry."""
+
+
+def _registered_kernel_op(spec) -> KernelOp | None:
+    """A registered op's kernel form, or None (given by its reference alone)."""
+    if spec.kind == "affine":
+        return KernelOp("apply_warp")
+    if spec.kind == "lut":
+        return KernelOp("apply_lut", lut=TABLE, table=spec.reference.table)
+    return None
+
+
+for _name in BUILTIN_OPS:
+    register_backend("kernels", _name)(_kernel_op(OPS[_name]))
+
+
+@on_change
+def _attach_registered() -> None:
+    for spec in OPS.values():
+        if "kernels" not in spec.backends and spec.name not in BUILTIN_OPS:
+            kernel_op = _registered_kernel_op(spec)
+            if kernel_op is not None:
+                register_backend("kernels", spec.name)(kernel_op)
+
+
+_attach_registered()
 
 
 def _unique(names) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n is not None))
 
 
-APPLY_FUNCTIONS = _unique([COPY] + [s.backends["kernels"].apply for s in OPS.values()] + [SHIFT, WIDE_WARP])
-"""Apply functions by code: ``APPLY_FUNCTIONS[code]`` (code 0 copies)."""
+APPLY_FUNCTIONS = _unique([COPY] + [OPS[n].backends["kernels"].apply for n in BUILTIN_OPS] + [SHIFT, WIDE_WARP])
+"""Apply functions by code: ``APPLY_FUNCTIONS[code]`` (code 0 copies); the built-in ops'
+(registered ops use ``apply_warp`` and ``apply_lut``)."""
 
-LUT_BUILDERS = _unique(s.backends["kernels"].lut for s in OPS.values())
-"""Table builders by kind: ``LUT_BUILDERS[kind]``."""
+LUT_BUILDERS = _unique([*(OPS[n].backends["kernels"].lut for n in BUILTIN_OPS), TABLE])
+"""Table builders by kind: ``LUT_BUILDERS[kind]``; the built-in ops', then :data:`TABLE`."""
 
 
 STATISTICS_READ = {None: (0, 0), "mean": (1, 0), "minmax": (0, 1), "histogram": (0, 1)}
@@ -133,8 +167,8 @@ STATISTICS_READ = {None: (0, 0), "mean": (1, 0), "minmax": (0, 1), "histogram": 
 
 def _builder_statistics(builder: str) -> tuple[int, int]:
     """(grey, channels): whether any op built by ``builder`` reads each histogram."""
-    reads = [STATISTICS_READ[s.stats] for s in OPS.values() if s.backends["kernels"].lut == builder]
-    return max(r[0] for r in reads), max(r[1] for r in reads)
+    reads = [STATISTICS_READ[OPS[n].stats] for n in BUILTIN_OPS if OPS[n].backends["kernels"].lut == builder]
+    return max((r[0] for r in reads), default=0), max((r[1] for r in reads), default=0)
 
 
 def dispatch_tables() -> str:
@@ -194,8 +228,21 @@ NVRTC_OPTIONS = ("--fmad=false", "-std=c++17")
 
 def per_sample(name: str, values: np.ndarray) -> np.ndarray:
     """int32[N]: op ``name``'s integer parameter for float64 values (0 if it has none)."""
-    convert = OPS[name].backends["kernels"].ivalue
+    convert = kernel_op(name).ivalue
     return np.zeros(len(values), np.int32) if convert is None else convert(values).astype(np.int32)
+
+
+def kernel_op(name: str) -> KernelOp:
+    """Op ``name``'s :class:`KernelOp`; ValueError naming the op where it has none (an op
+    registered by its reference alone)."""
+    found = OPS[name].backends.get("kernels")
+    if found is None:
+        raise ValueError(
+            f"op {name!r} has no kernel implementation (it was registered with a reference function "
+            "alone): the kernel stages (native, emulated, cupy) cannot run it; the 'reference' and "
+            "'pil' stages can"
+        )
+    return found
 
 
 __all__ = [
@@ -213,6 +260,7 @@ __all__ = [
     "KernelOp",
     "dispatch_tables",
     "inline_includes",
+    "kernel_op",
     "kernel_source",
     "per_sample",
 ]

@@ -36,11 +36,12 @@ import numpy as np
 
 from ..params import PolicyParams
 from ..reference import geometry, special
-from ..registry import OP_NAMES, OPS
-from .kernel_ops import APPLY_FUNCTIONS, LUT_BUILDERS, SHIFT, WIDE_WARP, per_sample
+from ..registry import OP_NAMES, OPS, on_change
+from .kernel_ops import APPLY_FUNCTIONS, LUT_BUILDERS, SHIFT, TABLE, WIDE_WARP, kernel_op, per_sample
 from .pack import Packed, SlotFields
 
 _SPECS = [OPS[name] for name in OP_NAMES]
+_TABLE_KIND = LUT_BUILDERS.index(TABLE)
 _ALIGN = 16
 _BINS = 258  # bin + 1 in 0..256 (int8 bins -1..127, with room); index = ((op + 1) * _BINS + bin + 1) * 2 + (sign > 0)
 
@@ -52,11 +53,23 @@ SLOT_NAMES = ("code", "box", "partner", "lut_samples", "header")
 x1``), partner int32[N], samples with a table int32[N] (those with statistics first; the
 slot's ``sizes`` say how many of each), and the kernels' header int64[16]."""
 
-TABLE_NAMES = ("e_code", "e_lut", "e_ivalue", "e_value", "e_fixed", "e_shift", "e_stats", "shift_rows", "shift_cols")
+TABLE_NAMES = (
+    "e_code",
+    "e_lut",
+    "e_ivalue",
+    "e_value",
+    "e_fixed",
+    "e_shift",
+    "e_stats",
+    "shift_rows",
+    "shift_cols",
+    "host_luts",
+)
 """Fields of the op table (per entry E: apply code, builder kind, builder's integer
 parameter, float32 value, int64[E, 6] fixed-point matrix, translation table index, 1 where
-the table is built from statistics; the
-translation tables int32[T, H] and int32[T, W], -1 = fill)."""
+the table is built from statistics; the translation tables int32[T, H] and int32[T, W], -1 =
+fill; the host-built tables of registered table ops, uint8[U, 256], row 0 unused, the
+entry's integer parameter its row)."""
 
 HEADER = (
     "code",
@@ -76,10 +89,21 @@ HEADER_SIZE = 16
 
 @functools.lru_cache(maxsize=1)
 def _kernel_tables():
-    ops = [spec.backends["kernels"] for spec in _SPECS]
-    code = [APPLY_FUNCTIONS.index(k.apply) for k in ops]
-    lut_kind = [LUT_BUILDERS.index(k.lut) if k.lut else -1 for k in ops]
+    """Per op id: apply code and builder kind (None for an op without a kernel form, refused
+    by name when a batch uses it); the codes of translations and of wide warps."""
+    ops = [spec.backends.get("kernels") for spec in _SPECS]
+    code = [None if k is None else APPLY_FUNCTIONS.index(k.apply) for k in ops]
+    lut_kind = [None if k is None else LUT_BUILDERS.index(k.lut) if k.lut else -1 for k in ops]
     return code, lut_kind, APPLY_FUNCTIONS.index(SHIFT), APPLY_FUNCTIONS.index(WIDE_WARP)
+
+
+@on_change
+def _read_registry() -> None:
+    """An op was registered or removed: per-op tables and every size's entries again."""
+    _SPECS[:] = [OPS[name] for name in OP_NAMES]
+    _kernel_tables.cache_clear()
+    with _TABLES_LOCK:
+        _TABLES.clear()
 
 
 def narrow_warp(fixed: np.ndarray, height: int, width: int) -> bool:
@@ -122,6 +146,7 @@ class OpTable:
         self._entries: dict[tuple[int, int], int] = {}
         self._rows: list[np.ndarray] = [np.full(height, -1, np.int32)]
         self._cols: list[np.ndarray] = [np.full(width, -1, np.int32)]
+        self._host_luts: list[np.ndarray] = [np.arange(256, dtype=np.uint8)]
         self._fields: dict[str, list] = {
             "e_code": [0],
             "e_lut": [-1],
@@ -148,6 +173,7 @@ class OpTable:
             "e_stats": stats.astype(np.int32),
             "shift_rows": np.stack(self._rows),
             "shift_cols": np.stack(self._cols),
+            "host_luts": np.stack(self._host_luts),
         }
         layout: dict[str, tuple[int, np.dtype, tuple[int, ...]]] = {}
         offset = 0
@@ -171,6 +197,8 @@ class OpTable:
             return self._entries[key]
         codes, kinds, shift_code, wide_code = _kernel_tables()
         code, kind = codes[op_id], kinds[op_id]
+        if code is None:
+            kernel_op(OP_NAMES[op_id])  # raises, naming the op
         fixed, shift = np.zeros(6, np.int64), 0
         if _SPECS[op_id].kind == "affine":
             warp = _warp(op_id, value, self.height, self.width)
@@ -181,7 +209,13 @@ class OpTable:
             else:
                 fixed = warp
                 code = code if narrow_warp(fixed, self.height, self.width) else wide_code
-        ivalue = int(per_sample(OP_NAMES[op_id], np.array([value]))[0]) if kind >= 0 else 0
+        if kind == _TABLE_KIND:  # a registered table op: its table, built here, in the entry's row
+            ivalue = len(self._host_luts)
+            table = kernel_op(OP_NAMES[op_id]).table
+            assert table is not None  # every lut_table op carries its table function
+            self._host_luts.append(np.asarray(table(value)).astype(np.uint8))
+        else:
+            ivalue = int(per_sample(OP_NAMES[op_id], np.array([value]))[0]) if kind >= 0 else 0
         for name, item in zip(self._fields, (code, kind, ivalue, value, fixed, shift)):
             self._fields[name].append(item)
         self._op.append(op_id)

@@ -31,12 +31,23 @@ import numpy as np
 
 from ..params import PolicyParams
 from ..reference import special
-from ..registry import OP_NAMES, OPS
+from ..registry import OP_NAMES, OPS, on_change
 
-_SPECS = [OPS[name] for name in OP_NAMES]
-_AFFINE = np.array([False] + [spec.kind == "affine" for spec in _SPECS])
-_CUTOUT = np.array([False] + [spec.needs == "center" for spec in _SPECS])
+_SPECS: list = []
+_AFFINE = _CUTOUT = np.zeros(1, bool)
 _ALIGN = 16
+
+
+@on_change
+def _read_registry() -> None:
+    """Per-op flags (index op id + 1; 0: a skipped slot), read again when an op is registered."""
+    global _AFFINE, _CUTOUT
+    _SPECS[:] = [OPS[name] for name in OP_NAMES]
+    _AFFINE = np.array([False] + [spec.kind == "affine" for spec in _SPECS])
+    _CUTOUT = np.array([False] + [spec.needs == "center" for spec in _SPECS])
+
+
+_read_registry()
 
 
 @dataclass(frozen=True)

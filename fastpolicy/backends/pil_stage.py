@@ -21,7 +21,7 @@ from PIL import ImageEnhance, ImageOps
 from ..params import PolicyParams
 from ..reference.geometry import FILL, check_fill, shear_x, shear_y, translate_x, translate_y
 from ..reference.special import CUTOUT_FILL, cutout_box
-from ..registry import OP_NAMES
+from ..registry import OP_NAMES, OPS, on_change
 from .protocol import PolicyStage, finish, gather_samples
 from .registration import register_stage
 
@@ -88,10 +88,37 @@ PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
         [min(255, i + int(value)) if i < 128 else i for i in range(256)] * len(img.getbands())
     ),
 }
-"""Registry op name → ``op(img, value, *, center, other, fill, resample)`` → a new PIL image
-(``img`` is not modified). A test asserts it covers the registry exactly."""
+"""Built-in op name → ``op(img, value, *, center, other, fill, resample)`` → a new PIL image
+(``img`` is not modified). A test asserts it covers the built-in ops exactly."""
 
-_BY_ID = tuple(PIL_OPS[name] for name in OP_NAMES)
+
+def _registered(spec) -> Callable[..., PIL.Image.Image]:
+    """The PIL form of an op added with :func:`~fastpolicy.registry.register_op`: a geometric
+    op as ``Image.transform`` with its matrix, a table op as ``Image.point``, any other through
+    its reference on the image's pixels."""
+    if spec.kind == "affine":
+        return _affine(spec.reference.matrix)
+    if spec.kind == "lut":
+        table = spec.reference.table
+        return lambda img, value, **_: img.point([int(v) for v in np.asarray(table(value))] * len(img.getbands()))
+
+    def op(img, value, **_):
+        pixels = np.asarray(img)
+        out = spec.reference(pixels[..., None] if img.mode == "L" else pixels, value)
+        return PIL.Image.fromarray(out[..., 0] if img.mode == "L" else out)
+
+    return op
+
+
+_BY_ID: list[Callable[..., PIL.Image.Image]] = []
+
+
+@on_change
+def _read_registry() -> None:
+    _BY_ID[:] = [PIL_OPS[name] if name in PIL_OPS else _registered(OPS[name]) for name in OP_NAMES]
+
+
+_read_registry()
 
 
 def pil_fill(fill: Fill, mode: str) -> int | tuple[int, ...]:

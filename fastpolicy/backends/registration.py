@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from ..device import DEVICES
 from .protocol import PolicyStage
@@ -43,6 +45,9 @@ class StageBackend:
         any_size: whether one stage takes batches of any image size (built without a size);
             False: it is built for one H×W×C and refuses others.
         needs: what to install or set when it is not available (for error messages).
+        runs: ``runs(spec) -> bool``: whether its stages can run registry op ``spec`` (the
+            built-in ops run everywhere; an op added with ``register_op`` may lack a form
+            here). The default skips a backend that cannot run every registered op.
     """
 
     name: str
@@ -54,6 +59,7 @@ class StageBackend:
     default_on: tuple[str, ...]
     any_size: bool
     needs: str
+    runs: Callable[[Any], bool] = lambda spec: True
 
 
 _STAGES: dict[str, StageBackend] = {}
@@ -72,6 +78,7 @@ def register_stage(
     default_on: tuple[str, ...] | None = None,
     any_size: bool,
     needs: str = "",
+    runs: Callable[[Any], bool] | None = None,
 ) -> StageBackend:
     """Register a policy-stage backend (see :class:`StageBackend`; ``default_on`` defaults to
     ``devices``); returns its entry. A second registration under the same name raises."""
@@ -82,7 +89,18 @@ def register_stage(
         raise ValueError(f"backend {name!r}: devices must be a non-empty subset of {DEVICES}, got {devices}")
     if not set(default_on) <= set(devices):
         raise ValueError(f"backend {name!r}: default_on {default_on} names devices it does not serve {devices}")
-    entry = StageBackend(name, devices, available, build, int(priority), label, default_on, bool(any_size), needs)
+    entry = StageBackend(
+        name,
+        devices,
+        available,
+        build,
+        int(priority),
+        label,
+        default_on,
+        bool(any_size),
+        needs,
+        runs or (lambda spec: True),
+    )
     with _LOCK:
         if name in _STAGES:
             raise ValueError(f"policy-stage backend {name!r} is already registered ({_STAGES[name].label})")
@@ -127,16 +145,32 @@ def get_stage(name: str) -> StageBackend:
 
 def best_stage(device: str, *, any_size: bool = False) -> StageBackend:
     """The available backend of the highest priority chosen by default on ``device``
-    (``any_size``: only those that take any image size per call); RuntimeError naming
-    what each candidate needs when none is available."""
+    (``any_size``: only those that take any image size per call) that runs every registered
+    op (ops added with ``register_op`` may pass over a backend, with a log line saying so);
+    RuntimeError naming what each candidate needs when none is available."""
+    from ..registry import OPS
+
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
     candidates = [s for s in stages().values() if device in s.default_on and (s.any_size or not any_size)]
+    passed = []
     for entry in candidates:
-        if entry.available():
-            return entry
+        if not entry.available():
+            continue
+        cannot = [name for name, spec in OPS.items() if not entry.runs(spec)]
+        if cannot:
+            passed.append(f"{entry.name!r} cannot run op {cannot[0]!r}")
+            continue
+        if passed:
+            logging.getLogger("fastpolicy").info("policy stage %r: %s", entry.name, "; ".join(passed))
+        return entry
     what = "policy-stage backend" + (" that takes any image size" if any_size else "")
-    missing = "; ".join(f"{s.name!r} ({s.label}) needs {s.needs or 'nothing named'}" for s in candidates)
+    missing = "; ".join(
+        [
+            *passed,
+            *(f"{s.name!r} ({s.label}) needs {s.needs or 'nothing named'}" for s in candidates if not s.available()),
+        ]
+    )
     raise RuntimeError(f"no {what} is available on the {device}: {missing or 'none is registered'}")
 
 
