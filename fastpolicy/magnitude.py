@@ -28,6 +28,7 @@ SPACE_BINS = {
     "trivialaugment_wide": 31,
     "timm": 11,
     "dali": 11,
+    "augmix": N_BINS,
 }
 """Every search space an op may belong to (``OpSpec.magnitudes`` keys) → its magnitude bins:
 the two papers', then the standard policies' (:data:`fastpolicy.spaces.STANDARD_BINS`)."""

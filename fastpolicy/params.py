@@ -9,7 +9,7 @@ in order; an op id of -1 is skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -33,6 +33,11 @@ class PolicyParams:
         policy: int32[N], which of the M policies produced each sample.
         version: policy version the arrays were sampled from (bumped on every
             ``set_policies``), so a batch reports the policy it was augmented with.
+        mix: float32[N, W + 1] or None: AugMix's weights (:mod:`fastpolicy.mixing`) — the
+            original image's, then each of W chains'. With it the first ``W · chain_slots``
+            slots are W chains of ``chain_slots`` slots, each applied to the original image,
+            mixed by these weights; any later slots apply to the mixed image.
+        chain_slots: slots per chain (0 without ``mix``).
     """
 
     op: np.ndarray
@@ -43,6 +48,8 @@ class PolicyParams:
     partner: np.ndarray
     policy: np.ndarray
     version: int = 0
+    mix: np.ndarray | None = None
+    chain_slots: int = 0
 
     _DTYPES: ClassVar[dict[str, type]] = {
         "op": np.int16,
@@ -61,7 +68,7 @@ class PolicyParams:
     """Each slot field's value in a skipped slot (op -1)."""
 
     @classmethod
-    def skipped_fields(cls, n: int, k: int) -> dict[str, np.ndarray]:
+    def skipped_fields(cls, n: int, k: int) -> dict[str, Any]:
         """The :attr:`SLOT_FIELDS` of ``k`` skipped slots (op -1) for ``n`` samples."""
         return {
             name: np.full((n, k, 2) if name == "center" else (n, k), fill, cls._DTYPES[name])
@@ -78,7 +85,15 @@ class PolicyParams:
     def __post_init__(self):
         for name, dtype in self._DTYPES.items():
             object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name), dtype=dtype))
+        if self.mix is not None:
+            object.__setattr__(self, "mix", np.ascontiguousarray(self.mix, dtype=np.float32))
         self.validate()
+
+    @property
+    def mixing(self) -> dict[str, Any]:
+        """``mix`` and ``chain_slots`` as keyword arguments (empty without a mix): what a
+        method that rebuilds the parameters passes on."""
+        return {} if self.mix is None else {"mix": self.mix, "chain_slots": self.chain_slots}
 
     @property
     def n(self) -> int:
@@ -106,6 +121,16 @@ class PolicyParams:
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {getattr(self, name).shape}")
+        if self.mix is not None:
+            chains = self.mix.shape[1] - 1 if self.mix.ndim == 2 else 0
+            if self.mix.shape[:1] != (n,) or chains < 1:
+                raise ValueError(f"mix must have shape ({n}, W + 1) with W ≥ 1 chains, got {self.mix.shape}")
+            if not self.chain_slots >= 1 or chains * self.chain_slots > k:
+                raise ValueError(f"{chains} chains of chain_slots={self.chain_slots} do not fit in {k} slots")
+            if not (np.isfinite(self.mix).all() and (self.mix >= 0).all()):
+                raise ValueError("mix weights must be finite and ≥ 0")
+        elif self.chain_slots:
+            raise ValueError("chain_slots without mix weights")
         if self.op.size == 0:
             return
         # min/max reductions, no temporaries: every batch's parameters pass here (twice per loader step)
@@ -121,7 +146,8 @@ class PolicyParams:
     def take(self, index) -> PolicyParams:
         """Rows ``index`` (int array or slice); partners are kept as given, so re-map them if
         the selection is used as a batch of its own."""
-        return PolicyParams(**{f: getattr(self, f)[index] for f in self._DTYPES}, version=self.version)
+        mixing = {} if self.mix is None else {"mix": self.mix[index], "chain_slots": self.chain_slots}
+        return PolicyParams(**{f: getattr(self, f)[index] for f in self._DTYPES}, version=self.version, **mixing)
 
     def pad_slots(self, k: int) -> PolicyParams:
         """The same parameters with ``k`` op slots (≥ ``self.k``): extra slots are skipped (op -1)."""
@@ -129,8 +155,10 @@ class PolicyParams:
             raise ValueError(f"cannot pad {self.k} op slots down to {k}")
         skipped = self.skipped_fields(self.n, k - self.k)
         skipped["partner"] = self.partner[:, :1].repeat(k - self.k, 1)  # a valid index even for N = 1
-        padded = {name: np.concatenate([getattr(self, name), skipped[name]], axis=1) for name in self.SLOT_FIELDS}
-        return PolicyParams(**padded, policy=self.policy, version=self.version)
+        padded: dict[str, Any] = {
+            name: np.concatenate([getattr(self, name), skipped[name]], axis=1) for name in self.SLOT_FIELDS
+        }
+        return PolicyParams(**padded, policy=self.policy, version=self.version, **self.mixing)
 
     def scaled(self, scale: float) -> PolicyParams:
         """The same samples with every value moved to ``identity + scale · (value − identity)``
@@ -143,7 +171,8 @@ class PolicyParams:
         value = identity[self.op] + scale * (self.value - identity[self.op])
         value = np.where(integer[self.op], np.round(value), value)
         value = np.where(self.op == NO_OP, self.value, value)
-        return PolicyParams(**(self.arrays() | {"value": value}), version=self.version)
+        arrays: dict[str, Any] = self.arrays() | {"value": value}
+        return PolicyParams(**arrays, version=self.version, **self.mixing)
 
     def padded(self, k: int) -> PolicyParams:
         """The same samples with ``k`` ≥ :attr:`k` slots, the new ones skipped."""
@@ -152,10 +181,32 @@ class PolicyParams:
         if k == self.k:
             return self
         extra = self.skipped_fields(self.n, k - self.k)
-        slots = {name: np.concatenate([getattr(self, name), extra[name]], axis=1) for name in self.SLOT_FIELDS}
-        return PolicyParams(**slots, policy=self.policy, version=self.version)
+        slots: dict[str, Any] = {
+            name: np.concatenate([getattr(self, name), extra[name]], axis=1) for name in self.SLOT_FIELDS
+        }
+        return PolicyParams(**slots, policy=self.policy, version=self.version, **self.mixing)
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def slots(self, start: int, stop: int) -> PolicyParams:
+        """Slots ``start … stop − 1`` of every sample, as parameters of their own (no mix)."""
+        fields = {name: getattr(self, name)[:, start:stop] for name in self.SLOT_FIELDS}
+        return PolicyParams(**fields, policy=self.policy, version=self.version)
+
+    def chains(self) -> list[PolicyParams]:
+        """AugMix's W chains (``mix`` set): chain c is slots ``c·chain_slots …``, each applied
+        to the original image."""
+        if self.mix is None:
+            raise ValueError("these parameters have no mix, hence no chains")
+        depth = self.chain_slots
+        return [self.slots(c * depth, (c + 1) * depth) for c in range(self.mix.shape[1] - 1)]
+
+    def after_mix(self) -> PolicyParams | None:
+        """The slots after the chains (applied to the mixed image), or None if there are none."""
+        if self.mix is None:
+            raise ValueError("these parameters have no mix")
+        start = (self.mix.shape[1] - 1) * self.chain_slots
+        return self.slots(start, self.k) if start < self.k else None
+
+    def arrays(self) -> dict[str, Any]:
         """The arrays by field name (what a loader feeds to its pipeline)."""
         return {f: getattr(self, f) for f in self._DTYPES}
 
@@ -168,15 +219,29 @@ class PolicyParams:
         if len(versions) != 1:
             raise ValueError(f"cannot concatenate parameters of policy versions {sorted(versions)}")
         offsets = np.cumsum([0] + [p.n for p in parts[:-1]])
-        stacked = {f: np.concatenate([getattr(p, f) for p in parts]) for f in PolicyParams._DTYPES}
+        stacked: dict[str, Any] = {f: np.concatenate([getattr(p, f) for p in parts]) for f in PolicyParams._DTYPES}
         stacked["partner"] = np.concatenate([p.partner + o for p, o in zip(parts, offsets)])
-        return PolicyParams(**stacked, version=parts[0].version)
+        shapes = {None if p.mix is None else (p.mix.shape[1], p.chain_slots) for p in parts}
+        if len(shapes) != 1:
+            raise ValueError(
+                "cannot batch AugMix with other policies, or AugMix of other widths or depths: "
+                f"(chains, slots per chain) {sorted(map(str, shapes))}"
+            )
+        mixing: dict[str, Any] = {}
+        if parts[0].mix is not None:
+            mixing = {"mix": np.concatenate([p.mix for p in parts]), "chain_slots": parts[0].chain_slots}
+        return PolicyParams(**stacked, version=parts[0].version, **mixing)
 
     def __eq__(self, other):
         if not isinstance(other, PolicyParams):
             return NotImplemented
-        return self.version == other.version and all(
-            np.array_equal(getattr(self, f), getattr(other, f)) for f in self._DTYPES
+        same_mix = (self.mix is None) == (other.mix is None) and (
+            self.mix is None or (self.chain_slots == other.chain_slots and np.array_equal(self.mix, other.mix))
+        )
+        return (
+            self.version == other.version
+            and same_mix
+            and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in self._DTYPES)
         )
 
     __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays inside: unhashable

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import jsonio, timm_strings
+from .augmix import AugMix
 from .distribution import FORMAT as AWS_FORMAT
 from .distribution import AWSDistribution
 from .jsonio import PolicyFormatError
@@ -300,13 +301,19 @@ STANDARD: dict[str, Any] = {
     "autoaugment": autoaugment,
     "randaugment": randaugment,
     "trivialaugment_wide": trivialaugment_wide,
+    "augmix": AugMix,
 }
 """Standard policies by name (what ``--policy`` and :func:`resolve` accept)."""
 
 POLICY_FILES: dict[str, Any] = {
     POLICY_FORMAT: Policy,
     AWS_FORMAT: AWSDistribution,
-    FORMAT: {RandAugment.kind: RandAugment, TrivialAugmentWide.kind: TrivialAugmentWide, "timm": TimmPolicy},
+    FORMAT: {
+        RandAugment.kind: RandAugment,
+        TrivialAugmentWide.kind: TrivialAugmentWide,
+        "timm": TimmPolicy,
+        AugMix.kind: AugMix,
+    },
     SCHEDULE_FORMAT: PolicySchedule,
 }
 """JSON ``format`` → the class a policy file loads as (standard policies: by their ``kind``)."""
@@ -361,7 +368,8 @@ def resolve(policy):
     :class:`~fastpolicy.schedule.PolicySchedule`, from what a user passes — an object with
     ``choose`` or a schedule (returned as is), a standard policy name (``"autoaugment"``,
     ``"autoaugment:cifar10"``, ``"randaugment"``, ``"randaugment:3,9"`` (num_ops, magnitude),
-    ``"trivialaugment_wide"``), one of timm's strings (``"rand-m9-mstd0.5-inc1"``, ``"v0r"``:
+    ``"trivialaugment_wide"``, ``"augmix"``, ``"augmix:3,3"`` (severity, mixture_width, …)), one of
+    timm's strings (``"rand-m9-mstd0.5-inc1"``, ``"v0r"``:
     :mod:`fastpolicy.timm_strings`), or the path of a policy file (:func:`load_policy_file`)."""
     if hasattr(policy, "choose") or isinstance(policy, PolicySchedule):
         return policy
@@ -373,11 +381,11 @@ def resolve(policy):
         )
     if os.path.exists(policy):  # a file first: 'rand-best.json' is a file, not a timm string
         return load_policy_file(policy)
+    name, _, argument = policy.partition(":")
+    if name in STANDARD:  # torchvision's names first: "augmix" is torchvision's, "augmix-m5-w4" timm's
+        return STANDARD[name](*_arguments(policy, argument))
     if timm_strings.is_timm_string(policy) and os.sep not in policy and not policy.endswith(".json"):
         return timm_strings.parse(policy)
-    name, _, argument = policy.partition(":")
-    if name in STANDARD:
-        return STANDARD[name](*_arguments(policy, argument))
     if not os.path.exists(policy):
         if os.sep in policy or policy.endswith(".json"):  # meant as a file
             raise FileNotFoundError(f"{policy}: no such file")

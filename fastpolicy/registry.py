@@ -102,11 +102,14 @@ def _spaces(
     randaugment: bool = True,
     enhance: bool = False,
     dali: Magnitude | None = None,
+    augmix: Magnitude | bool | None = False,
 ) -> dict:
     """The op's magnitude in every space: the two papers' (``magnitude``; enhance ops differ,
     see :data:`_ENHANCE`), the standard policies' (torchvision's ranges: ``standard`` for
     AutoAugment and RandAugment, ``wide`` for TrivialAugmentWide; default ``magnitude``) and
-    DALI's AutoAugment suites' (``dali``, 11 bins, given for ops with a magnitude)."""
+    DALI's AutoAugment suites' (``dali``, 11 bins, given for ops with a magnitude) and AugMix's
+    (``augmix``, torchvision's ranges over 10 bins; False: not an AugMix op, None: one without a
+    magnitude)."""
     standard = magnitude if standard is None else standard
     spaces: dict[str, Magnitude | None] = dict(_ENHANCE) if enhance else {"adversarial": magnitude, "aws": magnitude}
     spaces["autoaugment"] = standard
@@ -114,6 +117,8 @@ def _spaces(
         spaces["randaugment"] = standard
         spaces["trivialaugment_wide"] = standard if wide is None else wide
     spaces["dali"] = dali
+    if not isinstance(augmix, bool):  # False: not an AugMix op
+        spaces["augmix"] = augmix
     return spaces
 
 
@@ -137,7 +142,11 @@ _TRANSLATE_WIDE = Magnitude(0.0, 32 / 224, signed=True)
 # but at least 1, translations as a fraction of the side 0 → 1 (DALI's ``shape=`` form).
 _ENHANCE_DALI = Magnitude(0.1, 1.9)
 _TRANSLATE_DALI = Magnitude(0.0, 1.0, signed=True)
-_ENHANCE_SPACES = _spaces(None, _ENHANCE_STANDARD, wide=_ENHANCE_WIDE, enhance=True, dali=_ENHANCE_DALI)
+_ENHANCE_SPACES = _spaces(
+    None, _ENHANCE_STANDARD, wide=_ENHANCE_WIDE, enhance=True, dali=_ENHANCE_DALI, augmix=_ENHANCE_STANDARD
+)
+# AugMix (torchvision's AugMix, 10 bins): translations by a third of the side, Posterize 4 → 0 bits.
+_TRANSLATE_AUGMIX = Magnitude(0.0, 1 / 3, signed=True)
 _EXACT = Tolerance()
 
 _SPECS = (
@@ -145,28 +154,28 @@ _SPECS = (
         "ShearX",
         "affine",
         geometry.geometric(geometry.shear_x),
-        _spaces(_SHEAR, wide=_SHEAR_WIDE, dali=_SHEAR),
+        _spaces(_SHEAR, wide=_SHEAR_WIDE, dali=_SHEAR, augmix=_SHEAR),
         doc="x += value·y about the top-left corner; value ±0.3",
     ),
     OpSpec(
         "ShearY",
         "affine",
         geometry.geometric(geometry.shear_y),
-        _spaces(_SHEAR, wide=_SHEAR_WIDE, dali=_SHEAR),
+        _spaces(_SHEAR, wide=_SHEAR_WIDE, dali=_SHEAR, augmix=_SHEAR),
         doc="y += value·x; value ±0.3",
     ),
     OpSpec(
         "TranslateX",
         "affine",
         geometry.geometric(geometry.translate_x),
-        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE, dali=_TRANSLATE_DALI),
+        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE, dali=_TRANSLATE_DALI, augmix=_TRANSLATE_AUGMIX),
         doc="shift by value × width; value ±150/331",
     ),
     OpSpec(
         "TranslateY",
         "affine",
         geometry.geometric(geometry.translate_y),
-        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE, dali=_TRANSLATE_DALI),
+        _spaces(_TRANSLATE, wide=_TRANSLATE_WIDE, dali=_TRANSLATE_DALI, augmix=_TRANSLATE_AUGMIX),
         doc="shift by value × height; value ±150/331",
     ),
     OpSpec(
@@ -177,6 +186,7 @@ _SPECS = (
             Magnitude(0.0, 30.0, signed=True),
             wide=Magnitude(0.0, 135.0, signed=True),
             dali=Magnitude(0.0, 30.0, signed=True),
+            augmix=Magnitude(0.0, 30.0, signed=True),
         ),
         doc="rotate about the centre by value degrees; ±30",
     ),
@@ -184,7 +194,7 @@ _SPECS = (
         "AutoContrast",
         "lut",
         color.lookup(color.autocontrast_lut),
-        _spaces(None),
+        _spaces(None, augmix=None),
         stats="minmax",
         doc="stretch each channel's [min, max] to [0, 255]",
     ),
@@ -193,7 +203,7 @@ _SPECS = (
         "Equalize",
         "lut",
         color.lookup(color.equalize_lut),
-        _spaces(None),
+        _spaces(None, augmix=None),
         stats="histogram",
         doc="PIL's per-channel histogram equalization",
     ),
@@ -201,7 +211,7 @@ _SPECS = (
         "Solarize",
         "lut",
         color.lookup(color.solarize_lut),
-        _spaces(Magnitude(256.0, 0.0), _SOLARIZE_STANDARD, dali=Magnitude(0.0, 256.0)),
+        _spaces(Magnitude(256.0, 0.0), _SOLARIZE_STANDARD, dali=Magnitude(0.0, 256.0), augmix=_SOLARIZE_STANDARD),
         identity=256.0,
         doc="invert values ≥ threshold; threshold 256 → 0",
     ),
@@ -213,6 +223,7 @@ _SPECS = (
             Magnitude(8.0, 4.0, integer=True),
             wide=Magnitude(8.0, 2.0, integer=True),
             dali=Magnitude(0.0, 4.0, integer=True, floor=1.0),
+            augmix=Magnitude(4.0, 0.0, integer=True),
         ),
         identity=8.0,
         doc="keep the top value bits; 8 → 4",

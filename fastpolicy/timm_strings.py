@@ -29,8 +29,8 @@ Where this is not timm, on purpose (``docs/policies.md``):
 * the fill is 128 (timm's default ``img_mean``); ``create_transform`` passes the dataset mean
   (124, 116, 104): give PolicyAugment ``fill=`` or the loader its fill for that.
 
-Refused by name: ``augmix-…`` (AugMix is not implemented), ``3a`` and ``t3a``/``t3aw`` (timm's
-GaussianBlur and Desaturate ops are not in the registry).
+Refused by name: ``augmix-…`` (timm's AugMix; fastpolicy's is torchvision's, ``"augmix"``),
+``3a`` and ``t3a``/``t3aw`` (timm's GaussianBlur and Desaturate ops are not in the registry).
 """
 
 from __future__ import annotations
@@ -296,7 +296,9 @@ class TimmPolicy(jsonio.JsonFile):
             raise ValueError(f"timm policy {string!r}: part {twice[0]!r} given twice (timm would keep one silently)")
         if name == "augmix":
             raise ValueError(
-                f"timm policy {string!r}: AugMix is not implemented in fastpolicy; timm's grammar: {GRAMMAR}"
+                f"timm policy {string!r}: timm's AugMix strings are not taken (timm mixes with its own ops and "
+                "arithmetic); fastpolicy's AugMix is torchvision's: 'augmix' or 'augmix:severity,width,depth'; "
+                f"timm's grammar: {GRAMMAR}"
             )
         if name == "3a":
             raise ValueError(f"timm policy {string!r}: its ops {', '.join(MISSING[:2])} are not in the registry")

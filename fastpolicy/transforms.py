@@ -35,6 +35,7 @@ from torchvision.transforms.functional import pil_modes_mapping
 from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
 from torchvision.transforms.v2.functional import is_pure_tensor
 
+from . import augmix
 from .backends.pil_stage import Op, PilStage, sample_ops
 from .backends.stage import OutputSpec, default_stage, make_stage
 from .params import PolicyParams
@@ -141,7 +142,8 @@ class PolicyAugment(v2.Transform):
             :class:`~fastpolicy.schedule.PolicySchedule` (each image picks one of the current
             epoch's policies uniformly; see :meth:`set_epoch`), a standard policy of
             :mod:`fastpolicy.policies` or its name (``"autoaugment"``,
-            ``"autoaugment:cifar10"``, ``"randaugment"``, ``"trivialaugment_wide"``), a
+            ``"autoaugment:cifar10"``, ``"randaugment"``, ``"trivialaugment_wide"``,
+            ``"augmix"``: each image its own chains and mix, :mod:`fastpolicy.augmix`), a
             torchvision ``AutoAugmentPolicy`` (that AutoAugment policy), or the path of any of
             their JSON files (what ``fastpolicy search`` writes).
         interpolation: torchvision's: the geometric ops' resampling. ``"nearest"`` (the
@@ -249,6 +251,10 @@ class PolicyAugment(v2.Transform):
         self.default_fill: int = (
             int(fill) if fill is not None else FILL if learned or self.schedule is not None else _STANDARD_FILL
         )
+        mixes = {bool(getattr(s, "mixes", False)) for s in samplers}
+        if len(mixes) > 1:
+            raise ValueError("AugMix cannot share a schedule epoch with other policies")
+        self._mixes = mixes.pop()
         fits = all(_Plan.fits(s) for s in samplers)
         self._plans = [_Plan(s, self.magnitude_scale) for s in samplers] if fits else None
 
@@ -287,6 +293,11 @@ class PolicyAugment(v2.Transform):
         spatial = [item for item in flat_inputs if isinstance(item, _SPATIAL)]
         if not spatial:
             return
+        if self._mixes:
+            raise TypeError(
+                f"AugMix mixes chains that move the image each its own way: a {type(spatial[0]).__name__} "
+                "cannot follow them (torchvision's AugMix takes images and videos only)"
+            )
         images = [item for item in flat_inputs if isinstance(item, _IMAGES)]
         if not images:
             raise TypeError(
@@ -315,7 +326,23 @@ class PolicyAugment(v2.Transform):
         images = [item for item in flat_inputs if not isinstance(item, _SPATIAL)]
         if len(images) > 1:
             raise TypeError(f"PolicyAugment transforms one image or video per sample, got {len(images)}")
-        return {"ops": self.draw(len(_units(images[0])) if images else 0)}
+        n = len(_units(images[0])) if images else 0
+        return self.draw_mixed(n) if self._mixes else {"ops": self.draw(n)}
+
+    def draw_mixed(self, n: int) -> dict:
+        """AugMix's parameters of ``n`` images (:mod:`fastpolicy.augmix`): ``{"chains": [ops of
+        each unit, per chain], "mix": float32[n, W + 1], "ops": ops after the mix, per unit}``."""
+        self._follow_epoch()
+        if n == 0:
+            return {"ops": [], "chains": [], "mix": np.zeros((0, 2), np.float32)}
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=self._generator())))
+        params = self.sample(n, rng)
+        after = params.after_mix()
+        return {
+            "chains": [[sample_ops(chain, i) for i in range(n)] for chain in params.chains()],
+            "mix": params.mix,
+            "ops": [sample_ops(after, i) if after is not None else [] for i in range(n)],
+        }
 
     def draw(self, n: int) -> list[list[Op]]:
         """The applied ops of ``n`` images, drawn from torch's global generator. A policy,
@@ -390,11 +417,16 @@ class PolicyAugment(v2.Transform):
 
     def transform(self, inpt, params: dict):
         ops = params["ops"]
+        mixed = "mix" in params
         if isinstance(inpt, _SPATIAL):
             return _follow(inpt, ops[0] if ops else [])
         if isinstance(inpt, PIL.Image.Image):
             if inpt.mode not in _PIL_MODES:
                 raise ValueError(f"PIL images must be mode 'L' or 'RGB', got {inpt.mode!r}")
+            if mixed:  # AugMix: the chains and their mix on the image's levels
+                levels = v2.functional.pil_to_tensor(inpt)[None]
+                out = self._mixed(levels, params, self.fill_levels(inpt), 1, False)[0]
+                return v2.functional.to_pil_image(out, mode=inpt.mode)
             return self._pil(self.fill_levels(inpt)).apply_ops(inpt, ops[0]) if ops[0] else inpt
         video = isinstance(inpt, tv_tensors.Video)
         if (
@@ -412,7 +444,7 @@ class PolicyAugment(v2.Transform):
                 "PolicyAugment does not differentiate through its ops (they work on 0..255 levels): "
                 "pass the image detached (image.detach()) or augment before the graph"
             )
-        if not any(ops) or inpt.numel() == 0:
+        if (not any(ops) and not mixed) or inpt.numel() == 0:
             return inpt.clone()  # keeps a tv_tensor's type; an image of zero size stays as it is
         images = inpt.as_subclass(torch.Tensor) if type(inpt) is not torch.Tensor else inpt
         frames = images.shape[-4] if video else 1
@@ -431,15 +463,30 @@ class PolicyAugment(v2.Transform):
         wide = flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
         levels = v2.functional.to_dtype(wide, torch.uint8, scale=True) if flat.dtype.is_floating_point else flat
         per_image = [unit_ops for unit_ops in ops for _ in range(frames)]
-        if inpt.device.type == "cuda":
+        if mixed:
+            out = self._mixed(levels, params, self.fill_levels(inpt), frames, video)
+        elif inpt.device.type == "cuda":
             out = self._cuda(levels, per_image, self.fill_levels(inpt), video)
         else:
             out = self._cpu(levels, per_image, self.fill_levels(inpt), video)
         if flat.dtype.is_floating_point:
-            applied = torch.tensor([bool(o) for o in per_image], dtype=torch.bool, device=flat.device)
+            applied = torch.tensor([mixed or bool(o) for o in per_image], dtype=torch.bool, device=flat.device)
             out = torch.where(applied[:, None, None, None], (out.to(wide.dtype) / 255).to(flat.dtype), flat)
         out = out.reshape(images.shape)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) else out
+
+    def _mixed(self, levels: torch.Tensor, params: dict, fill, frames: int, video: bool) -> torch.Tensor:
+        """uint8 [N, C, H, W]: AugMix's chains on ``levels`` (each unit's on each of its
+        ``frames``), their mix (:func:`fastpolicy.augmix.mix`), then the ops after the mix."""
+        run = self._cuda if levels.device.type == "cuda" else self._cpu
+
+        def per_frame(unit_ops: list[list[Op]]) -> list[list[Op]]:
+            return [ops for ops in unit_ops for _ in range(frames)]
+
+        chains = [run(levels, per_frame(chain), fill, video) for chain in params["chains"]]
+        out = augmix.mix(levels, chains, np.repeat(params["mix"], frames, axis=0))
+        after = per_frame(params["ops"])
+        return run(out, after, fill, video) if any(after) else out
 
     def _cpu(self, images: torch.Tensor, ops: list[list[Op]], fill, video: bool) -> torch.Tensor:
         """uint8 [N, C, H, W] with image i's ``ops`` applied through PIL (partners: the batch,

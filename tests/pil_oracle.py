@@ -44,7 +44,11 @@ ORACLE = {
     "Invert": lambda img, v, c, o: ImageOps.invert(img),
     "Equalize": lambda img, v, c, o: ImageOps.equalize(img),
     "Solarize": lambda img, v, c, o: ImageOps.solarize(img, v),
-    "Posterize": lambda img, v, c, o: ImageOps.posterize(img, int(v)),
+    # Pillow ≥ 13 refuses 0 bits (AugMix's and timm's top levels); Pillow's own mask then clears
+    # every bit (older Pillow did so), which is the reference's answer too
+    "Posterize": lambda img, v, c, o: (
+        ImageOps.posterize(img, int(v)) if int(v) >= 1 else img.point([0] * 256 * len(img.getbands()))
+    ),
     "Contrast": lambda img, v, c, o: ImageEnhance.Contrast(img).enhance(v),
     "Color": lambda img, v, c, o: ImageEnhance.Color(img).enhance(v),
     "Brightness": lambda img, v, c, o: ImageEnhance.Brightness(img).enhance(v),

@@ -9,6 +9,7 @@ import pytest
 from conftest import crop, op_value, photos
 from pil_oracle import pil_apply
 
+from fastpolicy.magnitude import SPACE_BINS
 from fastpolicy.reference import apply_value
 from fastpolicy.registry import OPS
 
@@ -40,7 +41,7 @@ def test_reference_matches_pil(name, size, photo):
     rng = np.random.default_rng(hash((name, size, photo)) % 2**32)
     other = _partner(image)
     for space, magnitude in OPS[name].magnitudes.items():
-        n_bins = 11 if space == "timm" else 10  # (31-bin spaces: their values at 10 positions)
+        n_bins = min(SPACE_BINS[space], 11)  # (31-bin spaces: their values at 10 or 11 positions)
         for bin_ in range(n_bins):
             for sign in (-1, 1) if magnitude is not None and magnitude.signed else (1,):
                 value = 0.0 if magnitude is None else magnitude.value(bin_, sign, n_bins)

@@ -186,7 +186,7 @@ def test_tables_are_timms():
         ("rand-p1.5", "'p1.5' must be in \\[0, 1\\]"),
         ("rand-n-2", "unknown part 'n'"),
         ("original-m3", "unknown part 'm3'"),
-        ("augmix-m5-w4-d2", "AugMix is not implemented"),
+        ("augmix-m5-w4-d2", "timm.s AugMix strings are not taken"),
         ("3a", "Desaturate, GaussianBlur are not in the registry"),
         ("rand-t3aw", "Desaturate, GaussianBlur"),
         ("rand-tfoo", "unknown op set 'tfoo'"),

@@ -77,7 +77,9 @@ PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
     "Invert": lambda img, value, **_: ImageOps.invert(img),
     "Equalize": lambda img, value, **_: ImageOps.equalize(img),
     "Solarize": lambda img, value, **_: ImageOps.solarize(img, value),
-    "Posterize": lambda img, value, **_: ImageOps.posterize(img, int(value)),
+    "Posterize": lambda img, value, **_: (
+        ImageOps.posterize(img, int(value)) if int(value) >= 1 else img.point([0] * 256 * len(img.getbands()))
+    ),  # Pillow ≥ 13 refuses 0 bits (AugMix's and timm's top levels): every level to 0, as the reference
     "Contrast": lambda img, value, **_: ImageEnhance.Contrast(img).enhance(value),
     "Color": lambda img, value, **_: ImageEnhance.Color(img).enhance(value),
     "Brightness": lambda img, value, **_: ImageEnhance.Brightness(img).enhance(value),

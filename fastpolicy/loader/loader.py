@@ -29,6 +29,7 @@ import os
 import numpy as np
 import torch
 
+from .. import augmix
 from ..backends.stage import OutputSpec, make_stage, resolve_backend
 from ..device import resolve_device
 from ..schedule import PolicySchedule
@@ -275,7 +276,10 @@ class PolicyDALILoader:
         with self.timings.timed("sample"):
             params, version = self.policy_set.sample(n, epoch, step)
         with self.timings.timed("stage"):
-            images = self._policy_stage().apply(source[:n], params, self.output_spec)
+            if params is not None and params.mix is not None:  # AugMix: chains, their mix, the final slots
+                images = augmix.apply_stage(self._policy_stage(), source[:n], params, self.output_spec)
+            else:
+                images = self._policy_stage().apply(source[:n], params, self.output_spec)
         return images, params, version
 
     def _reaugment(self, ready: Prepared) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -119,8 +120,20 @@ class PolicySet:
                         f"policies[{i}] is a {type(p).__name__}, not a Policy, AWSDistribution or standard policy"
                     )
         if samplers is not None:
+            mixing = {getattr(s, "mixes", False) for s in samplers}
+            if len(mixing) > 1:
+                raise ValueError(
+                    "AugMix cannot share a batch with other policies: give AugMix alone (or M copies of it)"
+                )
+            if mixing == {True}:  # AugMix: the stage applies one chain at a time
+                k = max(s.depth for s in samplers)
+                if k > self.policy_slots:
+                    raise ValueError(
+                        f"AugMix applies chains of up to {k} ops; the loader was built with slots={self.policy_slots}: "
+                        f"build it with Augment(slots={k})"
+                    )
             k = max(s.n_ops for s in samplers)
-            if k > self.policy_slots:
+            if k > self.policy_slots and mixing != {True}:
                 raise ValueError(
                     f"policies apply {k} ops per sample; the loader was built with slots={self.policy_slots}"
                 )
@@ -138,13 +151,19 @@ class PolicySet:
         rows = self.M * n
         if samplers is None:
             policy_rows, fields = np.repeat(np.arange(self.M), n), PolicyParams.skipped_fields(rows, self.policy_slots)
-        else:
-            params = sample_policies(samplers, n, rng, version=version, slots=self.policy_slots)
+        mixing: dict = {}
+        if samplers is not None:
+            mixed = getattr(samplers[0], "mixes", False)  # AugMix: W chains in the rows, the stage one at a time
+            slots = max(s.n_ops for s in samplers) if mixed else self.policy_slots
+            params = sample_policies(samplers, n, rng, version=version, slots=slots)
             params = params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
             policy_rows, fields = params.policy, {name: getattr(params, name) for name in PolicyParams.SLOT_FIELDS}
+            mixing = params.mixing  # AugMix: the final slots apply to the mixed images
         columns = [fields] + [slot.sample(rows, rng) for slot in self.final]
-        joined = {name: np.concatenate([c[name] for c in columns], axis=1) for name in PolicyParams.SLOT_FIELDS}
-        return PolicyParams(**joined, policy=policy_rows, version=version), version
+        joined: dict[str, Any] = {
+            name: np.concatenate([c[name] for c in columns], axis=1) for name in PolicyParams.SLOT_FIELDS
+        }
+        return PolicyParams(**joined, policy=policy_rows, version=version, **mixing), version
 
     def state(self) -> tuple[list[dict] | None, int]:
         """``(policies as dicts or None, version)``, what :meth:`restore` takes."""

@@ -73,6 +73,9 @@ def apply_batch(images: np.ndarray, params, fill: int = FILL) -> np.ndarray:
         images: uint8 NHWC (C = 1 or 3).
         params: :class:`~fastpolicy.params.PolicyParams` with ``params.n == N``.
             SamplePairing blends with ``images[partner]`` as it entered this function.
+            With ``mix`` (AugMix): each chain applied to the images, the mix (float32:
+            ``mix[:, 0] · x``, then ``mix[:, c + 1] · chain c`` added in order, truncated to
+            uint8), then the slots after the chains applied to the mixed images.
         fill: the geometric ops' fill level (see :func:`apply_value`).
 
     Returns:
@@ -83,6 +86,14 @@ def apply_batch(images: np.ndarray, params, fill: int = FILL) -> np.ndarray:
         raise ValueError(f"images must be NHWC, got shape {images.shape}")
     if params.n != images.shape[0]:
         raise ValueError(f"params describe {params.n} samples but the batch has {images.shape[0]}")
+    if params.mix is not None:
+        weights = params.mix[:, :, None, None, None]
+        mixed = weights[:, 0] * images.astype(np.float32)
+        for c, chain in enumerate(params.chains()):
+            mixed += weights[:, c + 1] * apply_batch(images, chain, fill).astype(np.float32)
+        after = params.after_mix()
+        mixed = mixed.astype(np.uint8)
+        return mixed if after is None else apply_batch(mixed, after, fill)
     out = images.copy()
     for i in range(params.n):
         for slot in range(params.k):
