@@ -89,6 +89,17 @@ class PolicyParams:
             object.__setattr__(self, "mix", np.ascontiguousarray(self.mix, dtype=np.float32))
         self.validate()
 
+    @classmethod
+    def trusted(cls, **fields) -> PolicyParams:
+        """Parameters from arrays of the right dtypes, shapes and ranges by construction (the
+        compiled sampler's): kept as they are, without :meth:`validate`'s passes."""
+        out = cls.__new__(cls)
+        for name, value in (("version", 0), ("mix", None), ("chain_slots", 0)):
+            fields.setdefault(name, value)
+        for name, value in fields.items():
+            object.__setattr__(out, name, value)
+        return out
+
     @property
     def mixing(self) -> dict[str, Any]:
         """``mix`` and ``chain_slots`` as keyword arguments (empty without a mix): what a

@@ -173,6 +173,14 @@ def sample_policies(
         else:
             key = ("object", str(id(sampler)), ())
         groups.setdefault(key, []).append(m)
+    spaces = {s.space for s in samplers}
+    if len(groups) == 1 and next(iter(groups))[0] == "tables" and len(spaces) == 1:
+        from . import sample_native  # the same draws, compiled (NumPy below where it cannot be)
+
+        space = next(iter(spaces))
+        native = sample_native.sample_tables(tuple(_tables(samplers)), value_tables(space), n, k, rng, version)
+        if native is not None:
+            return native
     for key, members in groups.items():
         first = samplers[members[0]]
         if key[0] == "tables":
@@ -182,12 +190,40 @@ def sample_policies(
             g_op, g_bin = g_op.reshape(len(members), n, -1), g_bin.reshape(len(members), n, -1)
         op[members, :, : g_op.shape[2]] = g_op
         bin_[members, :, : g_op.shape[2]] = g_bin
-    spaces = {s.space for s in samplers}
     policy = np.repeat(np.arange(m_count), n)
     if len(spaces) == 1:
         return complete(op.reshape(-1, k), bin_.reshape(-1, k), spaces.pop(), rng, policy, version, block=n)
     parts = [complete(op[m], bin_[m], samplers[m].space, rng, m, version) for m in range(m_count)]
     return PolicyParams.concat(parts)
+
+
+def sample_mixture(samplers, n: int, rng: np.random.Generator, version: int = 0) -> PolicyParams:
+    """Parameters for ``n`` rows, each from one of ``samplers`` drawn uniformly (``policy``: its
+    index): the draw of every row's sampler, then each sampler's rows by :func:`sample_policies`
+    in sampler order (padded to the most slots; SamplePairing partners within each sampler's
+    rows). What a transform does with a schedule epoch's several policies."""
+    samplers = list(samplers)
+    which = rng.integers(0, len(samplers), size=n)
+    k = max(s.n_ops for s in samplers)
+    parts, order = [], []
+    for m, sampler in enumerate(samplers):
+        rows = np.flatnonzero(which == m)
+        if len(rows):
+            part = sample_policies([sampler], len(rows), rng, version=version, slots=k)
+            parts.append(
+                PolicyParams(**(part.arrays() | {"policy": np.full(len(rows), m)}), version=version, **part.mixing)
+            )
+            order.append(rows)
+    joined = PolicyParams.concat(parts)  # rows grouped by sampler: put them back in image order
+    back = np.empty(n, np.int64)
+    back[np.concatenate(order)] = np.arange(n)
+    taken = joined.take(back)
+    moved = np.argsort(back)  # old row of each new row → new row of each old row
+    return PolicyParams(**(taken.arrays() | {"partner": moved[taken.partner]}), version=version, **taken.mixing)
+
+
+def _tables(samplers) -> list[SubPolicyTables]:
+    return [s.sub_policy_tables for s in samplers]
 
 
 def _sample_each(samplers, n: int, rng: np.random.Generator, version: int, k: int) -> PolicyParams:

@@ -43,7 +43,7 @@ from .policies import RandAugment, TrivialAugmentWide, autoaugment, resolve
 from .reference import geometry
 from .reference.geometry import FILL
 from .registry import OP_NAMES, OPS
-from .sampling import complete, sample_policies, value_tables
+from .sampling import sample_mixture, sample_policies
 from .schedule import PolicySchedule
 from .spaces import STANDARD_BINS
 
@@ -59,78 +59,6 @@ _MASK_FILL = 0
 """What a mask takes where a geometric op moves in pixels from outside the image."""
 _STANDARD_FILL = 0
 """The fill of the standard policies when none is given: torchvision's (black)."""
-_SLOT_DRAWS = 6
-"""Uniforms per op slot: the op (or whether it is kept), its bin, its sign, the Cutout
-centre (y, x), the SamplePairing partner."""
-
-
-class _Plan:
-    """One sampler's draws from a vector of uniforms, without NumPy: the single-image path.
-
-    ``ops(u, base, i, n)`` turns the uniforms ``u[base:]`` (two, then :data:`_SLOT_DRAWS` per
-    slot) into image ``i``'s applied ops (:data:`~fastpolicy.backends.pil_stage.Op`) of a batch
-    of ``n``. Values come from the space's tables, moved by ``scale`` towards each op's identity.
-    """
-
-    def __init__(self, sampler, scale: float):
-        values, signed, has_magnitude = value_tables(sampler.space)
-
-        def entry(op_id: int, bin_: int) -> tuple[int, float, float]:
-            if op_id < 0:
-                return (-1, 0.0, 0.0)
-            spec = OPS[OP_NAMES[op_id]]
-            low, high = values[op_id, bin_] if has_magnitude[op_id] and bin_ >= 0 else (0.0, 0.0)
-            if not signed[op_id]:
-                low = high
-            if scale != 1 and has_magnitude[op_id]:
-                low, high = (spec.identity + scale * (v - spec.identity) for v in (low, high))
-                low, high = (float(round(v)) if spec.integer else v for v in (low, high))
-            return (op_id, float(low), float(high))
-
-        self.slots = sampler.n_ops
-        tables = getattr(sampler, "sub_policy_tables", None)
-        if tables is not None:  # a Policy: one of S sub-policies, each op kept with its probability
-            self.kind = "table"
-            self.table = [
-                [(float(p), *entry(int(o), int(b))) for o, b, p in zip(ops, bins, probs)]
-                for ops, bins, probs in zip(tables.op, tables.bin, tables.prob)
-            ]
-        elif isinstance(sampler, RandAugment):  # num_ops uniform choices, one bin
-            self.kind = "uniform"
-            choices = [-1] + [OPS[op].id for op in sampler.space.ops]
-            self.choices = [[entry(o, sampler.magnitude if o >= 0 else -1)] for o in choices]
-            self.slots = sampler.num_ops
-        else:  # TrivialAugmentWide: one uniform choice at a uniform bin
-            self.kind = "uniform"
-            choices = [-1] + [OPS[op].id for op in sampler.space.ops]
-            self.choices = [[entry(o, b) for b in range(sampler.space.n_bins)] for o in choices]
-
-    @staticmethod
-    def fits(sampler) -> bool:
-        """Whether ``sampler`` is one this plan draws (Policy, RandAugment, TrivialAugmentWide)."""
-        return hasattr(sampler, "sub_policy_tables") or type(sampler) in (RandAugment, TrivialAugmentWide)
-
-    def draws(self) -> int:
-        return 2 + _SLOT_DRAWS * self.slots
-
-    def ops(self, u: list[float], base: int, i: int, n: int) -> list[Op]:
-        out = []
-        if self.kind == "table":
-            sub = self.table[int(u[base] * len(self.table))]
-        for k in range(self.slots):
-            c, b, s, cy, cx, p = u[base + 2 + _SLOT_DRAWS * k : base + 2 + _SLOT_DRAWS * (k + 1)]
-            if self.kind == "table":
-                prob, op_id, low, high = sub[k]
-                if not c < prob:
-                    continue
-            else:
-                row = self.choices[int(c * len(self.choices))]
-                op_id, low, high = row[int(b * len(row))]
-            if op_id < 0:
-                continue
-            partner = (i + 1 + int(p * (n - 1))) % n if n > 1 else i
-            out.append(Op(op_id, low if s < 0.5 else high, cy, cx, partner))
-        return out
 
 
 class PolicyAugment(v2.Transform):
@@ -255,8 +183,6 @@ class PolicyAugment(v2.Transform):
         if len(mixes) > 1:
             raise ValueError("AugMix cannot share a schedule epoch with other policies")
         self._mixes = mixes.pop()
-        fits = all(_Plan.fits(s) for s in samplers)
-        self._plans = [_Plan(s, self.magnitude_scale) for s in samplers] if fits else None
 
     @property
     def epoch(self) -> int:
@@ -335,8 +261,7 @@ class PolicyAugment(v2.Transform):
         self._follow_epoch()
         if n == 0:
             return {"ops": [], "chains": [], "mix": np.zeros((0, 2), np.float32)}
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=self._generator())))
-        params = self.sample(n, rng)
+        params = self.sample(n, self._rng())
         after = params.after_mix()
         return {
             "chains": [[sample_ops(chain, i) for i in range(n)] for chain in params.chains()],
@@ -345,24 +270,17 @@ class PolicyAugment(v2.Transform):
         }
 
     def draw(self, n: int) -> list[list[Op]]:
-        """The applied ops of ``n`` images, drawn from torch's global generator. A policy,
-        RandAugment or TrivialAugmentWide draws one row of uniforms per image, so a batch
-        draws what its images would draw one by one (SamplePairing aside: a batch pairs
-        within it); other samplers draw a seed for :meth:`sample`."""
+        """The applied ops of ``n`` images: a seed from the generator (torch's global one by
+        default), then the one sampler, the loader's (:meth:`sample`)."""
         self._follow_epoch()
         if n == 0:
             return []
-        generator = self._generator()
-        if self._plans is None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=generator)))
-            params = self.sample(n, rng)
-            return [sample_ops(params, i) for i in range(n)]
-        width = max(plan.draws() for plan in self._plans)
-        rows = torch.rand(n, width, dtype=torch.float64, generator=generator).tolist()
-        plans = self._plans
-        return [
-            plans[int(row[1] * len(plans)) if len(plans) > 1 else 0].ops(row, 0, i, n) for i, row in enumerate(rows)
-        ]
+        params = self.sample(n, self._rng())
+        return [sample_ops(params, i) for i in range(n)]
+
+    def _rng(self) -> np.random.Generator:
+        """A NumPy generator seeded from the transform's generator (torch's global one by default)."""
+        return np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=self._generator())))
 
     def _generator(self) -> torch.Generator | None:
         """The ``generator`` given (None: torch's global one). In a DataLoader worker each copy
@@ -381,25 +299,14 @@ class PolicyAugment(v2.Transform):
         return self.generator
 
     def sample(self, n: int, rng: np.random.Generator) -> PolicyParams:
-        """Parameters for ``n`` images with NumPy's vectorized machinery (samplers without a
-        :class:`_Plan`): a uniformly chosen current policy per image (one sampler: all from
-        it), then its own sub-policy."""
+        """Parameters for ``n`` images by the one sampler (:func:`~fastpolicy.sampling.sample_policies`,
+        the loader's): with one current policy all from it, with a schedule epoch's several each
+        image from one of them drawn uniformly (:func:`~fastpolicy.sampling.sample_mixture`)."""
         self._follow_epoch()
         if len(self.samplers) == 1:
             params = sample_policies(self.samplers, n, rng)
         else:
-            spaces = {s.space for s in self.samplers}
-            if len(spaces) != 1:
-                raise ValueError("a schedule epoch's policies must share one search space")
-            which = rng.integers(0, len(self.samplers), size=n)
-            k = max(s.n_ops for s in self.samplers)
-            op, bins = np.full((n, k), -1), np.zeros((n, k), np.int64)
-            for m, sampler in enumerate(self.samplers):
-                rows = np.flatnonzero(which == m)
-                if len(rows):
-                    chosen_op, chosen_bin = sampler.choose(len(rows), rng)
-                    op[rows, : chosen_op.shape[1]], bins[rows, : chosen_op.shape[1]] = chosen_op, chosen_bin
-            params = complete(op, bins, spaces.pop(), rng, policy=which)
+            params = sample_mixture(self.samplers, n, rng)
         return params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
 
     def fill_levels(self, inpt) -> int | tuple[int, ...]:
@@ -519,9 +426,9 @@ class PolicyAugment(v2.Transform):
         op, value = np.full((n, k), -1), np.zeros((n, k))
         center, partner = np.zeros((n, k, 2)), np.tile(np.arange(n)[:, None], (1, k))
         for i, image_ops in enumerate(ops):
-            for slot, (op_id, v, cy, cx, p) in enumerate(image_ops):
-                op[i, slot], value[i, slot], center[i, slot] = op_id, v, (cy, cx)
-                partner[i, slot] = i if video else p
+            for slot, applied in enumerate(image_ops):
+                op[i, slot], value[i, slot], center[i, slot] = applied.op, applied.value, (applied.cy, applied.cx)
+                partner[i, slot] = i if video else applied.partner
         params = PolicyParams(op, np.full((n, k), -1), np.ones((n, k)), value, center, partner, np.zeros(n))
         nhwc = images.permute(0, 2, 3, 1).contiguous()
         out = self._gpu_stage(n, fill).apply(nhwc, params, _UINT8)

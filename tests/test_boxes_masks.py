@@ -177,10 +177,10 @@ def test_a_detection_sample_moves_together(shape):
             out_boxes, out_mask, labels = target["boxes"], target["masks"], target["labels"]
         assert torch.equal(out_image, alone) and torch.equal(out_mask.as_subclass(torch.Tensor), alone[0])
         expected = boxes
-        for op_id, value, *_ in ops:
-            name = list(OPS)[op_id]
+        for op in ops:
+            name = list(OPS)[op.op]
             expected = TORCHVISION_AA._apply_image_or_video_transform(
-                expected, name, _theirs(name, value), InterpolationMode.NEAREST, {tv_tensors.BoundingBoxes: None}
+                expected, name, _theirs(name, op.value), InterpolationMode.NEAREST, {tv_tensors.BoundingBoxes: None}
             )
         torch.testing.assert_close(
             out_boxes.as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor), atol=2e-3, rtol=0

@@ -13,8 +13,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from fastpolicy import AWSDistribution, Policy, PolicySchedule, reference
+from fastpolicy.backends.pil_stage import Op
 from fastpolicy.policies import autoaugment
-from fastpolicy.registry import OP_NAMES
+from fastpolicy.registry import BUILTIN_OPS, OP_NAMES
 from fastpolicy.transforms import PolicyAugment
 
 
@@ -22,9 +23,9 @@ def _reference(images_nhwc: np.ndarray, ops, fill) -> np.ndarray:
     """The reference applying each image's drawn ops (partners: the batch as it came in)."""
     out = images_nhwc.copy()
     for i, image_ops in enumerate(ops):
-        for op_id, value, cy, cx, partner in image_ops:
+        for op in image_ops:
             out[i] = reference.apply_value(
-                OP_NAMES[op_id], out[i], value, center=(cy, cx), other=images_nhwc[partner], fill=fill
+                OP_NAMES[op.op], out[i], op.value, center=(op.cy, op.cx), other=images_nhwc[op.partner], fill=fill
             )
     return out
 
@@ -48,10 +49,10 @@ def test_pil_in_pil_out_equals_the_reference_for_the_chosen_ops():
         assert np.array_equal(np.asarray(out), expected[0])
         # and each op is the reference's apply_op at its bin (and sign) in the adversarial space
         step = image
-        for op_id, value, *_ in ops[0]:
-            name = OP_NAMES[op_id]
+        for op in ops[0]:
+            name = OP_NAMES[op.op]
             bin_ = 7 if name == "Rotate" else 3 if name == "Posterize" else 0 if name == "Equalize" else 9
-            sign = -1 if value < 0 else 1
+            sign = -1 if op.value < 0 else 1
             step = reference.apply_op(name, step, bin_, sign)  # AutoAugment's grey fill, 128
         assert np.array_equal(np.asarray(out), step)
 
@@ -196,9 +197,9 @@ def test_a_cuda_batch_equals_the_per_image_reference():
 def test_the_pil_stage_covers_the_registry_and_takes_a_fill_per_channel():
     from fastpolicy.backends.pil_stage import PIL_OPS, PilStage
 
-    assert list(PIL_OPS) == list(OP_NAMES)
+    assert list(PIL_OPS) == list(BUILTIN_OPS) == list(OP_NAMES)  # (registered ops get theirs: test_register_op)
     image = PIL.Image.fromarray(np.full((20, 24, 3), 200, np.uint8))
-    shifted = PilStage((1, 2, 3)).apply_ops(image, [(OP_NAMES.index("TranslateX"), 0.5, 0.0, 0.0, 0)])
+    shifted = PilStage((1, 2, 3)).apply_ops(image, [Op(OP_NAMES.index("TranslateX"), 0.5, 0.0, 0.0, 0)])
     assert np.asarray(shifted)[0, -1].tolist() == [1, 2, 3] and np.asarray(shifted)[0, 0].tolist() == [200] * 3
     assert np.asarray(image).max() == 200  # not modified
 
@@ -211,7 +212,7 @@ def test_video_frames_get_their_video_s_ops_as_the_reference_does():
     ops = transform.draw(1)[0]
     torch.manual_seed(2)
     out = transform(video)
-    expected = _reference(frames, [[(o, v, cy, cx, i) for o, v, cy, cx, _ in ops] for i in range(3)], 128)
+    expected = _reference(frames, [[op._replace(partner=i) for op in ops] for i in range(3)], 128)
     assert isinstance(out, tv_tensors.Video) and np.array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
 
 

@@ -21,7 +21,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import AutoAugmentPolicy
 
-from fastpolicy import Policy
+from fastpolicy import Policy, reference
+from fastpolicy.sampling import sample_policies
 from fastpolicy.transforms import PolicyAugment
 
 SIZE = (17, 11)  # torchvision's default test size
@@ -296,19 +297,25 @@ def test_float_images_are_the_uint8_result_over_255(policy):
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_a_batch_equals_its_images_one_by_one_for_the_same_draws(policy):
-    """One row of torch uniforms per image: a batch applies what its images, called one by
-    one after the same seed, apply (the standard policies have no SamplePairing)."""
+def test_a_batch_is_drawn_by_the_loaders_sampler(policy):
+    """A call draws one seed from torch's generator and its images' parameters from the one
+    sampler the loader uses (``sample_policies``), applied as the reference does; a PIL image
+    and its tensor get the same ops after the same seed."""
     images = make_image_tensor((24, 20), batch_dims=(8,))
     transform = make(policy, "fastpolicy")
     torch.manual_seed(5)
     batched = transform(images)
     torch.manual_seed(5)
-    one_by_one = torch.stack([transform(image) for image in images])
-    assert torch.equal(batched, one_by_one)
-    torch.manual_seed(5)
-    pil = [np.asarray(transform(PIL.Image.fromarray(image.permute(1, 2, 0).numpy()))) for image in images]
-    assert np.array_equal(np.stack(pil), batched.permute(0, 2, 3, 1).numpy())
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    params = sample_policies(transform.samplers, 8, np.random.default_rng(seed))
+    expected = reference.apply_batch(images.permute(0, 2, 3, 1).numpy(), params, fill=transform.default_fill)
+    assert np.array_equal(batched.permute(0, 2, 3, 1).numpy(), expected)
+    for image in images:
+        torch.manual_seed(7)
+        tensor = transform(image)
+        torch.manual_seed(7)
+        pil = transform(PIL.Image.fromarray(image.permute(1, 2, 0).numpy()))
+        assert np.array_equal(np.asarray(pil), tensor.permute(1, 2, 0).numpy())
 
 
 def test_constructor_arguments_for_other_policies_are_refused():

@@ -311,6 +311,26 @@ def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
         raise
 
 
+def build_host_library(source_name: str, options: tuple[str, ...], prefix: str) -> Path:
+    """The shared library ``kernels/<source_name>`` compiles to with ``$CXX`` and ``options``:
+    cached by a digest of the source and the command (beside the kernels' host builds; a
+    private temporary folder where that cache is unusable). KernelCompileError without a
+    compiler or when the build fails."""
+    from .kernel_ops import KERNEL_DIR
+
+    compiler = host_compiler_command()
+    if compiler is None:
+        raise KernelCompileError("no C++ compiler (g++; set CXX to use another)")
+    source = (KERNEL_DIR / source_name).read_text(encoding="utf-8")
+    command = [*compiler, *options]
+    digest = hashlib.sha256((source + "\0" + " ".join(command)).encode()).hexdigest()[:16]
+    name = f"{prefix}-{digest}.so"
+    try:
+        return _build(_cache_dir() / name, command, source)
+    except OSError as error:  # the cache cannot be used: build where only this process looks
+        return _build(_private_dir(error) / name, command, source)
+
+
 def _build(target: Path, command: list[str], source: str) -> Path:
     """``target`` (a trusted cached library, or built now: compiled in a temporary folder
     beside it, then moved in atomically, its build record first, so concurrent builders agree on

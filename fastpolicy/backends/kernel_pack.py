@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
 import threading
 import warnings
@@ -405,22 +404,10 @@ def native_packer() -> NativePacker | None:
 
 
 def _build_packer() -> NativePacker | None:
-    from .kernel_build import KernelCompileError, _build, _cache_dir, _private_dir, host_compiler_command
-    from .kernel_ops import KERNEL_DIR
+    from .kernel_build import KernelCompileError, build_host_library
 
     try:
-        compiler = host_compiler_command()
-        if compiler is None:
-            raise KernelCompileError("no C++ compiler (g++; set CXX to use another)")
-        source = (KERNEL_DIR / _PACKER_SOURCE).read_text(encoding="utf-8")
-        command = [*compiler, *_PACKER_OPTIONS]
-        digest = hashlib.sha256((source + "\0" + " ".join(command)).encode()).hexdigest()[:16]
-        name = f"pack-{digest}.so"
-        try:
-            library = _build(_cache_dir() / name, command, source)
-        except OSError as error:  # the cache cannot be used: build where only this process looks
-            library = _build(_private_dir(error) / name, command, source)
-        return NativePacker(library)
+        return NativePacker(build_host_library(_PACKER_SOURCE, _PACKER_OPTIONS, "pack"))
     except (KernelCompileError, OSError) as error:
         warnings.warn(
             f"the kernels' compiled packer is unavailable ({error}); packing with NumPy instead "

@@ -27,8 +27,8 @@ from .registration import register_stage
 
 
 class Op(NamedTuple):
-    """One applied op of one sample, as it travels from a sampler to a stage (a tuple: it still
-    unpacks as ``op, value, cy, cx, partner``)."""
+    """One applied op of one sample, as it travels from a sampler to a stage; read by field
+    name (``op.value``, ``op.partner``), never unpacked by position."""
 
     op: int
     """The op's registry id (:data:`~fastpolicy.registry.OP_NAMES` index)."""
@@ -164,9 +164,9 @@ class PilStage(PolicyStage):
         if fill is None:
             fill = self._fill_for[img.mode] = pil_fill(self.fill, img.mode)
         out = img
-        for op_id, value, cy, cx, partner in ops:
-            other = img if partners is None else partners[partner]
-            out = _BY_ID[op_id](out, value, center=(cy, cx), other=other, fill=fill, resample=self.resample)
+        for op in ops:
+            other = img if partners is None else partners[op.partner]
+            out = _BY_ID[op.op](out, op.value, center=(op.cy, op.cx), other=other, fill=fill, resample=self.resample)
         return out
 
     def apply(self, images: torch.Tensor, params: PolicyParams | None, out):

@@ -157,6 +157,8 @@ class PolicySet:
             slots = max(s.n_ops for s in samplers) if mixed else self.policy_slots
             params = sample_policies(samplers, n, rng, version=version, slots=slots)
             params = params if self.magnitude_scale == 1 else params.scaled(self.magnitude_scale)
+            if not self.final:
+                return params, version  # the sampler's own parameters: no slot to append
             policy_rows, fields = params.policy, {name: getattr(params, name) for name in PolicyParams.SLOT_FIELDS}
             mixing = params.mixing  # AugMix: the final slots apply to the mixed images
         columns = [fields] + [slot.sample(rows, rng) for slot in self.final]

@@ -1,0 +1,133 @@
+"""The compiled sampler of sub-policy tables (``kernels/sample.cpp``), and when it is used.
+
+:func:`sample_tables` is :func:`fastpolicy.sampling.sample_policies` for the common batch —
+M samplers with :class:`~fastpolicy.sampling.SubPolicyTables` of one shape and one space (the
+M policies of Adversarial AutoAugment, AutoAugment's tables) — in one ctypes call instead of
+about 40 small NumPy calls. It draws from the caller's ``numpy.random.Generator`` through the
+Generator's own ``bitgen_t`` with NumPy's algorithms, in the NumPy code's order, so the
+parameters, and the Generator's state after them, are the NumPy path's: the loader's seeding by
+``(seed, shard, epoch, step)``, resumed runs and the golden run are unchanged. Built with
+``$CXX`` at first use and cached like the kernels' host builds; without a compiler (or with
+``FASTPOLICY_NUMPY_SAMPLER=1``) the NumPy code runs, the same draws.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import warnings
+
+import numpy as np
+
+from .params import PolicyParams
+
+_SOURCE = "sample.cpp"
+_OPTIONS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-ffp-contract=off")
+_LIBRARY: list = []
+_LOCK = threading.Lock()
+OFF = "FASTPOLICY_NUMPY_SAMPLER"
+"""Environment variable: ``1`` keeps the NumPy sampler (the same draws, slower)."""
+
+
+def _function():
+    """``fp_sample_tables`` from the built library, or None (no compiler, a failed build: one
+    ``RuntimeWarning`` per process)."""
+    if _LIBRARY:
+        return _LIBRARY[0]
+    with _LOCK:
+        if not _LIBRARY:
+            _LIBRARY.append(_load())
+    return _LIBRARY[0]
+
+
+def _load():
+    from .backends.kernel_build import KernelCompileError, build_host_library
+
+    try:
+        library = ctypes.CDLL(str(build_host_library(_SOURCE, _OPTIONS, "sample")))
+    except (KernelCompileError, OSError) as error:
+        warnings.warn(
+            f"the compiled sampler is unavailable ({error}); sampling with NumPy instead (the same draws, slower)",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        return None
+    function = library.fp_sample_tables
+    i64, ptr = ctypes.c_longlong, ctypes.c_void_p
+    function.argtypes = [ptr, *[i64] * 5, ptr, ptr, ptr, i64, i64, *[ptr] * 10]
+    function.restype = ctypes.c_int
+    return function
+
+
+def available() -> bool:
+    """Whether :func:`sample_tables` runs compiled here (else callers take the NumPy path)."""
+    return os.environ.get(OFF, "") != "1" and _function() is not None
+
+
+_OUTPUTS = (("op", np.int16, 1), ("bin", np.int8, 1), ("sign", np.int8, 1), ("value", np.float64, 1))
+_OUTPUTS += (("center", np.float64, 2), ("partner", np.int32, 1), ("chosen", np.int64, 0))
+"""The compiled sampler's outputs: name, dtype, and per-slot width (0: one per row)."""
+
+_INPUTS: dict[tuple, tuple] = {}
+"""Stacked tables and space tables by the identity of their sources → (sources, arrays, pointers):
+a loader samples the same policies batch after batch (sources are kept, so ids stay unique)."""
+
+
+def _inputs(tables: tuple, space_tables: tuple) -> tuple[int, ...]:
+    """Pointers of the stacked sub-policy tables (op, bin, prob [G, S, K]) and of the space's
+    tables (values, signed, has_magnitude), built once per set of sources."""
+    key = tuple(id(t) for t in tables) + tuple(id(a) for a in space_tables)
+    found = _INPUTS.get(key)
+    if found is None:
+        if len(_INPUTS) >= 32:
+            _INPUTS.clear()
+        stacked = [np.ascontiguousarray(np.stack(parts)) for parts in zip(*((t.op, t.bin, t.prob) for t in tables))]
+        stacked = [stacked[0].astype(np.int64), stacked[1].astype(np.int64), stacked[2].astype(np.float64)]
+        values, signed, has_magnitude = space_tables
+        space = [
+            np.ascontiguousarray(values, np.float64),
+            *(np.ascontiguousarray(a, np.uint8) for a in (signed, has_magnitude)),
+        ]
+        arrays = stacked + space
+        shape = (*stacked[0].shape, *values.shape[:2])
+        found = _INPUTS[key] = ((tables, space_tables), arrays, shape, tuple(a.ctypes.data for a in arrays))
+    return found[2] + found[3]
+
+
+def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.random.Generator, version: int):
+    """M = G samplers' sub-policy ``tables`` (:class:`~fastpolicy.sampling.SubPolicyTables` of
+    one shape) sampled for ``n`` images each (rows ``m·n + i``, ``policy`` m), ``k`` slots, from
+    ``rng``: what the NumPy path gives, or None where the compiled sampler is unavailable (the
+    caller then runs the NumPy path).
+
+    Args:
+        space_tables: :func:`~fastpolicy.sampling.value_tables` of their space: values
+            float64[ops, bins, 2], signed and has_magnitude bool[ops].
+    """
+    if not available():
+        return None
+    g, s, table_k, ops, bins, *inputs = _inputs(tables, space_tables)
+    rows = g * n
+    sizes = [rows * (width * k if width else 1) * np.dtype(dtype).itemsize for _, dtype, width in _OUTPUTS]
+    starts = np.cumsum([0] + [-(-size // 8) * 8 for size in sizes])
+    buffer = np.empty(int(starts[-1]), np.uint8)
+    base = buffer.ctypes.data
+    bitgen = rng.bit_generator
+    with bitgen.lock:  # numpy's own draws take it too
+        failed = _function()(
+            bitgen.ctypes.bit_generator.value, g, s, table_k, n, k, *inputs[:3], ops, bins, *inputs[3:],
+            *(base + int(start) for start in starts[:-1]),
+        )  # fmt: skip
+    if failed:
+        raise ValueError("a sub-policy table names an op or a bin outside its space's tables")
+    out = {}
+    for (name, dtype, width), start, size in zip(_OUTPUTS, starts, sizes):
+        shape = (rows, k, 2) if width == 2 else (rows, k) if width else (rows,)
+        out[name] = buffer[int(start) : int(start) + size].view(dtype).reshape(shape)
+    del out["chosen"]
+    policy = np.repeat(np.arange(g, dtype=np.int32), n)
+    return PolicyParams.trusted(**out, policy=policy, version=version)
+
+
+__all__ = ["OFF", "available", "sample_tables"]
