@@ -1,0 +1,61 @@
+"""The compiled sampler (``kernels/sample.cpp``) equals the NumPy sampler draw for draw, and
+the NumPy path takes over where it cannot be built."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastpolicy import Policy, sample_native
+from fastpolicy.policies import autoaugment
+from fastpolicy.sampling import sample_policies
+
+needs_compiler = pytest.mark.skipif(not sample_native.available(), reason="no C++ compiler: nothing compiled")
+
+
+def _both(samplers, n: int, seed: int, slots, monkeypatch):
+    """(NumPy parameters, its Generator), (compiled parameters, its Generator) from one seed."""
+    out = []
+    for value in ("1", "0"):
+        monkeypatch.setenv(sample_native.OFF, value)
+        rng = np.random.default_rng(seed)
+        out.append((sample_policies(samplers, n, rng, version=3, slots=slots), rng))
+    return out
+
+
+@needs_compiler
+@pytest.mark.parametrize("n", [1, 2, 3, 32, 257])
+def test_the_compiled_sampler_draws_what_numpy_draws(n, monkeypatch):
+    """Random Adversarial-AutoAugment policies (M = 8, and one), AutoAugment's tables with their
+    probabilities (M = 1, 8; padded slots), one-sub-policy policies (no sub-policy draw) and
+    one-image batches (no partner draw): the same parameters and the same Generator state
+    after them."""
+    rng = np.random.default_rng(n)
+    cases = [
+        ([Policy.random(rng) for _ in range(8)], None),
+        ([Policy.random(rng)], None),
+        ([autoaugment("imagenet")] * 8, 3),
+        ([autoaugment("reduced_cifar10")], None),
+        ([Policy([[("Rotate", 3), ("Cutout", 9)]])] * 2, None),
+        ([Policy([[("SamplePairing", 5, 0.5)], [("Invert", 0)]], space="adversarial")] * 3, 2),
+    ]
+    for samplers, slots in cases:
+        for seed in range(6):
+            (numpy_params, numpy_rng), (native_params, native_rng) = _both(samplers, n, seed, slots, monkeypatch)
+            assert native_params == numpy_params
+            assert native_rng.bit_generator.state == numpy_rng.bit_generator.state
+            assert native_rng.random() == numpy_rng.random()
+            native_params.validate()  # what the compiled path skips holds
+
+
+def test_numpy_samples_without_a_compiler(monkeypatch):
+    """No compiler: one warning, then the NumPy path's draws."""
+    monkeypatch.setattr(sample_native, "_LIBRARY", [])
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    monkeypatch.delenv(sample_native.OFF, raising=False)
+    with pytest.warns(RuntimeWarning, match="compiled sampler is unavailable"):
+        assert not sample_native.available()
+    policies = [autoaugment()] * 4
+    params = sample_policies(policies, 16, np.random.default_rng(1))
+    monkeypatch.setenv(sample_native.OFF, "1")
+    assert params == sample_policies(policies, 16, np.random.default_rng(1))
