@@ -95,6 +95,31 @@ def _inputs(tables: tuple, space_tables: tuple) -> tuple[int, ...]:
     return found[2] + found[3]
 
 
+_LAYOUTS: dict[tuple[int, int, int], tuple] = {}
+"""(G, n, k) → the output buffer's size, each output's (name, dtype, offset, size, shape), the
+policy column: a loader draws batches of one shape."""
+
+_CAPSULE = ctypes.pythonapi.PyCapsule_GetPointer
+_CAPSULE.restype, _CAPSULE.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+
+
+def _layout(g: int, n: int, k: int) -> tuple:
+    layout = _LAYOUTS.get((g, n, k))
+    if layout is None:
+        rows, offset, parts = g * n, 0, []
+        for name, dtype, width in _OUTPUTS:
+            shape = (rows, k, 2) if width == 2 else (rows, k) if width else (rows,)
+            size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            parts.append((name, np.dtype(dtype), offset, size, shape))
+            offset += -(-size // 8) * 8
+        policy = np.repeat(np.arange(g, dtype=np.int32), n)
+        policy.flags.writeable = False
+        if len(_LAYOUTS) >= 32:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[(g, n, k)] = (offset, tuple(parts), policy)
+    return layout
+
+
 def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.random.Generator, version: int):
     """M = G samplers' sub-policy ``tables`` (:class:`~fastpolicy.sampling.SubPolicyTables` of
     one shape) sampled for ``n`` images each (rows ``m·n + i``, ``policy`` m), ``k`` slots, from
@@ -108,25 +133,18 @@ def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.ra
     if not available():
         return None
     g, s, table_k, ops, bins, *inputs = _inputs(tables, space_tables)
-    rows = g * n
-    sizes = [rows * (width * k if width else 1) * np.dtype(dtype).itemsize for _, dtype, width in _OUTPUTS]
-    starts = np.cumsum([0] + [-(-size // 8) * 8 for size in sizes])
-    buffer = np.empty(int(starts[-1]), np.uint8)
+    nbytes, parts, policy = _layout(g, n, k)
+    buffer = np.empty(nbytes, np.uint8)
     base = buffer.ctypes.data
     bitgen = rng.bit_generator
     with bitgen.lock:  # numpy's own draws take it too
         failed = _function()(
-            bitgen.ctypes.bit_generator.value, g, s, table_k, n, k, *inputs[:3], ops, bins, *inputs[3:],
-            *(base + int(start) for start in starts[:-1]),
+            _CAPSULE(bitgen.capsule, b"BitGenerator"), g, s, table_k, n, k, *inputs[:3], ops, bins, *inputs[3:],
+            *(base + part[2] for part in parts),
         )  # fmt: skip
     if failed:
         raise ValueError("a sub-policy table names an op or a bin outside its space's tables")
-    out = {}
-    for (name, dtype, width), start, size in zip(_OUTPUTS, starts, sizes):
-        shape = (rows, k, 2) if width == 2 else (rows, k) if width else (rows,)
-        out[name] = buffer[int(start) : int(start) + size].view(dtype).reshape(shape)
-    del out["chosen"]
-    policy = np.repeat(np.arange(g, dtype=np.int32), n)
+    out = {name: buffer[at : at + size].view(dtype).reshape(shape) for name, dtype, at, size, shape in parts[:-1]}
     return PolicyParams.trusted(**out, policy=policy, version=version)
 
 

@@ -113,6 +113,7 @@ class PolicyDALILoader:
         seed, final = (pipeline.seed, self.sharding.shard_id), self.augment.final_slots(min(self.size))
         self.policy_set = PolicySet(M, self.augment.slots, *seed, self.augment.magnitude_scale, final)
         self.timings, self.builds, self.epoch, self.step, self._stage = Timings(), 0, 0, 0, None
+        self._ids: dict = {}
         self.schedule: PolicySchedule | None = None  # each epoch's policies are set as the epoch starts
         self.prefetcher = Prefetcher(self.device, self.timings)
         self._source = self._build_source()
@@ -255,9 +256,18 @@ class PolicyDALILoader:
         if prepared is None:
             prepared = self._prepare(self.epoch, self.step, False)
         with self.timings.timed("batch"):
-            rows = torch.arange(self.M, device=prepared.labels.device).repeat_interleave(prepared.n)
+            rows = self._policy_ids(prepared.n, prepared.labels.device)
             info = dict(params=prepared.params, indices=prepared.indices, epoch=self.epoch, step=self.step)
             return Batch(prepared.images, prepared.labels.repeat(self.M), rows, version=prepared.version, **info)
+
+    def _policy_ids(self, n: int, device) -> torch.Tensor:
+        """int64 (M·n,): the policy index of every row, kept per (n, device) (a batch's tensor
+        is its own: callers may write to it)."""
+        key = (n, str(device))
+        ids = self._ids.get(key)
+        if ids is None:
+            ids = self._ids[key] = torch.arange(self.M, device=device).repeat_interleave(n)
+        return ids.clone()
 
     def _prepare(self, epoch: int, step: int, ahead: bool) -> Prepared:
         """Batch ``step``'s source copies, augmented (ahead: with the source's checkpoint before)."""
