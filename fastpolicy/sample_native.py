@@ -65,8 +65,15 @@ def available() -> bool:
     return os.environ.get(OFF, "") != "1" and _function() is not None
 
 
-_OUTPUTS = (("op", np.int16, 1), ("bin", np.int8, 1), ("sign", np.int8, 1), ("value", np.float64, 1))
-_OUTPUTS += (("center", np.float64, 2), ("partner", np.int32, 1), ("chosen", np.int64, 0))
+_OUTPUTS: tuple[tuple[str, type, int], ...] = (
+    ("op", np.int16, 1),
+    ("bin", np.int8, 1),
+    ("sign", np.int8, 1),
+    ("value", np.float64, 1),
+    ("center", np.float64, 2),
+    ("partner", np.int32, 1),
+    ("chosen", np.int64, 0),
+)
 """The compiled sampler's outputs: name, dtype, and per-slot width (0: one per row)."""
 
 _INPUTS: dict[tuple, tuple] = {}
@@ -82,15 +89,17 @@ def _inputs(tables: tuple, space_tables: tuple) -> tuple[int, ...]:
     if found is None:
         if len(_INPUTS) >= 32:
             _INPUTS.clear()
-        stacked = [np.ascontiguousarray(np.stack(parts)) for parts in zip(*((t.op, t.bin, t.prob) for t in tables))]
-        stacked = [stacked[0].astype(np.int64), stacked[1].astype(np.int64), stacked[2].astype(np.float64)]
+        op, bins, prob = (np.stack(parts) for parts in zip(*((t.op, t.bin, t.prob) for t in tables)))
         values, signed, has_magnitude = space_tables
-        space = [
+        arrays: list[np.ndarray] = [
+            np.ascontiguousarray(op, np.int64),
+            np.ascontiguousarray(bins, np.int64),
+            np.ascontiguousarray(prob, np.float64),
             np.ascontiguousarray(values, np.float64),
-            *(np.ascontiguousarray(a, np.uint8) for a in (signed, has_magnitude)),
+            np.ascontiguousarray(signed, np.uint8),
+            np.ascontiguousarray(has_magnitude, np.uint8),
         ]
-        arrays = stacked + space
-        shape = (*stacked[0].shape, *values.shape[:2])
+        shape = (*arrays[0].shape, *values.shape[:2])
         found = _INPUTS[key] = ((tables, space_tables), arrays, shape, tuple(a.ctypes.data for a in arrays))
     return found[2] + found[3]
 
