@@ -94,10 +94,8 @@ class PolicyParams:
         """Parameters from arrays of the right dtypes, shapes and ranges by construction (the
         compiled sampler's): kept as they are, without :meth:`validate`'s passes."""
         out = cls.__new__(cls)
-        for name, value in (("version", 0), ("mix", None), ("chain_slots", 0)):
-            fields.setdefault(name, value)
-        for name, value in fields.items():
-            object.__setattr__(out, name, value)
+        out.__dict__.update(version=0, mix=None, chain_slots=0)
+        out.__dict__.update(fields)
         return out
 
     @property

@@ -53,9 +53,8 @@ def _load():
             stacklevel=5,
         )
         return None
-    function = library.fp_sample_tables
-    i64, ptr = ctypes.c_longlong, ctypes.c_void_p
-    function.argtypes = [ptr, *[i64] * 5, ptr, ptr, ptr, i64, i64, *[ptr] * 10]
+    function = library.fp_sample_tables_packed
+    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     function.restype = ctypes.c_int
     return function
 
@@ -104,29 +103,34 @@ def _inputs(tables: tuple, space_tables: tuple) -> tuple[int, ...]:
     return found[2] + found[3]
 
 
-_LAYOUTS: dict[tuple[int, int, int], tuple] = {}
-"""(G, n, k) → the output buffer's size, each output's (name, dtype, offset, size, shape), the
-policy column: a loader draws batches of one shape."""
+_CALLS: dict[tuple, tuple] = {}
+"""(inputs' key, n, k) → the call's int64 argument array (its output pointers rewritten per
+call), the output buffer's size, each output's (name, dtype, offset, size, shape), the policy
+column: a loader draws batches of one shape from the same policies."""
 
 _CAPSULE = ctypes.pythonapi.PyCapsule_GetPointer
 _CAPSULE.restype, _CAPSULE.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
 
 
-def _layout(g: int, n: int, k: int) -> tuple:
-    layout = _LAYOUTS.get((g, n, k))
-    if layout is None:
+def _call(tables: tuple, space_tables: tuple, n: int, k: int) -> tuple:
+    key = (tuple(id(t) for t in tables), tuple(id(a) for a in space_tables), n, k)
+    call = _CALLS.get(key)
+    if call is None:
+        g, s, table_k, ops, bins, *inputs = _inputs(tables, space_tables)
         rows, offset, parts = g * n, 0, []
         for name, dtype, width in _OUTPUTS:
             shape = (rows, k, 2) if width == 2 else (rows, k) if width else (rows,)
             size = int(np.prod(shape)) * np.dtype(dtype).itemsize
             parts.append((name, np.dtype(dtype), offset, size, shape))
             offset += -(-size // 8) * 8
+        arguments = np.array([g, s, table_k, n, k, *inputs[:3], ops, bins, *inputs[3:], *[0] * len(parts)], np.int64)
+        offsets = np.array([part[2] for part in parts], np.int64)
         policy = np.repeat(np.arange(g, dtype=np.int32), n)
         policy.flags.writeable = False
-        if len(_LAYOUTS) >= 32:
-            _LAYOUTS.clear()
-        layout = _LAYOUTS[(g, n, k)] = (offset, tuple(parts), policy)
-    return layout
+        if len(_CALLS) >= 64:
+            _CALLS.clear()
+        call = _CALLS[key] = (arguments, offsets, offset, tuple(parts[:-1]), policy, (tables, space_tables))
+    return call
 
 
 def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.random.Generator, version: int):
@@ -141,20 +145,48 @@ def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.ra
     """
     if not available():
         return None
-    g, s, table_k, ops, bins, *inputs = _inputs(tables, space_tables)
-    nbytes, parts, policy = _layout(g, n, k)
+    arguments, offsets, nbytes, parts, policy, _ = _call(tables, space_tables, n, k)
     buffer = np.empty(nbytes, np.uint8)
-    base = buffer.ctypes.data
+    arguments = arguments.copy()  # another thread may sample the same shape at the same time
+    np.add(offsets, buffer.ctypes.data, out=arguments[-len(offsets) :])
     bitgen = rng.bit_generator
     with bitgen.lock:  # numpy's own draws take it too
-        failed = _function()(
-            _CAPSULE(bitgen.capsule, b"BitGenerator"), g, s, table_k, n, k, *inputs[:3], ops, bins, *inputs[3:],
-            *(base + part[2] for part in parts),
-        )  # fmt: skip
+        failed = _function()(_CAPSULE(bitgen.capsule, b"BitGenerator"), arguments.ctypes.data)
     if failed:
         raise ValueError("a sub-policy table names an op or a bin outside its space's tables")
-    out = {name: buffer[at : at + size].view(dtype).reshape(shape) for name, dtype, at, size, shape in parts[:-1]}
+    out = {name: buffer[at : at + size].view(dtype).reshape(shape) for name, dtype, at, size, shape in parts}
     return PolicyParams.trusted(**out, policy=policy, version=version)
 
 
-__all__ = ["OFF", "available", "sample_tables"]
+class ReusedDraw:
+    """:func:`sample_tables` for one set of tables, ``n`` and ``k``, writing into a buffer of its
+    own that the next call overwrites: for a caller that copies the draws out at once
+    (:class:`~fastpolicy.transforms.PolicyAugment`'s ops), without allocating per call. One per
+    thread (the buffer is not shared).
+
+    Calling it gives ``(op, value, center, partner)`` as lists ([rows][k], [rows][k][2]), or
+    None where the compiled sampler is unavailable."""
+
+    def __init__(self, tables: tuple, space_tables: tuple, n: int, k: int):
+        arguments, offsets, nbytes, parts, _, self._sources = _call(tables, space_tables, n, k)
+        self._buffer = np.empty(nbytes, np.uint8)
+        self._arguments = arguments.copy()
+        np.add(offsets, self._buffer.ctypes.data, out=self._arguments[-len(offsets) :])
+        self._address = self._arguments.ctypes.data
+        views = {
+            name: self._buffer[at : at + size].view(dtype).reshape(shape) for name, dtype, at, size, shape in parts
+        }
+        self._outputs = (views["op"], views["value"], views["center"], views["partner"])
+
+    def __call__(self, rng: np.random.Generator):
+        if not available():
+            return None
+        bitgen = rng.bit_generator
+        with bitgen.lock:
+            failed = _function()(_CAPSULE(bitgen.capsule, b"BitGenerator"), self._address)
+        if failed:
+            raise ValueError("a sub-policy table names an op or a bin outside its space's tables")
+        return tuple(array.tolist() for array in self._outputs)
+
+
+__all__ = ["OFF", "ReusedDraw", "available", "sample_tables"]

@@ -163,6 +163,9 @@ def sample_policies(
         k = slots
     if any(getattr(s, "draws_values", False) for s in samplers):
         return _sample_each(samplers, n, rng, version, k)
+    native = _sample_compiled(samplers, n, k, rng, version)
+    if native is not None:
+        return native
     op = np.full((m_count, n, k), NO_OP, np.int64)
     bin_ = np.zeros((m_count, n, k), np.int64)
     groups: dict = {}
@@ -174,13 +177,6 @@ def sample_policies(
             key = ("object", str(id(sampler)), ())
         groups.setdefault(key, []).append(m)
     spaces = {s.space for s in samplers}
-    if len(groups) == 1 and next(iter(groups))[0] == "tables" and len(spaces) == 1:
-        from . import sample_native  # the same draws, compiled (NumPy below where it cannot be)
-
-        space = next(iter(spaces))
-        native = sample_native.sample_tables(tuple(_tables(samplers)), value_tables(space), n, k, rng, version)
-        if native is not None:
-            return native
     for key, members in groups.items():
         first = samplers[members[0]]
         if key[0] == "tables":
@@ -222,8 +218,21 @@ def sample_mixture(samplers, n: int, rng: np.random.Generator, version: int = 0)
     return PolicyParams(**(taken.arrays() | {"partner": moved[taken.partner]}), version=version, **taken.mixing)
 
 
-def _tables(samplers) -> list[SubPolicyTables]:
-    return [s.sub_policy_tables for s in samplers]
+def _sample_compiled(samplers: list, n: int, k: int, rng: np.random.Generator, version: int) -> PolicyParams | None:
+    """:func:`sample_policies`'s result from the compiled sampler (:mod:`fastpolicy.sample_native`)
+    when every sampler has sub-policy tables of one shape and one space (the same draws as the
+    NumPy code below); None otherwise, or without a compiler."""
+    tables = [getattr(s, "sub_policy_tables", None) for s in samplers]
+    first = tables[0]
+    if not isinstance(first, SubPolicyTables):
+        return None
+    space = samplers[0].space
+    for sampler, table in zip(samplers, tables):
+        if not isinstance(table, SubPolicyTables) or table.op.shape != first.op.shape or sampler.space != space:
+            return None
+    from . import sample_native
+
+    return sample_native.sample_tables(tuple(tables), value_tables(space), n, k, rng, version)
 
 
 def _sample_each(samplers, n: int, rng: np.random.Generator, version: int, k: int) -> PolicyParams:

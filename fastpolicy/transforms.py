@@ -25,6 +25,7 @@ streams, reproducibly under the same DataLoader seed).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import PIL.Image
@@ -35,7 +36,7 @@ from torchvision.transforms.functional import pil_modes_mapping
 from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
 from torchvision.transforms.v2.functional import is_pure_tensor
 
-from . import augmix
+from . import augmix, sample_native
 from .backends.pil_stage import Op, PilStage, sample_ops
 from .backends.stage import OutputSpec, default_stage, make_stage
 from .params import PolicyParams
@@ -43,7 +44,7 @@ from .policies import RandAugment, TrivialAugmentWide, autoaugment, resolve
 from .reference import geometry
 from .reference.geometry import FILL
 from .registry import OP_NAMES, OPS
-from .sampling import sample_mixture, sample_policies
+from .sampling import SubPolicyTables, sample_mixture, sample_policies, value_tables
 from .schedule import PolicySchedule
 from .spaces import STANDARD_BINS
 
@@ -57,6 +58,9 @@ _SPATIAL = _SPATIAL_TYPES
 _IMAGES = (PIL.Image.Image, tv_tensors.Image, tv_tensors.Video)
 _MASK_FILL = 0
 """What a mask takes where a geometric op moves in pixels from outside the image."""
+_PCG_INCREMENT = 0x5851F42D4C957F2D14057B7EF767814F
+"""The PCG64 stream (an odd increment) of the transform's NumPy generators; their states come
+from torch's generator, call by call."""
 _STANDARD_FILL = 0
 """The fill of the standard policies when none is given: torchvision's (black)."""
 
@@ -131,6 +135,7 @@ class PolicyAugment(v2.Transform):
             raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
         self.generator = generator
         self._worker_seeded: int | None = None
+        self._thread = threading.local()  # each thread's NumPy generator (_rng)
         policy = self._standard(policy, num_ops, magnitude, num_magnitude_bins)
         if not 0 < magnitude_scale <= 1:
             raise ValueError(f"magnitude_scale must be in (0, 1], got {magnitude_scale!r}")
@@ -183,6 +188,11 @@ class PolicyAugment(v2.Transform):
         if len(mixes) > 1:
             raise ValueError("AugMix cannot share a schedule epoch with other policies")
         self._mixes = mixes.pop()
+        tables = getattr(samplers[0], "sub_policy_tables", None)
+        single = len(samplers) == 1 and isinstance(tables, SubPolicyTables) and self.magnitude_scale == 1
+        # one Policy: its draws straight from the compiled sampler into the ops (draw()); a new token
+        # per policy, so no thread keeps a reused draw of an earlier one
+        self._tables = (tables, samplers[0].space, object()) if single else None
 
     @property
     def epoch(self) -> int:
@@ -271,16 +281,60 @@ class PolicyAugment(v2.Transform):
 
     def draw(self, n: int) -> list[list[Op]]:
         """The applied ops of ``n`` images: a seed from the generator (torch's global one by
-        default), then the one sampler, the loader's (:meth:`sample`)."""
+        default), then the one sampler, the loader's (:meth:`sample`; for one Policy its compiled
+        draws read straight into the ops, the same values)."""
         self._follow_epoch()
         if n == 0:
             return []
-        params = self.sample(n, self._rng())
+        rng = self._rng()
+        reused = self._reused_draw(n)
+        drawn = reused(rng) if reused is not None else None
+        if drawn is not None:
+            ops, values, centers, partners = drawn
+            return [
+                [Op(o, v, c[0], c[1], p) for o, v, c, p in zip(ops[i], values[i], centers[i], partners[i]) if o >= 0]
+                for i in range(n)
+            ]
+        params = self.sample(n, rng)
         return [sample_ops(params, i) for i in range(n)]
 
+    def _reused_draw(self, n: int):
+        """This thread's :class:`~fastpolicy.sample_native.ReusedDraw` of the one current Policy
+        for ``n`` images, or None (another kind of policy, several, a magnitude scale)."""
+        if self._tables is None:
+            return None
+        tables, space, token = self._tables
+        thread = self._thread_state()
+        draws = thread.__dict__.setdefault("draws", {})
+        key = (token, n)
+        if key not in draws:
+            if len(draws) >= 16:
+                draws.clear()
+            draws[key] = sample_native.ReusedDraw((tables,), value_tables(space), n, self.samplers[0].n_ops)
+        return draws[key]
+
+    def _thread_state(self) -> threading.local:
+        thread = self.__dict__.get("_thread")
+        if thread is None:
+            thread = self.__dict__["_thread"] = threading.local()
+        return thread
+
     def _rng(self) -> np.random.Generator:
-        """A NumPy generator seeded from the transform's generator (torch's global one by default)."""
-        return np.random.default_rng(int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=self._generator())))
+        """A NumPy generator whose PCG64 state is drawn from the transform's generator (torch's
+        global one by default): 124 random bits, set into this thread's generator (no SeedSequence
+        per call)."""
+        high, low = torch.randint(0, 2**62, (2,), dtype=torch.int64, generator=self._generator()).tolist()
+        thread = self._thread_state()
+        rng = getattr(thread, "rng", None)
+        if rng is None:
+            rng = thread.rng = np.random.Generator(np.random.PCG64(0))
+        rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": (high << 64) | low, "inc": _PCG_INCREMENT},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return rng
 
     def _generator(self) -> torch.Generator | None:
         """The ``generator`` given (None: torch's global one). In a DataLoader worker each copy
@@ -456,6 +510,7 @@ class PolicyAugment(v2.Transform):
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
         state = dict(state)
         state["_stages"] = {}  # stages hold compiled code and pipelines: rebuilt where unpickled
+        state.pop("_thread", None)  # each process and thread makes its own (_rng)
         return state
 
     def extra_repr(self) -> str:

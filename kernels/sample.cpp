@@ -101,4 +101,13 @@ int fp_sample_tables(bitgen_t* g, long long G, long long S, long long K, long lo
     return 0;
 }
 
+// fp_sample_tables with its arguments after the Generator in one int64 array (pointers as
+// integers), in the order of the signature: one ctypes argument to convert instead of 20.
+int fp_sample_tables_packed(bitgen_t* g, const int64_t* a) {
+    return fp_sample_tables(g, a[0], a[1], a[2], a[3], a[4], (const int64_t*)a[5], (const int64_t*)a[6],
+                            (const double*)a[7], a[8], a[9], (const double*)a[10], (const uint8_t*)a[11],
+                            (const uint8_t*)a[12], (int16_t*)a[13], (int8_t*)a[14], (int8_t*)a[15], (double*)a[16],
+                            (double*)a[17], (int32_t*)a[18], (int64_t*)a[19]);
+}
+
 }  // extern "C"

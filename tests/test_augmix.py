@@ -149,7 +149,7 @@ def test_every_chain_is_exact_against_the_reference():
         ]:
             transform = PolicyAugment(AugMix(severity=10), generator=torch.Generator().manual_seed(seed))
             drawn = PolicyAugment(AugMix(severity=10), generator=torch.Generator().manual_seed(seed))
-            params = drawn.sample(len(images), np.random.default_rng(_seed_of(drawn)))
+            params = drawn.sample(len(images), drawn._rng())  # the NumPy generator the call draws from
             expected = reference.apply_batch(images, params, fill=0)  # the standard policies fill with 0
             out = transform(inpt)
             got = (
@@ -164,11 +164,6 @@ def test_every_chain_is_exact_against_the_reference():
         torch.from_numpy(image).permute(2, 0, 1)
     )
     assert out.dtype == torch.float32 and torch.equal(out, levels.float() / 255)
-
-
-def _seed_of(transform: PolicyAugment) -> int:
-    """The seed the transform's next draw gives its NumPy sampler (what draw_mixed does)."""
-    return int(torch.randint(0, 2**62, (), dtype=torch.int64, generator=transform._generator()))
 
 
 @pytest.mark.parametrize("backend", ["native", "dali", "numpy"])

@@ -306,8 +306,7 @@ def test_a_batch_is_drawn_by_the_loaders_sampler(policy):
     torch.manual_seed(5)
     batched = transform(images)
     torch.manual_seed(5)
-    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-    params = sample_policies(transform.samplers, 8, np.random.default_rng(seed))
+    params = sample_policies(transform.samplers, 8, transform._rng())  # the NumPy generator a call draws from
     expected = reference.apply_batch(images.permute(0, 2, 3, 1).numpy(), params, fill=transform.default_fill)
     assert np.array_equal(batched.permute(0, 2, 3, 1).numpy(), expected)
     for image in images:
