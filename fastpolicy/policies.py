@@ -33,6 +33,7 @@ of these spaces gives torchvision's PIL result pixel for pixel (``tests/test_pol
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from typing import Any
@@ -48,7 +49,7 @@ from .params import NO_OP, PolicyParams
 from .policy import FORMAT as POLICY_FORMAT
 from .policy import Policy
 from .registry import OPS
-from .sampling import complete
+from .sampling import SubPolicyTables, complete
 from .schedule import FORMAT as SCHEDULE_FORMAT
 from .schedule import PolicySchedule
 from .spaces import Element, SearchSpace, get_space
@@ -172,18 +173,44 @@ def autoaugment(dataset: str = "imagenet") -> Policy:
     )
 
 
+TABLE_LIMIT = 4096
+"""Most sub-policies a uniform policy is written as (:attr:`_UniformOps.sub_policy_tables`): up to
+it the one sampler draws it as a table (compiled), beyond it ``choose`` draws slot by slot."""
+
+
 class _UniformOps(jsonio.JsonFile):
-    """Ops drawn uniformly from a standard space plus Identity (skipped slot), per slot."""
+    """Ops drawn uniformly from a standard space plus Identity (skipped slot), per slot.
+
+    Written as sub-policy tables where they are small (``sub_policy_tables``: every combination
+    of the slots' equally likely choices, one sub-policy each, so a uniformly drawn sub-policy
+    is the same law), the one sampler draws it like any Policy — compiled where it can be."""
 
     kind = ""
+    sub_policy_tables: SubPolicyTables | None = None
+
+    def _choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """int64[n, K] op ids (-1: Identity) and bins: from the tables where there are some."""
+        if self.sub_policy_tables is not None:
+            return self.sub_policy_tables.choose(n, rng)
+        return self._choose(n, rng)
 
     def __init__(self, space: SearchSpace):
         self.space = space
         self._ops = np.array([NO_OP] + [OPS[op].id for op in space.ops])  # index 0: Identity
         self._has_magnitude = np.array([False] + [space.magnitude(op) is not None for op in space.ops])
+
+    def _tables(self, choices: list[tuple[int, int]], slots: int) -> SubPolicyTables | None:
+        """Every combination of ``slots`` slots each taking one of ``choices`` ((op id, bin),
+        equally likely) as a sub-policy; None beyond :data:`TABLE_LIMIT` of them."""
+        if slots == 0 or len(choices) ** slots > TABLE_LIMIT:
+            return None
+        rows = np.array(list(itertools.product(range(len(choices)), repeat=slots)), np.int64)
+        entries = np.array(choices, np.int64)
+        op, bins = entries[rows, 0], entries[rows, 1]
+        return SubPolicyTables(op, np.where(op == NO_OP, -1, bins), np.where(op == NO_OP, 0.0, 1.0))
 
     def _draw(self, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         pick = rng.integers(0, len(self._ops), size=(n, k))
@@ -237,12 +264,14 @@ class RandAugment(_UniformOps):
         if isinstance(magnitude, bool) or not isinstance(magnitude, int) or not 0 <= magnitude < self.space.n_bins:
             raise ValueError(f"magnitude must be a bin in [0, {self.space.n_bins}), got {magnitude!r}")
         self.num_ops, self.magnitude, self.num_magnitude_bins = num_ops, magnitude, num_magnitude_bins
+        bins = np.where(self._has_magnitude, magnitude, -1)
+        self.sub_policy_tables = self._tables(list(zip(self._ops.tolist(), bins.tolist())), num_ops)
 
     @property
     def n_ops(self) -> int:
         return max(self.num_ops, 1)
 
-    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """int64[n, num_ops] op ids (-1: Identity) and bins (``magnitude``, -1 without one);
         ``num_ops = 0``: one skipped slot."""
         if self.num_ops == 0:
@@ -270,10 +299,13 @@ class TrivialAugmentWide(_UniformOps):
     def __init__(self, num_magnitude_bins: int = 31):
         super().__init__(_space_with_bins("trivialaugment_wide", num_magnitude_bins))
         self.num_magnitude_bins = num_magnitude_bins
+        bins = self.space.n_bins  # an op, then its bin: each op's bins (or its one entry) weigh 1 / ops
+        choices = [(o, b if m else -1) for o, m in zip(self._ops.tolist(), self._has_magnitude) for b in range(bins)]
+        self.sub_policy_tables = self._tables(choices, 1)
 
     n_ops = 1
 
-    def choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _choose(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """int64[n, 1] op ids (-1: Identity) and bins (uniform, -1 without magnitude)."""
         op, has_magnitude = self._draw(n, 1, rng)
         return op, np.where(has_magnitude, rng.integers(0, self.space.n_bins, size=(n, 1)), -1)
