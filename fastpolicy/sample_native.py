@@ -80,9 +80,10 @@ _INPUTS: dict[tuple, tuple] = {}
 a loader samples the same policies batch after batch (sources are kept, so ids stay unique)."""
 
 
-def _inputs(tables: tuple, space_tables: tuple) -> tuple[int, ...]:
-    """Pointers of the stacked sub-policy tables (op, bin, prob [G, S, K]) and of the space's
-    tables (values, signed, has_magnitude), built once per set of sources."""
+def _inputs(tables: tuple, space_tables: tuple) -> tuple:
+    """(the arrays, then the shape (G, S, K, ops, bins) and pointers of the stacked sub-policy
+    tables (op, bin, prob [G, S, K]) and of the space's tables (values, signed, has_magnitude)),
+    built once per set of sources. Whoever keeps a pointer keeps the arrays."""
     key = tuple(id(t) for t in tables) + tuple(id(a) for a in space_tables)
     found = _INPUTS.get(key)
     if found is None:
@@ -100,7 +101,7 @@ def _inputs(tables: tuple, space_tables: tuple) -> tuple[int, ...]:
         ]
         shape = (*arrays[0].shape, *values.shape[:2])
         found = _INPUTS[key] = ((tables, space_tables), arrays, shape, tuple(a.ctypes.data for a in arrays))
-    return found[2] + found[3]
+    return found[1], found[2] + found[3]
 
 
 _CALLS: dict[tuple, tuple] = {}
@@ -116,7 +117,7 @@ def _call(tables: tuple, space_tables: tuple, n: int, k: int) -> tuple:
     key = (tuple(id(t) for t in tables), tuple(id(a) for a in space_tables), n, k)
     call = _CALLS.get(key)
     if call is None:
-        g, s, table_k, ops, bins, *inputs = _inputs(tables, space_tables)
+        arrays, (g, s, table_k, ops, bins, *inputs) = _inputs(tables, space_tables)
         rows, offset, parts = g * n, 0, []
         for name, dtype, width in _OUTPUTS:
             shape = (rows, k, 2) if width == 2 else (rows, k) if width else (rows,)
@@ -129,7 +130,8 @@ def _call(tables: tuple, space_tables: tuple, n: int, k: int) -> tuple:
         policy.flags.writeable = False
         if len(_CALLS) >= 64:
             _CALLS.clear()
-        call = _CALLS[key] = (arguments, offsets, offset, tuple(parts[:-1]), policy, (tables, space_tables))
+        # the sources and the arrays the pointers point into stay alive with the call
+        call = _CALLS[key] = (arguments, offsets, offset, tuple(parts[:-1]), policy, (tables, space_tables, arrays))
     return call
 
 

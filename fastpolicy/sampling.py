@@ -6,8 +6,13 @@ Every policy model (a :class:`~fastpolicy.policy.Policy`, an
 ``choose(n, rng) -> (op int64[n, K], bin int64[n, K])`` picks op ids and magnitude bins
 per sample (op -1: slot skipped). :func:`complete` draws everything else a backend needs
 (signs, Cutout centres, SamplePairing partners) and turns bins into values with the
-space's magnitude mappings. :func:`sample_policies` is the one sampler of a loader batch:
-M policies × n images in one vectorized pass.
+space's magnitude mappings. :func:`sample_policies` is the one sampler, of a loader batch
+(M policies × n images in one vectorized pass) and of a
+:class:`~fastpolicy.transforms.PolicyAugment` call alike (:func:`sample_mixture`: a schedule
+epoch's several policies, one drawn per image). Samplers with sub-policy tables of one shape
+and space (Policies, the AutoAugment tables, RandAugment and TrivialAugmentWide written as
+tables) are drawn by the compiled sampler (:mod:`fastpolicy.sample_native`), the same draws as
+the NumPy code here, which runs where no compiler is.
 
 A sampler made of sub-policies (a :class:`~fastpolicy.policy.Policy`) keeps them as
 :class:`SubPolicyTables` in its ``sub_policy_tables`` attribute; :func:`sample_policies` stacks

@@ -59,3 +59,22 @@ def test_numpy_samples_without_a_compiler(monkeypatch):
     params = sample_policies(policies, 16, np.random.default_rng(1))
     monkeypatch.setenv(sample_native.OFF, "1")
     assert params == sample_policies(policies, 16, np.random.default_rng(1))
+
+
+@needs_compiler
+def test_many_policy_sets_keep_their_tables_alive(monkeypatch):
+    """More policy sets than the kept inputs (the caches are cleared on the way): a set sampled
+    again still reads its own tables (its call keeps the arrays its pointers point into)."""
+    rng = np.random.default_rng(9)
+    sets = [[Policy.random(rng) for _ in range(2)] for _ in range(80)]
+    for samplers in sets:
+        sample_policies(samplers, 4, np.random.default_rng(0))
+    import gc
+
+    gc.collect()
+    for samplers in sets[:5]:
+        (numpy_params, _), (native_params, _) = _both(samplers, 4, 1, None, monkeypatch)
+        assert native_params == numpy_params
+    for arguments, *_, kept in sample_native._CALLS.values():  # each call holds what it points into
+        held = {array.ctypes.data for array in kept[-1]}
+        assert {int(p) for p in (*arguments[5:8], *arguments[10:13])} <= held
