@@ -173,6 +173,9 @@ def autoaugment(dataset: str = "imagenet") -> Policy:
     )
 
 
+MAX_BINS = 128
+"""Most magnitude bins of a standard policy (``PolicyParams.bin`` is int8: bins 0 … 127)."""
+
 TABLE_LIMIT = 4096
 """Most sub-policies a uniform policy is written as (:attr:`_UniformOps.sub_policy_tables`): up to
 it the one sampler draws it as a table (compiled), beyond it ``choose`` draws slot by slot."""
@@ -210,7 +213,10 @@ class _UniformOps(jsonio.JsonFile):
         rows = np.array(list(itertools.product(range(len(choices)), repeat=slots)), np.int64)
         entries = np.array(choices, np.int64)
         op, bins = entries[rows, 0], entries[rows, 1]
-        return SubPolicyTables(op, np.where(op == NO_OP, -1, bins), np.where(op == NO_OP, 0.0, 1.0))
+        arrays = (op, np.where(op == NO_OP, -1, bins), np.where(op == NO_OP, 0.0, 1.0))
+        for array in arrays:
+            array.flags.writeable = False  # as a Policy's: the compiled sampler keeps a copy
+        return SubPolicyTables(*arrays)
 
     def _draw(self, n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         pick = rng.integers(0, len(self._ops), size=(n, k))
@@ -241,8 +247,15 @@ def _space_with_bins(name: str, num_magnitude_bins) -> SearchSpace:
     """Standard space ``name`` with its range spread over ``num_magnitude_bins`` bins (≥ 2), as
     torchvision's ``num_magnitude_bins``: bin b is ``b / (num_magnitude_bins − 1)`` of the range."""
     space = get_space(name)
-    if isinstance(num_magnitude_bins, bool) or not isinstance(num_magnitude_bins, int) or num_magnitude_bins < 2:
-        raise ValueError(f"num_magnitude_bins must be an integer ≥ 2, got {num_magnitude_bins!r}")
+    if (
+        isinstance(num_magnitude_bins, bool)
+        or not isinstance(num_magnitude_bins, int)
+        or not 2 <= num_magnitude_bins <= MAX_BINS
+    ):
+        raise ValueError(
+            f"num_magnitude_bins must be an integer in 2..{MAX_BINS} (a sample's bins are int8), "
+            f"got {num_magnitude_bins!r}"
+        )
     if num_magnitude_bins == space.n_bins:
         return space
     elements = tuple(Element(op, b) for op in space.ops for b in range(num_magnitude_bins))

@@ -453,8 +453,11 @@ def _check_user_op(spec: OpSpec, values: list[float]) -> None:
                     )
             if spec.kind == "lut":
                 row = np.asarray(spec.reference.table(value))  # type: ignore[attr-defined]  # table ops'
-                if row.shape != (256,) or not np.all((row >= 0) & (row <= 255)) or not np.all(row == np.round(row)):
+                if row.shape != (256,):
                     raise ValueError(f"{where}, lut() must give 256 whole levels in 0..255, got shape {row.shape}")
+                if not (np.all((row >= 0) & (row <= 255)) and np.all(row == np.round(row))):
+                    odd = row[(row < 0) | (row > 255) | (row != np.round(row))][0]
+                    raise ValueError(f"{where}, lut() must give 256 whole levels in 0..255, got {odd!r}")
             try:
                 out = spec.reference(image.copy(), value, center=None, other=image, fill=geometry.FILL)
             except ValueError as error:
@@ -487,7 +490,8 @@ def register_op(
     * ``matrix(value, height, width)`` → ``(a, b, c, d, e, f)``: a geometric op, PIL's affine
       convention (output point → input point, as ``Image.transform``); nearest sampling and the
       fill, like the built-in geometric ops. Runs on every stage (reference, ``pil``, the
-      kernels' ``native``/``emulated``/``cupy``, ``dali``); boxes and masks follow it.
+      kernels' ``native``/``emulated``/``cupy``, ``dali``; ``dali`` refuses, by name and value,
+      a matrix that only scales, whose PIL engine it cannot reproduce); boxes and masks follow it.
     * ``lut(value)`` → uint8[256]: a level table, the same for each channel. Runs on the
       reference, ``pil`` and kernel stages (a table built on the host per value); the ``dali``
       stage refuses it by name.

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from .params import PolicyParams
+from .registry import on_change
 
 _SOURCE = "sample.cpp"
 _OPTIONS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-ffp-contract=off")
@@ -57,6 +58,23 @@ def _load():
     function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     function.restype = ctypes.c_int
     return function
+
+
+_GENERATION = [0]
+"""Bumped whenever an op is registered or removed: draws built before (:class:`ReusedDraw`)
+belong to an earlier registry."""
+
+
+@on_change
+def _forget() -> None:
+    _GENERATION[0] += 1
+    _CALLS.clear()
+    _INPUTS.clear()
+
+
+def generation() -> int:
+    """The registry generation the compiled sampler's kept inputs belong to."""
+    return _GENERATION[0]
 
 
 def available() -> bool:
@@ -157,7 +175,7 @@ def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.ra
     if failed:
         raise ValueError("a sub-policy table names an op or a bin outside its space's tables")
     out = {name: buffer[at : at + size].view(dtype).reshape(shape) for name, dtype, at, size, shape in parts}
-    return PolicyParams.trusted(**out, policy=policy, version=version)
+    return PolicyParams.trusted(**out, policy=policy.copy(), version=version)  # each batch its own arrays
 
 
 class ReusedDraw:

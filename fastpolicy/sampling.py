@@ -229,8 +229,8 @@ def _sample_compiled(samplers: list, n: int, k: int, rng: np.random.Generator, v
     NumPy code below); None otherwise, or without a compiler."""
     tables = [getattr(s, "sub_policy_tables", None) for s in samplers]
     first = tables[0]
-    if not isinstance(first, SubPolicyTables):
-        return None
+    if not isinstance(first, SubPolicyTables) or min(first.op.shape) < 1 or k < first.op.shape[1]:
+        return None  # (empty tables: the NumPy path raises, naming the problem)
     space = samplers[0].space
     for sampler, table in zip(samplers, tables):
         if not isinstance(table, SubPolicyTables) or table.op.shape != first.op.shape or sampler.space != space:

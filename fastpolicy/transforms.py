@@ -306,7 +306,7 @@ class PolicyAugment(v2.Transform):
         tables, space, token = self._tables
         thread = self._thread_state()
         draws = thread.__dict__.setdefault("draws", {})
-        key = (token, n)
+        key = (token, n, sample_native.generation())  # a registered op: values of the grown registry
         if key not in draws:
             if len(draws) >= 16:
                 draws.clear()
@@ -568,7 +568,7 @@ def _follow(item, ops: list[Op]):
         if spec.kind != "affine":
             continue
         matrix = spec.reference.matrix(op.value, height, width)  # type: ignore[attr-defined]  # affine ops'
-        if geometry.is_translation(matrix):  # PIL moves the image by whole pixels: floor(c + ½)
+        if geometry.is_translation(matrix) and matrix[0] == matrix[4] == 1:  # a shift: whole pixels, floor(c + ½)
             a, b, c, d, e, f = matrix
             matrix = (a, b, math.floor(c + 0.5), d, e, math.floor(f + 0.5))
         if isinstance(out, tv_tensors.Mask):

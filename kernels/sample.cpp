@@ -54,7 +54,8 @@ extern "C" {
 // Space tables: values float64 [ops, bins, 2] (sign -1, +1), is_signed and has_magnitude uint8
 // [ops]. Out: op int16, bin int8, sign int8, value float64 [G n, k]; center float64 [G n, k, 2];
 // partner int32 [G n, k]; work: int64 [G n] (the chosen sub-policies). Returns 0, or 1 where an
-// op id or a bin lies outside the space tables (nothing is then trusted; the caller raises).
+// op id or a bin lies outside the space tables or a bin outside int8 (nothing is then trusted;
+// the caller raises). S, K >= 1 and k >= K (the caller checks).
 int fp_sample_tables(bitgen_t* g, long long G, long long S, long long K, long long n, long long k, const int64_t* t_op,
                      const int64_t* t_bin, const double* t_prob, long long ops, long long bins, const double* values,
                      const uint8_t* is_signed, const uint8_t* has_magnitude, int16_t* op, int8_t* bin, int8_t* sign,
@@ -70,11 +71,9 @@ int fp_sample_tables(bitgen_t* g, long long G, long long S, long long K, long lo
                 const bool keep = g->next_double(g->state) < t_prob[base + s];
                 const int64_t id = t_op[base + s];
                 op[r * k + s] = (int16_t)(keep ? id : -1);
-                bin[r * k + s] = (int8_t)t_bin[base + s];  // the table's bin; replaced below
                 if (keep && (id < -1 || id >= ops)) bad = 1;
             } else {
                 op[r * k + s] = -1;
-                bin[r * k + s] = 0;
             }
         }
     }
@@ -82,12 +81,14 @@ int fp_sample_tables(bitgen_t* g, long long G, long long S, long long K, long lo
     // complete: a sign drawn for every slot (kept where the op is signed), then values
     for (long long j = 0; j < rows * k; ++j) sign[j] = bounded(g, 1) ? 1 : -1;
     for (long long j = 0; j < rows * k; ++j) {
+        const long long r = j / k, s = j % k;
         const int16_t id = op[j];
         const bool active = id != -1;
         const long long safe = active ? id : 0;
         const bool magnitude = active && has_magnitude[safe];
-        long long b = magnitude ? bin[j] : 0;
-        if (magnitude && (b < 0 || b >= bins)) return 1;
+        // the table's bin, as int64 (bins past int8 are refused, never wrapped)
+        const int64_t b = magnitude ? t_bin[((r / n) * S + chosen[r]) * K + s] : 0;
+        if (magnitude && (b < 0 || b >= bins || b > 127)) return 1;
         if (!(is_signed[safe] && active)) sign[j] = 1;
         value[j] = magnitude ? values[(safe * bins + b) * 2 + (sign[j] + 1) / 2] : 0.0;
         bin[j] = (int8_t)(magnitude ? b : -1);

@@ -176,6 +176,28 @@ def test_a_search_samples_registered_ops(registered, tmp_path):
     assert names & set(registered), names
 
 
+def test_a_transform_follows_the_registry_after_it_changes(registered):
+    """Ops registered after a transform drew (its draws are kept per thread) reach its next
+    draws: an op removed and registered again with another range gives the new values."""
+    fastpolicy.register_op("Lift", lut=lambda v: np.clip(np.arange(256) + round(v), 0, 255), magnitude=(0.0, 50.0))
+    transform = PolicyAugment(Policy([[("Lift", 9)]]), generator=torch.Generator().manual_seed(0))
+    assert transform.draw(1)[0][0].value == 50.0
+    unregister_op("Lift")
+    fastpolicy.register_op("Lift", lut=lambda v: np.clip(np.arange(256) + round(v), 0, 255), magnitude=(0.0, 10.0))
+    try:
+        assert transform.draw(1)[0][0].value == 10.0
+    finally:
+        unregister_op("Lift")
+
+
+def test_masks_land_on_a_registered_zooms_pixels(registered):
+    """A scaling matrix is not a shift: masks take the image's own warp, not a rounded one."""
+    image = torch.from_numpy(photo_batch(1, HEIGHT, WIDTH, grey=True)[0, ..., 0])
+    transform = PolicyAugment(Policy([[("Zoom", 6)]]), fill=0, generator=torch.Generator().manual_seed(1))
+    out, mask = transform(tv_tensors.Image(image[None]), tv_tensors.Mask(image.clone()))
+    assert torch.equal(mask.as_subclass(torch.Tensor), out[0].as_subclass(torch.Tensor))
+
+
 def test_bad_declarations_are_refused_and_register_nothing(registered):
     before = tuple(OP_NAMES)
     with pytest.raises(ValueError, match="already registered"):

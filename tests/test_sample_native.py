@@ -78,3 +78,29 @@ def test_many_policy_sets_keep_their_tables_alive(monkeypatch):
     for arguments, *_, kept in sample_native._CALLS.values():  # each call holds what it points into
         held = {array.ctypes.data for array in kept[-1]}
         assert {int(p) for p in (*arguments[5:8], *arguments[10:13])} <= held
+
+
+@needs_compiler
+def test_edges_the_compiled_sampler_refuses_or_leaves_to_numpy(monkeypatch):
+    """Bins past int8 are refused by name on both paths (no wrapped values); an empty table and
+    fewer slots than the table's are left to the NumPy path, which raises."""
+    from fastpolicy.policies import RandAugment, TrivialAugmentWide
+    from fastpolicy.sampling import SubPolicyTables
+
+    with pytest.raises(ValueError, match=r"num_magnitude_bins must be an integer in 2..128"):
+        TrivialAugmentWide(num_magnitude_bins=200)
+    for sampler in (RandAugment(2, 127, 128), TrivialAugmentWide(num_magnitude_bins=128)):
+        (numpy_params, _), (native_params, _) = _both([sampler], 64, 3, None, monkeypatch)
+        assert native_params == numpy_params and native_params.bin.max() <= 127
+
+    class Empty:
+        space = autoaugment().space
+        n_ops = 2
+        sub_policy_tables = SubPolicyTables(np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64), np.zeros((0, 2)))
+
+    monkeypatch.setenv(sample_native.OFF, "0")
+    with pytest.raises(ValueError, match="high <= 0"):
+        sample_policies([Empty()], 4, np.random.default_rng(0))
+    policy = autoaugment()
+    with pytest.raises(ValueError, match="only 1 slots"):
+        sample_policies([policy], 4, np.random.default_rng(0), slots=1)
