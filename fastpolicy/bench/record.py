@@ -83,6 +83,31 @@ def write_new(path: str, record: dict) -> None:
     atomic.write_json(path, record)
 
 
+ENVIRONMENT = ("FASTPOLICY_NUMPY_SAMPLER", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "CXX")
+"""Environment variables that change what a benchmark measures, recorded where set."""
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (``git rev-parse HEAD``, with ``+dirty`` for uncommitted changes to
+    tracked files), or None outside a git checkout."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def write(name: str, settings: dict, results, path: str, note: str, modules=(), load_at_start=None, extra=None) -> dict:
     """Write the result JSON to ``path`` (folders created) and return it. ``load_at_start``:
     :func:`load_average` before the benchmark ran (recorded beside the one at the end, which
@@ -94,6 +119,8 @@ def write(name: str, settings: dict, results, path: str, note: str, modules=(), 
     record = {
         "benchmark": name,
         "command": command_line(),
+        "commit": git_commit(),
+        "environment": {key: os.environ[key] for key in ENVIRONMENT if key in os.environ},
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine,
         "versions": versions("fastpolicy", "numpy", "torch", *modules),
