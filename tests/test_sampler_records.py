@@ -1,0 +1,88 @@
+"""The figures docs/benchmarks.md quotes for the one sampler, the host time, the drop-in per
+call and Rotate are the committed records' (2026-12-07), and each record's verdict follows its
+pre-registered rule."""
+
+from __future__ import annotations
+
+import collections
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def _quoted(value: float, digits: int = 2) -> str:
+    text = f"{value:.{digits}f}"
+    assert text in DOC, f"docs/benchmarks.md does not quote {text}"
+    return text
+
+
+def test_host_time_figures_are_the_records():
+    compiled, numpy = _load("bench_cpu_host_2026-12-07.json"), _load("bench_cpu_host_numpy_sampler_2026-12-07.json")
+    assert (
+        numpy["environment"] == {"FASTPOLICY_NUMPY_SAMPLER": "1"}
+        and "FASTPOLICY_NUMPY_SAMPLER" not in compiled["environment"]
+    )
+    assert compiled["commit"] == numpy["commit"] and compiled["commit"][:7] in DOC
+    for record in (compiled, numpy):
+        row = record["results"][0]
+        assert f"**{_quoted(row['host_ms_per_batch'])} ms**" in DOC
+        _quoted(row["parts_ms"]["sample"])
+    assert compiled["results"][0]["host_ms_per_batch"] > 1.0  # hence "not met" in the docs
+    assert "≤ 1 ms, is **not met**" in DOC
+
+
+def test_per_call_ratios_are_the_records_medians():
+    record = _load("transform_overhead_cpu_2026-12-07.json")
+    after = f"{record['commits']['after']} (after)"
+    median = collections.defaultdict(list)
+    for row in record["results"]:
+        median[row["code"], row["measure"]].append(row["microseconds"])
+    us = {key: statistics.median(values) for key, values in median.items()}
+    for ours, theirs in [
+        ("AutoAugment call, PIL", "torchvision AA, PIL"),
+        ("AutoAugment call, tensor", "torchvision AA, tensor"),
+        ("RA call, PIL", "torchvision RA, PIL"),
+        ("RA call, tensor", "torchvision RA, tensor"),
+        ("TAW call, PIL", "torchvision TAW, PIL"),
+        ("TAW call, tensor", "torchvision TAW, tensor"),
+    ]:
+        assert f"**{_quoted(us[after, theirs] / us[after, ours])}×**" in DOC, ours
+    before = f"{record['commits']['before']} (before)"
+    _quoted(us[after, "sampling one image (AA)"], 1)
+    _quoted(us[before, "sampling one image (AA)"], 1)
+
+
+def test_dataloader_ratios_are_the_records():
+    rows = _load("bench_cpu_transform_2026-12-07.json")["results"]
+    rates = {(r["case"], r["contender"].split(",")[0]): r["images_per_s"] for r in rows}
+    for case in {r["case"] for r in rows}:
+        ratio = rates[case, "torchvision v2"] / rates[case, "fastpolicy PolicyAugment"]
+        if "PIL" in case:
+            _quoted(ratio)
+
+
+def test_rotate_verdicts_follow_the_pre_registered_rule():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import rotate_bound
+
+    for name in ("rotate_bound_cpu_2026-12-07.json", "rotate_bound_cpu_2026-12-07_rerun.json"):
+        record = _load(name)
+        load = record["machine"]["load_average_at_start"][0]
+        assert rotate_bound.verdict(record["results"]["ns_per_pixel"], load) == {
+            k: record["results"][k] for k in ("rotate_over_pil", "gather_over_pil", "goal", "verdict")
+        }
+        assert record["results"]["verdict"].startswith("inconclusive")
+        _quoted(record["results"]["rotate_over_pil"])
+    idle = _load("rotate_bound_cpu_2026-12-07_idle.json")
+    assert idle["machine"]["load_average_at_start"][0] < rotate_bound.IDLE and idle["results"]["verdict"] == "met"
+    assert f"**{_quoted(idle['results']['rotate_over_pil'])}×**" in DOC
+    _quoted(idle["results"]["gather_over_pil"])
