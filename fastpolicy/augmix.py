@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from . import jsonio
-from .jsonio import PolicyFormatError
 from .params import NO_OP, PolicyParams
 from .registry import OPS
 from .sampling import complete
@@ -128,14 +127,7 @@ class AugMix(jsonio.JsonFile):
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>"):
-        jsonio.check_header(data, jsonio.STANDARD_FORMAT, source)
-        if data.get("kind") != cls.kind:
-            raise PolicyFormatError(f"{source}: 'kind' must be {cls.kind!r}, got {data.get('kind')!r}")
-        arguments = {k: v for k, v in data.items() if k not in ("format", "version", "kind")}
-        try:
-            return cls(**arguments)
-        except (TypeError, ValueError) as err:
-            raise PolicyFormatError(f"{source}: {err}") from None
+        return jsonio.standard_from_dict(cls, data, source)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.to_dict() == other.to_dict()

@@ -136,3 +136,17 @@ class JsonFile:
     def load(cls, path):
         """Read and validate ``path``; PolicyFormatError names the file and the field."""
         return checked_from_dict(cls.from_dict, read_json(path), str(path))
+
+
+def standard_from_dict(cls, data: dict, source: str = "<dict>"):
+    """A standard policy of class ``cls`` (its ``kind``) from its :data:`STANDARD_FORMAT` dict:
+    the other keys are its constructor's arguments; PolicyFormatError naming ``source`` and the
+    problem otherwise."""
+    check_header(data, STANDARD_FORMAT, source)
+    if data.get("kind") != cls.kind:
+        raise PolicyFormatError(f"{source}: 'kind' must be {cls.kind!r}, got {data.get('kind')!r}")
+    arguments = {k: v for k, v in data.items() if k not in ("format", "version", "kind")}
+    try:
+        return cls(**arguments)
+    except (TypeError, ValueError) as err:
+        raise PolicyFormatError(f"{source}: {err}") from None

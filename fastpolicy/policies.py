@@ -233,14 +233,7 @@ class _UniformOps(jsonio.JsonFile):
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>"):
-        jsonio.check_header(data, FORMAT, source)
-        if data.get("kind") != cls.kind:
-            raise PolicyFormatError(f"{source}: 'kind' must be {cls.kind!r}, got {data.get('kind')!r}")
-        arguments = {k: v for k, v in data.items() if k not in ("format", "version", "kind")}
-        try:
-            return cls(**arguments)
-        except (TypeError, ValueError) as err:
-            raise PolicyFormatError(f"{source}: {err}") from None
+        return jsonio.standard_from_dict(cls, data, source)
 
 
 def _space_with_bins(name: str, num_magnitude_bins) -> SearchSpace:
