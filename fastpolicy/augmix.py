@@ -147,9 +147,12 @@ def _enhance(space: SearchSpace, op: str) -> bool:
     return magnitude is not None and magnitude.centre == 1.0
 
 
-def mix(original: torch.Tensor, chains: list[torch.Tensor], weights: np.ndarray) -> torch.Tensor:
+def mix(original: torch.Tensor, chains: list[torch.Tensor], weights: np.ndarray, blend: bool = False) -> torch.Tensor:
     """AugMix's mix of uint8 images: ``weights[:, 0] · original``, then ``weights[:, c + 1] ·
     chains[c]`` added in order, in float32, truncated to uint8 (torchvision's arithmetic).
+    ``blend`` (timm's): ``weights[:, c + 1] · chains[c]`` summed in order in float32, clipped to
+    [0, 255] and truncated, then PIL's blend of ``original`` towards that by ``weights[:, 0]``
+    (float32 ``x + m · (mixed − x)``, truncated).
 
     Args:
         original: uint8 [N, ...] (any layout; the chains alike).
@@ -161,6 +164,13 @@ def mix(original: torch.Tensor, chains: list[torch.Tensor], weights: np.ndarray)
     """
     w = torch.from_numpy(np.ascontiguousarray(weights, np.float32)).to(original.device)
     shape = (original.shape[0],) + (1,) * (original.dim() - 1)
+    if blend:
+        summed = torch.zeros(original.shape, dtype=torch.float32, device=original.device)
+        for c, chain in enumerate(chains):
+            summed.add_(w[:, c + 1].reshape(shape) * chain.to(torch.float32))
+        mixed = summed.clamp_(0, 255).to(torch.uint8)
+        delta = (mixed.to(torch.int16) - original.to(torch.int16)).to(torch.float32)
+        return (original.to(torch.float32) + w[:, 0].reshape(shape) * delta).to(torch.uint8)
     out = w[:, 0].reshape(shape) * original.to(torch.float32)
     for c, chain in enumerate(chains):
         out.add_(w[:, c + 1].reshape(shape) * chain.to(torch.float32))
@@ -184,7 +194,9 @@ def apply_stage(stage, images: torch.Tensor, params: PolicyParams, out):
     original = stage.apply(images, plain, uint8)
     chains = [stage.apply(images, chain, uint8) for chain in params.chains()]
     assert params.mix is not None  # mixed parameters only
-    mixed = mix(original, chains, params.mix).permute(0, 2, 3, 1)  # channels-last NCHW: NHWC in memory
+    mixed = mix(original, chains, params.mix, params.mix_blend).permute(
+        0, 2, 3, 1
+    )  # channels-last NCHW: NHWC in memory
     after = params.after_mix()
     if after is None or not np.any(after.op != NO_OP):
         return finish(mixed, out)

@@ -38,6 +38,9 @@ class PolicyParams:
             slots are W chains of ``chain_slots`` slots, each applied to the original image,
             mixed by these weights; any later slots apply to the mixed image.
         chain_slots: slots per chain (0 without ``mix``).
+        mix_blend: how the chains are mixed: False, torchvision's (``mix[:, 0] · x + Σ mix[:, c]
+            · chain c``, truncated); True, timm's (``Σ mix[:, c] · chain c``, clipped and
+            truncated, then PIL's blend of the image towards it by ``mix[:, 0]``).
     """
 
     op: np.ndarray
@@ -50,6 +53,7 @@ class PolicyParams:
     version: int = 0
     mix: np.ndarray | None = None
     chain_slots: int = 0
+    mix_blend: bool = False
 
     _DTYPES: ClassVar[dict[str, type]] = {
         "op": np.int16,
@@ -94,7 +98,7 @@ class PolicyParams:
         """Parameters from arrays of the right dtypes, shapes and ranges by construction (the
         compiled sampler's): kept as they are, without :meth:`validate`'s passes."""
         out = cls.__new__(cls)
-        out.__dict__.update(version=0, mix=None, chain_slots=0)
+        out.__dict__.update(version=0, mix=None, chain_slots=0, mix_blend=False)
         out.__dict__.update(fields)
         return out
 
@@ -102,7 +106,9 @@ class PolicyParams:
     def mixing(self) -> dict[str, Any]:
         """``mix`` and ``chain_slots`` as keyword arguments (empty without a mix): what a
         method that rebuilds the parameters passes on."""
-        return {} if self.mix is None else {"mix": self.mix, "chain_slots": self.chain_slots}
+        if self.mix is None:
+            return {}
+        return {"mix": self.mix, "chain_slots": self.chain_slots, "mix_blend": self.mix_blend}
 
     @property
     def n(self) -> int:
@@ -138,8 +144,8 @@ class PolicyParams:
                 raise ValueError(f"{chains} chains of chain_slots={self.chain_slots} do not fit in {k} slots")
             if not (np.isfinite(self.mix).all() and (self.mix >= 0).all()):
                 raise ValueError("mix weights must be finite and ≥ 0")
-        elif self.chain_slots:
-            raise ValueError("chain_slots without mix weights")
+        elif self.chain_slots or self.mix_blend:
+            raise ValueError("chain_slots or mix_blend without mix weights")
         if self.op.size == 0:
             return
         # min/max reductions, no temporaries: every batch's parameters pass here (twice per loader step)
@@ -155,7 +161,7 @@ class PolicyParams:
     def take(self, index) -> PolicyParams:
         """Rows ``index`` (int array or slice); partners are kept as given, so re-map them if
         the selection is used as a batch of its own."""
-        mixing = {} if self.mix is None else {"mix": self.mix[index], "chain_slots": self.chain_slots}
+        mixing = self.mixing | ({"mix": self.mix[index]} if self.mix is not None else {})
         return PolicyParams(**{f: getattr(self, f)[index] for f in self._DTYPES}, version=self.version, **mixing)
 
     def pad_slots(self, k: int) -> PolicyParams:
@@ -230,22 +236,26 @@ class PolicyParams:
         offsets = np.cumsum([0] + [p.n for p in parts[:-1]])
         stacked: dict[str, Any] = {f: np.concatenate([getattr(p, f) for p in parts]) for f in PolicyParams._DTYPES}
         stacked["partner"] = np.concatenate([p.partner + o for p, o in zip(parts, offsets)])
-        shapes = {None if p.mix is None else (p.mix.shape[1], p.chain_slots) for p in parts}
+        shapes = {None if p.mix is None else (p.mix.shape[1], p.chain_slots, p.mix_blend) for p in parts}
         if len(shapes) != 1:
             raise ValueError(
-                "cannot batch AugMix with other policies, or AugMix of other widths or depths: "
-                f"(chains, slots per chain) {sorted(map(str, shapes))}"
+                "cannot batch AugMix with other policies, or AugMix of other widths, depths or mixes: "
+                f"(chains, slots per chain, timm's blend) {sorted(map(str, shapes))}"
             )
         mixing: dict[str, Any] = {}
         if parts[0].mix is not None:
-            mixing = {"mix": np.concatenate([p.mix for p in parts]), "chain_slots": parts[0].chain_slots}
+            mixing = parts[0].mixing | {"mix": np.concatenate([p.mix for p in parts])}
         return PolicyParams(**stacked, version=parts[0].version, **mixing)
 
     def __eq__(self, other):
         if not isinstance(other, PolicyParams):
             return NotImplemented
         same_mix = (self.mix is None) == (other.mix is None) and (
-            self.mix is None or (self.chain_slots == other.chain_slots and np.array_equal(self.mix, other.mix))
+            self.mix is None
+            or (
+                (self.chain_slots, self.mix_blend) == (other.chain_slots, other.mix_blend)
+                and np.array_equal(self.mix, other.mix)
+            )
         )
         return (
             self.version == other.version

@@ -7,6 +7,7 @@ order after the first)::
 
     rand[-m{M}][-n{N}][-p{P}][-mstd{S}][-mmax{X}][-inc{0|1}][-t{weights}]
     {original|originalr|v0|v0r}[-mstd{S}]
+    augmix[-m{M}][-w{W}][-d{D}][-a{A}][-mstd{S}]
 
 ``rand``: each image applies ``N`` (2) layers, each one of the ops drawn uniformly with
 replacement (``tweights``: timm's weights, without replacement), applied with probability
@@ -29,8 +30,10 @@ Where this is not timm, on purpose (``docs/policies.md``):
 * the fill is 128 (timm's default ``img_mean``); ``create_transform`` passes the dataset mean
   (124, 116, 104): give PolicyAugment ``fill=`` or the loader its fill for that.
 
-Refused by name: ``augmix-…`` (timm's AugMix; fastpolicy's is torchvision's, ``"augmix"``),
-``3a`` and ``t3a``/``t3aw`` (timm's GaussianBlur and Desaturate ops are not in the registry).
+``augmix``: timm's AugMix (:data:`AUGMIX_OPS` in W chains, mixed with timm's arithmetic:
+``PolicyParams.mix_blend``; :mod:`fastpolicy.augmix` applies it). Refused by name: its ``b1``
+(blended) mode, ``3a`` and ``t3a``/``t3aw`` (timm's GaussianBlur and Desaturate ops are not in
+the registry).
 """
 
 from __future__ import annotations
@@ -110,6 +113,13 @@ LAWS: dict[str, tuple[str, Law | None]] = {
     "TranslateY": ("TranslateY", lambda level, rng: _signed(rng, (level / LEVEL_DENOM) * 0.45)),
 }
 """timm's op names → the registry op and timm's level → value law (None: no magnitude)."""
+
+AUGMIX_OPS = (
+    "AutoContrast", "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing",
+    "Equalize", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing", "ShearX", "ShearY",
+    "TranslateXRel", "TranslateYRel",
+)  # fmt: skip
+"""timm's ``_AUGMIX_TRANSFORMS``: the ops of its AugMix chains."""
 
 MISSING = ("Desaturate", "GaussianBlur", "GaussianBlurRand")
 """timm ops with no registry op (its ``3a`` policies use them): refused by name."""
@@ -248,7 +258,10 @@ AA_TABLES = {
 }
 """timm's AutoAugment tables: sub-policies of (timm op name, probability, level of 10)."""
 
-GRAMMAR = "rand[-m{M}][-n{N}][-p{P}][-mstd{S}][-mmax{X}][-inc{0|1}][-tweights] | {original|originalr|v0|v0r}[-mstd{S}]"
+GRAMMAR = (
+    "rand[-m{M}][-n{N}][-p{P}][-mstd{S}][-mmax{X}][-inc{0|1}][-tweights] | {original|originalr|v0|v0r}[-mstd{S}]"
+    " | augmix[-m{M}][-w{W}][-d{D}][-a{A}][-mstd{S}]"
+)
 """The strings :func:`parse` takes (timm's ``--aa``)."""
 
 PREFIXES = ("rand", "augmix", "3a", *AA_TABLES)
@@ -289,17 +302,15 @@ class TimmPolicy(jsonio.JsonFile):
         self.weights: np.ndarray | None = None
         self.num_layers, self.prob, self.magnitude = 2, 0.5, LEVEL_DENOM
         self.magnitude_std, self.magnitude_max = 0.0, None
+        self.augmix: dict | None = None  # timm's AugMix: width, depth, alpha
         name, *parts = string.split("-")
         keys = [part if part.startswith("t") else re.sub(r"\d.*", "", part) for part in parts]
         twice = sorted({k for k in keys if keys.count(k) > 1 and k})
         if twice:
             raise ValueError(f"timm policy {string!r}: part {twice[0]!r} given twice (timm would keep one silently)")
         if name == "augmix":
-            raise ValueError(
-                f"timm policy {string!r}: timm's AugMix strings are not taken (timm mixes with its own ops and "
-                "arithmetic); fastpolicy's AugMix is torchvision's: 'augmix' or 'augmix:severity,width,depth'; "
-                f"timm's grammar: {GRAMMAR}"
-            )
+            self._augmix(parts)
+            return
         if name == "3a":
             raise ValueError(f"timm policy {string!r}: its ops {', '.join(MISSING[:2])} are not in the registry")
         if name == "rand":
@@ -354,9 +365,53 @@ class TimmPolicy(jsonio.JsonFile):
         else:
             raise ValueError(f"timm policy {self.string!r}: unknown op set 't{transforms}' (timm's: tweights)")
 
+    def _augmix(self, parts: list[str]) -> None:
+        """timm's ``augment_and_mix_transform``: ``m`` severity (3), ``w`` chains (3), ``d`` ops per
+        chain (−1: 1–3 drawn), ``a`` Dirichlet/Beta alpha (1), ``mstd`` level noise (default:
+        uniform in [0, m]); ``b1`` (timm's untested blended mode) refused by name."""
+        settings = {"width": 3, "depth": -1, "alpha": 1.0}
+        self.magnitude, self.magnitude_std, self.prob, self.ops = 3.0, math.inf, 1.0, AUGMIX_OPS
+        for part in parts:
+            key, value = _split(self.string, part)
+            if key == "m":
+                self.magnitude = float(_number(self.string, part, value, int, 0))
+            elif key == "w":
+                settings["width"] = _number(self.string, part, value, int, 1)
+            elif key == "d":
+                settings["depth"] = _number(self.string, part, value, int, -(2**31))
+            elif key == "a":
+                settings["alpha"] = _number(self.string, part, value, float, 0)
+                if not 0 < settings["alpha"] < math.inf:
+                    raise ValueError(f"timm policy {self.string!r}: {part!r} must be a number > 0")
+            elif key == "b":
+                if _number(self.string, part, value, int, 0, 1):
+                    raise ValueError(
+                        f"timm policy {self.string!r}: 'b1' is timm's blended AugMix, which its author calls "
+                        "untested and which differs by more than rounding; it is not taken"
+                    )
+            elif key == "mstd":
+                self.magnitude_std = _number(self.string, part, value, float, 0)  # (no > 100 rule here, as timm)
+            else:
+                raise _unknown(self.string, part)
+        self.augmix = settings
+
+    @property
+    def mixes(self) -> bool:
+        """Whether this is timm's AugMix (chains and a mix: :mod:`fastpolicy.augmix`)."""
+        return self.augmix is not None
+
+    @property
+    def depth(self) -> int:
+        """AugMix: slots per chain (``d``, or 3 where drawn)."""
+        if self.augmix is None:
+            raise AttributeError("depth: only timm's AugMix has chains")
+        return self.augmix["depth"] if self.augmix["depth"] > 0 else 3
+
     @property
     def n_ops(self) -> int:
-        """Op slots per image: the layers (``rand``), or the longest sub-policy."""
+        """Op slots per image: the layers (``rand``), the longest sub-policy, or AugMix's chains."""
+        if self.augmix is not None:
+            return self.augmix["width"] * self.depth
         return max(1, self.num_layers) if self.table is None else max(len(sub) for sub in self.table)
 
     def choose(self, n: int, rng: np.random.Generator):
@@ -399,10 +454,36 @@ class TimmPolicy(jsonio.JsonFile):
 
     def sample(self, n: int, rng: np.random.Generator, policy_index: int = 0, version: int = 0) -> PolicyParams:
         """Parameters for ``n`` images: ops and levels (:meth:`draw`), each level's noise, then
-        each op's value and sign by its law (:data:`LAWS`)."""
+        each op's value and sign by its law (:data:`LAWS`); AugMix: its chains so, then the
+        weights of timm's mix (``mix_blend``: ``w ~ Dirichlet(a)``, then ``m ~ Beta(a, a)``)."""
+        if self.augmix is not None:
+            return self._sample_augmix(n, rng, policy_index, version)
         names, base = self.draw(n, rng)
+        return self._values(names, base, rng, n, self.n_ops, policy_index, version)
+
+    def _sample_augmix(self, n: int, rng: np.random.Generator, policy_index: int, version: int) -> PolicyParams:
+        """timm's AugMix: per image W chains of ops drawn uniformly with replacement (1–3 of them
+        where ``d`` ≤ 0), each at level ``m`` with its noise; then the mix's weights."""
+        settings = self.augmix
+        assert settings is not None  # (sample() calls this for AugMix strings only)
+        width, depth, alpha = settings["width"], self.depth, settings["alpha"]
+        ops = np.array(self.ops, dtype=object)
+        names = ops[rng.integers(0, len(ops), size=(n, width, depth))]
+        if settings["depth"] <= 0:
+            drawn = rng.integers(1, 4, size=(n, width))
+            names[np.arange(depth) >= drawn[..., None]] = None
+        base = np.full((n, width * depth), self.magnitude)
+        params = self._values(names.reshape(n, -1), base, rng, n, width * depth, policy_index, version)
+        weights = rng.dirichlet([alpha] * width, size=n).astype(np.float32)
+        m = rng.beta(alpha, alpha, size=n).astype(np.float32)
+        mix = np.concatenate([m[:, None], weights], axis=1)
+        return PolicyParams(**params.arrays(), version=version, mix=mix, chain_slots=depth, mix_blend=True)
+
+    def _values(self, names, base, rng, n: int, k: int, policy_index: int, version: int) -> PolicyParams:
+        """PolicyParams of timm op ``names`` (object[n, k], None: skipped) at ``base`` levels with
+        their noise, each op's value and sign by its law."""
         level = self._levels(base, rng)
-        fields = PolicyParams.skipped_fields(n, self.n_ops)
+        fields = PolicyParams.skipped_fields(n, k)
         op, value, sign, bins = fields["op"], fields["value"], fields["sign"], fields["bin"]
         for name in {x for x in names.ravel() if x is not None}:
             where = names == name

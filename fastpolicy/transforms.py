@@ -276,6 +276,7 @@ class PolicyAugment(v2.Transform):
         return {
             "chains": [[sample_ops(chain, i) for i in range(n)] for chain in params.chains()],
             "mix": params.mix,
+            "mix_blend": params.mix_blend,
             "ops": [sample_ops(after, i) if after is not None else [] for i in range(n)],
         }
 
@@ -445,7 +446,7 @@ class PolicyAugment(v2.Transform):
             return [ops for ops in unit_ops for _ in range(frames)]
 
         chains = [run(levels, per_frame(chain), fill, video) for chain in params["chains"]]
-        out = augmix.mix(levels, chains, np.repeat(params["mix"], frames, axis=0))
+        out = augmix.mix(levels, chains, np.repeat(params["mix"], frames, axis=0), params.get("mix_blend", False))
         after = per_frame(params["ops"])
         return run(out, after, fill, video) if any(after) else out
 

@@ -16,6 +16,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 from conftest import crop, photos
 from PIL import Image
 
@@ -38,6 +39,9 @@ STRINGS = [
     "v0r",
 ]
 """Strings from timm's docs and recipes, and every part of the grammar."""
+
+AUGMIX_STRINGS = ["augmix-m5-w4-d2", "augmix-m3-w2-mstd0.5-a0.5"]
+"""timm's AugMix: its docs' example and the other parts (drawn depths, level noise, alpha)."""
 
 DRAWS = 6000
 """Images drawn per string, on each side."""
@@ -113,6 +117,9 @@ def _timm_draws(string: str, n: int, seed: int) -> list[list[tuple[str, float]]]
     if string.startswith("rand"):
         transform = timm_aa.rand_augment_transform(string, hparams=_hparams(100))
         ops = transform.ops
+    elif string.startswith("augmix"):
+        transform = timm_aa.augment_and_mix_transform(string, hparams=_hparams(100))
+        ops = transform.ops
     else:
         transform = timm_aa.auto_augment_transform(string, hparams=_hparams(100))
         ops = [op for sub in transform.policy for op in sub]
@@ -141,7 +148,7 @@ def _our_draws(string: str, n: int, seed: int) -> list[list[tuple[str, float]]]:
     return [[(OP_NAMES[o], float(v)) for o, v in zip(params.op[i], params.value[i]) if o >= 0] for i in range(params.n)]
 
 
-@pytest.mark.parametrize("string", STRINGS)
+@pytest.mark.parametrize("string", STRINGS + AUGMIX_STRINGS)
 def test_each_string_draws_timms_distribution(string):
     """Ops per image, each op's share of applications (both within 5 standard errors of a
     binomial proportion) and each op's mean value (within 5 standard errors of the mean,
@@ -166,6 +173,68 @@ def test_each_string_draws_timms_distribution(string):
             assert vt.min() >= vo.min() - 1e-9 or vo.min() >= vt.min() - 1e-9  # same support, loosely
 
 
+@pytest.mark.parametrize("string", AUGMIX_STRINGS)
+def test_timms_augmix_weights_follow_its_law(string):
+    """The mix's weights: each chain's Dirichlet share and the Beta blend factor, mean and spread
+    within 5 standard errors of timm's own draws (numpy's Dirichlet and Beta, as timm calls them)."""
+    policy = parse(string)
+    ours = policy.sample(DRAWS, np.random.default_rng(2)).mix
+    np.random.seed(3)
+    alpha, width = policy.augmix["alpha"], policy.augmix["width"]
+    theirs = []
+    for _ in range(DRAWS):
+        weights = np.float32(np.random.dirichlet([alpha] * width))
+        theirs.append([np.float32(np.random.beta(alpha, alpha)), *weights])
+    theirs = np.array(theirs)
+    se = np.sqrt(ours.var(axis=0) / DRAWS + theirs.var(axis=0) / DRAWS)
+    assert np.all(np.abs(ours.mean(axis=0) - theirs.mean(axis=0)) <= 5 * se)
+    assert np.all(np.abs(ours.std(axis=0) - theirs.std(axis=0)) <= 0.02)
+    np.testing.assert_allclose(ours[:, 1:].sum(axis=1), 1, atol=1e-5)
+
+
+def test_timms_augmix_mix_is_timms_own_code(monkeypatch):
+    """timm's AugMixAugment, handed our chains' images (the reference's) and our weights, gives
+    the pixels PolicyAugment gives: its float32 sum, clip, truncation and PIL blend."""
+    from fastpolicy.transforms import PolicyAugment
+
+    image = Image.fromarray(np.ascontiguousarray(photos()["astronaut"][:36, :45]))
+    transform = PolicyAugment("augmix-m8-w3-d2", generator=torch.Generator().manual_seed(4))
+    for _ in range(6):
+        params = transform.make_params([image])
+        ours = transform.transform(image, params)
+        outputs = []
+        for chain in params["chains"]:
+            out = np.asarray(image)
+            for op in chain[0]:
+                out = apply_value(OP_NAMES[op.op], out, op.value, fill=transform.default_fill)
+            outputs.append(Image.fromarray(out))
+        chains = iter(outputs)
+
+        class Chain:  # timm's op protocol: img -> img; depth 1, so one call per chain
+            def __call__(self, img, chains=chains):
+                return next(chains)
+
+        weights = params["mix"][0]
+        monkeypatch.setattr(np.random, "dirichlet", lambda alpha, w=weights: w[1:].astype(np.float64))
+        monkeypatch.setattr(np.random, "beta", lambda a, b, w=weights: float(w[0]))
+        theirs = timm_aa.AugMixAugment([Chain()], alpha=1.0, width=3, depth=1)(image)
+        assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_timms_augmix_through_the_transform_is_the_reference():
+    from fastpolicy import reference
+    from fastpolicy.transforms import PolicyAugment
+
+    images = np.stack([np.ascontiguousarray(photos()[name][:36, :45]) for name in ("astronaut", "coffee", "chelsea")])
+    for seed in range(4):
+        transform = PolicyAugment("augmix-m9-w2", generator=torch.Generator().manual_seed(seed))
+        drawn = PolicyAugment("augmix-m9-w2", generator=torch.Generator().manual_seed(seed))
+        params = drawn.sample(len(images), drawn._rng())
+        out = transform(torch.from_numpy(images).permute(0, 3, 1, 2))
+        expected = reference.apply_batch(images, params, fill=transform.default_fill)
+        np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
+
+
 def test_tables_are_timms():
     for name, table in AA_TABLES.items():
         theirs = getattr(timm_aa, f"auto_augment_policy_{name}")(None)
@@ -186,7 +255,8 @@ def test_tables_are_timms():
         ("rand-p1.5", "'p1.5' must be in \\[0, 1\\]"),
         ("rand-n-2", "unknown part 'n'"),
         ("original-m3", "unknown part 'm3'"),
-        ("augmix-m5-w4-d2", "timm.s AugMix strings are not taken"),
+        ("augmix-m5-b1", "'b1' is timm's blended AugMix"),
+        ("augmix-m5-q2", "unknown part 'q2'"),
         ("3a", "Desaturate, GaussianBlur are not in the registry"),
         ("rand-t3aw", "Desaturate, GaussianBlur"),
         ("rand-tfoo", "unknown op set 'tfoo'"),
@@ -219,6 +289,9 @@ def test_strings_run_through_policy_augment_the_loader_and_files(tmp_path):
     batch = next(iter(loader))
     assert batch.params.n == 16 and loader.policies == [TimmPolicy("v0r-mstd0.5")] * 2
     assert set(batch.params.op[batch.params.op >= 0]) <= {OP_NAMES.index(LAWS[n][0]) for n in LAWS}
+    mixed = PolicyDALILoader.from_arrays(images, np.zeros(16, np.int64), batch_size=8, M=2, policies="augmix-m5-w4-d2")
+    batch = next(iter(mixed))  # timm's AugMix: its chains and mix through the loader's stage
+    assert batch.params.mix_blend and batch.params.mix.shape == (16, 5) and batch.images.shape[0] == 16
     path = tmp_path / "timm.json"
     parse("rand-m9-n3").save(path)
     assert load_policy_file(str(path)) == parse("rand-m9-n3")

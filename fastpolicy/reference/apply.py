@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import registry as _registry
 from ..spaces import get_space
+from .color import blend
 from .geometry import FILL, check_fill
 
 
@@ -88,11 +89,18 @@ def apply_batch(images: np.ndarray, params, fill: int = FILL) -> np.ndarray:
         raise ValueError(f"params describe {params.n} samples but the batch has {images.shape[0]}")
     if params.mix is not None:
         weights = params.mix[:, :, None, None, None]
-        mixed = weights[:, 0] * images.astype(np.float32)
-        for c, chain in enumerate(params.chains()):
-            mixed += weights[:, c + 1] * apply_batch(images, chain, fill).astype(np.float32)
+        if params.mix_blend:  # timm's: the chains' sum, clipped and truncated, then PIL's blend towards it
+            summed = np.zeros(images.shape, np.float32)
+            for c, chain in enumerate(params.chains()):
+                summed += weights[:, c + 1] * apply_batch(images, chain, fill).astype(np.float32)
+            target = np.clip(summed, 0, 255).astype(np.uint8)
+            mixed = np.stack([blend(x, t, m) for x, t, m in zip(images, target, params.mix[:, 0])])
+        else:
+            mixed = weights[:, 0] * images.astype(np.float32)
+            for c, chain in enumerate(params.chains()):
+                mixed += weights[:, c + 1] * apply_batch(images, chain, fill).astype(np.float32)
+            mixed = mixed.astype(np.uint8)
         after = params.after_mix()
-        mixed = mixed.astype(np.uint8)
         return mixed if after is None else apply_batch(mixed, after, fill)
     out = images.copy()
     for i in range(params.n):
