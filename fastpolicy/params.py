@@ -190,16 +190,8 @@ class PolicyParams:
         return PolicyParams(**arrays, version=self.version, **self.mixing)
 
     def padded(self, k: int) -> PolicyParams:
-        """The same samples with ``k`` ≥ :attr:`k` slots, the new ones skipped."""
-        if k < self.k:
-            raise ValueError(f"cannot pad {self.k} slots to {k}")
-        if k == self.k:
-            return self
-        extra = self.skipped_fields(self.n, k - self.k)
-        slots: dict[str, Any] = {
-            name: np.concatenate([getattr(self, name), extra[name]], axis=1) for name in self.SLOT_FIELDS
-        }
-        return PolicyParams(**slots, policy=self.policy, version=self.version, **self.mixing)
+        """:meth:`pad_slots`, or these parameters themselves when they have ``k`` slots already."""
+        return self if k == self.k else self.pad_slots(k)
 
     def slots(self, start: int, stop: int) -> PolicyParams:
         """Slots ``start … stop − 1`` of every sample, as parameters of their own (no mix)."""
