@@ -89,6 +89,11 @@ class AugMix(jsonio.JsonFile):
         """Op slots per sample: W chains of :attr:`depth`."""
         return self.mixture_width * self.depth
 
+    @property
+    def mix_shape(self) -> tuple[int, int, bool]:
+        """(chains, slots per chain, timm's blend): what AugMix policies of one batch share."""
+        return self.mixture_width, self.depth, False
+
     def choose(self, n: int, rng: np.random.Generator):
         raise TypeError("AugMix draws chains and their mix itself: use sample() (draws_values)")
 
@@ -107,11 +112,14 @@ class AugMix(jsonio.JsonFile):
         magnitude = np.zeros(int(self._op_ids.max()) + 2, np.bool_)
         magnitude[self._op_ids] = has_magnitude
         bins = np.where((op != NO_OP) & magnitude[op], bins, -1)
-        params = complete(op.reshape(n, -1), bins.reshape(n, -1), self.space, rng, policy_index, version)
+        params = complete(
+            op.reshape(n, width * depth), bins.reshape(n, width * depth), self.space, rng, policy_index, version
+        )
         m = rng.dirichlet([self.alpha, self.alpha], size=n)
         w = rng.dirichlet([self.alpha] * width, size=n) * m[:, 1:]
         weights = np.concatenate([m[:, :1], w], axis=1).astype(np.float32)
-        return PolicyParams(**params.arrays(), version=version, mix=weights, chain_slots=depth)
+        arrays = params.arrays() | {"partner": np.zeros((n, width * depth), np.int32)}  # no AugMix op pairs
+        return PolicyParams(**arrays, version=version, mix=weights, chain_slots=depth)
 
     def to_dict(self) -> dict:
         return {

@@ -140,10 +140,18 @@ class PolicyParams:
             chains = self.mix.shape[1] - 1 if self.mix.ndim == 2 else 0
             if self.mix.shape[:1] != (n,) or chains < 1:
                 raise ValueError(f"mix must have shape ({n}, W + 1) with W ≥ 1 chains, got {self.mix.shape}")
+            if isinstance(self.chain_slots, bool) or not isinstance(self.chain_slots, (int, np.integer)):
+                raise ValueError(f"chain_slots must be a whole number of slots, got {self.chain_slots!r}")
             if not self.chain_slots >= 1 or chains * self.chain_slots > k:
                 raise ValueError(f"{chains} chains of chain_slots={self.chain_slots} do not fit in {k} slots")
             if not (np.isfinite(self.mix).all() and (self.mix >= 0).all()):
                 raise ValueError("mix weights must be finite and ≥ 0")
+            if not isinstance(self.mix_blend, (bool, np.bool_)):
+                raise ValueError(f"mix_blend must be True or False, got {self.mix_blend!r}")
+            # convex weights (to float32 rounding): a mix never leaves 0..255, so no stage wraps
+            totals = self.mix[:, 1:].sum(axis=1) if self.mix_blend else self.mix.sum(axis=1)
+            if (totals > 1 + 1e-4).any() or (self.mix_blend and (self.mix[:, 0] > 1).any()):
+                raise ValueError("mix weights must sum to at most 1 (and timm's blend factor be at most 1)")
         elif self.chain_slots or self.mix_blend:
             raise ValueError("chain_slots or mix_blend without mix weights")
         if self.op.size == 0:

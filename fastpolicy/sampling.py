@@ -128,7 +128,7 @@ def complete(
     sign = np.where(signed[safe_op] & active, rng.choice(np.array([-1, 1]), size=(n, k)), 1)
     value = np.where(has_magnitude, values[safe_op, safe_bin, (sign + 1) // 2], 0.0)
     center = rng.random((n, k, 2))
-    block = n if block is None else block
+    block = (n or 1) if block is None else block  # (no rows: one empty block)
     if block < 1 or n % block:
         raise ValueError(f"block {block} does not divide the {n} rows")
     local = np.arange(n) % block

@@ -30,7 +30,8 @@ Where this is not timm, on purpose (``docs/policies.md``):
 * the fill is 128 (timm's default ``img_mean``); ``create_transform`` passes the dataset mean
   (124, 116, 104): give PolicyAugment ``fill=`` or the loader its fill for that.
 
-``augmix``: timm's AugMix (:data:`AUGMIX_OPS` in W chains, mixed with timm's arithmetic:
+``augmix``: timm's AugMix (:data:`AUGMIX_OPS` in W chains, translations at
+:data:`AUGMIX_TRANSLATE` as ``create_transform`` runs it, mixed with timm's arithmetic:
 ``PolicyParams.mix_blend``; :mod:`fastpolicy.augmix` applies it). Refused by name: its ``b1``
 (blended) mode, ``3a`` and ``t3a``/``t3aw`` (timm's GaussianBlur and Desaturate ops are not in
 the registry).
@@ -120,6 +121,16 @@ AUGMIX_OPS = (
     "TranslateXRel", "TranslateYRel",
 )  # fmt: skip
 """timm's ``_AUGMIX_TRANSFORMS``: the ops of its AugMix chains."""
+
+AUGMIX_TRANSLATE = 0.3
+"""The translation its AugMix strings run with: ``create_transform`` sets ``translate_pct=0.3``
+for them (0.45 for the others)."""
+
+AUGMIX_LAWS = LAWS | {
+    name: (name[:-3], lambda level, rng: _signed(rng, (level / LEVEL_DENOM) * AUGMIX_TRANSLATE))
+    for name in ("TranslateXRel", "TranslateYRel")
+}
+""":data:`LAWS` as timm's AugMix strings run them (translations at :data:`AUGMIX_TRANSLATE`)."""
 
 MISSING = ("Desaturate", "GaussianBlur", "GaussianBlurRand")
 """timm ops with no registry op (its ``3a`` policies use them): refused by name."""
@@ -401,6 +412,13 @@ class TimmPolicy(jsonio.JsonFile):
         return self.augmix is not None
 
     @property
+    def mix_shape(self) -> tuple[int, int, bool]:
+        """AugMix: (chains, slots per chain, timm's blend), what AugMix policies of one batch share."""
+        if self.augmix is None:
+            raise AttributeError("mix_shape: only timm's AugMix has chains")
+        return self.augmix["width"], self.depth, True
+
+    @property
     def depth(self) -> int:
         """AugMix: slots per chain (``d``, or 3 where drawn)."""
         if self.augmix is None:
@@ -473,21 +491,25 @@ class TimmPolicy(jsonio.JsonFile):
             drawn = rng.integers(1, 4, size=(n, width))
             names[np.arange(depth) >= drawn[..., None]] = None
         base = np.full((n, width * depth), self.magnitude)
-        params = self._values(names.reshape(n, -1), base, rng, n, width * depth, policy_index, version)
+        params = self._values(
+            names.reshape(n, width * depth), base, rng, n, width * depth, policy_index, version, AUGMIX_LAWS
+        )
         weights = rng.dirichlet([alpha] * width, size=n).astype(np.float32)
         m = rng.beta(alpha, alpha, size=n).astype(np.float32)
         mix = np.concatenate([m[:, None], weights], axis=1)
-        return PolicyParams(**params.arrays(), version=version, mix=mix, chain_slots=depth, mix_blend=True)
+        arrays = params.arrays() | {"partner": np.zeros((n, width * depth), np.int32)}  # no AugMix op pairs
+        return PolicyParams(**arrays, version=version, mix=mix, chain_slots=depth, mix_blend=True)
 
-    def _values(self, names, base, rng, n: int, k: int, policy_index: int, version: int) -> PolicyParams:
+    def _values(self, names, base, rng, n: int, k: int, policy_index: int, version: int, laws=None) -> PolicyParams:
         """PolicyParams of timm op ``names`` (object[n, k], None: skipped) at ``base`` levels with
-        their noise, each op's value and sign by its law."""
+        their noise, each op's value and sign by its law (``laws``, default :data:`LAWS`)."""
+        laws = LAWS if laws is None else laws
         level = self._levels(base, rng)
         fields = PolicyParams.skipped_fields(n, k)
         op, value, sign, bins = fields["op"], fields["value"], fields["sign"], fields["bin"]
         for name in {x for x in names.ravel() if x is not None}:
             where = names == name
-            target, law = LAWS[name]
+            target, law = laws[name]
             op[where] = OPS[target].id
             if law is not None:
                 v, s = law(level[where], rng)

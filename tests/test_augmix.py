@@ -224,3 +224,48 @@ def test_settings_round_trip_and_refusals():
     with pytest.raises(ValueError, match=r"chains of up to 3 ops.*Augment\(slots=3\)"):
         loader.set_policies(AugMix())
     loader.set_policies(AugMix(chain_depth=2))  # two slots: the loader's default
+
+
+def test_parameters_with_a_mix_are_checked_and_kept_whole():
+    """Zero images sample; AugMix's rows pair no partner (a subset stays valid); weights that
+    would leave 0..255, a fractional or boolean chain_slots and a non-bool mix_blend are refused."""
+    from fastpolicy.params import PolicyParams
+    from fastpolicy.timm_strings import parse
+
+    for sampler in (AugMix(), parse("augmix-m5-w4")):
+        assert sampler.sample(0, np.random.default_rng(0)).n == 0
+        params = sampler.sample(6, np.random.default_rng(1))
+        part = params.take(slice(2, 5))
+        assert part.n == 3 and part.mix.shape[0] == 3 and part.mix_blend == params.mix_blend
+    params = AugMix(mixture_width=2, chain_depth=1).sample(3, np.random.default_rng(2))
+    fields = params.arrays()
+    for changes, message in [
+        ({"mix": params.mix * 1.5}, "sum to at most 1"),
+        ({"chain_slots": 1.5}, "whole number of slots"),
+        ({"chain_slots": True}, "whole number of slots"),
+        ({"mix_blend": "no"}, "True or False"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            PolicyParams(**fields, version=0, **(params.mixing | changes))
+    blend = parse("augmix-w2-d1").sample(3, np.random.default_rng(3))
+    with pytest.raises(ValueError, match="blend factor be at most 1"):
+        PolicyParams(**blend.arrays(), **(blend.mixing | {"mix": blend.mix * [[3, 1, 1]]}))
+
+
+def test_the_loader_refuses_augmix_it_cannot_batch_or_hold():
+    pytest.importorskip("nvidia.dali")
+    from fastpolicy.loader import PolicyDALILoader
+    from fastpolicy.timm_strings import parse
+
+    loader = PolicyDALILoader.from_arrays(np.zeros((8, 4, 4), np.uint8), np.zeros(8, np.int64), batch_size=2, M=2)
+    for policies in (
+        [AugMix(mixture_width=2, chain_depth=2), AugMix(mixture_width=3, chain_depth=2)],
+        [AugMix(chain_depth=1), AugMix(chain_depth=2)],
+        [AugMix(chain_depth=2), parse("augmix-d2")],
+    ):
+        with pytest.raises(ValueError, match="must share their chains, slots per chain and mix"):
+            loader.set_policies(policies)
+    state = loader.state_dict()  # a saved state meets the same checks
+    state["policies"] = [AugMix(chain_depth=5).to_dict()] * 2
+    with pytest.raises(ValueError, match="chains of up to 5 ops"):
+        loader.load_state_dict(state)

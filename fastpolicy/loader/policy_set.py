@@ -120,25 +120,33 @@ class PolicySet:
                         f"policies[{i}] is a {type(p).__name__}, not a Policy, AWSDistribution or standard policy"
                     )
         if samplers is not None:
-            mixing = {getattr(s, "mixes", False) for s in samplers}
-            if len(mixing) > 1:
-                raise ValueError(
-                    "AugMix cannot share a batch with other policies: give AugMix alone (or M copies of it)"
-                )
-            if mixing == {True}:  # AugMix: the stage applies one chain at a time
-                k = max(s.depth for s in samplers)
-                if k > self.policy_slots:
-                    raise ValueError(
-                        f"AugMix applies chains of up to {k} ops; the loader was built with slots={self.policy_slots}: "
-                        f"build it with Augment(slots={k})"
-                    )
-            k = max(s.n_ops for s in samplers)
-            if k > self.policy_slots and mixing != {True}:
-                raise ValueError(
-                    f"policies apply {k} ops per sample; the loader was built with slots={self.policy_slots}"
-                )
+            self._check(samplers)
         self._current = (None if samplers is None else share_equal(samplers), self.version + 1)
         return self.version
+
+    def _check(self, samplers: list) -> None:
+        """ValueError unless one batch can hold ``samplers``: their ops fit the slots; AugMix alone,
+        of one shape (chains, slots per chain, mix), its chains within the slots."""
+        mixing = {getattr(s, "mixes", False) for s in samplers}
+        if len(mixing) > 1:
+            raise ValueError("AugMix cannot share a batch with other policies: give AugMix alone (or M copies of it)")
+        if mixing == {True}:  # AugMix: the stage applies one chain at a time
+            shapes = {s.mix_shape for s in samplers}
+            if len(shapes) > 1:
+                raise ValueError(
+                    "the AugMix policies of one batch must share their chains, slots per chain and mix, got "
+                    + ", ".join(str(shape) for shape in sorted(shapes))
+                )
+            k = max(s.depth for s in samplers)
+            if k > self.policy_slots:
+                raise ValueError(
+                    f"AugMix applies chains of up to {k} ops; the loader was built with slots={self.policy_slots}: "
+                    f"build it with Augment(slots={k})"
+                )
+            return
+        k = max(s.n_ops for s in samplers)
+        if k > self.policy_slots:
+            raise ValueError(f"policies apply {k} ops per sample; the loader was built with slots={self.policy_slots}")
 
     def sample(self, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
         """The parameters of batch ``step`` of ``epoch`` with ``n`` distinct images (M·n rows,
@@ -177,4 +185,6 @@ class PolicySet:
         from ..policies import sampler_from_dict
 
         samplers = None if policies is None else share_equal(sampler_from_dict(p) for p in policies)
+        if samplers is not None:
+            self._check(samplers)  # a saved state meets the checks a set does
         self._current = (samplers, version)
