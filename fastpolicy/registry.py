@@ -23,12 +23,13 @@ from types import MappingProxyType
 import numpy as np
 
 from .magnitude import SPACE_BINS, Magnitude
-from .reference import color, geometry, special
+from .reference import blur, color, geometry, special
 
-KINDS = ("affine", "lut", "blend", "special")
+KINDS = ("affine", "lut", "blend", "filter", "special")
 """``affine``: a 2×3 matrix per sample; ``lut``: a uint8[C, 256] table per sample;
-``blend``: a mix with a derived image (grey version, smoothed image); ``special``:
-needs more than image and value (a position, a partner)."""
+``blend``: a mix with a derived image (grey version, smoothed image); ``filter``: passes over
+the whole image, each rounded (GaussianBlur's box passes); ``special``: needs more than image
+and value (a position, a partner)."""
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,13 @@ _SPECS = (
         color.lookup(color.solarize_add_lut),
         {"timm": Magnitude(0.0, 110.0, integer=True)},
         doc="timm's: add value to levels below 128 (clipped at 255); value 0 → 110",
+    ),
+    OpSpec(
+        "GaussianBlur",
+        "filter",
+        blur.gaussian_blur,
+        {"timm": Magnitude(0.1, 2.0)},
+        doc="timm's: PIL's GaussianBlur (three box passes per axis), deviation value pixels; 0.1 → 2.0",
     ),
 )
 

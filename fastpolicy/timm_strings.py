@@ -5,19 +5,21 @@ loader, :class:`~fastpolicy.transforms.PolicyAugment`, ``--policy`` and config f
 (through :func:`fastpolicy.policies.resolve`). Grammar (timm's, ``-``-separated parts, any
 order after the first)::
 
-    rand[-m{M}][-n{N}][-p{P}][-mstd{S}][-mmax{X}][-inc{0|1}][-t{weights}]
-    {original|originalr|v0|v0r}[-mstd{S}]
+    rand[-m{M}][-n{N}][-p{P}][-mstd{S}][-mmax{X}][-inc{0|1}][-t{weights|3a|3aw}]
+    {original|originalr|v0|v0r|3a}[-mstd{S}]
     augmix[-m{M}][-w{W}][-d{D}][-a{A}][-mstd{S}]
 
 ``rand``: each image applies ``N`` (2) layers, each one of the ops drawn uniformly with
 replacement (``tweights``: timm's weights, without replacement), applied with probability
-``P`` (0.5), at magnitude level ``M`` (10) of 10. ``mstd``: the level is drawn from a normal
+``P`` (0.5), at magnitude level ``M`` (10) of 10 (``t3a``: timm's three ops of DeiT III's
+3-Augment, uniformly; ``t3aw``: its weighted set, without replacement). ``mstd``: the level is drawn from a normal
 of mean ``M`` and deviation ``S`` per application (``S`` > 100: uniform in [0, M]), then
 clipped to [0, ``mmax``] (10). ``inc1``: the ops whose strength grows with the level
 (``PosterizeIncreasing``, ``SolarizeIncreasing``, ``*Increasing`` enhance ops). The AutoAugment
 names pick one of timm's sub-policy tables (:data:`AA_TABLES`), each op with its probability
-and level. A level becomes an op's value by timm's own laws (:data:`LAWS`, timm's
-``LEVEL_TO_ARG``), on the registry's ops.
+and level (``3a``: Solarize, Desaturate or a random GaussianBlur, one per image). A level
+becomes an op's value by timm's own laws (:data:`LAWS`, timm's ``LEVEL_TO_ARG``), on the
+registry's ops (timm's Desaturate is Color at factor 1 − its level's value).
 
 Where this is not timm, on purpose (``docs/policies.md``):
 
@@ -33,8 +35,7 @@ Where this is not timm, on purpose (``docs/policies.md``):
 ``augmix``: timm's AugMix (:data:`AUGMIX_OPS` in W chains, translations at
 :data:`AUGMIX_TRANSLATE` as ``create_transform`` runs it, mixed with timm's arithmetic:
 ``PolicyParams.mix_blend``; :mod:`fastpolicy.augmix` applies it). Refused by name: its ``b1``
-(blended) mode, ``3a`` and ``t3a``/``t3aw`` (timm's GaussianBlur and Desaturate ops are not in
-the registry).
+(blended) mode.
 """
 
 from __future__ import annotations
@@ -77,6 +78,18 @@ def _trunc(x):
     return np.trunc(x)
 
 
+def _minmax(level: np.ndarray, low: float, high: float) -> np.ndarray:
+    """timm's ``_minmax_level_to_arg``: ``low + (high − low) · level / 10``, clamped to [low, high]."""
+    return np.clip(low + (high - low) * (level / LEVEL_DENOM), low, high)
+
+
+def _blur_rand(level: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """timm's ``gaussian_blur_rand``: a deviation drawn uniformly in [0.1, 2 · level / 10] per image
+    (Python's ``random.uniform(a, b)``: ``a + (b − a) · U``)."""
+    top = 2.0 * _minmax(level, 0.0, 1.0)
+    return _unsigned(0.1 + (top - 0.1) * rng.random(level.shape))
+
+
 Law = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 LAWS: dict[str, tuple[str, Law | None]] = {
@@ -112,6 +125,10 @@ LAWS: dict[str, tuple[str, Law | None]] = {
     "TranslateYRel": ("TranslateY", lambda level, rng: _signed(rng, (level / LEVEL_DENOM) * 0.45)),
     "TranslateX": ("TranslateX", lambda level, rng: _signed(rng, (level / LEVEL_DENOM) * 0.45)),
     "TranslateY": ("TranslateY", lambda level, rng: _signed(rng, (level / LEVEL_DENOM) * 0.45)),
+    # 3-Augment's: Desaturate is Color at factor min(1, max(0, 1 − arg)), arg 0.5 → 1
+    "Desaturate": ("Color", lambda level, rng: _unsigned(np.clip(1.0 - _minmax(level, 0.5, 1.0), 0.0, 1.0))),
+    "GaussianBlur": ("GaussianBlur", lambda level, rng: _unsigned(_minmax(level, 0.1, 2.0))),
+    "GaussianBlurRand": ("GaussianBlur", _blur_rand),
 }
 """timm's op names → the registry op and timm's level → value law (None: no magnitude)."""
 
@@ -131,9 +148,6 @@ AUGMIX_LAWS = LAWS | {
     for name in ("TranslateXRel", "TranslateYRel")
 }
 """:data:`LAWS` as timm's AugMix strings run them (translations at :data:`AUGMIX_TRANSLATE`)."""
-
-MISSING = ("Desaturate", "GaussianBlur", "GaussianBlurRand")
-"""timm ops with no registry op (its ``3a`` policies use them): refused by name."""
 
 RAND_OPS = (
     "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
@@ -156,6 +170,16 @@ RAND_WEIGHTS = {
     "Invert": 0.05,
 }  # fmt: skip
 """timm's ``_RAND_WEIGHTED_0`` (``tweights``): ops drawn without replacement by these weights."""
+
+RAND_3A_OPS = ("SolarizeIncreasing", "Desaturate", "GaussianBlur")
+"""timm's ``_RAND_3A`` (``t3a``): drawn uniformly, with replacement."""
+
+RAND_3A_WEIGHTS = {
+    "SolarizeIncreasing": 6, "Desaturate": 6, "GaussianBlur": 6, "Rotate": 3, "ShearX": 2, "ShearY": 2,
+    "PosterizeIncreasing": 1, "AutoContrast": 1, "ColorIncreasing": 1, "SharpnessIncreasing": 1,
+    "ContrastIncreasing": 1, "BrightnessIncreasing": 1, "Equalize": 1, "Invert": 1,
+}  # fmt: skip
+"""timm's ``_RAND_WEIGHTED_3A`` (``t3aw``): ops drawn without replacement by these weights."""
 
 AA_TABLES = {
     "v0": (
@@ -266,16 +290,22 @@ AA_TABLES = {
         (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
         (("Equalize", 0.8, 8), ("Equalize", 0.6, 3)),
     ),
+    "3a": (
+        (("Solarize", 1.0, 5),),
+        (("Desaturate", 1.0, 10),),
+        (("GaussianBlurRand", 1.0, 10),),
+    ),
 }
-"""timm's AutoAugment tables: sub-policies of (timm op name, probability, level of 10)."""
+"""timm's AutoAugment tables: sub-policies of (timm op name, probability, level of 10); ``3a``
+is DeiT III's 3-Augment (one op per image)."""
 
 GRAMMAR = (
-    "rand[-m{M}][-n{N}][-p{P}][-mstd{S}][-mmax{X}][-inc{0|1}][-tweights] | {original|originalr|v0|v0r}[-mstd{S}]"
-    " | augmix[-m{M}][-w{W}][-d{D}][-a{A}][-mstd{S}]"
+    "rand[-m{M}][-n{N}][-p{P}][-mstd{S}][-mmax{X}][-inc{0|1}][-t{weights|3a|3aw}]"
+    " | {original|originalr|v0|v0r|3a}[-mstd{S}] | augmix[-m{M}][-w{W}][-d{D}][-a{A}][-mstd{S}]"
 )
 """The strings :func:`parse` takes (timm's ``--aa``)."""
 
-PREFIXES = ("rand", "augmix", "3a", *AA_TABLES)
+PREFIXES = ("rand", "augmix", *AA_TABLES)
 """First parts that make a string timm's (what :func:`fastpolicy.policies.resolve` hands here)."""
 
 FORMAT_KIND = "timm"
@@ -297,7 +327,8 @@ class TimmPolicy(jsonio.JsonFile):
         ops: tuple of timm op names an image draws from (``rand``), or None (tables).
         table: the AutoAugment table, or None (``rand``).
         num_layers, prob, magnitude, magnitude_std, magnitude_max: timm's settings.
-        weights: float64[ops] choice weights (``tweights``), or None (uniform, with replacement).
+        weights: float64[ops] choice weights (``tweights``, ``t3aw``), or None (uniform, with
+            replacement).
     """
 
     draws_values = True
@@ -322,8 +353,6 @@ class TimmPolicy(jsonio.JsonFile):
         if name == "augmix":
             self._augmix(parts)
             return
-        if name == "3a":
-            raise ValueError(f"timm policy {string!r}: its ops {', '.join(MISSING[:2])} are not in the registry")
         if name == "rand":
             self._rand(parts)
         elif name in AA_TABLES:
@@ -361,20 +390,22 @@ class TimmPolicy(jsonio.JsonFile):
                 raise _unknown(self.string, part)
         if transforms is None:
             self.ops = RAND_INCREASING_OPS if increasing else RAND_OPS
-        elif transforms == "weights":
-            self.ops = tuple(RAND_WEIGHTS)
-            weights = np.array(list(RAND_WEIGHTS.values()))
+        elif transforms == "3a":
+            self.ops = RAND_3A_OPS
+        elif transforms in ("weights", "3aw"):
+            table = RAND_WEIGHTS if transforms == "weights" else RAND_3A_WEIGHTS
+            self.ops = tuple(table)
+            weights = np.array(list(table.values()), dtype=np.float64)
             self.weights = weights / weights.sum()
             if self.num_layers > len(self.ops):
                 raise ValueError(
                     f"timm policy {self.string!r}: n{self.num_layers} layers without replacement "
                     f"from {len(self.ops)} weighted ops"
                 )
-        elif transforms in ("3a", "3aw"):
-            missing = ", ".join(MISSING[:2])
-            raise ValueError(f"timm policy {self.string!r}: t{transforms}'s ops {missing} are not in the registry")
         else:
-            raise ValueError(f"timm policy {self.string!r}: unknown op set 't{transforms}' (timm's: tweights)")
+            raise ValueError(
+                f"timm policy {self.string!r}: unknown op set 't{transforms}' (timm's: tweights, t3a, t3aw)"
+            )
 
     def _augmix(self, parts: list[str]) -> None:
         """timm's ``augment_and_mix_transform``: ``m`` severity (3), ``w`` chains (3), ``d`` ops per
@@ -576,4 +607,4 @@ for _table in AA_TABLES.values():
             if _entry[0] not in LAWS:
                 raise KeyError(f"timm table op {_entry[0]!r} has no law")
 
-__all__ = ["AA_TABLES", "GRAMMAR", "LAWS", "RAND_OPS", "TimmPolicy", "is_timm_string", "parse"]
+__all__ = ["AA_TABLES", "GRAMMAR", "LAWS", "RAND_3A_OPS", "RAND_OPS", "TimmPolicy", "is_timm_string", "parse"]

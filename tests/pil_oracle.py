@@ -8,7 +8,7 @@ covers the registry exactly, so a new op cannot go untested.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 GREY = 128
 
@@ -59,6 +59,8 @@ ORACLE = {
     "SolarizeAdd": lambda img, v, c, o: img.point(
         [min(255, i + int(v)) if i < 128 else i for i in range(256)] * len(img.getbands())
     ),
+    # PIL's GaussianBlur as timm calls it (ImageFilter's three box passes)
+    "GaussianBlur": lambda img, v, c, o: img.filter(ImageFilter.GaussianBlur(v)),
 }
 
 

@@ -130,6 +130,7 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path, monkeypatch):
         "pointwise",
         "histogram",
         "blend",
+        "filter",
         "special",
         "adversarial_policies",
         "autoaugment",

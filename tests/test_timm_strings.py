@@ -37,6 +37,10 @@ STRINGS = [
     "originalr-mstd0.5",
     "v0",
     "v0r",
+    "3a",
+    "3a-mstd0.5",
+    "rand-t3a",
+    "rand-m7-n3-t3aw",
 ]
 """Strings from timm's docs and recipes, and every part of the grammar."""
 
@@ -45,6 +49,14 @@ AUGMIX_STRINGS = ["augmix-m5-w4-d2", "augmix-m3-w2-mstd0.5-a0.5"]
 
 DRAWS = 6000
 """Images drawn per string, on each side."""
+
+
+OP_ARGUMENT = {
+    "Desaturate": lambda arg: min(1.0, max(0.0, 1.0 - arg)),  # timm's desaturate(): Color's factor
+    "GaussianBlurRand": lambda factor: random.uniform(0.1, 2.0 * factor),  # gaussian_blur_rand()'s radius
+}
+"""timm ops whose function turns ``LEVEL_TO_ARG``'s argument into the op's parameter itself: that
+step, as timm's op function takes it (drawing from Python's ``random`` where it does)."""
 
 
 def _hparams(size: int, channels: int = 3) -> dict:
@@ -62,7 +74,8 @@ def test_every_law_is_timms(name):
     levels = np.array([0, 0.5, 1, 2.5, 3, 4.99, 5, 7.3, 9, 10, 12.6, 15])
     for seed in range(4):
         random.seed(seed)  # timm's _randomly_negate: random.random() > 0.5
-        want = np.array([timm_law(float(level), _hparams(100))[0] for level in levels])
+        argument = OP_ARGUMENT.get(name, lambda arg: arg)
+        want = np.array([argument(timm_law(float(level), _hparams(100))[0]) for level in levels])
         if name in ("TranslateX", "TranslateY"):
             want = want / 100  # pixels of a 100-pixel side as a fraction of it
         random.seed(seed)
@@ -127,7 +140,7 @@ def _timm_draws(string: str, n: int, seed: int) -> list[list[tuple[str, float]]]
     for op in ops:
 
         def fn(img, *args, _name=op.name, **_):
-            value = float(args[0]) if args else 0.0
+            value = float(OP_ARGUMENT.get(_name, lambda arg: arg)(args[0])) if args else 0.0
             if _name in ("TranslateX", "TranslateY"):
                 value /= 100
             if LAWS[_name][0] == "Posterize":
@@ -236,6 +249,57 @@ def test_timms_augmix_through_the_transform_is_the_reference():
         np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
 
 
+@pytest.mark.parametrize("string", ["3a", "rand-m9-t3a", "rand-n3-t3aw"])
+def test_3augment_through_the_transform_and_the_loader_is_the_reference(string, tmp_path):
+    """DeiT III's 3-Augment strings (GaussianBlur and Desaturate among their ops): a tensor batch
+    and PIL images through PolicyAugment, and the loader's stage, equal the reference for the
+    draws each reports; ``--policy`` takes the string."""
+    from PIL import Image as PILImage
+
+    from fastpolicy import reference
+    from fastpolicy.loader import PolicyDALILoader
+    from fastpolicy.transforms import PolicyAugment
+
+    images = np.stack([np.ascontiguousarray(photos()[name][:36, :45]) for name in ("astronaut", "coffee", "chelsea")])
+    blurred = 0
+    for seed in range(6):
+        transform = PolicyAugment(string, generator=torch.Generator().manual_seed(seed))
+        drawn = PolicyAugment(string, generator=torch.Generator().manual_seed(seed))
+        params = drawn.sample(len(images), drawn._rng())
+        blurred += int(np.sum(params.op == OP_NAMES.index("GaussianBlur")))
+        out = transform(torch.from_numpy(images).permute(0, 3, 1, 2))
+        expected = reference.apply_batch(images, params, fill=transform.default_fill)
+        np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
+        one = PolicyAugment(string, generator=torch.Generator().manual_seed(seed))
+        ops = PolicyAugment(string, generator=torch.Generator().manual_seed(seed)).draw(1)[0]
+        pil_out = np.asarray(one(PILImage.fromarray(images[0])))
+        want = images[0]
+        for op in ops:
+            want = reference.apply_value(OP_NAMES[op.op], want, op.value, fill=one.default_fill)
+        np.testing.assert_array_equal(pil_out, want)
+    assert blurred > 0  # the blur was drawn and checked
+    from fastpolicy.backends.protocol import finish
+    from fastpolicy.loader import Augment, Pipeline
+
+    pool = np.stack([crop(photos()[name], 32, 32) for name in ("chelsea", "coffee", "astronaut", "china")])
+    pool = np.concatenate([pool] * 2)
+    for backend, output in (("native", "uint8"), ("native", "float"), ("dali", "uint8")):
+        loader = PolicyDALILoader.from_arrays(
+            pool,
+            np.zeros(len(pool), np.int64),
+            batch_size=4,
+            M=2,
+            output=output,
+            policies=string,
+            augment=Augment(baseline="none", backend=backend, slots=max(2, parse(string).n_ops)),
+            pipeline=Pipeline(shuffle=False),
+        )
+        for batch in loader:
+            expected = reference.apply_batch(np.concatenate([pool[batch.indices]] * 2), batch.params)
+            want = finish(torch.from_numpy(expected), loader.output_spec)
+            assert batch.images.dtype == want.dtype and torch.equal(batch.images, want), (backend, output)
+
+
 def test_tables_are_timms():
     for name, table in AA_TABLES.items():
         theirs = getattr(timm_aa, f"auto_augment_policy_{name}")(None)
@@ -245,6 +309,10 @@ def test_tables_are_timms():
     assert dict(timm_aa._RAND_WEIGHTED_0) == dict(
         zip(parse("rand-tweights").ops, [3, 2, 2, 1, 1, 0.25, 0.25, 0.25] + [0.05] * 7)
     )
+    assert tuple(timm_aa._RAND_3A) == parse("rand-t3a").ops
+    weighted = parse("rand-t3aw")
+    assert dict(timm_aa._RAND_WEIGHTED_3A) == dict(zip(weighted.ops, [6, 6, 6, 3, 2, 2] + [1] * 8))
+    assert weighted.weights is not None and np.isclose(weighted.weights[0], 6 / 33)
 
 
 @pytest.mark.parametrize(
@@ -258,8 +326,8 @@ def test_tables_are_timms():
         ("original-m3", "unknown part 'm3'"),
         ("augmix-m5-b1", "'b1' is timm's blended AugMix"),
         ("augmix-m5-q2", "unknown part 'q2'"),
-        ("3a", "Desaturate, GaussianBlur are not in the registry"),
-        ("rand-t3aw", "Desaturate, GaussianBlur"),
+        ("3a-m5", "unknown part 'm5'"),
+        ("rand-n15-t3aw", "n15 layers without replacement from 14 weighted ops"),
         ("rand-tfoo", "unknown op set 'tfoo'"),
         ("rand-mstd0.5-mstd1", "part 'mstd' given twice"),
         ("rand-m9-m7", "part 'm' given twice"),
@@ -309,5 +377,8 @@ def test_a_string_in_a_config_file_and_on_the_command_line_trains(tmp_path):
     out = tmp_path / "run"
     assert main(["-q", "train", "--config", str(config), "--device", "cpu", "--out", str(out)]) == 0
     assert "policy: v0r-mstd0.5" in (out / "config.yaml").read_text()
+    blur = tmp_path / "blur"  # DeiT III's 3-Augment (GaussianBlur, Desaturate) on the command line
+    assert main(["-q", "train", "--config", str(config), "--policy", "3a", "--device", "cpu", "--out", str(blur)]) == 0
+    assert "policy: 3a" in (blur / "config.yaml").read_text()
     assert main(["-q", "train", "--policy", "rand-m9-q1", "--device", "cpu", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()

@@ -31,7 +31,7 @@ from ..registry import OPS, register_backend
 class DaliSlotArgs:
     """Per-sample DataNodes of one slot (see :data:`~fastpolicy.backends.dali_stage.DALI_FIELDS`).
 
-    ``value32`` lives on the images' device (an arithmetic operand);
+    ``value32``, ``box`` and ``weights`` live on the images' device (operands);
     ``matrix``/``anchor``/``shape`` on the CPU (argument inputs); ``partner_image`` is
     the partner sample (same device as ``image``) or None where the stage has none;
     ``channels`` (1 or 3), ``size`` ((H, W)) and ``fill`` (the geometric ops' 0..255 fill
@@ -42,6 +42,8 @@ class DaliSlotArgs:
     matrix: DataNode
     anchor: DataNode
     shape: DataNode
+    box: DataNode
+    weights: DataNode
     partner_image: DataNode | None
     channels: int
     size: tuple[int, int]
@@ -199,6 +201,29 @@ def sharpness(image: DataNode, args: DaliSlotArgs) -> DataNode:
     inner = blend(smoothed, image[1:-1, 1:-1], args.value32)
     middle = fn.cat(image[1:-1, 0:1], inner, image[1:-1, width - 1 :], axis_name="W")
     return _hwc(fn.cat(image[0:1], middle, image[height - 1 :], axis_name="H"))
+
+
+def _box_pass(image: DataNode, inside: DataNode, far: DataNode, ww: DataNode, fw: DataNode) -> DataNode:
+    """One of PIL's extended box passes along the axis the filters lie on: the box's sum and the
+    two far taps from DALI's filter (integers, exact in its float32), edges clamped, then
+    ``(ww·sum + fw·far + 2^23) >> 24`` in int64; uint8 HWC."""
+    total = fn.cast(fn.filter(image, inside, border="clamp", dtype=types.FLOAT), dtype=types.INT64)
+    ends = fn.cast(fn.filter(image, far, border="clamp", dtype=types.FLOAT), dtype=types.INT64)
+    return _hwc(fn.cast((total * ww + ends * fw + (1 << 23)) // (1 << 24), dtype=types.UINT8))
+
+
+@register_backend("dali", "GaussianBlur")
+def gaussian_blur(image: DataNode, args: DaliSlotArgs) -> DataNode:
+    """PIL's GaussianBlur: three box passes along the rows, then three along the columns, each
+    rounded to uint8 (:mod:`fastpolicy.reference.blur`); the box of each sample from its fields."""
+    ww, fw = fn.cast(args.weights[0], dtype=types.INT64), fn.cast(args.weights[1], dtype=types.INT64)
+    inside, far = args.box[0:1], args.box[1:2]  # [1, T]: along W
+    inside_t, far_t = fn.transpose(inside, perm=[1, 0]), fn.transpose(far, perm=[1, 0])  # [T, 1]: along H
+    for _ in range(3):
+        image = _box_pass(image, inside, far, ww, fw)
+    for _ in range(3):
+        image = _box_pass(image, inside_t, far_t, ww, fw)
+    return image
 
 
 @register_backend("dali", "Cutout")

@@ -16,16 +16,24 @@ import functools
 import numpy as np
 import torch
 
-from ..reference import geometry
+from ..reference import blur, geometry
 from ..reference.geometry import FILL, check_fill
 from ..registry import OP_NAMES, OPS
 from .pack import SlotFields, affine_groups, pack
 from .protocol import PolicyStage, any_op, finish, gather_samples
 from .registration import importable, register_stage
 
-DALI_FIELDS = ("select", "value", "matrix", "anchor", "shape", "partner")
+DALI_FIELDS = ("select", "value", "matrix", "anchor", "shape", "box", "weights", "partner")
 """Fields of a DALI slot: ``select`` = op id + 1 (0: skipped), float32 value, float32
-[N, 2, 3] output→input matrix, Cutout anchor and shape as float32 [N, 2], partner."""
+[N, 2, 3] output→input matrix, Cutout anchor and shape as float32 [N, 2], GaussianBlur's
+box passes (float32 [N, 2, :data:`BOX_TAPS`] masks of the box's inside and its two far taps,
+int32 [N, 2] weights ww, fw: :func:`~fastpolicy.reference.blur.box_weights`), partner."""
+
+BOX_RADIUS = 4
+"""Largest whole box radius r the ``dali`` stage's GaussianBlur takes (deviations below √30 ≈ 5.48
+pixels; timm's reach 2): its filters are fixed at 2·r + 3 taps when the pipeline is built."""
+
+BOX_TAPS = 2 * BOX_RADIUS + 3
 
 _IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32)
 
@@ -53,14 +61,40 @@ def dali_slot(
     matrix = np.broadcast_to(_IDENTITY, (n, 2, 3)).copy()
     for op_id, v, members in affine_groups(op, value):
         matrix[members] = _float_matrix(op_id, v, height, width)
+    masks, weights = _box_fields(op, value)
     return {
         "select": (op + 1).astype(np.int32),
         "value": value.astype(np.float32),
         "matrix": matrix,
         "anchor": box[:, :2].astype(np.float32),
         "shape": (box[:, 2:] - box[:, :2]).astype(np.float32),
+        "box": masks,
+        "weights": weights,
         "partner": partner,
     }
+
+
+def _box_fields(op: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GaussianBlur's per-sample box masks and weights (see :data:`DALI_FIELDS`); zeros elsewhere.
+    ValueError naming the value where its box is wider than :data:`BOX_RADIUS`."""
+    n = len(op)
+    masks = np.zeros((n, 2, BOX_TAPS), np.float32)
+    weights = np.zeros((n, 2), np.int32)
+    for i in np.flatnonzero(op == OPS["GaussianBlur"].id):
+        if not value[i] >= 0:
+            raise ValueError(f"GaussianBlur's radius must be ≥ 0 pixels, got {value[i]!r}")
+        r, ww, fw = blur.box_weights(blur.box_radius(float(value[i])))
+        if r > BOX_RADIUS:
+            raise ValueError(
+                f"op 'GaussianBlur' at value {value[i]:g}: its box radius {r} exceeds the 'dali' stage's "
+                f"{BOX_RADIUS} (deviations below 5.48 pixels); the 'native', 'reference' and 'pil' stages "
+                "take any"
+            )
+        centre = BOX_RADIUS + 1  # the filters' middle tap, DALI's default anchor
+        masks[i, 0, centre - r : centre + r + 1] = 1
+        masks[i, 1, [centre - r - 1, centre + r + 1]] = 1
+        weights[i] = ww, fw
+    return masks, weights
 
 
 DALI_SLOTS = SlotFields(DALI_FIELDS, dali_slot)
@@ -96,6 +130,8 @@ def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str
             matrix=inputs["matrix"],
             anchor=inputs["anchor"],
             shape=inputs["shape"],
+            box=on_device(inputs["box"]),
+            weights=on_device(inputs["weights"]),
             partner_image=fn.permute_batch(original, indices=inputs["partner"]) if pairing else None,
             channels=channels,
             size=size,

@@ -10,7 +10,9 @@ kind and reference function, so no second list of ops is kept:
   translation (PIL's float engine);
 * ``lut`` → ``apply_lut`` after the builder ``lut_<name>`` of the reference's
   ``<name>_lut`` (``kernels/luts.cu``);
-* ``blend``, ``special`` → ``apply_<reference function name>`` (``kernels/apply.cu``).
+* ``blend``, ``special`` → ``apply_<reference function name>`` (``kernels/apply.cu``);
+* ``filter`` (GaussianBlur) → ``fp_blur``'s box passes (``kernels/blur.cu``, weights from
+  :attr:`KernelOp.passes`), which write the sample's output; its apply copies.
 
 Ops added with :func:`~fastpolicy.registry.register_op` get a :class:`KernelOp` when they are
 geometric (``apply_warp``, their matrix) or tables (``apply_lut`` after ``lut_table``, which
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..reference import blur
 from ..registry import BUILTIN_OPS, OPS, on_change, register_backend
 
 
@@ -42,11 +45,12 @@ KERNEL_DIR = _kernel_dir()
 """Where the ``.cu`` sources live: the repository's top-level ``kernels/``, shipped in
 wheels as ``fastpolicy/kernels/``."""
 
-KERNELS = ("fp_histograms", "fp_build_luts", "fp_apply", "fp_policy")
-"""``extern "C"`` kernels of ``kernels/policy.cu``: the per-slot three in launch order, then the
-fused one (``fp_policy``: two slots, statistics and tables inside the block)."""
+KERNELS = ("fp_histograms", "fp_build_luts", "fp_apply", "fp_policy", "fp_blur")
+"""``extern "C"`` kernels of ``kernels/policy.cu``: the per-slot three in launch order, the
+fused one (``fp_policy``: two slots, statistics and tables inside the block), then ``fp_blur``
+(the box passes of the ops that have them: :attr:`KernelOp.passes`)."""
 
-BLOCK_THREADS = {"fp_histograms": 256, "fp_build_luts": 128, "fp_apply": 256, "fp_policy": 256}
+BLOCK_THREADS = {"fp_histograms": 256, "fp_build_luts": 128, "fp_apply": 256, "fp_policy": 256, "fp_blur": 256}
 """Threads per block of each kernel's launch on a device (and in the emulated build)."""
 
 COPY = "apply_copy"
@@ -87,6 +91,9 @@ class KernelOp:
     table: Callable[[float], np.ndarray] | None = None
     """A registered table op's ``lut(value)`` → uint8[256]: built on the host per value,
     read by ``lut_table`` (its integer parameter is the table's row)."""
+    passes: Callable[[float], tuple[int, int, int]] | None = None
+    """A filter op's value → ``(r, ww, fw)`` of its box passes (``fp_blur``, ``kernels/blur.cu``),
+    run before the slot's apply, which copies such samples."""
 
 
 def _solarize_threshold(values: np.ndarray) -> np.ndarray:
@@ -111,7 +118,18 @@ def _solarize_add(values: np.ndarray) -> np.ndarray:
 _IVALUES = {"Solarize": _solarize_threshold, "Posterize": _posterize_bits, "SolarizeAdd": _solarize_add}
 
 
+def _blur_passes(value: float) -> tuple[int, int, int]:
+    """GaussianBlur's ``(r, ww, fw)`` for deviation ``value`` (:func:`~fastpolicy.reference.blur.box_weights`)."""
+    if not value >= 0:
+        raise ValueError(f"GaussianBlur's radius must be ≥ 0 pixels, got {value!r}")
+    return blur.box_weights(blur.box_radius(value))
+
+
 def _kernel_op(spec) -> KernelOp:
+    if spec.kind == "filter":
+        if spec.reference is not blur.gaussian_blur:
+            raise ValueError(f"op {spec.name!r}: the kernels' filter passes are GaussianBlur's")
+        return KernelOp(COPY, passes=_blur_passes)
     if spec.kind == "affine":
         return KernelOp("apply_warp")
     if spec.kind == "lut":

@@ -6,7 +6,11 @@ Per active slot (a slot every sample skips costs nothing):
    computed on the slot's input (the intermediate image for a second op);
 2. ``fp_build_luts`` — a uint8[C, 256] table per sample of a lut op;
 3. ``fp_apply`` — each thread computes runs of pixels of a row with the sample's apply function; the
-   last slot may write normalized float32/float16/bfloat16, NCHW or NHWC, directly.
+   last slot may write normalized float32/float16/bfloat16, NCHW or NHWC, directly;
+4. ``fp_blur`` — where samples of the slot blur (GaussianBlur: :attr:`~.kernel_ops.KernelOp.passes`),
+   their box passes, from the slot's input to their rows of its output (uint8 NHWC; a last slot
+   of another output is then copied out by one more ``fp_apply``). A batch with such samples
+   runs slot by slot, not fused.
 
 :class:`KernelPolicyStage` drives any build of the kernels: the host builds
 (:meth:`~KernelPolicyStage.native`, :meth:`~KernelPolicyStage.emulated`, NumPy arrays;
@@ -17,13 +21,16 @@ which adds the pinned upload and the torch entry point). :func:`kernel_rows` and
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..params import NO_OP, PolicyParams
 from ..reference.geometry import FILL, check_fill
+from ..registry import OP_NAMES, OPS, on_change
 from .kernel_ops import BLOCK_THREADS, KERNELS, OUTPUT_TYPES, PLANAR, RUN
 from .kernel_pack import HEADER_SIZE, pack_kernels
 from .protocol import DTYPES, OutputSpec, copy_rows
@@ -39,6 +46,41 @@ _NUMPY_TYPES = {
 }
 """NumPy element types of the outputs of :data:`~.protocol.DTYPES` (bfloat16 as its uint16
 bit patterns: NumPy has none)."""
+
+
+@functools.cache
+def _filter_ops() -> dict[int, Callable[[float], tuple[int, int, int]]]:
+    """Op id → its box-pass weights function (:attr:`~.kernel_ops.KernelOp.passes`), for the ops that have one."""
+    found = {}
+    for op_id, name in enumerate(OP_NAMES):
+        passes = getattr(OPS[name].backends.get("kernels"), "passes", None)
+        if passes is not None:
+            found[op_id] = passes
+    return found
+
+
+on_change(_filter_ops.cache_clear)
+
+
+def blur_items(params: PolicyParams, slots, in_rows) -> dict[int, np.ndarray]:
+    """Slot → int32 [B, 5] ``fp_blur`` items of its samples whose op has box passes: (row of the
+    slot input, row of the output, r, ww, fw); the first of ``slots`` reads ``in_rows``."""
+    ops = _filter_ops()
+    found: dict[int, np.ndarray] = {}
+    if not ops:
+        return found
+    for i, k in enumerate(slots):
+        column = params.op[:, k]
+        samples = np.flatnonzero(np.isin(column, list(ops)))
+        if not len(samples):
+            continue
+        items = np.empty((len(samples), 5), np.int32)
+        items[:, 0] = samples if (i > 0 or in_rows is None) else np.asarray(in_rows)[samples]
+        items[:, 1] = samples
+        for row, n in enumerate(samples):
+            items[row, 2:] = ops[int(column[n])](float(params.value[n, k]))
+        found[k] = items
+    return found
 
 
 def _header(packed, device_buffer, k: int):
@@ -163,13 +205,15 @@ class KernelPolicyStage:
         device_buffer = self.upload(packed.buffer)
         self.host_seconds += time.perf_counter() - started
         slots = [k for k in range(packed.k) if packed.active[k]] or [0]
-        if self.fused:
+        blurs = blur_items(params, slots, in_rows)
+        if self.fused and not blurs:
             self._run_fused(images, packed, device_buffer, slots, out, n, last_mode, mean, inv_std, workspace, fill)
             return out
-        buffers = self._intermediates(workspace, len(slots) - 1, (n, height, width, channels))
+        finish = slots[-1] in blurs and last_mode != 0  # the blur writes uint8 NHWC: then one more copy
+        buffers = self._intermediates(workspace, len(slots) - 1 + finish, (n, height, width, channels))
         current = images
         for i, k in enumerate(slots):
-            last = i == len(slots) - 1
+            last = i == len(slots) - 1 and not finish
             target = out if last else buffers[i % 2]
             self._run_slot(
                 images,
@@ -184,8 +228,32 @@ class KernelPolicyStage:
                 packed.sizes[k],
                 fill,
             )
+            if k in blurs:
+                self._run_blur(current, target, blurs[k])
             current = target
+        if finish:
+            self._copy_out(images, current, out, n, last_mode, mean, inv_std, fill)
         return out
+
+    def _run_blur(self, src, dst, items: np.ndarray) -> None:
+        """``fp_blur``: the box passes of the ``items`` (:func:`blur_items`) from ``src`` into ``dst``."""
+        _, height, width, channels = src.shape
+        i32 = np.int32
+        count = len(items)
+        scratch = self.xp.empty((count, 2, height, width, channels), np.uint8)
+        self.launches += 2
+        self._kernels["fp_blur"](
+            (min(count, _MAX_GRID_X),),
+            (self.block,),
+            (src, dst, self.xp.asarray(items), scratch, i32(count), i32(height), i32(width), i32(channels)),
+        )
+
+    def _copy_out(self, images, src, out, n: int, out_mode: int, mean, inv_std, fill: int) -> None:
+        """One ``fp_apply`` of a skipped slot: ``src`` (uint8 NHWC) into ``out`` in its output mode."""
+        packed = pack_kernels(PolicyParams.skipped(n), src.shape[1], src.shape[2], allocate=self.allocate)
+        device_buffer = self.upload(packed.buffer)
+        header = _header(packed, device_buffer, 0)
+        self._run_slot(images, src, out, n, out_mode, mean, inv_std, device_buffer, header, packed.sizes[0], fill)
 
     def _intermediates(self, workspace, count: int, shape) -> list:
         """uint8 [N, H, W, C] buffers between launches: ``workspace``'s, then new ones (each

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import PIL.Image
 import torch
-from PIL import ImageEnhance, ImageOps
+from PIL import ImageEnhance, ImageFilter, ImageOps
 
 from ..params import PolicyParams
 from ..reference.geometry import FILL, check_fill, shear_x, shear_y, translate_x, translate_y
@@ -67,6 +67,13 @@ def _cutout(img, value, center, **_):
     return out
 
 
+def _deviation(value: float) -> float:
+    """GaussianBlur's deviation as the reference takes it (PIL would blur by |value|)."""
+    if not value >= 0:
+        raise ValueError(f"GaussianBlur's radius must be ≥ 0 pixels, got {value!r}")
+    return value
+
+
 PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
     "ShearX": _affine(shear_x),
     "ShearY": _affine(shear_y),
@@ -89,6 +96,7 @@ PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
     "SolarizeAdd": lambda img, value, **_: img.point(
         [min(255, i + int(value)) if i < 128 else i for i in range(256)] * len(img.getbands())
     ),
+    "GaussianBlur": lambda img, value, **_: img.filter(ImageFilter.GaussianBlur(_deviation(value))),
 }
 """Built-in op name → ``op(img, value, *, center, other, fill, resample)`` → a new PIL image
 (``img`` is not modified). A test asserts it covers the built-in ops exactly."""

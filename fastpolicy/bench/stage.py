@@ -47,10 +47,19 @@ def families() -> dict[str, list[str]]:
 
 
 def family_params(names: list[str], n: int, rng: np.random.Generator) -> PolicyParams:
-    """One op of ``names`` per sample (random op and bin), in slot 0 of two."""
+    """One op of ``names`` per sample (random op and bin), in slot 0 of two; an op outside the
+    adversarial space (timm's SolarizeAdd, GaussianBlur) takes its value from its first space."""
     op = np.full((n, 2), -1)
     op[:, 0] = rng.choice([OPS[name].id for name in names], n)
-    return complete(op, rng.integers(0, 10, (n, 2)), adversarial(), rng)
+    bins = rng.integers(0, 10, (n, 2))
+    params = complete(op, bins, adversarial(), rng)
+    for name in names:
+        spec = OPS[name]
+        magnitude = next(iter(spec.magnitudes.values()))
+        if "adversarial" not in spec.magnitudes and magnitude is not None:
+            rows = np.flatnonzero(params.op[:, 0] == spec.id)
+            params.value[rows, 0] = magnitude.value(bins[rows, 0])
+    return params
 
 
 def cases(n: int, rng: np.random.Generator, standard: bool = True) -> dict[str, PolicyParams]:
