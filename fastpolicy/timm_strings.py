@@ -350,6 +350,12 @@ class TimmPolicy(jsonio.JsonFile):
         twice = sorted({k for k in keys if keys.count(k) > 1 and k})
         if twice:
             raise ValueError(f"timm policy {string!r}: part {twice[0]!r} given twice (timm would keep one silently)")
+        sets = [part for part in parts if part.startswith("t")]
+        if len(sets) > 1:
+            raise ValueError(
+                f"timm policy {string!r}: op sets {sets[0]!r} and {sets[1]!r} both given (timm would keep the first "
+                "silently)"
+            )
         if name == "augmix":
             self._augmix(parts)
             return

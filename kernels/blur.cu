@@ -1,8 +1,8 @@
 // GaussianBlur: PIL's ImageFilter.GaussianBlur (fastpolicy/reference/blur.py), three extended
 // box passes along the rows, then three along the columns, each pass rounded to uint8.
 //
-// fp_blur runs before a slot's fp_apply (which copies the blurred samples' input) and writes
-// the blurred samples' rows of the slot's output itself (fastpolicy/backends/kernel_stage.py).
+// fp_blur runs after a slot's fp_apply (which copied the blurred samples' input) and writes the
+// blurred samples' rows of the slot's output over that copy (fastpolicy/backends/kernel_stage.py).
 // A pass computes, in 32-bit integers, for the line through each pixel (its ends clamped):
 //     out[x] = (ww * sum_{|d| <= r} p[x + d] + fw * (p[x - r - 1] + p[x + r + 1]) + 2^23) >> 24
 // with (r, ww, fw) from the box radius (fastpolicy.reference.blur.box_weights, on the host).
@@ -73,9 +73,9 @@ static void fp_box_columns(const fp_u8* __restrict__ in, fp_u8* __restrict__ out
 #endif
 
 // items: int32 [count, 5], per blurred sample: its input's row of src, its output's row of dst,
-//     then r, ww, fw of its passes; scratch: uint8 [count, 2, H, W, C] (two images a sample).
-// src, dst: uint8 [R, H, W, C]. One block per sample (grid-stride), its threads over the
-// pixels of each pass, a barrier between passes.
+//     then r, ww, fw of its passes; scratch: uint8 [gridDim.x, 2, H, W, C] (two images a block).
+// src, dst: uint8 [R, H, W, C]. A block per sample (grid-stride over the samples, each block
+// reusing its scratch), its threads over the pixels of each pass, a barrier after every pass.
 extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 1) fp_blur(const fp_u8* __restrict__ src, fp_u8* dst,
                                                             const int* __restrict__ items, fp_u8* scratch, int count,
                                                             int height, int width, int channels) {
@@ -84,7 +84,7 @@ extern "C" __global__ void FP_LAUNCH_BOUNDS(256, 1) fp_blur(const fp_u8* __restr
         const int* item = items + (fp_i64)b * 5;
         const int r = item[2];
         const fp_u32 ww = (fp_u32)item[3], fw = (fp_u32)item[4];
-        fp_u8* one = scratch + (fp_i64)b * 2 * size;
+        fp_u8* one = scratch + (fp_i64)blockIdx.x * 2 * size;
         fp_u8* two = one + size;
         const fp_u8* from[6] = {src + (fp_i64)item[0] * size, one, two, one, two, one};
         fp_u8* to[6] = {one, two, one, two, one, dst + (fp_i64)item[1] * size};

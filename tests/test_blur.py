@@ -1,12 +1,15 @@
 """GaussianBlur (timm's 3-Augment op): PIL's three box passes per axis, exactly, on every stage.
 
 * the reference equals ``ImageFilter.GaussianBlur`` at deviations from 0 to 25 pixels (whole
-  box radii 0 to 20), on photos, grey images and images narrower than the box;
+  box radii 0 to 24), on photos, grey images and images narrower than the box; the array form
+  of the box weights equals the scalar one;
 * the kernel stages (native, emulated) equal the reference with the box in either slot, the
   loader's copies read in place, a normalized NCHW output (the blur's extra copy-out) and the
   fused stage (which runs such a batch slot by slot);
 * the DALI stage equals it up to its widest box, and refuses a wider one by value;
-* a negative deviation is refused everywhere it can be given.
+* a deviation outside [0, 1000] pixels is refused, naming it, by the reference and the PIL,
+  native and DALI stages;
+* a deviation drawn per image adds no op-table entry per image (timm's ``3a``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from fastpolicy.reference.apply import apply_batch
 from fastpolicy.registry import OPS
 
 RADII = [0.0, 1e-9, 0.01, 0.05, 0.1, 0.5, 1.0, 1.37, 2.0, 2.45, 3.3, 5.4, 7.0, 25.0]
-"""Deviations (pixels): zero, below float32's resolution, timm's range, then boxes of r = 2 … 20."""
+"""Deviations (pixels): zero, below float32's resolution, timm's range, then boxes of r = 2 … 24."""
 
 SHAPES = [(61, 80, 3), (45, 31, 1), (5, 3, 3), (1, 7, 3), (7, 1, 1)]
 
@@ -43,11 +46,17 @@ def test_reference_is_pils_gaussian_blur(shape):
         np.testing.assert_array_equal(blur.gaussian_blur(image, radius), _pil(image, radius), err_msg=f"{radius}")
 
 
-def test_box_weights_add_to_one_and_follow_pils_radius():
-    for radius in np.linspace(0.01, 12, 97):
-        r, ww, fw = blur.box_weights(blur.box_radius(radius))
+def test_box_weights_add_to_one_and_their_array_form_is_the_scalar_one():
+    values = np.concatenate([[0.0, 1e-30, blur.deviation_below(1), blur.deviation_below(4), 1000.0],
+                             np.random.default_rng(0).uniform(0, 12, 400)])  # fmt: skip
+    table = blur.box_weights_of(values)
+    for value, (r, ww, fw) in zip(values, table):
+        assert (r, ww, fw) == blur.box_weights(blur.box_radius(value))
         assert 2**24 - (2 * r + 2) <= (2 * r + 1) * ww + 2 * fw <= 2**24  # truncations only
-        assert r == int(blur.box_radius(radius)) and fw >= 0
+    # sqrt((r + 1)(r + 2)) is where the whole radius reaches r + 1
+    for r in range(6):
+        edge = blur.deviation_below(r)
+        assert int(blur.box_radius(edge * (1 - 1e-6))) == r and int(blur.box_radius(edge * (1 + 1e-6))) == r + 1
     assert blur.box_radius(2.0) == pytest.approx(1.375, abs=1e-6)  # sigma² = 4/3: l = 1, a = 0.375
 
 
@@ -119,10 +128,33 @@ def test_dali_stage_blurs_as_the_reference_up_to_its_widest_box():
         stage.apply(images, wide)
 
 
-def test_a_negative_deviation_is_refused(kernel_stages):
+@pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan"), 1e12])
+def test_a_deviation_outside_the_range_is_refused_everywhere(kernel_stages, value):
+    from fastpolicy.backends.pil_stage import Op, PilStage
+
     image = crop(photos()["astronaut"], 8, 8)
-    with pytest.raises(ValueError, match="radius must be ≥ 0 pixels, got -1"):
-        blur.gaussian_blur(image, -1.0)
-    params = _params([[("GaussianBlur", -1.0)]])
-    with pytest.raises(ValueError, match="radius must be ≥ 0 pixels, got -1"):
+    message = f"deviation must be in \\[0, 1000\\] pixels, got {value!r}".replace("(", "\\(")
+    params = _params([[("GaussianBlur", value)]])
+    with pytest.raises(ValueError, match=message):
+        blur.gaussian_blur(image, value)
+    with pytest.raises(ValueError, match=message):
         kernel_stages["native"].apply(image[None], params)
+    with pytest.raises(ValueError, match=message):
+        PilStage().apply_ops(Image.fromarray(image), [Op(OPS["GaussianBlur"].id, value, 0.0, 0.0, 0)])
+    dali = pytest.importorskip("fastpolicy.backends.dali_stage")
+    with pytest.raises(ValueError, match=message):
+        dali.DaliPolicyStage(1, 8, 8, slots=1).apply(image[None], params)
+
+
+def test_a_deviation_drawn_per_image_adds_no_table_entry():
+    from fastpolicy.backends.kernel_pack import op_table, pack_kernels
+    from fastpolicy.timm_strings import parse
+
+    rng = np.random.default_rng(0)
+    before = None
+    for step in range(20):
+        params = parse("3a").sample(64, rng)
+        packed = pack_kernels(params, 24, 28)
+        if step == 2:
+            before = (len(op_table(24, 28)._op), packed.buffer.nbytes)
+    assert (len(op_table(24, 28)._op), packed.buffer.nbytes) == before

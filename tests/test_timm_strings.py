@@ -311,8 +311,9 @@ def test_tables_are_timms():
     )
     assert tuple(timm_aa._RAND_3A) == parse("rand-t3a").ops
     weighted = parse("rand-t3aw")
-    assert dict(timm_aa._RAND_WEIGHTED_3A) == dict(zip(weighted.ops, [6, 6, 6, 3, 2, 2] + [1] * 8))
-    assert weighted.weights is not None and np.isclose(weighted.weights[0], 6 / 33)
+    assert weighted.ops == tuple(timm_aa._RAND_WEIGHTED_3A)
+    theirs = np.array(list(timm_aa._RAND_WEIGHTED_3A.values()), dtype=np.float64)
+    np.testing.assert_allclose(weighted.weights, theirs / theirs.sum(), rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize(
@@ -327,6 +328,8 @@ def test_tables_are_timms():
         ("augmix-m5-b1", "'b1' is timm's blended AugMix"),
         ("augmix-m5-q2", "unknown part 'q2'"),
         ("3a-m5", "unknown part 'm5'"),
+        ("rand-t3a-t3aw", "op sets 't3a' and 't3aw' both given"),
+        ("rand-tweights-t3a", "op sets 'tweights' and 't3a' both given"),
         ("rand-n15-t3aw", "n15 layers without replacement from 14 weighted ops"),
         ("rand-tfoo", "unknown op set 'tfoo'"),
         ("rand-mstd0.5-mstd1", "part 'mstd' given twice"),

@@ -31,7 +31,7 @@ from ..registry import OPS, register_backend
 class DaliSlotArgs:
     """Per-sample DataNodes of one slot (see :data:`~fastpolicy.backends.dali_stage.DALI_FIELDS`).
 
-    ``value32``, ``box`` and ``weights`` live on the images' device (operands);
+    ``value32``, ``blur_taps`` and ``blur_weights`` live on the images' device (operands);
     ``matrix``/``anchor``/``shape`` on the CPU (argument inputs); ``partner_image`` is
     the partner sample (same device as ``image``) or None where the stage has none;
     ``channels`` (1 or 3), ``size`` ((H, W)) and ``fill`` (the geometric ops' 0..255 fill
@@ -42,8 +42,8 @@ class DaliSlotArgs:
     matrix: DataNode
     anchor: DataNode
     shape: DataNode
-    box: DataNode
-    weights: DataNode
+    blur_taps: DataNode
+    blur_weights: DataNode
     partner_image: DataNode | None
     channels: int
     size: tuple[int, int]
@@ -216,8 +216,8 @@ def _box_pass(image: DataNode, inside: DataNode, far: DataNode, ww: DataNode, fw
 def gaussian_blur(image: DataNode, args: DaliSlotArgs) -> DataNode:
     """PIL's GaussianBlur: three box passes along the rows, then three along the columns, each
     rounded to uint8 (:mod:`fastpolicy.reference.blur`); the box of each sample from its fields."""
-    ww, fw = fn.cast(args.weights[0], dtype=types.INT64), fn.cast(args.weights[1], dtype=types.INT64)
-    inside, far = args.box[0:1], args.box[1:2]  # [1, T]: along W
+    ww, fw = (fn.cast(args.blur_weights[i], dtype=types.INT64) for i in (0, 1))
+    inside, far = args.blur_taps[0:1], args.blur_taps[1:2]  # [1, T]: along W
     inside_t, far_t = fn.transpose(inside, perm=[1, 0]), fn.transpose(far, perm=[1, 0])  # [T, 1]: along H
     for _ in range(3):
         image = _box_pass(image, inside, far, ww, fw)

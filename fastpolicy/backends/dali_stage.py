@@ -18,20 +18,21 @@ import torch
 
 from ..reference import blur, geometry
 from ..reference.geometry import FILL, check_fill
-from ..registry import OP_NAMES, OPS
+from ..registry import OP_NAMES, OPS, on_change
 from .pack import SlotFields, affine_groups, pack
 from .protocol import PolicyStage, any_op, finish, gather_samples
 from .registration import importable, register_stage
 
-DALI_FIELDS = ("select", "value", "matrix", "anchor", "shape", "box", "weights", "partner")
+DALI_FIELDS = ("select", "value", "matrix", "anchor", "shape", "blur_taps", "blur_weights", "partner")
 """Fields of a DALI slot: ``select`` = op id + 1 (0: skipped), float32 value, float32
-[N, 2, 3] output→input matrix, Cutout anchor and shape as float32 [N, 2], GaussianBlur's
-box passes (float32 [N, 2, :data:`BOX_TAPS`] masks of the box's inside and its two far taps,
-int32 [N, 2] weights ww, fw: :func:`~fastpolicy.reference.blur.box_weights`), partner."""
+[N, 2, 3] output→input matrix, Cutout anchor and shape as float32 [N, 2], a filter op's box
+passes (float32 [N, 2, :data:`BOX_TAPS`] masks of the box's inside and its two far taps,
+int32 [N, 2] weights ww, fw: :func:`~fastpolicy.reference.blur.box_weights_of`), partner."""
 
 BOX_RADIUS = 4
-"""Largest whole box radius r the ``dali`` stage's GaussianBlur takes (deviations below √30 ≈ 5.48
-pixels; timm's reach 2): its filters are fixed at 2·r + 3 taps when the pipeline is built."""
+"""Largest whole box radius r the ``dali`` stage's GaussianBlur takes (deviations below
+``deviation_below(4)`` = √30 ≈ 5.48 pixels; timm's reach 2): its filters are fixed at 2·r + 3
+taps when the pipeline is built."""
 
 BOX_TAPS = 2 * BOX_RADIUS + 3
 
@@ -68,33 +69,51 @@ def dali_slot(
         "matrix": matrix,
         "anchor": box[:, :2].astype(np.float32),
         "shape": (box[:, 2:] - box[:, :2]).astype(np.float32),
-        "box": masks,
-        "weights": weights,
+        "blur_taps": masks,
+        "blur_weights": weights,
         "partner": partner,
     }
 
 
 def _box_fields(op: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GaussianBlur's per-sample box masks and weights (see :data:`DALI_FIELDS`); zeros elsewhere.
+    """A filter op's per-sample box masks and weights (see :data:`DALI_FIELDS`); zeros elsewhere.
     ValueError naming the value where its box is wider than :data:`BOX_RADIUS`."""
     n = len(op)
     masks = np.zeros((n, 2, BOX_TAPS), np.float32)
     weights = np.zeros((n, 2), np.int32)
-    for i in np.flatnonzero(op == OPS["GaussianBlur"].id):
-        if not value[i] >= 0:
-            raise ValueError(f"GaussianBlur's radius must be ≥ 0 pixels, got {value[i]!r}")
-        r, ww, fw = blur.box_weights(blur.box_radius(float(value[i])))
-        if r > BOX_RADIUS:
-            raise ValueError(
-                f"op 'GaussianBlur' at value {value[i]:g}: its box radius {r} exceeds the 'dali' stage's "
-                f"{BOX_RADIUS} (deviations below 5.48 pixels); the 'native', 'reference' and 'pil' stages "
-                "take any"
-            )
-        centre = BOX_RADIUS + 1  # the filters' middle tap, DALI's default anchor
-        masks[i, 0, centre - r : centre + r + 1] = 1
-        masks[i, 1, [centre - r - 1, centre + r + 1]] = 1
-        weights[i] = ww, fw
+    samples = np.flatnonzero(_FILTERS[op + 1]) if _FILTERS.any() else ()
+    if not len(samples):
+        return masks, weights
+    boxes = blur.box_weights_of(value[samples])
+    wide = boxes[:, 0] > BOX_RADIUS
+    if wide.any():
+        first = samples[wide][0]
+        raise ValueError(
+            f"op {OP_NAMES[int(op[first])]!r} at value {float(value[first]):g}: its box radius "
+            f"{int(boxes[wide][0, 0])} exceeds the 'dali' stage's {BOX_RADIUS} (deviations below "
+            f"{blur.deviation_below(BOX_RADIUS):.2f} pixels); the 'native', 'emulated', 'cupy', 'reference' and "
+            "'pil' stages take any"
+        )
+    centre = BOX_RADIUS + 1  # the filters' middle tap, DALI's default anchor
+    taps = np.arange(BOX_TAPS) - centre
+    r = boxes[:, :1]
+    masks[samples, 0] = np.abs(taps) <= r
+    masks[samples, 1] = np.abs(taps) == r + 1
+    weights[samples] = boxes[:, 1:]
     return masks, weights
+
+
+_FILTERS = np.zeros(1, bool)
+"""bool [ops + 1]: whether op id − 1 is a filter op (index 0: skipped slots), kept with the registry."""
+
+
+@on_change
+def _read_registry() -> None:
+    global _FILTERS
+    _FILTERS = np.array([False] + [OPS[name].kind == "filter" for name in OP_NAMES])
+
+
+_read_registry()
 
 
 DALI_SLOTS = SlotFields(DALI_FIELDS, dali_slot)
@@ -130,8 +149,8 @@ def _slot_pipeline(slots: int, channels: int, size: tuple[int, int], device: str
             matrix=inputs["matrix"],
             anchor=inputs["anchor"],
             shape=inputs["shape"],
-            box=on_device(inputs["box"]),
-            weights=on_device(inputs["weights"]),
+            blur_taps=on_device(inputs["blur_taps"]),
+            blur_weights=on_device(inputs["blur_weights"]),
             partner_image=fn.permute_batch(original, indices=inputs["partner"]) if pairing else None,
             channels=channels,
             size=size,

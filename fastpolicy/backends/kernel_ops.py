@@ -12,7 +12,8 @@ kind and reference function, so no second list of ops is kept:
   ``<name>_lut`` (``kernels/luts.cu``);
 * ``blend``, ``special`` → ``apply_<reference function name>`` (``kernels/apply.cu``);
 * ``filter`` (GaussianBlur) → ``fp_blur``'s box passes (``kernels/blur.cu``, weights from
-  :attr:`KernelOp.passes`), which write the sample's output; its apply copies.
+  :attr:`KernelOp.passes`), run after the slot's ``fp_apply`` (which copies such samples) and
+  writing those samples' output over the copy.
 
 Ops added with :func:`~fastpolicy.registry.register_op` get a :class:`KernelOp` when they are
 geometric (``apply_warp``, their matrix) or tables (``apply_lut`` after ``lut_table``, which
@@ -91,9 +92,10 @@ class KernelOp:
     table: Callable[[float], np.ndarray] | None = None
     """A registered table op's ``lut(value)`` → uint8[256]: built on the host per value,
     read by ``lut_table`` (its integer parameter is the table's row)."""
-    passes: Callable[[float], tuple[int, int, int]] | None = None
-    """A filter op's value → ``(r, ww, fw)`` of its box passes (``fp_blur``, ``kernels/blur.cu``),
-    run before the slot's apply, which copies such samples."""
+    passes: Callable[[np.ndarray], np.ndarray] | None = None
+    """A filter op's values (float64 [B]) → int32 [B, 3], ``(r, ww, fw)`` of each one's box passes
+    (``fp_blur``, ``kernels/blur.cu``), run after the slot's apply (which copies such samples)
+    over their rows of its output. Such an op's table entry does not depend on its value."""
 
 
 def _solarize_threshold(values: np.ndarray) -> np.ndarray:
@@ -118,18 +120,11 @@ def _solarize_add(values: np.ndarray) -> np.ndarray:
 _IVALUES = {"Solarize": _solarize_threshold, "Posterize": _posterize_bits, "SolarizeAdd": _solarize_add}
 
 
-def _blur_passes(value: float) -> tuple[int, int, int]:
-    """GaussianBlur's ``(r, ww, fw)`` for deviation ``value`` (:func:`~fastpolicy.reference.blur.box_weights`)."""
-    if not value >= 0:
-        raise ValueError(f"GaussianBlur's radius must be ≥ 0 pixels, got {value!r}")
-    return blur.box_weights(blur.box_radius(value))
-
-
 def _kernel_op(spec) -> KernelOp:
     if spec.kind == "filter":
         if spec.reference is not blur.gaussian_blur:
             raise ValueError(f"op {spec.name!r}: the kernels' filter passes are GaussianBlur's")
-        return KernelOp(COPY, passes=_blur_passes)
+        return KernelOp(COPY, passes=blur.box_weights_of)
     if spec.kind == "affine":
         return KernelOp("apply_warp")
     if spec.kind == "lut":

@@ -26,6 +26,7 @@ and the output (``FpArgs`` in ``kernels/apply.cu``).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
 import os
 import threading
@@ -96,11 +97,30 @@ def _kernel_tables():
     return code, lut_kind, APPLY_FUNCTIONS.index(SHIFT), APPLY_FUNCTIONS.index(WIDE_WARP)
 
 
+@functools.lru_cache(maxsize=1)
+def _valueless() -> np.ndarray | None:
+    """bool [ops + 1] (index op id + 1): ops whose entry does not depend on their value (box passes
+    read the value from the batch, :attr:`~.kernel_ops.KernelOp.passes`), or None if there are none."""
+    flags = np.array([False] + [getattr(spec.backends.get("kernels"), "passes", None) is not None for spec in _SPECS])
+    return flags if flags.any() else None
+
+
+def _keyed(params: PolicyParams) -> PolicyParams:
+    """``params`` as the op table keys them: the value of a valueless op's slots set to 0, so a
+    deviation drawn per image (timm's ``3a``) adds no entry per image."""
+    valueless = _valueless()
+    if valueless is None:
+        return params
+    hit = valueless[params.op + 1]
+    return dataclasses.replace(params, value=np.where(hit, 0.0, params.value)) if hit.any() else params
+
+
 @on_change
 def _read_registry() -> None:
     """An op was registered or removed: per-op tables and every size's entries again."""
     _SPECS[:] = [OPS[name] for name in OP_NAMES]
     _kernel_tables.cache_clear()
+    _valueless.cache_clear()
     with _TABLES_LOCK:
         _TABLES.clear()
 
@@ -452,6 +472,7 @@ def pack_kernels(
         ``batch_layout`` the table's fields beside ``in_rows`` and ``identity``.
     """
     n, k = params.n, params.k
+    params = _keyed(params)
     allocate = allocate or (lambda size: np.empty(size, np.uint8))
     table = op_table(height, width)
     rows = None if in_rows is None else np.ascontiguousarray(in_rows, np.int32)

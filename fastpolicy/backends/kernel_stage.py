@@ -8,9 +8,9 @@ Per active slot (a slot every sample skips costs nothing):
 3. ``fp_apply`` — each thread computes runs of pixels of a row with the sample's apply function; the
    last slot may write normalized float32/float16/bfloat16, NCHW or NHWC, directly;
 4. ``fp_blur`` — where samples of the slot blur (GaussianBlur: :attr:`~.kernel_ops.KernelOp.passes`),
-   their box passes, from the slot's input to their rows of its output (uint8 NHWC; a last slot
-   of another output is then copied out by one more ``fp_apply``). A batch with such samples
-   runs slot by slot, not fused.
+   after the apply (which copied them), their box passes from the slot's input over their rows
+   of its output (uint8 NHWC; a last slot of another output is then copied out by one more
+   ``fp_apply``). A batch with such samples runs slot by slot, not fused.
 
 :class:`KernelPolicyStage` drives any build of the kernels: the host builds
 (:meth:`~KernelPolicyStage.native`, :meth:`~KernelPolicyStage.emulated`, NumPy arrays;
@@ -40,6 +40,9 @@ _MAX_GRID_Y = 65535
 _MAX_GRID_X = 2**31 - 1
 _APPLY_BLOCKS = 1024
 """Most blocks per sample of an ``fp_apply`` launch (its threads loop over the runs beyond)."""
+_BLUR_BLOCKS = 64
+"""Most blocks of an ``fp_blur`` launch (each loops over its share of the samples, reusing its two
+scratch images: the scratch is at most 64 · 2 images, whatever the batch)."""
 _NUMPY_TYPES = {
     name: np.dtype(np.uint16) if dtype is torch.bfloat16 else torch.empty((), dtype=dtype).numpy().dtype
     for name, dtype in DTYPES.items()
@@ -49,7 +52,7 @@ bit patterns: NumPy has none)."""
 
 
 @functools.cache
-def _filter_ops() -> dict[int, Callable[[float], tuple[int, int, int]]]:
+def _filter_ops() -> dict[int, Callable[[np.ndarray], np.ndarray]]:
     """Op id → its box-pass weights function (:attr:`~.kernel_ops.KernelOp.passes`), for the ops that have one."""
     found = {}
     for op_id, name in enumerate(OP_NAMES):
@@ -69,16 +72,22 @@ def blur_items(params: PolicyParams, slots, in_rows) -> dict[int, np.ndarray]:
     found: dict[int, np.ndarray] = {}
     if not ops:
         return found
+    ids = list(ops)
+    hits = params.op == ids[0] if len(ids) == 1 else np.isin(params.op, ids)  # one pass over [N, K]
+    if not hits.any():
+        return found
     for i, k in enumerate(slots):
         column = params.op[:, k]
-        samples = np.flatnonzero(np.isin(column, list(ops)))
+        samples = np.flatnonzero(hits[:, k])
         if not len(samples):
             continue
         items = np.empty((len(samples), 5), np.int32)
         items[:, 0] = samples if (i > 0 or in_rows is None) else np.asarray(in_rows)[samples]
         items[:, 1] = samples
-        for row, n in enumerate(samples):
-            items[row, 2:] = ops[int(column[n])](float(params.value[n, k]))
+        for op_id, passes in ops.items():
+            rows = np.flatnonzero(column[samples] == op_id)
+            if len(rows):
+                items[rows, 2:] = passes(params.value[samples[rows], k])
         found[k] = items
     return found
 
@@ -240,10 +249,11 @@ class KernelPolicyStage:
         _, height, width, channels = src.shape
         i32 = np.int32
         count = len(items)
-        scratch = self.xp.empty((count, 2, height, width, channels), np.uint8)
+        blocks = min(count, _BLUR_BLOCKS)
+        scratch = self.xp.empty((blocks, 2, height, width, channels), np.uint8)
         self.launches += 2
         self._kernels["fp_blur"](
-            (min(count, _MAX_GRID_X),),
+            (blocks,),
             (self.block,),
             (src, dst, self.xp.asarray(items), scratch, i32(count), i32(height), i32(width), i32(channels)),
         )

@@ -19,6 +19,7 @@ import torch
 from PIL import ImageEnhance, ImageFilter, ImageOps
 
 from ..params import PolicyParams
+from ..reference import blur
 from ..reference.geometry import FILL, check_fill, shear_x, shear_y, translate_x, translate_y
 from ..reference.special import CUTOUT_FILL, cutout_box
 from ..registry import OP_NAMES, OPS, on_change
@@ -67,13 +68,6 @@ def _cutout(img, value, center, **_):
     return out
 
 
-def _deviation(value: float) -> float:
-    """GaussianBlur's deviation as the reference takes it (PIL would blur by |value|)."""
-    if not value >= 0:
-        raise ValueError(f"GaussianBlur's radius must be ≥ 0 pixels, got {value!r}")
-    return value
-
-
 PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
     "ShearX": _affine(shear_x),
     "ShearY": _affine(shear_y),
@@ -96,7 +90,7 @@ PIL_OPS: dict[str, Callable[..., PIL.Image.Image]] = {
     "SolarizeAdd": lambda img, value, **_: img.point(
         [min(255, i + int(value)) if i < 128 else i for i in range(256)] * len(img.getbands())
     ),
-    "GaussianBlur": lambda img, value, **_: img.filter(ImageFilter.GaussianBlur(_deviation(value))),
+    "GaussianBlur": lambda img, value, **_: img.filter(ImageFilter.GaussianBlur(blur.check_deviation(value))),
 }
 """Built-in op name → ``op(img, value, *, center, other, fill, resample)`` → a new PIL image
 (``img`` is not modified). A test asserts it covers the built-in ops exactly."""

@@ -20,6 +20,7 @@ import torch
 
 from ..backends.stage import OutputSpec, default_stage, make_stage, stage_backend
 from ..data.photo_tree import photo_batch
+from ..magnitude import SPACE_BINS
 from ..params import PolicyParams
 from ..policies import STANDARD
 from ..policy import Policy
@@ -51,14 +52,14 @@ def family_params(names: list[str], n: int, rng: np.random.Generator) -> PolicyP
     adversarial space (timm's SolarizeAdd, GaussianBlur) takes its value from its first space."""
     op = np.full((n, 2), -1)
     op[:, 0] = rng.choice([OPS[name].id for name in names], n)
-    bins = rng.integers(0, 10, (n, 2))
-    params = complete(op, bins, adversarial(), rng)
+    params = complete(op, rng.integers(0, 10, (n, 2)), adversarial(), rng)
     for name in names:
         spec = OPS[name]
-        magnitude = next(iter(spec.magnitudes.values()))
+        space, magnitude = next(iter(spec.magnitudes.items()))
         if "adversarial" not in spec.magnitudes and magnitude is not None:
             rows = np.flatnonzero(params.op[:, 0] == spec.id)
-            params.value[rows, 0] = magnitude.value(bins[rows, 0])
+            bins = SPACE_BINS[space]
+            params.value[rows, 0] = magnitude.value(rng.integers(0, bins, len(rows)), n_bins=bins)
     return params
 
 
