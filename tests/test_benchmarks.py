@@ -146,6 +146,9 @@ def test_fastpolicy_bench_runs_every_cpu_scenario(tmp_path, monkeypatch):
     assert {"source", "source_alone", "stage_compute", "pack_and_upload", "assemble", "sample"} <= set(
         host[0]["parts_ms"]
     )
+    alone = host[0]["host_alone_ms"]  # the regime check: the host steps with DALI idle
+    assert set(alone) == {"sample", "sample_again", "pack_and_upload", "batch", "total"}
+    assert alone["total"] == pytest.approx(alone["sample"] + alone["pack_and_upload"] + alone["batch"])
     assert all(r["images_per_s"] > 0 for r in rows)
     assert (tmp_path / "bench_cpu.png").stat().st_size > 0
     readme = tmp_path / "README.md"

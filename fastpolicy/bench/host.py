@@ -14,6 +14,12 @@ DALI's run per batch when nothing else runs (its pipeline called back to back), 
 stage augments batch k (its prefetch queue holds two batches), so the wait is shorter than
 the run by what the overlap hides; and ``busy_cores``, the process's CPU seconds per wall
 second (≈ the machine's free cores: compute-bound, overlap can win nothing more).
+
+``host_alone_ms`` is the regime check: the same host steps (sampling, the stage's packing, the
+batch record) with DALI idle — on one source batch made beforehand, nothing decoding beside
+them — so the host time's own cost shows apart from what sharing the cores with DALI's
+decoding threads adds to it; and ``sample_again``, the same sampling call repeated at once
+(warm caches, a running core), against ``sample``, the call right after the stage's batch.
 """
 
 from __future__ import annotations
@@ -97,11 +103,12 @@ def run_host(
         "host_ms_per_batch": 1000 * median["host"],
         "busy_cores": busy_cores,
         "parts_ms": {key: 1000 * value for key, value in median.items() if key != "host"},
+        "host_alone_ms": _host_alone(loader, batches, sync),
     }
     print(
         f"  host     M={M}  loader host time {row['host_ms_per_batch']:.2f} ms/batch "
         + ", ".join(f"{k} {v:.2f}" for k, v in row["parts_ms"].items())
-        + f"; {busy_cores:.2f} cores busy",
+        + f"; {busy_cores:.2f} cores busy; with DALI idle {row['host_alone_ms']['total']:.2f} ms",
         flush=True,
     )
     return [row]
@@ -122,6 +129,35 @@ def _source_alone(loader, batches: int, sync) -> float:
         loader._source.run()
     sync()
     return (time.perf_counter() - start) / batches
+
+
+def _host_alone(loader, batches: int, sync) -> dict[str, float]:
+    """Milliseconds per batch of the host steps with DALI idle (see the module docstring): the
+    sampling, the stage's packing and upload, the batch record, and their sum."""
+    source, _, _ = loader._source.run()
+    sync()
+    time.sleep(0.5)  # DALI's executor fills its queue ahead, then idles
+    stage = loader._policy_stage()
+    n = min(loader.batch_size, source.shape[0])
+    sampled = again = recorded = 0.0
+    packed = stage.host_seconds
+    for step in range(batches):
+        start = time.perf_counter()
+        params, _ = loader.policy_set.sample(n, 0, step)
+        sampled += time.perf_counter() - start
+        start = time.perf_counter()
+        loader.policy_set.sample(n, 0, step + batches)
+        again += time.perf_counter() - start
+        stage.apply(source[:n], params, loader.output_spec)
+        sync()
+        start = time.perf_counter()
+        loader._policy_ids(n, source.device)
+        recorded += time.perf_counter() - start
+    parts = {"sample": sampled, "pack_and_upload": stage.host_seconds - packed, "batch": recorded}
+    return {key: 1000 * value / batches for key, value in parts.items()} | {
+        "total": 1000 * sum(parts.values()) / batches,
+        "sample_again": 1000 * again / batches,
+    }
 
 
 def _endless(loader):
