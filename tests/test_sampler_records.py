@@ -40,6 +40,29 @@ def test_host_time_figures_are_the_records():
     assert "≤ 1 ms, is **not met**" in DOC
 
 
+def test_regime_check_figures_are_the_record():
+    record = _load("bench_cpu_host_2026-12-07_regime.json")
+    row = record["results"][0]
+    assert record["commit"][:7] in DOC and record["machine"]["load_average_at_start"][0] < 0.5
+    assert f"**{_quoted(row['host_ms_per_batch'])} ms**" in DOC and row["host_ms_per_batch"] > 1.0
+    alone = row["host_alone_ms"]
+    assert f"**{_quoted(alone['total'])} ms**" in DOC and f"**{_quoted(alone['sample_again'])} ms**" in DOC
+    for key in ("sample", "pack_and_upload", "batch"):
+        _quoted(alone[key])
+    _quoted(row["parts_ms"]["sample"])
+
+
+def test_native_per_call_ratios_are_the_record():
+    record = _load("per_call_native_cpu_2026-12-07.json")
+    results = record["results"]
+    assert record["commit"][:7] in DOC and record["machine"]["load_average_at_start"][0] < 0.5
+    for kinds in results["speedup_over_torchvision"].values():
+        for ratios in kinds.values():
+            for ratio in ratios.values():
+                assert f"**{_quoted(ratio)}×**" in DOC
+    assert results["verdict"].startswith("not met")
+
+
 def test_per_call_ratios_are_the_records_medians():
     record = _load("transform_overhead_cpu_2026-12-07.json")
     after = f"{record['commits']['after']} (after)"
