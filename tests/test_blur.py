@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import crop, photos
 from PIL import Image, ImageFilter
 
@@ -158,3 +159,28 @@ def test_a_deviation_drawn_per_image_adds_no_table_entry():
         if step == 2:
             before = (len(op_table(24, 28)._op), packed.buffer.nbytes)
     assert (len(op_table(24, 28)._op), packed.buffer.nbytes) == before
+
+
+@pytest.mark.gpu
+def test_the_cupy_stage_blurs_as_the_reference():
+    """The CUDA build of ``fp_blur`` (a GPU check): mixed slots, the loader's copies read in
+    place, a uint8 channels-last output and a normalized float32 NCHW one (the copy-out)."""
+    from fastpolicy.backends.protocol import finish
+    from fastpolicy.backends.stage import OutputSpec, make_stage
+
+    base = crop(photos()["astronaut"], 40, 56)
+    images = np.stack([np.roll(base, 3 * i, axis=1) for i in range(len(MIXED))])
+    params = _params(MIXED)
+    want = torch.from_numpy(apply_batch(images, params))
+    stage = make_stage("cupy", "gpu", max_batch=2 * len(MIXED), height=40, width=56, slots=2)
+    for spec in (
+        OutputSpec("uint8", "channels_last"),
+        OutputSpec("float32", "nchw", (0.5, 0.4, 0.3), (0.2, 0.3, 0.25)),
+    ):
+        got = stage.apply(torch.from_numpy(images).cuda(), params, spec)
+        assert torch.equal(got.cpu(), finish(want, spec)), spec
+    copies = np.ascontiguousarray(np.repeat(images[:3, None], 2, axis=1))  # [N = 3, M = 2, H, W, C]
+    blurs = _params([[("GaussianBlur", r), None] for r in (0.3, 1.1, 2.0, 0.7, 1.6, 0.0)])
+    want = torch.from_numpy(apply_batch(np.concatenate([images[:3], images[:3]]), blurs))
+    got = stage.apply(torch.from_numpy(copies).cuda(), blurs, OutputSpec("uint8", "channels_last"))
+    assert torch.equal(got.cpu(), finish(want, OutputSpec("uint8", "channels_last")))
