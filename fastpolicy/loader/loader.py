@@ -270,28 +270,21 @@ class PolicyDALILoader:
         return ids.clone()
 
     def _prepare(self, epoch: int, step: int, ahead: bool) -> Prepared:
-        """Batch ``step``'s source copies, augmented (ahead: with the source's checkpoint before).
-        Its parameters are drawn before waiting for DALI's run (they depend on the position
-        alone): the draw then runs on a busy core, not right after the wait."""
+        """Batch ``step``'s source copies, augmented (ahead: with the source's checkpoint before)."""
         checkpoint = self._source.checkpoint() if ahead else None
-        n = min(self.batch_size, self.shard_size - step * self.batch_size)
-        with self.timings.timed("sample"):
-            drawn = self.policy_set.sample(n, epoch, step)
         with self.timings.timed("source"):
             source, indices, labels = self._source.run()
         with self.timings.timed("assemble"):
+            n = min(self.batch_size, self.shard_size - step * self.batch_size)
             indices, label_tensor = indices[:n], torch.as_tensor(labels[:n])
-        images, params, version = self._augment(source, n, epoch, step, drawn)
+        images, params, version = self._augment(source, n, epoch, step)
         label_tensor = label_tensor.to(source.device, non_blocking=True)
         return Prepared(source, images, label_tensor, indices, n, params, version, checkpoint=checkpoint)
 
-    def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int, drawn=None):
-        """Apply batch (epoch, step)'s parameters under the current policies (``drawn``: the
-        ``(params, version)`` :meth:`PolicySet.sample` gave for it, else drawn now)."""
-        if drawn is None:
-            with self.timings.timed("sample"):
-                drawn = self.policy_set.sample(n, epoch, step)
-        params, version = drawn
+    def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int):
+        """Sample batch (epoch, step)'s parameters under the current policies and apply them."""
+        with self.timings.timed("sample"):
+            params, version = self.policy_set.sample(n, epoch, step)
         with self.timings.timed("stage"):
             if params is not None and params.mix is not None:  # AugMix: chains, their mix, the final slots
                 images = augmix.apply_stage(self._policy_stage(), source[:n], params, self.output_spec)
