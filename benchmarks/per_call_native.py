@@ -9,12 +9,16 @@ image, uint8 CHW tensor), microseconds per call of:
 
 * ``torchvision`` — torchvision v2's own policy class;
 * ``pil_path`` — ``PolicyAugment`` as it ships (PIL's own ops);
-* ``native_path`` — the same draws (``PolicyAugment.draw``) applied by the native stage instead:
-  the image to a uint8 [1, H, W, C] array, ``KernelPolicyStage.native().apply``, back to a PIL
-  image or a CHW tensor — the per-call path issue 39 asks for, as a prototype.
+* ``native_path`` — ``PolicyAugment.sample``'s parameters (the one sampler: the same law, drawn
+  from the same generator) applied by the native stage instead: the image to a uint8
+  [1, H, W, C] array, ``KernelPolicyStage.native().apply``, back to a PIL image or a CHW
+  tensor — the per-call path issue 39 asks for, as a prototype.
 
-Contenders run interleaved (``--rounds`` rounds, the order rotated each round); medians of the
-rounds. Pre-registered (:data:`GOAL`, :data:`IDLE`): the goal is ≥ 2× torchvision; the run is
+Before timing, each contender runs ``--warmup`` passes over the images, so the native stage's
+op table holds the policy's values (TrivialAugmentWide's 31 bins of 14 ops, both signs, take
+about a thousand draws to meet). Contenders
+run interleaved (``--rounds`` rounds, the order rotated each round); medians of the rounds.
+Pre-registered (:data:`GOAL`, :data:`IDLE`): the goal is ≥ 2× torchvision; the run is
 valid only if the 1-minute load average at the start is below :data:`IDLE`, else "inconclusive".
 """
 
@@ -36,7 +40,6 @@ from torchvision.transforms import v2
 from fastpolicy.backends.kernel_stage import KernelPolicyStage
 from fastpolicy.bench import record
 from fastpolicy.data.photo_tree import photo_batch
-from fastpolicy.params import PolicyParams
 from fastpolicy.transforms import PolicyAugment
 
 GOAL = 2.0
@@ -52,18 +55,13 @@ POLICIES = {
 
 
 def _native(augment: PolicyAugment, stage: KernelPolicyStage, tensor: bool):
-    """One call of the prototype: ``augment``'s draw for one image, applied by ``stage``."""
+    """One call of the prototype: ``augment``'s parameters for one image (its one sampler, bins
+    included, so the stage's op table finds every value it has seen), applied by ``stage``."""
 
     def call(image):
-        ops = augment.draw(1)[0]
-        if not ops:
+        params = augment.sample(1, augment._rng())
+        if not (params.op >= 0).any():
             return image.clone() if tensor else image
-        k = len(ops)
-        op, value = np.full((1, k), -1), np.zeros((1, k))
-        center, partner = np.zeros((1, k, 2)), np.zeros((1, k), np.int64)
-        for slot, applied in enumerate(ops):
-            op[0, slot], value[0, slot], center[0, slot] = applied.op, applied.value, (applied.cy, applied.cx)
-        params = PolicyParams(op, np.full((1, k), -1), np.ones((1, k)), value, center, partner, np.zeros(1))
         pixels = image.permute(1, 2, 0).contiguous().numpy()[None] if tensor else np.asarray(image)[None]
         out = stage.apply(pixels, params, fill=augment.default_fill)
         return torch.from_numpy(out[0]).permute(2, 0, 1).contiguous() if tensor else PIL.Image.fromarray(out[0])
@@ -71,7 +69,7 @@ def _native(augment: PolicyAugment, stage: KernelPolicyStage, tensor: bool):
     return call
 
 
-def measure(images: np.ndarray, calls: int, rounds: int) -> dict:
+def measure(images: np.ndarray, calls: int, rounds: int, warmup: int = 1) -> dict:
     """µs per call: {policy: {input kind: {contender: median over rounds}}}."""
     torch.set_num_threads(1)
     stage = KernelPolicyStage.native()
@@ -90,9 +88,10 @@ def measure(images: np.ndarray, calls: int, rounds: int) -> dict:
             }
             times: dict[str, list[float]] = {name: [] for name in contenders}
             names = list(contenders)
-            for name in names:  # warm-up: builds, caches
-                for item in items:
-                    contenders[name](item)
+            for name in names:  # warm-up: builds, caches, the native stage's op table
+                for _ in range(warmup):
+                    for item in items:
+                        contenders[name](item)
             for r in range(rounds):
                 for name in names[r % len(names) :] + names[: r % len(names)]:
                     run = contenders[name]
@@ -131,13 +130,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=150, help="passes over the images before timing")
     parser.add_argument("--json", default=None, help="write the record here (a new file)")
     args = parser.parse_args(argv)
     if args.json and os.path.lexists(args.json):
         raise SystemExit(f"{args.json} exists; a record is never overwritten: name another --json")
     average = record.load_average()
     load = average[0] if average else None
-    us = measure(photo_batch(args.images, args.size, args.size), args.calls, args.rounds)
+    us = measure(photo_batch(args.images, args.size, args.size), args.calls, args.rounds, args.warmup)
     result = verdict(us, load)
     for policy, kinds in us.items():
         for kind, row in kinds.items():
@@ -149,7 +149,14 @@ def main(argv=None) -> dict:
             )
     print(result["verdict"])
     if args.json:
-        settings = {"images": args.images, "size": args.size, "calls": args.calls, "rounds": args.rounds, "threads": 1}
+        settings = {
+            "images": args.images,
+            "size": args.size,
+            "calls": args.calls,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "threads": 1,
+        }
         record.write(
             "per_call_native",
             settings,

@@ -22,6 +22,7 @@ which adds the pinned upload and the torch entry point). :func:`kernel_rows` and
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 
@@ -249,7 +250,9 @@ class KernelPolicyStage:
         _, height, width, channels = src.shape
         i32 = np.int32
         count = len(items)
-        blocks = min(count, _BLUR_BLOCKS)
+        # on a device at most _BLUR_BLOCKS blocks; a host build runs its blocks one per core at a
+        # time, so no more blocks (and scratch images) than cores
+        blocks = min(count, _BLUR_BLOCKS if self.block > 1 else os.cpu_count() or 1)
         scratch = self.xp.empty((blocks, 2, height, width, channels), np.uint8)
         self.launches += 2
         self._kernels["fp_blur"](
@@ -260,8 +263,10 @@ class KernelPolicyStage:
 
     def _copy_out(self, images, src, out, n: int, out_mode: int, mean, inv_std, fill: int) -> None:
         """One ``fp_apply`` of a skipped slot: ``src`` (uint8 NHWC) into ``out`` in its output mode."""
+        started = time.perf_counter()
         packed = pack_kernels(PolicyParams.skipped(n), src.shape[1], src.shape[2], allocate=self.allocate)
         device_buffer = self.upload(packed.buffer)
+        self.host_seconds += time.perf_counter() - started
         header = _header(packed, device_buffer, 0)
         self._run_slot(images, src, out, n, out_mode, mean, inv_std, device_buffer, header, packed.sizes[0], fill)
 

@@ -15,11 +15,13 @@ stage augments batch k (its prefetch queue holds two batches), so the wait is sh
 the run by what the overlap hides; and ``busy_cores``, the process's CPU seconds per wall
 second (≈ the machine's free cores: compute-bound, overlap can win nothing more).
 
-``host_alone_ms`` is the regime check: the same host steps (sampling, the stage's packing, the
-batch record) with DALI idle — on one source batch made beforehand, nothing decoding beside
-them — so the host time's own cost shows apart from what sharing the cores with DALI's
-decoding threads adds to it; and ``sample_again``, the same sampling call repeated at once
-(warm caches, a running core), against ``sample``, the call right after the stage's batch.
+``host_alone_ms`` is the regime check, one pass of ``batches`` steps averaged: the sampling
+and the stage's packing and upload with DALI idle — on one source batch made beforehand,
+nothing decoding beside them — to set beside the same parts in the loader; ``batch`` there
+times the batch record's policy-id tensor only, and ``total`` sums the three (not the loader's
+assemble step nor its untimed rest, so it is not comparable to the whole host time);
+``sample_again`` is the same sampling call (another step) repeated at once, warm, against
+``sample``, the call after the previous step's stage batch and policy ids.
 """
 
 from __future__ import annotations
@@ -132,8 +134,9 @@ def _source_alone(loader, batches: int, sync) -> float:
 
 
 def _host_alone(loader, batches: int, sync) -> dict[str, float]:
-    """Milliseconds per batch of the host steps with DALI idle (see the module docstring): the
-    sampling, the stage's packing and upload, the batch record, and their sum."""
+    """Milliseconds per batch of host steps with DALI idle (see the module docstring): the
+    sampling, the stage's packing and upload, the batch record's policy ids, their sum, and the
+    sampling repeated at once."""
     source, _, _ = loader._source.run()
     sync()
     time.sleep(0.5)  # DALI's executor fills its queue ahead, then idles
