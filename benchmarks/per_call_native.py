@@ -133,9 +133,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--warmup", type=int, default=150, help="passes over the images before timing")
     parser.add_argument("--json", default=None, help="write the record here (a new file)")
     args = parser.parse_args(argv)
-    if args.json and os.path.lexists(args.json):
-        raise SystemExit(f"{args.json} exists; a record is never overwritten: name another --json")
-    average = record.load_average()
+    average = record.start(args.json)
     load = average[0] if average else None
     us = measure(photo_batch(args.images, args.size, args.size), args.calls, args.rounds, args.warmup)
     result = verdict(us, load)

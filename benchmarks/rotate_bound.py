@@ -101,9 +101,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--json", default=None, help="write the record here (a new file)")
     args = parser.parse_args(argv)
-    if args.json and os.path.lexists(args.json):
-        raise SystemExit(f"{args.json} exists; a record is never overwritten: name another --json")
-    average = record.load_average()
+    average = record.start(args.json)
     load = average[0] if average else None
     ns = measure(args.n, args.size, args.repeats)
     result = verdict(ns, load)

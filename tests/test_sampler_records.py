@@ -10,6 +10,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
@@ -147,3 +149,33 @@ def test_rotate_verdicts_follow_the_pre_registered_rule():
     assert idle["machine"]["load_average_at_start"][0] < rotate_bound.IDLE and idle["results"]["verdict"] == "met"
     assert f"**{_quoted(idle['results']['rotate_over_pil'])}×**" in DOC
     _quoted(idle["results"]["gather_over_pil"])
+
+
+def test_per_call_verdict_follows_the_pre_registered_rule():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import per_call_native
+
+    record = _load("per_call_native_cpu_2026-12-07_sampled.json")
+    load = record["machine"]["load_average_at_start"][0]
+    result = record["results"]
+    assert per_call_native.verdict(result["us_per_call"], load) == {
+        k: result[k] for k in ("speedup_over_torchvision", "goal", "verdict")
+    }
+    assert per_call_native.verdict(result["us_per_call"], per_call_native.IDLE)["verdict"].startswith("inconclusive")
+
+
+def test_a_benchmark_refuses_an_existing_record_before_it_runs(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import per_call_native
+    import rotate_bound
+
+    from fastpolicy.bench import record
+
+    existing = tmp_path / "taken.json"
+    existing.write_text("{}")
+    for script in (per_call_native, rotate_bound):
+        with pytest.raises(SystemExit, match=f"{existing} exists; a record is never overwritten"):
+            script.main(["--json", str(existing)])
+    assert existing.read_text() == "{}" and capsys.readouterr().out == ""  # nothing measured, nothing written
+    average = record.start(str(tmp_path / "new.json"))  # a new path: the load average at the start
+    assert average is None or (len(average) == 3 and all(value >= 0 for value in average))

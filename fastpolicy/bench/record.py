@@ -49,6 +49,15 @@ def load_average() -> list[float] | None:
         return None
 
 
+def start(path: str | None, flag: str = "--json") -> list[float] | None:
+    """Before a benchmark runs: SystemExit naming ``path`` if a record is there already (a record
+    is never overwritten, and no run is spent to find out), then :func:`load_average` at the
+    start (the idle gate's input)."""
+    if path and os.path.lexists(path):
+        raise SystemExit(f"{path} exists; a record is never overwritten: name another {flag}")
+    return load_average()
+
+
 def versions(*modules: str) -> dict:
     """``module → __version__`` for each importable module (None where missing)."""
     out = {}
