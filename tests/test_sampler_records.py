@@ -133,6 +133,23 @@ def test_longer_randaugment_dataloader_runs_are_the_records():
     assert statistics.median(ratios["RandAugment (2, 9), PIL input"]) > 1  # hence "not met"
 
 
+def test_the_plain_process_runs_are_the_records():
+    text = _bullet("The same scenario from a plain process")
+    command, script = [], []
+    for i in (1, 2):
+        record = _load(f"bench_cpu_transform_randaugment_2026-12-07_cli{i}.json")
+        rates = {(r["case"], r["contender"].split(",")[0]): r["images_per_s"] for r in record["results"]}
+        command.append({c: rates[c, "torchvision v2"] / rates[c, "fastpolicy PolicyAugment"] for c, _ in rates})
+        context = _load(f"transform_context_cpu_2026-12-07_run{i}.json")
+        script.append(context["results"]["torchvision_over_fastpolicy"])
+        assert record["commit"] == context["commit"] and record["commit"][:7] in text
+    pil, tensor = "RandAugment (2, 9), PIL input", "RandAugment (2, 9), tensor input"
+    assert f"the command **{command[0][pil]:.2f}** and **{command[1][pil]:.2f}**" in text
+    assert f"the plain script **{script[0][pil]:.2f}** and **{script[1][pil]:.2f}**" in text
+    assert f"{command[0][tensor]:.2f} and {command[1][tensor]:.2f}, {script[0][tensor]:.2f} and" in text
+    assert min(script[0][pil], script[1][pil]) > 1  # hence still "not met"
+
+
 def test_rotate_verdicts_follow_the_pre_registered_rule():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import rotate_bound
