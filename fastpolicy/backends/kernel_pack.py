@@ -31,6 +31,7 @@ import functools
 import os
 import threading
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -98,11 +99,23 @@ def _kernel_tables():
 
 
 @functools.lru_cache(maxsize=1)
+def filter_passes() -> dict[int, Callable[[np.ndarray], np.ndarray]]:
+    """Op id → its box-pass weights function (:attr:`~.kernel_ops.KernelOp.passes`), for the ops
+    that have one: the one table of them (the stage runs their passes; their entries here do not
+    depend on their value)."""
+    found = {}
+    for op_id, spec in enumerate(_SPECS):
+        passes = getattr(spec.backends.get("kernels"), "passes", None)
+        if passes is not None:
+            found[op_id] = passes
+    return found
+
+
+@functools.lru_cache(maxsize=1)
 def _valueless() -> np.ndarray | None:
-    """bool [ops + 1] (index op id + 1): ops whose entry does not depend on their value (box passes
-    read the value from the batch, :attr:`~.kernel_ops.KernelOp.passes`), or None if there are none."""
-    flags = np.array([False] + [getattr(spec.backends.get("kernels"), "passes", None) is not None for spec in _SPECS])
-    return flags if flags.any() else None
+    """bool [ops + 1] (index op id + 1): the ops of :func:`filter_passes`, or None if there are none."""
+    passes = filter_passes()
+    return np.array([False] + [op_id in passes for op_id in range(len(_SPECS))]) if passes else None
 
 
 def _keyed(params: PolicyParams) -> PolicyParams:
@@ -120,6 +133,7 @@ def _read_registry() -> None:
     """An op was registered or removed: per-op tables and every size's entries again."""
     _SPECS[:] = [OPS[name] for name in OP_NAMES]
     _kernel_tables.cache_clear()
+    filter_passes.cache_clear()
     _valueless.cache_clear()
     with _TABLES_LOCK:
         _TABLES.clear()

@@ -21,19 +21,16 @@ which adds the pinned upload and the torch entry point). :func:`kernel_rows` and
 
 from __future__ import annotations
 
-import functools
 import os
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ..params import NO_OP, PolicyParams
 from ..reference.geometry import FILL, check_fill
-from ..registry import OP_NAMES, OPS, on_change
 from .kernel_ops import BLOCK_THREADS, KERNELS, OUTPUT_TYPES, PLANAR, RUN
-from .kernel_pack import HEADER_SIZE, pack_kernels
+from .kernel_pack import HEADER_SIZE, filter_passes, pack_kernels
 from .protocol import DTYPES, OutputSpec, copy_rows
 
 _BLOCK = BLOCK_THREADS["fp_apply"]
@@ -52,24 +49,10 @@ _NUMPY_TYPES = {
 bit patterns: NumPy has none)."""
 
 
-@functools.cache
-def _filter_ops() -> dict[int, Callable[[np.ndarray], np.ndarray]]:
-    """Op id → its box-pass weights function (:attr:`~.kernel_ops.KernelOp.passes`), for the ops that have one."""
-    found = {}
-    for op_id, name in enumerate(OP_NAMES):
-        passes = getattr(OPS[name].backends.get("kernels"), "passes", None)
-        if passes is not None:
-            found[op_id] = passes
-    return found
-
-
-on_change(_filter_ops.cache_clear)
-
-
 def blur_items(params: PolicyParams, slots, in_rows) -> dict[int, np.ndarray]:
     """Slot → int32 [B, 5] ``fp_blur`` items of its samples whose op has box passes: (row of the
     slot input, row of the output, r, ww, fw); the first of ``slots`` reads ``in_rows``."""
-    ops = _filter_ops()
+    ops = filter_passes()
     found: dict[int, np.ndarray] = {}
     if not ops:
         return found
