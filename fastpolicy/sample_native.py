@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 
+from .batch_seed import BatchSeed, generator_of
 from .params import PolicyParams
 from .registry import on_change
 
@@ -32,8 +33,13 @@ OFF = "FASTPOLICY_NUMPY_SAMPLER"
 
 
 def _function():
-    """``fp_sample_tables`` from the built library, or None (no compiler, a failed build: one
-    ``RuntimeWarning`` per process)."""
+    """``fp_sample_tables_packed`` from the built library, or None (no compiler, a failed build:
+    one ``RuntimeWarning`` per process)."""
+    library = _library()
+    return None if library is None else library.fp_sample_tables_packed
+
+
+def _library():
     if _LIBRARY:
         return _LIBRARY[0]
     with _LOCK:
@@ -54,10 +60,11 @@ def _load():
             stacklevel=5,
         )
         return None
-    function = library.fp_sample_tables_packed
-    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-    function.restype = ctypes.c_int
-    return function
+    library.fp_sample_tables_packed.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    library.fp_sample_tables_seeded.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p]
+    for function in (library.fp_sample_tables_packed, library.fp_sample_tables_seeded):
+        function.restype = ctypes.c_int
+    return library
 
 
 _GENERATION = [0]
@@ -153,11 +160,14 @@ def _call(tables: tuple, space_tables: tuple, n: int, k: int) -> tuple:
     return call
 
 
-def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.random.Generator, version: int):
+def sample_tables(
+    tables: tuple, space_tables: tuple, n: int, k: int, rng: np.random.Generator | BatchSeed, version: int
+):
     """M = G samplers' sub-policy ``tables`` (:class:`~fastpolicy.sampling.SubPolicyTables` of
     one shape) sampled for ``n`` images each (rows ``m·n + i``, ``policy`` m), ``k`` slots, from
     ``rng``: what the NumPy path gives, or None where the compiled sampler is unavailable (the
-    caller then runs the NumPy path).
+    caller then runs the NumPy path). A :class:`~fastpolicy.batch_seed.BatchSeed` whose generator
+    is not made yet is drawn from without making it (its state is left in it).
 
     Args:
         space_tables: :func:`~fastpolicy.sampling.value_tables` of their space: values
@@ -169,9 +179,17 @@ def sample_tables(tables: tuple, space_tables: tuple, n: int, k: int, rng: np.ra
     buffer = np.empty(nbytes, np.uint8)
     arguments = arguments.copy()  # another thread may sample the same shape at the same time
     np.add(offsets, buffer.ctypes.data, out=arguments[-len(offsets) :])
-    bitgen = rng.bit_generator
-    with bitgen.lock:  # numpy's own draws take it too
-        failed = _function()(_CAPSULE(bitgen.capsule, b"BitGenerator"), arguments.ctypes.data)
+    if isinstance(rng, BatchSeed) and not rng.drawn:
+        state = np.empty(6, np.uint64)
+        failed = _library().fp_sample_tables_seeded(
+            rng.words.ctypes.data, len(rng.words), state.ctypes.data, arguments.ctypes.data
+        )
+        high, low, inc_high, inc_low, has_uint32, uinteger = (int(v) for v in state)
+        rng.advance(high << 64 | low, inc_high << 64 | inc_low, has_uint32, uinteger)
+    else:
+        bitgen = generator_of(rng).bit_generator
+        with bitgen.lock:  # numpy's own draws take it too
+            failed = _function()(_CAPSULE(bitgen.capsule, b"BitGenerator"), arguments.ctypes.data)
     if failed:
         raise ValueError("a sub-policy table names an op or a bin outside its space's tables")
     out = {name: buffer[at : at + size].view(dtype).reshape(shape) for name, dtype, at, size, shape in parts}

@@ -27,6 +27,7 @@ from functools import cache
 
 import numpy as np
 
+from .batch_seed import BatchSeed, generator_of
 from .params import NO_OP, PolicyParams
 from .registry import OP_NAMES, OPS, on_change
 from .spaces import SearchSpace
@@ -146,7 +147,7 @@ def complete(
 
 
 def sample_policies(
-    samplers, n: int, rng: np.random.Generator, version: int = 0, slots: int | None = None
+    samplers, n: int, rng: np.random.Generator | BatchSeed, version: int = 0, slots: int | None = None
 ) -> PolicyParams:
     """Parameters for M samplers × ``n`` images in one pass, policy-major: rows
     ``m·n … (m+1)·n − 1`` belong to ``samplers[m]`` and carry ``policy == m``; SamplePairing
@@ -155,7 +156,9 @@ def sample_policies(
     Samplers that are the same object (one AWS distribution for all copies) draw their
     M·n samples in one call; samplers with :class:`SubPolicyTables` (``Policy`` objects) of
     one shape and space are stacked and drawn together (Adversarial AutoAugment's M policies). ``slots``
-    pads every row to that many op slots (default: the largest ``n_ops``).
+    pads every row to that many op slots (default: the largest ``n_ops``). ``rng``: a Generator,
+    or a :class:`~fastpolicy.batch_seed.BatchSeed` (its Generator made only if the NumPy path
+    draws; the same draws either way).
     """
     samplers = list(samplers)
     if not samplers:
@@ -167,10 +170,11 @@ def sample_policies(
             raise ValueError(f"policies apply {k} ops per sample; only {slots} slots")
         k = slots
     if any(getattr(s, "draws_values", False) for s in samplers):
-        return _sample_each(samplers, n, rng, version, k)
+        return _sample_each(samplers, n, generator_of(rng), version, k)
     native = _sample_compiled(samplers, n, k, rng, version)
     if native is not None:
         return native
+    rng = generator_of(rng)
     op = np.full((m_count, n, k), NO_OP, np.int64)
     bin_ = np.zeros((m_count, n, k), np.int64)
     groups: dict = {}
@@ -223,7 +227,9 @@ def sample_mixture(samplers, n: int, rng: np.random.Generator, version: int = 0)
     return PolicyParams(**(taken.arrays() | {"partner": moved[taken.partner]}), version=version, **taken.mixing)
 
 
-def _sample_compiled(samplers: list, n: int, k: int, rng: np.random.Generator, version: int) -> PolicyParams | None:
+def _sample_compiled(
+    samplers: list, n: int, k: int, rng: np.random.Generator | BatchSeed, version: int
+) -> PolicyParams | None:
     """:func:`sample_policies`'s result from the compiled sampler (:mod:`fastpolicy.sample_native`)
     when every sampler has sub-policy tables of one shape and one space (the same draws as the
     NumPy code below); None otherwise, or without a compiler."""

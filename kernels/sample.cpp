@@ -8,6 +8,12 @@
 // (sub-policies, kept slots, signs, Cutout centres, partners, each for the whole batch) — so
 // the parameters and the Generator's state afterwards are those of the NumPy path, draw for
 // draw (tests/test_sample_native.py).
+//
+// fp_sample_tables_seeded does the same without a Generator object: it seeds numpy's PCG64
+// from the entropy words exactly as numpy.random.default_rng(entropy) does (SeedSequence's
+// hash mixing, generate_state(4, uint64), PCG64's set_seed) and hands back the state after
+// its draws, so the caller makes a Generator only if it draws more (the loader's batches are
+// seeded afresh by (seed, shard, epoch, step) every step).
 #include <cstdint>
 
 extern "C" {
@@ -42,6 +48,100 @@ inline int64_t bounded(bitgen_t* g, uint32_t rng) {
         }
     }
     return (int64_t)(m >> 32);
+}
+
+// numpy.random.SeedSequence (bit_generator.pyx): a pool of 4 words hashed from the entropy.
+constexpr uint32_t kInitA = 0x43b0d7e5u, kMultA = 0x931e8875u, kInitB = 0x8b51f9ddu, kMultB = 0x58f38dedu;
+constexpr uint32_t kMixMultL = 0xca01f9ddu, kMixMultR = 0x4973f715u;
+constexpr int kPool = 4, kShift = 16;
+
+inline uint32_t hashmix(uint32_t value, uint32_t& hash_const) {
+    value ^= hash_const;
+    hash_const *= kMultA;
+    value *= hash_const;
+    value ^= value >> kShift;
+    return value;
+}
+
+inline uint32_t mix(uint32_t x, uint32_t y) {
+    uint32_t result = kMixMultL * x - kMixMultR * y;
+    result ^= result >> kShift;
+    return result;
+}
+
+// SeedSequence(entropy).generate_state(4, np.uint64): `words` is the entropy as numpy coerces
+// it (each integer's 32-bit words, least significant first; 0 is one word).
+void seed_state(const uint32_t* words, long long n_words, uint64_t out[4]) {
+    uint32_t pool[kPool];
+    uint32_t hash_const = kInitA;
+    for (int i = 0; i < kPool; ++i) pool[i] = hashmix(i < n_words ? words[i] : 0u, hash_const);
+    for (int src = 0; src < kPool; ++src)
+        for (int dst = 0; dst < kPool; ++dst)
+            if (src != dst) pool[dst] = mix(pool[dst], hashmix(pool[src], hash_const));
+    for (long long src = kPool; src < n_words; ++src)
+        for (int dst = 0; dst < kPool; ++dst) pool[dst] = mix(pool[dst], hashmix(words[src], hash_const));
+    uint32_t state[8];
+    hash_const = kInitB;
+    for (int i = 0; i < 8; ++i) {
+        uint32_t value = pool[i % kPool];
+        value ^= hash_const;
+        hash_const *= kMultB;
+        value *= hash_const;
+        value ^= value >> kShift;
+        state[i] = value;
+    }
+    for (int i = 0; i < 4; ++i) out[i] = (uint64_t)state[2 * i] | (uint64_t)state[2 * i + 1] << 32;
+}
+
+// numpy's PCG64 (pcg64.h: the 128-bit LCG with the XSL-RR output; next_uint32 halves a 64-bit
+// draw, the high half kept for the next call; next_double 53 bits).
+struct Pcg64 {
+    __uint128_t state, inc;
+    int has_uint32;
+    uint32_t uinteger;
+};
+
+constexpr __uint128_t kPcgMultiplier = (__uint128_t)2549297995355413924ULL << 64 | 4865540595714422341ULL;
+
+inline void pcg_step(Pcg64* p) { p->state = p->state * kPcgMultiplier + p->inc; }
+
+inline uint64_t pcg_next64(void* st) {
+    Pcg64* p = static_cast<Pcg64*>(st);
+    pcg_step(p);
+    const uint64_t value = (uint64_t)(p->state >> 64) ^ (uint64_t)p->state;
+    const unsigned rot = (unsigned)(p->state >> 122);
+    return (value >> rot) | (value << ((-rot) & 63u));
+}
+
+uint32_t pcg_next32(void* st) {
+    Pcg64* p = static_cast<Pcg64*>(st);
+    if (p->has_uint32) {
+        p->has_uint32 = 0;
+        return p->uinteger;
+    }
+    const uint64_t next = pcg_next64(st);
+    p->has_uint32 = 1;
+    p->uinteger = (uint32_t)(next >> 32);
+    return (uint32_t)(next & 0xffffffffu);
+}
+
+double pcg_next_double(void* st) { return (double)(pcg_next64(st) >> 11) * (1.0 / 9007199254740992.0); }
+
+uint64_t pcg_raw(void* st) { return pcg_next64(st); }
+
+// PCG64(SeedSequence(entropy)): pcg64_set_seed with the seed and increment of seed_state.
+void pcg_seed(Pcg64* p, const uint32_t* words, long long n_words) {
+    uint64_t seeded[4];
+    seed_state(words, n_words, seeded);
+    const __uint128_t initstate = (__uint128_t)seeded[0] << 64 | seeded[1];
+    const __uint128_t initseq = (__uint128_t)seeded[2] << 64 | seeded[3];
+    p->state = 0;
+    p->inc = initseq << 1 | 1;
+    pcg_step(p);
+    p->state += initstate;
+    pcg_step(p);
+    p->has_uint32 = 0;
+    p->uinteger = 0;
 }
 
 }  // namespace
@@ -109,6 +209,23 @@ int fp_sample_tables_packed(bitgen_t* g, const int64_t* a) {
                             (const double*)a[7], a[8], a[9], (const double*)a[10], (const uint8_t*)a[11],
                             (const uint8_t*)a[12], (int16_t*)a[13], (int8_t*)a[14], (int8_t*)a[15], (double*)a[16],
                             (double*)a[17], (int32_t*)a[18], (int64_t*)a[19]);
+}
+
+// fp_sample_tables_packed from a PCG64 seeded here as numpy.random.default_rng(entropy) seeds it
+// (`words`: the entropy's 32-bit words, see seed_state). `state_out` gets the generator's state
+// after the draws: state and increment as (high, low) 64-bit halves, has_uint32, uinteger.
+int fp_sample_tables_seeded(const uint32_t* words, long long n_words, uint64_t* state_out, const int64_t* a) {
+    Pcg64 pcg;
+    pcg_seed(&pcg, words, n_words);
+    bitgen_t g{&pcg, pcg_next64, pcg_next32, pcg_next_double, pcg_raw};
+    const int failed = fp_sample_tables_packed(&g, a);
+    state_out[0] = (uint64_t)(pcg.state >> 64);
+    state_out[1] = (uint64_t)pcg.state;
+    state_out[2] = (uint64_t)(pcg.inc >> 64);
+    state_out[3] = (uint64_t)pcg.inc;
+    state_out[4] = (uint64_t)pcg.has_uint32;
+    state_out[5] = pcg.uinteger;
+    return failed;
 }
 
 }  // extern "C"

@@ -46,7 +46,8 @@ def test_file_dataset(photo_tree):
 
 def _prepared(version: int) -> Prepared:
     zeros = torch.zeros(2, 1, 1, 1, 1, dtype=torch.uint8)
-    return Prepared(zeros, torch.zeros(2, 1, 1, 1), torch.zeros(2, dtype=torch.int64), np.arange(2), 2, None, version)
+    ids = torch.zeros(2, dtype=torch.int64)
+    return Prepared(zeros, torch.zeros(2, 1, 1, 1), ids, ids.clone(), np.arange(2), 2, None, version)
 
 
 def test_prefetcher_reaugments_only_a_stale_batch():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastpolicy import Policy, sample_native
+from fastpolicy.batch_seed import BatchSeed
 from fastpolicy.policies import autoaugment
 from fastpolicy.sampling import sample_policies
 
@@ -46,6 +47,44 @@ def test_the_compiled_sampler_draws_what_numpy_draws(n, monkeypatch):
             assert native_rng.bit_generator.state == numpy_rng.bit_generator.state
             assert native_rng.random() == numpy_rng.random()
             native_params.validate()  # what the compiled path skips holds
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    "entropy",
+    [(0, 0, 1, 0, 0), (7, 3, 1, 2, 5), (2**32, 0, 1, 0, 9), (2**70 + 5, 1, 1, 3, 4), (0,), (1, 2, 3, 4, 5, 6, 7)],
+)
+def test_a_batch_seed_draws_what_its_generator_draws(entropy, monkeypatch):
+    """The compiled sampler seeds numpy's PCG64 itself (SeedSequence's mixing, PCG64's seeding)
+    from a BatchSeed — big integers (several words), zeros, entropy longer than the pool — with
+    no Generator made: the parameters of ``default_rng(entropy)``, and the Generator made after
+    continues where those draws stopped (the loader's final slots draw from it)."""
+    monkeypatch.delenv(sample_native.OFF, raising=False)
+    for samplers, slots, n in (
+        ([autoaugment("imagenet")] * 8, 2, 32),
+        ([Policy.random(np.random.default_rng(1))], 3, 5),
+    ):
+        seed = BatchSeed(*entropy)
+        params = sample_policies(samplers, n, seed, version=2, slots=slots)
+        assert not seed.drawn  # drawn without making the Generator
+        rng = np.random.default_rng(list(entropy))
+        assert params == sample_policies(samplers, n, rng, version=2, slots=slots)
+        assert seed.generator().bit_generator.state == rng.bit_generator.state
+        assert seed.generator().random(4).tolist() == rng.random(4).tolist()
+
+
+def test_a_batch_seed_makes_its_generator_for_numpy_draws(monkeypatch):
+    """Without the compiled sampler (or for samplers it does not draw), a BatchSeed's draws come
+    from its Generator: the same parameters; entropy numpy refuses is refused by name."""
+    monkeypatch.setenv(sample_native.OFF, "1")
+    seed = BatchSeed(3, 0, 1, 2, 7)
+    params = sample_policies([autoaugment()] * 2, 6, seed)
+    assert seed.drawn
+    assert params == sample_policies([autoaugment()] * 2, 6, np.random.default_rng([3, 0, 1, 2, 7]))
+    with pytest.raises(ValueError, match="non-negative integers, got -1"):
+        BatchSeed(0, -1)
+    with pytest.raises(TypeError):
+        BatchSeed(0, 1.5)
 
 
 def test_numpy_samples_without_a_compiler(monkeypatch):

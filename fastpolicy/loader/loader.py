@@ -256,9 +256,8 @@ class PolicyDALILoader:
         if prepared is None:
             prepared = self._prepare(self.epoch, self.step, False)
         with self.timings.timed("batch"):
-            rows = self._policy_ids(prepared.n, prepared.labels.device)
             info = dict(params=prepared.params, indices=prepared.indices, epoch=self.epoch, step=self.step)
-            return Batch(prepared.images, prepared.labels.repeat(self.M), rows, version=prepared.version, **info)
+            return Batch(prepared.images, prepared.labels, prepared.rows, version=prepared.version, **info)
 
     def _policy_ids(self, n: int, device) -> torch.Tensor:
         """int64 (M·n,): the policy index of every row, kept per (n, device) (a batch's tensor
@@ -274,12 +273,13 @@ class PolicyDALILoader:
         checkpoint = self._source.checkpoint() if ahead else None
         with self.timings.timed("source"):
             source, indices, labels = self._source.run()
-        with self.timings.timed("assemble"):
+        with self.timings.timed("assemble"):  # the batch record's tensors now, while torch's code is warm
             n = min(self.batch_size, self.shard_size - step * self.batch_size)
-            indices, label_tensor = indices[:n], torch.as_tensor(labels[:n])
+            indices, label_tensor = indices[:n], torch.as_tensor(labels[:n]).repeat(self.M)
+            rows = self._policy_ids(n, source.device)
         images, params, version = self._augment(source, n, epoch, step)
         label_tensor = label_tensor.to(source.device, non_blocking=True)
-        return Prepared(source, images, label_tensor, indices, n, params, version, checkpoint=checkpoint)
+        return Prepared(source, images, label_tensor, rows, indices, n, params, version, checkpoint=checkpoint)
 
     def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int):
         """Sample batch (epoch, step)'s parameters under the current policies and apply them."""

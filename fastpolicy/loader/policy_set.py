@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..batch_seed import BatchSeed
 from ..params import PolicyParams
 from ..registry import OPS
 from ..sampling import sample_policies, share_equal
@@ -155,7 +156,7 @@ class PolicySet:
         samplers, version = self._current
         if samplers is None and not self.final:
             return None, version
-        rng = np.random.default_rng([self.seed, self.shard_id, 1, epoch, step])
+        rng = BatchSeed(self.seed, self.shard_id, 1, epoch, step)  # default_rng of these, made if needed
         rows = self.M * n
         if samplers is None:
             policy_rows, fields = np.repeat(np.arange(self.M), n), PolicyParams.skipped_fields(rows, self.policy_slots)
@@ -169,7 +170,7 @@ class PolicySet:
                 return params, version  # the sampler's own parameters: no slot to append
             policy_rows, fields = params.policy, {name: getattr(params, name) for name in PolicyParams.SLOT_FIELDS}
             mixing = params.mixing  # AugMix: the final slots apply to the mixed images
-        columns = [fields] + [slot.sample(rows, rng) for slot in self.final]
+        columns = [fields] + [slot.sample(rows, rng.generator()) for slot in self.final]
         joined: dict[str, Any] = {
             name: np.concatenate([c[name] for c in columns], axis=1) for name in PolicyParams.SLOT_FIELDS
         }

@@ -30,7 +30,9 @@ class Prepared:
     Attributes:
         source: uint8 [N, M, H, W, C], the source's copies (kept to re-augment).
         images: the augmented images, (M·n, C, H, W) of the loader's output type.
-        labels: int64 [n]; indices: int64 [n], dataset indices; n: distinct images.
+        labels: int64 [M·n], each row's label; rows: int64 [M·n], each row's policy index (both
+            made with the copies, while the source's tensors are warm, and each batch's own).
+        indices: int64 [n], dataset indices; n: distinct images.
         params, version: the parameters applied (None: none) and their policy version.
         ready: on a GPU, the event after which a batch made ahead is complete (else None).
         checkpoint: the source's checkpoint before its run (made ahead only), so a resumed
@@ -40,6 +42,7 @@ class Prepared:
     source: torch.Tensor
     images: torch.Tensor
     labels: torch.Tensor
+    rows: torch.Tensor
     indices: np.ndarray
     n: int
     params: PolicyParams | None
@@ -125,7 +128,7 @@ class Prefetcher:
             current = torch.cuda.current_stream()
             if prepared.ready is not None:
                 current.wait_event(prepared.ready)
-            for tensor in (prepared.source, prepared.images, prepared.labels):
+            for tensor in (prepared.source, prepared.images, prepared.labels, prepared.rows):
                 tensor.record_stream(current)
         if prepared.version != version:
             with self.timings.timed("reaugment"):
