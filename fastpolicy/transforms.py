@@ -12,7 +12,8 @@ takes their arguments (``PolicyAugment(AutoAugmentPolicy.CIFAR10)``,
 ``PolicyAugment("randaugment", num_ops=3, magnitude=5)``, ``interpolation``, ``fill``) and
 their inputs (PIL images, uint8 or float tensors ``[..., C, H, W]``, ``tv_tensors.Image`` and
 ``tv_tensors.Video``). Each image gets its own sub-policy (each video one, across its frames).
-On the CPU the ops are PIL's own operations (the ``"pil"`` stage: a PIL image is never
+On the CPU the ops run on PIL images (the ``"pil"`` stage: PIL's own operations, table ops
+over the image's own memory, Sharpness through the native kernels; a PIL image is never
 converted); CUDA batches go through the fused kernels. Both equal the registry's reference
 pixel for pixel. Randomness comes from torch's global generator, so ``torch.manual_seed``
 makes a run reproducible and every ``DataLoader`` worker draws its own stream — or from the
@@ -37,6 +38,7 @@ from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
 from torchvision.transforms.v2.functional import is_pure_tensor
 
 from . import augmix, sample_native
+from .backends import pil_pixels
 from .backends.pil_stage import Op, PilStage, sample_ops
 from .backends.stage import OutputSpec, default_stage, make_stage
 from .params import PolicyParams
@@ -599,8 +601,12 @@ def _channels_last(images: torch.Tensor) -> bool:
 
 
 def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
-    """uint8 [C, H, W] (CPU) as a PIL image (mode L or RGB), without a transposing copy where
-    it is planar: its planes are merged by PIL."""
+    """uint8 [C, H, W] (CPU) as a PIL image (mode L or RGB): written into the image's own memory
+    (:mod:`~fastpolicy.backends.pil_pixels`), or else without a transposing copy where it is
+    planar: its planes are merged by PIL."""
+    made = pil_pixels.from_planes(image)
+    if made is not None:
+        return made
     channels, height, width = image.shape
     hwc = image.permute(1, 2, 0)
     if hwc.is_contiguous():
@@ -615,6 +621,8 @@ def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
 
 def _write(img: PIL.Image.Image, out: torch.Tensor) -> None:
     """Copy PIL image ``img`` into uint8 [C, H, W] ``out`` (either memory layout)."""
+    if pil_pixels.to_planes(img, out):
+        return
     hwc = out.permute(1, 2, 0)
     if hwc.is_contiguous() or img.mode == "L":
         hwc.numpy()[...] = np.asarray(img).reshape(hwc.shape)

@@ -28,7 +28,7 @@ int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
     if (block.x != 1 || block.y != 1 || block.z != 1) return 1;
     grid_dim = grid;
     const long long blocks = (long long)grid.x * grid.y * grid.z;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)  // one block: no team to wake
     for (long long b = 0; b < blocks; ++b) {
         block_index = {unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / ((long long)grid.x * grid.y))};
         call(kernel, args, std::index_sequence_for<A...>{});

@@ -1,6 +1,10 @@
-"""The ``"pil"`` backend: each sample's ops run as PIL's own operations, the calls of
-AutoAugment's original code (``ImageOps``, ``ImageEnhance``, ``Image.transform`` /
-``Image.rotate`` with NEAREST and a fill colour, ``Image.blend``).
+"""The ``"pil"`` backend: each sample's ops run on PIL images — PIL's own operations, the
+calls of AutoAugment's original code (``ImageOps``, ``ImageEnhance``, ``Image.transform`` /
+``Image.rotate`` with NEAREST and a fill colour, ``Image.blend``) — except where a faster form
+gives the same pixels: the table ops map the reference's table over the image's own memory
+(:mod:`.pil_pixels`), and :data:`NATIVE_OPS` run through the native kernel stage. Where those
+do not apply (no compiler, an old Pillow, an image in several memory blocks) PIL's own
+operations run.
 
 The NumPy reference (:mod:`fastpolicy.reference`) is the specification and equals PIL bit
 for bit on every registered op (the registry's tolerances are all exact), so this stage is
@@ -10,6 +14,7 @@ CPU, where a PIL image goes through it without any conversion. Any image size; C
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -19,10 +24,11 @@ import torch
 from PIL import ImageEnhance, ImageFilter, ImageOps
 
 from ..params import PolicyParams
-from ..reference import blur
+from ..reference import blur, color
 from ..reference.geometry import FILL, check_fill, shear_x, shear_y, translate_x, translate_y
 from ..reference.special import CUTOUT_FILL, cutout_box
 from ..registry import OP_NAMES, OPS, on_change
+from . import pil_pixels
 from .protocol import PolicyStage, finish, gather_samples
 from .registration import register_stage
 
@@ -114,12 +120,122 @@ def _registered(spec) -> Callable[..., PIL.Image.Image]:
     return op
 
 
+_SHAPES = {"L": np.empty((1, 1, 1), np.uint8), "RGB": np.empty((1, 1, 3), np.uint8)}
+"""A pixel of each mode: what a reference table function reads of the image when it is given
+the image's statistic."""
+
+
+def _statistic(img: PIL.Image.Image, kind: str):
+    """What a table op of registry ``stats`` ``kind`` reads of ``img``, counted over its own
+    memory: the per-band histogram (``"minmax"``, ``"histogram"``) or the grey mean
+    (``"mean"``, of ``img.convert("L")`` as ``ImageEnhance.Contrast`` takes it); None where
+    :mod:`.pil_pixels` does not apply."""
+    if kind in ("minmax", "histogram"):
+        return pil_pixels.histogram(img)
+    if kind == "mean":
+        counts = pil_pixels.histogram(img if img.mode == "L" else img.convert("L"))
+        return None if counts is None else color.histogram_mean(counts[0])
+    return None
+
+
+def _lookup(spec, own: Callable[..., PIL.Image.Image]) -> Callable[..., PIL.Image.Image]:
+    """The PIL form of a built-in table op: the reference's table for the image
+    (``spec.reference.lut``; its statistic counted over the image's memory) mapped over the
+    image's own memory by :mod:`.pil_pixels` — one pass, where PIL's ``ImageOps`` and
+    ``ImageEnhance`` build their tables in Python, convert and blend — or ``own``, PIL's own
+    operation, where that path does not apply (the same pixels: the reference equals PIL).
+    Tables that depend on the value only are kept, per value and mode (at most 4096)."""
+    table_of, statistic = spec.reference.lut, spec.stats
+    kept: dict = {}
+
+    def op(img: PIL.Image.Image, value: float, **options) -> PIL.Image.Image:
+        shape = _SHAPES.get(img.mode)
+        if shape is None or 0 in img.size:
+            return own(img, value, **options)
+        if statistic is None:
+            table = kept.get((value, img.mode))
+            if table is None:
+                if len(kept) >= 4096:
+                    kept.clear()
+                table = kept[(value, img.mode)] = table_of(shape, value)
+        else:
+            counted = _statistic(img, statistic)
+            if counted is None:
+                return own(img, value, **options)
+            table = table_of(shape, value, statistic=counted)
+        out = pil_pixels.lookup(img, table)
+        return own(img, value, **options) if out is None else out
+
+    return op
+
+
+NATIVE_OPS = ("Sharpness",)
+"""Ops the PIL stage runs through the native kernel stage, one image at a time, where it
+builds: Sharpness is 2-3× PIL's own there (PIL's SMOOTH filter and blend); every other op's own
+PIL form is as fast or faster per image once the native stage's per-call costs are paid
+(``benchmarks/results/per_call_native_cpu_2026-12-07_sampled.json``)."""
+
+_NATIVE: list = []
+_NATIVE_LOCK = threading.Lock()
+
+
+def _native_stage():
+    """The native kernel stage (built at first use), or None where it does not build here."""
+    if not _NATIVE:
+        with _NATIVE_LOCK:
+            if not _NATIVE:
+                from .kernel_build import KernelCompileError, host_compiler
+
+                stage = None
+                if host_compiler() is not None:
+                    try:
+                        from .kernel_stage import KernelPolicyStage
+
+                        stage = KernelPolicyStage.native()
+                    except KernelCompileError:
+                        stage = None  # the native backend warns when it is chosen; PIL's own here
+                _NATIVE.append(stage)
+    return _NATIVE[0]
+
+
+def _native(spec, own: Callable[..., PIL.Image.Image]) -> Callable[..., PIL.Image.Image]:
+    """The PIL form of an op of :data:`NATIVE_OPS`: the image through the native kernel stage
+    (exact against the reference, as every stage), or ``own`` where that does not apply."""
+    op_id = spec.id
+
+    def op(img: PIL.Image.Image, value: float, **options) -> PIL.Image.Image:
+        stage = _native_stage() if 0 not in img.size else None
+        pixels = None if stage is None else pil_pixels.to_array(img)
+        if stage is None or pixels is None:
+            return own(img, value, **options)
+        params = PolicyParams.trusted(**PolicyParams.skipped_fields(1, 1), policy=np.zeros(1, np.int32))
+        params.op[0, 0], params.value[0, 0] = op_id, value
+        with _NATIVE_LOCK:  # a host launch's grid is the build's global
+            out = stage.apply(pixels[None], params)
+        result = pil_pixels.from_array(out[0])
+        return own(img, value, **options) if result is None else result
+
+    return op
+
+
+def _form(name: str) -> Callable[..., PIL.Image.Image]:
+    """The PIL stage's form of op ``name``."""
+    spec = OPS[name]
+    if name not in PIL_OPS:
+        return _registered(spec)
+    if name in NATIVE_OPS:
+        return _native(spec, PIL_OPS[name])
+    if spec.kind == "lut" and hasattr(spec.reference, "lut"):
+        return _lookup(spec, PIL_OPS[name])
+    return PIL_OPS[name]
+
+
 _BY_ID: list[Callable[..., PIL.Image.Image]] = []
 
 
 @on_change
 def _read_registry() -> None:
-    _BY_ID[:] = [PIL_OPS[name] if name in PIL_OPS else _registered(OPS[name]) for name in OP_NAMES]
+    _BY_ID[:] = [_form(name) for name in OP_NAMES]
 
 
 _read_registry()

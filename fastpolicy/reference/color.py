@@ -56,13 +56,14 @@ def solarize_add_lut(image: np.ndarray, value: float) -> np.ndarray:
     return _per_channel(np.where(_IDENTITY < 128, np.minimum(255, _IDENTITY + add), _IDENTITY), image)
 
 
-def autocontrast_lut(image: np.ndarray, value: float = 0.0) -> np.ndarray:
+def autocontrast_lut(image: np.ndarray, value: float = 0.0, statistic: np.ndarray | None = None) -> np.ndarray:
     """``ImageOps.autocontrast()`` (cutoff 0): stretch each channel's [min, max] to [0, 255].
 
-    A constant channel keeps the identity table (no division by zero).
+    A constant channel keeps the identity table (no division by zero). ``statistic``: the
+    image's :func:`histogram` where the caller has it (then only ``image``'s shape is read).
     """
     tables = []
-    for hist in histogram(image):
+    for hist in histogram(image) if statistic is None else statistic:
         present = np.flatnonzero(hist)
         lo, hi = present[0], present[-1]
         if hi <= lo:
@@ -75,15 +76,16 @@ def autocontrast_lut(image: np.ndarray, value: float = 0.0) -> np.ndarray:
     return np.stack(tables).astype(np.uint8)
 
 
-def equalize_lut(image: np.ndarray, value: float = 0.0) -> np.ndarray:
+def equalize_lut(image: np.ndarray, value: float = 0.0, statistic: np.ndarray | None = None) -> np.ndarray:
     """``ImageOps.equalize()``: PIL's integer cumulative-histogram table per channel.
 
     ``step = (count - count of the last occupied level) // 255`` (Pillow ≥ 13, like
     TF's AutoAugment and torchvision; Pillow before 10 divided by 256). A channel with
-    one grey level, or a zero step, keeps the identity table.
+    one grey level, or a zero step, keeps the identity table. ``statistic``: the image's
+    :func:`histogram` where the caller has it.
     """
     tables = []
-    for hist in histogram(image):
+    for hist in histogram(image) if statistic is None else statistic:
         present = hist[hist > 0]
         step = (present.sum() - present[-1]) // 255 if len(present) > 1 else 0
         if step == 0:
@@ -117,13 +119,19 @@ def luminance(image: np.ndarray) -> np.ndarray:
 
 def grey_mean(image: np.ndarray) -> int:
     """``ImageEnhance.Contrast``'s degenerate level: mean of the L image, rounded half up."""
-    hist = histogram(luminance(image))[0]
+    return histogram_mean(histogram(luminance(image))[0])
+
+
+def histogram_mean(hist: np.ndarray) -> int:
+    """The mean level of a one-band histogram (int64[256]) rounded half up, as
+    ``int(ImageStat.Stat(image).mean[0] + 0.5)``."""
     return int(float((hist * _IDENTITY).sum()) / float(hist.sum()) + 0.5)
 
 
-def contrast_lut(image: np.ndarray, value: float) -> np.ndarray:
-    """``ImageEnhance.Contrast(value)``: blend with the grey mean; a lookup table per channel."""
-    mean = grey_mean(image)
+def contrast_lut(image: np.ndarray, value: float, statistic: int | None = None) -> np.ndarray:
+    """``ImageEnhance.Contrast(value)``: blend with the grey mean; a lookup table per channel.
+    ``statistic``: the image's :func:`grey_mean` where the caller has it."""
+    mean = grey_mean(image) if statistic is None else statistic
     row = blend(np.full(256, mean, dtype=np.uint8), _IDENTITY.astype(np.uint8), value)
     return _per_channel(row, image)
 
