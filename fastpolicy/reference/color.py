@@ -62,18 +62,17 @@ def autocontrast_lut(image: np.ndarray, value: float = 0.0, statistic: np.ndarra
     A constant channel keeps the identity table (no division by zero). ``statistic``: the
     image's :func:`histogram` where the caller has it (then only ``image``'s shape is read).
     """
-    tables = []
-    for hist in histogram(image) if statistic is None else statistic:
-        present = np.flatnonzero(hist)
-        lo, hi = present[0], present[-1]
-        if hi <= lo:
-            tables.append(_IDENTITY)
-            continue
-        scale = 255.0 / (hi - lo)
-        offset = -lo * scale
-        # int() truncates toward zero, as PIL's Python loop does.
-        tables.append(np.clip(np.trunc(_IDENTITY * scale + offset), 0, 255).astype(np.int64))
-    return np.stack(tables).astype(np.uint8)
+    hist = histogram(image) if statistic is None else statistic
+    occupied = hist > 0
+    lo = occupied.argmax(axis=1)  # each channel's lowest and highest occupied level
+    hi = 255 - occupied[:, ::-1].argmax(axis=1)
+    flat = hi <= lo
+    scale = 255.0 / np.where(flat, 1, hi - lo)
+    offset = -lo * scale
+    # int() truncates toward zero, as PIL's Python loop does.
+    tables = np.clip(np.trunc(_IDENTITY * scale[:, None] + offset[:, None]), 0, 255).astype(np.int64)
+    tables[flat] = _IDENTITY
+    return tables.astype(np.uint8)
 
 
 def equalize_lut(image: np.ndarray, value: float = 0.0, statistic: np.ndarray | None = None) -> np.ndarray:
@@ -84,16 +83,15 @@ def equalize_lut(image: np.ndarray, value: float = 0.0, statistic: np.ndarray | 
     one grey level, or a zero step, keeps the identity table. ``statistic``: the image's
     :func:`histogram` where the caller has it.
     """
-    tables = []
-    for hist in histogram(image) if statistic is None else statistic:
-        present = hist[hist > 0]
-        step = (present.sum() - present[-1]) // 255 if len(present) > 1 else 0
-        if step == 0:
-            tables.append(_IDENTITY)
-            continue
-        cumulative = step // 2 + np.concatenate([[0], np.cumsum(hist)[:-1]])
-        tables.append(cumulative // step)
-    return np.clip(np.stack(tables), 0, 255).astype(np.uint8)
+    hist = histogram(image) if statistic is None else statistic
+    last = 255 - (hist[:, ::-1] > 0).argmax(axis=1)  # each channel's last occupied level
+    # the count less the last level's (0 with one level or none: the identity table)
+    step = (hist.sum(axis=1) - hist[np.arange(len(hist)), last]) // 255
+    cumulative = step[:, None] // 2 + np.concatenate(
+        [np.zeros((len(hist), 1), np.int64), np.cumsum(hist, axis=1)[:, :-1]], 1
+    )
+    tables = np.where(step[:, None] > 0, cumulative // np.maximum(step, 1)[:, None], _IDENTITY)
+    return np.clip(tables, 0, 255).astype(np.uint8)
 
 
 def blend(first: np.ndarray, second: np.ndarray, alpha: float) -> np.ndarray:
