@@ -8,7 +8,7 @@ per standard policy (AutoAugment ImageNet, RandAugment, TrivialAugmentWide) and 
 image, uint8 CHW tensor), microseconds per call of:
 
 * ``torchvision`` — torchvision v2's own policy class;
-* ``pil_path`` — ``PolicyAugment`` as it ships (PIL's own ops);
+* ``pil_path`` — ``PolicyAugment`` as it ships (the ``pil`` stage's forms);
 * ``native_path`` — ``PolicyAugment.sample``'s parameters (the one sampler: the same law, drawn
   from the same generator) applied by the native stage instead: the image to a uint8
   [1, H, W, C] array, ``KernelPolicyStage.native().apply``, back to a PIL image or a CHW
