@@ -45,6 +45,11 @@ class BatchSeed:
         """Whether the generator was made: draws then go through it (:meth:`generator`)."""
         return self._generator is not None
 
+    @property
+    def fresh(self) -> bool:
+        """Whether nothing was drawn yet: a compiled draw may then seed the PCG64 itself."""
+        return self._generator is None and self._state is None
+
     def advance(self, state: int, inc: int, has_uint32: int, uinteger: int) -> None:
         """Record the PCG64 state after draws made outside the generator (before it is made)."""
         if self._generator is not None:

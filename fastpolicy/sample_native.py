@@ -40,6 +40,7 @@ def _function():
 
 
 def _library():
+    """The built sampler library (ctypes CDLL), or None: see :func:`_function`."""
     if _LIBRARY:
         return _LIBRARY[0]
     with _LOCK:
@@ -166,8 +167,9 @@ def sample_tables(
     """M = G samplers' sub-policy ``tables`` (:class:`~fastpolicy.sampling.SubPolicyTables` of
     one shape) sampled for ``n`` images each (rows ``m·n + i``, ``policy`` m), ``k`` slots, from
     ``rng``: what the NumPy path gives, or None where the compiled sampler is unavailable (the
-    caller then runs the NumPy path). A :class:`~fastpolicy.batch_seed.BatchSeed` whose generator
-    is not made yet is drawn from without making it (its state is left in it).
+    caller then runs the NumPy path). A :class:`~fastpolicy.batch_seed.BatchSeed` nothing was
+    drawn from yet is drawn from without making its generator (the state is left in it); after
+    that, draws go through its generator, which continues from that state.
 
     Args:
         space_tables: :func:`~fastpolicy.sampling.value_tables` of their space: values
@@ -179,7 +181,7 @@ def sample_tables(
     buffer = np.empty(nbytes, np.uint8)
     arguments = arguments.copy()  # another thread may sample the same shape at the same time
     np.add(offsets, buffer.ctypes.data, out=arguments[-len(offsets) :])
-    if isinstance(rng, BatchSeed) and not rng.drawn:
+    if isinstance(rng, BatchSeed) and rng.fresh:
         state = np.empty(6, np.uint64)
         failed = _library().fp_sample_tables_seeded(
             rng.words.ctypes.data, len(rng.words), state.ctypes.data, arguments.ctypes.data

@@ -18,18 +18,17 @@ struct dim3 {
 };
 
 namespace fp_host {
-inline thread_local dim3 block_index;
+inline thread_local dim3 block_index, grid_dim;  // per OS thread: launches from several threads at once
 inline const dim3 thread_index{0, 0, 0}, block_dim{1, 1, 1};
-inline dim3 grid_dim;
 
 // Run every block of `grid` (blockDim must be 1) on the OpenMP threads.
 template <typename... A>
 int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
     if (block.x != 1 || block.y != 1 || block.z != 1) return 1;
-    grid_dim = grid;
     const long long blocks = (long long)grid.x * grid.y * grid.z;
 #pragma omp parallel for schedule(dynamic, 1) if (blocks > 1)  // one block: no team to wake
     for (long long b = 0; b < blocks; ++b) {
+        grid_dim = grid;
         block_index = {unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / ((long long)grid.x * grid.y))};
         call(kernel, args, std::index_sequence_for<A...>{});
     }

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pixels are packed as little-endian 32-bit words");
+
 extern "C" {
 
 // hist int64 [bands][256] (overwritten): the levels of the first `bands` bytes of each of the

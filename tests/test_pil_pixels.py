@@ -4,6 +4,9 @@ PIL's own operations wherever the in-place path does not apply."""
 
 from __future__ import annotations
 
+import ctypes
+import threading
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -14,7 +17,10 @@ from fastpolicy.backends.kernel_build import host_compiler
 from fastpolicy.data.photo_tree import photo_batch
 from fastpolicy.registry import OPS
 
-needs_compiler = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler: nothing compiled")
+needs_compiler = pytest.mark.skipif(
+    host_compiler() is None or not hasattr(PIL.Image.Image, "__arrow_c_array__"),
+    reason="no C++ compiler, or a Pillow without the Arrow export: the in-place path never runs",
+)
 
 _FAST = [name for name in pil_stage.PIL_OPS if OPS[name].kind == "lut" or name in pil_stage.NATIVE_OPS]
 """The built-in ops whose PIL form is not PIL's own operation (read from the registry)."""
@@ -68,7 +74,9 @@ def test_tensors_and_arrays_to_images_and_back(photos):
         assert np.array_equal(pil_pixels.to_array(image), hwc)
         assert np.array_equal(np.asarray(pil_pixels.from_array(hwc)), pixels)
     rgb = pil_pixels.from_planes(torch.zeros(3, 2, 2, dtype=torch.uint8))
-    assert rgb.convert("RGBA").getpixel((0, 0)) == (0, 0, 0, 255)
+    _keep, address = pil_pixels._memory(rgb)  # _keep holds the export while the bytes are read
+    stored = np.ctypeslib.as_array((ctypes.c_uint8 * 16).from_address(address))
+    assert stored.tolist() == [0, 0, 0, 255] * 4  # the padding byte as Pillow's unpackers write it
 
 
 def test_where_the_in_place_path_does_not_apply(photos, monkeypatch):
@@ -81,11 +89,20 @@ def test_where_the_in_place_path_does_not_apply(photos, monkeypatch):
     assert pil_pixels.from_planes(torch.zeros(3, 4, 4)) is None
     out = torch.zeros(1, rgb.size[1], rgb.size[0], dtype=torch.uint8)
     assert not pil_pixels.to_planes(rgb, out) and not out.any()  # bands disagree
-    big = PIL.Image.new("RGB", (2100, 2100))
+    big = _several_blocks()
     assert pil_pixels.histogram(big) is None and pil_pixels.to_array(big) is None
+    mapped = PIL.Image.fromarray(np.zeros((5, 4), np.uint8))  # on the array's memory: readonly
+    assert mapped.readonly and pil_pixels.histogram(mapped) is None
+    assert pil_pixels.histogram(PIL.Image.new("RGB", (0, 3))) is None
     monkeypatch.setattr(pil_pixels, "_LIBRARY", [None])
     assert pil_pixels.histogram(rgb) is None and pil_pixels.lookup(rgb, np.zeros((3, 256), np.uint8)) is None
     assert pil_pixels.from_planes(torch.zeros(3, 4, 4, dtype=torch.uint8)) is None
+
+
+def _several_blocks() -> PIL.Image.Image:
+    """An RGB image larger than one of PIL's memory blocks (PIL splits it over several)."""
+    side = int((PIL.Image.core.get_block_size() // 4) ** 0.5) + 2
+    return PIL.Image.new("RGB", (side, side), (9, 200, 31))
 
 
 def _check_forms(images, names) -> None:
@@ -104,10 +121,75 @@ def _check_forms(images, names) -> None:
                 assert np.array_equal(np.asarray(own), np.asarray(out)), (name, value, image.mode)
 
 
-def test_the_pil_stages_table_and_native_forms_are_exact(photos):
+@needs_compiler
+def test_the_pil_stages_table_and_native_forms_are_exact(photos, monkeypatch):
+    """Every table op and native op, on photos (RGB, L), a constant image, tiny ones (one row,
+    2×2), and the in-place path taken: the table ops through pil_pixels.lookup, the native
+    ops through the native stage (counted)."""
     assert {"AutoContrast", "Equalize", "Contrast", "Brightness", "Sharpness"} <= set(_FAST)
-    _check_forms(photos, _FAST)
-    _check_forms([PIL.Image.new("RGB", (2100, 2100), (9, 200, 31))], ["Equalize", "Contrast", "Sharpness"])
+    made: list = []
+    for name in ("lookup", "to_array"):
+        monkeypatch.setattr(pil_pixels, name, _counted(getattr(pil_pixels, name), made, name))
+    tiny = [PIL.Image.fromarray(a) for a in (photo_batch(1, 1, 9)[0], photo_batch(1, 2, 2)[0])]
+    _check_forms([*photos, *tiny], _FAST)
+    done = {name for name, result in made if result is not None}
+    assert done == {"lookup", "to_array"}
+
+
+def _counted(function, made: list, name: str):
+    def call(*args, **kwargs):
+        result = function(*args, **kwargs)
+        made.append((name, result))
+        return result
+
+    return call
+
+
+def test_where_the_forms_fall_back_to_pils_own(photos):
+    """Several memory blocks, mapped memory, padded rows: PIL's own operations, the same pixels."""
+    mapped = PIL.Image.fromarray(np.asarray(photos[4]).copy())  # 2-D: on the array's memory
+    assert mapped.readonly
+    _check_forms([_several_blocks(), mapped], ["Equalize", "Contrast", "Sharpness", "Invert"])
+    before = PIL.Image.core.get_alignment()
+    try:
+        PIL.Image.core.set_alignment(16)
+        padded = photos[0].copy()  # rows start on 16-byte boundaries: not back to back
+        assert pil_pixels.histogram(padded) is None
+        _check_forms([padded], ["Equalize", "Solarize"])
+    finally:
+        PIL.Image.core.set_alignment(before)
+
+
+@needs_compiler
+def test_native_launches_from_several_threads_at_once(photos):
+    """The host build's launch geometry is per thread: the native stage's batches and the PIL
+    stage's Sharpness, run from four threads together, equal the same calls one at a time."""
+    from fastpolicy.backends.kernel_stage import KernelPolicyStage
+    from fastpolicy.policies import resolve
+    from fastpolicy.sampling import sample_policies
+
+    stage, pil = KernelPolicyStage.native(), pil_stage.PilStage()
+    batches = [photo_batch(n, 24, 20) for n in (1, 3, 7, 12)]
+    policy = resolve("autoaugment")
+    params = [sample_policies([policy], len(b), np.random.default_rng(i), slots=2) for i, b in enumerate(batches)]
+    sharpen = [pil_stage.Op(OPS["Sharpness"].id, 1.7, 0.5, 0.5, 0)]
+    alone = [stage.apply(b, p) for b, p in zip(batches, params)]
+    sharp = np.asarray(pil.apply_ops(photos[0], sharpen))
+    failures: list = []
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            if not np.array_equal(stage.apply(batches[i], params[i]), alone[i]):
+                failures.append(("batch", i))
+            if not np.array_equal(np.asarray(pil.apply_ops(photos[0], sharpen)), sharp):
+                failures.append(("sharpness", i))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
 
 
 def test_the_pil_stages_forms_without_the_helper_or_the_native_stage(photos, monkeypatch):

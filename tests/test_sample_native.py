@@ -73,6 +73,18 @@ def test_a_batch_seed_draws_what_its_generator_draws(entropy, monkeypatch):
         assert seed.generator().random(4).tolist() == rng.random(4).tolist()
 
 
+@needs_compiler
+def test_a_batch_seeds_second_draw_continues_the_first(monkeypatch):
+    """Two draws from one BatchSeed: the second continues where the first stopped (through the
+    generator, restored to that state), as two draws from one Generator do."""
+    monkeypatch.delenv(sample_native.OFF, raising=False)
+    policies = [autoaugment()] * 4
+    seed, rng = BatchSeed(5, 0, 1, 3, 9), np.random.default_rng([5, 0, 1, 3, 9])
+    for n in (8, 3):
+        assert sample_policies(policies, n, seed, slots=2) == sample_policies(policies, n, rng, slots=2)
+    assert seed.generator().bit_generator.state == rng.bit_generator.state
+
+
 def test_a_batch_seed_makes_its_generator_for_numpy_draws(monkeypatch):
     """Without the compiled sampler (or for samplers it does not draw), a BatchSeed's draws come
     from its Generator: the same parameters; entropy numpy refuses is refused by name."""

@@ -10,9 +10,10 @@ becomes an image without PIL's band merge and split.
 
 No op is defined here: :mod:`.pil_stage` takes its tables from the reference
 (:mod:`fastpolicy.reference.color`). Every function returns None where this path does not
-apply — Pillow without the Arrow export, no C++ compiler, an image of another mode, or one in
-several memory blocks (PIL splits images over 16 MiB) — and the caller then runs PIL's own
-operation: the same pixels, slower.
+apply — Pillow without the Arrow export, no C++ compiler, an image of another mode, one in
+several memory blocks (PIL splits images over 16 MiB), one on memory PIL does not own
+(``readonly``), an empty one, or rows padded to an alignment — and the caller then runs PIL's
+own operation: the same pixels, slower.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ _LIBRARY: list = []
 _LOCK = threading.Lock()
 _BYTES = {"L": 1, "RGB": 4}
 """Bytes per pixel of the modes this path reads (PIL stores RGB with a padding byte)."""
-_BANDS = {"L": 1, "RGB": 3}
+BANDS = {"L": 1, "RGB": 3}
+"""The modes this path reads, and their bands."""
 
 
 class _ArrowArray(ctypes.Structure):
@@ -92,9 +94,12 @@ def _load():
 
 def _memory(img: PIL.Image.Image):
     """``(keep, address)`` of ``img``'s pixels (L or RGB, one block, rows back to back), or None.
-    ``keep`` holds the export: the address is valid while it lives."""
+    ``keep`` holds the export: the address is valid while it lives. Images on memory PIL does
+    not own (``readonly``: mapped files, ``frombuffer``, 2-D ``fromarray``; some Pillow versions
+    export those through a NULL block), empty images, and rows padded to an alignment
+    (``PILLOW_ALIGNMENT``) are left to PIL."""
     export = getattr(img, "__arrow_c_array__", None)
-    if export is None or img.mode not in _BYTES:
+    if export is None or img.mode not in _BYTES or img.readonly or 0 in img.size or _alignment() != 1:
         return None
     try:
         _, array = export()
@@ -103,21 +108,25 @@ def _memory(img: PIL.Image.Image):
     struct = _ArrowArray.from_address(_CAPSULE(array, b"arrow_array"))
     data = struct.children[0].contents if struct.n_children else struct
     width, height = img.size
-    if (
-        data.offset
-        or data.n_buffers < 2
-        or data.length != width * height * (_BYTES[img.mode] if struct.n_children else 1)
-    ):
+    size = width * height * (_BYTES[img.mode] if struct.n_children else 1)
+    if data.offset or data.n_buffers < 2 or data.length != size or not data.buffers[1]:
         return None  # not the layout this module reads (a future Pillow's): PIL's own operations
     return array, data.buffers[1]
 
 
+def _alignment() -> int:
+    """Pillow's row alignment in bytes (1: rows back to back; Pillow before 11 has no setting)."""
+    get = getattr(PIL.Image.core, "get_alignment", None)
+    return 1 if get is None else get()
+
+
 def histogram(img: PIL.Image.Image) -> np.ndarray | None:
     """int64 [bands, 256]: ``img``'s levels per band (``img.histogram()``), or None."""
-    library, memory = _library(), _memory(img)
+    library = _library()
+    memory = None if library is None else _memory(img)
     if library is None or memory is None:
         return None
-    bands = _BANDS[img.mode]
+    bands = BANDS[img.mode]
     out = np.empty((bands, 256), np.int64)
     library.fp_pixels_histogram(memory[1], img.size[0] * img.size[1], _BYTES[img.mode], bands, out.ctypes.data)
     return out
@@ -126,14 +135,15 @@ def histogram(img: PIL.Image.Image) -> np.ndarray | None:
 def lookup(img: PIL.Image.Image, table: np.ndarray) -> PIL.Image.Image | None:
     """A new image: ``img``'s band c mapped through ``table[c]`` (uint8 [bands, 256]), as
     ``img.point(table)``; or None."""
-    library, memory = _library(), _memory(img)
+    library = _library()
+    memory = None if library is None else _memory(img)
     if library is None or memory is None:
         return None
     out = PIL.Image.new(img.mode, img.size)
     target = _memory(out)
     if target is None:
         return None
-    bands = _BANDS[img.mode]
+    bands = BANDS[img.mode]
     table = np.ascontiguousarray(table, np.uint8)
     if table.shape != (bands, 256):
         raise ValueError(f"a {img.mode} image needs a uint8 [{bands}, 256] table, got {table.shape}")
@@ -160,8 +170,9 @@ def _image_from(address: int, pixel: int, channel: int, height: int, width: int,
 def _copy_out(img: PIL.Image.Image, address: int, pixel: int, channel: int, channels: int) -> bool:
     """Copy ``img`` (L or RGB, ``channels`` bands) to the uint8 pixels at ``address`` (strides
     as :func:`_image_from`); False (nothing written) where this path does not apply."""
-    library, memory = _library(), _memory(img)
-    if library is None or memory is None or channels != _BANDS[img.mode]:
+    library = _library()
+    memory = None if library is None else _memory(img)
+    if library is None or memory is None or channels != BANDS[img.mode]:
         return False
     library.fp_pixels_copy(
         memory[1], _BYTES[img.mode], 1, address, pixel, channel, img.size[0] * img.size[1], channels, -1
@@ -183,7 +194,7 @@ def to_planes(img: PIL.Image.Image, out: torch.Tensor) -> bool:
     """Copy ``img`` (L or RGB) into uint8 [C, H, W] ``out`` (CPU; rows back to back, planar or
     channels-last); False (nothing written) where this path does not apply."""
     channels, height, width = out.shape
-    if out.dtype != torch.uint8 or out.device.type != "cpu" or (width, height) != img.size or img.mode not in _BANDS:
+    if out.dtype != torch.uint8 or out.device.type != "cpu" or (width, height) != img.size or img.mode not in BANDS:
         return False
     if height > 1 and out.stride(1) != width * out.stride(2):
         return False
@@ -192,10 +203,10 @@ def to_planes(img: PIL.Image.Image, out: torch.Tensor) -> bool:
 
 def to_array(img: PIL.Image.Image) -> np.ndarray | None:
     """``img`` (L or RGB) as a new uint8 [H, W, C] array (C = 1 or 3), or None."""
-    if img.mode not in _BANDS:
+    if img.mode not in BANDS:
         return None
     width, height = img.size
-    out = np.empty((height, width, _BANDS[img.mode]), np.uint8)
+    out = np.empty((height, width, BANDS[img.mode]), np.uint8)
     return out if _copy_out(img, out.ctypes.data, out.shape[2], 1, out.shape[2]) else None
 
 

@@ -120,7 +120,7 @@ def _registered(spec) -> Callable[..., PIL.Image.Image]:
     return op
 
 
-_SHAPES = {"L": np.empty((1, 1, 1), np.uint8), "RGB": np.empty((1, 1, 3), np.uint8)}
+_SHAPES = {mode: np.empty((1, 1, bands), np.uint8) for mode, bands in pil_pixels.BANDS.items()}
 """A pixel of each mode: what a reference table function reads of the image when it is given
 the image's statistic."""
 
@@ -192,7 +192,7 @@ def _native_stage():
                         from .kernel_stage import KernelPolicyStage
 
                         stage = KernelPolicyStage.native()
-                    except KernelCompileError:
+                    except (KernelCompileError, OSError):
                         stage = None  # the native backend warns when it is chosen; PIL's own here
                 _NATIVE.append(stage)
     return _NATIVE[0]
@@ -210,8 +210,7 @@ def _native(spec, own: Callable[..., PIL.Image.Image]) -> Callable[..., PIL.Imag
             return own(img, value, **options)
         params = PolicyParams.trusted(**PolicyParams.skipped_fields(1, 1), policy=np.zeros(1, np.int32))
         params.op[0, 0], params.value[0, 0] = op_id, value
-        with _NATIVE_LOCK:  # a host launch's grid is the build's global
-            out = stage.apply(pixels[None], params)
+        out = stage.apply(pixels[None], params)
         result = pil_pixels.from_array(out[0])
         return own(img, value, **options) if result is None else result
 

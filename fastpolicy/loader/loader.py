@@ -260,13 +260,13 @@ class PolicyDALILoader:
             return Batch(prepared.images, prepared.labels, prepared.rows, version=prepared.version, **info)
 
     def _policy_ids(self, n: int, device) -> torch.Tensor:
-        """int64 (M·n,): the policy index of every row, kept per (n, device) (a batch's tensor
-        is its own: callers may write to it)."""
-        key = (n, str(device))
-        ids = self._ids.get(key)
+        """int64 (M·n,): the policy index of every row on ``device``, kept per n on the CPU (a
+        batch's tensor is its own: callers may write to it; a device copy is made on the
+        current stream, as the labels')."""
+        ids = self._ids.get(n)
         if ids is None:
-            ids = self._ids[key] = torch.arange(self.M, device=device).repeat_interleave(n)
-        return ids.clone()
+            ids = self._ids[n] = torch.arange(self.M).repeat_interleave(n)
+        return ids.clone() if torch.device(device).type == "cpu" else ids.to(device, non_blocking=True)
 
     def _prepare(self, epoch: int, step: int, ahead: bool) -> Prepared:
         """Batch ``step``'s source copies, augmented (ahead: with the source's checkpoint before)."""

@@ -53,9 +53,10 @@ class Prepared:
 
 class Timings:
     """Host seconds per part of the loader, summed since the last :meth:`reset`: ``source``
-    (DALI's run, and on a GPU the device copy of its buffer), ``assemble`` (labels and
-    indices), ``sample``, ``stage`` (the policy stage's call: packing, uploads and launches,
-    and on the CPU its compute), ``reaugment``, ``batch``."""
+    (DALI's run, and on a GPU the device copy of its buffer), ``assemble`` (indices, the
+    batch record's labels and policy ids), ``sample``, ``stage`` (the policy stage's call:
+    packing, uploads and launches, and on the CPU its compute), ``reaugment``, ``batch`` (the
+    :class:`~.batch.Batch` handed out)."""
 
     def __init__(self):
         self.lock = threading.Lock()
