@@ -265,20 +265,23 @@ class PolicyDALILoader:
         current stream, as the labels')."""
         ids = self._ids.get(n)
         if ids is None:
-            ids = self._ids[n] = torch.arange(self.M).repeat_interleave(n)
-        return ids.clone() if torch.device(device).type == "cpu" else ids.to(device, non_blocking=True)
+            ids = self._ids[n] = np.repeat(np.arange(self.M, dtype=np.int64), n)
+        if torch.device(device).type == "cpu":
+            return torch.from_numpy(ids.copy())
+        return torch.from_numpy(ids).to(device, non_blocking=True)
 
     def _prepare(self, epoch: int, step: int, ahead: bool) -> Prepared:
         """Batch ``step``'s source copies, augmented (ahead: with the source's checkpoint before)."""
         checkpoint = self._source.checkpoint() if ahead else None
         with self.timings.timed("source"):
             source, indices, labels = self._source.run()
-        with self.timings.timed("assemble"):  # the batch record's tensors now, while torch's code is warm
-            n = min(self.batch_size, self.shard_size - step * self.batch_size)
-            indices, label_tensor = indices[:n], torch.as_tensor(labels[:n]).repeat(self.M)
-            rows = self._policy_ids(n, source.device)
+        n = min(self.batch_size, self.shard_size - step * self.batch_size)
         images, params, version = self._augment(source, n, epoch, step)
-        label_tensor = label_tensor.to(source.device, non_blocking=True)
+        with self.timings.timed("assemble"):  # the batch record (prefetching: off the training thread)
+            indices = indices[:n]
+            label_tensor = torch.from_numpy(np.tile(np.asarray(labels[:n], np.int64), self.M))
+            label_tensor = label_tensor.to(source.device, non_blocking=True)
+            rows = self._policy_ids(n, source.device)
         return Prepared(source, images, label_tensor, rows, indices, n, params, version, checkpoint=checkpoint)
 
     def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int):

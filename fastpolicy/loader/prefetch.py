@@ -31,7 +31,7 @@ class Prepared:
         source: uint8 [N, M, H, W, C], the source's copies (kept to re-augment).
         images: the augmented images, (M·n, C, H, W) of the loader's output type.
         labels: int64 [M·n], each row's label; rows: int64 [M·n], each row's policy index (both
-            made with the copies, while the source's tensors are warm, and each batch's own).
+            each batch's own, made after the stage: when prefetching, off the training thread).
         indices: int64 [n], dataset indices; n: distinct images.
         params, version: the parameters applied (None: none) and their policy version.
         ready: on a GPU, the event after which a batch made ahead is complete (else None).
