@@ -196,3 +196,151 @@ def test_a_benchmark_refuses_an_existing_record_before_it_runs(tmp_path, capsys)
     assert existing.read_text() == "{}" and capsys.readouterr().out == ""  # nothing measured, nothing written
     average = record.start(str(tmp_path / "new.json"))  # a new path: the load average at the start
     assert average is None or (len(average) == 3 and all(value >= 0 for value in average))
+
+
+def _medians(record: dict) -> tuple[dict, dict]:
+    """transform_overhead's medians per (code, measure) → µs, and the after/before code names."""
+    median = collections.defaultdict(list)
+    for row in record["results"]:
+        median[row["code"], row["measure"]].append(row["microseconds"])
+    codes = {side: f"{record['commits'][side]} ({side})" for side in ("before", "after")}
+    return {key: statistics.median(values) for key, values in median.items()}, codes
+
+
+_CALLS = [
+    ("AutoAugment call", "torchvision AA"),
+    ("RA call", "torchvision RA"),
+    ("TAW call", "torchvision TAW"),
+]
+
+
+def test_the_forms_per_call_ratios_are_the_record():
+    record = _load("transform_overhead_cpu_2026-12-07_forms.json")
+    us, codes = _medians(record)
+    text = _bullet("Per call with the PIL stage's forms")
+    assert record["commits"] == {"before": "06cf215", "after": "ecea8ad"} and "ecea8ad" in text
+    for ours, theirs in _CALLS:
+        for kind in ("PIL", "tensor"):
+            after = us[codes["after"], f"{theirs}, {kind}"] / us[codes["after"], f"{ours}, {kind}"]
+            before = us[codes["before"], f"{theirs}, {kind}"] / us[codes["before"], f"{ours}, {kind}"]
+            assert f"**{after:.2f}×**" in text and f"{before:.2f}" in text, (ours, kind)
+            assert (after >= 2.0) == (kind == "tensor"), (ours, kind)  # "met on tensors", "not met on PIL"
+
+
+def test_the_forms_photo_ratios_and_verdict_are_the_record():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import per_call_native
+
+    record = _load("per_call_native_cpu_2026-12-07_forms.json")
+    result, text = record["results"], _bullet("The same on real photos, one core")
+    load = record["machine"]["load_average_at_start"][0]
+    assert load < per_call_native.IDLE and record["commit"][:7] in text
+    assert per_call_native.verdict(result["us_per_call"], load) == {
+        k: result[k] for k in ("speedup_over_torchvision", "goal", "verdict")
+    }
+    for policy in ("autoaugment", "randaugment", "trivialaugment_wide"):
+        for kind in ("pil", "tensor"):
+            ratios = result["speedup_over_torchvision"][policy][kind]
+            assert f"**{ratios['pil_path']:.2f}×**" in text and f"{ratios['native_path']:.2f}×" in text
+    assert result["verdict"].startswith("not met")
+
+
+def test_the_per_op_forms_and_the_estimate_are_the_record():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pil_forms
+
+    record = _load("pil_forms_cpu_2026-12-07.json")
+    result, text = record["results"], _bullet("Per op, where the PIL-image call's time goes")
+    load = record["machine"]["load_average_at_start"][0]
+    assert load < pil_forms.IDLE and record["commit"][:7] in text
+    assert pil_forms.verdict(result, load) == {
+        k: result[k] for k in ("fixed_us", "bound", "measured", "goal", "verdict")
+    }
+    assert result["verdict"].startswith("not met") and f"**{result['measured']:.2f}×**" in text
+    assert f"**{result['bound']:.2f}×**" in text and f"{result['fixed_us']:.1f} µs" in text
+    for name, row in result["ops"].items():
+        if row["path"] != "own":
+            assert f"{name} " in text and f"{row['own'] / row['form']:.2f}×" in text, name
+
+
+def _dataloader_ratios(names: list[str]) -> dict[str, list[float]]:
+    """torchvision / PolicyAugment images per second per case, one per record."""
+    ratios = collections.defaultdict(list)
+    for name in names:
+        rows = _load(name)["results"]
+        rates = {(r["case"], r["contender"].split(",")[0]): r["images_per_s"] for r in rows}
+        for case in sorted({r["case"] for r in rows}):
+            ratios[case].append(rates[case, "torchvision v2"] / rates[case, "fastpolicy PolicyAugment"])
+    return ratios
+
+
+def test_the_forms_dataloader_runs_are_the_records():
+    text = _bullet("In a 2-worker DataLoader, idle-gated")
+    idle = [f"bench_cpu_transform_2026-12-07_forms_idle{i}.json" for i in (1, 2, 3)]
+    assert all(_load(name)["machine"]["load_average_at_start"][0] <= 0.36 for name in idle)
+    ratios = _dataloader_ratios(idle)
+    for case, runs in ratios.items():
+        assert f"**{statistics.median(runs):.2f}**" in text, case
+        if case.endswith("PIL input"):
+            assert ", ".join(f"{r:.2f}" for r in runs) in text, case
+        else:
+            assert max(runs) < 1, case  # "faster in every run" on tensors
+    assert max(statistics.median(r) for c, r in ratios.items() if c.endswith("PIL input")) > 1  # "not met"
+    earlier = _dataloader_ratios([f"bench_cpu_transform_2026-12-07_forms{i}.json" for i in (1, 2, 3)])
+    pil = [f"{statistics.median(r):.2f}" for c, r in earlier.items() if c.endswith("PIL input")]
+    assert f"medians {pil[0]}, {pil[1]} and {pil[2]} on PIL" in text
+
+
+def _host_ms(name: str) -> float:
+    return _load(name)["results"][0]["host_ms_per_batch"]
+
+
+def test_the_host_time_ab_runs_are_the_records():
+    text = _bullet("Loader host time per batch, idle-gated A/B")
+    for side, commit in (("before", "06cf215"), ("after", "bd1ea0a")):
+        names = [f"bench_cpu_host_2026-12-07_ab_{side}{i}.json" for i in (1, 2, 3)]
+        assert all(_load(n)["commit"].startswith(commit) for n in names) and commit in text
+        assert all(_load(n)["machine"]["load_average_at_start"][0] < 0.5 for n in names)
+        runs = [_host_ms(n) for n in names]
+        assert ", ".join(f"{r:.2f}" for r in runs) in text and f"(median **{statistics.median(runs):.2f}**)" in text
+        samples = [_load(n)["results"][0]["parts_ms"]["sample"] for n in names]
+        if side == "after":
+            assert f"**{statistics.median(samples):.2f} ms**" in text
+        else:
+            assert f"{statistics.median(samples):.2f} ms (median; {min(samples):.2f}–{max(samples):.2f})" in text
+
+
+def test_the_batch_record_placement_runs_are_the_records():
+    text = _bullet("Where the batch record's tensors are made")
+    tree = "bd1ea0aa986e409bc91e37cd9bea1afa29f6ed9a"
+    for side, commit in (("main", tree), ("var", f"{tree}+dirty")):  # the variant: bd1ea0a and the patch
+        names = [f"bench_cpu_host_2026-12-07_ab5_{side}{i}.json" for i in (1, 2, 3)]
+        records = [_load(n) for n in names]
+        assert all(r["commit"] == commit for r in records)
+        assert all(r["machine"]["load_average_at_start"][0] < 0.5 for r in records)
+        assert f"**{', '.join(f'{_host_ms(n):.2f}' for n in names)}** ms" in text
+        parts = [r["results"][0]["parts_ms"]["assemble"] for r in records]
+        assert f"{min(parts):.2f}–{max(parts):.2f} ms" in text
+
+
+def test_the_final_host_time_runs_are_the_records():
+    text = _bullet("Loader host time at the final code")
+    names = [f"bench_cpu_host_2026-12-07_final{i}.json" for i in (1, 2, 3)]
+    records = [_load(n) for n in names]
+    assert all(r["commit"].startswith("69a6644") and r["machine"]["load_average_at_start"][0] < 0.5 for r in records)
+    runs = [_host_ms(n) for n in names]
+    assert f"**{', '.join(f'{r:.2f}' for r in runs)}** ms (median **{statistics.median(runs):.2f}**)" in text
+    assert min(runs) > 1.0 and "≤ 1 ms, is **not met**" in text
+    for part, label in (("sample", "sampling"), ("assemble", "the batch record"), ("pack_and_upload", "packing")):
+        values = [r["results"][0]["parts_ms"][part] for r in records]
+        assert f"{label} {min(values):.2f}–{max(values):.2f}" in text, part
+
+
+def test_the_readme_quotes_the_forms_per_call_range():
+    us, codes = _medians(_load("transform_overhead_cpu_2026-12-07_forms.json"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for kind in ("PIL", "tensor"):
+        ratios = [
+            us[codes["after"], f"{theirs}, {kind}"] / us[codes["after"], f"{ours}, {kind}"] for ours, theirs in _CALLS
+        ]
+        assert f"{min(ratios):.2f}–{max(ratios):.2f}×" in readme, kind
