@@ -348,11 +348,11 @@ def test_the_readme_quotes_the_forms_per_call_range():
 
 def test_the_other_host_time_runs_are_the_records():
     text = _bullet("Loader host time at the final code")
-    for name, idle in (("idle", True), ("seeded", False)):
+    for name, idle, commit in (("idle", True, "bd1ea0a"), ("seeded", False, "ecea8ad")):
         records = [_load(f"bench_cpu_host_2026-12-07_{name}{i}.json") for i in (1, 2, 3)]
-        assert all(r["commit"].startswith("bd1ea0a") for r in records)
+        assert all(r["commit"].startswith(commit) for r in records) and f"{commit}, " in text
         loads = [r["machine"]["load_average_at_start"][0] for r in records]
         assert (max(loads) < 0.5) == idle
         assert ", ".join(f"{r['results'][0]['host_ms_per_batch']:.2f}" for r in records) + " ms" in text
         if not idle:
-            assert f"{min(loads):.2f}–{max(loads):.2f} (not idle)" in text
+            assert f"{min(loads):.2f}–{max(loads):.2f}: not idle" in text
