@@ -15,57 +15,47 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
-import warnings
 
 import numpy as np
 
+from .backends.kernel_build import HostLibrary
 from .batch_seed import BatchSeed, generator_of
 from .params import PolicyParams
 from .registry import on_change
 
 _SOURCE = "sample.cpp"
 _OPTIONS = ("-std=c++17", "-O2", "-fPIC", "-shared", "-ffp-contract=off")
-_LIBRARY: list = []
-_LOCK = threading.Lock()
 OFF = "FASTPOLICY_NUMPY_SAMPLER"
 """Environment variable: ``1`` keeps the NumPy sampler (the same draws, slower)."""
 
 
-def _function():
-    """``fp_sample_tables_packed`` from the built library, or None (no compiler, a failed build:
-    one ``RuntimeWarning`` per process)."""
-    library = _library()
-    return None if library is None else library.fp_sample_tables_packed
-
-
-def _library():
-    """The built sampler library (ctypes CDLL), or None: see :func:`_function`."""
-    if _LIBRARY:
-        return _LIBRARY[0]
-    with _LOCK:
-        if not _LIBRARY:
-            _LIBRARY.append(_load())
-    return _LIBRARY[0]
-
-
-def _load():
-    from .backends.kernel_build import KernelCompileError, build_host_library
-
-    try:
-        library = ctypes.CDLL(str(build_host_library(_SOURCE, _OPTIONS, "sample")))
-    except (KernelCompileError, OSError) as error:
-        warnings.warn(
-            f"the compiled sampler is unavailable ({error}); sampling with NumPy instead (the same draws, slower)",
-            RuntimeWarning,
-            stacklevel=5,
-        )
-        return None
+def _declare(library) -> None:
     library.fp_sample_tables_packed.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     library.fp_sample_tables_seeded.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p]
     for function in (library.fp_sample_tables_packed, library.fp_sample_tables_seeded):
         function.restype = ctypes.c_int
-    return library
+
+
+_HELPER = HostLibrary(
+    _SOURCE,
+    _OPTIONS,
+    "sample",
+    _declare,
+    "the compiled sampler",
+    "sampling with NumPy instead (the same draws, slower)",
+)
+
+
+def _library():
+    """The built sampler library (ctypes CDLL), or None (no compiler, a failed build: one
+    ``RuntimeWarning`` per process)."""
+    return _HELPER.get()
+
+
+def _function():
+    """``fp_sample_tables_packed`` from the built library, or None (see :func:`_library`)."""
+    library = _library()
+    return None if library is None else library.fp_sample_tables_packed
 
 
 _GENERATION = [0]

@@ -94,7 +94,7 @@ def test_where_the_in_place_path_does_not_apply(photos, monkeypatch):
     mapped = PIL.Image.fromarray(np.zeros((5, 4), np.uint8))  # on the array's memory: readonly
     assert mapped.readonly and pil_pixels.histogram(mapped) is None
     assert pil_pixels.histogram(PIL.Image.new("RGB", (0, 3))) is None
-    monkeypatch.setattr(pil_pixels, "_LIBRARY", [None])
+    monkeypatch.setattr(pil_pixels._HELPER, "loaded", [None])
     assert pil_pixels.histogram(rgb) is None and pil_pixels.lookup(rgb, np.zeros((3, 256), np.uint8)) is None
     assert pil_pixels.from_planes(torch.zeros(3, 4, 4, dtype=torch.uint8)) is None
 
@@ -194,7 +194,7 @@ def test_native_launches_from_several_threads_at_once(photos):
 
 def test_the_pil_stages_forms_without_the_helper_or_the_native_stage(photos, monkeypatch):
     """PIL's own operations run instead: the same pixels."""
-    monkeypatch.setattr(pil_pixels, "_LIBRARY", [None])
+    monkeypatch.setattr(pil_pixels._HELPER, "loaded", [None])
     monkeypatch.setattr(pil_stage, "_NATIVE", [None])
     _check_forms(photos[:2] + photos[-2:], _FAST)
 

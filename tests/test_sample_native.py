@@ -101,7 +101,7 @@ def test_a_batch_seed_makes_its_generator_for_numpy_draws(monkeypatch):
 
 def test_numpy_samples_without_a_compiler(monkeypatch):
     """No compiler: one warning, then the NumPy path's draws."""
-    monkeypatch.setattr(sample_native, "_LIBRARY", [])
+    monkeypatch.setattr(sample_native._HELPER, "loaded", [])
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.delenv(sample_native.OFF, raising=False)
     with pytest.warns(RuntimeWarning, match="compiled sampler is unavailable"):

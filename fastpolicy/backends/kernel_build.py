@@ -25,6 +25,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import ClassVar
@@ -329,6 +330,42 @@ def build_host_library(source_name: str, options: tuple[str, ...], prefix: str) 
         return _build(_cache_dir() / name, command, source)
     except OSError as error:  # the cache cannot be used: build where only this process looks
         return _build(_private_dir(error) / name, command, source)
+
+
+class HostLibrary:
+    """A host-only helper library (``kernels/<source>``, built by :func:`build_host_library` at
+    first use and kept for the process): :meth:`get` gives its ctypes ``CDLL``, with
+    ``declare(library)`` applied (argument and result types), or None where it cannot be built —
+    quietly without a compiler when ``quiet_without_compiler``, else with one ``RuntimeWarning``
+    naming ``what`` and what runs ``instead``. Thread-safe. ``loaded`` holds the result (a test
+    sets it to ``[None]`` for "unavailable", or ``[]`` to build again)."""
+
+    def __init__(self, source: str, options: tuple[str, ...], prefix: str, declare, what: str, instead: str,
+                 quiet_without_compiler: bool = False):  # fmt: skip
+        self.source, self.options, self.prefix, self.declare = source, options, prefix, declare
+        self.what, self.instead, self.quiet = what, instead, quiet_without_compiler
+        self.loaded: list = []
+        self._lock = threading.Lock()
+
+    def get(self):
+        """The library, or None (see the class docstring)."""
+        if self.loaded:
+            return self.loaded[0]
+        with self._lock:
+            if not self.loaded:
+                self.loaded.append(self._load())
+        return self.loaded[0]
+
+    def _load(self):
+        if self.quiet and host_compiler() is None:
+            return None
+        try:
+            library = ctypes.CDLL(str(build_host_library(self.source, self.options, self.prefix)))
+        except (KernelCompileError, OSError) as error:
+            warnings.warn(f"{self.what} is unavailable ({error}); {self.instead}", RuntimeWarning, stacklevel=5)
+            return None
+        self.declare(library)
+        return library
 
 
 def _build(target: Path, command: list[str], source: str) -> Path:

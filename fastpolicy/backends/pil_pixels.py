@@ -19,17 +19,15 @@ own operation: the same pixels, slower.
 from __future__ import annotations
 
 import ctypes
-import threading
-import warnings
 
 import numpy as np
 import PIL.Image
 import torch
 
+from .kernel_build import HostLibrary
+
 _SOURCE = "pil_pixels.cpp"
 _OPTIONS = ("-std=c++17", "-O3", "-fPIC", "-shared")
-_LIBRARY: list = []
-_LOCK = threading.Lock()
 _BYTES = {"L": 1, "RGB": 4}
 """Bytes per pixel of the modes this path reads (PIL stores RGB with a padding byte)."""
 BANDS = {"L": 1, "RGB": 3}
@@ -57,39 +55,30 @@ _CAPSULE = ctypes.pythonapi.PyCapsule_GetPointer
 _CAPSULE.restype, _CAPSULE.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
 
 
-def _library():
-    """The built helper (ctypes CDLL), or None: no compiler or a failed build (one
-    ``RuntimeWarning`` per process)."""
-    if _LIBRARY:
-        return _LIBRARY[0]
-    with _LOCK:
-        if not _LIBRARY:
-            _LIBRARY.append(_load())
-    return _LIBRARY[0]
-
-
-def _load():
-    from .kernel_build import KernelCompileError, build_host_library, host_compiler
-
-    if host_compiler() is None:
-        return None  # PIL's own operations, silently: a machine without a compiler is supported
-    try:
-        library = ctypes.CDLL(str(build_host_library(_SOURCE, _OPTIONS, "pil_pixels")))
-    except (KernelCompileError, OSError) as error:
-        warnings.warn(
-            f"the PIL pixel helper is unavailable ({error}); PIL's own operations run instead "
-            "(the same pixels, slower)",
-            RuntimeWarning,
-            stacklevel=5,
-        )
-        return None
+def _declare(library) -> None:
     size, pointer = ctypes.c_int64, ctypes.c_void_p
     library.fp_pixels_histogram.argtypes = [pointer, size, ctypes.c_int, ctypes.c_int, pointer]
     library.fp_pixels_lut.argtypes = [pointer, pointer, size, ctypes.c_int, ctypes.c_int, pointer]
     library.fp_pixels_copy.argtypes = [pointer, size, size, pointer, size, size, size, ctypes.c_int, ctypes.c_int]
     for function in (library.fp_pixels_histogram, library.fp_pixels_lut, library.fp_pixels_copy):
         function.restype = None
-    return library
+
+
+_HELPER = HostLibrary(
+    _SOURCE,
+    _OPTIONS,
+    "pil_pixels",
+    _declare,
+    "the PIL pixel helper",
+    "PIL's own operations run instead (the same pixels, slower)",
+    quiet_without_compiler=True,  # a machine without a compiler is supported: PIL's own, silently
+)
+
+
+def _library():
+    """The built helper (ctypes CDLL), or None: no compiler, or a failed build (one
+    ``RuntimeWarning`` per process)."""
+    return _HELPER.get()
 
 
 def _memory(img: PIL.Image.Image):
