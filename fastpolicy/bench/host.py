@@ -47,7 +47,6 @@ def run_host(
     warmup: int,
     repeats: int,
     policy: str = "autoaugment",
-    nice: int | None = Pipeline.dali_nice,
 ) -> list[dict]:
     """Rows ``{"scenario": "host", ..., "host_ms_per_batch", "parts_ms"}``: medians over ``repeats``."""
     loader = PolicyDALILoader(
@@ -57,7 +56,7 @@ def run_host(
         image_size=size,
         device=device,
         policies=resolve(policy),
-        pipeline=Pipeline(num_threads=threads, prefetch=0, dali_nice=nice),
+        pipeline=Pipeline(num_threads=threads, prefetch=0),
     )
     iterator = _endless(loader)
     for _ in range(warmup):

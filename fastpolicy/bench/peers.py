@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..loader.settings import IMAGENET_MEAN, IMAGENET_STD, Pipeline
+from ..loader.settings import IMAGENET_MEAN, IMAGENET_STD
 from ..policies import STANDARD
 from ..policy import Policy
 from .timing import endless
@@ -46,19 +46,11 @@ NAMES = {
 
 
 def fastpolicy_loader(
-    root: str,
-    N: int,
-    M: int,
-    policy: str | None,
-    device: str,
-    threads: int,
-    backend: str | None = None,
-    seed: int = 0,
-    nice: int | None = Pipeline.dali_nice,
+    root: str, N: int, M: int, policy: str | None, device: str, threads: int, backend: str | None = None, seed: int = 0
 ):
     """``policy``: None, a standard policy of :data:`POLICIES` (on every copy) or ``"random"``
     (M random Adversarial-AutoAugment policies)."""
-    from ..loader import Augment, PolicyDALILoader
+    from ..loader import Augment, Pipeline, PolicyDALILoader
 
     rng = np.random.default_rng(seed)
     policies = (
@@ -74,7 +66,7 @@ def fastpolicy_loader(
         device=device,
         policies=policies,
         augment=Augment(backend=backend),
-        pipeline=Pipeline(seed=seed, num_threads=threads, dali_nice=nice),
+        pipeline=Pipeline(seed=seed, num_threads=threads),
     )
     return _images(loader)
 

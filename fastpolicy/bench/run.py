@@ -41,7 +41,6 @@ import tempfile
 import torch
 
 from ..data.photo_tree import make_photo_tree
-from ..loader.settings import Pipeline
 from . import peers, record, report
 from .shards import run_shards
 from .stage import run_stage
@@ -78,7 +77,7 @@ def _loader_rows(args, root: str) -> list[dict]:
 
     workers = f"torchvision v2, {args.workers} DataLoader workers"
     N, dev, threads = args.batch, args.device, args.threads
-    fast = functools.partial(peers.fastpolicy_loader, root, N, device=dev, threads=threads, nice=args.dali_nice)
+    fast = functools.partial(peers.fastpolicy_loader, root, N, device=dev, threads=threads)
     dali = functools.partial(peers.dali_pipeline, root, N, device=dev, threads=threads)
     vision = functools.partial(peers.torchvision_loader, root, N, device=dev, workers=args.workers)
     if "decode" in args.scenarios:
@@ -134,15 +133,6 @@ def default_out(device: str, now: datetime.datetime | None = None) -> str:
     return os.path.join("runs", f"bench-{now:%Y%m%d-%H%M%S}-{device}", f"bench_{device}.json")
 
 
-def _niceness(text: str) -> int | None:
-    """Flag type of ``--dali-nice``: an integer in [0, 19], or ``none``."""
-    if text.strip().lower() == "none":
-        return None
-    from ..config import Domain
-
-    return int(Domain(0, 19, integer=True).parse(text))
-
-
 def build_parser() -> argparse.ArgumentParser:
     from ..config import nonnegative_int, positive_int
 
@@ -173,12 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="torchvision DataLoader workers",
     )
     parser.add_argument("--threads", type=positive_int, default=8 if gpu else 2, help="DALI threads per pipeline")
-    parser.add_argument(
-        "--dali-nice",
-        type=_niceness,
-        default=Pipeline.dali_nice,
-        help="niceness of the fastpolicy loaders' DALI threads, 0–19 or none (the process's); see Pipeline",
-    )
     parser.add_argument("--stage-n", type=positive_int, default=2048 if gpu else 128, help="images per stage batch")
     parser.add_argument("--train-batch", type=positive_int, default=32, help="N of the training scenario (M = 8)")
     parser.add_argument(
@@ -287,14 +271,11 @@ def _run(args, scratch: str) -> list[dict]:
             args.warmup,
             args.repeats,
             args.policies[0],
-            args.dali_nice,
         )
     if "training" in args.scenarios and args.device == "gpu":
         from .training import run_training
 
-        rows += run_training(
-            root, args.train_batch, 8, args.batches, args.warmup, args.repeats, args.threads, args.dali_nice
-        )
+        rows += run_training(root, args.train_batch, 8, args.batches, args.warmup, args.repeats, args.threads)
     return rows
 
 

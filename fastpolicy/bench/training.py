@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..loader.settings import Pipeline
 from ..policy import Policy
 from ..train.models import build_model
 from .timing import endless, median_rate
@@ -28,13 +27,11 @@ def run_training(
     warmup: int,
     repeats: int,
     threads: int,
-    nice: int | None = Pipeline.dali_nice,
     num_classes: int = 1000,
     seed: int = 0,
 ) -> list[dict]:
-    """Rows ``{"scenario": "training", "contender", "images_per_s", ...}`` plus the overhead in
-    percent; ``nice``: the loader's ``Pipeline.dali_nice``."""
-    from ..loader import PolicyDALILoader
+    """Rows ``{"scenario": "training", "contender", "images_per_s", ...}`` plus the overhead in percent."""
+    from ..loader import Pipeline, PolicyDALILoader
 
     torch.manual_seed(seed)
     device = torch.device("cuda")
@@ -48,7 +45,7 @@ def run_training(
         image_size=224,
         device="gpu",
         policies=[Policy.random(rng) for _ in range(M)],
-        pipeline=Pipeline(seed=seed, num_threads=threads, dali_nice=nice),
+        pipeline=Pipeline(seed=seed, num_threads=threads),
     )
 
     def step(images, labels):

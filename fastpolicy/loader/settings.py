@@ -198,10 +198,6 @@ class Pipeline:
             stage) on a background thread, on a side CUDA stream on a GPU, while the
             current one trains; 0: on demand. Both yield the same batches. None: 1 on a
             GPU, 0 on the CPU.
-        dali_nice: the scheduling niceness (0–19) of DALI's threads (Linux; :mod:`.niceness`):
-            at 19 the training thread, the sampler and the policy stage take a core first
-            whenever they want one, and DALI decodes ahead on the time left; None: as the
-            process's.
     """
 
     seed: int = 0
@@ -209,7 +205,6 @@ class Pipeline:
     drop_last: bool = True
     num_threads: int = 2
     prefetch: int | None = None
-    dali_nice: int | None = 19
 
     def __post_init__(self):
         check_count(self.seed, "seed", 0, MAX_SEED)
@@ -218,8 +213,6 @@ class Pipeline:
         check_count(self.num_threads, "num_threads")
         if self.prefetch is not None and (isinstance(self.prefetch, bool) or self.prefetch not in (0, 1)):
             raise ValueError(f"prefetch must be 0, 1 or None (auto), got {self.prefetch!r}")
-        if self.dali_nice is not None:
-            check_count(self.dali_nice, "dali_nice", 0, 19)
 
 
 @dataclass(frozen=True)

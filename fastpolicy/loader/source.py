@@ -18,7 +18,6 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline as DALIPipeline
 
-from .niceness import thread_ids, yield_new_dali_threads
 from .settings import BASELINES
 from .shards import ShardDataset
 
@@ -138,19 +137,9 @@ def source_pipeline(
 
 
 def build_source(
-    *,
-    batch_size: int,
-    num_threads: int,
-    device: str,
-    device_id: int | None,
-    seed: int,
-    checkpoint=None,
-    nice: int | None = None,
-    **graph,
+    *, batch_size: int, num_threads: int, device: str, device_id: int | None, seed: int, checkpoint=None, **graph
 ) -> DALIPipeline:
-    """Build the source pipeline (prefetching, checkpointable), its threads at niceness
-    ``nice`` (:mod:`.niceness`; None: the process's); ``graph`` goes to :func:`source_pipeline`."""
-    before = thread_ids()
+    """Build the source pipeline (prefetching, checkpointable); ``graph`` goes to :func:`source_pipeline`."""
     with warnings.catch_warnings():
         # The array source's position is restored by the loader, not by DALI's checkpoint.
         warnings.filterwarnings("ignore", message="Checkpointing enabled in a pipeline with external source")
@@ -166,7 +155,6 @@ def build_source(
             prefetch_queue_depth=2,
         )
         pipe.build()
-    yield_new_dali_threads(before, nice)
     return pipe
 
 
@@ -183,7 +171,7 @@ class Source:
         baseline: the copies' augmentation (:data:`BASELINES`); size: S, their side for files.
         device: ``"gpu"`` (decoding and copies on the GPU) or ``"cpu"``.
         sharding, pipeline: the loader's :class:`~fastpolicy.loader.settings.Sharding` and
-            :class:`~fastpolicy.loader.settings.Pipeline` (seed, shuffle, threads, their niceness).
+            :class:`~fastpolicy.loader.settings.Pipeline` (seed, shuffle, threads).
         checkpoint: a DALI checkpoint to start from (:meth:`checkpoint`); position: batches
             already handed out over all epochs (restores the array source's position).
     """
@@ -229,7 +217,6 @@ class Source:
             device_id=torch.cuda.current_device() if device == "gpu" else None,
             seed=pipeline.seed * 1009 + sharding.shard_id + 1,
             checkpoint=checkpoint,
-            nice=pipeline.dali_nice,
         )
 
     def run(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
