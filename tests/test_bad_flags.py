@@ -69,6 +69,7 @@ def test_a_config_file_cannot_set_command_line_only_switches(capsys, tmp_path, k
         (["--repeats", "0"], "--repeats"),
         (["--M", "-1"], "--M"),
         (["--tree", "/no/such/tree"], "--tree /no/such/tree"),
+        (["--dali-priority", "low"], "--dali-priority"),
     ],
 )
 def test_bad_bench_flags_are_one_line_with_status_2(argv, named, capsys):
@@ -93,6 +94,15 @@ def test_bench_writes_a_new_folder_by_default_never_the_committed_records():
     assert not out.startswith(os.path.join("benchmarks", "results"))
     assert run.build_parser().parse_args([]).out is None  # main() then takes default_out
     assert "(default: 3)" in run.build_parser().format_help()  # every flag's default in --help
+
+
+def test_bench_dali_priority_flag_defaults_to_the_pipeline_setting():
+    from fastpolicy.bench import run
+    from fastpolicy.loader import Pipeline
+
+    parse = run.build_parser().parse_args
+    assert parse([]).dali_priority == Pipeline().dali_priority == "idle"
+    assert parse(["--dali-priority", "normal"]).dali_priority == "normal"
 
 
 def test_config_file_names_are_flags_too():

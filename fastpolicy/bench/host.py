@@ -47,6 +47,7 @@ def run_host(
     warmup: int,
     repeats: int,
     policy: str = "autoaugment",
+    priority: str = Pipeline.dali_priority,
 ) -> list[dict]:
     """Rows ``{"scenario": "host", ..., "host_ms_per_batch", "parts_ms"}``: medians over ``repeats``."""
     loader = PolicyDALILoader(
@@ -56,7 +57,7 @@ def run_host(
         image_size=size,
         device=device,
         policies=resolve(policy),
-        pipeline=Pipeline(num_threads=threads, prefetch=0),
+        pipeline=Pipeline(num_threads=threads, prefetch=0, dali_priority=priority),
     )
     iterator = _endless(loader)
     for _ in range(warmup):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..loader.settings import IMAGENET_MEAN, IMAGENET_STD
+from ..loader.settings import IMAGENET_MEAN, IMAGENET_STD, Pipeline
 from ..policies import STANDARD
 from ..policy import Policy
 from .timing import endless
@@ -46,11 +46,19 @@ NAMES = {
 
 
 def fastpolicy_loader(
-    root: str, N: int, M: int, policy: str | None, device: str, threads: int, backend: str | None = None, seed: int = 0
+    root: str,
+    N: int,
+    M: int,
+    policy: str | None,
+    device: str,
+    threads: int,
+    backend: str | None = None,
+    seed: int = 0,
+    priority: str = Pipeline.dali_priority,
 ):
     """``policy``: None, a standard policy of :data:`POLICIES` (on every copy) or ``"random"``
     (M random Adversarial-AutoAugment policies)."""
-    from ..loader import Augment, Pipeline, PolicyDALILoader
+    from ..loader import Augment, PolicyDALILoader
 
     rng = np.random.default_rng(seed)
     policies = (
@@ -66,7 +74,7 @@ def fastpolicy_loader(
         device=device,
         policies=policies,
         augment=Augment(backend=backend),
-        pipeline=Pipeline(seed=seed, num_threads=threads),
+        pipeline=Pipeline(seed=seed, num_threads=threads, dali_priority=priority),
     )
     return _images(loader)
 

@@ -41,6 +41,8 @@ import tempfile
 import torch
 
 from ..data.photo_tree import make_photo_tree
+from ..loader.dali_priority import PRIORITIES
+from ..loader.settings import Pipeline
 from . import peers, record, report
 from .shards import run_shards
 from .stage import run_stage
@@ -77,7 +79,7 @@ def _loader_rows(args, root: str) -> list[dict]:
 
     workers = f"torchvision v2, {args.workers} DataLoader workers"
     N, dev, threads = args.batch, args.device, args.threads
-    fast = functools.partial(peers.fastpolicy_loader, root, N, device=dev, threads=threads)
+    fast = functools.partial(peers.fastpolicy_loader, root, N, device=dev, threads=threads, priority=args.dali_priority)
     dali = functools.partial(peers.dali_pipeline, root, N, device=dev, threads=threads)
     vision = functools.partial(peers.torchvision_loader, root, N, device=dev, workers=args.workers)
     if "decode" in args.scenarios:
@@ -163,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="torchvision DataLoader workers",
     )
     parser.add_argument("--threads", type=positive_int, default=8 if gpu else 2, help="DALI threads per pipeline")
+    parser.add_argument(
+        "--dali-priority",
+        choices=PRIORITIES,
+        default=Pipeline.dali_priority,
+        help="scheduling of the fastpolicy loaders' DALI threads (Pipeline's dali_priority)",
+    )
     parser.add_argument("--stage-n", type=positive_int, default=2048 if gpu else 128, help="images per stage batch")
     parser.add_argument("--train-batch", type=positive_int, default=32, help="N of the training scenario (M = 8)")
     parser.add_argument(
@@ -271,11 +279,14 @@ def _run(args, scratch: str) -> list[dict]:
             args.warmup,
             args.repeats,
             args.policies[0],
+            args.dali_priority,
         )
     if "training" in args.scenarios and args.device == "gpu":
         from .training import run_training
 
-        rows += run_training(root, args.train_batch, 8, args.batches, args.warmup, args.repeats, args.threads)
+        rows += run_training(
+            root, args.train_batch, 8, args.batches, args.warmup, args.repeats, args.threads, args.dali_priority
+        )
     return rows
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..loader.settings import Pipeline
 from ..policy import Policy
 from ..train.models import build_model
 from .timing import endless, median_rate
@@ -27,11 +28,13 @@ def run_training(
     warmup: int,
     repeats: int,
     threads: int,
+    priority: str = Pipeline.dali_priority,
     num_classes: int = 1000,
     seed: int = 0,
 ) -> list[dict]:
-    """Rows ``{"scenario": "training", "contender", "images_per_s", ...}`` plus the overhead in percent."""
-    from ..loader import Pipeline, PolicyDALILoader
+    """Rows ``{"scenario": "training", "contender", "images_per_s", ...}`` plus the overhead in
+    percent; ``priority``: the loader's ``Pipeline.dali_priority``."""
+    from ..loader import PolicyDALILoader
 
     torch.manual_seed(seed)
     device = torch.device("cuda")
@@ -45,7 +48,7 @@ def run_training(
         image_size=224,
         device="gpu",
         policies=[Policy.random(rng) for _ in range(M)],
-        pipeline=Pipeline(seed=seed, num_threads=threads),
+        pipeline=Pipeline(seed=seed, num_threads=threads, dali_priority=priority),
     )
 
     def step(images, labels):

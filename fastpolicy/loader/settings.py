@@ -21,6 +21,7 @@ import numpy as np
 from ..backends.stage import OutputSpec
 from ..data.files import DEFAULT_MAX_PIXELS, VERIFY
 from ..reference.geometry import FILL, check_fill
+from .dali_priority import PRIORITIES
 from .policy_set import FinalSlot
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -198,6 +199,10 @@ class Pipeline:
             stage) on a background thread, on a side CUDA stream on a GPU, while the
             current one trains; 0: on demand. Both yield the same batches. None: 1 on a
             GPU, 0 on the CPU.
+        dali_priority: ``"idle"``: DALI's threads run under ``SCHED_IDLE`` (Linux;
+            :mod:`.dali_priority`), so the training thread, the sampler and the policy stage
+            take a core first whenever they want one and DALI decodes ahead on the time left;
+            ``"normal"``: as the process's.
     """
 
     seed: int = 0
@@ -205,6 +210,7 @@ class Pipeline:
     drop_last: bool = True
     num_threads: int = 2
     prefetch: int | None = None
+    dali_priority: str = "idle"
 
     def __post_init__(self):
         check_count(self.seed, "seed", 0, MAX_SEED)
@@ -213,6 +219,7 @@ class Pipeline:
         check_count(self.num_threads, "num_threads")
         if self.prefetch is not None and (isinstance(self.prefetch, bool) or self.prefetch not in (0, 1)):
             raise ValueError(f"prefetch must be 0, 1 or None (auto), got {self.prefetch!r}")
+        _check_choice(self.dali_priority, "dali_priority", PRIORITIES)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline as DALIPipeline
 
+from .dali_priority import idle_new_dali_threads, thread_ids
 from .settings import BASELINES
 from .shards import ShardDataset
 
@@ -137,9 +138,19 @@ def source_pipeline(
 
 
 def build_source(
-    *, batch_size: int, num_threads: int, device: str, device_id: int | None, seed: int, checkpoint=None, **graph
+    *,
+    batch_size: int,
+    num_threads: int,
+    device: str,
+    device_id: int | None,
+    seed: int,
+    checkpoint=None,
+    priority: str = "normal",
+    **graph,
 ) -> DALIPipeline:
-    """Build the source pipeline (prefetching, checkpointable); ``graph`` goes to :func:`source_pipeline`."""
+    """Build the source pipeline (prefetching, checkpointable), its threads at ``priority``
+    (:mod:`.dali_priority`); ``graph`` goes to :func:`source_pipeline`."""
+    before = thread_ids()
     with warnings.catch_warnings():
         # The array source's position is restored by the loader, not by DALI's checkpoint.
         warnings.filterwarnings("ignore", message="Checkpointing enabled in a pipeline with external source")
@@ -155,6 +166,7 @@ def build_source(
             prefetch_queue_depth=2,
         )
         pipe.build()
+    idle_new_dali_threads(before, priority)
     return pipe
 
 
@@ -171,7 +183,7 @@ class Source:
         baseline: the copies' augmentation (:data:`BASELINES`); size: S, their side for files.
         device: ``"gpu"`` (decoding and copies on the GPU) or ``"cpu"``.
         sharding, pipeline: the loader's :class:`~fastpolicy.loader.settings.Sharding` and
-            :class:`~fastpolicy.loader.settings.Pipeline` (seed, shuffle, threads).
+            :class:`~fastpolicy.loader.settings.Pipeline` (seed, shuffle, threads, their priority).
         checkpoint: a DALI checkpoint to start from (:meth:`checkpoint`); position: batches
             already handed out over all epochs (restores the array source's position).
     """
@@ -217,6 +229,7 @@ class Source:
             device_id=torch.cuda.current_device() if device == "gpu" else None,
             seed=pipeline.seed * 1009 + sharding.shard_id + 1,
             checkpoint=checkpoint,
+            priority=pipeline.dali_priority,
         )
 
     def run(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
