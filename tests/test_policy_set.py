@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastpolicy import OPS, AWSDistribution, Policy
-from fastpolicy.loader.policy_set import FinalSlot, PolicySet
+from fastpolicy.loader.policy_set import AHEAD, FinalSlot, PolicySet
 from fastpolicy.params import NO_OP, PolicyParams
 from fastpolicy.sampling import sample_policies, share_equal
 
@@ -68,6 +68,33 @@ def test_sampling_equals_the_loaders_former_draws(kind, cutout, scale):
         assert got == expected and got.k == policy_set.slots and got.n == M * n
         if cutout is not None:
             assert set(got.op[:, -1]) == {OPS["Cutout"].id} and set(got.value[:, -1]) == {cutout}
+
+
+def test_steps_drawn_ahead_are_the_steps_own_parameters(monkeypatch):
+    """``sample`` draws AHEAD steps together and hands the later ones out: each is exactly its
+    own step's draw, a step asked for again or with another n is drawn anew, and nothing kept
+    outlives a change of policies."""
+    policy_set = PolicySet(M, 2, SEED, SHARD, final=(FinalSlot("Cutout", 0.25),))
+    samplers = _policies(2)
+    version = policy_set.set(samplers)
+    draws = []
+    draw = policy_set._draw
+    monkeypatch.setattr(policy_set, "_draw", lambda *args: draws.append(args[1:]) or draw(*args))
+    for step in range(2 * AHEAD + 1):  # an epoch's order: one draw of AHEAD steps per AHEAD steps
+        got, got_version = policy_set.sample(4, 3, step)
+        assert got == _by_hand(samplers, 4, 3, step, 1.0, 0.25, version) and got_version == version
+    assert draws == [(4, 3, step) for step in range(3 * AHEAD)]
+    assert policy_set.sample(4, 3, 2)[0] == _by_hand(samplers, 4, 3, 2, 1.0, 0.25, version)  # again: drawn
+    assert policy_set.sample(2, 3, 3)[0] == _by_hand(samplers, 2, 3, 3, 1.0, 0.25, version)  # other n: drawn
+    assert len(draws) == 5 * AHEAD
+    policy_set.sample(4, 5, 0)  # keeps steps 1 … AHEAD - 1 of epoch 5
+    changed = _policies(3)
+    new_version = policy_set.set(changed)
+    got, got_version = policy_set.sample(4, 5, 1)
+    assert got_version == new_version and got == _by_hand(changed, 4, 5, 1, 1.0, 0.25, new_version)
+    assert policy_set.sample(4, 5, 2)[0] is not policy_set.sample(4, 5, 3)[0]
+    kept, again = policy_set.sample(4, 5, 4)[0], policy_set.sample(4, 5, 4)[0]  # handed out once
+    assert kept == again and kept is not again
 
 
 def test_same_position_same_parameters_other_position_other_parameters():

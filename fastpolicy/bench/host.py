@@ -21,7 +21,8 @@ nothing decoding beside them — to set beside the same parts in the loader; ``b
 times the batch record's policy-id tensor only, and ``total`` sums the three (not the loader's
 assemble step nor its untimed rest, so it is not comparable to the whole host time);
 ``sample_again`` is the same sampling call (another step) repeated at once, warm, against
-``sample``, the call after the previous step's stage batch and policy ids.
+``sample``, the call after the previous step's stage batch and policy ids (both per step,
+where the policy set draws :data:`~fastpolicy.loader.policy_set.AHEAD` steps at a time).
 """
 
 from __future__ import annotations

@@ -7,11 +7,18 @@ drawn in :meth:`~PolicySet.sample` from one generator seeded by ``(seed, shard, 
 step)``: the policy slots first (one vectorized :func:`~fastpolicy.sampling.sample_policies`
 pass, then the magnitude scale), then each final slot in order. A batch's parameters
 therefore depend only on its position and the policies.
+
+A batch's sampling is a few hundred Python and NumPy calls, 10× slower right after the
+policy stage has swept the caches than when repeated at once; so :meth:`~PolicySet.sample`
+draws :data:`AHEAD` steps of an epoch together and hands out the later ones when asked,
+as long as the policies (and their version) and ``n`` are the same: the same parameters,
+drawn at a tenth of the cost.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +29,8 @@ from ..params import PolicyParams
 from ..registry import OPS
 from ..sampling import sample_policies, share_equal
 
-"""The per-slot fields of :class:`~fastpolicy.params.PolicyParams` (``policy`` is per row)."""
+AHEAD = 8
+"""Steps :meth:`PolicySet.sample` draws together (see the module docstring)."""
 
 
 def is_sampler(obj) -> bool:
@@ -74,6 +82,8 @@ class PolicySet:
         self.M, self.policy_slots, self.seed, self.shard_id = M, slots, seed, shard_id
         self.magnitude_scale, self.final = float(magnitude_scale), tuple(final)
         self._current: tuple = (None, 0)  # (samplers, version), swapped whole (read by the prefetch thread)
+        self._ahead: dict = {}  # (n, epoch, step) → (the _current drawn under, its result)
+        self._lock = threading.Lock()
 
     @property
     def slots(self) -> int:
@@ -152,8 +162,20 @@ class PolicySet:
     def sample(self, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
         """The parameters of batch ``step`` of ``epoch`` with ``n`` distinct images (M·n rows,
         policy-major, :attr:`slots` slots; None when there are neither policies nor final
-        slots) under the current policies, and their version."""
-        samplers, version = self._current
+        slots) under the current policies, and their version. Drawn with the next
+        :data:`AHEAD` − 1 steps' (kept for their call) unless an earlier call drew it."""
+        current = self._current
+        with self._lock:
+            kept = self._ahead.pop((n, epoch, step), None)
+            if kept is not None and kept[0] is current:
+                return kept[1]
+            drawn = [self._draw(current, n, epoch, step + k) for k in range(AHEAD)]
+            self._ahead = {(n, epoch, step + k): (current, drawn[k]) for k in range(1, AHEAD)}
+        return drawn[0]
+
+    def _draw(self, current: tuple, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
+        """:meth:`sample`'s draw under ``current`` (samplers, version)."""
+        samplers, version = current
         if samplers is None and not self.final:
             return None, version
         rng = BatchSeed(self.seed, self.shard_id, 1, epoch, step)  # default_rng of these, made if needed
