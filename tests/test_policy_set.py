@@ -95,6 +95,7 @@ def test_steps_drawn_ahead_are_the_steps_own_parameters(monkeypatch):
     assert policy_set.sample(4, 5, 2)[0] is not policy_set.sample(4, 5, 3)[0]
     kept, again = policy_set.sample(4, 5, 4)[0], policy_set.sample(4, 5, 4)[0]  # handed out once
     assert kept == again and kept is not again
+    assert policy_set.draw(4, 5, 9) == (_by_hand(changed, 4, 5, 9, 1.0, 0.25, new_version), new_version)
 
 
 def test_same_position_same_parameters_other_position_other_parameters():

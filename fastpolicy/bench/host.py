@@ -20,9 +20,10 @@ and the stage's packing and upload with DALI idle — on one source batch made b
 nothing decoding beside them — to set beside the same parts in the loader; ``batch`` there
 times the batch record's policy-id tensor only, and ``total`` sums the three (not the loader's
 assemble step nor its untimed rest, so it is not comparable to the whole host time);
-``sample_again`` is the same sampling call (another step) repeated at once, warm, against
-``sample``, the call after the previous step's stage batch and policy ids (both per step,
-where the policy set draws :data:`~fastpolicy.loader.policy_set.AHEAD` steps at a time).
+``sample`` is the policy set's sampling called step after step as the loader calls it (it
+draws :data:`~fastpolicy.loader.policy_set.AHEAD` steps at a time: per step, one draw of
+AHEAD steps spread over the steps timed); ``sample_again``, one step drawn on its own
+(:meth:`~fastpolicy.loader.policy_set.PolicySet.draw`) right after, warm.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def _host_alone(loader, batches: int, sync) -> dict[str, float]:
         params, _ = loader.policy_set.sample(n, 0, step)
         sampled += time.perf_counter() - start
         start = time.perf_counter()
-        loader.policy_set.sample(n, 0, step + batches)
+        loader.policy_set.draw(n, 0, step + batches)
         again += time.perf_counter() - start
         stage.apply(source[:n], params, loader.output_spec)
         sync()

@@ -173,6 +173,10 @@ class PolicySet:
             self._ahead = {(n, epoch, step + k): (current, drawn[k]) for k in range(1, AHEAD)}
         return drawn[0]
 
+    def draw(self, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
+        """What :meth:`sample` hands out for this position, drawn now (no step kept)."""
+        return self._draw(self._current, n, epoch, step)
+
     def _draw(self, current: tuple, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
         """:meth:`sample`'s draw under ``current`` (samplers, version)."""
         samplers, version = current
