@@ -358,3 +358,63 @@ def test_the_other_host_time_runs_are_the_records():
         assert ", ".join(f"{r['results'][0]['host_ms_per_batch']:.2f}" for r in records) + " ms" in text
         if not idle:
             assert f"{min(loads):.2f}–{max(loads):.2f}: not idle" in text
+
+
+def _host_runs(names: list[str]) -> tuple[list[dict], str]:
+    """The host rows of the fourth session's records ``bench_cpu_host_2026-12-07_<name>.json``,
+    each checked idle at its start and of one commit, and that commit's short hash."""
+    records = [_load(f"bench_cpu_host_2026-12-07_{name}.json") for name in names]
+    assert all(r["machine"]["load_average_at_start"][0] < 0.5 for r in records)
+    commits = {r["commit"] for r in records}
+    assert len(commits) == 1
+    return [r["results"][0] for r in records], commits.pop()[:7]
+
+
+def _hosts(rows: list[dict]) -> str:
+    return ", ".join(f"{row['host_ms_per_batch']:.2f}" for row in rows)
+
+
+def _span(rows: list[dict], part: str, digits: int = 2) -> str:
+    values = [row["parts_ms"][part] for row in rows]
+    return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+
+
+def test_the_dali_niceness_runs_are_the_records():
+    text = _flat(_bullet("DALI's threads at niceness 19: not adopted"))
+    normal, commit = _host_runs(["nice_none1", "nice_none2", "nice_none3"])
+    nice, other = _host_runs(["nice19_1", "nice19_2", "nice19_3"])
+    assert commit == other and commit in text
+    assert f"{_hosts(normal)} ms at the process's niceness against {_hosts(nice)} ms at 19" in text
+    assert _load("bench_cpu_host_2026-12-07_nice19_1.json")["settings"]["dali_nice"] == 19
+
+
+def test_the_sched_idle_ab_runs_are_the_records():
+    text = _flat(_bullet("DALI's threads under `SCHED_IDLE`"))
+    normal, commit = _host_runs(["prio_normal1", "prio_normal2", "prio_normal3"])
+    idle, other = _host_runs(["prio_idle1", "prio_idle2", "prio_idle3"])
+    assert commit == other and commit in text
+    for name, rows in (("normal", normal), ("idle", idle)):
+        median = statistics.median(row["host_ms_per_batch"] for row in rows)
+        assert f'"{name}" {_hosts(rows)} ms (median {median:.2f}), {_span(rows, "wall", 1)} ms per batch' in text
+    assert f"went from {_span(normal, 'stage_compute', 1)} to {_span(idle, 'stage_compute', 1)} ms" in text
+    settings = [_load(f"bench_cpu_host_2026-12-07_prio_{n}1.json")["settings"] for n in ("normal", "idle")]
+    assert [s["dali_priority"] for s in settings] == ["normal", "idle"]
+
+
+def test_the_sampling_ahead_runs_are_the_records():
+    text = _flat(_bullet("Sampling ahead"))
+    four, commit = _host_runs(["ahead1", "ahead2", "ahead3"])
+    eight, other = _host_runs(["ahead_b8_1", "ahead_b8_2", "ahead_b8_3"])
+    assert commit == other and commit in text
+    assert f"(`--batches 4`) {_hosts(four)} ms" in text and f"of 8 steps) {_hosts(eight)} ms" in text
+    assert f"{_span(eight, 'sample')} ms per batch with 8 batches timed ({_span(four, 'sample')[:4]} with 4" in text
+
+
+def test_the_final_host_runs_meet_the_goal_in_the_records():
+    text = _flat(_bullet("Loader host time, fourth session, final code"))
+    rows, commit = _host_runs(["final_b8_1", "final_b8_2", "final_b8_3"])
+    assert commit in text and all(row["host_ms_per_batch"] <= 1.0 for row in rows)
+    median = statistics.median(row["host_ms_per_batch"] for row in rows)
+    assert f"**{_hosts(rows)} ms** (median **{median:.2f}**), {_span(rows, 'wall', 1)} ms per batch" in text
+    for part, words in (("sample", "sampling"), ("assemble", "the batch record"), ("pack_and_upload", "packing")):
+        assert f"{words} {_span(rows, part)} ms" in text
