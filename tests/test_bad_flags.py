@@ -101,7 +101,7 @@ def test_bench_dali_priority_flag_defaults_to_the_pipeline_setting():
     from fastpolicy.loader import Pipeline
 
     parse = run.build_parser().parse_args
-    assert parse([]).dali_priority == Pipeline().dali_priority == "idle"
+    assert parse([]).dali_priority is Pipeline().dali_priority is None
     assert parse(["--dali-priority", "normal"]).dali_priority == "normal"
 
 

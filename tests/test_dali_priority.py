@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("nvidia.dali")
 from fastpolicy.loader import Pipeline, PolicyDALILoader
-from fastpolicy.loader.dali_priority import TASKS, idle_new_dali_threads, thread_ids
+from fastpolicy.loader.dali_priority import TASKS, apply_dali_priority, resolve_priority, thread_ids
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread scheduling is Linux's")
 
@@ -42,12 +42,16 @@ def _dali_threads_of(pipeline: Pipeline) -> tuple[dict[int, int], PolicyDALILoad
     return threads, loader
 
 
-def test_by_default_dali_threads_are_idle_and_the_loader_still_runs():
-    assert Pipeline().dali_priority == "idle"
+def test_by_default_a_cpu_loaders_dali_threads_are_idle_and_it_still_runs():
+    assert Pipeline().dali_priority is None
+    assert [resolve_priority(None, device) for device in ("cpu", "gpu")] == ["idle", "normal"]
+    before = thread_ids()
     threads, loader = _dali_threads_of(Pipeline(num_threads=2))
     assert set(threads.values()) == {os.SCHED_IDLE}
     assert len(next(iter(loader)).labels) == 8  # N·M rows, decoded by idle threads
     assert _policy(threading.get_native_id()) == os.SCHED_OTHER  # the training thread is untouched
+    started = {tid for tid in thread_ids() - before if _name(tid).startswith("[DALI]")}
+    assert started and all(_policy(tid) == os.SCHED_IDLE for tid in started)  # those started by a run too
 
 
 def test_normal_keeps_the_process_scheduling():
@@ -62,12 +66,12 @@ def test_only_new_dali_threads_change():
     other.start()
     try:
         threads, _ = _dali_threads_of(Pipeline(dali_priority="normal"))
-        assert idle_new_dali_threads(before, "normal") == []
-        assert sorted(idle_new_dali_threads(before, "idle", settle=0.01)) == sorted(threads)
+        assert apply_dali_priority(before, "normal") == []
+        assert sorted(apply_dali_priority(before, "idle", settle=0.01)) == sorted(threads)
         assert all(_policy(tid) == os.SCHED_IDLE for tid in threads)
         assert _policy(other.native_id) == os.SCHED_OTHER
-        with pytest.raises(ValueError, match=r"dali_priority must be one of \('idle', 'normal'\), got 'low'"):
-            idle_new_dali_threads(before, "low")
+        with pytest.raises(ValueError, match=r"dali_priority must be one of \('idle', 'normal'\) or None, got 'low'"):
+            apply_dali_priority(before, "low")
     finally:
         stop.set()
         other.join()
@@ -87,7 +91,7 @@ def test_a_thread_named_after_it_starts_is_waited_for():
     thread = threading.Thread(target=late, daemon=True)
     thread.start()
     try:
-        assert idle_new_dali_threads(before, "idle") == [thread.native_id]
+        assert apply_dali_priority(before, "idle") == [thread.native_id]
         assert _policy(thread.native_id) == os.SCHED_IDLE
     finally:
         stop.set()

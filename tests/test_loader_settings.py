@@ -102,8 +102,11 @@ def test_arrays_of_no_size_are_refused():
         (lambda: Pipeline(num_threads=0), r"num_threads must be ≥ 1, got 0"),
         (lambda: Pipeline(prefetch=2), r"prefetch must be 0, 1 or None \(auto\), got 2"),
         (lambda: Pipeline(prefetch=True), r"prefetch must be 0, 1 or None \(auto\), got True"),
-        (lambda: Pipeline(dali_priority="low"), r"dali_priority must be one of \('idle', 'normal'\), got 'low'"),
-        (lambda: Pipeline(dali_priority=None), r"dali_priority must be one of \('idle', 'normal'\), got None"),
+        (
+            lambda: Pipeline(dali_priority="low"),
+            r"dali_priority must be one of \('idle', 'normal'\) or None, got 'low'",
+        ),
+        (lambda: Pipeline(dali_priority=0), r"dali_priority must be one of \('idle', 'normal'\) or None, got 0"),
         (lambda: Pipeline(shuffle="yes"), r"shuffle must be True or False, got 'yes'"),
         (lambda: Output(dtype="int8"), r"output must be one of .*'int8'"),
         (lambda: Output(layout="nhwc"), r"layout must be one of .*'nhwc'"),

@@ -71,31 +71,68 @@ def test_sampling_equals_the_loaders_former_draws(kind, cutout, scale):
 
 
 def test_steps_drawn_ahead_are_the_steps_own_parameters(monkeypatch):
-    """``sample`` draws AHEAD steps together and hands the later ones out: each is exactly its
-    own step's draw, a step asked for again or with another n is drawn anew, and nothing kept
-    outlives a change of policies."""
+    """Asked for in order under the same policies, ``sample`` draws AHEAD steps together and
+    hands the later ones out: each is exactly its own step's draw; a step asked for again, out
+    of order, with another n or after a change of policies is drawn alone, anew."""
     policy_set = PolicySet(M, 2, SEED, SHARD, final=(FinalSlot("Cutout", 0.25),))
     samplers = _policies(2)
     version = policy_set.set(samplers)
     draws = []
     draw = policy_set._draw
     monkeypatch.setattr(policy_set, "_draw", lambda *args: draws.append(args[1:]) or draw(*args))
-    for step in range(2 * AHEAD + 1):  # an epoch's order: one draw of AHEAD steps per AHEAD steps
+    for step in range(2 * AHEAD + 1):  # an epoch's order: step 0 alone, then AHEAD steps per draw
         got, got_version = policy_set.sample(4, 3, step)
         assert got == _by_hand(samplers, 4, 3, step, 1.0, 0.25, version) and got_version == version
-    assert draws == [(4, 3, step) for step in range(3 * AHEAD)]
+    assert draws == [(4, 3, step) for step in range(2 * AHEAD + 1)]
     assert policy_set.sample(4, 3, 2)[0] == _by_hand(samplers, 4, 3, 2, 1.0, 0.25, version)  # again: drawn
     assert policy_set.sample(2, 3, 3)[0] == _by_hand(samplers, 2, 3, 3, 1.0, 0.25, version)  # other n: drawn
-    assert len(draws) == 5 * AHEAD
-    policy_set.sample(4, 5, 0)  # keeps steps 1 … AHEAD - 1 of epoch 5
+    assert len(draws) == 2 * AHEAD + 3
+    policy_set.sample(4, 5, 0)
+    policy_set.sample(4, 5, 1)  # keeps steps 2 … AHEAD of epoch 5
     changed = _policies(3)
     new_version = policy_set.set(changed)
-    got, got_version = policy_set.sample(4, 5, 1)
-    assert got_version == new_version and got == _by_hand(changed, 4, 5, 1, 1.0, 0.25, new_version)
-    assert policy_set.sample(4, 5, 2)[0] is not policy_set.sample(4, 5, 3)[0]
-    kept, again = policy_set.sample(4, 5, 4)[0], policy_set.sample(4, 5, 4)[0]  # handed out once
+    assert policy_set._ahead == {}  # nothing kept outlives the policies it was drawn under
+    got, got_version = policy_set.sample(4, 5, 2)
+    assert got_version == new_version and got == _by_hand(changed, 4, 5, 2, 1.0, 0.25, new_version)
+    policy_set.sample(4, 5, 3)  # in order again: drawn with the next ones
+    kept = policy_set.sample(4, 5, 4)[0]
+    again = policy_set.sample(4, 5, 4)[0]  # handed out once: drawn anew
     assert kept == again and kept is not again
     assert policy_set.draw(4, 5, 9) == (_by_hand(changed, 4, 5, 9, 1.0, 0.25, new_version), new_version)
+    policy_set.sample(4, 8, 0)
+    policy_set.sample(4, 8, 1)  # keeps steps 2 … AHEAD of epoch 8
+    restored = _policies(6)
+    policy_set.restore([p.to_dict() for p in restored], 40)
+    assert policy_set.sample(4, 8, 2) == (_by_hand(restored, 4, 8, 2, 1.0, 0.25, 40), 40)
+
+
+def test_drawing_ahead_stops_at_the_epochs_end_and_at_a_change_per_batch(monkeypatch):
+    policy_set = PolicySet(M, 2, SEED, SHARD)
+    policy_set.set(_policies(4))
+    draws = []
+    draw = policy_set._draw
+    monkeypatch.setattr(policy_set, "_draw", lambda *args: draws.append(args[3]) or draw(*args))
+    for step in range(4):  # an epoch of 4 batches
+        policy_set.sample(4, 6, step, steps=4)
+    assert draws == [0, 1, 2, 3]  # step 1 drew steps 1-3, none past the epoch
+    draws.clear()
+    for step in range(5):  # a controller updated at every batch: one draw per batch
+        policy_set.set(_policies(10 + step))
+        policy_set.sample(4, 7, step)
+    assert draws == [0, 1, 2, 3, 4]
+
+
+def test_the_loader_draws_no_step_past_its_epoch(monkeypatch):
+    pytest.importorskip("nvidia.dali")
+    from fastpolicy.loader import PolicyDALILoader
+
+    images = np.random.default_rng(0).integers(0, 256, (24, 8, 8, 3), np.uint8)
+    loader = PolicyDALILoader.from_arrays(images, np.arange(24) % 3, 8, M=2, device="cpu", policies=_policies(5, 2))
+    draws = []
+    draw = loader.policy_set._draw
+    monkeypatch.setattr(loader.policy_set, "_draw", lambda *args: draws.append(args[2:]) or draw(*args))
+    assert len(list(loader)) == len(loader) == 3
+    assert draws == [(0, 0), (0, 1), (0, 2)]
 
 
 def test_same_position_same_parameters_other_position_other_parameters():

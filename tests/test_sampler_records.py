@@ -418,3 +418,18 @@ def test_the_final_host_runs_meet_the_goal_in_the_records():
     assert f"**{_hosts(rows)} ms** (median **{median:.2f}**), {_span(rows, 'wall', 1)} ms per batch" in text
     for part, words in (("sample", "sampling"), ("assemble", "the batch record"), ("pack_and_upload", "packing")):
         assert f"{words} {_span(rows, part)} ms" in text
+
+
+def test_the_fourth_sessions_host_runs_started_idle_as_the_docs_say():
+    names = [f"{kind}{i}" for kind in ("nice_none", "nice19_", "prio_normal", "prio_idle") for i in (1, 2, 3)]
+    names += [f"{kind}{i}" for kind in ("ahead", "ahead_b8_", "final_b8_") for i in (1, 2, 3)]
+    loads = [_load(f"bench_cpu_host_2026-12-07_{n}.json")["machine"]["load_average_at_start"][0] for n in names]
+    text = _flat(DOC[DOC.index("### The loader's host time: DALI's threads under SCHED_IDLE") :])
+    assert f"taken a few seconds later: {min(loads):.2f}–{max(loads):.2f})" in text
+
+
+def test_the_sched_idle_waits_for_dali_are_the_records():
+    text = _flat(_bullet("DALI's threads under `SCHED_IDLE`"))
+    normal, _ = _host_runs(["prio_normal1", "prio_normal2", "prio_normal3"])
+    idle, _ = _host_runs(["prio_idle1", "prio_idle2", "prio_idle3"])
+    assert f"rose from {_span(normal, 'source', 1)} to {_span(idle, 'source', 1)} ms" in text

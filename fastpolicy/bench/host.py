@@ -23,7 +23,7 @@ assemble step nor its untimed rest, so it is not comparable to the whole host ti
 ``sample`` is the policy set's sampling called step after step as the loader calls it (it
 draws :data:`~fastpolicy.loader.policy_set.AHEAD` steps at a time: per step, one draw of
 AHEAD steps spread over the steps timed); ``sample_again``, one step drawn on its own
-(:meth:`~fastpolicy.loader.policy_set.PolicySet.draw`) right after, warm.
+(:meth:`~fastpolicy.loader.policy_set.PolicySet.draw`) right after.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def run_host(
     warmup: int,
     repeats: int,
     policy: str = "autoaugment",
-    priority: str = Pipeline.dali_priority,
+    priority: str | None = Pipeline.dali_priority,
 ) -> list[dict]:
     """Rows ``{"scenario": "host", ..., "host_ms_per_batch", "parts_ms"}``: medians over ``repeats``."""
     loader = PolicyDALILoader(

@@ -54,7 +54,7 @@ def fastpolicy_loader(
     threads: int,
     backend: str | None = None,
     seed: int = 0,
-    priority: str = Pipeline.dali_priority,
+    priority: str | None = Pipeline.dali_priority,
 ):
     """``policy``: None, a standard policy of :data:`POLICIES` (on every copy) or ``"random"``
     (M random Adversarial-AutoAugment policies)."""

@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dali-priority",
         choices=PRIORITIES,
         default=Pipeline.dali_priority,
-        help="scheduling of the fastpolicy loaders' DALI threads (Pipeline's dali_priority)",
+        help="scheduling of the fastpolicy loaders' DALI threads (Pipeline's dali_priority; None: idle on the CPU, "
+        "normal on a GPU)",
     )
     parser.add_argument("--stage-n", type=positive_int, default=2048 if gpu else 128, help="images per stage batch")
     parser.add_argument("--train-batch", type=positive_int, default=32, help="N of the training scenario (M = 8)")

@@ -28,7 +28,7 @@ def run_training(
     warmup: int,
     repeats: int,
     threads: int,
-    priority: str = Pipeline.dali_priority,
+    priority: str | None = Pipeline.dali_priority,
     num_classes: int = 1000,
     seed: int = 0,
 ) -> list[dict]:

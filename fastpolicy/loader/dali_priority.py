@@ -10,7 +10,13 @@ nothing else wants: the host steps and the stage run first, and decoding ahead f
 idle moment (the source's total work is the same; only who waits changes).
 
 Linux only: there a thread's scheduling class is its own (``sched_setscheduler`` on a thread
-id, no privilege needed to lower it); elsewhere this does nothing.
+id, no privilege needed to lower it); elsewhere this does nothing. The threads DALI's threads
+start later (a reader's prefetch thread at the first run, CUDA's or nvJPEG's) inherit the
+class. Where other threads of the process spin while they wait (``OMP_WAIT_POLICY=ACTIVE``,
+Intel OpenMP's ``KMP_BLOCKTIME``) idle threads get almost no CPU: use ``"normal"`` there.
+Linux may also give idle threads' reads the idle I/O class (its BFQ scheduler honours it).
+The default (None) is ``"idle"`` for a CPU loader only — the case measured (two cores:
+``docs/benchmarks.md``); on a GPU it is ``"normal"`` until a GPU run measures it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import threading
 import time
 
 PRIORITIES = ("idle", "normal")
-"""``Pipeline(dali_priority=...)``: ``SCHED_IDLE`` for DALI's threads, or the process's own."""
+"""``Pipeline(dali_priority=...)``: ``SCHED_IDLE`` for DALI's threads, or the process's own
+(None: :func:`resolve_priority`)."""
 TASKS = "/proc/self/task"
 """One entry per thread of this process (Linux)."""
 PREFIX = "[DALI]"
@@ -37,14 +44,22 @@ def thread_ids() -> set[int]:
         return set()
 
 
-def idle_new_dali_threads(before: set[int], priority: str, settle: float = SETTLE) -> list[int]:
+def resolve_priority(priority: str | None, device: str) -> str:
+    """``priority`` (:data:`PRIORITIES`), or for None the default: ``"idle"`` on the CPU,
+    ``"normal"`` on a GPU."""
+    if priority is None:
+        return "idle" if device == "cpu" else "normal"
+    if priority not in PRIORITIES:
+        raise ValueError(f"dali_priority must be one of {PRIORITIES} or None, got {priority!r}")
+    return priority
+
+
+def apply_dali_priority(before: set[int], priority: str, settle: float = SETTLE) -> list[int]:
     """With ``priority`` ``"idle"``, move the DALI threads started since ``before``
     (:func:`thread_ids`) by this thread to ``SCHED_IDLE``; returns their ids (``"normal"``:
     none, nothing changes). A thread names itself once running, so one still bearing this
     thread's name is waited for, up to ``settle`` seconds; one that ended is passed over."""
-    if priority not in PRIORITIES:
-        raise ValueError(f"dali_priority must be one of {PRIORITIES}, got {priority!r}")
-    if priority == "normal" or not before or not hasattr(os, "SCHED_IDLE"):  # not Linux
+    if resolve_priority(priority, "cpu") == "normal" or not before or not hasattr(os, "SCHED_IDLE"):  # not Linux
         return []
     inherited, deadline = _name(threading.get_native_id()), time.monotonic() + settle
     waiting, changed = sorted(thread_ids() - before), []
@@ -72,4 +87,4 @@ def _name(tid: int) -> str:
         return comm.read().rstrip("\n")
 
 
-__all__ = ["PRIORITIES", "idle_new_dali_threads", "thread_ids"]
+__all__ = ["PRIORITIES", "apply_dali_priority", "resolve_priority", "thread_ids"]

@@ -287,7 +287,7 @@ class PolicyDALILoader:
     def _augment(self, source: torch.Tensor, n: int, epoch: int, step: int):
         """Sample batch (epoch, step)'s parameters under the current policies and apply them."""
         with self.timings.timed("sample"):
-            params, version = self.policy_set.sample(n, epoch, step)
+            params, version = self.policy_set.sample(n, epoch, step, len(self))
         with self.timings.timed("stage"):
             if params is not None and params.mix is not None:  # AugMix: chains, their mix, the final slots
                 images = augmix.apply_stage(self._policy_stage(), source[:n], params, self.output_spec)

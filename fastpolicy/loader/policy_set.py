@@ -8,11 +8,13 @@ step)``: the policy slots first (one vectorized :func:`~fastpolicy.sampling.samp
 pass, then the magnitude scale), then each final slot in order. A batch's parameters
 therefore depend only on its position and the policies.
 
-A batch's sampling is a few hundred Python and NumPy calls, 10× slower right after the
-policy stage has swept the caches than when repeated at once; so :meth:`~PolicySet.sample`
-draws :data:`AHEAD` steps of an epoch together and hands out the later ones when asked,
-as long as the policies (and their version) and ``n`` are the same: the same parameters,
-drawn at a tenth of the cost.
+A batch's sampling is a few hundred Python and NumPy calls, several times slower right
+after the policy stage has swept the caches than when repeated at once; so when steps are
+asked for in order under unchanged policies, :meth:`~PolicySet.sample` draws the next
+:data:`AHEAD` steps of the epoch together and hands out the later ones when asked, as long
+as the policies (and their version) and ``n`` are the same: the same parameters, drawn in
+one warm run. Policies changed at every batch (a controller updated per step) are drawn one
+step at a time, as before.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..registry import OPS
 from ..sampling import sample_policies, share_equal
 
 AHEAD = 8
-"""Steps :meth:`PolicySet.sample` draws together (see the module docstring)."""
+"""Batches (steps of one epoch) :meth:`PolicySet.sample` draws together (module docstring)."""
 
 
 def is_sampler(obj) -> bool:
@@ -82,7 +84,8 @@ class PolicySet:
         self.M, self.policy_slots, self.seed, self.shard_id = M, slots, seed, shard_id
         self.magnitude_scale, self.final = float(magnitude_scale), tuple(final)
         self._current: tuple = (None, 0)  # (samplers, version), swapped whole (read by the prefetch thread)
-        self._ahead: dict = {}  # (n, epoch, step) → (the _current drawn under, its result)
+        self._ahead: dict = {}  # (n, epoch, step) → its result, drawn under _current (set clears it)
+        self._last: tuple | None = None  # (the _current, n, epoch, step) of the last sample call
         self._lock = threading.Lock()
 
     @property
@@ -132,7 +135,9 @@ class PolicySet:
                     )
         if samplers is not None:
             self._check(samplers)
-        self._current = (None if samplers is None else share_equal(samplers), self.version + 1)
+        with self._lock:
+            self._current = (None if samplers is None else share_equal(samplers), self.version + 1)
+            self._ahead = {}
         return self.version
 
     def _check(self, samplers: list) -> None:
@@ -159,22 +164,30 @@ class PolicySet:
         if k > self.policy_slots:
             raise ValueError(f"policies apply {k} ops per sample; the loader was built with slots={self.policy_slots}")
 
-    def sample(self, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
-        """The parameters of batch ``step`` of ``epoch`` with ``n`` distinct images (M·n rows,
-        policy-major, :attr:`slots` slots; None when there are neither policies nor final
-        slots) under the current policies, and their version. Drawn with the next
-        :data:`AHEAD` − 1 steps' (kept for their call) unless an earlier call drew it."""
-        current = self._current
+    def sample(self, n: int, epoch: int, step: int, steps: int | None = None) -> tuple[PolicyParams | None, int]:
+        """The parameters of batch ``step`` of ``epoch`` with ``n`` distinct images under the
+        current policies, and their version: a :class:`~fastpolicy.params.PolicyParams` of
+        M·n rows, policy-major, :attr:`slots` slots (``op``, ``bin`` int64 [M·n, slots];
+        ``sign``, ``value`` float64 [M·n, slots]; ``center`` float64 [M·n, slots, 2], fractions
+        of the height and width; ``partner`` int64 [M·n, slots]; ``policy`` [M·n]), or None when
+        there are neither policies nor final slots. Handed out from an earlier call's draw when
+        that call drew it ahead: the step right after the previous call's, under the same
+        policies and ``n``, draws itself and the next :data:`AHEAD` − 1 steps below ``steps``
+        (the epoch's batches; None: no bound)."""
         with self._lock:
+            current = self._current
             kept = self._ahead.pop((n, epoch, step), None)
-            if kept is not None and kept[0] is current:
-                return kept[1]
-            drawn = [self._draw(current, n, epoch, step + k) for k in range(AHEAD)]
-            self._ahead = {(n, epoch, step + k): (current, drawn[k]) for k in range(1, AHEAD)}
+            in_order, self._last = self._last == (current, n, epoch, step - 1), (current, n, epoch, step)
+            if kept is not None:
+                return kept
+            count = 1 if not in_order else max(1, min(AHEAD, AHEAD if steps is None else steps - step))
+            drawn = [self._draw(current, n, epoch, step + k) for k in range(count)]
+            self._ahead = {(n, epoch, step + k): drawn[k] for k in range(1, count)}
         return drawn[0]
 
     def draw(self, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
-        """What :meth:`sample` hands out for this position, drawn now (no step kept)."""
+        """What :meth:`sample` hands out for this position (fields as there), drawn now; it
+        neither reads nor changes the steps :meth:`sample` keeps."""
         return self._draw(self._current, n, epoch, step)
 
     def _draw(self, current: tuple, n: int, epoch: int, step: int) -> tuple[PolicyParams | None, int]:
@@ -214,4 +227,5 @@ class PolicySet:
         samplers = None if policies is None else share_equal(sampler_from_dict(p) for p in policies)
         if samplers is not None:
             self._check(samplers)  # a saved state meets the checks a set does
-        self._current = (samplers, version)
+        with self._lock:
+            self._current, self._ahead = (samplers, version), {}

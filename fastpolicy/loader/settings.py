@@ -21,7 +21,7 @@ import numpy as np
 from ..backends.stage import OutputSpec
 from ..data.files import DEFAULT_MAX_PIXELS, VERIFY
 from ..reference.geometry import FILL, check_fill
-from .dali_priority import PRIORITIES
+from .dali_priority import resolve_priority
 from .policy_set import FinalSlot
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -200,9 +200,10 @@ class Pipeline:
             current one trains; 0: on demand. Both yield the same batches. None: 1 on a
             GPU, 0 on the CPU.
         dali_priority: ``"idle"``: DALI's threads run under ``SCHED_IDLE`` (Linux;
-            :mod:`.dali_priority`), so the training thread, the sampler and the policy stage
-            take a core first whenever they want one and DALI decodes ahead on the time left;
-            ``"normal"``: as the process's.
+            :mod:`.dali_priority`, with its caveats), so the training thread, the sampler and
+            the policy stage take a core first whenever they want one and DALI decodes ahead
+            on the time left; ``"normal"``: as the process's; None: ``"idle"`` on the CPU,
+            ``"normal"`` on a GPU.
     """
 
     seed: int = 0
@@ -210,7 +211,7 @@ class Pipeline:
     drop_last: bool = True
     num_threads: int = 2
     prefetch: int | None = None
-    dali_priority: str = "idle"
+    dali_priority: str | None = None
 
     def __post_init__(self):
         check_count(self.seed, "seed", 0, MAX_SEED)
@@ -219,7 +220,7 @@ class Pipeline:
         check_count(self.num_threads, "num_threads")
         if self.prefetch is not None and (isinstance(self.prefetch, bool) or self.prefetch not in (0, 1)):
             raise ValueError(f"prefetch must be 0, 1 or None (auto), got {self.prefetch!r}")
-        _check_choice(self.dali_priority, "dali_priority", PRIORITIES)
+        resolve_priority(self.dali_priority, "cpu")  # refuses any other value, naming it
 
 
 @dataclass(frozen=True)

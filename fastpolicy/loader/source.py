@@ -18,7 +18,7 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import Pipeline as DALIPipeline
 
-from .dali_priority import idle_new_dali_threads, thread_ids
+from .dali_priority import apply_dali_priority, resolve_priority, thread_ids
 from .settings import BASELINES
 from .shards import ShardDataset
 
@@ -166,7 +166,7 @@ def build_source(
             prefetch_queue_depth=2,
         )
         pipe.build()
-    idle_new_dali_threads(before, priority)
+    apply_dali_priority(before, priority)
     return pipe
 
 
@@ -229,7 +229,7 @@ class Source:
             device_id=torch.cuda.current_device() if device == "gpu" else None,
             seed=pipeline.seed * 1009 + sharding.shard_id + 1,
             checkpoint=checkpoint,
-            priority=pipeline.dali_priority,
+            priority=resolve_priority(pipeline.dali_priority, device),
         )
 
     def run(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
