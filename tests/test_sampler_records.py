@@ -422,7 +422,7 @@ def test_the_final_host_runs_meet_the_goal_in_the_records():
 
 def test_the_fourth_sessions_host_runs_started_idle_as_the_docs_say():
     names = [f"{kind}{i}" for kind in ("nice_none", "nice19_", "prio_normal", "prio_idle") for i in (1, 2, 3)]
-    names += [f"{kind}{i}" for kind in ("ahead", "ahead_b8_", "final_b8_") for i in (1, 2, 3)]
+    names += [f"{kind}{i}" for kind in ("ahead", "ahead_b8_", "final_b8_", "ab8_noahead", "ab8_ahead") for i in (1, 2, 3)]
     loads = [_load(f"bench_cpu_host_2026-12-07_{n}.json")["machine"]["load_average_at_start"][0] for n in names]
     text = _flat(DOC[DOC.index("### The loader's host time: DALI's threads under SCHED_IDLE") :])
     assert f"taken a few seconds later: {min(loads):.2f}–{max(loads):.2f})" in text
@@ -433,3 +433,14 @@ def test_the_sched_idle_waits_for_dali_are_the_records():
     normal, _ = _host_runs(["prio_normal1", "prio_normal2", "prio_normal3"])
     idle, _ = _host_runs(["prio_idle1", "prio_idle2", "prio_idle3"])
     assert f"rose from {_span(normal, 'source', 1)} to {_span(idle, 'source', 1)} ms" in text
+
+
+def test_the_sampling_ahead_ab_runs_are_the_records():
+    text = _flat(_bullet("Sampling ahead, A/B"))
+    without, before = _host_runs(["ab8_noahead1", "ab8_noahead2", "ab8_noahead3"])
+    with_, after = _host_runs(["ab8_ahead1", "ab8_ahead2", "ab8_ahead3"])
+    assert before in text and after in text
+    for words, rows in (("without", without), ("with", with_)):
+        median = statistics.median(row["host_ms_per_batch"] for row in rows)
+        shown = f"**{median:.2f}**" if words == "with" else f"{median:.2f}"
+        assert f"{words} {_hosts(rows)} ms (median {shown}; sampling {_span(rows, 'sample')} ms)" in text

@@ -58,7 +58,9 @@ def apply_dali_priority(before: set[int], priority: str, settle: float = SETTLE)
     """With ``priority`` ``"idle"``, move the DALI threads started since ``before``
     (:func:`thread_ids`) by this thread to ``SCHED_IDLE``; returns their ids (``"normal"``:
     none, nothing changes). A thread names itself once running, so one still bearing this
-    thread's name is waited for, up to ``settle`` seconds; one that ended is passed over."""
+    thread's name is waited for, up to ``settle`` seconds; one that ended is passed over. A
+    DALI thread another thread of the process started meanwhile (a loader built beside this
+    one) is moved too."""
     if resolve_priority(priority, "cpu") == "normal" or not before or not hasattr(os, "SCHED_IDLE"):  # not Linux
         return []
     inherited, deadline = _name(threading.get_native_id()), time.monotonic() + settle
