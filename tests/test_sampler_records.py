@@ -5,6 +5,7 @@ pre-registered rule."""
 from __future__ import annotations
 
 import collections
+import importlib
 import json
 import statistics
 import sys
@@ -229,17 +230,29 @@ def test_the_forms_per_call_ratios_are_the_record():
             assert (after >= 2.0) == (kind == "tensor"), (ours, kind)  # "met on tensors", "not met on PIL"
 
 
-def test_the_forms_photo_ratios_and_verdict_are_the_record():
+def _verdict_record(script: str, name: str, title: str, measured: str | None, keys: tuple) -> tuple[dict, str]:
+    """Record ``name`` of ``benchmarks/<script>.py`` and the docs' bullet ``title``: the run
+    was idle by the script's own gate, the bullet names its commit, and the script's
+    ``verdict`` of the record's results (``measured``: the field it takes; None: all) is
+    the recorded one, on ``keys``."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import per_call_native
-
-    record = _load("per_call_native_cpu_2026-12-07_forms.json")
-    result, text = record["results"], _bullet("The same on real photos, one core")
+    module = importlib.import_module(script)
+    record = _load(name)
+    result, text = record["results"], _bullet(title)
     load = record["machine"]["load_average_at_start"][0]
-    assert load < per_call_native.IDLE and record["commit"][:7] in text
-    assert per_call_native.verdict(result["us_per_call"], load) == {
-        k: result[k] for k in ("speedup_over_torchvision", "goal", "verdict")
-    }
+    assert load < module.IDLE and record["commit"][:7] in text
+    assert module.verdict(result if measured is None else result[measured], load) == {k: result[k] for k in keys}
+    return result, text
+
+
+def test_the_forms_photo_ratios_and_verdict_are_the_record():
+    result, text = _verdict_record(
+        "per_call_native",
+        "per_call_native_cpu_2026-12-07_forms.json",
+        "The same on real photos, one core",
+        "us_per_call",
+        ("speedup_over_torchvision", "goal", "verdict"),
+    )
     for policy in ("autoaugment", "randaugment", "trivialaugment_wide"):
         for kind in ("pil", "tensor"):
             ratios = result["speedup_over_torchvision"][policy][kind]
@@ -248,16 +261,13 @@ def test_the_forms_photo_ratios_and_verdict_are_the_record():
 
 
 def test_the_per_op_forms_and_the_estimate_are_the_record():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import pil_forms
-
-    record = _load("pil_forms_cpu_2026-12-07.json")
-    result, text = record["results"], _bullet("Per op, where the PIL-image call's time goes")
-    load = record["machine"]["load_average_at_start"][0]
-    assert load < pil_forms.IDLE and record["commit"][:7] in text
-    assert pil_forms.verdict(result, load) == {
-        k: result[k] for k in ("fixed_us", "bound", "measured", "goal", "verdict")
-    }
+    result, text = _verdict_record(
+        "pil_forms",
+        "pil_forms_cpu_2026-12-07.json",
+        "Per op, where the PIL-image call's time goes",
+        None,
+        ("fixed_us", "bound", "measured", "goal", "verdict"),
+    )
     assert result["verdict"].startswith("not met") and f"**{result['measured']:.2f}×**" in text
     assert f"**{result['bound']:.2f}×**" in text and f"{result['fixed_us']:.1f} µs" in text
     for name, row in result["ops"].items():
@@ -397,6 +407,7 @@ def test_the_sched_idle_ab_runs_are_the_records():
         median = statistics.median(row["host_ms_per_batch"] for row in rows)
         assert f'"{name}" {_hosts(rows)} ms (median {median:.2f}), {_span(rows, "wall", 1)} ms per batch' in text
     assert f"went from {_span(normal, 'stage_compute', 1)} to {_span(idle, 'stage_compute', 1)} ms" in text
+    assert f"rose from {_span(normal, 'source', 1)} to {_span(idle, 'source', 1)} ms" in text
     settings = [_load(f"bench_cpu_host_2026-12-07_prio_{n}1.json")["settings"] for n in ("normal", "idle")]
     assert [s["dali_priority"] for s in settings] == ["normal", "idle"]
 
@@ -426,13 +437,6 @@ def test_the_fourth_sessions_host_runs_started_idle_as_the_docs_say():
     loads = [_load(f"bench_cpu_host_2026-12-07_{n}.json")["machine"]["load_average_at_start"][0] for n in names]
     text = _flat(DOC[DOC.index("### The loader's host time: DALI's threads under SCHED_IDLE") :])
     assert f"taken a few seconds later: {min(loads):.2f}–{max(loads):.2f})" in text
-
-
-def test_the_sched_idle_waits_for_dali_are_the_records():
-    text = _flat(_bullet("DALI's threads under `SCHED_IDLE`"))
-    normal, _ = _host_runs(["prio_normal1", "prio_normal2", "prio_normal3"])
-    idle, _ = _host_runs(["prio_idle1", "prio_idle2", "prio_idle3"])
-    assert f"rose from {_span(normal, 'source', 1)} to {_span(idle, 'source', 1)} ms" in text
 
 
 def test_the_sampling_ahead_ab_runs_are_the_records():
