@@ -112,9 +112,8 @@ def _path(name: str, image: PIL.Image.Image) -> str:
     form, spec = pil_stage._BY_ID[OP_NAMES.index(name)], OPS[name]
     if form is pil_stage.PIL_OPS[name]:
         return "own"
-    if name in pil_stage.NATIVE_OPS:
-        native = pil_stage._native_stage() is not None and pil_pixels.to_array(image) is not None
-        return "native" if native else "own"
+    if name in pil_stage.NATIVE_FORMS:
+        return "native" if pil_stage.NATIVE_FORMS[name](image, 1.0) is not None else "own"
     if spec.stats is None:
         return "table" if pil_pixels.lookup(image, np.zeros((3, 256), np.uint8)) is not None else "own"
     return "table" if pil_pixels.histogram(image) is not None else "own"

@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 import torch
 
-from fastpolicy.backends import pil_pixels, pil_stage
+from fastpolicy.backends import pil_native, pil_pixels, pil_stage
 from fastpolicy.backends.kernel_build import host_compiler
 from fastpolicy.data.photo_tree import photo_batch
 from fastpolicy.registry import OPS
@@ -22,7 +22,7 @@ needs_compiler = pytest.mark.skipif(
     reason="no C++ compiler, or a Pillow without the Arrow export: the in-place path never runs",
 )
 
-_FAST = [name for name in pil_stage.PIL_OPS if OPS[name].kind == "lut" or name in pil_stage.NATIVE_OPS]
+_FAST = [name for name in pil_stage.PIL_OPS if OPS[name].kind == "lut" or name in pil_stage.NATIVE_FORMS]
 """The built-in ops whose PIL form is not PIL's own operation (read from the registry)."""
 
 _VALUES = {
@@ -31,7 +31,8 @@ _VALUES = {
     "SolarizeAdd": [0.0, 50.0, 110.0],
     "Contrast": [0.1, 1.0, 1.9],
     "Brightness": [0.1, 1.9],
-    "Sharpness": [0.1, 1.0, 1.9, 3.0],
+    "Sharpness": [0.1, 1.0, 1.9, 3.0, -0.7],
+    "Color": [0.1, 0.55, 1.0, 1.9, 3.0, -0.7],
 }
 
 
@@ -74,7 +75,7 @@ def test_tensors_and_arrays_to_images_and_back(photos):
         assert np.array_equal(pil_pixels.to_array(image), hwc)
         assert np.array_equal(np.asarray(pil_pixels.from_array(hwc)), pixels)
     rgb = pil_pixels.from_planes(torch.zeros(3, 2, 2, dtype=torch.uint8))
-    _keep, address = pil_pixels._memory(rgb)  # _keep holds the export while the bytes are read
+    _keep, address = pil_pixels.memory(rgb)  # _keep holds the export while the bytes are read
     stored = np.ctypeslib.as_array((ctypes.c_uint8 * 16).from_address(address))
     assert stored.tolist() == [0, 0, 0, 255] * 4  # the padding byte as Pillow's unpackers write it
 
@@ -124,16 +125,22 @@ def _check_forms(images, names) -> None:
 @needs_compiler
 def test_the_pil_stages_table_and_native_forms_are_exact(photos, monkeypatch):
     """Every table op and native op, on photos (RGB, L), a constant image, tiny ones (one row,
-    2×2), and the in-place path taken: the table ops through pil_pixels.lookup, the native
-    ops through the native stage (counted)."""
-    assert {"AutoContrast", "Equalize", "Contrast", "Brightness", "Sharpness"} <= set(_FAST)
+    2×2, 3×3), and the in-place path taken: the table ops through pil_pixels.lookup, the native
+    ops through pil_native (counted)."""
+    assert {"AutoContrast", "Equalize", "Contrast", "Brightness", "Sharpness", "Color"} <= set(_FAST)
     made: list = []
-    for name in ("lookup", "to_array"):
-        monkeypatch.setattr(pil_pixels, name, _counted(getattr(pil_pixels, name), made, name))
-    tiny = [PIL.Image.fromarray(a) for a in (photo_batch(1, 1, 9)[0], photo_batch(1, 2, 2)[0])]
-    _check_forms([*photos, *tiny], _FAST)
+    for module, name in ((pil_pixels, "lookup"), (pil_pixels, "grey_sum"), (pil_native, "sharpness"), (pil_native, "color")):
+        monkeypatch.setattr(module, name, _counted(getattr(module, name), made, name))
+    monkeypatch.setattr(pil_stage, "NATIVE_FORMS", {"Sharpness": pil_native.sharpness, "Color": pil_native.color})
+    pil_stage._read_registry()
+    tiny = [PIL.Image.fromarray(a) for a in (photo_batch(1, 1, 9)[0], photo_batch(1, 2, 2)[0], photo_batch(1, 3, 3)[0])]
+    try:
+        _check_forms([*photos, *tiny, *(image.convert("L") for image in tiny)], _FAST)
+    finally:
+        monkeypatch.undo()
+        pil_stage._read_registry()
     done = {name for name, result in made if result is not None}
-    assert done == {"lookup", "to_array"}
+    assert done == {"lookup", "grey_sum", "sharpness", "color"}
 
 
 def _counted(function, made: list, name: str):
@@ -149,7 +156,7 @@ def test_where_the_forms_fall_back_to_pils_own(photos):
     """Several memory blocks, mapped memory, padded rows: PIL's own operations, the same pixels."""
     mapped = PIL.Image.fromarray(np.asarray(photos[4]).copy())  # 2-D: on the array's memory
     assert mapped.readonly
-    _check_forms([_several_blocks(), mapped], ["Equalize", "Contrast", "Sharpness", "Invert"])
+    _check_forms([_several_blocks(), mapped], ["Equalize", "Contrast", "Sharpness", "Color", "Invert"])
     before = PIL.Image.core.get_alignment()
     try:
         PIL.Image.core.set_alignment(16)
@@ -195,7 +202,7 @@ def test_native_launches_from_several_threads_at_once(photos):
 def test_the_pil_stages_forms_without_the_helper_or_the_native_stage(photos, monkeypatch):
     """PIL's own operations run instead: the same pixels."""
     monkeypatch.setattr(pil_pixels._HELPER, "loaded", [None])
-    monkeypatch.setattr(pil_stage, "_NATIVE", [None])
+    monkeypatch.setattr(pil_native._HELPER, "loaded", [None])
     _check_forms(photos[:2] + photos[-2:], _FAST)
 
 

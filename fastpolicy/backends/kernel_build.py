@@ -20,6 +20,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -313,23 +314,42 @@ def _host_library(header: str, macro: str, options: tuple[str, ...]) -> Path:
 
 
 def build_host_library(source_name: str, options: tuple[str, ...], prefix: str) -> Path:
-    """The shared library ``kernels/<source_name>`` compiles to with ``$CXX`` and ``options``:
-    cached by a digest of the source and the command (beside the kernels' host builds; a
-    private temporary folder where that cache is unusable). KernelCompileError without a
-    compiler or when the build fails."""
+    """The shared library ``kernels/<source_name>`` compiles to with ``$CXX`` and ``options``
+    (and ``-I kernels/``: it may include the kernels' headers, ``#include "common.cuh"``):
+    cached by a digest of the source, the headers it includes and the command (beside the
+    kernels' host builds; a private temporary folder where that cache is unusable).
+    KernelCompileError without a compiler or when the build fails."""
     from .kernel_ops import KERNEL_DIR
 
     compiler = host_compiler_command()
     if compiler is None:
         raise KernelCompileError("no C++ compiler (g++; set CXX to use another)")
     source = (KERNEL_DIR / source_name).read_text(encoding="utf-8")
-    command = [*compiler, *options]
-    digest = hashlib.sha256((source + "\0" + " ".join(command)).encode()).hexdigest()[:16]
+    command = [*compiler, *options, f"-I{KERNEL_DIR}"]
+    texts = [source, *(header.read_text(encoding="utf-8") for header in _included(source, KERNEL_DIR))]
+    digest = hashlib.sha256(("\0".join(texts) + "\0" + " ".join(command)).encode()).hexdigest()[:16]
     name = f"{prefix}-{digest}.so"
     try:
         return _build(_cache_dir() / name, command, source)
     except OSError as error:  # the cache cannot be used: build where only this process looks
         return _build(_private_dir(error) / name, command, source)
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+
+
+def _included(source: str, folder: Path) -> list[Path]:
+    """The files of ``folder`` that ``source`` includes (``#include "name"``), and theirs, in
+    the order first met; a name not in ``folder`` is left to the compiler."""
+    found: list[Path] = []
+    pending = [source]
+    while pending:
+        for name in _INCLUDE.findall(pending.pop()):
+            path = folder / name
+            if path.is_file() and path not in found:
+                found.append(path)
+                pending.append(path.read_text(encoding="utf-8"))
+    return found
 
 
 class HostLibrary:

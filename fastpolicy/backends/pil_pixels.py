@@ -27,8 +27,8 @@ import torch
 from .kernel_build import HostLibrary
 
 _SOURCE = "pil_pixels.cpp"
-_OPTIONS = ("-std=c++17", "-O3", "-fPIC", "-shared")
-_BYTES = {"L": 1, "RGB": 4}
+_OPTIONS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fopenmp-simd")
+BYTES = {"L": 1, "RGB": 4}
 """Bytes per pixel of the modes this path reads (PIL stores RGB with a padding byte)."""
 BANDS = {"L": 1, "RGB": 3}
 """The modes this path reads, and their bands."""
@@ -58,7 +58,12 @@ _CAPSULE.restype, _CAPSULE.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes
 def _declare(library) -> None:
     size, pointer = ctypes.c_int64, ctypes.c_void_p
     library.fp_pixels_histogram.argtypes = [pointer, size, ctypes.c_int, ctypes.c_int, pointer]
-    library.fp_pixels_lut.argtypes = [pointer, pointer, size, ctypes.c_int, ctypes.c_int, pointer]
+    library.fp_pixels_lut.argtypes = [pointer, pointer, size, ctypes.c_int, ctypes.c_int, pointer, ctypes.c_int]
+    library.fp_pixels_grey_sum.argtypes = [pointer, size]
+    library.fp_pixels_grey_sum.restype = size
+    library.fp_pixels_extremes.argtypes = [pointer, size, ctypes.c_int, pointer, pointer]
+    library.fp_pixels_extremes.restype = None
+    library.fp_pixels_lut_vectorized.argtypes, library.fp_pixels_lut_vectorized.restype = [], ctypes.c_int
     library.fp_pixels_copy.argtypes = [pointer, size, size, pointer, size, size, size, ctypes.c_int, ctypes.c_int]
     for function in (library.fp_pixels_histogram, library.fp_pixels_lut, library.fp_pixels_copy):
         function.restype = None
@@ -81,14 +86,14 @@ def _library():
     return _HELPER.get()
 
 
-def _memory(img: PIL.Image.Image):
+def memory(img: PIL.Image.Image):
     """``(keep, address)`` of ``img``'s pixels (L or RGB, one block, rows back to back), or None.
     ``keep`` holds the export: the address is valid while it lives. Images on memory PIL does
     not own (``readonly``: mapped files, ``frombuffer``, 2-D ``fromarray``; some Pillow versions
     export those through a NULL block), empty images, and rows padded to an alignment
     (``PILLOW_ALIGNMENT``) are left to PIL."""
     export = getattr(img, "__arrow_c_array__", None)
-    if export is None or img.mode not in _BYTES or img.readonly or 0 in img.size or _alignment() != 1:
+    if export is None or img.mode not in BYTES or img.readonly or 0 in img.size or _alignment() != 1:
         return None
     try:
         _, array = export()
@@ -97,7 +102,7 @@ def _memory(img: PIL.Image.Image):
     struct = _ArrowArray.from_address(_CAPSULE(array, b"arrow_array"))
     data = struct.children[0].contents if struct.n_children else struct
     width, height = img.size
-    size = width * height * (_BYTES[img.mode] if struct.n_children else 1)
+    size = width * height * (BYTES[img.mode] if struct.n_children else 1)
     if data.offset or data.n_buffers < 2 or data.length != size or not data.buffers[1]:
         return None  # not the layout this module reads (a future Pillow's): PIL's own operations
     return array, data.buffers[1]
@@ -112,31 +117,65 @@ def _alignment() -> int:
 def histogram(img: PIL.Image.Image) -> np.ndarray | None:
     """int64 [bands, 256]: ``img``'s levels per band (``img.histogram()``), or None."""
     library = _library()
-    memory = None if library is None else _memory(img)
-    if library is None or memory is None:
+    source = None if library is None else memory(img)
+    if library is None or source is None:
         return None
     bands = BANDS[img.mode]
     out = np.empty((bands, 256), np.int64)
-    library.fp_pixels_histogram(memory[1], img.size[0] * img.size[1], _BYTES[img.mode], bands, out.ctypes.data)
+    library.fp_pixels_histogram(source[1], img.size[0] * img.size[1], BYTES[img.mode], bands, out.ctypes.data)
     return out
 
 
-def lookup(img: PIL.Image.Image, table: np.ndarray) -> PIL.Image.Image | None:
-    """A new image: ``img``'s band c mapped through ``table[c]`` (uint8 [bands, 256]), as
-    ``img.point(table)``; or None."""
+def vector_lookup() -> bool:
+    """Whether :func:`lookup` maps 64 bytes at a time on this CPU (AVX-512 VBMI; False also
+    without the helper)."""
     library = _library()
-    memory = None if library is None else _memory(img)
-    if library is None or memory is None:
+    return library is not None and bool(library.fp_pixels_lut_vectorized())
+
+
+def extremes(img: PIL.Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(low, high)``, uint8 [bands] each: every band's lowest and highest level, or None."""
+    library = _library()
+    source = None if library is None else memory(img)
+    if library is None or source is None:
+        return None
+    bands = BANDS[img.mode]
+    low, high = np.empty(bands, np.uint8), np.empty(bands, np.uint8)
+    library.fp_pixels_extremes(source[1], img.size[0] * img.size[1], BYTES[img.mode], low.ctypes.data, high.ctypes.data)
+    return low, high
+
+
+def grey_sum(img: PIL.Image.Image) -> int | None:
+    """The sum of ``img``'s grey levels (an RGB image's as ``img.convert("L")`` has them; an L
+    image's own), or None."""
+    library = _library()
+    source = None if library is None else memory(img)
+    if library is None or source is None:
+        return None
+    if img.mode == "L":
+        counts = histogram(img)
+        return None if counts is None else int((counts[0] * np.arange(256)).sum())
+    return int(library.fp_pixels_grey_sum(source[1], img.size[0] * img.size[1]))
+
+
+def lookup(img: PIL.Image.Image, table: np.ndarray, *, vector: bool = True) -> PIL.Image.Image | None:
+    """A new image: ``img``'s band c mapped through ``table[c]`` (uint8 [bands, 256]), as
+    ``img.point(table)``; or None. ``vector``: where the CPU has AVX-512 VBMI, 64 bytes at a
+    time (False: byte by byte; the same bytes)."""
+    library = _library()
+    source = None if library is None else memory(img)
+    if library is None or source is None:
         return None
     out = PIL.Image.new(img.mode, img.size)
-    target = _memory(out)
+    target = memory(out)
     if target is None:
         return None
     bands = BANDS[img.mode]
     table = np.ascontiguousarray(table, np.uint8)
     if table.shape != (bands, 256):
         raise ValueError(f"a {img.mode} image needs a uint8 [{bands}, 256] table, got {table.shape}")
-    library.fp_pixels_lut(memory[1], target[1], img.size[0] * img.size[1], _BYTES[img.mode], bands, table.ctypes.data)
+    pixels = img.size[0] * img.size[1]
+    library.fp_pixels_lut(source[1], target[1], pixels, BYTES[img.mode], bands, table.ctypes.data, int(vector))
     return out
 
 
@@ -148,11 +187,11 @@ def _image_from(address: int, pixel: int, channel: int, height: int, width: int,
         return None
     mode = "L" if channels == 1 else "RGB"
     out = PIL.Image.new(mode, (width, height))
-    target = _memory(out)
+    target = memory(out)
     if target is None:
         return None
     pad = 255 if channels == 3 else -1  # Pillow's own unpackers write 255 into RGB's padding byte
-    library.fp_pixels_copy(address, pixel, channel, target[1], _BYTES[mode], 1, height * width, channels, pad)
+    library.fp_pixels_copy(address, pixel, channel, target[1], BYTES[mode], 1, height * width, channels, pad)
     return out
 
 
@@ -160,11 +199,11 @@ def _copy_out(img: PIL.Image.Image, address: int, pixel: int, channel: int, chan
     """Copy ``img`` (L or RGB, ``channels`` bands) to the uint8 pixels at ``address`` (strides
     as :func:`_image_from`); False (nothing written) where this path does not apply."""
     library = _library()
-    memory = None if library is None else _memory(img)
-    if library is None or memory is None or channels != BANDS[img.mode]:
+    source = None if library is None else memory(img)
+    if library is None or source is None or channels != BANDS[img.mode]:
         return False
     library.fp_pixels_copy(
-        memory[1], _BYTES[img.mode], 1, address, pixel, channel, img.size[0] * img.size[1], channels, -1
+        source[1], BYTES[img.mode], 1, address, pixel, channel, img.size[0] * img.size[1], channels, -1
     )
     return True
 
@@ -209,4 +248,4 @@ def from_array(pixels: np.ndarray) -> PIL.Image.Image | None:
     return _image_from(pixels.ctypes.data, pixels.strides[1], pixels.strides[2], height, width, channels)
 
 
-__all__ = ["from_array", "from_planes", "histogram", "lookup", "to_array", "to_planes"]
+__all__ = ["BANDS", "BYTES", "from_array", "extremes", "from_planes", "grey_sum", "histogram", "lookup", "memory", "to_array", "to_planes", "vector_lookup"]

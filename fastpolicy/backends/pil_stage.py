@@ -2,9 +2,9 @@
 calls of AutoAugment's original code (``ImageOps``, ``ImageEnhance``, ``Image.transform`` /
 ``Image.rotate`` with NEAREST and a fill colour, ``Image.blend``) — except where a faster form
 gives the same pixels: the table ops map the reference's table over the image's own memory
-(:mod:`.pil_pixels`), and :data:`NATIVE_OPS` run through the native kernel stage. Where those
-do not apply (no compiler, an old Pillow, an image in several memory blocks) PIL's own
-operations run.
+(:mod:`.pil_pixels`), and Sharpness and Color run one compiled pass over it
+(:data:`NATIVE_FORMS`, :mod:`.pil_native`). Where those do not apply (no compiler, an old
+Pillow, an image in several memory blocks) PIL's own operations run.
 
 The NumPy reference (:mod:`fastpolicy.reference`) is the specification and equals PIL bit
 for bit on every registered op (the registry's tolerances are all exact), so this stage is
@@ -14,7 +14,6 @@ CPU, where a PIL image goes through it without any conversion. Any image size; C
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -28,7 +27,7 @@ from ..reference import blur, color
 from ..reference.geometry import FILL, check_fill, shear_x, shear_y, translate_x, translate_y
 from ..reference.special import CUTOUT_FILL, cutout_box
 from ..registry import OP_NAMES, OPS, on_change
-from . import pil_pixels
+from . import pil_native, pil_pixels
 from .protocol import PolicyStage, finish, gather_samples
 from .registration import register_stage
 
@@ -127,14 +126,24 @@ the image's statistic."""
 
 def _statistic(img: PIL.Image.Image, kind: str):
     """What a table op of registry ``stats`` ``kind`` reads of ``img``, counted over its own
-    memory: the per-band histogram (``"minmax"``, ``"histogram"``) or the grey mean
-    (``"mean"``, of ``img.convert("L")`` as ``ImageEnhance.Contrast`` takes it); None where
+    memory: the per-band histogram (``"histogram"``), its occupied extremes (``"minmax"``: a
+    histogram with each band's lowest and highest level counted once, all a table of that kind
+    reads of it — AutoContrast's), or the grey mean (``"mean"``, of ``img.convert("L")`` as
+    ``ImageEnhance.Contrast`` takes it, summed without making that image); None where
     :mod:`.pil_pixels` does not apply."""
-    if kind in ("minmax", "histogram"):
+    if kind == "histogram":
         return pil_pixels.histogram(img)
+    if kind == "minmax":
+        found = pil_pixels.extremes(img)
+        if found is None:
+            return None
+        occupied = np.zeros((len(found[0]), 256), np.int64)
+        for level in found:
+            occupied[np.arange(len(level)), level] = 1
+        return occupied
     if kind == "mean":
-        counts = pil_pixels.histogram(img if img.mode == "L" else img.convert("L"))
-        return None if counts is None else color.histogram_mean(counts[0])
+        total = pil_pixels.grey_sum(img)
+        return None if total is None else color.level_mean(total, img.size[0] * img.size[1])
     return None
 
 
@@ -169,50 +178,24 @@ def _lookup(spec, own: Callable[..., PIL.Image.Image]) -> Callable[..., PIL.Imag
     return op
 
 
-NATIVE_OPS = ("Sharpness",)
-"""Ops the PIL stage runs through the native kernel stage, one image at a time, where it
-builds: Sharpness is 2-3× PIL's own there (PIL's SMOOTH filter and blend); every other op's own
-PIL form is as fast or faster per image once the native stage's per-call costs are paid
-(``benchmarks/results/per_call_native_cpu_2026-12-07_sampled.json``)."""
-
-_NATIVE: list = []
-_NATIVE_LOCK = threading.Lock()
-
-
-def _native_stage():
-    """The native kernel stage (built at first use), or None where it does not build here."""
-    if not _NATIVE:
-        with _NATIVE_LOCK:
-            if not _NATIVE:
-                from .kernel_build import KernelCompileError, host_compiler
-
-                stage = None
-                if host_compiler() is not None:
-                    try:
-                        from .kernel_stage import KernelPolicyStage
-
-                        stage = KernelPolicyStage.native()
-                    except (KernelCompileError, OSError):
-                        stage = None  # the native backend warns when it is chosen; PIL's own here
-                _NATIVE.append(stage)
-    return _NATIVE[0]
+NATIVE_FORMS: dict[str, Callable[[PIL.Image.Image, float], PIL.Image.Image | None]] = {
+    "Sharpness": pil_native.sharpness,
+    "Color": pil_native.color,
+}
+"""Ops the PIL stage runs through :mod:`.pil_native` (one compiled pass over the image's own
+memory) where it builds: PIL's ``ImageEnhance`` forms of these filter or convert the image,
+then blend it in float, each step a new image. Each form returns None where it does not apply,
+and PIL's own operation runs."""
 
 
 def _native(spec, own: Callable[..., PIL.Image.Image]) -> Callable[..., PIL.Image.Image]:
-    """The PIL form of an op of :data:`NATIVE_OPS`: the image through the native kernel stage
-    (exact against the reference, as every stage), or ``own`` where that does not apply."""
-    op_id = spec.id
+    """The PIL form of an op of :data:`NATIVE_FORMS`: its native form (exact against the
+    reference, as every backend), or ``own`` where that does not apply."""
+    native = NATIVE_FORMS[spec.name]
 
     def op(img: PIL.Image.Image, value: float, **options) -> PIL.Image.Image:
-        stage = _native_stage() if 0 not in img.size else None
-        pixels = None if stage is None else pil_pixels.to_array(img)
-        if stage is None or pixels is None:
-            return own(img, value, **options)
-        params = PolicyParams.trusted(**PolicyParams.skipped_fields(1, 1), policy=np.zeros(1, np.int32))
-        params.op[0, 0], params.value[0, 0] = op_id, value
-        out = stage.apply(pixels[None], params)
-        result = pil_pixels.from_array(out[0])
-        return own(img, value, **options) if result is None else result
+        out = native(img, value)
+        return own(img, value, **options) if out is None else out
 
     return op
 
@@ -222,7 +205,7 @@ def _form(name: str) -> Callable[..., PIL.Image.Image]:
     spec = OPS[name]
     if name not in PIL_OPS:
         return _registered(spec)
-    if name in NATIVE_OPS:
+    if name in NATIVE_FORMS:
         return _native(spec, PIL_OPS[name])
     if spec.kind == "lut" and hasattr(spec.reference, "lut"):
         return _lookup(spec, PIL_OPS[name])

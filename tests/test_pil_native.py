@@ -1,0 +1,121 @@
+"""The pil stage's compiled forms (:mod:`fastpolicy.backends.pil_native`: Sharpness and Color;
+:mod:`fastpolicy.backends.pil_pixels`: the vector table lookup, the grey sum) against the
+reference and PIL, and the arithmetic they rest on. The forms as the stage runs them, on
+photos, tiny images and the fallbacks: tests/test_pil_pixels.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+from PIL import ImageEnhance
+
+from fastpolicy.backends import pil_native, pil_pixels
+from fastpolicy.backends.kernel_build import host_compiler
+from fastpolicy.data.photo_tree import photo_batch
+from fastpolicy.reference import color
+
+pytestmark = pytest.mark.skipif(
+    host_compiler() is None or not hasattr(PIL.Image.Image, "__arrow_c_array__"),
+    reason="no C++ compiler, or a Pillow without the Arrow export: the compiled forms never run",
+)
+
+
+def _images() -> list[PIL.Image.Image]:
+    """Photos (RGB and L), noise (every level next to every other), a constant image, odd and
+    tiny sizes, and one past 2^16 pixels (the grey sum's partial sums)."""
+    rng = np.random.default_rng(7)
+    arrays = [
+        *photo_batch(2, 61, 45),
+        photo_batch(1, 300, 301)[0],
+        rng.integers(0, 256, (37, 53, 3), dtype=np.uint8),
+        np.full((9, 7, 3), 255, np.uint8),
+        photo_batch(1, 3, 3)[0],
+        photo_batch(1, 2, 5)[0],
+        photo_batch(1, 1, 1)[0],
+    ]
+    rgb = [PIL.Image.fromarray(a) for a in arrays]
+    return [*rgb, *(image.convert("L") for image in rgb)]
+
+
+def _every_sum() -> np.ndarray:
+    """uint8 [3, 3·3316, 1]: side by side, a 3×3 tile per weighted sum s = 0 … 13·255 of the
+    SMOOTH kernel (1 around, 5 in the centre): centre about s // 13, the rest spread over the eight
+    neighbours in a shuffled order."""
+    rng = np.random.default_rng(5)
+    tiles = []
+    for total in range(13 * 255 + 1):
+        centre = max(total // 13, -(-(total - 8 * 255) // 5))  # the neighbours hold at most 8·255
+        rest = total - 5 * centre
+        around = np.full(8, rest // 8) + (np.arange(8) < rest % 8)
+        rng.shuffle(around)
+        tiles.append(np.insert(around, 4, centre).reshape(3, 3))
+    return np.concatenate(tiles, axis=1).astype(np.uint8)[..., None]
+
+
+def test_the_smoothed_level_is_the_integer_quotient_of_the_float32_filter():
+    """kernels/pil_ops.cpp's fp_smooth_level: (2·sum + 13) // 26 of the SMOOTH kernel's weighted
+    sum, against the reference's float32 filter: at every sum from 0 to 13·255 (a tile each),
+    over noise, and on the constant images of every level."""
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, (400, 400, 1), dtype=np.uint8)
+    levels = np.repeat(np.arange(256, dtype=np.uint8), 9).reshape(256, 3, 3, 1)
+    every = _every_sum()
+    for image in [every, noise, *levels]:
+        x = image[..., 0].astype(np.int64)
+        weighted = sum(np.roll(np.roll(x, dy, 0), dx, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) + 4 * x
+        inner = weighted[1:-1, 1:-1]
+        assert np.array_equal(color.smooth(image)[1:-1, 1:-1, 0], (2 * inner + 13) // 26)
+    assert _weighted_centres(every) == list(range(13 * 255 + 1))
+    assert np.array_equal(  # and the compiled form itself, at every sum (value 0: the smoothed image)
+        np.asarray(pil_native.sharpness(PIL.Image.fromarray(every[..., 0]).copy(), 0.0))[1, 1::3],
+        (2 * np.array(_weighted_centres(every)) + 13) // 26,
+    )
+
+
+def _weighted_centres(tiles: np.ndarray) -> list[int]:
+    x = tiles[..., 0].astype(np.int64)
+    return [int(x[:, 3 * k : 3 * k + 3].sum() + 4 * x[1, 3 * k + 1]) for k in range(x.shape[1] // 3)]
+
+
+@pytest.mark.parametrize("name", ["sharpness", "color"])
+def test_the_native_forms_equal_pils_own_and_the_reference(name):
+    native = getattr(pil_native, name)
+    enhance = {"sharpness": ImageEnhance.Sharpness, "color": ImageEnhance.Color}[name]
+    reference = {"sharpness": color.sharpness, "color": color.color}[name]
+    for image in _images():
+        pixels = np.asarray(image)
+        pixels = pixels[..., None] if image.mode == "L" else pixels
+        for value in (0.0, 0.1, 0.55, 1.0, 1.3, 1.9, 3.0, -0.7):
+            out = native(image, value)
+            assert out is not None and out.mode == image.mode and out.size == image.size
+            assert np.array_equal(np.asarray(out), np.asarray(enhance(image).enhance(value))), (image.size, value)
+            assert np.array_equal(np.asarray(out).reshape(pixels.shape), reference(pixels, value))
+
+
+def test_the_native_forms_decline_what_they_cannot_read():
+    """Memory PIL does not own, another mode: None (the stage then runs PIL's own)."""
+    mapped = PIL.Image.fromarray(photo_batch(1, 8, 8)[0][..., 0])  # 2-D: on the array's memory
+    assert mapped.readonly
+    for native in (pil_native.sharpness, pil_native.color):
+        assert native(mapped, 1.5) is None
+        assert native(PIL.Image.new("RGBA", (4, 4)), 1.5) is None
+
+
+def test_the_vector_lookup_equals_the_byte_loop_and_pils_point():
+    """64 bytes at a time (where the CPU has AVX-512 VBMI) and byte by byte: the same bytes as
+    ``img.point``, every size's tail included; tables whose entries differ between the halves
+    (0-127, 128-255) and between bands."""
+    rng = np.random.default_rng(11)
+    for image in _images():
+        bands = len(image.getbands())
+        for table in (rng.integers(0, 256, (bands, 256)), 255 - np.tile(np.arange(256), (bands, 1))):
+            table = table.astype(np.uint8)
+            fast, slow = pil_pixels.lookup(image, table), pil_pixels.lookup(image, table, vector=False)
+            expected = np.asarray(image.point(table.ravel().tolist()))
+            assert np.array_equal(np.asarray(fast), expected) and np.array_equal(np.asarray(slow), expected)
+
+
+def test_the_grey_sum_is_the_grey_images():
+    for image in _images():
+        assert pil_pixels.grey_sum(image) == int(np.asarray(image.convert("L"), np.int64).sum()), image.size
