@@ -129,7 +129,8 @@ def test_the_pil_stages_table_and_native_forms_are_exact(photos, monkeypatch):
     ops through pil_native (counted)."""
     assert {"AutoContrast", "Equalize", "Contrast", "Brightness", "Sharpness", "Color"} <= set(_FAST)
     made: list = []
-    for module, name in ((pil_pixels, "lookup"), (pil_pixels, "grey_sum"), (pil_native, "sharpness"), (pil_native, "color")):
+    forms = ((pil_pixels, "lookup"), (pil_pixels, "grey_sum"), (pil_native, "sharpness"), (pil_native, "color"))
+    for module, name in forms:
         monkeypatch.setattr(module, name, _counted(getattr(module, name), made, name))
     monkeypatch.setattr(pil_stage, "NATIVE_FORMS", {"Sharpness": pil_native.sharpness, "Color": pil_native.color})
     pil_stage._read_registry()

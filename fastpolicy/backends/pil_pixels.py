@@ -248,4 +248,17 @@ def from_array(pixels: np.ndarray) -> PIL.Image.Image | None:
     return _image_from(pixels.ctypes.data, pixels.strides[1], pixels.strides[2], height, width, channels)
 
 
-__all__ = ["BANDS", "BYTES", "from_array", "extremes", "from_planes", "grey_sum", "histogram", "lookup", "memory", "to_array", "to_planes", "vector_lookup"]
+__all__ = [
+    "BANDS",
+    "BYTES",
+    "extremes",
+    "from_array",
+    "from_planes",
+    "grey_sum",
+    "histogram",
+    "lookup",
+    "memory",
+    "to_array",
+    "to_planes",
+    "vector_lookup",
+]
