@@ -53,8 +53,7 @@ class OpSpec:
         magnitudes: search-space name → :class:`Magnitude` (None: the op takes no
             magnitude). An op belongs to exactly the spaces named here.
         stats: per-image statistic the op needs before it can be applied: None,
-            ``"minmax"`` (each channel's lowest and highest level: a table of this kind reads
-            only those of the histogram it is given), ``"histogram"`` or ``"mean"``.
+            ``"minmax"``, ``"histogram"`` or ``"mean"``.
         needs: extra per-sample input: None, ``"center"`` (a position, Cutout) or
             ``"partner"`` (another image of the batch, SamplePairing).
         tolerance: the tested bound of ``reference`` against PIL.

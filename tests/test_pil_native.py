@@ -1,6 +1,6 @@
-"""The pil stage's compiled forms (:mod:`fastpolicy.backends.pil_native`: Sharpness and Color;
-:mod:`fastpolicy.backends.pil_pixels`: the vector table lookup, the grey sum) against the
-reference and PIL, and the arithmetic they rest on. The forms as the stage runs them, on
+"""The pil stage's compiled forms (:mod:`fastpolicy.backends.pil_native`: Sharpness, Color,
+Equalize, AutoContrast, Contrast; :mod:`fastpolicy.backends.pil_pixels`: the vector table
+lookup) against the reference and PIL, and the arithmetic they rest on. The forms as the stage runs them, on
 photos, tiny images and the fallbacks: tests/test_pil_pixels.py."""
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import PIL.Image
 import pytest
-from PIL import ImageEnhance
+from PIL import ImageEnhance, ImageOps
 
-from fastpolicy.backends import pil_native, pil_pixels
+from fastpolicy.backends import pil_native, pil_pixels, pil_stage
 from fastpolicy.backends.kernel_build import host_compiler
 from fastpolicy.data.photo_tree import photo_batch
 from fastpolicy.reference import color
+from fastpolicy.registry import OPS
 
 pytestmark = pytest.mark.skipif(
     host_compiler() is None or not hasattr(PIL.Image.Image, "__arrow_c_array__"),
@@ -23,13 +24,15 @@ pytestmark = pytest.mark.skipif(
 
 def _images() -> list[PIL.Image.Image]:
     """Photos (RGB and L), noise (every level next to every other), a constant image, odd and
-    tiny sizes, and one past 2^16 pixels (the grey sum's partial sums)."""
+    tiny sizes, and one past 2^16 pixels (the grey sum's partial sums), one of a single level
+    per band but not the same level."""
     rng = np.random.default_rng(7)
     arrays = [
         *photo_batch(2, 61, 45),
         photo_batch(1, 300, 301)[0],
         rng.integers(0, 256, (37, 53, 3), dtype=np.uint8),
         np.full((9, 7, 3), 255, np.uint8),
+        np.broadcast_to(np.array([3, 200, 77], np.uint8), (6, 11, 3)).copy(),
         photo_batch(1, 3, 3)[0],
         photo_batch(1, 2, 5)[0],
         photo_batch(1, 1, 1)[0],
@@ -78,26 +81,47 @@ def _weighted_centres(tiles: np.ndarray) -> list[int]:
     return [int(x[:, 3 * k : 3 * k + 3].sum() + 4 * x[1, 3 * k + 1]) for k in range(x.shape[1] // 3)]
 
 
-@pytest.mark.parametrize("name", ["sharpness", "color"])
+_OP_NAMES = {form.__name__: op for op, form in pil_stage.NATIVE_FORMS.items()}
+"""Each native form's op (the stage's own table)."""
+_PILS = {
+    "sharpness": lambda image, value: ImageEnhance.Sharpness(image).enhance(value),
+    "color": lambda image, value: ImageEnhance.Color(image).enhance(value),
+    "contrast": lambda image, value: ImageEnhance.Contrast(image).enhance(value),
+    "equalize": lambda image, value: ImageOps.equalize(image),
+    "autocontrast": lambda image, value: ImageOps.autocontrast(image),
+}
+
+
+def test_every_native_form_is_the_stages():
+    assert sorted(_OP_NAMES) == sorted(pil_native.__all__)
+
+
+@pytest.mark.parametrize("name", pil_native.__all__)
 def test_the_native_forms_equal_pils_own_and_the_reference(name):
+    """Every form on every image of :func:`_images`, at values in and past the ops' ranges; the
+    table ops with the lookup 64 bytes at a time (where the CPU can) and byte by byte."""
     native = getattr(pil_native, name)
-    enhance = {"sharpness": ImageEnhance.Sharpness, "color": ImageEnhance.Color}[name]
-    reference = {"sharpness": color.sharpness, "color": color.color}[name]
     for image in _images():
         pixels = np.asarray(image)
         pixels = pixels[..., None] if image.mode == "L" else pixels
-        for value in (0.0, 0.1, 0.55, 1.0, 1.3, 1.9, 3.0, -0.7):
-            out = native(image, value)
-            assert out is not None and out.mode == image.mode and out.size == image.size
-            assert np.array_equal(np.asarray(out), np.asarray(enhance(image).enhance(value))), (image.size, value)
-            assert np.array_equal(np.asarray(out).reshape(pixels.shape), reference(pixels, value))
+        for value in (
+            (0.0, 0.1, 0.55, 1.0, 1.3, 1.9, 3.0, -0.7) if name in ("sharpness", "color", "contrast") else (0.0,)
+        ):
+            expected = OPS[_OP_NAMES[name]].reference(pixels, value)
+            assert np.array_equal(np.asarray(_PILS[name](image, value)).reshape(expected.shape), expected)
+            runs = [native(image, value)]
+            if name not in ("sharpness", "color"):
+                runs.append(native(image, value, vector=False))
+            for out in runs:
+                assert out is not None and out.mode == image.mode and out.size == image.size
+                assert np.array_equal(np.asarray(out).reshape(expected.shape), expected), (name, image.size, value)
 
 
 def test_the_native_forms_decline_what_they_cannot_read():
     """Memory PIL does not own, another mode: None (the stage then runs PIL's own)."""
     mapped = PIL.Image.fromarray(photo_batch(1, 8, 8)[0][..., 0])  # 2-D: on the array's memory
     assert mapped.readonly
-    for native in (pil_native.sharpness, pil_native.color):
+    for native in (getattr(pil_native, name) for name in pil_native.__all__):
         assert native(mapped, 1.5) is None
         assert native(PIL.Image.new("RGBA", (4, 4)), 1.5) is None
 
@@ -114,8 +138,3 @@ def test_the_vector_lookup_equals_the_byte_loop_and_pils_point():
             fast, slow = pil_pixels.lookup(image, table), pil_pixels.lookup(image, table, vector=False)
             expected = np.asarray(image.point(table.ravel().tolist()))
             assert np.array_equal(np.asarray(fast), expected) and np.array_equal(np.asarray(slow), expected)
-
-
-def test_the_grey_sum_is_the_grey_images():
-    for image in _images():
-        assert pil_pixels.grey_sum(image) == int(np.asarray(image.convert("L"), np.int64).sum()), image.size

@@ -1,12 +1,14 @@
-"""Sharpness and Color on PIL images' own memory: the ``pil`` stage's native forms of the two
-ops whose PIL operations are slowest per pixel (``ImageEnhance``: a filter or a grey
-conversion, then a float blend, each a new image).
+"""The ``pil`` stage's native forms: Sharpness, Color, Equalize, AutoContrast and Contrast on
+PIL images' own memory, each one compiled call from the image to a new one.
 
-A small compiled library (``kernels/pil_ops.cpp``, the kernels' own pixel rules from
-``kernels/common.cuh``) reads the image's memory as :mod:`.pil_pixels` exports it and writes a
-new image's, in one pass. Each function returns None where that path does not apply (no
-compiler, an image of another mode or in several memory blocks: :func:`.pil_pixels.memory`),
-and the caller runs PIL's own operation: the same pixels, slower.
+PIL's own forms of these are its slowest per pixel: ``ImageEnhance`` filters or converts the
+image, then blends it in float, each step a new image; ``ImageOps`` counts a histogram, builds
+its table in Python, and maps the image. A small compiled library (``kernels/pil_ops.cpp``: the
+kernels' pixel rules from ``kernels/common.cuh``, the tables as the reference builds them,
+``kernels/pil_levels.hpp``'s counting and lookup) reads the image's memory as
+:mod:`.pil_pixels` exports it and writes a new image's. Each function returns None where that
+path does not apply (no compiler, an image of another mode or in several memory blocks:
+:func:`.pil_pixels.memory`), and the caller runs another form: the same pixels, slower.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ def _declare(library) -> None:
     pointer, integer = ctypes.c_void_p, ctypes.c_int
     library.fp_pil_sharpness.argtypes = [pointer, pointer, integer, integer, integer, ctypes.c_float]
     library.fp_pil_color.argtypes = [pointer, pointer, ctypes.c_int64, integer, ctypes.c_float]
-    for function in (library.fp_pil_sharpness, library.fp_pil_color):
+    library.fp_pil_equalize.argtypes = [pointer, pointer, ctypes.c_int64, integer, integer]
+    library.fp_pil_autocontrast.argtypes = [pointer, pointer, ctypes.c_int64, integer, integer]
+    library.fp_pil_contrast.argtypes = [pointer, pointer, ctypes.c_int64, integer, ctypes.c_float, integer]
+    for function in (
+        library.fp_pil_sharpness,
+        library.fp_pil_color,
+        library.fp_pil_equalize,
+        library.fp_pil_autocontrast,
+        library.fp_pil_contrast,
+    ):
         function.restype = None
 
 
@@ -34,7 +45,7 @@ _HELPER = HostLibrary(
     _OPTIONS,
     "pil_ops",
     _declare,
-    "the native Sharpness and Color of the pil stage",
+    "the pil stage's native forms",
     "PIL's own operations run instead (the same pixels, slower)",
     quiet_without_compiler=True,  # a machine without a compiler is supported: PIL's own, silently
 )
@@ -73,4 +84,38 @@ def color(img: PIL.Image.Image, value: float) -> PIL.Image.Image | None:
     return out
 
 
-__all__ = ["color", "sharpness"]
+def equalize(img: PIL.Image.Image, value: float = 0.0, *, vector: bool = True) -> PIL.Image.Image | None:
+    """A new image: ``ImageOps.equalize(img)`` (mode L or RGB; ``value`` unused), or None.
+    ``vector``: the lookup 64 bytes at a time where the CPU can (:func:`.pil_pixels.lookup`)."""
+    pair = _pair(img)
+    if pair is None:
+        return None
+    library, source, out, target = pair
+    library.fp_pil_equalize(source[1], target[1], img.size[0] * img.size[1], pil_pixels.BYTES[img.mode], vector)
+    return out
+
+
+def autocontrast(img: PIL.Image.Image, value: float = 0.0, *, vector: bool = True) -> PIL.Image.Image | None:
+    """A new image: ``ImageOps.autocontrast(img)`` (cutoff 0; mode L or RGB; ``value`` unused),
+    or None. ``vector`` as :func:`equalize`."""
+    pair = _pair(img)
+    if pair is None:
+        return None
+    library, source, out, target = pair
+    library.fp_pil_autocontrast(source[1], target[1], img.size[0] * img.size[1], pil_pixels.BYTES[img.mode], vector)
+    return out
+
+
+def contrast(img: PIL.Image.Image, value: float, *, vector: bool = True) -> PIL.Image.Image | None:
+    """A new image: ``ImageEnhance.Contrast(img).enhance(value)`` (mode L or RGB), or None.
+    ``vector`` as :func:`equalize`."""
+    pair = _pair(img)
+    if pair is None:
+        return None
+    library, source, out, target = pair
+    pixels = img.size[0] * img.size[1]
+    library.fp_pil_contrast(source[1], target[1], pixels, pil_pixels.BYTES[img.mode], value, vector)
+    return out
+
+
+__all__ = ["autocontrast", "color", "contrast", "equalize", "sharpness"]

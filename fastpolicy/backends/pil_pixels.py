@@ -59,10 +59,6 @@ def _declare(library) -> None:
     size, pointer = ctypes.c_int64, ctypes.c_void_p
     library.fp_pixels_histogram.argtypes = [pointer, size, ctypes.c_int, ctypes.c_int, pointer]
     library.fp_pixels_lut.argtypes = [pointer, pointer, size, ctypes.c_int, ctypes.c_int, pointer, ctypes.c_int]
-    library.fp_pixels_grey_sum.argtypes = [pointer, size]
-    library.fp_pixels_grey_sum.restype = size
-    library.fp_pixels_extremes.argtypes = [pointer, size, ctypes.c_int, pointer, pointer]
-    library.fp_pixels_extremes.restype = None
     library.fp_pixels_lut_vectorized.argtypes, library.fp_pixels_lut_vectorized.restype = [], ctypes.c_int
     library.fp_pixels_copy.argtypes = [pointer, size, size, pointer, size, size, size, ctypes.c_int, ctypes.c_int]
     for function in (library.fp_pixels_histogram, library.fp_pixels_lut, library.fp_pixels_copy):
@@ -131,31 +127,6 @@ def vector_lookup() -> bool:
     without the helper)."""
     library = _library()
     return library is not None and bool(library.fp_pixels_lut_vectorized())
-
-
-def extremes(img: PIL.Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(low, high)``, uint8 [bands] each: every band's lowest and highest level, or None."""
-    library = _library()
-    source = None if library is None else memory(img)
-    if library is None or source is None:
-        return None
-    bands = BANDS[img.mode]
-    low, high = np.empty(bands, np.uint8), np.empty(bands, np.uint8)
-    library.fp_pixels_extremes(source[1], img.size[0] * img.size[1], BYTES[img.mode], low.ctypes.data, high.ctypes.data)
-    return low, high
-
-
-def grey_sum(img: PIL.Image.Image) -> int | None:
-    """The sum of ``img``'s grey levels (an RGB image's as ``img.convert("L")`` has them; an L
-    image's own), or None."""
-    library = _library()
-    source = None if library is None else memory(img)
-    if library is None or source is None:
-        return None
-    if img.mode == "L":
-        counts = histogram(img)
-        return None if counts is None else int((counts[0] * np.arange(256)).sum())
-    return int(library.fp_pixels_grey_sum(source[1], img.size[0] * img.size[1]))
 
 
 def lookup(img: PIL.Image.Image, table: np.ndarray, *, vector: bool = True) -> PIL.Image.Image | None:
@@ -251,10 +222,8 @@ def from_array(pixels: np.ndarray) -> PIL.Image.Image | None:
 __all__ = [
     "BANDS",
     "BYTES",
-    "extremes",
     "from_array",
     "from_planes",
-    "grey_sum",
     "histogram",
     "lookup",
     "memory",

@@ -2,7 +2,7 @@
 calls of AutoAugment's original code (``ImageOps``, ``ImageEnhance``, ``Image.transform`` /
 ``Image.rotate`` with NEAREST and a fill colour, ``Image.blend``) — except where a faster form
 gives the same pixels: the table ops map the reference's table over the image's own memory
-(:mod:`.pil_pixels`), and Sharpness and Color run one compiled pass over it
+(:mod:`.pil_pixels`), and the slowest ops run one compiled call over it
 (:data:`NATIVE_FORMS`, :mod:`.pil_native`). Where those do not apply (no compiler, an old
 Pillow, an image in several memory blocks) PIL's own operations run.
 
@@ -126,24 +126,14 @@ the image's statistic."""
 
 def _statistic(img: PIL.Image.Image, kind: str):
     """What a table op of registry ``stats`` ``kind`` reads of ``img``, counted over its own
-    memory: the per-band histogram (``"histogram"``), its occupied extremes (``"minmax"``: a
-    histogram with each band's lowest and highest level counted once, all a table of that kind
-    reads of it — AutoContrast's), or the grey mean (``"mean"``, of ``img.convert("L")`` as
-    ``ImageEnhance.Contrast`` takes it, summed without making that image); None where
+    memory: the per-band histogram (``"minmax"``, ``"histogram"``) or the grey mean
+    (``"mean"``, of ``img.convert("L")`` as ``ImageEnhance.Contrast`` takes it); None where
     :mod:`.pil_pixels` does not apply."""
-    if kind == "histogram":
+    if kind in ("minmax", "histogram"):
         return pil_pixels.histogram(img)
-    if kind == "minmax":
-        found = pil_pixels.extremes(img)
-        if found is None:
-            return None
-        occupied = np.zeros((len(found[0]), 256), np.int64)
-        for level in found:
-            occupied[np.arange(len(level)), level] = 1
-        return occupied
     if kind == "mean":
-        total = pil_pixels.grey_sum(img)
-        return None if total is None else color.level_mean(total, img.size[0] * img.size[1])
+        counts = pil_pixels.histogram(img if img.mode == "L" else img.convert("L"))
+        return None if counts is None else color.histogram_mean(counts[0])
     return None
 
 
@@ -181,11 +171,13 @@ def _lookup(spec, own: Callable[..., PIL.Image.Image]) -> Callable[..., PIL.Imag
 NATIVE_FORMS: dict[str, Callable[[PIL.Image.Image, float], PIL.Image.Image | None]] = {
     "Sharpness": pil_native.sharpness,
     "Color": pil_native.color,
+    "Equalize": pil_native.equalize,
+    "AutoContrast": pil_native.autocontrast,
+    "Contrast": pil_native.contrast,
 }
-"""Ops the PIL stage runs through :mod:`.pil_native` (one compiled pass over the image's own
-memory) where it builds: PIL's ``ImageEnhance`` forms of these filter or convert the image,
-then blend it in float, each step a new image. Each form returns None where it does not apply,
-and PIL's own operation runs."""
+"""Ops the PIL stage runs through :mod:`.pil_native` (one compiled call from the image's own
+memory to a new image's) where it builds. Each form returns None where it does not apply, and
+the op's other form runs (a table op's :func:`_lookup`, else PIL's own)."""
 
 
 def _native(spec, own: Callable[..., PIL.Image.Image]) -> Callable[..., PIL.Image.Image]:
@@ -205,11 +197,8 @@ def _form(name: str) -> Callable[..., PIL.Image.Image]:
     spec = OPS[name]
     if name not in PIL_OPS:
         return _registered(spec)
-    if name in NATIVE_FORMS:
-        return _native(spec, PIL_OPS[name])
-    if spec.kind == "lut" and hasattr(spec.reference, "lut"):
-        return _lookup(spec, PIL_OPS[name])
-    return PIL_OPS[name]
+    form = _lookup(spec, PIL_OPS[name]) if spec.kind == "lut" and hasattr(spec.reference, "lut") else PIL_OPS[name]
+    return _native(spec, form) if name in NATIVE_FORMS else form
 
 
 _BY_ID: list[Callable[..., PIL.Image.Image]] = []

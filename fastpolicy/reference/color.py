@@ -123,13 +123,7 @@ def grey_mean(image: np.ndarray) -> int:
 def histogram_mean(hist: np.ndarray) -> int:
     """The mean level of a one-band histogram (int64[256]) rounded half up, as
     ``int(ImageStat.Stat(image).mean[0] + 0.5)``."""
-    return level_mean(int((hist * _IDENTITY).sum()), int(hist.sum()))
-
-
-def level_mean(total: int, count: int) -> int:
-    """The mean level of ``count`` pixels whose levels sum to ``total``, rounded half up as
-    :func:`histogram_mean` (float64 division)."""
-    return int(float(total) / float(count) + 0.5)
+    return int(float((hist * _IDENTITY).sum()) / float(hist.sum()) + 0.5)
 
 
 def contrast_lut(image: np.ndarray, value: float, statistic: int | None = None) -> np.ndarray:
