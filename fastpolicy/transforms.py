@@ -13,7 +13,7 @@ takes their arguments (``PolicyAugment(AutoAugmentPolicy.CIFAR10)``,
 their inputs (PIL images, uint8 or float tensors ``[..., C, H, W]``, ``tv_tensors.Image`` and
 ``tv_tensors.Video``). Each image gets its own sub-policy (each video one, across its frames).
 On the CPU the ops run on PIL images (the ``"pil"`` stage: PIL's own operations, table ops
-over the image's own memory, Sharpness through the native kernels; a PIL image is never
+over the image's own memory, the slowest ops as one compiled call each; a PIL image is never
 converted); CUDA batches go through the fused kernels. Both equal the registry's reference
 pixel for pixel. Randomness comes from torch's global generator, so ``torch.manual_seed``
 makes a run reproducible and every ``DataLoader`` worker draws its own stream — or from the

@@ -1,10 +1,12 @@
-// Sharpness and Color on PIL images' own memory (host-only): the `pil` stage's native forms of
-// these two ops (fastpolicy/backends/pil_native.py builds this with g++ and calls it through
-// ctypes). An "L" image is one byte per pixel, an "RGB" image four (R, G, B and a padding byte),
-// rows back to back. The pixel rules are the kernels' own (common.cuh: fp_blend, PIL's float32
-// blend; fp_luminance, PIL's grey), so each op's arithmetic is the reference's
-// (fastpolicy/reference/color.py) as in every other backend; the loops are written for the CPU
-// (whole rows, vectorized, one variant per instruction set, chosen at load time).
+// The `pil` stage's native forms (host-only): Sharpness, Color, Equalize, AutoContrast and
+// Contrast, each one call from a PIL image's own memory to a new image's
+// (fastpolicy/backends/pil_native.py builds this with g++ and calls it through ctypes). An "L"
+// image is one byte per pixel, an "RGB" image four (R, G, B and a padding byte), rows back to
+// back. The pixel rules are the kernels' own (common.cuh: fp_blend, PIL's float32 blend;
+// fp_luminance, PIL's grey) and the tables are built as the reference builds them
+// (fastpolicy/reference/color.py), so each op's arithmetic is the reference's as in every other
+// backend; the loops are written for the CPU (whole rows, vectorized); counting levels and the
+// table lookup are pil_levels.hpp's.
 #include <cstdint>
 #include <cstring>
 
@@ -16,9 +18,11 @@
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pixels are read as little-endian bytes");
 
+// Each exported function in one variant per instruction set (x86-64 v4, v3, the baseline), the
+// CPU's own chosen when the library loads (g++ 12 or later; else the baseline alone).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define FP_PIL_VARIANTS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#if !defined(__x86_64__)
-#undef FP_PIL_VARIANTS
+#else
 #define FP_PIL_VARIANTS
 #endif
 // The loops an exported function calls are inlined into each of its variants (a function

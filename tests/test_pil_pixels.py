@@ -172,7 +172,8 @@ def test_where_the_forms_fall_back_to_pils_own(photos):
 @needs_compiler
 def test_native_launches_from_several_threads_at_once(photos):
     """The host build's launch geometry is per thread: the native stage's batches and the PIL
-    stage's Sharpness, run from four threads together, equal the same calls one at a time."""
+    stage's Sharpness (its compiled form), run from four threads together, equal the same calls
+    one at a time."""
     from fastpolicy.backends.kernel_stage import KernelPolicyStage
     from fastpolicy.policies import resolve
     from fastpolicy.sampling import sample_policies

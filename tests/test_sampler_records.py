@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fastpolicy.backends import pil_stage
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
@@ -348,14 +350,17 @@ def test_the_final_host_time_runs_are_the_records():
         assert f"{label} {min(values):.2f}–{max(values):.2f}" in text, part
 
 
-def test_the_readme_quotes_the_forms_per_call_range():
-    us, codes = _medians(_load("transform_overhead_cpu_2026-12-07_forms.json"))
+def test_the_readme_quotes_the_native_forms_per_call_range():
+    us, codes = _medians(_load("transform_overhead_cpu_2026-12-07_pil_native.json"))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for kind in ("PIL", "tensor"):
         ratios = [
             us[codes["after"], f"{theirs}, {kind}"] / us[codes["after"], f"{ours}, {kind}"] for ours, theirs in _CALLS
         ]
         assert f"{min(ratios):.2f}–{max(ratios):.2f}×" in readme, kind
+    medians = _dataloader_ratios([f"bench_cpu_transform_2026-12-07_pil_native{i}.json" for i in (1, 2, 3)])
+    assert all(statistics.median(runs) < 1 for runs in medians.values())
+    assert "is not slower in a\n  2-worker `DataLoader`" in readme
 
 
 def test_the_other_host_time_runs_are_the_records():
@@ -448,3 +453,65 @@ def test_the_sampling_ahead_ab_runs_are_the_records():
         median = statistics.median(row["host_ms_per_batch"] for row in rows)
         shown = f"**{median:.2f}**" if words == "with" else f"{median:.2f}"
         assert f"{words} {_hosts(rows)} ms (median {shown}; sampling {_span(rows, 'sample')} ms)" in text
+
+
+def test_the_native_forms_per_call_ratios_are_the_record():
+    record = _load("transform_overhead_cpu_2026-12-07_pil_native.json")
+    us, codes = _medians(record)
+    text = _bullet("Per call, the issue's measure")
+    assert record["commits"] == {"before": "38c0ce0", "after": "ed9d129"} and "ed9d129" in text
+    assert record["machine"]["load_average_at_start"][0] < 0.5
+    assert _policy_ratios(us, codes["after"]) in _flat(text)
+    for ours, theirs in _CALLS:
+        for kind in ("PIL", "tensor"):
+            after = us[codes["after"], f"{theirs}, {kind}"] / us[codes["after"], f"{ours}, {kind}"]
+            before = us[codes["before"], f"{theirs}, {kind}"] / us[codes["before"], f"{ours}, {kind}"]
+            assert f"{before:.2f}" in text and after >= 2.0, (ours, kind)  # "met on both input kinds"
+
+
+def test_the_native_forms_photo_ratios_and_verdict_are_the_record():
+    result, text = _verdict_record(
+        "per_call_native",
+        "per_call_native_cpu_2026-12-07_pil_native.json",
+        "On real photos",
+        "us_per_call",
+        ("speedup_over_torchvision", "goal", "verdict"),
+    )
+    for policy in ("autoaugment", "randaugment", "trivialaugment_wide"):
+        for kind in ("pil", "tensor"):
+            assert f"**{result['speedup_over_torchvision'][policy][kind]['pil_path']:.2f}×**" in text
+    assert result["verdict"] == "met" and "Verdict: met" in text
+
+
+def test_the_native_per_op_forms_are_the_record():
+    result, text = _verdict_record(
+        "pil_forms",
+        "pil_forms_cpu_2026-12-07_native.json",
+        "Per op, the compiled forms",
+        None,
+        ("fixed_us", "bound", "measured", "goal", "verdict"),
+    )
+    assert result["verdict"].startswith("met") and f"**{result['measured']:.2f}×**" in text
+    calls = result["calls"]
+    assert f"{calls['ours']:.1f} against {calls['torchvision']:.1f} µs" in text
+    assert f"{result['fixed_us']:.1f} µs" in text
+    paths = {name: row["path"] for name, row in result["ops"].items()}
+    assert {name for name, path in paths.items() if path == "native"} == set(pil_stage.NATIVE_FORMS)
+    for name, row in result["ops"].items():
+        if row["path"] != "own":
+            assert f"{name} " in text and f"{row['own'] / row['form']:.2f}×" in text, name
+
+
+def test_the_native_forms_dataloader_runs_are_the_records():
+    text = _flat(_bullet("In a 2-worker DataLoader, the compiled forms"))
+    names = [f"bench_cpu_transform_2026-12-07_pil_native{i}.json" for i in (1, 2, 3)]
+    loads = [_load(name)["machine"]["load_average_at_start"][0] for name in names]
+    assert all(_load(name)["commit"][:7] == "ed9d129" for name in names) and "ed9d129" in text
+    assert ", ".join(f"{load:.2f}".rstrip("0") for load in loads) in text.replace(" and ", ", ")
+    ratios = _dataloader_ratios(names)
+    assert len(ratios) == 6
+    for case, runs in ratios.items():
+        assert f"{', '.join(f'{r:.2f}' for r in runs)} (median **{statistics.median(runs):.2f}**)" in text, case
+        assert statistics.median(runs) < 1, case  # "never slower" met
+    pil = [r for case, runs in ratios.items() if case.endswith("PIL input") for r in runs]
+    assert (len(pil), sum(r > 1 for r in pil)) == (9, 2) and "two of nine above 1" in text
