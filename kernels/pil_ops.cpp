@@ -19,8 +19,9 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pixels are read as little-endian bytes");
 
 // Each exported function in one variant per instruction set (x86-64 v4, v3, the baseline), the
-// CPU's own chosen when the library loads (g++ 12 or later; else the baseline alone).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+// CPU's own chosen when the library loads (g++ 12 or later; else, or with -DFP_PIL_BASELINE, the
+// baseline alone).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && !defined(FP_PIL_BASELINE)
 #define FP_PIL_VARIANTS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FP_PIL_VARIANTS

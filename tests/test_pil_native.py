@@ -138,3 +138,21 @@ def test_the_vector_lookup_equals_the_byte_loop_and_pils_point():
             fast, slow = pil_pixels.lookup(image, table), pil_pixels.lookup(image, table, vector=False)
             expected = np.asarray(image.point(table.ravel().tolist()))
             assert np.array_equal(np.asarray(fast), expected) and np.array_equal(np.asarray(slow), expected)
+
+
+def test_the_baseline_build_gives_the_same_pixels(monkeypatch):
+    """Built without the instruction-set variants (``-DFP_PIL_BASELINE``, what a compiler
+    without ``target_clones`` builds), every form gives the same pixels."""
+    default = pil_native._HELPER.get()._name
+    monkeypatch.setenv("CXX", "g++ -DFP_PIL_BASELINE")
+    monkeypatch.setattr(pil_native._HELPER, "loaded", [])  # build again, with that command
+    assert pil_native._HELPER.get()._name != default  # another library: the command is in its name
+    images = [image for image in _images() if image.size[0] * image.size[1] < 20000]
+    for name in pil_native.__all__:
+        for image in images:
+            pixels = np.asarray(image)
+            pixels = pixels[..., None] if image.mode == "L" else pixels
+            out = getattr(pil_native, name)(image, 1.3)
+            assert out is not None, name
+            expected = OPS[_OP_NAMES[name]].reference(pixels, 1.3)
+            assert np.array_equal(np.asarray(out).reshape(expected.shape), expected), (name, image.size)
