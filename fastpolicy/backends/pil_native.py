@@ -51,71 +51,50 @@ _HELPER = HostLibrary(
 )
 
 
-def _pair(img: PIL.Image.Image):
-    """``(library, source memory, new image, its memory)``, or None where this path does not apply."""
+def _apply(img: PIL.Image.Image, call) -> PIL.Image.Image | None:
+    """A new image of ``img``'s mode and size, written by ``call(library, source, target,
+    pixels, pixel_bytes)`` (the two images' addresses, ``img``'s pixel count and bytes per
+    pixel); None where this path does not apply (``call`` not run). Both images' exports are
+    held until ``call`` returns."""
     library = _HELPER.get()
     source = None if library is None else pil_pixels.memory(img)
     if source is None:
         return None
     out = PIL.Image.new(img.mode, img.size)
     target = pil_pixels.memory(out)
-    return None if target is None else (library, source, out, target)
+    if target is None:
+        return None
+    call(library, source[1], target[1], img.size[0] * img.size[1], pil_pixels.BYTES[img.mode])
+    return out
 
 
 def sharpness(img: PIL.Image.Image, value: float) -> PIL.Image.Image | None:
     """A new image: ``ImageEnhance.Sharpness(img).enhance(value)`` (mode L or RGB), or None."""
-    pair = _pair(img)
-    if pair is None:
-        return None
-    library, source, out, target = pair
     width, height = img.size
-    library.fp_pil_sharpness(source[1], target[1], width, height, pil_pixels.BYTES[img.mode], value)
-    return out
+    return _apply(img, lambda lib, src, dst, _, size: lib.fp_pil_sharpness(src, dst, width, height, size, value))
 
 
 def color(img: PIL.Image.Image, value: float) -> PIL.Image.Image | None:
     """A new image: ``ImageEnhance.Color(img).enhance(value)`` (mode L or RGB), or None."""
-    pair = _pair(img)
-    if pair is None:
-        return None
-    library, source, out, target = pair
-    width, height = img.size
-    library.fp_pil_color(source[1], target[1], width * height, pil_pixels.BYTES[img.mode], value)
-    return out
+    return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_color(src, dst, pixels, size, value))
 
 
 def equalize(img: PIL.Image.Image, value: float = 0.0, *, vector: bool = True) -> PIL.Image.Image | None:
     """A new image: ``ImageOps.equalize(img)`` (mode L or RGB; ``value`` unused), or None.
     ``vector``: the lookup 64 bytes at a time where the CPU can (:func:`.pil_pixels.lookup`)."""
-    pair = _pair(img)
-    if pair is None:
-        return None
-    library, source, out, target = pair
-    library.fp_pil_equalize(source[1], target[1], img.size[0] * img.size[1], pil_pixels.BYTES[img.mode], vector)
-    return out
+    return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_equalize(src, dst, pixels, size, vector))
 
 
 def autocontrast(img: PIL.Image.Image, value: float = 0.0, *, vector: bool = True) -> PIL.Image.Image | None:
     """A new image: ``ImageOps.autocontrast(img)`` (cutoff 0; mode L or RGB; ``value`` unused),
     or None. ``vector`` as :func:`equalize`."""
-    pair = _pair(img)
-    if pair is None:
-        return None
-    library, source, out, target = pair
-    library.fp_pil_autocontrast(source[1], target[1], img.size[0] * img.size[1], pil_pixels.BYTES[img.mode], vector)
-    return out
+    return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_autocontrast(src, dst, pixels, size, vector))
 
 
 def contrast(img: PIL.Image.Image, value: float, *, vector: bool = True) -> PIL.Image.Image | None:
     """A new image: ``ImageEnhance.Contrast(img).enhance(value)`` (mode L or RGB), or None.
     ``vector`` as :func:`equalize`."""
-    pair = _pair(img)
-    if pair is None:
-        return None
-    library, source, out, target = pair
-    pixels = img.size[0] * img.size[1]
-    library.fp_pil_contrast(source[1], target[1], pixels, pil_pixels.BYTES[img.mode], value, vector)
-    return out
+    return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_contrast(src, dst, pixels, size, value, vector))
 
 
 __all__ = ["autocontrast", "color", "contrast", "equalize", "sharpness"]
