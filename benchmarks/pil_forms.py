@@ -8,15 +8,15 @@ of TrivialAugmentWide (torchvision's: 14 ops, one per call, uniformly), the valu
 draws, in µs per image:
 
 * ``own`` — PIL's own operation (what torchvision's functional ops run on a PIL image);
-* ``form`` — the ``pil`` stage's form, what ``PolicyAugment`` runs (the reference's table over
-  the image's memory, the native stage for Sharpness, PIL's own elsewhere).
+* ``form`` — the ``pil`` stage's form, what ``PolicyAugment`` runs (a compiled form of
+  ``pil_stage.NATIVE_FORMS``, the reference's table over the image's memory, or PIL's own).
 
 Interleaved (``--rounds`` rounds, own and form alternately per op); medians of the rounds.
 ``bound``, an estimate: TrivialAugmentWide's call at its best — every op whose form did not run
 PIL's own operation here (``path``, found at run time) made free, the others as measured, plus
 ``fixed``, the measured call of a PolicyAugment whose every op is skipped (sampling and
 dispatch) — against torchvision's measured call: about the most a PIL-image drop-in that keeps
-PIL's own geometric ops and Color could reach (per-op times come from runs of one op, so the
+PIL's own operations where ``path`` says "own" could reach (per-op times come from runs of one op, so the
 estimate's error has no known sign). Pre-registered (:data:`GOAL`, :data:`IDLE`): "met" when the
 measured call reaches :data:`GOAL`, else whether the bound does ("out of reach on these forms"
 or "not excluded"); a run that did not start idle is "inconclusive".
@@ -108,12 +108,14 @@ def measure(images: list, calls: int, rounds: int) -> dict:
 
 def _path(name: str, image: PIL.Image.Image) -> str:
     """What op ``name``'s form ran on ``image`` here: ``"table"`` (the reference's table over the
-    image's memory), ``"native"`` (the native stage) or ``"own"`` (PIL's own operation)."""
+    image's memory), ``"native"`` (its compiled form) or ``"own"`` (PIL's own operation)."""
     form, spec = pil_stage._BY_ID[OP_NAMES.index(name)], OPS[name]
     if form is pil_stage.PIL_OPS[name]:
         return "own"
-    if name in pil_stage.NATIVE_FORMS:
-        return "native" if pil_stage.NATIVE_FORMS[name](image, 1.0) is not None else "own"
+    if name in pil_stage.NATIVE_FORMS and pil_stage.NATIVE_FORMS[name](image, 1.0) is not None:
+        return "native"
+    if spec.kind != "lut":
+        return "own"  # a native form that declined: PIL's own ran
     if spec.stats is None:
         return "table" if pil_pixels.lookup(image, np.zeros((3, 256), np.uint8)) is not None else "own"
     return "table" if pil_pixels.histogram(image) is not None else "own"

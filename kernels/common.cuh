@@ -65,9 +65,11 @@ __device__ __forceinline__ const T* fp_field(const fp_u8* packed, const fp_i64* 
 }
 
 // PIL ImagingBlend: float32 first + alpha * (second - first), truncated toward zero, clipped.
+// Clipped as a float, so a sum past the int range (a huge alpha) gives 0 or 255 on the host as
+// on the device (where the conversion saturates), and NaN gives 0.
 __device__ __forceinline__ fp_u8 fp_blend(int first, int second, float alpha) {
     const float t = __fadd_rn((float)first, __fmul_rn(alpha, (float)(second - first)));
-    return (fp_u8)fp_clip8((int)t);
+    return (fp_u8)(!(t > 0.0f) ? 0 : (t >= 255.0f ? 255 : (int)t));
 }
 
 // PIL's RGB -> L conversion.

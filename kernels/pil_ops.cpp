@@ -19,9 +19,11 @@
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pixels are read as little-endian bytes");
 
 // Each exported function in one variant per instruction set (x86-64 v4, v3, the baseline), the
-// CPU's own chosen when the library loads (g++ 12 or later; else, or with -DFP_PIL_BASELINE, the
-// baseline alone).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && !defined(FP_PIL_BASELINE)
+// CPU's own chosen when the library loads: g++ 12 or later on x86-64 glibc; elsewhere, or with
+// -DFP_PIL_BASELINE, the baseline alone.
+// (target_clones needs the GNU C library's ifunc: glibc only.)
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && \
+    !defined(FP_PIL_BASELINE)
 #define FP_PIL_VARIANTS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define FP_PIL_VARIANTS
@@ -34,7 +36,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pixels are read as lit
 // 1 around, 5 in the centre) is `sum`. The reference (and the kernels' apply_sharpness) adds
 // 0.5 and the nine weighted levels (weights 1/13, 5/13) in float32 and truncates; the exact
 // value 0.5 + sum / 13 = (2 sum + 13) / 26 is never an integer (2 sum + 13 is odd) and lies at
-// least 1/26 from one, while the float32 sum is within 1e-4 of it (twelve roundings of values
+// least 1/26 from one, while the float32 sum is within 1e-4 of it (eighteen roundings of values
 // below 256): so the truncation is the integer quotient, exactly (tests/test_pil_native.py
 // checks it against the float32 form over every sum).
 // In 16 bits (2 sum + 13 <= 6643), so that a vector holds twice the lanes.
@@ -42,7 +44,7 @@ FP_PIL_INLINE int fp_smooth_level(uint16_t sum) { return (uint16_t)(2 * sum + 13
 
 // One row of Sharpness: `count` values from `mid` (the row) with `up` and `down` its neighbours,
 // `C` bytes apart horizontally (a pixel's bytes); PIL's padding byte of an RGB image is filtered
-// like a band (it is 255 in every image Pillow makes, so it stays 255).
+// like a band (every byte lane is its own, so the bands' bytes are the same whatever it holds).
 template <int C>
 FP_PIL_INLINE void fp_sharpness_row(const fp_u8* __restrict__ up, const fp_u8* __restrict__ mid,
                                     const fp_u8* __restrict__ down, fp_u8* __restrict__ out, int count, float alpha) {

@@ -339,8 +339,9 @@ _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 
 
 def _included(source: str, folder: Path) -> list[Path]:
-    """The files of ``folder`` that ``source`` includes (``#include "name"``), and theirs, in
-    the order first met; a name not in ``folder`` is left to the compiler."""
+    """The files of ``folder`` that ``source`` includes (``#include "name"``), and theirs, each
+    once, in a fixed order; a name not in ``folder`` (or included with ``<name>``) is left to
+    the compiler and not digested."""
     found: list[Path] = []
     pending = [source]
     while pending:

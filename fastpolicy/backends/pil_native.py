@@ -14,6 +14,7 @@ path does not apply (no compiler, an image of another mode or in several memory 
 from __future__ import annotations
 
 import ctypes
+import math
 
 import PIL.Image
 
@@ -60,7 +61,7 @@ def _apply(img: PIL.Image.Image, call) -> PIL.Image.Image | None:
     source = None if library is None else pil_pixels.memory(img)
     if source is None:
         return None
-    out = PIL.Image.new(img.mode, img.size)
+    out = PIL.Image.new(img.mode, img.size, None)  # not filled: every byte is written
     target = pil_pixels.memory(out)
     if target is None:
         return None
@@ -68,32 +69,46 @@ def _apply(img: PIL.Image.Image, call) -> PIL.Image.Image | None:
     return out
 
 
+def _finite(name: str, value: float) -> float:
+    """``value`` as a float; ValueError naming the op where it is not finite (a blend factor of
+    inf or NaN has no pixels: the reference's float32 sums are NaN)."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name}'s value must be finite, got {value!r}")
+    return float(value)
+
+
 def sharpness(img: PIL.Image.Image, value: float) -> PIL.Image.Image | None:
-    """A new image: ``ImageEnhance.Sharpness(img).enhance(value)`` (mode L or RGB), or None."""
+    """A new image: ``ImageEnhance.Sharpness(img).enhance(value)`` (mode L or RGB), or None.
+    ValueError where ``value`` is not finite (as for :func:`color` and :func:`contrast`)."""
+    value = _finite("Sharpness", value)
     width, height = img.size
     return _apply(img, lambda lib, src, dst, _, size: lib.fp_pil_sharpness(src, dst, width, height, size, value))
 
 
 def color(img: PIL.Image.Image, value: float) -> PIL.Image.Image | None:
     """A new image: ``ImageEnhance.Color(img).enhance(value)`` (mode L or RGB), or None."""
+    value = _finite("Color", value)
     return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_color(src, dst, pixels, size, value))
 
 
 def equalize(img: PIL.Image.Image, value: float = 0.0, *, vector: bool = True) -> PIL.Image.Image | None:
     """A new image: ``ImageOps.equalize(img)`` (mode L or RGB; ``value`` unused), or None.
     ``vector``: the lookup 64 bytes at a time where the CPU can (:func:`.pil_pixels.lookup`)."""
+    vector = bool(vector)
     return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_equalize(src, dst, pixels, size, vector))
 
 
 def autocontrast(img: PIL.Image.Image, value: float = 0.0, *, vector: bool = True) -> PIL.Image.Image | None:
     """A new image: ``ImageOps.autocontrast(img)`` (cutoff 0; mode L or RGB; ``value`` unused),
     or None. ``vector`` as :func:`equalize`."""
+    vector = bool(vector)
     return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_autocontrast(src, dst, pixels, size, vector))
 
 
 def contrast(img: PIL.Image.Image, value: float, *, vector: bool = True) -> PIL.Image.Image | None:
     """A new image: ``ImageEnhance.Contrast(img).enhance(value)`` (mode L or RGB), or None.
     ``vector`` as :func:`equalize`."""
+    value, vector = _finite("Contrast", value), bool(vector)
     return _apply(img, lambda lib, src, dst, pixels, size: lib.fp_pil_contrast(src, dst, pixels, size, value, vector))
 
 
