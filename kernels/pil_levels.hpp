@@ -36,7 +36,6 @@ static inline void fp_count_levels(const uint8_t* px, int64_t pixels, int pixel_
             hist[c * 256 + level] = (int64_t)part[0][c][level] + part[1][c][level] + part[2][c][level] + part[3][c][level];
 }
 
-
 // The table lookup of fp_lookup with AVX-512 VBMI: 64 bytes at a time, each band's 256-entry
 // table as four 64-byte vectors; vpermi2b looks up the low 7 bits of every byte in two of them
 // (entries 0-127 or 128-255) and the top bit picks which. Returns the bytes done (a multiple of
@@ -103,4 +102,3 @@ static inline void fp_lookup(const uint8_t* __restrict__ src, uint8_t* __restric
         for (int c = 0; c < pixel_bytes; ++c)
             dst[p * pixel_bytes + c] = c < bands ? t[c * 256 + src[p * pixel_bytes + c]] : src[p * pixel_bytes + c];
 }
-

@@ -118,7 +118,8 @@ FP_PIL_INLINE void fp_extremes(const uint8_t* __restrict__ px, int64_t pixels, i
     high[0] = (uint8_t)hi0, high[1] = (uint8_t)hi1, high[2] = (uint8_t)hi2;
 }
 
-// The three tables of a table op, one per band (an L image's first only), into `table`.
+// Equalize's table of each band (`bands`: 3, or an L image's 1) into `table` [bands][256], from
+// the bands' histograms `hist` [bands][256].
 FP_PIL_INLINE void fp_equalize_tables(const int64_t* hist, int bands, uint8_t* table) {
     for (int c = 0; c < bands; ++c) {  // color.equalize_lut
         const int64_t* h = hist + c * 256;
@@ -136,6 +137,7 @@ FP_PIL_INLINE void fp_equalize_tables(const int64_t* hist, int bands, uint8_t* t
     }
 }
 
+// AutoContrast's table of each band into `table` [bands][256], from its lowest and highest level.
 FP_PIL_INLINE void fp_autocontrast_tables(const uint8_t* low, const uint8_t* high, int bands, uint8_t* table) {
     for (int c = 0; c < bands; ++c) {  // color.autocontrast_lut: float64, truncated
         const int lo = low[c], hi = high[c];

@@ -27,7 +27,7 @@ import torch
 from .kernel_build import HostLibrary
 
 _SOURCE = "pil_pixels.cpp"
-_OPTIONS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-ffp-contract=off", "-fopenmp-simd")
+_OPTIONS = ("-std=c++17", "-O3", "-fPIC", "-shared")
 BYTES = {"L": 1, "RGB": 4}
 """Bytes per pixel of the modes this path reads (PIL stores RGB with a padding byte)."""
 BANDS = {"L": 1, "RGB": 3}
